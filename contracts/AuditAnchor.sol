@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
+
+/// @title AuditAnchor
+/// @notice Anchors checkpoints `(treeSize, root)` of chainaudit's RFC 9162 Merkle log. Each new
+/// checkpoint must come with an RFC 9162 §2.1.4 consistency proof from the previous one, checked
+/// here with the SHA-256 precompile, so even a stolen anchoring key cannot anchor a rewritten
+/// history. Any contract can verify RFC 9162 §2.1.3 inclusion proofs against an anchored
+/// checkpoint with {verifyInclusion}.
+/// @dev Storage is packed to keep `anchor` cheap (one new slot for the root, and on every second
+/// checkpoint one new slot for two checkpoints' metadata):
+/// - `_head`: bits 0..47 checkpoint count, 48..95 latest tree size, 96..255 a cached holder of
+///   ANCHORER_ROLE (a fast path that saves the cold role lookup; `hasRole` stays authoritative:
+///   the cache is only ever a current holder or zero);
+/// - `_roots[seq]`: the root of checkpoint `seq`;
+/// - `_metas[seq / 2]`: two 128-bit records, checkpoint `seq` at bit `128 * (seq % 2)`, each
+///   `treeSize (48 bits) | blockNumber (40 bits) << 48 | timestamp (40 bits) << 88`.
+/// Tree sizes are therefore limited to 2^48 - 1 leaves. A stored size is never 0, which marks a
+/// checkpoint that exists.
+contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
+    /// @notice The role allowed to call {anchor}.
+    bytes32 public constant ANCHORER_ROLE = keccak256("ANCHORER_ROLE");
+
+    /// @notice The largest tree size a checkpoint can have.
+    uint64 public constant MAX_TREE_SIZE = type(uint48).max;
+
+    uint256 private constant _MASK48 = type(uint48).max;
+    uint256 private constant _MASK40 = type(uint40).max;
+    uint256 private constant _MASK128 = type(uint128).max;
+    uint256 private constant _ANCHORER_SHIFT = 96;
+    uint256 private constant _SIZE_SHIFT = 48;
+
+    uint256 private _head;
+    mapping(uint256 seq => bytes32 root) private _roots;
+    mapping(uint256 pair => uint256 records) private _metas;
+
+    /// @notice Deploys the anchor with `initialAdmin` as default admin (transfers of the admin
+    /// role wait `initialAdminDelay` seconds) and, unless zero, `initialAnchorer` holding
+    /// ANCHORER_ROLE.
+    /// @dev Emits {RoleGranted} events.
+    constructor(uint48 initialAdminDelay, address initialAdmin, address initialAnchorer)
+        AccessControlDefaultAdminRules(initialAdminDelay, initialAdmin)
+    {
+        if (initialAnchorer != address(0)) {
+            _grantRole(ANCHORER_ROLE, initialAnchorer);
+        }
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function anchor(uint64 newSize, bytes32 newRoot, bytes32[] calldata consistencyProof)
+        external
+        returns (uint256 seq)
+    {
+        uint256 head = _head;
+        // Fast path: the caller is the cached anchorer (never address(0), which means "none").
+        uint256 cached = head >> _ANCHORER_SHIFT;
+        if (cached == 0 || cached != uint256(uint160(_msgSender()))) {
+            _checkRole(ANCHORER_ROLE);
+        }
+        seq = head & _MASK48;
+        uint64 previousSize = uint64((head >> _SIZE_SHIFT) & _MASK48);
+        if (newSize <= previousSize) {
+            revert AuditAnchorSizeNotIncreasing(previousSize, newSize);
+        }
+        if (newSize > MAX_TREE_SIZE) {
+            revert AuditAnchorSizeTooLarge(newSize, MAX_TREE_SIZE);
+        }
+        if (seq == 0) {
+            if (consistencyProof.length != 0) {
+                revert AuditAnchorUnexpectedProof(consistencyProof.length);
+            }
+        } else {
+            bytes32 previousRoot = _roots[seq - 1];
+            if (!_isConsistent(previousSize, newSize, previousRoot, newRoot, consistencyProof)) {
+                revert AuditAnchorInconsistentCheckpoint(
+                    previousSize, previousRoot, newSize, newRoot, consistencyProof.length
+                );
+            }
+        }
+
+        _roots[seq] = newRoot;
+        uint256 record = uint256(newSize) | ((block.number & _MASK40) << 48) | ((block.timestamp & _MASK40) << 88);
+        if (seq & 1 == 0) {
+            _metas[seq >> 1] = record;
+        } else {
+            _metas[seq >> 1] |= record << 128;
+        }
+        _head = (head & ~(_MASK48 | (_MASK48 << _SIZE_SHIFT))) | (seq + 1) | (uint256(newSize) << _SIZE_SHIFT);
+        emit CheckpointAnchored(seq, newSize, newRoot);
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function verifyInclusion(uint256 checkpointSeq, uint256 leafIndex, bytes32 leafHash, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        uint256 treeSize = _recordOf(checkpointSeq) & _MASK48;
+        if (treeSize == 0) {
+            revert AuditAnchorUnknownCheckpoint(checkpointSeq, _head & _MASK48);
+        }
+        return _isIncluded(leafIndex, treeSize, leafHash, _roots[checkpointSeq], proof);
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function checkpoint(uint256 seq)
+        public
+        view
+        returns (uint64 treeSize, bytes32 root, uint64 blockNumber, uint64 timestamp)
+    {
+        uint256 record = _recordOf(seq);
+        treeSize = uint64(record & _MASK48);
+        if (treeSize == 0) {
+            revert AuditAnchorUnknownCheckpoint(seq, _head & _MASK48);
+        }
+        root = _roots[seq];
+        blockNumber = uint64((record >> 48) & _MASK40);
+        timestamp = uint64((record >> 88) & _MASK40);
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function checkpointCount() public view returns (uint256) {
+        return _head & _MASK48;
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function latestCheckpoint()
+        external
+        view
+        returns (uint256 seq, uint64 treeSize, bytes32 root, uint64 blockNumber, uint64 timestamp)
+    {
+        uint256 count = checkpointCount();
+        if (count == 0) {
+            revert AuditAnchorUnknownCheckpoint(0, 0);
+        }
+        seq = count - 1;
+        (treeSize, root, blockNumber, timestamp) = checkpoint(seq);
+    }
+
+    /// @dev Keeps the cached anchorer in `_head` when ANCHORER_ROLE is granted and none is cached.
+    function _grantRole(bytes32 role, address account) internal virtual override returns (bool granted) {
+        granted = super._grantRole(role, account);
+        if (granted && role == ANCHORER_ROLE) {
+            uint256 head = _head;
+            if (head >> _ANCHORER_SHIFT == 0) {
+                _head = head | (uint256(uint160(account)) << _ANCHORER_SHIFT);
+            }
+        }
+    }
+
+    /// @dev Clears the cached anchorer in `_head` when its ANCHORER_ROLE is revoked or renounced.
+    function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
+        revoked = super._revokeRole(role, account);
+        if (revoked && role == ANCHORER_ROLE) {
+            uint256 head = _head;
+            if (address(uint160(head >> _ANCHORER_SHIFT)) == account) {
+                _head = head & ((uint256(1) << _ANCHORER_SHIFT) - 1);
+            }
+        }
+    }
+
+    /// @dev The packed 128-bit metadata record of checkpoint `seq` (zero when it does not exist).
+    function _recordOf(uint256 seq) private view returns (uint256) {
+        return (_metas[seq >> 1] >> ((seq & 1) << 7)) & _MASK128;
+    }
+
+    /// @dev RFC 9162 §2.1.3.2: whether `proof` proves `leafHash` at `leafIndex` in the tree of
+    /// `treeSize` leaves with root `root`. Requires `treeSize > 0`. Returns false, never reverts,
+    /// on a wrong proof (too short, too long, wrong hashes) or `leafIndex >= treeSize`.
+    function _isIncluded(uint256 leafIndex, uint256 treeSize, bytes32 leafHash, bytes32 root, bytes32[] calldata proof)
+        private
+        view
+        returns (bool ok)
+    {
+        if (leafIndex >= treeSize) {
+            return false;
+        }
+        assembly ("memory-safe") {
+            // Hash input 0x01 || left || right at [buf, buf + 65), past the free memory pointer.
+            let buf := mload(0x40)
+            mstore8(buf, 1)
+            let left := add(buf, 1)
+            let right := add(buf, 33)
+            let fn := leafIndex
+            let sn := sub(treeSize, 1)
+            let r := leafHash
+            ok := 1
+            for {
+                let off := proof.offset
+                let end := add(off, shl(5, proof.length))
+            } lt(off, end) { off := add(off, 0x20) } {
+                if iszero(sn) {
+                    ok := 0
+                    break
+                }
+                switch or(and(fn, 1), eq(fn, sn))
+                case 0 {
+                    mstore(left, r)
+                    mstore(right, calldataload(off))
+                }
+                default {
+                    mstore(left, calldataload(off))
+                    mstore(right, r)
+                    // Skip the levels where this subtree is the last, unpaired node.
+                    for {} and(iszero(and(fn, 1)), iszero(iszero(fn))) {} {
+                        fn := shr(1, fn)
+                        sn := shr(1, sn)
+                    }
+                }
+                if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
+                r := mload(0x00)
+                fn := shr(1, fn)
+                sn := shr(1, sn)
+            }
+            ok := and(ok, and(iszero(sn), eq(r, root)))
+        }
+    }
+
+    /// @dev RFC 9162 §2.1.4.2: whether `proof` proves that the tree `(size2, root2)` extends the
+    /// tree `(size1, root1)`. Requires `0 < size1 < size2`. Returns false on any wrong proof.
+    function _isConsistent(uint256 size1, uint256 size2, bytes32 root1, bytes32 root2, bytes32[] calldata proof)
+        private
+        view
+        returns (bool ok)
+    {
+        if (proof.length == 0) {
+            return false;
+        }
+        assembly ("memory-safe") {
+            let buf := mload(0x40)
+            mstore8(buf, 1)
+            let left := add(buf, 1)
+            let right := add(buf, 33)
+            let off := proof.offset
+            let end := add(off, shl(5, proof.length))
+            // When size1 is a power of two, the old root is the first node of the path.
+            let fr := root1
+            if and(size1, sub(size1, 1)) {
+                fr := calldataload(off)
+                off := add(off, 0x20)
+            }
+            let sr := fr
+            let fn := sub(size1, 1)
+            let sn := sub(size2, 1)
+            for {} and(fn, 1) {} {
+                fn := shr(1, fn)
+                sn := shr(1, sn)
+            }
+            ok := 1
+            for {} lt(off, end) { off := add(off, 0x20) } {
+                if iszero(sn) {
+                    ok := 0
+                    break
+                }
+                switch or(and(fn, 1), eq(fn, sn))
+                case 0 {
+                    mstore(left, sr)
+                    mstore(right, calldataload(off))
+                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
+                    sr := mload(0x00)
+                }
+                default {
+                    mstore(left, calldataload(off))
+                    mstore(right, fr)
+                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
+                    fr := mload(0x00)
+                    mstore(right, sr)
+                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
+                    sr := mload(0x00)
+                    for {} and(iszero(and(fn, 1)), iszero(iszero(fn))) {} {
+                        fn := shr(1, fn)
+                        sn := shr(1, sn)
+                    }
+                }
+                fn := shr(1, fn)
+                sn := shr(1, sn)
+            }
+            ok := and(ok, and(iszero(sn), and(eq(fr, root1), eq(sr, root2))))
+        }
+    }
+}
