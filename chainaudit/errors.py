@@ -61,3 +61,7 @@ class ChainError(ChainauditError):
 
 class ChainUnavailableError(ChainError):
     """The chain endpoint cannot be reached right now; the operation may be retried."""
+
+
+class InputError(ChainauditError):
+    """An input file or argument cannot be used: unreadable, not UTF-8, wrong shape."""

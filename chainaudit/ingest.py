@@ -1,0 +1,135 @@
+"""Bulk ingest of JSON Lines files into the log.
+
+Parsing, validation, canonicalisation and hashing are pure and run in worker processes when a
+file is large; the appends run in the calling process, inside the log's write transaction, as
+parsed chunks arrive. By default a whole file is one atomic batch: a bad line anywhere leaves
+the log exactly as it was. With ``commit_every`` the file is committed in batches of that many
+records, each atomic and acknowledged once durable.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chainaudit.errors import InputError, RecordError
+from chainaudit.records import PreparedRecord, parse_json_line
+from chainaudit.store import AppendResult, Log
+
+CHUNK_LINES = 4096
+PARALLEL_THRESHOLD = 20_000
+"""Files with fewer lines than this are parsed in-process (a pool costs more than it saves)."""
+
+Progress = Callable[[int, int, bool], None]
+"""Called as ``progress(records_done, records_total, committed)`` after each chunk."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What :func:`ingest_file` did."""
+
+    records: int
+    appended: int
+    duplicates: int
+    tree_size: int
+    root: bytes
+
+
+def _parse_chunk(job: tuple[int, bytes, frozenset[str]]) -> list[PreparedRecord]:
+    """Parse the lines of one chunk; ``job`` is (first line number, raw bytes, kinds)."""
+    first_line, raw, kinds = job
+    prepared: list[PreparedRecord] = []
+    for offset, line in enumerate(raw.split(b"\n")):
+        number = first_line + offset
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"not valid UTF-8 ({exc.reason})", line=number) from exc
+        prepared.append(parse_json_line(text, number, kinds=kinds))
+    return prepared
+
+
+def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, frozenset[str]]]:
+    lines = data.split(b"\n")
+    for start in range(0, len(lines), CHUNK_LINES):
+        yield start + 1, b"\n".join(lines[start : start + CHUNK_LINES]), kinds
+
+
+def _parsed(data: bytes, kinds: frozenset[str], workers: int) -> Iterator[list[PreparedRecord]]:
+    jobs = _chunks(data, kinds)
+    if workers <= 1 or data.count(b"\n") < PARALLEL_THRESHOLD:
+        yield from map(_parse_chunk, jobs)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_parse_chunk, jobs)
+
+
+def read_input(path: Path) -> bytes:
+    """Read a whole input file; raises :class:`InputError` if it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def ingest_file(
+    log: Log,
+    path: Path,
+    *,
+    commit_every: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Append every record of the JSON Lines file at ``path`` to ``log``.
+
+    Blank lines are skipped. Without ``commit_every`` the file is appended atomically: any
+    invalid line raises :class:`RecordError` (with its line number), a re-used id raises
+    :class:`~chainaudit.errors.ConflictError`, and nothing is written. With ``commit_every``,
+    each run of that many records is committed on its own (``progress`` is then called with
+    ``committed=True`` after each durable commit) and an error leaves the earlier batches in
+    place. Raises :class:`InputError` if the file cannot be read.
+    """
+    data = read_input(path)
+    total = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    pool_size = workers if workers is not None else min(2, os.cpu_count() or 1)
+    kinds = frozenset(log.kinds)
+    done = appended = duplicates = 0
+
+    def absorb(result: AppendResult, count: int, committed: bool) -> None:
+        nonlocal done, appended, duplicates
+        done += count
+        appended += result.appended
+        duplicates += result.duplicates
+        if progress is not None:
+            progress(done, total, committed)
+
+    if commit_every is None:
+        with log.transaction() as batch:
+            for chunk in _parsed(data, kinds, pool_size):
+                absorb(batch.append(chunk), len(chunk), False)
+        if progress is not None:
+            progress(done, total, True)
+    else:
+        if commit_every < 1:
+            raise InputError("commit_every must be at least 1")
+        pending: list[PreparedRecord] = []
+        for chunk in _parsed(data, kinds, pool_size):
+            pending.extend(chunk)
+            while len(pending) >= commit_every:
+                head, pending = pending[:commit_every], pending[commit_every:]
+                absorb(log.append(head), len(head), True)
+        if pending:
+            absorb(log.append(pending), len(pending), True)
+    return IngestResult(
+        records=appended + duplicates,
+        appended=appended,
+        duplicates=duplicates,
+        tree_size=log.size,
+        root=log.root(),
+    )
