@@ -1,0 +1,168 @@
+"""Benchmark the record log against pymerkle's SqliteTree, side by side in one run.
+
+Measures, on the same generated records:
+  * durable bulk ingest through the CLI path (`python -m chainaudit ingest`, a subprocess,
+    wall-clock time including interpreter start-up, parsing, validation, RFC 8785
+    canonicalisation, salting, hashing and the fsync'd commit);
+  * pymerkle 7's `SqliteTree.append_entries` fed the very same canonical record bytes (so its
+    leaves, and its root, equal ours; it does no parsing or validation, which favours it);
+  * inclusion-proof latency (p50/p99) at the final size for both.
+
+Writes reports/bench_log.json and prints a table with the ratios.
+
+    .venv/bin/python scripts/bench_log.py                 # 1,000,000 records (a few minutes)
+    .venv/bin/python scripts/bench_log.py --records 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pymerkle import SqliteTree
+
+from chainaudit.store import Log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate(path: Path, count: int) -> None:
+    """Write ``count`` realistic SCF transaction records as JSON Lines."""
+    rng = random.Random(7)
+    parties = [f"supplier:{n}" for n in ("globex", "initech", "umbrella", "hooli", "acme")]
+    with path.open("w") as out:
+        for i in range(count):
+            record = {
+                "id": f"inv-{i:09d}",
+                "kind": "transaction",
+                "timestamp": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}Z",
+                "actor": rng.choice(parties),
+                "payload": {
+                    "type": "invoice",
+                    "amount": rng.randrange(1_000, 50_000_000),
+                    "currency": "USD",
+                    "buyer": "buyer:megacorp",
+                    "po": f"PO-{i // 10:08d}",
+                    "due": "2027-01-31",
+                },
+            }
+            out.write(json.dumps(record) + "\n")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "samples": len(ordered),
+    }
+
+
+def bench_chainaudit(source: Path, data: Path, count: int, proofs: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "chainaudit", "--data-dir", str(data), "ingest", "-q", str(source)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - started
+    rng = random.Random(11)
+    with Log.open(data) as log:
+        assert log.size == count
+        samples = []
+        for _ in range(proofs):
+            index = rng.randrange(count)
+            t = time.perf_counter()
+            log.inclusion_proof(index)
+            samples.append(time.perf_counter() - t)
+        root = log.root().hex()
+    return {
+        "ingest_seconds": elapsed,
+        "ingest_records_per_s": count / elapsed,
+        "proof": percentiles(samples),
+        "root": root,
+    }
+
+
+def bench_pymerkle(data: Path, peer_db: Path, count: int, proofs: int) -> dict[str, Any]:
+    with Log.open(data) as log:
+        bodies = [body for (body,) in log._db.execute("SELECT body FROM records ORDER BY idx")]
+    tree = SqliteTree(str(peer_db))
+    started = time.perf_counter()
+    tree.append_entries(bodies)
+    elapsed = time.perf_counter() - started
+    rng = random.Random(11)
+    samples = []
+    for _ in range(proofs):
+        index = rng.randrange(count)
+        t = time.perf_counter()
+        tree.prove_inclusion(index + 1)  # pymerkle counts leaves from 1
+        samples.append(time.perf_counter() - t)
+    root = tree.get_root().hex()
+    tree.close()
+    return {
+        "ingest_seconds": elapsed,
+        "ingest_records_per_s": count / elapsed,
+        "proof": percentiles(samples),
+        "root": root,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--proofs", type=int, default=2000, help="proofs sampled for chainaudit")
+    parser.add_argument("--peer-proofs", type=int, default=200, help="proofs sampled for pymerkle")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_log.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+        work = Path(tmp)
+        source = work / "records.jsonl"
+        print(f"generating {args.records:,} records ...", flush=True)
+        generate(source, args.records)
+        print("chainaudit ingest (CLI) ...", flush=True)
+        ours = bench_chainaudit(source, work / "data", args.records, args.proofs)
+        print("pymerkle SqliteTree.append_entries ...", flush=True)
+        peer = bench_pymerkle(work / "data", work / "pymerkle.db", args.records, args.peer_proofs)
+
+    report = {
+        "records": args.records,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "chainaudit": ours,
+        "pymerkle": peer,
+        "same_root": ours["root"] == peer["root"],
+        "ratios": {
+            "ingest_chainaudit_over_pymerkle": ours["ingest_records_per_s"]
+            / peer["ingest_records_per_s"],
+            "proof_p50_pymerkle_over_chainaudit": peer["proof"]["p50_ms"] / ours["proof"]["p50_ms"],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"\n{'':26}{'chainaudit':>14}{'pymerkle':>14}")
+    print(
+        f"{'ingest records/s':26}{ours['ingest_records_per_s']:>14,.0f}"
+        f"{peer['ingest_records_per_s']:>14,.0f}"
+    )
+    for key in ("p50_ms", "p99_ms"):
+        print(f"{'proof ' + key:26}{ours['proof'][key]:>14.3f}{peer['proof'][key]:>14.3f}")
+    print(f"\nsame root: {report['same_root']}")
+    for name, value in report["ratios"].items():
+        print(f"{name}: {value:.2f}")
+    print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
