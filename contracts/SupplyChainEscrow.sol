@@ -1,0 +1,1178 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+
+import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
+import {ISupplyChainEscrow} from "./interfaces/ISupplyChainEscrow.sol";
+
+/// @title SupplyChainEscrow
+/// @notice One vault holding many supply-chain-finance deals. A buyer escrows an allow-listed
+/// ERC-20 token milestone by milestone; the supplier ships; k-of-n inspectors attest; the buyer
+/// accepts (or the milestone is deemed accepted when its inspection window passes without a
+/// dispute); the funds are then credited to the payee: the supplier, or the financier that
+/// bought the claim. Every milestone has an exit: disputes settled by the arbiter in basis
+/// points, a default outcome after the dispute timeout, and a refund to the buyer after the
+/// deal's long-stop date.
+///
+/// @dev Design choices:
+/// - Pull payments: releases, settlements, refunds and financing advances credit a balance per
+///   (account, token); {withdraw} pays it out. A payee that cannot receive tokens only blocks
+///   its own withdrawal.
+/// - Only the buyer funds a deal, so a refund always goes back to whoever paid.
+/// - Financing: the supplier consents with an on-chain offer ({offerFinancing}); the financier
+///   takes it with {acceptFinancing}, paying the advance (credited to the supplier) in the same
+///   transaction. A global invoice-hash registry refuses to finance an invoice twice.
+/// - No role can move deal funds: there is no sweep, no upgrade and no admin transfer path.
+///   Pausing stops new deals, funding and financing only; withdrawals, releases, refunds,
+///   disputes and rulings keep working.
+/// - Tokens with transfer fees or rebasing are refused: every deposit must raise the vault's
+///   balance by exactly the amount sent.
+/// - Storage is packed for gas: a deal takes three slots (its inspectors are ids of a
+///   permissionless inspector registry, packed in the deal), a milestone one slot at creation
+///   (a second is written lazily from shipment on). The pause flag shares a slot with the deal
+///   counter, so opening a deal reads and writes that slot once.
+contract SupplyChainEscrow is
+    ISupplyChainEscrow,
+    AccessControlDefaultAdminRules,
+    ReentrancyGuardTransient,
+    EIP712
+{
+    using SafeERC20 for IERC20;
+
+    /// @notice Role allowed to add and remove tokens from the allow-list.
+    bytes32 public constant TOKEN_MANAGER_ROLE = keccak256("TOKEN_MANAGER_ROLE");
+    /// @notice Role allowed to pause and unpause new business.
+    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice Role allowed to place, renew and lift compliance holds.
+    bytes32 public constant COMPLIANCE_ROLE = keccak256("COMPLIANCE_ROLE");
+
+    /// @notice EIP-712 type of a relayed inspector attestation.
+    bytes32 public constant ATTESTATION_TYPEHASH = keccak256(
+        "InspectionAttestation(address inspector,uint256 dealId,uint256 milestone,bytes32 reportHash,uint256 nonce,uint256 deadline)"
+    );
+
+    /// @notice Maximum number of milestones per deal.
+    uint256 public constant MAX_MILESTONES = 16;
+    /// @notice Maximum number of inspectors per deal (their registry ids are packed in the deal).
+    uint256 public constant MAX_INSPECTORS = 6;
+    /// @notice Maximum number of release approvers per deal.
+    uint256 public constant MAX_APPROVERS = 16;
+    /// @notice Maximum length of a compliance hold (it can be renewed).
+    uint256 public constant MAX_HOLD_DURATION = 30 days;
+    /// @notice Maximum inspection window and dispute timeout.
+    uint256 public constant MAX_PERIOD = 365 days;
+    /// @notice 100% in basis points.
+    uint256 public constant BPS = 10_000;
+
+    uint8 private constant _FLAG_PROOF_REQUIRED = 1;
+    uint8 private constant _FLAG_PROOF_VERIFIED = 2;
+
+    /// @dev Three slots. The token is stored as its allow-list id.
+    struct Deal {
+        // slot 0
+        address buyer;
+        uint16 tokenId;
+        uint8 milestoneCount;
+        uint8 inspectorCount;
+        uint8 inspectorThreshold;
+        uint8 approvalsRequired;
+        uint16 defaultPayeeBps;
+        uint32 inspectionWindow;
+        // slot 1
+        address supplier;
+        uint40 longStop;
+        uint32 disputeTimeout;
+        // slot 2
+        address arbiter;
+        uint96 inspectorIds; // registry id of inspector i in bits [16 i, 16 i + 16)
+    }
+
+    /// @dev Written only for deals naming a financier or requiring release approvals.
+    struct Controls {
+        address financier;
+        uint96 approvalThreshold;
+    }
+
+    /// @dev One slot read and written by every new deal.
+    struct Config {
+        uint64 nextDealId;
+        uint16 tokenCount;
+        uint16 inspectorCount;
+        bool paused;
+    }
+
+    /// @dev One slot, written at creation.
+    struct Milestone {
+        uint96 amount;
+        uint96 funded;
+        uint40 dueDate;
+        MilestoneStatus status;
+        uint8 flags;
+        uint8 attestations;
+    }
+
+    /// @dev One slot, written lazily (shipment, attestation, financing, holds).
+    struct MilestoneState {
+        address payee; // zero: the supplier
+        uint40 stageAt;
+        uint40 holdUntil;
+        uint16 attested; // bitmap of inspector indexes
+    }
+
+    struct Dispute {
+        address openedBy;
+        uint40 openedAt;
+        uint16 payeeBps;
+    }
+
+    struct ReleaseApproval {
+        address initiator;
+        uint16 approvedBitmap;
+        uint8 approvals;
+    }
+
+    struct FinancingOffer {
+        address financier;
+        uint96 advance;
+        uint40 expiresAt;
+        bytes32 invoiceHash;
+    }
+
+    struct TokenInfo {
+        uint16 id;
+        bool allowed;
+    }
+
+    IAuditAnchor private immutable _anchor;
+
+    Config private _config;
+
+    mapping(uint256 dealId => Deal) private _deals;
+    mapping(uint256 dealId => Milestone[MAX_MILESTONES]) private _milestones;
+    mapping(uint256 dealId => MilestoneState[MAX_MILESTONES]) private _states;
+    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _shippingDocs;
+    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _proofLeaves;
+    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _holdReasons;
+    mapping(uint256 dealId => Dispute[MAX_MILESTONES]) private _disputes;
+    mapping(uint256 dealId => ReleaseApproval[MAX_MILESTONES]) private _approvals;
+    mapping(uint256 dealId => FinancingOffer[MAX_MILESTONES]) private _offers;
+    mapping(uint256 dealId => Controls) private _controls;
+    /// @dev Approver index + 1 (0: not an approver).
+    mapping(uint256 dealId => mapping(address account => uint256)) private _approverIndex;
+    mapping(address inspector => uint16) private _inspectorIds;
+    mapping(uint16 id => address) private _inspectorById;
+    mapping(address account => mapping(address token => uint256)) private _credits;
+    mapping(bytes32 invoiceHash => bool) private _financedInvoices;
+    mapping(address inspector => mapping(uint256 nonce => bool)) private _usedNonces;
+    mapping(address token => TokenInfo) private _tokenInfo;
+    mapping(uint16 tokenId => address) private _tokens;
+
+    /// @param initialAdmin Holder of `DEFAULT_ADMIN_ROLE` (grants the other roles).
+    /// @param adminTransferDelay Delay of a default-admin transfer (AccessControlDefaultAdminRules).
+    /// @param anchor The AuditAnchor used by proof-gated milestones (zero: no proof gates).
+    constructor(address initialAdmin, uint48 adminTransferDelay, IAuditAnchor anchor)
+        AccessControlDefaultAdminRules(adminTransferDelay, initialAdmin)
+        EIP712("SupplyChainEscrow", "1")
+    {
+        _anchor = anchor;
+        // Start at 1 so that id 0 never names a deal, and so that the first deal pays for a
+        // non-zero to non-zero counter update like every other.
+        _config.nextDealId = 1;
+    }
+
+    // ==========================================================================================
+    // Deals
+    // ==========================================================================================
+
+    /// @notice Registers the caller as an inspector, giving it a registry id; deals name only
+    /// registered inspectors. Registering again is a no-op that returns the same id.
+    /// @dev Permissionless. Emits {InspectorRegistered} on first registration.
+    /// @return id The caller's inspector id (ids start at 1).
+    function registerInspector() external returns (uint16 id) {
+        id = _inspectorIds[msg.sender];
+        if (id != 0) return id;
+        uint16 count = _config.inspectorCount;
+        if (count == type(uint16).max) revert SupplyChainEscrowRegistryFull();
+        id = count + 1;
+        _config.inspectorCount = id;
+        _inspectorIds[msg.sender] = id;
+        _inspectorById[id] = msg.sender;
+        emit InspectorRegistered(msg.sender, id);
+    }
+
+    /// @notice Opens a deal; the caller is the buyer.
+    /// @dev Requirements:
+    /// - not paused; `params.token` allow-listed;
+    /// - 1 to {MAX_MILESTONES} milestones, each with a non-zero amount and document hash and a
+    ///   due date in the future, not after `params.longStop`;
+    /// - supplier, arbiter (and financier when set) non-zero and distinct from the buyer and
+    ///   from each other;
+    /// - 1 to {MAX_INSPECTORS} distinct registered inspectors ({registerInspector}), none of
+    ///   them a named party, and 1 <= threshold <= inspectors;
+    /// - approvers: none with `approvalsRequired == 0`, else 1 <= approvalsRequired <= approvers
+    ///   <= {MAX_APPROVERS}, distinct, none the supplier or the financier;
+    /// - 0 < inspectionWindow, disputeTimeout <= {MAX_PERIOD}; defaultPayeeBps <= {BPS};
+    /// - a milestone with a proof leaf needs an anchor.
+    /// Emits {DealCreated}, {DealControlsSet} when a financier or approvers are named, one
+    /// {MilestoneCreated} per milestone and one {ProofGateSet} per proof-gated milestone.
+    /// @return dealId The new deal's id (ids start at 1).
+    function createDeal(DealParams calldata params, MilestoneParams[] calldata milestones)
+        external
+        returns (uint256 dealId)
+    {
+        Config memory config = _config;
+        if (config.paused) revert SupplyChainEscrowPaused();
+        uint256 count = milestones.length;
+        if (count == 0 || count > MAX_MILESTONES) revert SupplyChainEscrowInvalidMilestoneCount(count);
+        TokenInfo memory info = _tokenInfo[params.token];
+        if (!info.allowed) revert SupplyChainEscrowTokenNotAllowed(params.token);
+        _checkTerms(params);
+        address buyer = msg.sender;
+        _checkNamedParties(buyer, params.supplier, params.arbiter, params.financier);
+        uint96 inspectorIds = _inspectorIdsOf(buyer, params);
+
+        dealId = config.nextDealId;
+        config.nextDealId = uint64(dealId + 1);
+        _config = config;
+        _storeDeal(dealId, buyer, info.id, inspectorIds, uint8(count), params);
+        if (params.financier != address(0) || params.approvalsRequired != 0) {
+            _registerControls(dealId, params);
+        }
+        _createMilestones(dealId, params.longStop, milestones);
+    }
+
+    function _storeDeal(
+        uint256 dealId,
+        address buyer,
+        uint16 tokenId,
+        uint96 inspectorIds,
+        uint8 count,
+        DealParams calldata params
+    ) private {
+        _deals[dealId] = Deal({
+            buyer: buyer,
+            tokenId: tokenId,
+            milestoneCount: count,
+            inspectorCount: uint8(params.inspectors.length),
+            inspectorThreshold: params.inspectorThreshold,
+            approvalsRequired: params.approvalsRequired,
+            defaultPayeeBps: params.defaultPayeeBps,
+            inspectionWindow: params.inspectionWindow,
+            supplier: params.supplier,
+            longStop: params.longStop,
+            disputeTimeout: params.disputeTimeout,
+            arbiter: params.arbiter,
+            inspectorIds: inspectorIds
+        });
+        emit DealCreated(
+            dealId, buyer, params.supplier, params.token, params.arbiter, params.inspectors, params.inspectorThreshold
+        );
+    }
+
+    function _checkTerms(DealParams calldata params) private view {
+        uint256 inspectors = params.inspectors.length;
+        if (inspectors == 0 || inspectors > MAX_INSPECTORS || params.inspectorThreshold == 0
+            || params.inspectorThreshold > inspectors) {
+            revert SupplyChainEscrowInvalidInspectorSet(inspectors, params.inspectorThreshold);
+        }
+        uint256 approvers = params.approvers.length;
+        if (approvers > MAX_APPROVERS || params.approvalsRequired > approvers
+            || (params.approvalsRequired == 0) != (approvers == 0)) {
+            revert SupplyChainEscrowInvalidApprovalPolicy(approvers, params.approvalsRequired);
+        }
+        if (params.inspectionWindow == 0 || params.inspectionWindow > MAX_PERIOD) {
+            revert SupplyChainEscrowInvalidDuration(params.inspectionWindow);
+        }
+        if (params.disputeTimeout == 0 || params.disputeTimeout > MAX_PERIOD) {
+            revert SupplyChainEscrowInvalidDuration(params.disputeTimeout);
+        }
+        if (params.defaultPayeeBps > BPS) revert SupplyChainEscrowInvalidBps(params.defaultPayeeBps);
+        // slither-disable-next-line timestamp
+        if (params.longStop <= block.timestamp) revert SupplyChainEscrowInvalidLongStop(params.longStop);
+    }
+
+    function _checkNamedParties(address buyer, address supplier, address arbiter, address financier) private pure {
+        if (supplier == address(0) || arbiter == address(0)) revert SupplyChainEscrowZeroAddress();
+        if (supplier == buyer) revert SupplyChainEscrowDuplicateParty(supplier);
+        if (arbiter == buyer || arbiter == supplier) revert SupplyChainEscrowDuplicateParty(arbiter);
+        if (financier != address(0) && (financier == buyer || financier == supplier || financier == arbiter)) {
+            revert SupplyChainEscrowDuplicateParty(financier);
+        }
+    }
+
+    /// @dev Packs the registry ids of the deal's inspectors, checking that each is registered,
+    /// distinct, and none of the named parties.
+    function _inspectorIdsOf(address buyer, DealParams calldata params) private view returns (uint96 packed) {
+        uint256 n = params.inspectors.length;
+        for (uint256 i; i < n; ++i) {
+            address inspector = params.inspectors[i];
+            if (inspector == address(0)) revert SupplyChainEscrowZeroAddress();
+            if (inspector == buyer || inspector == params.supplier || inspector == params.arbiter
+                || inspector == params.financier) revert SupplyChainEscrowDuplicateParty(inspector);
+            uint96 id = _inspectorIds[inspector];
+            if (id == 0) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+            for (uint256 j; j < i; ++j) {
+                if (uint16(packed >> (16 * j)) == id) revert SupplyChainEscrowDuplicateParty(inspector);
+            }
+            packed |= id << (16 * i);
+        }
+    }
+
+    function _registerControls(uint256 dealId, DealParams calldata params) private {
+        _controls[dealId] = Controls({financier: params.financier, approvalThreshold: params.approvalThreshold});
+        mapping(address => uint256) storage index = _approverIndex[dealId];
+        uint256 n = params.approvers.length;
+        for (uint256 i; i < n; ++i) {
+            address approver = params.approvers[i];
+            if (approver == address(0)) revert SupplyChainEscrowZeroAddress();
+            if (approver == params.supplier || approver == params.financier || index[approver] != 0) {
+                revert SupplyChainEscrowDuplicateParty(approver);
+            }
+            index[approver] = i + 1;
+        }
+        emit DealControlsSet(
+            dealId, params.financier, params.approvalThreshold, params.approvalsRequired, params.approvers
+        );
+    }
+
+    function _createMilestones(uint256 dealId, uint40 longStop, MilestoneParams[] calldata milestones) private {
+        Milestone[MAX_MILESTONES] storage slots = _milestones[dealId];
+        uint256 count = milestones.length;
+        for (uint256 i; i < count; ++i) {
+            MilestoneParams calldata p = milestones[i];
+            if (p.amount == 0) revert SupplyChainEscrowZeroAmount();
+            if (p.documentHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+            // slither-disable-next-line timestamp
+            if (p.dueDate <= block.timestamp || p.dueDate > longStop) {
+                revert SupplyChainEscrowInvalidDueDate(i, p.dueDate);
+            }
+            uint8 flags;
+            if (p.proofLeaf != bytes32(0)) {
+                if (address(_anchor) == address(0)) revert SupplyChainEscrowNoAnchor();
+                _proofLeaves[dealId][i] = p.proofLeaf;
+                flags = _FLAG_PROOF_REQUIRED;
+                emit ProofGateSet(dealId, i, p.proofLeaf);
+            }
+            slots[i] = Milestone({
+                amount: p.amount,
+                funded: 0,
+                dueDate: p.dueDate,
+                status: MilestoneStatus.Open,
+                flags: flags,
+                attestations: 0
+            });
+            emit MilestoneCreated(dealId, i, p.amount, p.dueDate, p.documentHash);
+        }
+    }
+
+    // ==========================================================================================
+    // Funding, shipment, inspection, acceptance
+    // ==========================================================================================
+
+    /// @notice Escrows `amount` of the deal's token for a milestone; partial funding is allowed
+    /// until the milestone is fully funded.
+    /// @dev Requirements: not paused; caller is the buyer; milestone `Open`; long-stop date not
+    /// passed; 0 < amount <= unfunded remainder; the vault's balance rises by exactly `amount`
+    /// (fee-on-transfer and rebasing tokens are refused); the caller approved the vault.
+    /// Emits {MilestoneFunded}.
+    function fund(uint256 dealId, uint256 milestone, uint256 amount) external nonReentrant {
+        _requireNotPaused();
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.buyer) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Buyer);
+        Milestone memory m = ms;
+        if (m.status != MilestoneStatus.Open) revert SupplyChainEscrowInvalidStatus(dealId, milestone, m.status);
+        if (amount == 0) revert SupplyChainEscrowZeroAmount();
+        uint256 remaining = m.amount - m.funded;
+        if (amount > remaining) revert SupplyChainEscrowExceedsAmount(dealId, milestone, remaining, amount);
+        uint256 longStop = deal.longStop;
+        // slither-disable-next-line timestamp
+        if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
+
+        uint96 fundedTotal = m.funded + uint96(amount); // amount <= remaining < 2**96
+        ms.funded = fundedTotal;
+        if (fundedTotal == m.amount) ms.status = MilestoneStatus.Funded;
+        emit MilestoneFunded(dealId, milestone, msg.sender, amount, fundedTotal);
+
+        _pullExact(_tokens[deal.tokenId], msg.sender, amount);
+    }
+
+    /// @notice Declares the shipment of a fully funded milestone.
+    /// @dev Requirements: caller is the supplier; milestone `Funded`; `documentHash` (bill of
+    /// lading, delivery note) non-zero. Emits {MilestoneShipped}.
+    function markShipped(uint256 dealId, uint256 milestone, bytes32 documentHash) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.supplier) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Supplier);
+        _requireStatus(dealId, milestone, ms.status, MilestoneStatus.Funded);
+        if (documentHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+
+        ms.status = MilestoneStatus.Shipped;
+        _states[dealId][milestone].stageAt = uint40(block.timestamp);
+        _shippingDocs[dealId][milestone] = documentHash;
+        emit MilestoneShipped(dealId, milestone, msg.sender, documentHash);
+    }
+
+    /// @notice Records the caller's inspection attestation for a shipped milestone.
+    /// @dev Requirements: caller is an inspector of the deal; milestone `Shipped`; the caller
+    /// has not attested it yet; `reportHash` non-zero. Emits {InspectionAttested}, and
+    /// {MilestoneInspected} when the threshold is reached.
+    function attestInspection(uint256 dealId, uint256 milestone, bytes32 reportHash) external {
+        _attest(dealId, milestone, msg.sender, reportHash);
+    }
+
+    /// @notice Records an inspector's attestation signed off-chain (EIP-712) and relayed by
+    /// anyone.
+    /// @dev The signature binds the chain id and this contract (domain separator), the deal, the
+    /// milestone, the report hash, a nonce and a deadline. ERC-1271 inspectors are supported.
+    /// Requirements: `block.timestamp <= deadline`; `nonce` unused for `inspector`; valid
+    /// signature by `inspector`; then as {attestInspection}.
+    /// Emits {InspectionAttested}, and {MilestoneInspected} when the threshold is reached.
+    function attestInspectionBySig(
+        uint256 dealId,
+        uint256 milestone,
+        address inspector,
+        bytes32 reportHash,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
+        // slither-disable-next-line timestamp
+        if (block.timestamp > deadline) revert SupplyChainEscrowSignatureExpired(deadline);
+        if (_usedNonces[inspector][nonce]) revert SupplyChainEscrowNonceUsed(inspector, nonce);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(ATTESTATION_TYPEHASH, inspector, dealId, milestone, reportHash, nonce, deadline))
+        );
+        if (!SignatureChecker.isValidSignatureNow(inspector, digest, signature)) {
+            revert SupplyChainEscrowInvalidSignature(inspector);
+        }
+        _usedNonces[inspector][nonce] = true;
+        _attest(dealId, milestone, inspector, reportHash);
+    }
+
+    /// @notice Cancels one of the caller's unused attestation nonces, voiding any signature
+    /// made with it. Emits {AttestationNonceInvalidated}.
+    function invalidateAttestationNonce(uint256 nonce) external {
+        if (_usedNonces[msg.sender][nonce]) revert SupplyChainEscrowNonceUsed(msg.sender, nonce);
+        _usedNonces[msg.sender][nonce] = true;
+        emit AttestationNonceInvalidated(msg.sender, nonce);
+    }
+
+    function _attest(uint256 dealId, uint256 milestone, address inspector, bytes32 reportHash) private {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        uint256 index = _inspectorIndex(deal, inspector);
+        if (index == 0) revert SupplyChainEscrowUnauthorized(dealId, inspector, Party.Inspector);
+        _requireStatus(dealId, milestone, ms.status, MilestoneStatus.Shipped);
+        if (reportHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+        MilestoneState storage st = _states[dealId][milestone];
+        uint16 bit = uint16(1 << (index - 1));
+        if (st.attested & bit != 0) revert SupplyChainEscrowAlreadyAttested(dealId, milestone, inspector);
+
+        st.attested |= bit;
+        uint8 attestations = ms.attestations + 1;
+        ms.attestations = attestations;
+        emit InspectionAttested(dealId, milestone, inspector, reportHash, attestations);
+        if (attestations == deal.inspectorThreshold) {
+            ms.status = MilestoneStatus.Inspected;
+            st.stageAt = uint40(block.timestamp);
+            emit MilestoneInspected(dealId, milestone, block.timestamp + deal.inspectionWindow);
+        }
+    }
+
+    /// @notice Proves that the milestone's required record leaf is included in an anchored
+    /// checkpoint of the AuditAnchor; anyone may submit the proof.
+    /// @dev Requirements: the milestone requires a proof and is not final; the anchor's
+    /// `verifyInclusion(checkpointSeq, leafIndex, leaf, proof)` returns true.
+    /// Emits {RecordProven}.
+    function proveRecord(uint256 dealId, uint256 milestone, uint256 checkpointSeq, uint256 leafIndex, bytes32[] calldata proof)
+        external
+    {
+        (, Milestone storage ms) = _load(dealId, milestone);
+        Milestone memory m = ms;
+        if (m.flags & _FLAG_PROOF_REQUIRED == 0) revert SupplyChainEscrowProofNotRequired(dealId, milestone);
+        if (_isFinal(m.status)) revert SupplyChainEscrowInvalidStatus(dealId, milestone, m.status);
+        bytes32 leaf = _proofLeaves[dealId][milestone];
+        if (!_anchor.verifyInclusion(checkpointSeq, leafIndex, leaf, proof)) {
+            revert SupplyChainEscrowProofRejected(dealId, milestone, checkpointSeq, leafIndex);
+        }
+        ms.flags = m.flags | _FLAG_PROOF_VERIFIED;
+        emit RecordProven(dealId, milestone, msg.sender, leaf, checkpointSeq, leafIndex);
+    }
+
+    /// @notice Accepts an inspected milestone.
+    /// @dev Requirements: caller is the buyer; milestone `Inspected`; its record proven when the
+    /// milestone has a proof gate. Emits {MilestoneAccepted}.
+    function acceptMilestone(uint256 dealId, uint256 milestone) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.buyer) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Buyer);
+        Milestone memory m = ms;
+        _requireStatus(dealId, milestone, m.status, MilestoneStatus.Inspected);
+        _requireProof(dealId, milestone, m.flags);
+        ms.status = MilestoneStatus.Accepted;
+        emit MilestoneAccepted(dealId, milestone, msg.sender, false);
+    }
+
+    // ==========================================================================================
+    // Release (with maker-checker approvals)
+    // ==========================================================================================
+
+    /// @notice Starts the maker-checker approval of a release above the deal's approval
+    /// threshold; the caller (maker) cannot approve it.
+    /// @dev Requirements: the deal requires approvals and the milestone amount exceeds the
+    /// threshold; caller is the buyer or an approver; the milestone is accepted or deemed
+    /// accepted; no release request yet. Emits {ReleaseRequested}.
+    function requestRelease(uint256 dealId, uint256 milestone) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        Milestone memory m = ms;
+        if (!_needsApproval(deal, dealId, m.amount)) revert SupplyChainEscrowApprovalNotRequired(dealId, milestone);
+        if (msg.sender != deal.buyer && _approverIndex[dealId][msg.sender] == 0) {
+            revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.BuyerOrApprover);
+        }
+        _requireAccepted(deal, dealId, milestone, m);
+        ReleaseApproval storage approval = _approvals[dealId][milestone];
+        address initiator = approval.initiator;
+        if (initiator != address(0)) revert SupplyChainEscrowReleaseAlreadyRequested(dealId, milestone, initiator);
+        approval.initiator = msg.sender;
+        emit ReleaseRequested(dealId, milestone, msg.sender);
+    }
+
+    /// @notice Approves a requested release (checker).
+    /// @dev Requirements: caller is an approver of the deal, not the initiator, and has not
+    /// approved this request yet; a release was requested. Emits {ReleaseApproved}.
+    function approveRelease(uint256 dealId, uint256 milestone) external {
+        _load(dealId, milestone);
+        uint256 index = _approverIndex[dealId][msg.sender];
+        if (index == 0) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Approver);
+        ReleaseApproval memory a = _approvals[dealId][milestone];
+        if (a.initiator == address(0)) revert SupplyChainEscrowReleaseNotRequested(dealId, milestone);
+        if (a.initiator == msg.sender) revert SupplyChainEscrowInitiatorCannotApprove(dealId, milestone, msg.sender);
+        uint16 bit = uint16(1 << (index - 1));
+        if (a.approvedBitmap & bit != 0) revert SupplyChainEscrowAlreadyApproved(dealId, milestone, msg.sender);
+        uint8 approvals = a.approvals + 1;
+        _approvals[dealId][milestone] =
+            ReleaseApproval({initiator: a.initiator, approvedBitmap: a.approvedBitmap | bit, approvals: approvals});
+        emit ReleaseApproved(dealId, milestone, msg.sender, approvals);
+    }
+
+    /// @notice Credits an accepted (or deemed accepted) milestone to its payee; anyone may call.
+    /// @dev Requirements: milestone `Accepted`, or `Inspected` with its inspection window
+    /// passed and its record proven when gated; no active compliance hold; enough approvals
+    /// when the amount exceeds the deal's approval threshold. Works while paused.
+    /// Emits {MilestoneAccepted} (deemed) when applicable, then {MilestoneReleased}.
+    function release(uint256 dealId, uint256 milestone) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        Milestone memory m = ms;
+        MilestoneState memory st = _states[dealId][milestone];
+        bool deemed = _requireAccepted(deal, dealId, milestone, m, st.stageAt);
+        // slither-disable-next-line timestamp
+        if (st.holdUntil > block.timestamp) revert SupplyChainEscrowOnHold(dealId, milestone, st.holdUntil);
+        if (_needsApproval(deal, dealId, m.amount)) {
+            uint256 approvals = _approvals[dealId][milestone].approvals;
+            if (approvals < deal.approvalsRequired) {
+                revert SupplyChainEscrowApprovalsMissing(dealId, milestone, approvals, deal.approvalsRequired);
+            }
+        }
+        address payee = st.payee == address(0) ? deal.supplier : st.payee;
+
+        ms.status = MilestoneStatus.Released;
+        if (deemed) emit MilestoneAccepted(dealId, milestone, msg.sender, true);
+        _credits[payee][_tokens[deal.tokenId]] += m.funded;
+        emit MilestoneReleased(dealId, milestone, payee, msg.sender, m.funded);
+    }
+
+    // ==========================================================================================
+    // Disputes and long-stop refunds
+    // ==========================================================================================
+
+    /// @notice Opens a dispute on a milestone, freezing it (and only it).
+    /// @dev Requirements: caller is the buyer or the supplier; the long-stop date has not
+    /// passed; milestone `Funded`, `Shipped`, or `Inspected` within its inspection window;
+    /// `reasonHash` non-zero. Compliance holds and pausing do not block disputes.
+    /// Emits {DisputeOpened}.
+    function openDispute(uint256 dealId, uint256 milestone, bytes32 reasonHash) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.buyer && msg.sender != deal.supplier) {
+            revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.BuyerOrSupplier);
+        }
+        if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+        uint256 longStop = deal.longStop;
+        // slither-disable-next-line timestamp
+        if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
+        MilestoneStatus status = ms.status;
+        if (status == MilestoneStatus.Inspected) {
+            uint256 windowEnd = uint256(_states[dealId][milestone].stageAt) + deal.inspectionWindow;
+            // slither-disable-next-line timestamp
+            if (block.timestamp > windowEnd) revert SupplyChainEscrowWindowClosed(dealId, milestone, windowEnd);
+        } else if (status != MilestoneStatus.Funded && status != MilestoneStatus.Shipped) {
+            revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
+        }
+
+        ms.status = MilestoneStatus.Disputed;
+        _disputes[dealId][milestone] =
+            Dispute({openedBy: msg.sender, openedAt: uint40(block.timestamp), payeeBps: 0});
+        emit DisputeOpened(dealId, milestone, msg.sender, reasonHash);
+    }
+
+    /// @notice Settles a dispute: `payeeBps` of the escrowed funds go to the payee, the rest
+    /// back to the buyer.
+    /// @dev Requirements: caller is the deal's arbiter; milestone `Disputed`;
+    /// `payeeBps <= 10000`. Works while paused and under a compliance hold.
+    /// Emits {DisputeSettled}.
+    function resolveDispute(uint256 dealId, uint256 milestone, uint16 payeeBps, bytes32 rulingHash) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.arbiter) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Arbiter);
+        if (payeeBps > BPS) revert SupplyChainEscrowInvalidBps(payeeBps);
+        _requireStatus(dealId, milestone, ms.status, MilestoneStatus.Disputed);
+        _settle(deal, ms, dealId, milestone, payeeBps, false, rulingHash);
+    }
+
+    /// @notice Applies the deal's default outcome to a dispute that outlived the dispute
+    /// timeout; anyone may call.
+    /// @dev Requirements: milestone `Disputed` for longer than the deal's dispute timeout.
+    /// Emits {DisputeSettled} with `byDefault` set.
+    function applyDisputeTimeout(uint256 dealId, uint256 milestone) external {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        _requireStatus(dealId, milestone, ms.status, MilestoneStatus.Disputed);
+        uint256 endsAt = uint256(_disputes[dealId][milestone].openedAt) + deal.disputeTimeout;
+        // slither-disable-next-line timestamp
+        if (block.timestamp <= endsAt) revert SupplyChainEscrowDisputeTimeoutPending(dealId, milestone, endsAt);
+        _settle(deal, ms, dealId, milestone, deal.defaultPayeeBps, true, bytes32(0));
+    }
+
+    function _settle(
+        Deal storage deal,
+        Milestone storage ms,
+        uint256 dealId,
+        uint256 milestone,
+        uint16 payeeBps,
+        bool byDefault,
+        bytes32 rulingHash
+    ) private {
+        uint256 funded = ms.funded;
+        uint256 payeeAmount = funded * payeeBps / BPS;
+        uint256 buyerAmount = funded - payeeAmount;
+        address payee = _states[dealId][milestone].payee;
+        if (payee == address(0)) payee = deal.supplier;
+        address token = _tokens[deal.tokenId];
+
+        ms.status = MilestoneStatus.Settled;
+        _disputes[dealId][milestone].payeeBps = payeeBps;
+        if (payeeAmount != 0) _credits[payee][token] += payeeAmount;
+        if (buyerAmount != 0) _credits[deal.buyer][token] += buyerAmount;
+        emit DisputeSettled(dealId, milestone, msg.sender, payeeBps, payeeAmount, buyerAmount, byDefault, rulingHash);
+    }
+
+    /// @notice After the long-stop date, returns every unreleased, undisputed milestone's
+    /// escrowed funds to the buyer (credited for withdrawal) and closes those milestones.
+    /// @dev Requirements: caller is the buyer; `block.timestamp > longStop`; at least one
+    /// milestone is neither final nor disputed. Compliance holds and pausing do not block it.
+    /// Emits one {MilestoneRefunded} per closed milestone.
+    /// @return refunded The total amount credited to the buyer.
+    function reclaimAfterLongStop(uint256 dealId) external returns (uint256 refunded) {
+        Deal storage deal = _deals[dealId];
+        address buyer = deal.buyer;
+        if (buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
+        if (msg.sender != buyer) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Buyer);
+        uint256 longStop = deal.longStop;
+        // slither-disable-next-line timestamp
+        if (block.timestamp <= longStop) revert SupplyChainEscrowLongStopNotReached(dealId, longStop);
+
+        Milestone[MAX_MILESTONES] storage slots = _milestones[dealId];
+        uint256 count = deal.milestoneCount;
+        bool closedAny;
+        for (uint256 i; i < count; ++i) {
+            Milestone storage ms = slots[i];
+            MilestoneStatus status = ms.status;
+            if (_isFinal(status) || status == MilestoneStatus.Disputed) continue;
+            uint256 amount = ms.funded;
+            ms.status = MilestoneStatus.Refunded;
+            refunded += amount;
+            closedAny = true;
+            emit MilestoneRefunded(dealId, i, buyer, amount);
+        }
+        if (!closedAny) revert SupplyChainEscrowNothingToReclaim(dealId);
+        if (refunded != 0) _credits[buyer][_tokens[deal.tokenId]] += refunded;
+    }
+
+    // ==========================================================================================
+    // Receivables financing
+    // ==========================================================================================
+
+    /// @notice Offers the milestone's claim to `financier` for an `advance` paid to the
+    /// supplier; replaces any earlier offer for the milestone.
+    /// @dev Requirements: not paused; caller is the supplier; milestone not final, not disputed,
+    /// not financed, not on hold; `financier` non-zero, not the buyer, supplier or arbiter, and
+    /// the deal's designated financier when there is one; 0 < advance <= milestone amount;
+    /// `invoiceHash` non-zero and never financed; `expiresAt` in the future.
+    /// Emits {FinancingOffered}.
+    function offerFinancing(
+        uint256 dealId,
+        uint256 milestone,
+        address financier,
+        uint96 advance,
+        bytes32 invoiceHash,
+        uint40 expiresAt
+    ) external {
+        _requireNotPaused();
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        if (msg.sender != deal.supplier) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Supplier);
+        if (financier == address(0)) revert SupplyChainEscrowZeroAddress();
+        if (financier == deal.buyer || financier == deal.supplier || financier == deal.arbiter) {
+            revert SupplyChainEscrowDuplicateParty(financier);
+        }
+        address designated = _controls[dealId].financier;
+        if (designated != address(0) && financier != designated) {
+            revert SupplyChainEscrowUnauthorized(dealId, financier, Party.Financier);
+        }
+        uint256 amount = ms.amount;
+        if (advance == 0 || advance > amount) revert SupplyChainEscrowInvalidAdvance(advance, amount);
+        if (invoiceHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+        if (_financedInvoices[invoiceHash]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
+        // slither-disable-next-line timestamp
+        if (expiresAt <= block.timestamp) revert SupplyChainEscrowInvalidDuration(expiresAt);
+        _requireFinanceable(dealId, milestone, ms.status);
+
+        _offers[dealId][milestone] =
+            FinancingOffer({financier: financier, advance: advance, expiresAt: expiresAt, invoiceHash: invoiceHash});
+        emit FinancingOffered(dealId, milestone, financier, advance, invoiceHash, expiresAt);
+    }
+
+    /// @notice Withdraws the supplier's financing offer. Emits {FinancingOfferCancelled}.
+    /// @dev Requirements: caller is the supplier; an offer exists. Works while paused.
+    function cancelFinancingOffer(uint256 dealId, uint256 milestone) external {
+        (Deal storage deal,) = _load(dealId, milestone);
+        if (msg.sender != deal.supplier) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Supplier);
+        if (_offers[dealId][milestone].financier == address(0)) {
+            revert SupplyChainEscrowNoFinancingOffer(dealId, milestone);
+        }
+        delete _offers[dealId][milestone];
+        emit FinancingOfferCancelled(dealId, milestone, msg.sender);
+    }
+
+    /// @notice Takes the supplier's financing offer: the caller pays `advance` (credited to the
+    /// supplier) and becomes the milestone's payee, atomically.
+    /// @dev `advance` and `invoiceHash` repeat the offer's terms so that a replaced offer cannot
+    /// surprise the financier. Pending release approvals are reset (the payee changed).
+    /// Requirements: not paused; an unexpired offer to the caller with these terms; milestone
+    /// not final, not disputed, not financed, not on hold; invoice never financed; the vault
+    /// receives exactly `advance` from the caller (allowance needed).
+    /// Emits {ReceivableFinanced}.
+    function acceptFinancing(uint256 dealId, uint256 milestone, uint96 advance, bytes32 invoiceHash)
+        external
+        nonReentrant
+    {
+        _requireNotPaused();
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        FinancingOffer memory offer = _offers[dealId][milestone];
+        if (offer.financier == address(0)) revert SupplyChainEscrowNoFinancingOffer(dealId, milestone);
+        if (offer.financier != msg.sender) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Financier);
+        if (offer.advance != advance || offer.invoiceHash != invoiceHash) {
+            revert SupplyChainEscrowFinancingTermsMismatch(dealId, milestone);
+        }
+        // slither-disable-next-line timestamp
+        if (block.timestamp > offer.expiresAt) {
+            revert SupplyChainEscrowFinancingOfferExpired(dealId, milestone, offer.expiresAt);
+        }
+        if (_financedInvoices[invoiceHash]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
+        _requireFinanceable(dealId, milestone, ms.status);
+
+        address supplier = deal.supplier;
+        address token = _tokens[deal.tokenId];
+        _states[dealId][milestone].payee = msg.sender;
+        _financedInvoices[invoiceHash] = true;
+        delete _offers[dealId][milestone];
+        delete _approvals[dealId][milestone];
+        _credits[supplier][token] += advance;
+        emit ReceivableFinanced(dealId, milestone, msg.sender, supplier, advance, invoiceHash);
+
+        _pullExact(token, msg.sender, advance);
+    }
+
+    // ==========================================================================================
+    // Compliance holds
+    // ==========================================================================================
+
+    /// @notice Places a compliance hold on a milestone: it blocks release and financing (never
+    /// disputes, rulings or the long-stop refund) until lifted or expired.
+    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; milestone not final; no active hold;
+    /// 0 < duration <= {MAX_HOLD_DURATION}; `reasonHash` non-zero. Emits {ComplianceHoldPlaced}.
+    function placeHold(uint256 dealId, uint256 milestone, bytes32 reasonHash, uint256 duration)
+        external
+        onlyRole(COMPLIANCE_ROLE)
+    {
+        (, Milestone storage ms) = _load(dealId, milestone);
+        MilestoneStatus status = ms.status;
+        if (_isFinal(status)) revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
+        MilestoneState storage st = _states[dealId][milestone];
+        uint256 current = st.holdUntil;
+        // slither-disable-next-line timestamp
+        if (current > block.timestamp) revert SupplyChainEscrowOnHold(dealId, milestone, current);
+        uint40 until = _holdEnd(reasonHash, duration);
+        st.holdUntil = until;
+        _holdReasons[dealId][milestone] = reasonHash;
+        emit ComplianceHoldPlaced(dealId, milestone, msg.sender, reasonHash, until);
+    }
+
+    /// @notice Extends an active hold to `duration` seconds from now.
+    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; an active hold; milestone not final;
+    /// 0 < duration <= {MAX_HOLD_DURATION}; `reasonHash` non-zero. Emits {ComplianceHoldRenewed}.
+    function renewHold(uint256 dealId, uint256 milestone, bytes32 reasonHash, uint256 duration)
+        external
+        onlyRole(COMPLIANCE_ROLE)
+    {
+        (, Milestone storage ms) = _load(dealId, milestone);
+        MilestoneStatus status = ms.status;
+        if (_isFinal(status)) revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
+        MilestoneState storage st = _states[dealId][milestone];
+        // slither-disable-next-line timestamp
+        if (st.holdUntil <= block.timestamp) revert SupplyChainEscrowNoActiveHold(dealId, milestone);
+        uint40 until = _holdEnd(reasonHash, duration);
+        st.holdUntil = until;
+        _holdReasons[dealId][milestone] = reasonHash;
+        emit ComplianceHoldRenewed(dealId, milestone, msg.sender, reasonHash, until);
+    }
+
+    /// @notice Lifts an active hold.
+    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; an active hold; `reasonHash` (the
+    /// decision record) non-zero. Emits {ComplianceHoldLifted}.
+    function liftHold(uint256 dealId, uint256 milestone, bytes32 reasonHash) external onlyRole(COMPLIANCE_ROLE) {
+        _load(dealId, milestone);
+        if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+        MilestoneState storage st = _states[dealId][milestone];
+        // slither-disable-next-line timestamp
+        if (st.holdUntil <= block.timestamp) revert SupplyChainEscrowNoActiveHold(dealId, milestone);
+        st.holdUntil = 0;
+        delete _holdReasons[dealId][milestone];
+        emit ComplianceHoldLifted(dealId, milestone, msg.sender, reasonHash);
+    }
+
+    function _holdEnd(bytes32 reasonHash, uint256 duration) private view returns (uint40) {
+        if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
+        if (duration == 0 || duration > MAX_HOLD_DURATION) revert SupplyChainEscrowInvalidDuration(duration);
+        return uint40(block.timestamp + duration);
+    }
+
+    // ==========================================================================================
+    // Withdrawals and administration
+    // ==========================================================================================
+
+    /// @notice Pays out the caller's whole credited balance of `token`.
+    /// @dev Requirements: a non-zero credit. Works while paused. Emits {Withdrawn}.
+    function withdraw(address token) external nonReentrant {
+        uint256 amount = _credits[msg.sender][token];
+        if (amount == 0) revert SupplyChainEscrowNothingToWithdraw(msg.sender, token);
+        _credits[msg.sender][token] = 0;
+        emit Withdrawn(msg.sender, token, amount);
+        IERC20(token).safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Adds `token` to, or removes it from, the allow-list of new deals. Removing a
+    /// token never affects existing deals.
+    /// @dev Requirements: caller has `TOKEN_MANAGER_ROLE`; `token` is a contract.
+    /// Emits {TokenAllowListUpdated}.
+    function setTokenAllowed(address token, bool allowed) external onlyRole(TOKEN_MANAGER_ROLE) {
+        if (token.code.length == 0) revert SupplyChainEscrowZeroAddress();
+        TokenInfo memory info = _tokenInfo[token];
+        if (info.id == 0) {
+            info.id = ++_config.tokenCount;
+            _tokens[info.id] = token;
+        }
+        info.allowed = allowed;
+        _tokenInfo[token] = info;
+        emit TokenAllowListUpdated(token, allowed, msg.sender);
+    }
+
+    /// @notice Stops new deals, funding and financing (never withdrawals, releases, refunds,
+    /// disputes or rulings).
+    /// @dev Requirements: caller has `PAUSER_ROLE`; not paused. Emits {Paused}.
+    function pause() external onlyRole(PAUSER_ROLE) {
+        _requireNotPaused();
+        _config.paused = true;
+        emit Paused(msg.sender);
+    }
+
+    /// @notice Resumes new business.
+    /// @dev Requirements: caller has `PAUSER_ROLE`; paused. Emits {Unpaused}.
+    function unpause() external onlyRole(PAUSER_ROLE) {
+        if (!_config.paused) revert SupplyChainEscrowNotPaused();
+        _config.paused = false;
+        emit Unpaused(msg.sender);
+    }
+
+    /// @notice Whether new business is paused.
+    function paused() external view returns (bool) {
+        return _config.paused;
+    }
+
+    // ==========================================================================================
+    // Views
+    // ==========================================================================================
+
+    /// @notice The deal `dealId` (reverts for an unknown id).
+    function getDeal(uint256 dealId) external view returns (DealView memory v) {
+        Deal storage deal = _deals[dealId];
+        if (deal.buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
+        v.buyer = deal.buyer;
+        v.supplier = deal.supplier;
+        v.arbiter = deal.arbiter;
+        Controls memory controls = _controls[dealId];
+        v.financier = controls.financier;
+        v.token = _tokens[deal.tokenId];
+        v.milestoneCount = deal.milestoneCount;
+        v.inspectorCount = deal.inspectorCount;
+        v.inspectorThreshold = deal.inspectorThreshold;
+        v.approvalsRequired = deal.approvalsRequired;
+        v.defaultPayeeBps = deal.defaultPayeeBps;
+        v.inspectionWindow = deal.inspectionWindow;
+        v.disputeTimeout = deal.disputeTimeout;
+        v.longStop = deal.longStop;
+        v.approvalThreshold = controls.approvalThreshold;
+        v.inspectors = new address[](deal.inspectorCount);
+        for (uint256 i; i < deal.inspectorCount; ++i) {
+            v.inspectors[i] = _inspectorById[uint16(deal.inspectorIds >> (16 * i))];
+        }
+    }
+
+    /// @notice A milestone of deal `dealId` (reverts for an unknown deal or milestone).
+    function getMilestone(uint256 dealId, uint256 milestone) external view returns (MilestoneView memory v) {
+        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
+        Milestone memory m = ms;
+        MilestoneState memory st = _states[dealId][milestone];
+        v.status = m.status;
+        v.amount = m.amount;
+        v.funded = m.funded;
+        v.dueDate = m.dueDate;
+        v.attestations = m.attestations;
+        v.proofRequired = m.flags & _FLAG_PROOF_REQUIRED != 0;
+        v.proofVerified = m.flags & _FLAG_PROOF_VERIFIED != 0;
+        v.payee = st.payee == address(0) ? deal.supplier : st.payee;
+        v.stageAt = st.stageAt;
+        v.holdUntil = st.holdUntil;
+        v.shippingDocument = _shippingDocs[dealId][milestone];
+        v.proofLeaf = _proofLeaves[dealId][milestone];
+    }
+
+    /// @notice The dispute of a milestone: opener, opening time and (once settled) payee share.
+    function getDispute(uint256 dealId, uint256 milestone)
+        external
+        view
+        returns (address openedBy, uint256 openedAt, uint256 payeeBps)
+    {
+        _load(dealId, milestone);
+        Dispute memory d = _disputes[dealId][milestone];
+        return (d.openedBy, d.openedAt, d.payeeBps);
+    }
+
+    /// @notice The release request of a milestone: its initiator and approvals so far.
+    function getReleaseApproval(uint256 dealId, uint256 milestone)
+        external
+        view
+        returns (address initiator, uint256 approvals)
+    {
+        _load(dealId, milestone);
+        ReleaseApproval memory a = _approvals[dealId][milestone];
+        return (a.initiator, a.approvals);
+    }
+
+    /// @notice The supplier's open financing offer for a milestone (zero financier: none).
+    function getFinancingOffer(uint256 dealId, uint256 milestone)
+        external
+        view
+        returns (address financier, uint256 advance, bytes32 invoiceHash, uint256 expiresAt)
+    {
+        _load(dealId, milestone);
+        FinancingOffer memory o = _offers[dealId][milestone];
+        return (o.financier, o.advance, o.invoiceHash, o.expiresAt);
+    }
+
+    /// @notice The reason hash of a milestone's last placed or renewed hold (zero once lifted).
+    function holdReason(uint256 dealId, uint256 milestone) external view returns (bytes32) {
+        _load(dealId, milestone);
+        return _holdReasons[dealId][milestone];
+    }
+
+    /// @notice Whether `account` is an inspector of deal `dealId`.
+    function isInspector(uint256 dealId, address account) external view returns (bool) {
+        return _inspectorIndex(_deals[dealId], account) != 0;
+    }
+
+    /// @notice The registry id of `inspector` (0: not registered).
+    function inspectorId(address inspector) external view returns (uint256) {
+        return _inspectorIds[inspector];
+    }
+
+    /// @notice Whether `account` is a release approver of deal `dealId`.
+    function isApprover(uint256 dealId, address account) external view returns (bool) {
+        return _approverIndex[dealId][account] != 0;
+    }
+
+    /// @notice Whether `inspector` has attested the milestone.
+    function hasAttested(uint256 dealId, uint256 milestone, address inspector) external view returns (bool) {
+        uint256 index = _inspectorIndex(_deals[dealId], inspector);
+        return index != 0 && _states[dealId][milestone].attested & (1 << (index - 1)) != 0;
+    }
+
+    /// @notice The amount of `token` that `account` can withdraw.
+    function creditOf(address account, address token) external view returns (uint256) {
+        return _credits[account][token];
+    }
+
+    /// @notice Whether `invoiceHash` was already financed (in any deal).
+    function isInvoiceFinanced(bytes32 invoiceHash) external view returns (bool) {
+        return _financedInvoices[invoiceHash];
+    }
+
+    /// @notice Whether `nonce` of `inspector` was used or cancelled.
+    function isNonceUsed(address inspector, uint256 nonce) external view returns (bool) {
+        return _usedNonces[inspector][nonce];
+    }
+
+    /// @notice Whether new deals may use `token`.
+    function isTokenAllowed(address token) external view returns (bool) {
+        return _tokenInfo[token].allowed;
+    }
+
+    /// @notice The number of deals created (ids run from 1 to this number).
+    function dealCount() external view returns (uint256) {
+        return _config.nextDealId - 1;
+    }
+
+    /// @notice The AuditAnchor of proof-gated milestones (zero when none).
+    function auditAnchor() external view returns (IAuditAnchor) {
+        return _anchor;
+    }
+
+    /// @notice The EIP-712 domain separator of relayed attestations (bound to the chain id).
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice A deal's accounting: `funded == released + refunded + held` always holds, where
+    /// `released` went to payees, `refunded` back to the buyer and `held` is still escrowed.
+    function dealAccounting(uint256 dealId)
+        external
+        view
+        returns (uint256 funded, uint256 released, uint256 refunded, uint256 held)
+    {
+        Deal storage deal = _deals[dealId];
+        if (deal.buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
+        uint256 count = deal.milestoneCount;
+        for (uint256 i; i < count; ++i) {
+            Milestone memory m = _milestones[dealId][i];
+            funded += m.funded;
+            if (m.status == MilestoneStatus.Released) {
+                released += m.funded;
+            } else if (m.status == MilestoneStatus.Refunded) {
+                refunded += m.funded;
+            } else if (m.status == MilestoneStatus.Settled) {
+                uint256 payeeAmount = uint256(m.funded) * _disputes[dealId][i].payeeBps / BPS;
+                released += payeeAmount;
+                refunded += m.funded - payeeAmount;
+            } else {
+                held += m.funded;
+            }
+        }
+    }
+
+    // ==========================================================================================
+    // Internal helpers
+    // ==========================================================================================
+
+    function _load(uint256 dealId, uint256 milestone) private view returns (Deal storage deal, Milestone storage ms) {
+        deal = _deals[dealId];
+        if (deal.buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
+        if (milestone >= deal.milestoneCount) revert SupplyChainEscrowUnknownMilestone(dealId, milestone);
+        ms = _milestones[dealId][milestone];
+    }
+
+    function _requireStatus(uint256 dealId, uint256 milestone, MilestoneStatus actual, MilestoneStatus expected)
+        private
+        pure
+    {
+        if (actual != expected) revert SupplyChainEscrowInvalidStatus(dealId, milestone, actual);
+    }
+
+    function _requireProof(uint256 dealId, uint256 milestone, uint8 flags) private pure {
+        if (flags & (_FLAG_PROOF_REQUIRED | _FLAG_PROOF_VERIFIED) == _FLAG_PROOF_REQUIRED) {
+            revert SupplyChainEscrowProofRequired(dealId, milestone);
+        }
+    }
+
+    function _requireAccepted(Deal storage deal, uint256 dealId, uint256 milestone, Milestone memory m)
+        private
+        view
+    {
+        _requireAccepted(deal, dealId, milestone, m, _states[dealId][milestone].stageAt);
+    }
+
+    /// @dev Returns true when the milestone is only deemed accepted (window passed).
+    function _requireAccepted(
+        Deal storage deal,
+        uint256 dealId,
+        uint256 milestone,
+        Milestone memory m,
+        uint40 inspectedAt
+    ) private view returns (bool deemed) {
+        if (m.status == MilestoneStatus.Accepted) return false;
+        if (m.status != MilestoneStatus.Inspected) revert SupplyChainEscrowInvalidStatus(dealId, milestone, m.status);
+        uint256 windowEnd = uint256(inspectedAt) + deal.inspectionWindow;
+        // slither-disable-next-line timestamp
+        if (block.timestamp <= windowEnd) revert SupplyChainEscrowWindowOpen(dealId, milestone, windowEnd);
+        _requireProof(dealId, milestone, m.flags);
+        return true;
+    }
+
+    function _requireFinanceable(uint256 dealId, uint256 milestone, MilestoneStatus status) private view {
+        if (_isFinal(status) || status == MilestoneStatus.Disputed) {
+            revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
+        }
+        MilestoneState memory st = _states[dealId][milestone];
+        if (st.payee != address(0)) revert SupplyChainEscrowAlreadyFinanced(dealId, milestone, st.payee);
+        // slither-disable-next-line timestamp
+        if (st.holdUntil > block.timestamp) revert SupplyChainEscrowOnHold(dealId, milestone, st.holdUntil);
+    }
+
+    function _needsApproval(Deal storage deal, uint256 dealId, uint256 amount) private view returns (bool) {
+        return deal.approvalsRequired != 0 && amount > _controls[dealId].approvalThreshold;
+    }
+
+    function _requireNotPaused() private view {
+        if (_config.paused) revert SupplyChainEscrowPaused();
+    }
+
+    /// @dev The 1-based position of `account` among the deal's inspectors (0: not one).
+    function _inspectorIndex(Deal storage deal, address account) private view returns (uint256) {
+        uint256 id = _inspectorIds[account];
+        if (id == 0) return 0;
+        uint256 ids = deal.inspectorIds;
+        uint256 n = deal.inspectorCount;
+        for (uint256 i; i < n; ++i) {
+            if ((ids >> (16 * i)) & 0xffff == id) return i + 1;
+        }
+        return 0;
+    }
+
+    function _isFinal(MilestoneStatus status) private pure returns (bool) {
+        return status >= MilestoneStatus.Released;
+    }
+
+    /// @dev Pulls `amount` of `token` from `from` and checks that the vault received exactly
+    /// that much, which refuses fee-on-transfer and (negatively) rebasing tokens. Callers are
+    /// `nonReentrant` and have already written their effects.
+    function _pullExact(address token, address from, uint256 amount) private {
+        IERC20 erc20 = IERC20(token);
+        uint256 balanceBefore = erc20.balanceOf(address(this));
+        erc20.safeTransferFrom(from, address(this), amount);
+        uint256 balanceAfter = erc20.balanceOf(address(this));
+        if (balanceAfter != balanceBefore + amount) {
+            uint256 received = balanceAfter > balanceBefore ? balanceAfter - balanceBefore : 0;
+            revert SupplyChainEscrowTransferMismatch(token, amount, received);
+        }
+    }
+}
