@@ -256,21 +256,22 @@ contract SupplyChainEscrow is
         uint8 count,
         DealParams calldata params
     ) private {
-        _deals[dealId] = Deal({
-            buyer: buyer,
-            tokenId: tokenId,
-            milestoneCount: count,
-            inspectorCount: uint8(params.inspectors.length),
-            inspectorThreshold: params.inspectorThreshold,
-            approvalsRequired: params.approvalsRequired,
-            defaultPayeeBps: params.defaultPayeeBps,
-            inspectionWindow: params.inspectionWindow,
-            supplier: params.supplier,
-            longStop: params.longStop,
-            disputeTimeout: params.disputeTimeout,
-            arbiter: params.arbiter,
-            inspectorIds: inspectorIds
-        });
+        // One SSTORE per slot (the struct literal would read-modify-write each field); the
+        // layout is the declaration order of {Deal}.
+        uint256 word0 = uint256(uint160(buyer)) | uint256(tokenId) << 160 | uint256(count) << 176
+            | uint256(params.inspectors.length) << 184 | uint256(params.inspectorThreshold) << 192
+            | uint256(params.approvalsRequired) << 200 | uint256(params.defaultPayeeBps) << 208
+            | uint256(params.inspectionWindow) << 224;
+        uint256 word1 = uint256(uint160(params.supplier)) | uint256(params.longStop) << 160
+            | uint256(params.disputeTimeout) << 200;
+        uint256 word2 = uint256(uint160(params.arbiter)) | uint256(inspectorIds) << 160;
+        Deal storage deal = _deals[dealId];
+        assembly ("memory-safe") {
+            let slot := deal.slot
+            sstore(slot, word0)
+            sstore(add(slot, 1), word1)
+            sstore(add(slot, 2), word2)
+        }
         emit DealCreated(
             dealId, buyer, params.supplier, params.token, params.arbiter, params.inspectors, params.inspectorThreshold
         );
@@ -321,7 +322,7 @@ contract SupplyChainEscrow is
             for (uint256 j; j < i; ++j) {
                 if (uint16(packed >> (16 * j)) == id) revert SupplyChainEscrowDuplicateParty(inspector);
             }
-            packed |= id << (16 * i);
+            packed |= uint96(uint256(id) << (16 * i)); // i < 6: fits in 96 bits
         }
     }
 
@@ -360,14 +361,13 @@ contract SupplyChainEscrow is
                 flags = _FLAG_PROOF_REQUIRED;
                 emit ProofGateSet(dealId, i, p.proofLeaf);
             }
-            slots[i] = Milestone({
-                amount: p.amount,
-                funded: 0,
-                dueDate: p.dueDate,
-                status: MilestoneStatus.Open,
-                flags: flags,
-                attestations: 0
-            });
+            // One SSTORE (layout: declaration order of {Milestone}; funded = attestations = 0).
+            uint256 word = uint256(p.amount) | uint256(p.dueDate) << 192
+                | uint256(uint8(MilestoneStatus.Open)) << 232 | uint256(flags) << 240;
+            Milestone storage slot = slots[i];
+            assembly ("memory-safe") {
+                sstore(slot.slot, word)
+            }
             emit MilestoneCreated(dealId, i, p.amount, p.dueDate, p.documentHash);
         }
     }
