@@ -1,15 +1,23 @@
 """Settings: one pydantic-settings class, read from the environment (``CHAINAUDIT_*``).
 
 Settings are built by the entry points (CLI, server) and passed down; nothing reads the
-environment at import time.
+environment at import time. Outside ``development`` the class refuses unsafe values: a
+well-known devnet key as the anchorer, or a plain-HTTP chain endpoint off this machine.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chainaudit.errors import ConfigError
+
+DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
+"""Foundry's public test mnemonic (``anvil.env``): its keys must never guard real value."""
 
 
 class Settings(BaseSettings):
@@ -20,7 +28,64 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHAINAUDIT_", extra="ignore", frozen=True)
 
+    environment: Literal["development", "production"] = "development"
     data_dir: Path = Field(default=Path(".data"), description="where the log and state live")
     record_kinds: frozenset[str] = Field(
         default=frozenset(), description="record kinds accepted beyond the built-in ones"
     )
+
+    # -- chain ------------------------------------------------------------------------------
+    rpc_url: str = "http://127.0.0.1:8545"
+    rpc_timeout: float = Field(default=10.0, gt=0)
+    deployments_dir: Path = Path("deployments")
+    anchor_contract: str | None = Field(
+        default=None, description="AuditAnchor address (default: deployments/<chain_id>.json)"
+    )
+    anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
+    anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
+    anchorer_password: SecretStr | None = None
+
+    # -- anchoring --------------------------------------------------------------------------
+    max_batch_records: int = Field(default=10_000, ge=1)
+    max_batch_seconds: float = Field(default=60.0, gt=0)
+    confirmations: int = Field(default=1, ge=1)
+    finality: int = Field(default=12, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_values(self) -> Settings:
+        if self.finality < self.confirmations:
+            raise ValueError("finality must be at least confirmations")
+        if self.environment != "production":
+            return self
+        host = urlparse(self.rpc_url).hostname or ""
+        if self.rpc_url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("in production the chain endpoint must use https")
+        if self.anchorer_key is not None and _is_devnet_key(self.anchorer_key.get_secret_value()):
+            raise ValueError("in production the anchorer key must not be a public devnet key")
+        return self
+
+
+def _is_devnet_key(private_key: str) -> bool:
+    from chainaudit.devnet import derive_accounts  # noqa: PLC0415 - only needed here
+
+    known = {a.private_key.lower().removeprefix("0x") for a in derive_accounts(DEVNET_MNEMONIC, 10)}
+    return private_key.lower().removeprefix("0x") in known
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings` from the environment plus ``overrides``; a bad value raises
+    :class:`ConfigError` naming the field, never echoing a secret."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())) or 'settings'}: {e.get('msg', '')}"
+            for e in errors()
+        )
+    return str(exc)

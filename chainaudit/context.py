@@ -1,0 +1,53 @@
+"""Building the I/O-facing objects (chain, signer, anchoring service) from :class:`Settings`."""
+
+from __future__ import annotations
+
+from eth_account.signers.local import LocalAccount
+
+from chainaudit.anchoring import Anchorer, AnchorPolicy
+from chainaudit.chain import Chain, load_account
+from chainaudit.deploy import contract_address
+from chainaudit.errors import ConfigError
+from chainaudit.settings import Settings
+from chainaudit.store import Log
+
+
+def chain_from(settings: Settings, rpc_url: str | None = None) -> Chain:
+    return Chain(rpc_url or settings.rpc_url, timeout=settings.rpc_timeout)
+
+
+def anchorer_account(settings: Settings) -> LocalAccount:
+    """The anchoring key, from ``CHAINAUDIT_ANCHORER_KEY`` or an encrypted keystore."""
+    if settings.anchorer_key is None and settings.anchorer_keystore is None:
+        raise ConfigError(
+            "no anchorer key: set CHAINAUDIT_ANCHORER_KEY or CHAINAUDIT_ANCHORER_KEYSTORE "
+            "(with CHAINAUDIT_ANCHORER_PASSWORD)"
+        )
+    return load_account(
+        private_key=settings.anchorer_key.get_secret_value() if settings.anchorer_key else None,
+        keystore=settings.anchorer_keystore if settings.anchorer_key is None else None,
+        password=(
+            settings.anchorer_password.get_secret_value() if settings.anchorer_password else None
+        ),
+    )
+
+
+def policy_from(settings: Settings) -> AnchorPolicy:
+    return AnchorPolicy(
+        max_batch_records=settings.max_batch_records,
+        max_batch_seconds=settings.max_batch_seconds,
+        confirmations=settings.confirmations,
+        finality=settings.finality,
+    )
+
+
+def anchorer_from(settings: Settings, log: Log, chain: Chain | None = None) -> Anchorer:
+    """An :class:`Anchorer` for ``log`` configured by ``settings``."""
+    chain = chain or chain_from(settings)
+    return Anchorer(
+        log,
+        chain,
+        anchorer_account(settings),
+        contract_address(settings, chain),
+        policy=policy_from(settings),
+    )

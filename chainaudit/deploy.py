@@ -1,0 +1,54 @@
+"""Deploying chainaudit's contracts and finding them again.
+
+``deploy_contracts`` compiles (cached) and deploys ``AuditAnchor`` and records the addresses in
+``deployments/<chain_id>.json``; the anchoring service, the CLI and the API read them back
+with :func:`contract_address` unless an address is configured explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from chainaudit.chain import Chain, Deployed, deploy, read_deployment, write_deployment
+from chainaudit.errors import ConfigError
+from chainaudit.settings import Settings
+from chainaudit.toolchain import compile_contracts
+
+ADMIN_DELAY_SECONDS = 2 * 24 * 3600
+"""Default-admin transfers wait two days (OpenZeppelin AccessControlDefaultAdminRules)."""
+
+
+def deploy_contracts(
+    chain: Chain,
+    deployer: LocalAccount,
+    *,
+    anchorer: str | None = None,
+    directory: Path | None = None,
+) -> dict[str, Deployed]:
+    """Deploy ``AuditAnchor`` with ``deployer`` as admin and ``anchorer`` (default: the
+    deployer) holding ANCHORER_ROLE; write ``<directory>/<chain_id>.json`` when given."""
+    artifacts = compile_contracts()
+    anchor = deploy(
+        chain,
+        deployer,
+        artifacts["AuditAnchor"],
+        ADMIN_DELAY_SECONDS,
+        deployer.address,
+        anchorer or deployer.address,
+    )
+    deployed = {"AuditAnchor": anchor}
+    if directory is not None:
+        write_deployment(directory, chain.chain_id(), deployer.address, deployed)
+    return deployed
+
+
+def contract_address(settings: Settings, chain: Chain, name: str = "AuditAnchor") -> str:
+    """The configured address of ``name``, else the one in the deployments file."""
+    if name == "AuditAnchor" and settings.anchor_contract:
+        return settings.anchor_contract
+    addresses = read_deployment(settings.deployments_dir, chain.chain_id())
+    if name not in addresses:
+        raise ConfigError(f"{name} is not in the deployment for chain {chain.chain_id()}")
+    return addresses[name]

@@ -1,0 +1,248 @@
+"""The anchoring service against a real Anvil: batching, the state machine, restarts, reorgs,
+outages and rewritten history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from chainaudit import anchoring, merkle
+from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.anchoring import CONFIRMED, FINAL, PENDING, SUBMITTED, Anchorer, AnchorPolicy
+from chainaudit.chain import Chain
+from chainaudit.deploy import deploy_contracts
+from chainaudit.devnet import Devnet, free_port
+from chainaudit.errors import StoreError
+from chainaudit.records import PreparedRecord, prepare
+from chainaudit.store import Log
+
+
+def records(start: int, count: int) -> list[PreparedRecord]:
+    return [
+        prepare(
+            {
+                "id": f"tx-{i}",
+                "kind": "transaction",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "buyer:acme",
+                "payload": {"amount": i},
+            }
+        )
+        for i in range(start, start + count)
+    ]
+
+
+class Clock:
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def account(anvil: Devnet) -> LocalAccount:
+    return Account.from_key(anvil.accounts[0].private_key)
+
+
+@pytest.fixture
+def chain(anvil: Devnet) -> Chain:
+    return Chain(anvil.rpc_url)
+
+
+@pytest.fixture
+def contract(chain: Chain, account: LocalAccount) -> str:
+    return deploy_contracts(chain, account)["AuditAnchor"].address
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[Log]:
+    with Log.open(tmp_path / "data") as opened:
+        yield opened
+
+
+def make_anchorer(
+    log: Log, chain: Chain, account: LocalAccount, contract: str, **policy: Any
+) -> Anchorer:
+    settings = {"max_batch_records": 50, "max_batch_seconds": 30.0, "finality": 3, **policy}
+    return Anchorer(log, chain, account, contract, policy=AnchorPolicy(**settings), clock=Clock())
+
+
+def mine(w3: Web3, blocks: int) -> None:
+    for _ in range(blocks):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def on_chain(chain: Chain, contract: str) -> list[tuple[int, bytes]]:
+    anchor = chain.contract(contract, AUDIT_ANCHOR_ABI)
+    count = anchor.functions.checkpointCount().call()
+    return [
+        (size, bytes(root))
+        for size, root, _, _ in (anchor.functions.checkpoint(i).call() for i in range(count))
+    ]
+
+
+def test_batches_by_count_then_by_age_and_reaches_final(
+    log: Log, chain: Chain, account: LocalAccount, contract: str, w3: Web3
+) -> None:
+    anchorer = make_anchorer(log, chain, account, contract)
+    log.append(records(0, 10))
+    assert anchorer.tick() is None  # 10 < 50 records and not 30 s old: not due
+    log.append(records(10, 45))
+    first = anchorer.tick()
+    assert first is not None and (first.status, first.tree_size) == (PENDING, 55)
+    assert first.root == log.root()
+    submitted = anchorer.tick()
+    assert submitted is not None and submitted.status == SUBMITTED and submitted.tx_hash
+    confirmed = anchorer.tick()
+    assert confirmed is not None and confirmed.status == CONFIRMED and confirmed.seq == 0
+    assert confirmed.block_hash == chain.block_hash(confirmed.block_number or 0)
+    mine(w3, 3)
+    final = anchorer.tick()
+    assert final is not None and final.status == FINAL
+    assert on_chain(chain, contract) == [(55, log.root())]
+
+    log.append(records(55, 5))
+    assert anchorer.tick() is None
+    anchorer.clock.now += 31  # type: ignore[attr-defined]
+    second = anchorer.tick()
+    assert second is not None and (second.status, second.tree_size) == (PENDING, 60)
+    anchorer.tick()
+    anchorer.tick()
+    assert on_chain(chain, contract) == [(55, final.root), (60, log.root())]
+
+    index = 57
+    proof = log.inclusion_proof(index, 60)
+    onchain = chain.contract(contract, AUDIT_ANCHOR_ABI)
+    assert onchain.functions.verifyInclusion(1, index, log.leaf_hash(index), proof).call()
+    assert not onchain.functions.verifyInclusion(1, index, log.leaf_hash(0), proof).call()
+
+
+def test_anchor_now_ignores_the_batch_policy(
+    log: Log, chain: Chain, account: LocalAccount, contract: str
+) -> None:
+    log.append(records(0, 3))
+    done = make_anchorer(log, chain, account, contract).anchor_now(timeout=30)
+    assert done.tree_size == 3 and done.status in (CONFIRMED, FINAL)
+    assert on_chain(chain, contract) == [(3, log.root())]
+
+
+def test_restart_after_signing_before_sending_neither_loses_nor_duplicates(
+    log: Log, chain: Chain, account: LocalAccount, contract: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between recording the signed transaction and broadcasting it (a fault that
+    cannot be caused for real at that exact line, so it is injected)."""
+    log.append(records(0, 60))
+    crashing = make_anchorer(log, chain, account, contract)
+    assert crashing.tick() is not None  # pending
+
+    def crash(*_: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(anchoring, "broadcast", crash)
+    with pytest.raises(SystemExit):
+        crashing.tick()
+    monkeypatch.undo()
+    assert crashing.book.active() is not None
+    assert crashing.book.active().status == SUBMITTED  # type: ignore[union-attr]
+    assert on_chain(chain, contract) == []  # never sent
+
+    restarted = make_anchorer(log, chain, account, contract)
+    for _ in range(3):
+        restarted.tick()
+    assert [a.status for a in restarted.book.all()] == [CONFIRMED]
+    assert on_chain(chain, contract) == [(60, log.root())]  # re-broadcast exactly once
+
+
+def test_restart_after_sending_adopts_the_mined_anchor(
+    log: Log, chain: Chain, account: LocalAccount, contract: str
+) -> None:
+    log.append(records(0, 60))
+    first = make_anchorer(log, chain, account, contract)
+    first.tick()
+    first.tick()  # submitted and mined (Anvil mines at once)
+    restarted = make_anchorer(log, chain, account, contract)
+    restarted.tick()
+    restarted.tick()
+    assert [a.status for a in restarted.book.all()] == [CONFIRMED]
+    assert on_chain(chain, contract) == [(60, log.root())]
+
+
+def test_reorg_that_drops_the_anchor_is_reanchored(
+    log: Log, chain: Chain, account: LocalAccount, contract: str, w3: Web3
+) -> None:
+    anchorer = make_anchorer(log, chain, account, contract, finality=10)
+    log.append(records(0, 60))
+    anchorer.tick()
+    anchorer.tick()
+    confirmed = anchorer.tick()
+    assert confirmed is not None and confirmed.status == CONFIRMED
+    mine(w3, 1)
+    w3.provider.make_request("anvil_reorg", [2, []])  # type: ignore[arg-type]
+    assert on_chain(chain, contract) == []  # the anchoring block is gone
+
+    reorged = anchorer.tick()
+    assert reorged is not None and reorged.status == SUBMITTED
+    assert reorged.last_error == "reorganised out of the canonical chain"
+    for _ in range(3):
+        anchorer.tick()
+    again = anchorer.book.get(confirmed.id)
+    assert again.status == CONFIRMED and again.block_hash != confirmed.block_hash
+    assert on_chain(chain, contract) == [(60, log.root())]
+
+
+def test_chain_outage_keeps_records_flowing_and_anchors_on_return(
+    tmp_path: Path, account: LocalAccount
+) -> None:
+    port = free_port()
+    state = tmp_path / "anvil-state.json"
+    with Log.open(tmp_path / "data") as log:
+        devnet = Devnet(port=port, extra_args=["--state", str(state)])
+        devnet.start()
+        chain = Chain(devnet.rpc_url, timeout=2)
+        contract = deploy_contracts(chain, account)["AuditAnchor"].address
+        anchorer = make_anchorer(log, chain, account, contract)
+        log.append(records(0, 60))
+        anchorer.tick()  # pending
+        devnet.stop()  # Anvil saves its state on a clean stop
+
+        assert anchorer.tick() is not None  # no exception: the outage is recorded
+        assert anchorer.last_error is not None and "unreachable" in anchorer.last_error
+        log.append(records(60, 40))  # the log keeps accepting records meanwhile
+        assert log.size == 100
+
+        with Devnet(port=port, extra_args=["--state", str(state)]):
+            for _ in range(4):
+                anchorer.tick()
+            assert anchorer.last_error is None
+            anchored = anchorer.book.latest_anchored()
+            assert anchored is not None and anchored.tree_size == 60
+            anchorer.request()
+            for _ in range(3):
+                anchorer.tick()
+            assert on_chain(chain, contract) == [(60, log.root_at(60)), (100, log.root())]
+
+
+def test_rewritten_history_cannot_be_anchored(
+    tmp_path: Path, chain: Chain, account: LocalAccount, contract: str
+) -> None:
+    honest, forged = records(0, 60), records(0, 60)
+    with Log.open(tmp_path / "honest") as log:
+        log.append(honest)
+        make_anchorer(log, chain, account, contract).anchor_now(timeout=30)
+    with Log.open(tmp_path / "forged") as other:
+        other.append(forged[:59] + records(500, 1) + records(60, 10))
+        rewriter = make_anchorer(other, chain, account, contract)
+        rewriter.request()
+        rewriter.tick()
+        with pytest.raises(StoreError, match="history was rewritten"):
+            rewriter.tick()
+    assert on_chain(chain, contract) == [(60, merkle.root_hash([r.leaf_hash for r in honest]))]
