@@ -3,6 +3,7 @@ outages and rewritten history."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,6 @@ def records(start: int, count: int) -> list[PreparedRecord]:
 
 class Clock:
     def __init__(self) -> None:
-        import time
-
         self.now = time.time()
 
     def __call__(self) -> float:
