@@ -1,0 +1,609 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {EscrowFixture} from "./escrow/EscrowFixture.sol";
+import {ISupplyChainEscrow as I} from "../interfaces/ISupplyChainEscrow.sol";
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {SupplyChainEscrow} from "../SupplyChainEscrow.sol";
+import {IAuditAnchor} from "../interfaces/IAuditAnchor.sol";
+
+/// @notice Disputes, financing, maker-checker approvals, compliance holds, the proof gate,
+/// relayed attestations and administration.
+contract EscrowControlsTest is EscrowFixture {
+    // ------------------------------------------------------------------ disputes
+
+    function test_dispute_arbiterSplits() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.DisputeOpened(id, 0, buyer, REASON_HASH);
+        vm.prank(buyer);
+        escrow.openDispute(id, 0, REASON_HASH);
+        _assertStatus(id, 0, I.MilestoneStatus.Disputed);
+        // the dispute freezes only its milestone
+        _toAccepted(id, 1);
+        escrow.release(id, 1);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.DisputeSettled(id, 0, arbiter, 7_000, 700e6, 300e6, false, keccak256("ruling"));
+        vm.prank(arbiter);
+        escrow.resolveDispute(id, 0, 7_000, keccak256("ruling"));
+        _assertStatus(id, 0, I.MilestoneStatus.Settled);
+        assertEq(escrow.creditOf(supplier, address(usdc)), AMOUNT + 700e6, "supplier credit");
+        assertEq(escrow.creditOf(buyer, address(usdc)), 300e6, "buyer credit");
+        (address openedBy,, uint256 bps) = escrow.getDispute(id, 0);
+        assertEq(openedBy, buyer, "opener");
+        assertEq(bps, 7_000, "bps");
+    }
+
+    function test_dispute_reverts() public {
+        uint256 id = _standardDeal();
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 0, I.MilestoneStatus.Open));
+        escrow.openDispute(id, 0, REASON_HASH);
+        _toInspected(id, 0);
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.BuyerOrSupplier)
+        );
+        escrow.openDispute(id, 0, REASON_HASH);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
+        escrow.openDispute(id, 0, bytes32(0));
+        uint256 windowEnd = block.timestamp + WINDOW;
+        vm.warp(windowEnd + 1);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowWindowClosed.selector, id, 0, windowEnd));
+        escrow.openDispute(id, 0, REASON_HASH);
+        // ruling needs a dispute, the arbiter, and a valid split
+        vm.prank(arbiter);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 0, I.MilestoneStatus.Inspected)
+        );
+        escrow.resolveDispute(id, 0, 1, bytes32(0));
+        _toShipped(id, 1);
+        vm.prank(supplier);
+        escrow.openDispute(id, 1, REASON_HASH);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, buyer, I.Party.Arbiter));
+        escrow.resolveDispute(id, 1, 1, bytes32(0));
+        vm.prank(arbiter);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidBps.selector, 10_001));
+        escrow.resolveDispute(id, 1, 10_001, bytes32(0));
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 1, I.MilestoneStatus.Disputed)
+        );
+        escrow.openDispute(id, 1, REASON_HASH);
+    }
+
+    function test_dispute_revertsAfterLongStop() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        vm.warp(START + 180 days + 1);
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowLongStopPassed.selector, id, START + 180 days));
+        escrow.openDispute(id, 0, REASON_HASH);
+    }
+
+    function test_dispute_timeoutAppliesDefault() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        vm.prank(supplier);
+        escrow.openDispute(id, 0, REASON_HASH);
+        uint256 endsAt = block.timestamp + TIMEOUT;
+        vm.warp(endsAt);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDisputeTimeoutPending.selector, id, 0, endsAt));
+        escrow.applyDisputeTimeout(id, 0);
+        vm.warp(endsAt + 1);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.DisputeSettled(id, 0, stranger, DEFAULT_BPS, 500e6, 500e6, true, bytes32(0));
+        vm.prank(stranger);
+        escrow.applyDisputeTimeout(id, 0);
+        _assertStatus(id, 0, I.MilestoneStatus.Settled);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 0, I.MilestoneStatus.Settled)
+        );
+        escrow.applyDisputeTimeout(id, 0);
+    }
+
+    function test_dispute_worksWhilePausedAndHeld() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        vm.prank(officer);
+        escrow.placeHold(id, 0, REASON_HASH, 10 days);
+        vm.prank(admin);
+        escrow.pause();
+        vm.prank(buyer);
+        escrow.openDispute(id, 0, REASON_HASH);
+        vm.prank(arbiter);
+        escrow.resolveDispute(id, 0, 0, bytes32(0));
+        assertEq(escrow.creditOf(buyer, address(usdc)), AMOUNT, "full refund");
+    }
+
+    // ------------------------------------------------------------------ financing
+
+    function _offer(uint256 id, uint256 m, uint96 advance, bytes32 invoice) internal {
+        vm.prank(supplier);
+        escrow.offerFinancing(id, m, financier, advance, invoice, uint40(block.timestamp + 1 days));
+    }
+
+    function test_financing_assignsClaimAtomically() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.FinancingOffered(id, 0, financier, 950e6, INVOICE_HASH, block.timestamp + 1 days);
+        _offer(id, 0, 950e6, INVOICE_HASH);
+        uint256 financierBefore = usdc.balanceOf(financier);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ReceivableFinanced(id, 0, financier, supplier, 950e6, INVOICE_HASH);
+        vm.prank(financier);
+        escrow.acceptFinancing(id, 0, 950e6, INVOICE_HASH);
+        assertEq(usdc.balanceOf(financier), financierBefore - 950e6, "advance paid");
+        assertEq(escrow.creditOf(supplier, address(usdc)), 950e6, "supplier credited");
+        assertEq(escrow.getMilestone(id, 0).payee, financier, "payee");
+        assertTrue(escrow.isInvoiceFinanced(INVOICE_HASH), "registry");
+        (address offered,,,) = escrow.getFinancingOffer(id, 0);
+        assertEq(offered, address(0), "offer consumed");
+        _attest(id, 0, inspector1);
+        _attest(id, 0, inspector2);
+        vm.prank(buyer);
+        escrow.acceptMilestone(id, 0);
+        escrow.release(id, 0);
+        assertEq(escrow.creditOf(financier, address(usdc)), AMOUNT, "financier paid on release");
+    }
+
+    function test_financing_refusesDoubleFinancing() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        _toShipped(id, 1);
+        _offer(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(financier);
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        // same invoice on another milestone, or in another deal
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
+        escrow.offerFinancing(id, 1, financier, 900e6, INVOICE_HASH, uint40(block.timestamp + 1));
+        uint256 other = _standardDeal();
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
+        escrow.offerFinancing(other, 0, financier, 900e6, INVOICE_HASH, uint40(block.timestamp + 1));
+        // the same milestone cannot be financed twice
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowAlreadyFinanced.selector, id, 0, financier));
+        escrow.offerFinancing(id, 0, financier, 900e6, keccak256("other"), uint40(block.timestamp + 1));
+    }
+
+    function test_financing_sameInvoiceOfferedTwice_secondAcceptFails() public {
+        uint256 id = _standardDeal();
+        uint256 other = _standardDeal();
+        _offer(id, 0, 900e6, INVOICE_HASH);
+        _offer(other, 0, 900e6, INVOICE_HASH);
+        vm.prank(financier);
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
+        escrow.acceptFinancing(other, 0, 900e6, INVOICE_HASH);
+    }
+
+    function test_financing_reverts() public {
+        uint256 id = _standardDeal();
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoFinancingOffer.selector, id, 0));
+        escrow.acceptFinancing(id, 0, 1, INVOICE_HASH);
+        vm.startPrank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidAdvance.selector, 0, AMOUNT));
+        escrow.offerFinancing(id, 0, financier, 0, INVOICE_HASH, uint40(block.timestamp + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidAdvance.selector, AMOUNT + 1, AMOUNT));
+        escrow.offerFinancing(id, 0, financier, AMOUNT + 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
+        escrow.offerFinancing(id, 0, financier, 1, bytes32(0), uint40(block.timestamp + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDuplicateParty.selector, buyer));
+        escrow.offerFinancing(id, 0, buyer, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroAddress.selector));
+        escrow.offerFinancing(id, 0, address(0), 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidDuration.selector, block.timestamp));
+        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(block.timestamp));
+        vm.stopPrank();
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Supplier));
+        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+
+        _offer(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Financier));
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowFinancingTermsMismatch.selector, id, 0));
+        escrow.acceptFinancing(id, 0, 800e6, INVOICE_HASH);
+        uint256 expiresAt = block.timestamp + 1 days;
+        vm.warp(expiresAt + 1);
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowFinancingOfferExpired.selector, id, 0, expiresAt));
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.FinancingOfferCancelled(id, 0, supplier);
+        vm.prank(supplier);
+        escrow.cancelFinancingOffer(id, 0);
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoFinancingOffer.selector, id, 0));
+        escrow.cancelFinancingOffer(id, 0);
+    }
+
+    function test_financing_refusedWhenDisputedPausedOrHeld() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        _offer(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(admin);
+        escrow.pause();
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowPaused.selector));
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(admin);
+        escrow.unpause();
+        vm.prank(officer);
+        escrow.placeHold(id, 0, REASON_HASH, 1 days);
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, block.timestamp + 1 days));
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(officer);
+        escrow.liftHold(id, 0, REASON_HASH);
+        vm.prank(buyer);
+        escrow.openDispute(id, 0, REASON_HASH);
+        vm.prank(financier);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 0, I.MilestoneStatus.Disputed)
+        );
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+    }
+
+    function test_financing_designatedFinancierOnly() public {
+        I.DealParams memory p = _params(1, 1);
+        p.financier = financier;
+        uint256 id = _create(p, _milestones(1, AMOUNT));
+        vm.prank(supplier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Financier));
+        escrow.offerFinancing(id, 0, stranger, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+    }
+
+    // ------------------------------------------------------------------ maker-checker
+
+    function _approvalDeal() internal returns (uint256 id) {
+        I.MilestoneParams[] memory ms = _milestones(2, AMOUNT);
+        ms[1].amount = 100e6; // below the threshold
+        id = _create(_withApprovals(_params(3, 2), 500e6, 2), ms);
+    }
+
+    function test_approvals_requiredAboveThreshold() public {
+        uint256 id = _approvalDeal();
+        _toAccepted(id, 0);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowApprovalsMissing.selector, id, 0, 0, 2));
+        escrow.release(id, 0);
+        vm.prank(approver1);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowReleaseNotRequested.selector, id, 0));
+        escrow.approveRelease(id, 0);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ReleaseRequested(id, 0, approver1);
+        vm.prank(approver1);
+        escrow.requestRelease(id, 0);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowReleaseAlreadyRequested.selector, id, 0, approver1));
+        escrow.requestRelease(id, 0);
+        vm.prank(approver1);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInitiatorCannotApprove.selector, id, 0, approver1));
+        escrow.approveRelease(id, 0);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, buyer, I.Party.Approver));
+        escrow.approveRelease(id, 0);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ReleaseApproved(id, 0, approver2, 1);
+        vm.prank(approver2);
+        escrow.approveRelease(id, 0);
+        vm.prank(approver2);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowAlreadyApproved.selector, id, 0, approver2));
+        escrow.approveRelease(id, 0);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowApprovalsMissing.selector, id, 0, 1, 2));
+        escrow.release(id, 0);
+        vm.prank(approver3);
+        escrow.approveRelease(id, 0);
+        escrow.release(id, 0);
+        _assertStatus(id, 0, I.MilestoneStatus.Released);
+        (address initiator, uint256 approvals) = escrow.getReleaseApproval(id, 0);
+        assertEq(initiator, approver1, "initiator");
+        assertEq(approvals, 2, "approvals");
+    }
+
+    function test_approvals_notNeededBelowThreshold() public {
+        uint256 id = _approvalDeal();
+        _toAccepted(id, 1);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowApprovalNotRequired.selector, id, 1));
+        escrow.requestRelease(id, 1);
+        escrow.release(id, 1);
+        _assertStatus(id, 1, I.MilestoneStatus.Released);
+    }
+
+    function test_approvals_requestNeedsAcceptanceAndRole() public {
+        uint256 id = _approvalDeal();
+        _toShipped(id, 0);
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowInvalidStatus.selector, id, 0, I.MilestoneStatus.Shipped)
+        );
+        escrow.requestRelease(id, 0);
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.BuyerOrApprover)
+        );
+        escrow.requestRelease(id, 0);
+    }
+
+    function test_approvals_resetWhenFinanced() public {
+        uint256 id = _approvalDeal();
+        _toAccepted(id, 0);
+        vm.prank(buyer);
+        escrow.requestRelease(id, 0);
+        vm.prank(approver1);
+        escrow.approveRelease(id, 0);
+        _offer(id, 0, 900e6, INVOICE_HASH);
+        vm.prank(financier);
+        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
+        (address initiator, uint256 approvals) = escrow.getReleaseApproval(id, 0);
+        assertEq(initiator, address(0), "reset initiator");
+        assertEq(approvals, 0, "reset approvals");
+    }
+
+    // ------------------------------------------------------------------ compliance holds
+
+    function test_hold_blocksReleaseUntilLiftedOrExpired() public {
+        uint256 id = _standardDeal();
+        _toAccepted(id, 0);
+        _toAccepted(id, 1);
+        uint256 until = block.timestamp + 3 days;
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ComplianceHoldPlaced(id, 0, officer, REASON_HASH, until);
+        vm.prank(officer);
+        escrow.placeHold(id, 0, REASON_HASH, 3 days);
+        assertEq(escrow.holdReason(id, 0), REASON_HASH, "reason");
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, until));
+        escrow.release(id, 0);
+        // renew: extends from now
+        vm.warp(block.timestamp + 1 days);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ComplianceHoldRenewed(id, 0, officer, keccak256("more"), block.timestamp + 5 days);
+        vm.prank(officer);
+        escrow.renewHold(id, 0, keccak256("more"), 5 days);
+        vm.prank(officer);
+        vm.expectRevert(
+            abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, block.timestamp + 5 days)
+        );
+        escrow.placeHold(id, 0, REASON_HASH, 1 days);
+        // lift
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ComplianceHoldLifted(id, 0, officer, keccak256("cleared"));
+        vm.prank(officer);
+        escrow.liftHold(id, 0, keccak256("cleared"));
+        escrow.release(id, 0);
+        // expiry on the other milestone
+        vm.prank(officer);
+        escrow.placeHold(id, 1, REASON_HASH, 2 days);
+        vm.warp(block.timestamp + 2 days + 1);
+        vm.prank(officer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoActiveHold.selector, id, 1));
+        escrow.liftHold(id, 1, REASON_HASH);
+        escrow.release(id, 1);
+    }
+
+    function test_hold_reverts() public {
+        uint256 id = _standardDeal();
+        bytes32 role = escrow.COMPLIANCE_ROLE();
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, role
+            )
+        );
+        escrow.placeHold(id, 0, REASON_HASH, 1 days);
+        vm.startPrank(officer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidDuration.selector, 31 days));
+        escrow.placeHold(id, 0, REASON_HASH, 31 days);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidDuration.selector, 0));
+        escrow.placeHold(id, 0, REASON_HASH, 0);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
+        escrow.placeHold(id, 0, bytes32(0), 1 days);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoActiveHold.selector, id, 0));
+        escrow.renewHold(id, 0, REASON_HASH, 1 days);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoActiveHold.selector, id, 0));
+        escrow.liftHold(id, 0, REASON_HASH);
+        vm.stopPrank();
+    }
+
+    function test_hold_neverBlocksLongStopRefund() public {
+        uint256 id = _standardDeal();
+        _toAccepted(id, 0);
+        vm.warp(START + 180 days - 1 days);
+        vm.prank(officer);
+        escrow.placeHold(id, 0, REASON_HASH, 30 days);
+        vm.warp(START + 180 days + 1);
+        vm.prank(buyer);
+        escrow.reclaimAfterLongStop(id);
+        _assertStatus(id, 0, I.MilestoneStatus.Refunded);
+        assertEq(escrow.creditOf(buyer, address(usdc)), AMOUNT, "refund");
+    }
+
+    // ------------------------------------------------------------------ proof gate
+
+    function _gatedDeal(bytes32 leaf) internal returns (uint256) {
+        I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
+        ms[0].proofLeaf = leaf;
+        return _create(_params(3, 2), ms);
+    }
+
+    function test_proofGate_blocksAcceptanceUntilProven() public {
+        bytes32 leaf = sha256("inspection certificate");
+        uint256 id = _gatedDeal(leaf);
+        assertTrue(escrow.getMilestone(id, 0).proofRequired, "gated");
+        _toInspected(id, 0);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRequired.selector, id, 0));
+        escrow.acceptMilestone(id, 0);
+        // deemed acceptance is gated too
+        vm.warp(block.timestamp + WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRequired.selector, id, 0));
+        escrow.release(id, 0);
+        bytes32[] memory proof = new bytes32[](2);
+        proof[0] = keccak256("sibling 0");
+        proof[1] = keccak256("sibling 1");
+        anchorMock.setInclusion(3, 17, leaf, proof);
+        // wrong index: rejected
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRejected.selector, id, 0, 3, 18));
+        escrow.proveRecord(id, 0, 3, 18, proof);
+        // unknown checkpoint: the anchor's own error bubbles up
+        vm.expectRevert(abi.encodeWithSelector(IAuditAnchor.AuditAnchorUnknownCheckpoint.selector, 9, 4));
+        escrow.proveRecord(id, 0, 9, 17, proof);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.RecordProven(id, 0, stranger, leaf, 3, 17);
+        vm.prank(stranger);
+        escrow.proveRecord(id, 0, 3, 17, proof);
+        assertTrue(escrow.getMilestone(id, 0).proofVerified, "verified");
+        escrow.release(id, 0);
+        _assertStatus(id, 0, I.MilestoneStatus.Released);
+    }
+
+    function test_proofGate_reverts() public {
+        uint256 id = _standardDeal();
+        bytes32[] memory proof = new bytes32[](0);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofNotRequired.selector, id, 0));
+        escrow.proveRecord(id, 0, 0, 0, proof);
+        SupplyChainEscrow noAnchor = new SupplyChainEscrow(admin, 1 days, IAuditAnchor(address(0)));
+        bytes32 tokenRole = noAnchor.TOKEN_MANAGER_ROLE();
+        vm.prank(admin);
+        noAnchor.grantRole(tokenRole, admin);
+        vm.prank(admin);
+        noAnchor.setTokenAllowed(address(usdc), true);
+        vm.prank(inspector1);
+        noAnchor.registerInspector();
+        I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
+        ms[0].proofLeaf = keccak256("leaf");
+        I.DealParams memory p = _params(1, 1);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoAnchor.selector));
+        noAnchor.createDeal(p, ms);
+    }
+
+    // ------------------------------------------------------------------ relayed attestations
+
+    function test_attestBySig_relayedByAnyone() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory sig = _signAttestation(INSPECTOR1_KEY, id, 0, REPORT_HASH, 7, deadline);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.InspectionAttested(id, 0, inspector1, REPORT_HASH, 1);
+        vm.prank(stranger);
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 7, deadline, sig);
+        assertTrue(escrow.isNonceUsed(inspector1, 7), "nonce used");
+        // replay refused
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNonceUsed.selector, inspector1, 7));
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 7, deadline, sig);
+        // a fresh signature of an inspector who already attested counts once
+        bytes memory sig2 = _signAttestation(INSPECTOR1_KEY, id, 0, REPORT_HASH, 8, deadline);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowAlreadyAttested.selector, id, 0, inspector1));
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 8, deadline, sig2);
+    }
+
+    function test_attestBySig_rejectsExpiredForgedAndCancelled() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory sig = _signAttestation(INSPECTOR2_KEY, id, 0, REPORT_HASH, 1, deadline);
+        // signed by inspector2, claimed for inspector1
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 1, deadline, sig);
+        // bound to the milestone and the report
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector2));
+        escrow.attestInspectionBySig(id, 1, inspector2, REPORT_HASH, 1, deadline, sig);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector2));
+        escrow.attestInspectionBySig(id, 0, inspector2, keccak256("other report"), 1, deadline, sig);
+        // expired
+        vm.warp(deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowSignatureExpired.selector, deadline));
+        escrow.attestInspectionBySig(id, 0, inspector2, REPORT_HASH, 1, deadline, sig);
+        // cancelled nonce
+        uint256 deadline2 = block.timestamp + 1 hours;
+        bytes memory sig3 = _signAttestation(INSPECTOR2_KEY, id, 0, REPORT_HASH, 2, deadline2);
+        vm.expectEmit(true, false, false, true, address(escrow));
+        emit I.AttestationNonceInvalidated(inspector2, 2);
+        vm.prank(inspector2);
+        escrow.invalidateAttestationNonce(2);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNonceUsed.selector, inspector2, 2));
+        escrow.attestInspectionBySig(id, 0, inspector2, REPORT_HASH, 2, deadline2, sig3);
+    }
+
+    function test_attestBySig_rejectsWrongChainAndContract() public {
+        uint256 id = _standardDeal();
+        _toShipped(id, 0);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory sig = _signAttestation(INSPECTOR1_KEY, id, 0, REPORT_HASH, 1, deadline);
+        uint256 originalChain = block.chainid;
+        vm.chainId(originalChain + 1);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 1, deadline, sig);
+        vm.chainId(originalChain);
+        // another escrow deployment (same chain) refuses it too
+        SupplyChainEscrow twin = new SupplyChainEscrow(admin, 1 days, IAuditAnchor(address(anchorMock)));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
+        twin.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 1, deadline, sig);
+        // still valid on the right chain and contract
+        escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 1, deadline, sig);
+    }
+
+    // ------------------------------------------------------------------ administration
+
+    function test_admin_rolesAndAllowList() public {
+        assertEq(escrow.defaultAdmin(), admin, "admin");
+        bytes32 tokenRole = escrow.TOKEN_MANAGER_ROLE();
+        bytes32 pauserRole = escrow.PAUSER_ROLE();
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, tokenRole
+            )
+        );
+        escrow.setTokenAllowed(address(usdc), false);
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, pauserRole
+            )
+        );
+        escrow.pause();
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroAddress.selector));
+        escrow.setTokenAllowed(address(0x1234), true);
+        vm.expectEmit(true, true, false, true, address(escrow));
+        emit I.TokenAllowListUpdated(address(usdc), false, admin);
+        vm.prank(admin);
+        escrow.setTokenAllowed(address(usdc), false);
+        assertTrue(!escrow.isTokenAllowed(address(usdc)), "delisted");
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNotPaused.selector));
+        escrow.unpause();
+        vm.prank(admin);
+        escrow.pause();
+        assertTrue(escrow.paused(), "paused");
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowPaused.selector));
+        escrow.pause();
+    }
+
+    function test_delistingKeepsExistingDealsWorking() public {
+        uint256 id = _standardDeal();
+        vm.prank(admin);
+        escrow.setTokenAllowed(address(usdc), false);
+        _toAccepted(id, 0);
+        escrow.release(id, 0);
+        vm.prank(supplier);
+        escrow.withdraw(address(usdc));
+        assertEq(usdc.balanceOf(supplier), AMOUNT, "paid");
+    }
+}
