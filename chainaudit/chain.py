@@ -273,7 +273,10 @@ def deploy(chain: Chain, account: LocalAccount, artifact: ContractArtifact, *arg
     if not address:
         raise ChainError(f"deploying {artifact.name} created no contract")
     return Deployed(
-        artifact.name, str(address), bytes(receipt["transactionHash"]).hex(), receipt["blockNumber"]
+        artifact.name,
+        str(address),
+        Web3.to_hex(receipt["transactionHash"]),
+        receipt["blockNumber"],
     )
 
 

@@ -10,15 +10,19 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from chainaudit.context import anchorer_account, anchorer_from, chain_from
+from chainaudit.deploy import deploy_contracts
+from chainaudit.devnet import Devnet, start_detached, stop_detached
 from chainaudit.errors import ChainauditError, VerificationError
 from chainaudit.ingest import ingest_file
-from chainaudit.settings import Settings
+from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
 
 EXIT_OK = 0
@@ -131,6 +135,65 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if report.clean else EXIT_FAILED
 
 
+def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
+    devnet_dir = settings.data_dir / "devnet"
+    if args.stop:
+        stopped = stop_detached(devnet_dir / "anvil.pid")
+        print("devnet stopped" if stopped else "no devnet was running")
+        return EXIT_OK
+    if args.detach:
+        started = start_detached(devnet_dir, port=args.port)
+        print(
+            f"devnet running at {started.rpc_url} (chain id {started.chain_id}, pid {started.pid})"
+        )
+        return EXIT_OK
+    with Devnet(port=args.port) as devnet:
+        print(f"devnet running at {devnet.rpc_url} (chain id {devnet.chain_id}); Ctrl-C stops it")
+        for account in devnet.accounts[:3]:
+            print(f"  account {account.address}")
+        try:
+            while devnet.is_running():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("stopping devnet")
+    return EXIT_OK
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    chain = chain_from(settings, args.rpc)
+    deployer = anchorer_account(settings)
+    deployed = deploy_contracts(
+        chain, deployer, anchorer=args.anchorer, directory=settings.deployments_dir
+    )
+    for name, contract in deployed.items():
+        print(f"{name} deployed at {contract.address} (tx {contract.tx_hash[:12]}...)")
+    print(f"wrote {settings.deployments_dir / f'{chain.chain_id()}.json'}")
+    return EXIT_OK
+
+
+def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_log(settings) as log:
+        anchorer = anchorer_from(settings, log, chain_from(settings, args.rpc))
+        try:
+            if args.follow:
+                print("anchoring service running; Ctrl-C stops it")
+                stop = threading.Event()
+                try:
+                    anchorer.run(stop)
+                except KeyboardInterrupt:
+                    stop.set()
+                return EXIT_OK
+            done = anchorer.anchor_now(timeout=args.timeout)
+        finally:
+            anchorer.close()
+    tx = "0x" + done.tx_hash.hex() if done.tx_hash else "?"
+    print(
+        f"anchored tree size {done.tree_size} root {done.root.hex()} as checkpoint "
+        f"{done.seq} ({done.status}) in block {done.block_number}, tx {tx}"
+    )
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -167,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(handler=cmd_audit)
+
+    devnet = commands.add_parser("devnet", help="run Anvil with the settings in anvil.env")
+    devnet.add_argument("--port", type=_positive_int, help="override ANVIL_PORT")
+    mode = devnet.add_mutually_exclusive_group()
+    mode.add_argument("--detach", action="store_true", help="run in the background (pid file)")
+    mode.add_argument("--stop", action="store_true", help="stop the background devnet")
+    devnet.set_defaults(handler=cmd_devnet)
+
+    deploy = commands.add_parser("deploy", help="deploy the contracts; write deployments/")
+    deploy.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    deploy.add_argument("--anchorer", help="address granted ANCHORER_ROLE (default: deployer)")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    anchor = commands.add_parser("anchor", help="anchor the log's current checkpoint now")
+    anchor.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    anchor.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    anchor.add_argument(
+        "--follow", action="store_true", help="keep running: anchor batches by the policy"
+    )
+    anchor.set_defaults(handler=cmd_anchor)
     return parser
 
 
@@ -185,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings() if args.data_dir is None else Settings(data_dir=args.data_dir)
+        overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
+        settings = load_settings(**overrides)
         handler: Handler = args.handler
         return handler(args, settings)
     except VerificationError as exc:

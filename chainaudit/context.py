@@ -7,6 +7,8 @@ from eth_account.signers.local import LocalAccount
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.chain import Chain, load_account
 from chainaudit.deploy import contract_address
+from chainaudit.devnet import derive_accounts
+from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ConfigError
 from chainaudit.settings import Settings
 from chainaudit.store import Log
@@ -17,8 +19,16 @@ def chain_from(settings: Settings, rpc_url: str | None = None) -> Chain:
 
 
 def anchorer_account(settings: Settings) -> LocalAccount:
-    """The anchoring key, from ``CHAINAUDIT_ANCHORER_KEY`` or an encrypted keystore."""
+    """The anchoring key, from ``CHAINAUDIT_ANCHORER_KEY`` or an encrypted keystore.
+
+    In development only, with neither set, the devnet's first well-known account (derived
+    from the mnemonic in ``anvil.env``) is used.
+    """
     if settings.anchorer_key is None and settings.anchorer_keystore is None:
+        if settings.environment == "development":
+            devnet = load_devnet_settings()
+            key = derive_accounts(devnet.mnemonic, 1)[0].private_key
+            return load_account(private_key=key)
         raise ConfigError(
             "no anchorer key: set CHAINAUDIT_ANCHORER_KEY or CHAINAUDIT_ANCHORER_KEYSTORE "
             "(with CHAINAUDIT_ANCHORER_PASSWORD)"

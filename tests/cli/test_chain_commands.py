@@ -1,0 +1,96 @@
+"""devnet, deploy and anchor as a user runs them: real subprocesses against a real Anvil."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain import Chain
+from chainaudit.devnet import free_port
+from chainaudit.store import Log
+
+
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chainaudit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_devnet_deploy_ingest_anchor_and_stop(tmp_path: Path) -> None:
+    port = free_port()
+    rpc = f"http://127.0.0.1:{port}"
+    started = run(tmp_path, "devnet", "--detach", "--port", str(port))
+    assert started.returncode == 0, started.stderr
+    pid = int((tmp_path / ".data" / "devnet" / "anvil.pid").read_text())
+    try:
+        deployed = run(tmp_path, "deploy", "--rpc", rpc)
+        assert deployed.returncode == 0, deployed.stderr
+        deployment = json.loads((tmp_path / "deployments" / "31337.json").read_text())
+        address = deployment["contracts"]["AuditAnchor"]["address"]
+
+        source = tmp_path / "in.jsonl"
+        source.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": f"r{i}",
+                        "kind": "decision",
+                        "timestamp": "2026-11-21T10:00:00+01:00",
+                        "actor": "risk:engine",
+                        "payload": {"outcome": "allow", "score": i},
+                    }
+                )
+                + "\n"
+                for i in range(12)
+            )
+        )
+        assert run(tmp_path, "ingest", "-q", str(source)).returncode == 0
+        anchored = run(tmp_path, "anchor", env={"CHAINAUDIT_RPC_URL": rpc})
+        assert anchored.returncode == 0, anchored.stderr
+        with Log.open(tmp_path / ".data") as log:
+            root = log.root()
+        assert f"anchored tree size 12 root {root.hex()} as checkpoint 0" in anchored.stdout
+        contract = Chain(rpc).contract(address, AUDIT_ANCHOR_ABI)
+        assert contract.functions.checkpoint(0).call()[:2] == [12, root]
+
+        production = run(
+            tmp_path,
+            "anchor",
+            env={"CHAINAUDIT_RPC_URL": rpc, "CHAINAUDIT_ENVIRONMENT": "production"},
+        )
+        assert production.returncode == 2 and "no anchorer key" in production.stderr
+    finally:
+        stopped = run(tmp_path, "devnet", "--stop")
+    assert stopped.returncode == 0 and "devnet stopped" in stopped.stdout
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    )
+
+
+def test_production_refuses_a_devnet_key(tmp_path: Path) -> None:
+    devnet_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    result = run(
+        tmp_path,
+        "anchor",
+        env={
+            "CHAINAUDIT_ENVIRONMENT": "production",
+            "CHAINAUDIT_ANCHORER_KEY": devnet_key,
+            "CHAINAUDIT_RPC_URL": "https://rpc.invalid",
+        },
+    )
+    assert result.returncode == 2
+    assert "must not be a public devnet key" in result.stderr
+    assert devnet_key[2:] not in result.stderr  # the secret is never echoed
