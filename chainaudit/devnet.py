@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -225,7 +226,9 @@ def wait_for_rpc(
         time.sleep(0.05)
 
 
-def _anvil_command(settings: DevnetSettings, host: str, port: int) -> list[str]:
+def _anvil_command(
+    settings: DevnetSettings, host: str, port: int, extra_args: Sequence[str] = ()
+) -> list[str]:
     command = [
         str(tool_path("anvil")),
         "--host",
@@ -245,7 +248,7 @@ def _anvil_command(settings: DevnetSettings, host: str, port: int) -> list[str]:
     ]
     if settings.block_time > 0:
         command += ["--block-time", str(settings.block_time)]
-    return command
+    return command + list(extra_args)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -284,13 +287,19 @@ class Devnet:
         port: int | None = None,
         startup_timeout: float = 30.0,
         log_path: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
-        """Prepare (not start) a devnet; ``host`` and ``port`` override ``settings``."""
+        """Prepare (not start) a devnet.
+
+        ``host`` and ``port`` override ``settings``; ``extra_args`` are appended to Anvil's
+        command line (for example ``["--steps-tracing"]``).
+        """
         self.settings = settings if settings is not None else load_settings()
         self.host = host if host is not None else self.settings.host
         self.port = port if port is not None else self.settings.port
         self.startup_timeout = startup_timeout
         self.log_path = log_path
+        self.extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._accounts: list[DevAccount] | None = None
@@ -332,7 +341,7 @@ class Devnet:
         if self.is_running():
             return self
         _check_port_free(self.host, self.port)
-        command = _anvil_command(self.settings, self.host, self.port)
+        command = _anvil_command(self.settings, self.host, self.port, self.extra_args)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")

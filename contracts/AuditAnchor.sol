@@ -21,6 +21,13 @@ import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
 ///   `treeSize (48 bits) | blockNumber (40 bits) << 48 | timestamp (40 bits) << 88`.
 /// Tree sizes are therefore limited to 2^48 - 1 leaves. A stored size is never 0, which marks a
 /// checkpoint that exists.
+///
+/// As in RFC 9162 §2.1.4.2, a consistency proof binds the old checkpoint's leaves exactly, but
+/// the new size only as far as the proof's shape: for some size pairs a proof to size n also
+/// verifies for a slightly different n' with the same root (for example 6 -> 12 and 6 -> 13).
+/// History still cannot be rewritten, and such a checkpoint can prove no leaf hash at an index
+/// it does not really have without a SHA-256 preimage; auditors compare anchored sizes with the
+/// log's own checkpoints.
 contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
     /// @notice The role allowed to call {anchor}.
     bytes32 public constant ANCHORER_ROLE = keccak256("ANCHORER_ROLE");
@@ -62,7 +69,8 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
             _checkRole(ANCHORER_ROLE);
         }
         seq = head & _MASK48;
-        uint64 previousSize = uint64((head >> _SIZE_SHIFT) & _MASK48);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint64 previousSize = uint64((head >> _SIZE_SHIFT) & _MASK48); // masked to 48 bits
         if (newSize <= previousSize) {
             revert AuditAnchorSizeNotIncreasing(previousSize, newSize);
         }
@@ -113,12 +121,16 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
         returns (uint64 treeSize, bytes32 root, uint64 blockNumber, uint64 timestamp)
     {
         uint256 record = _recordOf(seq);
+        // Every field is masked to at most 48 bits before the cast.
+        // forge-lint: disable-next-line(unsafe-typecast)
         treeSize = uint64(record & _MASK48);
         if (treeSize == 0) {
             revert AuditAnchorUnknownCheckpoint(seq, _head & _MASK48);
         }
         root = _roots[seq];
+        // forge-lint: disable-next-line(unsafe-typecast)
         blockNumber = uint64((record >> 48) & _MASK40);
+        // forge-lint: disable-next-line(unsafe-typecast)
         timestamp = uint64((record >> 88) & _MASK40);
     }
 
@@ -157,6 +169,8 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
         revoked = super._revokeRole(role, account);
         if (revoked && role == ANCHORER_ROLE) {
             uint256 head = _head;
+            // The top 160 bits of `_head` are the cached address.
+            // forge-lint: disable-next-line(unsafe-typecast)
             if (address(uint160(head >> _ANCHORER_SHIFT)) == account) {
                 _head = head & ((uint256(1) << _ANCHORER_SHIFT) - 1);
             }
