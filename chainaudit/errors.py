@@ -65,3 +65,20 @@ class ChainUnavailableError(ChainError):
 
 class InputError(ChainauditError):
     """An input file or argument cannot be used: unreadable, not UTF-8, wrong shape."""
+
+
+class ProofPendingError(ChainauditError):
+    """A record is in the log but no anchored checkpoint covers it yet.
+
+    Not a failure: the proof bundle can be fetched again once the next anchor is confirmed.
+    """
+
+    def __init__(self, record_id: str, leaf_index: int) -> None:
+        super().__init__(
+            f"proof pending: record {record_id} (leaf {leaf_index}) is not anchored yet; "
+            "anchor with `chainaudit anchor` or fetch again later"
+        )
+        #: The record asked for.
+        self.record_id = record_id
+        #: Its position in the log.
+        self.leaf_index = leaf_index

@@ -1,0 +1,548 @@
+"""Verifying proof bundles with nothing but the bundle and a chain endpoint.
+
+:func:`verify_bundle` runs these checks, in this order, and reports each one:
+
+``record``
+    The record's RFC 8785 canonical bytes hash to ``leaf_hash`` (``SHA-256(0x00 || bytes)``,
+    RFC 9162 §2.1.1). Skipped, with a note, when the bundle carries no record.
+``inclusion``
+    ``leaf_index < tree_size == checkpoint.tree_size`` and the inclusion proof leads from
+    ``leaf_hash`` to ``checkpoint.root`` (RFC 9162 §2.1.3.2).
+``consistency`` (only when the bundle carries one)
+    The checkpoint extends the older ``(from_tree_size, from_root)`` (RFC 9162 §2.1.4.2).
+``chain_id``
+    ``eth_chainId`` of the endpoint equals ``anchor.chain_id`` (and the id the auditor
+    expects, if given). On a mismatch the remaining chain checks are skipped.
+``contract``
+    Code exists at ``anchor.contract`` (which equals the address the auditor expects, if
+    given). The address should come from a source the auditor trusts, not only from the
+    bundle: any contract can hold any checkpoint.
+``checkpoint``
+    ``AuditAnchor.checkpoint(anchor.checkpoint_seq)`` returns the bundle's tree size and root,
+    and the block number the bundle names.
+``block``
+    The canonical block at ``anchor.block_number`` has ``anchor.block_hash`` (the anchor was
+    not reorganised away) and is at least ``confirmations`` deep.
+``transaction``
+    The receipt of ``anchor.tx_hash`` succeeded in that block and holds
+    ``CheckpointAnchored(seq, treeSize, root)`` emitted by the contract.
+
+Without a chain endpoint the last five are skipped and the verdict says so: the bundle is then
+known to be internally consistent, not anchored. Nothing is read from the operator's server.
+
+A failed check is a :class:`Check` with status ``"fail"`` in the :class:`Verdict`, never an
+exception. Exceptions are only for input that cannot be used
+(:class:`~chainaudit.errors.InputError`, from parsing) and for an endpoint that cannot be
+reached (:class:`~chainaudit.errors.ChainUnavailableError`): in both cases nothing was proved
+either way. :meth:`Verdict.raise_for_failure` turns a failed verdict into a
+:class:`~chainaudit.errors.VerificationError` for callers that prefer to raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from hexbytes import HexBytes
+from web3 import Web3
+
+from chainaudit import merkle
+from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.bundle import Bundle, parse_bundle
+from chainaudit.canonical import canonicalize
+from chainaudit.chain import Chain
+from chainaudit.errors import (
+    ChainError,
+    ChainUnavailableError,
+    InputError,
+    RecordError,
+    VerificationError,
+)
+
+__all__ = [
+    "CHAIN_CHECKS",
+    "CHECKPOINT_ANCHORED_TOPIC",
+    "Check",
+    "Verdict",
+    "verify_bundle",
+    "verify_consistency_bundles",
+]
+
+Status = Literal["pass", "fail", "skip"]
+
+CHAIN_CHECKS: Final = ("chain_id", "contract", "checkpoint", "block", "transaction")
+CHECKPOINT_ANCHORED_TOPIC: Final = bytes(
+    Web3.keccak(text="CheckpointAnchored(uint256,uint64,bytes32)")
+)
+"""topic0 of ``AuditAnchor``'s ``CheckpointAnchored(seq, treeSize, root)`` event."""
+
+_NO_CHAIN: Final = "skipped: no chain endpoint given, so the anchor was not checked"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome of one check: ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``."""
+
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the check ran and passed."""
+        return self.status == "pass"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Every check's outcome, in order. ``valid`` when none failed."""
+
+    checks: tuple[Check, ...]
+    chain_checked: bool
+    """Whether the anchor was checked against a chain endpoint."""
+
+    @property
+    def valid(self) -> bool:
+        return not any(check.status == "fail" for check in self.checks)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The names of the failed checks, in order."""
+        return tuple(check.name for check in self.checks if check.status == "fail")
+
+    def check(self, name: str) -> Check:
+        """Return the check called ``name``; ``KeyError`` if it was not run."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`VerificationError` for the first failed check (its ``check``
+        attribute names it); return nothing when the verdict is valid."""
+        for check in self.checks:
+            if check.status == "fail":
+                raise VerificationError(f"{check.name}: {check.detail}", check=check.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "chain_checked": self.chain_checked,
+            "failed": list(self.failed),
+            "checks": [check.to_json() for check in self.checks],
+        }
+
+
+def _pass(name: str, detail: str) -> Check:
+    return Check(name, "pass", detail)
+
+
+def _fail(name: str, detail: str) -> Check:
+    return Check(name, "fail", detail)
+
+
+def _skip(name: str, detail: str) -> Check:
+    return Check(name, "skip", detail)
+
+
+def _short(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _as_bundle(bundle: Bundle | Mapping[str, Any]) -> Bundle:
+    return bundle if isinstance(bundle, Bundle) else parse_bundle(bundle)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local checks (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_record(bundle: Bundle) -> Check:
+    if bundle.record is None:
+        return _skip(
+            "record",
+            "skipped: the bundle carries no record (withheld or erased); only the leaf hash "
+            "is proved",
+        )
+    try:
+        data = canonicalize(bundle.record)
+    except RecordError as exc:
+        return _fail("record", f"the record cannot be canonicalised (RFC 8785): {exc}")
+    leaf = merkle.hash_leaf(data)
+    if leaf != bundle.leaf_hash:
+        return _fail(
+            "record",
+            f"the record's canonical bytes hash to leaf {_short(leaf)}, "
+            f"the bundle says {_short(bundle.leaf_hash)}: the record was altered",
+        )
+    return _pass(
+        "record",
+        f"record {bundle.record_id} hashes to leaf {_short(leaf)} (RFC 8785, RFC 9162 §2.1.1)",
+    )
+
+
+def _check_inclusion(bundle: Bundle) -> Check:
+    checkpoint = bundle.checkpoint
+    if bundle.tree_size != checkpoint.tree_size:
+        return _fail(
+            "inclusion",
+            f"the proof is for a tree of size {bundle.tree_size}, the checkpoint has size "
+            f"{checkpoint.tree_size}",
+        )
+    try:
+        merkle.verify_inclusion(
+            bundle.leaf_hash,
+            bundle.leaf_index,
+            bundle.tree_size,
+            bundle.inclusion_proof,
+            checkpoint.root,
+        )
+    except VerificationError as exc:
+        return _fail(
+            "inclusion",
+            f"leaf {bundle.leaf_index} in a tree of size {bundle.tree_size}: {exc}",
+        )
+    return _pass(
+        "inclusion",
+        f"leaf {bundle.leaf_index} is in the tree of size {checkpoint.tree_size} with root "
+        f"{_short(checkpoint.root)} ({len(bundle.inclusion_proof)} proof hashes, "
+        "RFC 9162 §2.1.3.2)",
+    )
+
+
+def _check_consistency(bundle: Bundle, old_size: int, old_root: bytes, name: str) -> Check:
+    assert bundle.consistency is not None
+    proof = bundle.consistency.proof
+    new = bundle.checkpoint
+    try:
+        merkle.verify_consistency(old_size, new.tree_size, proof, old_root, new.root)
+    except VerificationError as exc:
+        return _fail(
+            name,
+            f"from size {old_size} (root {_short(old_root)}) to size {new.tree_size}: {exc}",
+        )
+    return _pass(
+        name,
+        f"the tree of size {new.tree_size} extends the tree of size {old_size} with root "
+        f"{_short(old_root)} ({len(proof)} proof hashes, RFC 9162 §2.1.4.2)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _guard(name: str, run: Callable[[], Check]) -> Check:
+    """Run one chain check; a node's refusal is that check's failure. An unreachable
+    endpoint (:class:`ChainUnavailableError`) propagates: it proves nothing either way."""
+    try:
+        return run()
+    except ChainUnavailableError:
+        raise
+    except ChainError as exc:
+        return _fail(name, str(exc))
+
+
+def _chain_checks(
+    bundle: Bundle,
+    chain: Chain,
+    confirmations: int,
+    expected_chain_id: int | None,
+    expected_contract: str | None,
+) -> list[Check]:
+    anchor = bundle.anchor
+    checks: list[Check] = []
+
+    def chain_id() -> Check:
+        if expected_chain_id is not None and anchor.chain_id != expected_chain_id:
+            return _fail(
+                "chain_id",
+                f"the bundle names chain {anchor.chain_id}, you expect chain {expected_chain_id}",
+            )
+        actual = chain.chain_id()
+        if actual != anchor.chain_id:
+            return _fail(
+                "chain_id",
+                f"the endpoint serves chain {actual}, the bundle names chain {anchor.chain_id}",
+            )
+        return _pass("chain_id", f"the endpoint serves chain {actual}")
+
+    checks.append(_guard("chain_id", chain_id))
+    if checks[-1].failed:
+        reason = "skipped: the endpoint does not serve the bundle's chain"
+        return checks + [_skip(name, reason) for name in CHAIN_CHECKS[1:]]
+
+    def contract() -> Check:
+        if expected_contract is not None and (
+            Web3.to_checksum_address(expected_contract) != anchor.contract
+        ):
+            return _fail(
+                "contract",
+                f"the bundle names contract {anchor.contract}, you expect "
+                f"{Web3.to_checksum_address(expected_contract)}",
+            )
+        code = chain.code_at(anchor.contract)
+        if not code:
+            return _fail(
+                "contract", f"there is no contract code at {anchor.contract} on this chain"
+            )
+        return _pass("contract", f"contract {anchor.contract} has {len(code)} bytes of code")
+
+    checks.append(_guard("contract", contract))
+    onchain = chain.contract(anchor.contract, AUDIT_ANCHOR_ABI)
+    seq = anchor.checkpoint_seq
+
+    def checkpoint() -> Check:
+        try:
+            size, root, block_number, _ = chain.run(
+                f"AuditAnchor.checkpoint({seq})", lambda: onchain.functions.checkpoint(seq).call()
+            )
+        except ChainUnavailableError:
+            raise
+        except ChainError as exc:
+            return _fail(
+                "checkpoint", f"contract {anchor.contract} holds no checkpoint {seq} ({exc})"
+            )
+        mismatches = []
+        if int(size) != bundle.checkpoint.tree_size:
+            mismatches.append(f"tree size {size} (bundle: {bundle.checkpoint.tree_size})")
+        if bytes(root) != bundle.checkpoint.root:
+            mismatches.append(
+                f"root {_short(bytes(root))} (bundle: {_short(bundle.checkpoint.root)})"
+            )
+        if int(block_number) != anchor.block_number:
+            mismatches.append(f"block {block_number} (bundle: {anchor.block_number})")
+        if mismatches:
+            return _fail("checkpoint", f"on chain, checkpoint {seq} has " + "; ".join(mismatches))
+        return _pass(
+            "checkpoint",
+            f"checkpoint {seq} on chain is (size {size}, root {_short(bytes(root))}), "
+            f"anchored in block {block_number}",
+        )
+
+    if checks[-1].failed:
+        checks.append(_skip("checkpoint", "skipped: no contract to ask"))
+    else:
+        checks.append(_guard("checkpoint", checkpoint))
+
+    def block() -> Check:
+        number = anchor.block_number
+        canonical = chain.block_hash(number)
+        head = chain.block_number()
+        if canonical is None:
+            return _fail("block", f"block {number} is beyond the chain's head {head}")
+        if canonical != anchor.block_hash:
+            return _fail(
+                "block",
+                f"block {number} is {_short(canonical)} on the canonical chain, the bundle "
+                f"says {_short(anchor.block_hash)}: the anchor was reorganised away or the "
+                "bundle is wrong",
+            )
+        depth = head - number + 1
+        if depth < confirmations:
+            return _fail(
+                "block",
+                f"block {number} has {depth} confirmation(s); {confirmations} are required",
+            )
+        return _pass("block", f"block {number} is canonical with {depth} confirmation(s)")
+
+    checks.append(_guard("block", block))
+
+    def transaction() -> Check:
+        receipt = chain.receipt(anchor.tx_hash)
+        tx = _short(anchor.tx_hash)
+        if receipt is None:
+            return _fail("transaction", f"transaction {tx} is not on the canonical chain")
+        if receipt["status"] != 1:
+            return _fail("transaction", f"transaction {tx} reverted")
+        where = (int(receipt["blockNumber"]), bytes(receipt["blockHash"]))
+        if where != (anchor.block_number, anchor.block_hash):
+            return _fail(
+                "transaction",
+                f"transaction {tx} is in block {where[0]} ({_short(where[1])}), the bundle "
+                f"says block {anchor.block_number} ({_short(anchor.block_hash)})",
+            )
+        expected = [
+            CHECKPOINT_ANCHORED_TOPIC,
+            seq.to_bytes(32, "big"),
+            bundle.checkpoint.tree_size.to_bytes(32, "big"),
+            bundle.checkpoint.root,
+        ]
+        for entry in receipt["logs"]:
+            if Web3.to_checksum_address(entry["address"]) != anchor.contract:
+                continue
+            if [bytes(HexBytes(topic)) for topic in entry["topics"]] == expected:
+                return _pass(
+                    "transaction",
+                    f"transaction {tx} emitted CheckpointAnchored({seq}, "
+                    f"{bundle.checkpoint.tree_size}, {_short(bundle.checkpoint.root)})",
+                )
+        return _fail(
+            "transaction",
+            f"transaction {tx} emitted no CheckpointAnchored({seq}, "
+            f"{bundle.checkpoint.tree_size}, {_short(bundle.checkpoint.root)}) from "
+            f"{anchor.contract}",
+        )
+
+    checks.append(_guard("transaction", transaction))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def _bundle_checks(
+    bundle: Bundle,
+    chain: Chain | None,
+    confirmations: int,
+    expected_chain_id: int | None,
+    expected_contract: str | None,
+    *,
+    with_consistency: bool = True,
+) -> list[Check]:
+    checks = [_check_record(bundle), _check_inclusion(bundle)]
+    consistency = bundle.consistency
+    if with_consistency and consistency is not None:
+        checks.append(
+            _check_consistency(
+                bundle, consistency.from_tree_size, consistency.from_root, "consistency"
+            )
+        )
+    if chain is None:
+        checks.extend(_skip(name, _NO_CHAIN) for name in CHAIN_CHECKS)
+    else:
+        checks.extend(
+            _chain_checks(bundle, chain, confirmations, expected_chain_id, expected_contract)
+        )
+    return checks
+
+
+def _check_confirmations(confirmations: int) -> None:
+    if isinstance(confirmations, bool) or not isinstance(confirmations, int) or confirmations < 1:
+        raise InputError(f"confirmations must be a whole number of at least 1, not {confirmations}")
+
+
+def verify_bundle(
+    bundle: Bundle | Mapping[str, Any],
+    *,
+    chain: Chain | None,
+    confirmations: int = 1,
+    expected_chain_id: int | None = None,
+    expected_contract: str | None = None,
+) -> Verdict:
+    """Verify a proof bundle against the chain; return every check's outcome (see above).
+
+    ``bundle`` is a parsed :class:`Bundle` or its JSON object. ``chain`` is the auditor's own
+    endpoint (``None``: skip the chain checks). ``confirmations`` is the depth the anchoring
+    block must have. ``expected_chain_id`` and ``expected_contract`` pin the chain and the
+    ``AuditAnchor`` address the auditor trusts; a bundle naming others fails.
+
+    Raises:
+        InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
+        ChainUnavailableError: the endpoint cannot be reached (nothing was proved).
+    """
+    _check_confirmations(confirmations)
+    parsed = _as_bundle(bundle)
+    checks = _bundle_checks(parsed, chain, confirmations, expected_chain_id, expected_contract)
+    return Verdict(tuple(checks), chain_checked=chain is not None)
+
+
+def verify_consistency_bundles(
+    old: Bundle | Mapping[str, Any],
+    new: Bundle | Mapping[str, Any],
+    chain: Chain | None,
+    *,
+    confirmations: int = 1,
+    expected_chain_id: int | None = None,
+    expected_contract: str | None = None,
+) -> Verdict:
+    """Verify that ``new``'s checkpoint extends ``old``'s: the log only grew in between.
+
+    ``new`` must carry a consistency proof from ``old``'s tree size (``chainaudit proof ID
+    --since OLD_SIZE``). The verdict holds both bundles' own checks, named ``old.<check>`` and
+    ``new.<check>`` (with a chain: both checkpoints on chain at their sequence numbers), then
+    ``consistency`` (RFC 9162 §2.1.4.2 from old's root to new's, verified locally) and
+    ``sequence`` (the same chain and contract, sequence numbers in the order of the sizes).
+
+    Raises:
+        InputError: a bundle is malformed, or ``new`` carries no consistency proof from
+            ``old``'s size.
+        ChainUnavailableError: the endpoint cannot be reached.
+    """
+    _check_confirmations(confirmations)
+    before, after = _as_bundle(old), _as_bundle(new)
+    old_size = before.checkpoint.tree_size
+    proof = after.consistency
+    if proof is None:
+        raise InputError(
+            "the new bundle carries no consistency proof; fetch it with "
+            f"`chainaudit proof RECORD_ID --since {old_size} -o new.json`"
+        )
+    if proof.from_tree_size != old_size:
+        raise InputError(
+            f"the new bundle's consistency proof starts at size {proof.from_tree_size}, the "
+            f"old checkpoint has size {old_size}; fetch it with "
+            f"`chainaudit proof RECORD_ID --since {old_size} -o new.json`"
+        )
+    pins = (chain, confirmations, expected_chain_id, expected_contract)
+    checks = [_prefixed("old", c) for c in _bundle_checks(before, *pins, with_consistency=False)]
+    checks += [_prefixed("new", c) for c in _bundle_checks(after, *pins, with_consistency=False)]
+    old_root = before.checkpoint.root
+    if proof.from_root != old_root:
+        checks.append(
+            _fail(
+                "consistency",
+                f"the new bundle's proof starts from root {_short(proof.from_root)} at size "
+                f"{old_size}, the old checkpoint's root is {_short(old_root)}: the log shows "
+                "two different histories",
+            )
+        )
+    else:
+        checks.append(_check_consistency(after, old_size, old_root, "consistency"))
+    checks.append(_check_sequence(before, after))
+    return Verdict(tuple(checks), chain_checked=chain is not None)
+
+
+def _prefixed(prefix: str, check: Check) -> Check:
+    return Check(f"{prefix}.{check.name}", check.status, check.detail)
+
+
+def _check_sequence(old: Bundle, new: Bundle) -> Check:
+    a, b = old.anchor, new.anchor
+    if (a.chain_id, a.contract) != (b.chain_id, b.contract):
+        return _fail(
+            "sequence",
+            f"the checkpoints are anchored in different places: chain {a.chain_id} contract "
+            f"{a.contract}, and chain {b.chain_id} contract {b.contract}",
+        )
+    old_size, new_size = old.checkpoint.tree_size, new.checkpoint.tree_size
+    in_order = (
+        a.checkpoint_seq < b.checkpoint_seq
+        if old_size < new_size
+        else a.checkpoint_seq == b.checkpoint_seq
+        if old_size == new_size
+        else False
+    )
+    if not in_order:
+        return _fail(
+            "sequence",
+            f"checkpoint {a.checkpoint_seq} (size {old_size}) and checkpoint "
+            f"{b.checkpoint_seq} (size {new_size}) are not in append order",
+        )
+    return _pass(
+        "sequence",
+        f"checkpoint {a.checkpoint_seq} (size {old_size}) precedes checkpoint "
+        f"{b.checkpoint_seq} (size {new_size}) in the same contract",
+    )
