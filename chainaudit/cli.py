@@ -17,13 +17,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from chainaudit.anchoring import AnchorBook
+from chainaudit.bundle import Bundle, build_bundle, load_bundle, loads_bundle, write_bundle
+from chainaudit.chain import Chain
 from chainaudit.context import anchorer_account, anchorer_from, chain_from
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet, start_detached, stop_detached
-from chainaudit.errors import ChainauditError, VerificationError
+from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file
 from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
+from chainaudit.verify import verify_bundle, verify_consistency_bundles
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -93,6 +97,40 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
+    if args.output is None:
+        if args.no_record or args.since is not None:
+            raise InputError(
+                "--no-record and --since shape a proof bundle: add -o FILE (or -o - for stdout)"
+            )
+        return _plain_proof(args, settings)
+    with _open_log(settings) as log:
+        book = AnchorBook(log)
+        try:
+            bundle = build_bundle(
+                log,
+                book,
+                args.record_id,
+                include_record=not args.no_record,
+                since_size=args.since,
+            )
+        finally:
+            book.close()
+    if args.output == "-":
+        _print_json(bundle)
+        return EXIT_OK
+    write_bundle(bundle, args.output)
+    anchor = bundle["anchor"]
+    print(
+        f"wrote the proof bundle of record {args.record_id} (leaf {bundle['leaf_index']}, "
+        f"tree size {bundle['tree_size']}, checkpoint {anchor['checkpoint_seq']} on chain "
+        f"{anchor['chain_id']}, {anchor['status']}) to {args.output}"
+        + ("" if "record" in bundle else "; the record itself is not included")
+    )
+    return EXIT_OK
+
+
+def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
+    """The inclusion proof at the log's current size, anchored or not (bare hex)."""
     with _open_log(settings) as log:
         entry = log.entry(args.record_id)
         size = log.size
@@ -105,6 +143,71 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
             "root": log.root().hex(),
         }
     _print_json(proof)
+    return EXIT_OK
+
+
+def _read_bundle(name: str) -> Bundle:
+    if name == "-":
+        return loads_bundle(sys.stdin.buffer.read(), source="stdin")
+    return load_bundle(name)
+
+
+def _marks() -> dict[str, str]:
+    """Check marks for the terminal, with ASCII stand-ins when stdout cannot encode them."""
+    try:
+        "\u2713\u2717".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return {"pass": "ok  ", "fail": "FAIL", "skip": "-   "}
+    return {"pass": "\u2713", "fail": "\u2717", "skip": "-"}
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    chain = Chain(args.rpc, timeout=settings.rpc_timeout) if args.rpc else None
+    pins = {
+        "confirmations": args.confirmations,
+        "expected_chain_id": args.chain_id,
+        "expected_contract": args.contract,
+    }
+    if args.consistency:
+        if args.bundle is not None:
+            raise InputError("give either a bundle or --consistency OLD NEW, not both")
+        old, new = (_read_bundle(name) for name in args.consistency)
+        verdict = verify_consistency_bundles(old, new, chain, **pins)
+        subject = (
+            f"checkpoint {new.anchor.checkpoint_seq} (size {new.checkpoint.tree_size}) extends "
+            f"checkpoint {old.anchor.checkpoint_seq} (size {old.checkpoint.tree_size})"
+        )
+    else:
+        if args.bundle is None:
+            raise InputError("give a bundle file to verify (or --consistency OLD NEW)")
+        bundle = _read_bundle(args.bundle)
+        verdict = verify_bundle(bundle, chain=chain, **pins)
+        who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
+        subject = (
+            f"{who} is leaf {bundle.leaf_index} of checkpoint {bundle.anchor.checkpoint_seq} "
+            f"(tree size {bundle.checkpoint.tree_size}) of contract {bundle.anchor.contract} "
+            f"on chain {bundle.anchor.chain_id}"
+        )
+    if args.json:
+        _print_json(verdict.to_json())
+    else:
+        marks = _marks()
+        width = max(len(check.name) for check in verdict.checks)
+        for check in verdict.checks:
+            print(f"{marks[check.status]} {check.name:{width}}  {check.detail}")
+        if not verdict.valid:
+            print(f"INVALID: failed check(s): {', '.join(verdict.failed)}")
+        elif verdict.chain_checked:
+            print(f"VALID: {subject}")
+        else:
+            print(
+                "VALID offline only: chain checks were skipped (no --rpc); the bundle is "
+                "internally consistent but its anchor was NOT checked against the chain"
+            )
+    if not verdict.valid:
+        first = next(check for check in verdict.checks if check.failed)
+        print(f"chainaudit: verification failed: {first.name}: {first.detail}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -221,9 +324,62 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     ingest.set_defaults(handler=cmd_ingest)
 
-    proof = commands.add_parser("proof", help="print a record's inclusion proof as JSON")
+    proof = commands.add_parser(
+        "proof",
+        help="print a record's inclusion proof, or write its proof bundle with -o",
+        description=(
+            "Without -o, print the record's inclusion proof at the log's current size. With "
+            "-o, write its proof bundle (v1): the record, inclusion proof, checkpoint and "
+            "anchor, verifiable with `chainaudit verify` and a chain endpoint alone. A record "
+            "newer than the last confirmed anchor has no bundle yet: exit 2, 'proof pending'."
+        ),
+    )
     proof.add_argument("record_id")
+    proof.add_argument(
+        "-o", "--output", metavar="FILE", help="write the proof bundle to FILE ('-': stdout)"
+    )
+    proof.add_argument(
+        "--no-record", action="store_true", help="leave the record out of the bundle (privacy)"
+    )
+    proof.add_argument(
+        "--since",
+        type=_positive_int,
+        metavar="SIZE",
+        help="also prove the checkpoint extends the log at SIZE (an older bundle's tree size)",
+    )
     proof.set_defaults(handler=cmd_proof)
+
+    verify = commands.add_parser(
+        "verify",
+        help="verify a proof bundle against a chain endpoint; exit 1 if it fails",
+        description=(
+            "Check a proof bundle with nothing but the bundle and a chain endpoint: the "
+            "record's hash, the RFC 9162 inclusion proof, and the checkpoint, block and "
+            "transaction on chain. Exit 0 valid, 1 invalid (the failed checks are named), "
+            "2 unusable input or unreachable endpoint."
+        ),
+    )
+    verify.add_argument("bundle", nargs="?", help="the bundle file ('-': stdin)")
+    verify.add_argument(
+        "--consistency",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="verify that NEW's checkpoint extends OLD's (NEW made with proof --since)",
+    )
+    verify.add_argument("--rpc", help="your chain endpoint; without it chain checks are skipped")
+    verify.add_argument(
+        "--confirmations",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="blocks the anchor must be under, counting its own (default 1)",
+    )
+    verify.add_argument(
+        "--chain-id", type=_positive_int, metavar="ID", help="the chain id you expect"
+    )
+    verify.add_argument("--contract", metavar="ADDRESS", help="the AuditAnchor address you trust")
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    verify.set_defaults(handler=cmd_verify)
 
     audit = commands.add_parser(
         "audit", help="re-derive every leaf and node; exit 1 on any difference"

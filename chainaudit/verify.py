@@ -283,13 +283,10 @@ def _chain_checks(
         return checks + [_skip(name, reason) for name in CHAIN_CHECKS[1:]]
 
     def contract() -> Check:
-        if expected_contract is not None and (
-            Web3.to_checksum_address(expected_contract) != anchor.contract
-        ):
+        if expected_contract is not None and expected_contract != anchor.contract:
             return _fail(
                 "contract",
-                f"the bundle names contract {anchor.contract}, you expect "
-                f"{Web3.to_checksum_address(expected_contract)}",
+                f"the bundle names contract {anchor.contract}, you expect {expected_contract}",
             )
         code = chain.code_at(anchor.contract)
         if not code:
@@ -429,9 +426,25 @@ def _bundle_checks(
     return checks
 
 
-def _check_confirmations(confirmations: int) -> None:
+def _check_pins(
+    confirmations: int, expected_chain_id: int | None, expected_contract: str | None
+) -> str | None:
+    """Check the auditor's own parameters; return the pinned contract address checksummed."""
     if isinstance(confirmations, bool) or not isinstance(confirmations, int) or confirmations < 1:
         raise InputError(f"confirmations must be a whole number of at least 1, not {confirmations}")
+    if expected_chain_id is not None and (
+        isinstance(expected_chain_id, bool)
+        or not isinstance(expected_chain_id, int)
+        or expected_chain_id < 1
+    ):
+        raise InputError(
+            f"the expected chain id must be a positive integer, not {expected_chain_id}"
+        )
+    if expected_contract is None:
+        return None
+    if not Web3.is_address(expected_contract):
+        raise InputError(f"the expected contract {expected_contract!r} is not an address")
+    return str(Web3.to_checksum_address(expected_contract))
 
 
 def verify_bundle(
@@ -453,7 +466,7 @@ def verify_bundle(
         InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
         ChainUnavailableError: the endpoint cannot be reached (nothing was proved).
     """
-    _check_confirmations(confirmations)
+    expected_contract = _check_pins(confirmations, expected_chain_id, expected_contract)
     parsed = _as_bundle(bundle)
     checks = _bundle_checks(parsed, chain, confirmations, expected_chain_id, expected_contract)
     return Verdict(tuple(checks), chain_checked=chain is not None)
@@ -481,7 +494,7 @@ def verify_consistency_bundles(
             ``old``'s size.
         ChainUnavailableError: the endpoint cannot be reached.
     """
-    _check_confirmations(confirmations)
+    expected_contract = _check_pins(confirmations, expected_chain_id, expected_contract)
     before, after = _as_bundle(old), _as_bundle(new)
     old_size = before.checkpoint.tree_size
     proof = after.consistency
