@@ -144,7 +144,9 @@ class AnchorBook:
     def __init__(self, log: Log) -> None:
         self._log = log
         try:
-            self._db = sqlite3.connect(log.path, isolation_level=None, timeout=30.0)
+            self._db = sqlite3.connect(
+                log.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     confirmations: int = Field(default=1, ge=1)
     finality: int = Field(default=12, ge=1)
 
+    # -- API --------------------------------------------------------------------------------
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: float = Field(default=200.0, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_records_per_request: int = Field(default=10_000, ge=1)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:
         if self.finality < self.confirmations:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS records (
     body BLOB
 );
 CREATE TABLE IF NOT EXISTS tree (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS record_signatures (
+    record_id TEXT PRIMARY KEY,
+    signer TEXT NOT NULL,
+    signature TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     root BLOB NOT NULL,
@@ -119,15 +124,18 @@ class Log:
     """An append-only RFC 9162 log of records in one SQLite file.
 
     Open it with :meth:`open` (a data directory) or the constructor (a file path); use it as a
-    context manager or call :meth:`close`. One object serves one thread; several processes may
-    share the file (SQLite serialises writers and each append re-reads the size it extends).
+    context manager or call :meth:`close`. One object serves one thread at a time; several
+    processes may share the file (SQLite serialises writers and each append re-reads the size
+    it extends).
     """
 
     def __init__(self, path: Path | str, *, kinds: frozenset[str] = KINDS) -> None:
         self.path = Path(path)
         self.kinds = kinds | KINDS
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
             self._db.executescript(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                 "PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;"
@@ -199,7 +207,11 @@ class Log:
 
     # -- appending ---------------------------------------------------------------------------
 
-    def append(self, records: Sequence[PreparedRecord]) -> AppendResult:
+    def append(
+        self,
+        records: Sequence[PreparedRecord],
+        signatures: Mapping[str, tuple[str, str]] | None = None,
+    ) -> AppendResult:
         """Append a batch of records in one durable transaction.
 
         A record whose id is already in the log (or earlier in the batch) with the same content
@@ -208,7 +220,7 @@ class Log:
         content. On return the batch is committed and survives a crash.
         """
         with self.transaction() as batch:
-            return batch.append(records)
+            return batch.append(records, signatures)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -365,6 +377,38 @@ class Log:
         if row is None:
             raise NotFoundError(f"no record at leaf index {leaf_index}")
         return Entry(*row)
+
+    def signature(self, record_id: str) -> tuple[str, str] | None:
+        """The verified ``(signer, signature)`` stored with a record, if it was signed."""
+        row = self._db.execute(
+            "SELECT signer, signature FROM record_signatures WHERE record_id = ?", (record_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def scan(
+        self,
+        *,
+        start: int = 0,
+        limit: int = 100,
+        kind: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Entry]:
+        """Records from leaf ``start`` on, in log order, matching every given filter."""
+        clauses: list[str] = ["r.idx >= ?"]
+        params: list[object] = [start]
+        for column, value, operator in (
+            ("r.kind", kind, "="),
+            ("r.actor", actor, "="),
+            ("r.ts", since_ms, ">="),
+            ("r.ts", until_ms, "<"),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {operator} ?")
+                params.append(value)
+        sql = self._ENTRY_SQL + f"WHERE {' AND '.join(clauses)} ORDER BY r.idx LIMIT ?"
+        return [Entry(*row) for row in self._db.execute(sql, (*params, limit))]
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
@@ -544,9 +588,17 @@ class Transaction:
         """The root the log will have when this transaction commits."""
         return merkle.fold_blocks(self.frontier) if self.frontier else merkle.EMPTY_ROOT
 
-    def append(self, records: Sequence[PreparedRecord]) -> AppendResult:
+    def append(
+        self,
+        records: Sequence[PreparedRecord],
+        signatures: Mapping[str, tuple[str, str]] | None = None,
+    ) -> AppendResult:
         """Write ``records`` (deduplicated as :meth:`Log.append` describes) into the
-        transaction; raises :class:`ConflictError` before writing anything of this call."""
+        transaction; raises :class:`ConflictError` before writing anything of this call.
+
+        ``signatures`` maps a record id to ``(signer address, signature)`` for records whose
+        EIP-712 signature the caller verified; they are stored with the new records.
+        """
         fresh, positions, duplicates = self._log._split_new(records)
         first = size = self.size
         frontier = list(self.frontier)
@@ -568,6 +620,11 @@ class Transaction:
             db = self._log._db
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", record_rows)
             db.executemany("INSERT INTO tree VALUES (?, ?)", tree_rows)
+            if signatures:
+                db.executemany(
+                    "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
+                    [(r[0], *signatures[r[0]]) for r in fresh if r[0] in signatures],
+                )
         self.size, self.frontier = size, frontier
         return AppendResult(
             appended=len(fresh),

@@ -1,0 +1,116 @@
+"""The HTTP API: ``create_app(settings)`` builds the FastAPI application.
+
+Versioned under ``/v1``, OpenAPI at ``/docs`` (``/openapi.json``), every error an RFC 9457
+problem. The anchoring service runs as a background thread started and stopped with the
+app's lifespan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chainaudit import __version__
+from chainaudit.api import problems
+from chainaudit.api.auth import RateLimiter
+from chainaudit.api.routes import health, keys, proofs, records
+from chainaudit.api.services import Services
+from chainaudit.settings import Settings
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not they declare a
+    Content-Length (chunked bodies are counted as they arrive)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit or declared < 0:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem_response(
+            413, "payload-too-large", f"request bodies are limited to {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):  # noqa: N818 - internal control flow
+    pass
+
+
+def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
+    """Build the API for ``settings``; services start with the app's lifespan."""
+    services = Services(settings, run_anchorer=run_anchorer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.start()
+        try:
+            yield
+        finally:
+            services.stop()
+
+    app = FastAPI(
+        title="chainaudit",
+        version=__version__,
+        description="Provable audit trails and escrowed payments for supply-chain finance.",
+        lifespan=lifespan,
+        responses={
+            "default": {
+                "description": "An RFC 9457 problem",
+                "content": {problems.PROBLEM_JSON: {"schema": problems.problem_schema()}},
+            }
+        },
+    )
+    app.state.services = services
+    app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    problems.install(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        services.metrics.observe(
+            request.method, path, response.status_code, time.perf_counter() - started
+        )
+        return response
+
+    for router in (records.router, proofs.router, keys.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

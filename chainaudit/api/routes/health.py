@@ -1,0 +1,101 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from chainaudit.api.auth import ServicesDep
+from chainaudit.api.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
+    """Ready when the database answers and the chain endpoint answers."""
+    checks: dict[str, str] = {}
+    try:
+        svc.reader()
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready
+        checks["database"] = f"failed: {exc}"
+    ok, detail = svc.chain_ready()
+    checks["chain"] = "ok" if ok else f"failed: {detail}"
+    if all(v == "ok" for v in checks.values()):
+        return {"status": "ready", "checks": checks}
+    return problem_response(
+        503,
+        "not-ready",
+        "; ".join(f"{k}: {v}" for k, v in checks.items()),
+        headers={"Retry-After": "5"},
+        checks=checks,
+    )
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(svc: ServicesDep) -> str:
+    """Prometheus text format: records appended, anchors by status, anchor lag, latency."""
+    log = svc.reader()
+    book = svc.anchor_book()
+    anchors = book.all()
+    anchored = book.latest_anchored()
+    anchored_size = anchored.tree_size if anchored else 0
+    oldest = book.oldest_unanchored_ms(anchored_size)
+    lag_seconds = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
+    lines = [
+        "# HELP chainaudit_log_size Leaves in the log.",
+        "# TYPE chainaudit_log_size gauge",
+        f"chainaudit_log_size {log.size}",
+        "# HELP chainaudit_records_appended_total Records appended through this API process.",
+        "# TYPE chainaudit_records_appended_total counter",
+        f"chainaudit_records_appended_total {svc.writer.appended_total}",
+        "# HELP chainaudit_anchors Anchors by status.",
+        "# TYPE chainaudit_anchors gauge",
+    ]
+    for status in ("pending", "submitted", "confirmed", "final", "superseded"):
+        count = sum(1 for a in anchors if a.status == status)
+        lines.append(f'chainaudit_anchors{{status="{status}"}} {count}')
+    lines += [
+        "# HELP chainaudit_anchor_lag_records Leaves not yet in an anchored checkpoint.",
+        "# TYPE chainaudit_anchor_lag_records gauge",
+        f"chainaudit_anchor_lag_records {log.size - anchored_size}",
+        "# HELP chainaudit_anchor_lag_seconds Age of the oldest leaf not yet anchored.",
+        "# TYPE chainaudit_anchor_lag_seconds gauge",
+        f"chainaudit_anchor_lag_seconds {lag_seconds:.3f}",
+        "# HELP chainaudit_http_requests_total Requests by method, route and status.",
+        "# TYPE chainaudit_http_requests_total counter",
+    ]
+    m = svc.metrics
+    with m.lock:
+        for (method, route, code), count in sorted(m.requests.items()):
+            lines.append(
+                f'chainaudit_http_requests_total{{method="{method}",route="{route}",'
+                f'status="{code}"}} {count}'
+            )
+        lines += [
+            "# HELP chainaudit_http_request_seconds Request latency.",
+            "# TYPE chainaudit_http_request_seconds histogram",
+        ]
+        for route, counts in sorted(m.latency_counts.items()):
+            for bound, count in zip(m.buckets, counts, strict=False):
+                lines.append(
+                    f'chainaudit_http_request_seconds_bucket{{route="{route}",le="{bound}"}} '
+                    f"{count}"
+                )
+            lines.append(
+                f'chainaudit_http_request_seconds_bucket{{route="{route}",le="+Inf"}} {counts[-1]}'
+            )
+            lines.append(f'chainaudit_http_request_seconds_count{{route="{route}"}} {counts[-1]}')
+            lines.append(
+                f'chainaudit_http_request_seconds_sum{{route="{route}"}} {m.latency_sum[route]:.6f}'
+            )
+    return "\n".join(lines) + "\n"

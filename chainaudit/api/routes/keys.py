@@ -1,0 +1,91 @@
+"""``/v1/keys``: API key management (admin only). Every change is an audit record."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from chainaudit.actions import now_rfc3339
+from chainaudit.api.auth import Admin, ServicesDep, actor_of
+from chainaudit.api.problems import Problem
+from chainaudit.errors import InputError, NotFoundError
+from chainaudit.keys import ROLES, ApiKey
+from chainaudit.records import prepare
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    role: str = Field(description=f"one of {', '.join(ROLES)}")
+    address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class KeyPublic(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    address: str | None
+    created_ms: int
+    revoked_ms: int | None
+
+
+class KeyCreated(KeyPublic):
+    token: str = Field(description="shown once; store it safely")
+
+
+def _public(key: ApiKey) -> KeyPublic:
+    return KeyPublic(**{name: getattr(key, name) for name in KeyPublic.model_fields})
+
+
+async def _audit(svc: ServicesDep, actor: ApiKey, action: str, target: ApiKey) -> None:
+    record = prepare(
+        {
+            "id": f"action-{action}-{target.key_id}-{now_rfc3339()}".replace(":", "-").replace(
+                "+", "-"
+            ),
+            "kind": "admin",
+            "timestamp": now_rfc3339(),
+            "actor": actor_of(actor),
+            "payload": {
+                "action": action,
+                "key_id": actor.key_id,
+                "target_key": target.key_id,
+                "role": target.role,
+                "address": target.address,
+            },
+        }
+    )
+    await svc.writer.append([record])
+
+
+@router.get("", response_model=list[KeyPublic])
+def list_keys(key: Admin, svc: ServicesDep) -> list[KeyPublic]:
+    return [_public(k) for k in svc.keys.list()]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreated:
+    try:
+        created, token = await run_in_threadpool(
+            svc.keys.create, body.role, name=body.name, address=body.address
+        )
+    except InputError as exc:
+        raise Problem(
+            422, "validation", str(exc), errors=[{"field": "body", "message": str(exc)}]
+        ) from exc
+    await _audit(svc, key, "keys.create", created)
+    return KeyCreated(**_public(created).model_dump(), token=token)
+
+
+@router.delete("/{key_id}", response_model=KeyPublic)
+async def revoke_key(key_id: str, key: Admin, svc: ServicesDep) -> KeyPublic:
+    try:
+        revoked = await run_in_threadpool(svc.keys.revoke, key_id)
+    except NotFoundError as exc:
+        raise Problem(404, "not-found", str(exc)) from exc
+    await _audit(svc, key, "keys.revoke", revoked)
+    return _public(revoked)

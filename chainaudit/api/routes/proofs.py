@@ -1,0 +1,151 @@
+"""Proofs and checkpoints: inclusion proofs, the latest checkpoint, consistency proofs and
+the anchors with their status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from chainaudit.api.auth import Operator, Reader, ServicesDep
+from chainaudit.api.problems import Problem
+from chainaudit.api.routes.records import visible_entry
+from chainaudit.errors import NotFoundError
+
+router = APIRouter(prefix="/v1", tags=["proofs"])
+
+
+class InclusionOut(BaseModel):
+    record_id: str
+    leaf_index: int
+    leaf_hash: str
+    tree_size: int
+    root: str
+    inclusion_proof: list[str]
+
+
+class AnchorOut(BaseModel):
+    id: int
+    tree_size: int
+    root: str
+    status: str = Field(description="pending, submitted, confirmed, final or superseded")
+    chain_id: int
+    contract: str
+    checkpoint_seq: int | None
+    tx_hash: str | None
+    block_number: int | None
+    block_hash: str | None
+    attempts: int
+    last_error: str | None
+
+
+class CheckpointOut(BaseModel):
+    tree_size: int
+    root: str
+    latest_anchor: AnchorOut | None
+    unanchored_records: int
+
+
+class ConsistencyOut(BaseModel):
+    from_size: int
+    to_size: int
+    from_root: str
+    to_root: str
+    proof: list[str]
+
+
+@router.get("/records/{record_id}/proof", response_model=InclusionOut, tags=["records"])
+def inclusion(
+    record_id: str,
+    key: Reader,
+    svc: ServicesDep,
+    tree_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
+) -> InclusionOut:
+    """The record's RFC 9162 inclusion proof in the tree of ``tree_size`` (default: now)."""
+    entry = visible_entry(svc, key, record_id)
+    log = svc.reader()
+    size = tree_size or log.size
+    if entry.index >= size or size > log.size:
+        raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
+    return InclusionOut(
+        record_id=entry.record_id,
+        leaf_index=entry.index,
+        leaf_hash=entry.leaf_hash.hex(),
+        tree_size=size,
+        root=log.root_at(size).hex(),
+        inclusion_proof=[h.hex() for h in log.inclusion_proof(entry.index, size)],
+    )
+
+
+def anchor_out(data: dict[str, Any]) -> AnchorOut:
+    return AnchorOut(**data)
+
+
+@router.get("/checkpoints/latest", response_model=CheckpointOut)
+def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
+    """The log's current size and root, and the newest anchored checkpoint."""
+    log = svc.reader()
+    anchored = svc.anchor_book().latest_anchored()
+    return CheckpointOut(
+        tree_size=log.size,
+        root=log.root().hex(),
+        latest_anchor=anchor_out(anchored.public()) if anchored else None,
+        unanchored_records=log.size - (anchored.tree_size if anchored else 0),
+    )
+
+
+@router.get("/consistency", response_model=ConsistencyOut)
+def consistency(
+    key: Reader,
+    svc: ServicesDep,
+    from_size: Annotated[int, Query(ge=1, le=2**48)],
+    to_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
+) -> ConsistencyOut:
+    """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now)."""
+    log = svc.reader()
+    new = to_size or log.size
+    try:
+        proof = log.consistency_proof(from_size, new)
+        return ConsistencyOut(
+            from_size=from_size,
+            to_size=new,
+            from_root=log.root_at(from_size).hex(),
+            to_root=log.root_at(new).hex(),
+            proof=[h.hex() for h in proof],
+        )
+    except NotFoundError as exc:
+        raise Problem(404, "not-found", str(exc)) from exc
+
+
+@router.get("/anchors", response_model=list[AnchorOut])
+def anchors(
+    key: Reader,
+    svc: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AnchorOut]:
+    """Anchors, newest first, with their status."""
+    rows = svc.anchor_book().all()[::-1][:limit]
+    return [anchor_out(a.public()) for a in rows]
+
+
+class AnchorRequested(BaseModel):
+    requested: bool
+    tree_size: int
+    detail: str
+
+
+@router.post("/anchors", status_code=status.HTTP_202_ACCEPTED, response_model=AnchorRequested)
+def request_anchor(key: Operator, svc: ServicesDep) -> AnchorRequested:
+    """Ask the anchoring service to anchor the current log at its next step."""
+    if svc.anchorer is None:
+        raise Problem(
+            503,
+            "chain-unavailable",
+            "the anchoring service is not running (no chain or deployment configured)",
+            headers={"Retry-After": "30"},
+        )
+    svc.anchorer.request()
+    return AnchorRequested(
+        requested=True, tree_size=svc.reader().size, detail="the anchor will be submitted shortly"
+    )

@@ -1,0 +1,125 @@
+"""What the API's requests share: settings, the log (one reader per thread, one group
+writer), the key store, the chain endpoint, the anchoring thread and the metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chainaudit.anchoring import AnchorBook, Anchorer
+from chainaudit.api.writer import GroupWriter
+from chainaudit.chain import Chain
+from chainaudit.context import anchorer_from, chain_from
+from chainaudit.errors import ChainauditError, ChainUnavailableError
+from chainaudit.keys import KeyStore
+from chainaudit.settings import Settings
+from chainaudit.store import DB_NAME, Log
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    """Counters and a latency histogram, rendered in the Prometheus text format."""
+
+    buckets: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+    requests: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    latency_counts: dict[str, list[int]] = field(default_factory=dict)
+    latency_sum: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self.lock:
+            key = (method, route, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            counts = self.latency_counts.setdefault(route, [0] * (len(self.buckets) + 1))
+            for i, bound in enumerate(self.buckets):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-1] += 1
+            self.latency_sum[route] = self.latency_sum.get(route, 0.0) + seconds
+
+
+class Services:
+    """Built once per app from :class:`Settings`; started and stopped by the app's lifespan."""
+
+    def __init__(self, settings: Settings, *, run_anchorer: bool = True) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path: Path = settings.data_dir / DB_NAME
+        self.kinds = frozenset(settings.record_kinds)
+        Log(self.log_path, kinds=self.kinds).close()  # create the schema before any reader
+        self.writer = GroupWriter(self.log_path, self.kinds)
+        self.keys = KeyStore(self.log_path)
+        self.metrics = Metrics()
+        self.chain: Chain = chain_from(settings)
+        self.run_anchorer = run_anchorer
+        self.anchorer: Anchorer | None = None
+        self._anchor_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._local = threading.local()
+        self._chain_id: int | None = None
+        self.started = time.time()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.writer.start()
+        if self.run_anchorer:
+            self._start_anchorer()
+
+    def _start_anchorer(self) -> None:
+        try:
+            self.anchorer = anchorer_from(
+                self.settings, Log(self.log_path, kinds=self.kinds), self.chain
+            )
+        except (ChainauditError, OSError) as exc:
+            logger.warning("anchoring service not started: %s", exc)
+            self.anchorer = None
+            return
+        self._anchor_thread = threading.Thread(
+            target=self.anchorer.run, args=(self._stop,), name="chainaudit-anchorer", daemon=True
+        )
+        self._anchor_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._anchor_thread is not None:
+            self._anchor_thread.join(timeout=30)
+        self.writer.stop()
+
+    # -- per-thread readers -----------------------------------------------------------------
+
+    def reader(self) -> Log:
+        """This thread's read connection to the log, refreshed to the latest commit."""
+        log: Log | None = getattr(self._local, "log", None)
+        if log is None:
+            log = Log(self.log_path, kinds=self.kinds)
+            self._local.log = log
+        log.refresh()
+        return log
+
+    def anchor_book(self) -> AnchorBook:
+        book: AnchorBook | None = getattr(self._local, "book", None)
+        if book is None:
+            book = AnchorBook(self.reader())
+            self._local.book = book
+        return book
+
+    def chain_id(self) -> int:
+        """The chain id, from the endpoint (cached); raises ChainUnavailableError if down."""
+        if self._chain_id is None:
+            self._chain_id = self.chain.chain_id()
+        return self._chain_id
+
+    def chain_ready(self) -> tuple[bool, str]:
+        try:
+            self.chain.block_number()
+        except ChainUnavailableError as exc:
+            return False, str(exc)
+        except ChainauditError as exc:
+            return False, str(exc)
+        return True, "ok"
