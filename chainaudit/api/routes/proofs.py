@@ -145,6 +145,9 @@ def request_anchor(key: Operator, svc: ServicesDep) -> AnchorRequested:
             "the anchoring service is not running (no chain or deployment configured)",
             headers={"Retry-After": "30"},
         )
+    ready, detail = svc.chain_ready()
+    if not ready:
+        raise Problem(503, "chain-unavailable", detail, headers={"Retry-After": "5"})
     svc.anchorer.request()
     return AnchorRequested(
         requested=True, tree_size=svc.reader().size, detail="the anchor will be submitted shortly"
