@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {TestBase} from "../Vm.sol";
+import {MockStablecoin} from "../../MockStablecoin.sol";
+import {SupplyChainEscrow} from "../../SupplyChainEscrow.sol";
+import {ISupplyChainEscrow as I} from "../../interfaces/ISupplyChainEscrow.sol";
+
+/// @notice Invariant-test handler playing every role of the escrow: buyer, supplier,
+/// inspectors, arbiter, financier, compliance officer, pauser and bystanders. Every action
+/// picks its deal and milestone from the fuzzer's inputs and swallows expected reverts, so
+/// that the fuzzer explores all interleavings.
+contract EscrowHandler is TestBase {
+    SupplyChainEscrow public immutable escrow;
+    MockStablecoin public immutable token;
+    address public immutable buyer;
+    address public immutable supplier;
+    address public immutable arbiter;
+    address public immutable financier;
+    address public immutable officer;
+    address public immutable pauser;
+    address[3] internal _inspectors;
+
+    uint256[] public dealIds;
+    address[] public creditHolders;
+    mapping(address => bool) internal _isHolder;
+
+    /// @dev Statuses seen final, to check that they never change again.
+    mapping(uint256 => mapping(uint256 => I.MilestoneStatus)) public finalStatus;
+    uint256 public ghostDeposited; // funding + advances
+    uint256 public ghostWithdrawn;
+    mapping(uint256 => uint256) public ghostFunded;
+    uint256 public invoiceNonce;
+    /// @dev Successful actions by kind, to check that the fuzzer reaches every stage.
+    mapping(bytes32 => uint256) public successes;
+
+    constructor(
+        SupplyChainEscrow escrow_,
+        MockStablecoin token_,
+        address[6] memory parties, // buyer, supplier, arbiter, financier, officer, pauser
+        address[3] memory inspectors
+    ) {
+        escrow = escrow_;
+        token = token_;
+        buyer = parties[0];
+        supplier = parties[1];
+        arbiter = parties[2];
+        financier = parties[3];
+        officer = parties[4];
+        pauser = parties[5];
+        _inspectors = inspectors;
+        _track(buyer);
+        _track(supplier);
+        _track(financier);
+    }
+
+    function _track(address account) internal {
+        if (!_isHolder[account]) {
+            _isHolder[account] = true;
+            creditHolders.push(account);
+        }
+    }
+
+    function dealCount() external view returns (uint256) {
+        return dealIds.length;
+    }
+
+    function creditHolderCount() external view returns (uint256) {
+        return creditHolders.length;
+    }
+
+    function _pick(uint256 seed) internal view returns (uint256 id, uint256 m, bool ok) {
+        if (dealIds.length == 0) return (0, 0, false);
+        id = dealIds[seed % dealIds.length];
+        m = (seed >> 128) % escrow.getDeal(id).milestoneCount;
+        ok = true;
+    }
+
+    /// @dev The first milestone in `status` scanning all deals from a seed-chosen start, so that
+    /// the fuzzer keeps advancing milestones; falls back to a random one.
+    function _pickIn(uint256 seed, I.MilestoneStatus status) internal view returns (uint256 id, uint256 m, bool ok) {
+        uint256 deals = dealIds.length;
+        if (deals == 0) return (0, 0, false);
+        for (uint256 k; k < deals; ++k) {
+            uint256 candidate = dealIds[(seed + k) % deals];
+            uint256 n = escrow.getDeal(candidate).milestoneCount;
+            for (uint256 j; j < n; ++j) {
+                uint256 mm = ((seed >> 128) + j) % n;
+                if (escrow.getMilestone(candidate, mm).status == status) return (candidate, mm, true);
+            }
+        }
+        return _pick(seed);
+    }
+
+    function _afterAction(uint256 id) internal {
+        uint256 n = escrow.getDeal(id).milestoneCount;
+        for (uint256 m; m < n; ++m) {
+            I.MilestoneStatus s = escrow.getMilestone(id, m).status;
+            I.MilestoneStatus seen = finalStatus[id][m];
+            if (seen != I.MilestoneStatus.None) {
+                assertEq(uint256(s), uint256(seen), "left a final state");
+            } else if (s >= I.MilestoneStatus.Released) {
+                finalStatus[id][m] = s;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    function createDeal(uint8 milestones, uint96 amountSeed, uint8 threshold) external {
+        if (dealIds.length >= 8) return;
+        uint256 n = 1 + milestones % 3;
+        I.DealParams memory p;
+        p.supplier = supplier;
+        p.arbiter = arbiter;
+        p.token = address(token);
+        p.inspectors = new address[](3);
+        for (uint256 i; i < 3; ++i) p.inspectors[i] = _inspectors[i];
+        p.inspectorThreshold = 1 + threshold % 3;
+        p.inspectionWindow = 3 days;
+        p.disputeTimeout = 5 days;
+        p.defaultPayeeBps = uint16(amountSeed % 10_001);
+        p.longStop = uint40(block.timestamp + 20 days);
+        I.MilestoneParams[] memory ms = new I.MilestoneParams[](n);
+        for (uint256 i; i < n; ++i) {
+            ms[i].amount = uint96(1 + (uint256(keccak256(abi.encode(amountSeed, i))) % 1_000_000e6));
+            ms[i].dueDate = uint40(block.timestamp + 1 days + i);
+            ms[i].documentHash = keccak256(abi.encode("po", dealIds.length, i));
+        }
+        vm.prank(buyer);
+        try escrow.createDeal(p, ms) returns (uint256 id) {
+            dealIds.push(id);
+        } catch {}
+    }
+
+    function fund(uint256 seed, uint96 amountSeed) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Open);
+        if (!ok) return;
+        I.MilestoneView memory v = escrow.getMilestone(id, m);
+        if (v.amount == v.funded) return;
+        // half of the time fund the rest at once
+        uint256 amount = amountSeed % 2 == 0 ? v.amount - v.funded : 1 + amountSeed % (v.amount - v.funded);
+        vm.prank(buyer);
+        try escrow.fund(id, m, amount) {
+            ghostDeposited += amount;
+            ghostFunded[id] += amount;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function ship(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Funded);
+        if (!ok) return;
+        vm.prank(supplier);
+        try escrow.markShipped(id, m, keccak256("bol")) {} catch {}
+        _afterAction(id);
+    }
+
+    function attest(uint256 seed, uint8 who) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Shipped);
+        if (!ok) return;
+        address inspector = _inspectors[who % 3];
+        for (uint256 k; k < 3 && escrow.hasAttested(id, m, inspector); ++k) inspector = _inspectors[(who + k + 1) % 3];
+        vm.prank(inspector);
+        try escrow.attestInspection(id, m, keccak256("report")) {} catch {}
+        _afterAction(id);
+    }
+
+    function accept(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Inspected);
+        if (!ok) return;
+        vm.prank(buyer);
+        try escrow.acceptMilestone(id, m) {} catch {}
+        _afterAction(id);
+    }
+
+    function release(uint256 seed, bool deemed) external {
+        (uint256 id, uint256 m, bool ok) =
+            _pickIn(seed, deemed ? I.MilestoneStatus.Inspected : I.MilestoneStatus.Accepted);
+        if (!ok) return;
+        if (deemed && seed % 2 == 0) vm.warp(block.timestamp + 3 days + 1);
+        try escrow.release(id, m) {
+            successes["release"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function openDispute(uint256 seed, bool bySupplier) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Shipped);
+        if (!ok) return;
+        vm.prank(bySupplier ? supplier : buyer);
+        try escrow.openDispute(id, m, keccak256("reason")) {} catch {}
+        _afterAction(id);
+    }
+
+    function resolveDispute(uint256 seed, uint16 bps) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Disputed);
+        if (!ok) return;
+        vm.prank(arbiter);
+        try escrow.resolveDispute(id, m, uint16(bps % 10_001), keccak256("ruling")) {
+            successes["ruling"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function applyTimeout(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Disputed);
+        if (!ok) return;
+        if (seed % 2 == 0) vm.warp(block.timestamp + 5 days + 1);
+        try escrow.applyDisputeTimeout(id, m) {
+            successes["timeout"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function reclaim(uint256 seed) external {
+        (uint256 id,, bool ok) = _pick(seed);
+        if (!ok) return;
+        uint256 longStop = escrow.getDeal(id).longStop;
+        if (block.timestamp <= longStop && seed % 2 == 0) vm.warp(longStop + 1);
+        vm.prank(buyer);
+        try escrow.reclaimAfterLongStop(id) {
+            successes["reclaim"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function finance(uint256 seed, uint96 advanceSeed) external {
+        (uint256 id, uint256 m, bool ok) = _pick(seed);
+        if (!ok) return;
+        uint96 advance = uint96(1 + advanceSeed % escrow.getMilestone(id, m).amount);
+        bytes32 invoice = keccak256(abi.encode("invoice", invoiceNonce++));
+        vm.prank(supplier);
+        try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(block.timestamp + 1 days)) {
+            vm.prank(financier);
+            try escrow.acceptFinancing(id, m, advance, invoice) {
+                ghostDeposited += advance;
+                successes["finance"]++;
+            } catch {}
+        } catch {}
+        _afterAction(id);
+    }
+
+    function hold(uint256 seed, uint32 duration, uint8 action) external {
+        (uint256 id, uint256 m, bool ok) = _pick(seed);
+        if (!ok) return;
+        vm.startPrank(officer);
+        if (action % 3 == 0) {
+            try escrow.placeHold(id, m, keccak256("kyc"), 1 + duration % 30 days) {} catch {}
+        } else if (action % 3 == 1) {
+            try escrow.renewHold(id, m, keccak256("kyc"), 1 + duration % 30 days) {} catch {}
+        } else {
+            try escrow.liftHold(id, m, keccak256("cleared")) {} catch {}
+        }
+        vm.stopPrank();
+        _afterAction(id);
+    }
+
+    /// @dev Moves a random milestone one step along the happy path, so that deep states are
+    /// reached within the fuzzer's depth.
+    function advance(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pick(seed);
+        if (!ok) return;
+        I.MilestoneView memory v = escrow.getMilestone(id, m);
+        if (v.status == I.MilestoneStatus.Open) {
+            vm.prank(buyer);
+            try escrow.fund(id, m, v.amount - v.funded) {
+                ghostDeposited += v.amount - v.funded;
+                ghostFunded[id] += v.amount - v.funded;
+            } catch {}
+        } else if (v.status == I.MilestoneStatus.Funded) {
+            vm.prank(supplier);
+            try escrow.markShipped(id, m, keccak256("bol")) {} catch {}
+        } else if (v.status == I.MilestoneStatus.Shipped) {
+            for (uint256 k; k < 3; ++k) {
+                address inspector = _inspectors[k];
+                if (escrow.hasAttested(id, m, inspector)) continue;
+                vm.prank(inspector);
+                try escrow.attestInspection(id, m, keccak256("report")) {} catch {}
+                break;
+            }
+        } else if (v.status == I.MilestoneStatus.Inspected) {
+            vm.prank(buyer);
+            try escrow.acceptMilestone(id, m) {} catch {}
+        } else if (v.status == I.MilestoneStatus.Accepted) {
+            try escrow.release(id, m) {
+                successes["release"]++;
+            } catch {}
+        }
+        _afterAction(id);
+    }
+
+    function togglePause(uint8 seed) external {
+        vm.startPrank(pauser);
+        if (escrow.paused()) escrow.unpause();
+        else if (seed % 4 == 0) escrow.pause();
+        vm.stopPrank();
+    }
+
+    function withdraw(uint8 who) external {
+        address account = creditHolders[who % creditHolders.length];
+        uint256 credit = escrow.creditOf(account, address(token));
+        if (credit == 0) return;
+        vm.prank(account);
+        escrow.withdraw(address(token));
+        ghostWithdrawn += credit;
+    }
+
+    function warp(uint32 seconds_) external {
+        vm.warp(block.timestamp + seconds_ % 10 days);
+    }
+}
