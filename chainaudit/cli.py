@@ -7,6 +7,7 @@ arguments, unreadable files, invalid JSON or records). Errors print one line on 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -153,10 +154,13 @@ def _read_bundle(name: str) -> Bundle:
 
 
 def _marks() -> dict[str, str]:
-    """Check marks for the terminal, with ASCII stand-ins when stdout cannot encode them."""
+    """Check marks for the terminal. When stdout cannot encode them (an ASCII locale), use
+    ASCII stand-ins and let other characters (the "§" of RFC citations) degrade to "?"."""
     try:
-        "\u2713\u2717".encode(sys.stdout.encoding or "ascii")
+        "\u2713\u2717\u00a7".encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(errors="replace")
         return {"pass": "ok  ", "fail": "FAIL", "skip": "-   "}
     return {"pass": "\u2713", "fail": "\u2717", "skip": "-"}
 

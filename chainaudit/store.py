@@ -346,6 +346,16 @@ class Log:
             raise NotFoundError(f"leaf {leaf_index} is not in a tree of size {size}")
         return self._range_hashes(merkle.inclusion_ranges(leaf_index, size))
 
+    def inclusion_proof_with_root(
+        self, leaf_index: int, tree_size: int | None = None
+    ) -> tuple[bytes, list[bytes]]:
+        """The root at ``tree_size`` and the inclusion proof of ``leaf_index``, in one read."""
+        size = self._check_size(tree_size)
+        if not 0 <= leaf_index < size:
+            raise NotFoundError(f"leaf {leaf_index} is not in a tree of size {size}")
+        hashes = self._range_hashes([(0, size), *merkle.inclusion_ranges(leaf_index, size)])
+        return hashes[0], hashes[1:]
+
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """Return PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1) from stored subtrees."""
         new = self._check_size(size2)

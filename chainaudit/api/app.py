@@ -10,16 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
 from chainaudit.api.routes import health, keys, proofs, records
-from chainaudit.api.services import Services
+from chainaudit.api.services import Metrics, Services
 from chainaudit.settings import Settings
 
 
@@ -67,6 +66,34 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class Observe:
+    """Count requests and their latency by route (a pure ASGI middleware: no extra task or
+    thread per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
 class _TooLarge(Exception):  # noqa: N818 - internal control flow
     pass
 
@@ -99,18 +126,8 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     problems.install(app)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        services.metrics.observe(
-            request.method, path, response.status_code, time.perf_counter() - started
-        )
-        return response
-
     for router in (records.router, proofs.router, keys.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics=services.metrics)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -41,7 +41,7 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -49,7 +49,7 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def principal(
+async def principal(
     request: Request,
     svc: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -64,7 +64,7 @@ def principal(
             "send an API key as `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = svc.keys.authenticate(token)
+    key = svc.authenticate(token)
     if key is None:
         raise Problem(
             401,
@@ -88,10 +88,10 @@ def principal(
 Principal = Annotated[ApiKey, Depends(principal)]
 
 
-def require(*roles: str) -> Callable[[ApiKey], ApiKey]:
+def require(*roles: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency admitting only keys with one of ``roles`` (403 otherwise)."""
 
-    def check(key: Principal) -> ApiKey:
+    async def check(key: Principal) -> ApiKey:
         if key.role not in roles:
             raise Problem(
                 403, "forbidden", f"the {key.role} role may not do this; needs {', '.join(roles)}"

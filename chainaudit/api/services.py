@@ -14,11 +14,13 @@ from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain
 from chainaudit.context import anchorer_from, chain_from
 from chainaudit.errors import ChainauditError, ChainUnavailableError
-from chainaudit.keys import KeyStore
+from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 
 logger = logging.getLogger(__name__)
+
+AUTH_CACHE_SECONDS = 5.0
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Services:
         self._local = threading.local()
         self._chain_id: int | None = None
         self.started = time.time()
+        self._auth_cache: dict[str, tuple[ApiKey, float]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -108,6 +111,25 @@ class Services:
             book = AnchorBook(self.reader())
             self._local.book = book
         return book
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The key of ``token``, cached for :data:`AUTH_CACHE_SECONDS` (revocations through the
+        API take effect at once, others within that time)."""
+        now = time.monotonic()
+        cached = self._auth_cache.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = self.keys.authenticate(token)
+        if key is not None:
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[token] = (key, now + AUTH_CACHE_SECONDS)
+        return key
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop cached authentications of a revoked key."""
+        for token in [t for t, (k, _) in self._auth_cache.items() if k.key_id == key_id]:
+            self._auth_cache.pop(token, None)
 
     def chain_id(self) -> int:
         """The chain id, from the endpoint (cached); raises ChainUnavailableError if down."""

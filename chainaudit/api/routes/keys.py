@@ -63,7 +63,7 @@ async def _audit(svc: ServicesDep, actor: ApiKey, action: str, target: ApiKey) -
 
 
 @router.get("", response_model=list[KeyPublic])
-def list_keys(key: Admin, svc: ServicesDep) -> list[KeyPublic]:
+async def list_keys(key: Admin, svc: ServicesDep) -> list[KeyPublic]:
     return [_public(k) for k in svc.keys.list()]
 
 
@@ -87,5 +87,6 @@ async def revoke_key(key_id: str, key: Admin, svc: ServicesDep) -> KeyPublic:
         revoked = await run_in_threadpool(svc.keys.revoke, key_id)
     except NotFoundError as exc:
         raise Problem(404, "not-found", str(exc)) from exc
+    svc.forget_key(revoked.key_id)
     await _audit(svc, key, "keys.revoke", revoked)
     return _public(revoked)

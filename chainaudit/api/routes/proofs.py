@@ -56,7 +56,7 @@ class ConsistencyOut(BaseModel):
 
 
 @router.get("/records/{record_id}/proof", response_model=InclusionOut, tags=["records"])
-def inclusion(
+async def inclusion(
     record_id: str,
     key: Reader,
     svc: ServicesDep,
@@ -68,13 +68,14 @@ def inclusion(
     size = tree_size or log.size
     if entry.index >= size or size > log.size:
         raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
+    root, proof = log.inclusion_proof_with_root(entry.index, size)
     return InclusionOut(
         record_id=entry.record_id,
         leaf_index=entry.index,
         leaf_hash=entry.leaf_hash.hex(),
         tree_size=size,
-        root=log.root_at(size).hex(),
-        inclusion_proof=[h.hex() for h in log.inclusion_proof(entry.index, size)],
+        root=root.hex(),
+        inclusion_proof=[h.hex() for h in proof],
     )
 
 
@@ -83,7 +84,7 @@ def anchor_out(data: dict[str, Any]) -> AnchorOut:
 
 
 @router.get("/checkpoints/latest", response_model=CheckpointOut)
-def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
+async def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
     """The log's current size and root, and the newest anchored checkpoint."""
     log = svc.reader()
     anchored = svc.anchor_book().latest_anchored()
@@ -96,7 +97,7 @@ def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
 
 
 @router.get("/consistency", response_model=ConsistencyOut)
-def consistency(
+async def consistency(
     key: Reader,
     svc: ServicesDep,
     from_size: Annotated[int, Query(ge=1, le=2**48)],
@@ -119,7 +120,7 @@ def consistency(
 
 
 @router.get("/anchors", response_model=list[AnchorOut])
-def anchors(
+async def anchors(
     key: Reader,
     svc: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -222,13 +222,13 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> Entry:
 
 
 @router.get("/{record_id}", response_model=RecordOut)
-def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
+async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
     """One record with its leaf index and hash."""
     return record_out(svc, visible_entry(svc, key, record_id))
 
 
 @router.get("", response_model=RecordPage)
-def list_records(
+async def list_records(
     key: Reader,
     svc: ServicesDep,
     kind: Annotated[str | None, Query(max_length=32)] = None,
