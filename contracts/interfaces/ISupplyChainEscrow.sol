@@ -159,10 +159,10 @@ interface ISupplyChainEscrow {
     event InspectorRegistered(address indexed inspector, uint256 id);
 
     /// @notice New business was paused by `account`.
-    event Paused(address account);
+    event Paused(address indexed account);
 
     /// @notice New business was resumed by `account`.
-    event Unpaused(address account);
+    event Unpaused(address indexed account);
 
     /// @notice The buyer escrowed `amount` for a milestone; `fundedTotal` is the new total.
     event MilestoneFunded(
