@@ -29,7 +29,13 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-export PATH="$root/node_modules/.bin:$PATH"
+# Prefer the platform binary of the npm forge package: the node_modules/.bin/forge wrapper of
+# @foundry-rs/forge 1.7.1 exits 0 even when forge fails.
+forge_dir="$root/node_modules/.bin"
+for candidate in "$root"/node_modules/@foundry-rs/forge-*/bin; do
+  if [[ -x "$candidate/forge" ]]; then forge_dir="$candidate"; break; fi
+done
+export PATH="$forge_dir:$PATH"
 export FOUNDRY_OUT="$work/out"
 export FOUNDRY_CACHE_PATH="$work/cache"
 
