@@ -36,6 +36,7 @@ that is :func:`chainaudit.verify.verify_bundle`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -402,14 +403,17 @@ def _hashes(value: Any, where: str, limit: int) -> tuple[bytes, ...]:
 def _address(value: Any, where: str) -> str:
     if type(value) is not str or not _ADDRESS.fullmatch(value):
         raise InputError(f"{where} must be 0x followed by 40 hex digits")
+    checksummed = _checksummed(value)
     digits = value[2:]
-    if (
-        digits != digits.lower()
-        and digits != digits.upper()
-        and not Web3.is_checksum_address(value)
-    ):
+    if digits != digits.lower() and digits != digits.upper() and value != checksummed:
         raise InputError(f"{where} {value} has a wrong EIP-55 checksum")
-    return str(Web3.to_checksum_address(value))
+    return checksummed
+
+
+@functools.lru_cache(maxsize=1024)
+def _checksummed(address: str) -> str:
+    """EIP-55 form of a well-formed address; cached (bundles mostly name one contract)."""
+    return str(Web3.to_checksum_address(address))
 
 
 def _record(value: Any) -> dict[str, Any]:

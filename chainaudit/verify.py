@@ -153,6 +153,9 @@ def _skip(name: str, detail: str) -> Check:
     return Check(name, "skip", detail)
 
 
+_OFFLINE: Final = tuple(_skip(name, _NO_CHAIN) for name in CHAIN_CHECKS)
+
+
 def _short(value: bytes) -> str:
     return "0x" + value.hex()
 
@@ -418,7 +421,7 @@ def _bundle_checks(
             )
         )
     if chain is None:
-        checks.extend(_skip(name, _NO_CHAIN) for name in CHAIN_CHECKS)
+        checks.extend(_OFFLINE)
     else:
         checks.extend(
             _chain_checks(bundle, chain, confirmations, expected_chain_id, expected_contract)
