@@ -7,16 +7,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-FORGE := node_modules/.bin/forge
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+# slither-analyzer pins web3 < 8, which the package does not use: it lives in its own venv.
+SLITHER_VENV := .venv-slither
+SLITHER_STAMP := $(SLITHER_VENV)/.installed
+# The npm wrapper of forge loses the exit code: always call the native binary (lazy: it
+# exists only once npm ci has run).
+FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
+SNAPSHOT_FILTER := --match-path 'contracts/test/Escrow*' --no-match-test invariant
 
-.PHONY: help setup test test-py test-contracts lint demo demo-stop bench clean
+.PHONY: help setup test test-py test-contracts gas-check lint slither browser demo demo-stop \
+	bench clean
 
 help:
 	@echo "make demo       set everything up, then run the demo"
 	@echo "make test       set everything up, then run the whole test suite"
-	@echo "make lint       ruff, mypy --strict"
+	@echo "make lint       ruff, mypy --strict, slither"
 	@echo "make bench      run the benchmarks in scripts/ (slow; writes reports/)"
 
 $(PY_STAMP): pyproject.toml
@@ -26,32 +33,53 @@ $(PY_STAMP): pyproject.toml
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# Not `npm ci`: the @foundry-rs wrappers list platform packages the registry does not have
+	# for every platform, so the lock file cannot mention them and `npm ci` refuses it. `npm
+	# install` installs exactly the locked versions and leaves the lock file unchanged.
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SLITHER_STAMP):
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/pip install --quiet 'slither-analyzer==0.11.6'
 	touch $@
 
 setup: $(PY_STAMP) $(NPM_STAMP)
 
-test: setup lint test-contracts test-py
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: setup browser lint test-contracts test-py
 
 test-py: setup
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test-contracts: setup
+test-contracts: setup gas-check
 	$(FORGE) test
 
-lint: setup
+# Fails when an escrow gas figure grows more than 5% over the committed .gas-snapshot.
+gas-check: setup
+	$(FORGE) snapshot --check --tolerance 5 $(SNAPSHOT_FILTER)
+
+lint: setup slither
 	$(BIN)/ruff check chainaudit tests scripts
 	$(BIN)/ruff format --check chainaudit tests scripts
 	$(BIN)/mypy --strict chainaudit
+
+slither: setup $(SLITHER_STAMP)
+	SLITHER=$(SLITHER_VENV)/bin/slither scripts/run_slither.sh
 
 demo: setup
 	$(PY) scripts/demo.py
 
 demo-stop:
-	@echo "nothing to stop"
+	@pkill -f 'scripts/demo.py' || true
 
 bench: setup
 	$(PY) scripts/bench_log.py
+	$(PY) scripts/bench_anchor_gas.py
+	$(PY) scripts/bench_api.py
 
 clean:
-	rm -rf build out cache reports .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build out cache reports .data .demo .pytest_cache .mypy_cache .ruff_cache

@@ -108,6 +108,9 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
         returns (bool)
     {
         uint256 treeSize = _recordOf(checkpointSeq) & _MASK48;
+        // A stored size is never 0 (anchor requires newSize > previous >= 0), so 0 is the
+        // "never anchored" sentinel; it is a storage marker, not a balance or a timestamp.
+        // slither-disable-next-line incorrect-equality,timestamp
         if (treeSize == 0) {
             revert AuditAnchorUnknownCheckpoint(checkpointSeq, _head & _MASK48);
         }
@@ -124,6 +127,8 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
         // Every field is masked to at most 48 bits before the cast.
         // forge-lint: disable-next-line(unsafe-typecast)
         treeSize = uint64(record & _MASK48);
+        // 0 is the "never anchored" sentinel (see verifyInclusion); not a balance or a time.
+        // slither-disable-next-line incorrect-equality,timestamp
         if (treeSize == 0) {
             revert AuditAnchorUnknownCheckpoint(seq, _head & _MASK48);
         }
@@ -185,6 +190,10 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
     /// @dev RFC 9162 §2.1.3.2: whether `proof` proves `leafHash` at `leafIndex` in the tree of
     /// `treeSize` leaves with root `root`. Requires `treeSize > 0`. Returns false, never reverts,
     /// on a wrong proof (too short, too long, wrong hashes) or `leafIndex >= treeSize`.
+    /// slither flags the RFC 9162 index arithmetic below (`fn == sn`, LSB tests) as "strict
+    /// equality" and "timestamp" comparisons: they compare tree positions, never balances or
+    /// times, and the algorithm requires exact equality.
+    // slither-disable-start incorrect-equality,timestamp
     function _isIncluded(uint256 leafIndex, uint256 treeSize, bytes32 leafHash, bytes32 root, bytes32[] calldata proof)
         private
         view
@@ -233,6 +242,7 @@ contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
             ok := and(ok, and(iszero(sn), eq(r, root)))
         }
     }
+    // slither-disable-end incorrect-equality,timestamp
 
     /// @dev RFC 9162 §2.1.4.2: whether `proof` proves that the tree `(size2, root2)` extends the
     /// tree `(size1, root1)`. Requires `0 < size1 < size2`. Returns false on any wrong proof.
