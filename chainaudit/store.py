@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS record_signatures (
     signer TEXT NOT NULL,
     signature TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deal_records (
+    deal_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (deal_id, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     root BLOB NOT NULL,
@@ -420,6 +425,17 @@ class Log:
         sql = self._ENTRY_SQL + f"WHERE {' AND '.join(clauses)} ORDER BY r.idx LIMIT ?"
         return [Entry(*row) for row in self._db.execute(sql, (*params, limit))]
 
+    def deal_entries(self, deal_id: str) -> list[Entry]:
+        """Every record whose payload names ``deal_id`` (as ``payload.deal_id``), in log order."""
+        return [
+            Entry(*row)
+            for row in self._db.execute(
+                self._ENTRY_SQL + "JOIN deal_records d ON d.idx = r.idx WHERE d.deal_id = ? "
+                "ORDER BY r.idx",
+                (deal_id,),
+            )
+        ]
+
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
         return list(self._db.execute("SELECT size, root FROM checkpoints ORDER BY size"))
@@ -630,6 +646,13 @@ class Transaction:
             db = self._log._db
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", record_rows)
             db.executemany("INSERT INTO tree VALUES (?, ?)", tree_rows)
+            links = [
+                (deal, first + i)
+                for i, r in enumerate(fresh)
+                if b'"deal_id":' in r[5] and (deal := _deal_of(r[5])) is not None
+            ]
+            if links:
+                db.executemany("INSERT OR IGNORE INTO deal_records VALUES (?, ?)", links)
             if signatures:
                 db.executemany(
                     "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
@@ -644,3 +667,15 @@ class Transaction:
             root=self.root(),
             indexes=tuple(first + i if i >= 0 else -i - 1 for i in positions),
         )
+
+
+def _deal_of(body: bytes) -> str | None:
+    """The ``payload.deal_id`` of a record's canonical bytes, as a string, if it has one."""
+    try:
+        payload = json.loads(body).get("payload", {})
+    except ValueError:
+        return None
+    deal = payload.get("deal_id") if isinstance(payload, dict) else None
+    if isinstance(deal, bool) or not isinstance(deal, str | int):
+        return None
+    return str(deal)

@@ -213,3 +213,18 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     tamper(filled, *statements)
     found = problems(filled)
     assert ("history", 0, None) in found  # leaves [0, 64) no longer give the first checkpoint
+
+
+def test_records_naming_a_deal_are_linked_to_it(log: Log) -> None:
+    log.append(
+        [
+            make(1, payload={"deal_id": "7", "event": "MilestoneFunded"}),
+            make(2),
+            make(3, payload={"deal_id": 7, "decision": "allow"}),
+            make(4, payload={"deal_id": "8"}),
+            make(5, payload={"note": 'mentions "deal_id": 7 only in text'}),
+        ]
+    )
+    assert [e.record_id for e in log.deal_entries("7")] == ["rec-1", "rec-3"]
+    assert [e.record_id for e in log.deal_entries("8")] == ["rec-4"]
+    assert log.deal_entries("9") == []
