@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import requests
 from hexbytes import HexBytes
 from web3 import Web3
 
@@ -272,7 +273,14 @@ def _chain_checks(
                 "chain_id",
                 f"the bundle names chain {anchor.chain_id}, you expect chain {expected_chain_id}",
             )
-        actual = chain.chain_id()
+        try:
+            actual = chain.chain_id()
+        except ChainUnavailableError:
+            raise
+        except ChainError as exc:  # the first call: an endpoint that fails it is unusable
+            raise ChainUnavailableError(
+                f"{chain.rpc_url} does not answer as an Ethereum JSON-RPC endpoint: {exc}"
+            ) from exc
         if actual != anchor.chain_id:
             return _fail(
                 "chain_id",
@@ -423,9 +431,14 @@ def _bundle_checks(
     if chain is None:
         checks.extend(_OFFLINE)
     else:
-        checks.extend(
-            _chain_checks(bundle, chain, confirmations, expected_chain_id, expected_contract)
-        )
+        try:
+            checks.extend(
+                _chain_checks(bundle, chain, confirmations, expected_chain_id, expected_contract)
+            )
+        except requests.RequestException as exc:  # an HTTP error status, a redirect loop...
+            raise ChainUnavailableError(
+                f"{chain.rpc_url} does not answer as an Ethereum JSON-RPC endpoint: {exc}"
+            ) from exc
     return checks
 
 
@@ -467,7 +480,8 @@ def verify_bundle(
 
     Raises:
         InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
-        ChainUnavailableError: the endpoint cannot be reached (nothing was proved).
+        ChainUnavailableError: the endpoint cannot be reached or is not a JSON-RPC endpoint
+            (nothing was proved).
     """
     expected_contract = _check_pins(confirmations, expected_chain_id, expected_contract)
     parsed = _as_bundle(bundle)

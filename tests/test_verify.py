@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import http.server
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,6 +376,36 @@ def test_unreachable_endpoint_proves_nothing_and_raises(setup: Setup) -> None:
     down = Chain(f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(ChainUnavailableError):
         verify_bundle(setup.bundle, chain=down)
+
+
+class _NotRpc(http.server.BaseHTTPRequestHandler):
+    """A web server that is not a JSON-RPC endpoint: an HTML page, or an error status."""
+
+    def do_POST(self) -> None:
+        status = 200 if self.path == "/html" else 502
+        body = b"<html>not a node</html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["/html", "/bad-gateway"])
+def test_an_endpoint_that_is_not_json_rpc_is_unusable(setup: Setup, path: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotRpc)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = Chain(f"http://127.0.0.1:{server.server_port}{path}", timeout=5)
+        with pytest.raises(ChainUnavailableError, match="does not answer as an Ethereum JSON-RPC"):
+            verify_bundle(setup.bundle, chain=endpoint)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_malformed_bundle_is_an_input_error(setup: Setup) -> None:
