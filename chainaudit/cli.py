@@ -2,6 +2,12 @@
 
 Exit codes: 0 success, 1 a verification or audit failure, 2 a usage or input error (bad
 arguments, unreadable files, invalid JSON or records). Errors print one line on stderr.
+
+``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
+anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
+``verify BUNDLE [--rpc URL]`` and ``verify --consistency OLD NEW`` (:mod:`chainaudit.verify`)
+print one line per check and exit 0 when valid, 1 when a check failed (named on stderr),
+2 when the bundle or the endpoint cannot be used.
 """
 
 from __future__ import annotations
@@ -370,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("OLD", "NEW"),
         help="verify that NEW's checkpoint extends OLD's (NEW made with proof --since)",
     )
-    verify.add_argument("--rpc", help="your chain endpoint; without it chain checks are skipped")
+    verify.add_argument(
+        "--rpc", metavar="URL", help="your chain endpoint; without it chain checks are skipped"
+    )
     verify.add_argument(
         "--confirmations",
         type=_positive_int,
