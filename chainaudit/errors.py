@@ -82,3 +82,39 @@ class ProofPendingError(ChainauditError):
         self.record_id = record_id
         #: Its position in the log.
         self.leaf_index = leaf_index
+
+
+class EscrowError(ChainError):
+    """The escrow contract refused a call: a custom error, ``Error(string)`` or ``Panic``.
+
+    Raised when the refusal shows at gas estimation (nothing was sent) and when a mined
+    transaction reverted (``tx_hash`` is then set). ``name`` is the Solidity error name, for
+    example ``"SupplyChainEscrowUnauthorized"`` (``"Reverted"`` when the revert carried no
+    data, the 4-byte selector in hex when the ABI does not know it); ``arguments`` maps each
+    error parameter to its decoded value. (Not ``args``: that is the exception's own tuple.)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        arguments: dict[str, object] | None = None,
+        *,
+        data: bytes = b"",
+        tx_hash: str | None = None,
+        context: str | None = None,
+    ) -> None:
+        shown = ", ".join(
+            f"{key}={'0x' + value.hex() if isinstance(value, bytes) else repr(value)}"
+            for key, value in (arguments or {}).items()
+        )
+        where = f"{context}: " if context else ""
+        mined = f" (transaction {tx_hash})" if tx_hash else ""
+        super().__init__(f"{where}{name}({shown}){mined}")
+        #: The Solidity error name.
+        self.name = name
+        #: The decoded error arguments by parameter name.
+        self.arguments: dict[str, object] = dict(arguments or {})
+        #: The raw revert data (selector and ABI-encoded arguments).
+        self.data = data
+        #: The reverted transaction, when the refusal happened on chain.
+        self.tx_hash = tx_hash

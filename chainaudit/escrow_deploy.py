@@ -1,0 +1,116 @@
+"""Deploying the escrow vault and its devnet stablecoin, and the devnet faucet.
+
+:func:`deploy_escrow` deploys ``MockStablecoin`` and ``SupplyChainEscrow`` (bound to an
+``AuditAnchor`` for proof-gated milestones), allow-lists the token and grants the operating
+roles, so that a fresh devnet can open deals at once. :func:`mint` is the faucet: the
+stablecoin's owner mints to anyone. Neither is meant for production tokens: a real deployment
+allow-lists real stablecoins and grants roles to separate operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from chainaudit.chain import Chain, Deployed, deploy, transact
+from chainaudit.errors import ConfigError
+from chainaudit.toolchain import ContractArtifact, compile_contracts
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+ESCROW_ROLES: tuple[str, ...] = ("TOKEN_MANAGER_ROLE", "PAUSER_ROLE", "COMPLIANCE_ROLE")
+"""The operating roles of ``SupplyChainEscrow`` (granted by ``DEFAULT_ADMIN_ROLE``)."""
+
+ADMIN_DELAY_SECONDS = 2 * 24 * 3600
+"""Default-admin transfers of the escrow wait two days (AccessControlDefaultAdminRules)."""
+
+STABLECOIN_NAME = "Mock USD Coin"
+STABLECOIN_SYMBOL = "mUSDC"
+STABLECOIN_DECIMALS = 6
+
+
+def escrow_artifacts() -> dict[str, ContractArtifact]:
+    """The compiled ``SupplyChainEscrow`` and ``MockStablecoin`` (compile cache permitting).
+
+    Raises :class:`~chainaudit.errors.ToolchainError` when no compiler is available and the
+    cache misses.
+    """
+    artifacts = compile_contracts()
+    return {name: artifacts[name] for name in ("SupplyChainEscrow", "MockStablecoin")}
+
+
+def deploy_escrow(
+    chain: Chain,
+    admin: LocalAccount,
+    anchor_address: str | None,
+    *,
+    compliance_officers: Sequence[str] = (),
+    pausers: Sequence[str] = (),
+    token_managers: Sequence[str] = (),
+    admin_delay: int = ADMIN_DELAY_SECONDS,
+) -> dict[str, Deployed]:
+    """Deploy ``MockStablecoin`` and ``SupplyChainEscrow`` for a devnet and make them usable.
+
+    Preconditions: ``admin`` holds ether on ``chain``; ``anchor_address`` is the
+    ``AuditAnchor`` that proof-gated milestones are checked against, or ``None`` (no proof
+    gates: deals naming a proof leaf are then refused by the contract).
+
+    Result: ``{"MockStablecoin": ..., "SupplyChainEscrow": ...}``. ``admin`` owns the
+    stablecoin (it can :func:`mint`), holds ``DEFAULT_ADMIN_ROLE`` of the escrow (transfers
+    wait ``admin_delay`` seconds) and every operating role of :data:`ESCROW_ROLES`; each
+    address in ``compliance_officers``, ``pausers`` and ``token_managers`` gets that role too.
+    The stablecoin is allow-listed for new deals.
+
+    Raises :class:`~chainaudit.errors.ConfigError` for a malformed address,
+    :class:`~chainaudit.errors.ChainError` when a transaction fails and
+    :class:`~chainaudit.errors.ToolchainError` when the contracts cannot be compiled.
+    """
+    anchor = _checksum(anchor_address) if anchor_address else ZERO_ADDRESS
+    extra = {
+        "COMPLIANCE_ROLE": [_checksum(a) for a in compliance_officers],
+        "PAUSER_ROLE": [_checksum(a) for a in pausers],
+        "TOKEN_MANAGER_ROLE": [_checksum(a) for a in token_managers],
+    }
+    artifacts = escrow_artifacts()
+    token = deploy(
+        chain,
+        admin,
+        artifacts["MockStablecoin"],
+        STABLECOIN_NAME,
+        STABLECOIN_SYMBOL,
+        admin.address,
+    )
+    escrow = deploy(
+        chain, admin, artifacts["SupplyChainEscrow"], admin.address, admin_delay, anchor
+    )
+    vault = chain.contract(escrow.address, artifacts["SupplyChainEscrow"].abi)
+    for role_name in ESCROW_ROLES:
+        role = chain.run(role_name, getattr(vault.functions, role_name)().call)
+        for holder in dict.fromkeys([admin.address, *extra[role_name]]):
+            transact(chain, admin, vault.functions.grantRole(role, holder))
+    transact(chain, admin, vault.functions.setTokenAllowed(token.address, True))
+    return {"MockStablecoin": token, "SupplyChainEscrow": escrow}
+
+
+def mint(chain: Chain, owner: LocalAccount, token: str, to: str, amount: int) -> str:
+    """Faucet: mint ``amount`` (minor units, 6 decimals) of the mock stablecoin to ``to``.
+
+    Preconditions: ``owner`` owns the ``MockStablecoin`` at ``token``; ``amount > 0``.
+    Returns the transaction hash (0x-hex). Raises :class:`~chainaudit.errors.ConfigError` for
+    a bad amount or address and :class:`~chainaudit.errors.ChainError` when the mint fails
+    (for example ``owner`` is not the token's owner).
+    """
+    if amount <= 0:
+        raise ConfigError(f"the amount to mint must be positive, not {amount}")
+    contract = chain.contract(_checksum(token), escrow_artifacts()["MockStablecoin"].abi)
+    receipt = transact(chain, owner, contract.functions.mint(_checksum(to), amount))
+    return Web3.to_hex(receipt["transactionHash"])
+
+
+def _checksum(address: str) -> str:
+    try:
+        return str(Web3.to_checksum_address(address))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{address!r} is not an Ethereum address") from exc
