@@ -1,0 +1,597 @@
+"""The escrow indexer: every ``SupplyChainEscrow`` event becomes a record of the audit log,
+exactly once, and a block that a reorganisation drops is retracted in the log, never kept.
+
+So the on-chain history of every deal is audited like any other record: it is in the same
+Merkle log, under the same anchored checkpoints.
+
+**Records.** Each event is a record of kind ``escrow_event`` with the id
+
+    escrow:<chain id>:<tx hash>:<log index>:<first 12 hex digits of the block hash>
+
+(hashes without ``0x``), which is deterministic: re-indexing the same block yields the same id.
+The block hash is part of the id because a reorganisation may re-include the same transaction
+at the same log index in another block, which is another event. The payload holds the chain
+id, contract, block number and hash, transaction hash and sender, log index, event name, the
+deal id (when the event has one) and the decoded arguments. No floats: integers whose ABI
+type has at most 53 bits stay JSON numbers, wider ones (``uint256``) become decimal strings,
+bytes become 0x-hex and addresses checksummed strings. The record's timestamp is the block's.
+
+**Exactly once, across restarts.** The indexer keeps, in the log's own SQLite file, a cursor
+(the last processed block and its hash), the hash of every block it recorded events from,
+the events it recorded, and an *outbox* of prepared records. One tick works in three steps:
+
+1. scan the next confirmed blocks and, in **one SQLite transaction**, write the new records to
+   the outbox together with the new cursor and block hashes;
+2. append the outbox to the log (:meth:`~chainaudit.store.Log.append`);
+3. delete the appended rows from the outbox.
+
+A crash after step 1 leaves the records in the outbox, and the next tick appends them; a crash
+after step 2 appends them again, which the log treats as duplicates (same id, same stored
+bytes, salt included). Either way every event is in the log exactly once, and the cursor never
+runs ahead of what will be appended.
+
+**Reorganisations.** Only blocks at depth ``>= confirmations`` are scanned (the head has depth
+1). Each tick first re-reads the canonical hash of the stored blocks, newest first, until one
+still matches: that block and everything before it are unchanged (a block hash commits to its
+ancestors). Every event recorded from a block above it whose hash changed gets a retraction
+record (kind ``escrow_event``, id ``<event id>:retracted``, payload ``retracts`` = the event
+id, ``reason`` = ``"reorg"``), and the cursor moves back so the new canonical blocks are
+indexed. Should a dropped block come back unchanged later, its events are recorded again with
+a generation suffix (``<event id>:1``), since the retraction of the first record stands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from hexbytes import HexBytes
+from web3 import Web3
+
+from chainaudit.chain import Chain
+from chainaudit.errors import ChainUnavailableError, StoreError
+from chainaudit.escrow import DecodedEvent, EscrowClient
+from chainaudit.records import PreparedRecord, prepare
+from chainaudit.store import Entry, Log
+
+logger = logging.getLogger(__name__)
+
+KIND: Final = "escrow_event"
+INDEXER_ACTOR: Final = "chainaudit:indexer"
+LIVE: Final = "live"
+RETRACTED: Final = "retracted"
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+KEEP_EMPTY_BLOCKS: Final = 128
+"""How many event-less cursor blocks to remember for finding a fork point quickly."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS escrow_index_cursor (
+    chain_id INTEGER NOT NULL,
+    contract TEXT NOT NULL,
+    block_number INTEGER NOT NULL,
+    block_hash BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, contract)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS escrow_index_blocks (
+    chain_id INTEGER NOT NULL,
+    contract TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, contract, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS escrow_index_events (
+    record_id TEXT PRIMARY KEY,
+    base_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    chain_id INTEGER NOT NULL,
+    contract TEXT NOT NULL,
+    block_number INTEGER NOT NULL,
+    block_hash BLOB NOT NULL,
+    tx_hash TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    deal_id TEXT,
+    status TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS escrow_index_events_by_block
+    ON escrow_index_events (chain_id, contract, block_number);
+CREATE INDEX IF NOT EXISTS escrow_index_events_by_base ON escrow_index_events (base_id);
+CREATE TABLE IF NOT EXISTS escrow_index_outbox (
+    seq INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last block the indexer processed (``number = start_block - 1`` before any)."""
+
+    number: int
+    hash: bytes | None
+
+
+def event_record_id(chain_id: int, tx_hash: str, log_index: int, block_hash: str) -> str:
+    """The deterministic record id of one escrow event (generation 0)."""
+    return f"escrow:{chain_id}:{_bare(tx_hash)}:{log_index}:{_bare(block_hash)[:12]}"
+
+
+class Indexer:
+    """Indexes the events of the ``SupplyChainEscrow`` at ``escrow_address`` into ``log``.
+
+    ``confirmations`` (>= 1) is the depth a block must reach before it is indexed;
+    ``start_block`` the first block to scan (the vault's deployment block);
+    ``batch_blocks`` the most blocks one tick scans. ``abi`` defaults to the compiled
+    contract. The indexer's tables live in ``log``'s SQLite file; several indexers (other
+    chains or vaults) may share one log.
+
+    Call :meth:`tick` repeatedly, or :meth:`run` in a thread. ``log`` must not be used by
+    another thread while a tick runs (a :class:`~chainaudit.store.Log` serves one thread).
+    """
+
+    def __init__(
+        self,
+        log: Log,
+        chain: Chain,
+        escrow_address: str,
+        *,
+        confirmations: int = 1,
+        start_block: int = 0,
+        batch_blocks: int = 2_000,
+        poll_interval: float = 1.0,
+        retry_max: float = 30.0,
+        abi: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if confirmations < 1:
+            raise ValueError("confirmations must be at least 1 (the head has depth 1)")
+        if start_block < 0 or batch_blocks < 1:
+            raise ValueError("start_block must be >= 0 and batch_blocks >= 1")
+        self.log = log
+        self.chain = chain
+        self.client = EscrowClient(chain, escrow_address, abi=abi)
+        self.contract = self.client.address
+        self.confirmations = confirmations
+        self.start_block = start_block
+        self.batch_blocks = batch_blocks
+        self.poll_interval = poll_interval
+        self.retry_max = retry_max
+        self.last_error: str | None = None
+        self._chain_id: int | None = None
+        self._input_types = _input_types(self.client.abi)
+        try:
+            self._db = sqlite3.connect(
+                log.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the indexer tables in {log.path}: {exc}") from exc
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id of the endpoint (read once)."""
+        if self._chain_id is None:
+            self._chain_id = self.chain.chain_id()
+        return self._chain_id
+
+    def cursor(self) -> Cursor:
+        """The last processed block, as stored."""
+        row = self._db.execute(
+            "SELECT block_number, block_hash FROM escrow_index_cursor "
+            "WHERE chain_id = ? AND contract = ?",
+            (self.chain_id, self.contract),
+        ).fetchone()
+        return Cursor(self.start_block - 1, None) if row is None else Cursor(int(row[0]), row[1])
+
+    def tick(self) -> int:
+        """Append the records of newly confirmed events and retract reorganised ones.
+
+        Returns how many records this call appended to the log (events and retractions).
+        Raises :class:`~chainaudit.errors.ChainError` (``ChainUnavailableError`` when the
+        endpoint is down) and :class:`~chainaudit.errors.StoreError`; nothing is lost either
+        way, the next tick resumes.
+        """
+        appended = self._flush()
+        self._retract_reorganised()
+        appended += self._flush()
+        self._scan_next()
+        return appended + self._flush()
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set, backing off exponentially while ticks fail."""
+        delay = self.poll_interval
+        while not stop.is_set():
+            try:
+                self.tick()
+            except ChainUnavailableError as exc:
+                self.last_error = str(exc)
+                logger.warning("indexer: chain unavailable: %s", exc)
+            except Exception as exc:  # the service must outlive any single failure
+                self.last_error = str(exc)
+                logger.exception("indexer: tick failed")
+            else:
+                self.last_error = None
+            if self.last_error:
+                stop.wait(delay)
+                delay = min(max(delay, 0.1) * 2, self.retry_max)
+            else:
+                delay = self.poll_interval
+                stop.wait(self.poll_interval)
+
+    def close(self) -> None:
+        """Close the indexer's own database connection (not the log)."""
+        self._db.close()
+
+    def pending(self) -> int:
+        """Records written to the outbox but not yet appended to the log."""
+        return int(self._db.execute("SELECT COUNT(*) FROM escrow_index_outbox").fetchone()[0])
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start an indexer transaction: {exc}") from exc
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _flush(self) -> int:
+        """Append every outbox record to the log, then forget them; returns the new ones."""
+        rows = self._db.execute("SELECT seq, body FROM escrow_index_outbox ORDER BY seq").fetchall()
+        if not rows:
+            return 0
+        records = [prepare(json.loads(body)) for _, body in rows]
+        result = self.log.append(records)
+        self._db.execute("DELETE FROM escrow_index_outbox WHERE seq <= ?", (rows[-1][0],))
+        return result.appended
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, record: PreparedRecord) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO escrow_index_outbox (record_id, body) VALUES (?, ?)",
+            (record.record_id, record.body),
+        )
+
+    # -- reorganisations ----------------------------------------------------------------------
+
+    def _retract_reorganised(self) -> None:
+        """Find the newest stored block still canonical; retract the events of every stored
+        block above it and move the cursor back to it."""
+        stored = self._db.execute(
+            "SELECT number, hash FROM escrow_index_blocks WHERE chain_id = ? AND contract = ? "
+            "ORDER BY number DESC",
+            (self.chain_id, self.contract),
+        )
+        dropped: list[tuple[int, bytes]] = []
+        fork: tuple[int, bytes] | None = None
+        for number, block_hash in stored.fetchall():
+            if self.chain.block_hash(number) == block_hash:
+                fork = (int(number), bytes(block_hash))
+                break
+            dropped.append((int(number), bytes(block_hash)))
+        if not dropped:
+            return
+        fork_number = fork[0] if fork is not None else self.start_block - 1
+        logger.warning(
+            "indexer: %d recorded block(s) above %d were reorganised away",
+            len(dropped),
+            fork_number,
+        )
+        victims = self._db.execute(
+            "SELECT record_id, block_number, block_hash, tx_hash, log_index, event, deal_id "
+            "FROM escrow_index_events WHERE chain_id = ? AND contract = ? AND block_number > ? "
+            "AND status = ? ORDER BY block_number, log_index",
+            (self.chain_id, self.contract, fork_number, LIVE),
+        ).fetchall()
+        canonical = {number: self.chain.block_hash(number) for number, _ in dropped}
+        detected = _rfc3339(int(time.time()))
+        with self._transaction() as db:
+            for record_id, number, block_hash, tx_hash, log_index, event, deal_id in victims:
+                replacement = canonical.get(number)
+                payload: dict[str, Any] = {
+                    "type": "retraction",
+                    "retracts": record_id,
+                    "reason": "reorg",
+                    "chain_id": self.chain_id,
+                    "contract": self.contract,
+                    "block_number": number,
+                    "block_hash": "0x" + bytes(block_hash).hex(),
+                    "canonical_block_hash": None if replacement is None else _hex(replacement),
+                    "tx_hash": tx_hash,
+                    "log_index": log_index,
+                    "event": event,
+                    "deal_id": deal_id,
+                }
+                self._queue(
+                    db,
+                    prepare(
+                        {
+                            "id": f"{record_id}:retracted",
+                            "kind": KIND,
+                            "timestamp": detected,
+                            "actor": INDEXER_ACTOR,
+                            "payload": payload,
+                        }
+                    ),
+                )
+                db.execute(
+                    "UPDATE escrow_index_events SET status = ? WHERE record_id = ?",
+                    (RETRACTED, record_id),
+                )
+            db.execute(
+                "DELETE FROM escrow_index_blocks "
+                "WHERE chain_id = ? AND contract = ? AND number > ?",
+                (self.chain_id, self.contract, fork_number),
+            )
+            if fork is None:
+                db.execute(
+                    "DELETE FROM escrow_index_cursor WHERE chain_id = ? AND contract = ?",
+                    (self.chain_id, self.contract),
+                )
+            else:
+                self._set_cursor(db, *fork)
+
+    # -- scanning -----------------------------------------------------------------------------
+
+    def _scan_next(self) -> None:
+        """Scan the next batch of confirmed blocks and queue their records with the cursor."""
+        cursor = self.cursor()
+        target = self.chain.block_number() - self.confirmations + 1
+        start = cursor.number + 1
+        if target < start:
+            return
+        end = min(target, cursor.number + self.batch_blocks)
+        end_hash = self.chain.block_hash(end)
+        logs = self.chain.run(
+            "eth_getLogs",
+            lambda: self.chain.w3.eth.get_logs(
+                {
+                    "address": Web3.to_checksum_address(self.contract),
+                    "fromBlock": start,
+                    "toBlock": end,
+                }
+            ),
+        )
+        by_block: dict[int, list[Any]] = {}
+        for entry in logs:
+            if entry.get("removed"):
+                continue
+            by_block.setdefault(int(entry["blockNumber"]), []).append(entry)
+        blocks = {number: self._block(number) for number in sorted(by_block)}
+        for number, entries in by_block.items():
+            block_hash = blocks[number]["hash"]
+            if any(bytes(HexBytes(e["blockHash"])) != block_hash for e in entries):
+                logger.info("indexer: block %d changed while scanning; retrying", number)
+                return
+        still = self.chain.block_hash(end)
+        anchor_ok = cursor.hash is None or self.chain.block_hash(cursor.number) == cursor.hash
+        if end_hash is None or still != end_hash or not anchor_ok:
+            logger.info("indexer: the chain moved while scanning %d-%d; retrying", start, end)
+            return
+
+        with self._transaction() as db:
+            for number, entries in sorted(by_block.items()):
+                block = blocks[number]
+                for entry in sorted(entries, key=lambda e: int(e["logIndex"])):
+                    self._record_event(db, entry, block)
+                db.execute(
+                    "INSERT OR REPLACE INTO escrow_index_blocks VALUES (?, ?, ?, ?, ?)",
+                    (self.chain_id, self.contract, number, block["hash"], len(entries)),
+                )
+            db.execute(
+                "INSERT OR IGNORE INTO escrow_index_blocks VALUES (?, ?, ?, ?, 0)",
+                (self.chain_id, self.contract, end, end_hash),
+            )
+            db.execute(
+                "DELETE FROM escrow_index_blocks WHERE chain_id = ? AND contract = ? "
+                "AND events = 0 AND number < (SELECT MIN(number) FROM (SELECT number FROM "
+                "escrow_index_blocks WHERE chain_id = ? AND contract = ? AND events = 0 "
+                "ORDER BY number DESC LIMIT ?))",
+                (self.chain_id, self.contract, self.chain_id, self.contract, KEEP_EMPTY_BLOCKS),
+            )
+            self._set_cursor(db, end, end_hash)
+
+    def _block(self, number: int) -> dict[str, Any]:
+        """A block's hash, timestamp and transaction senders."""
+        block = self.chain.run(
+            "eth_getBlockByNumber",
+            lambda: self.chain.w3.eth.get_block(number, full_transactions=True),
+        )
+        senders = {
+            bytes(HexBytes(tx["hash"])): str(tx["from"])
+            for tx in block["transactions"]
+            if isinstance(tx, Mapping)
+        }
+        return {
+            "hash": bytes(block["hash"]),
+            "timestamp": int(block["timestamp"]),
+            "senders": senders,
+        }
+
+    def _record_event(self, db: sqlite3.Connection, entry: Any, block: Mapping[str, Any]) -> None:
+        tx_hash = _hex(bytes(HexBytes(entry["transactionHash"])))
+        block_hash = _hex(block["hash"])
+        log_index = int(entry["logIndex"])
+        base = event_record_id(self.chain_id, tx_hash, log_index, block_hash)
+        known = db.execute(
+            "SELECT status, generation FROM escrow_index_events WHERE base_id = ? "
+            "ORDER BY generation DESC LIMIT 1",
+            (base,),
+        ).fetchone()
+        if known is not None and known[0] == LIVE:
+            return  # recorded already (the block was scanned before and never dropped)
+        generation = 0 if known is None else int(known[1]) + 1
+        record_id = base if generation == 0 else f"{base}:{generation}"
+        decoded = self.client.decode_log(entry)
+        sender = block["senders"].get(bytes(HexBytes(entry["transactionHash"])))
+        payload = self._payload(entry, decoded, block_hash, tx_hash, sender)
+        self._queue(
+            db,
+            prepare(
+                {
+                    "id": record_id,
+                    "kind": KIND,
+                    "timestamp": _rfc3339(int(block["timestamp"])),
+                    "actor": f"eth:{sender}" if sender else INDEXER_ACTOR,
+                    "payload": payload,
+                }
+            ),
+        )
+        db.execute(
+            "INSERT INTO escrow_index_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record_id,
+                base,
+                generation,
+                self.chain_id,
+                self.contract,
+                int(entry["blockNumber"]),
+                block["hash"],
+                tx_hash,
+                log_index,
+                payload["event"],
+                payload["deal_id"],
+                LIVE,
+            ),
+        )
+
+    def _payload(
+        self,
+        entry: Any,
+        decoded: DecodedEvent | None,
+        block_hash: str,
+        tx_hash: str,
+        sender: str | None,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "type": "event",
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "block_number": int(entry["blockNumber"]),
+            "block_hash": block_hash,
+            "tx_hash": tx_hash,
+            "tx_from": sender,
+            "log_index": int(entry["logIndex"]),
+        }
+        if decoded is None:
+            payload["event"] = "unknown"
+            payload["deal_id"] = None
+            payload["args"] = {
+                "topics": [_hex(bytes(HexBytes(t))) for t in entry["topics"]],
+                "data": _hex(bytes(HexBytes(entry["data"]))),
+            }
+            return payload
+        types = self._input_types.get(decoded.name, {})
+        args = {
+            name: _json_value(types.get(name, ""), value) for name, value in decoded.args.items()
+        }
+        payload["event"] = decoded.name
+        payload["deal_id"] = str(decoded.args["dealId"]) if "dealId" in decoded.args else None
+        payload["args"] = args
+        return payload
+
+    def _set_cursor(self, db: sqlite3.Connection, number: int, block_hash: bytes) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO escrow_index_cursor VALUES (?, ?, ?, ?, ?)",
+            (self.chain_id, self.contract, number, block_hash, int(time.time() * 1000)),
+        )
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def events_for_deal(
+    log: Log,
+    deal_id: int,
+    *,
+    chain_id: int | None = None,
+    contract: str | None = None,
+    page: int = 1_000,
+) -> list[Entry]:
+    """Every ``escrow_event`` record of deal ``deal_id``, in log order: events and the
+    retractions of reorganised ones (payload ``type`` ``"event"`` or ``"retraction"``).
+
+    ``chain_id`` and ``contract`` narrow the search when one log indexes several vaults.
+    Scans every ``escrow_event`` record with :meth:`Log.scan` (``O(escrow events)``);
+    records whose content was erased are skipped.
+    """
+    wanted = str(deal_id)
+    vault = Web3.to_checksum_address(contract) if contract else None
+    found: list[Entry] = []
+    start = 0
+    while True:
+        batch = log.scan(start=start, limit=page, kind=KIND)
+        for entry in batch:
+            if entry.body is None:
+                continue
+            payload = json.loads(entry.body).get("payload", {})
+            if payload.get("deal_id") != wanted:
+                continue
+            if chain_id is not None and payload.get("chain_id") != chain_id:
+                continue
+            if vault is not None and payload.get("contract") != vault:
+                continue
+            found.append(entry)
+        if len(batch) < page:
+            return found
+        start = batch[-1].index + 1
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _input_types(abi: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        str(entry["name"]): {str(p["name"]): str(p["type"]) for p in entry.get("inputs", [])}
+        for entry in abi
+        if entry.get("type") == "event"
+    }
+
+
+def _json_value(abi_type: str, value: Any) -> Any:
+    """An event argument as JSON without floats or integers beyond 2^53 - 1."""
+    if abi_type.endswith("]") and isinstance(value, list | tuple):
+        inner = abi_type[: abi_type.rindex("[")]
+        return [_json_value(inner, v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        bits = abi_type.removeprefix("u").removeprefix("int")
+        narrow = bits.isdigit() and int(bits) <= 53
+        return value if narrow and abs(value) <= MAX_SAFE_INTEGER else str(value)
+    if isinstance(value, bytes | bytearray):
+        return _hex(bytes(value))
+    if isinstance(value, list | tuple):
+        return [_json_value("", v) for v in value]
+    return value if isinstance(value, str) else str(value)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _bare(value: str) -> str:
+    return value[2:].lower() if value.startswith(("0x", "0X")) else value.lower()
+
+
+def _rfc3339(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

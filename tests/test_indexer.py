@@ -1,0 +1,285 @@
+"""The escrow indexer against a real Anvil: every event becomes exactly one record with a
+deterministic id, across restarts and crashes; blocks under the confirmation depth wait; a
+reorganisation that drops a block retracts its events and indexes the replacement."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainaudit.devnet import Devnet
+from chainaudit.escrow import DecodedEvent
+from chainaudit.indexer import Indexer, event_record_id, events_for_deal
+from chainaudit.records import PreparedRecord
+from chainaudit.store import Entry, Log
+from tests.escrow_world import AMOUNT, World, escrow_devnet, h, make_world, rpc, snapshot
+
+MAX_SAFE = 2**53 - 1
+
+
+@pytest.fixture(scope="module")
+def devnet(anvil: Devnet) -> Iterator[Devnet]:
+    with escrow_devnet(anvil) as chosen:
+        yield chosen
+
+
+@pytest.fixture(scope="module")
+def base(devnet: Devnet) -> World:
+    return make_world(devnet)
+
+
+@pytest.fixture
+def world(base: World) -> Iterator[World]:
+    with snapshot(base.w3):
+        yield base
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[Log]:
+    with Log.open(tmp_path / "data") as opened:
+        yield opened
+
+
+def indexer(log: Log, world: World, **options: Any) -> Indexer:
+    return Indexer(log, world.chain, world.client.address, **options)
+
+
+def expected_ids(world: World, events: list[DecodedEvent]) -> list[str]:
+    chain_id = world.client.chain_id
+    return [event_record_id(chain_id, e.tx_hash, e.log_index, e.block_hash) for e in events]
+
+
+def escrow_records(log: Log) -> list[Entry]:
+    return log.scan(kind="escrow_event", limit=10_000)
+
+
+def payload(entry: Entry) -> dict[str, Any]:
+    assert entry.body is not None
+    return dict(json.loads(entry.body)["payload"])
+
+
+def walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+    else:
+        yield value
+
+
+def open_and_fund(world: World) -> int:
+    client = world.client
+    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
+    return deal_id
+
+
+def test_every_event_becomes_one_record_with_a_deterministic_id(log: Log, world: World) -> None:
+    deal_id = open_and_fund(world)
+    client = world.client
+    client.mark_shipped(world.supplier, deal_id, 0, h("bill of lading"))
+    client.attest(world.inspector1, deal_id, 0, h("report"))
+
+    service = indexer(log, world)
+    onchain = client.events(0)
+    appended = service.tick()
+    assert appended == len(onchain) > 8  # set-up events (roles, inspectors) and the deal's
+    records = escrow_records(log)
+    assert [r.record_id for r in records] == expected_ids(world, onchain)
+    assert service.tick() == 0
+    assert service.cursor().number == world.w3.eth.block_number
+
+    by_name = {payload(r)["event"]: (r, payload(r)) for r in records}
+    entry, funded = by_name["MilestoneFunded"]
+    event = next(e for e in onchain if e.name == "MilestoneFunded")
+    block = world.w3.eth.get_block(event.block_number)
+    assert funded == {
+        "type": "event",
+        "chain_id": client.chain_id,
+        "contract": client.address,
+        "block_number": event.block_number,
+        "block_hash": event.block_hash,
+        "tx_hash": event.tx_hash,
+        "tx_from": world.buyer.address,
+        "log_index": event.log_index,
+        "event": "MilestoneFunded",
+        "deal_id": str(deal_id),
+        "args": {
+            "dealId": str(deal_id),
+            "milestone": "0",
+            "buyer": world.buyer.address,
+            "amount": str(AMOUNT),
+            "fundedTotal": str(AMOUNT),
+        },
+    }
+    assert entry.actor == f"eth:{world.buyer.address}"
+    assert entry.timestamp_ms == int(block["timestamp"]) * 1000
+    shipped = by_name["MilestoneShipped"][1]
+    assert shipped["args"]["documentHash"] == "0x" + h("bill of lading").hex()
+    created = by_name["DealCreated"][1]["args"]
+    assert created["inspectors"] == list(world.params().inspectors)
+    for record in records:
+        for value in walk(payload(record)):
+            assert not isinstance(value, float)
+            assert not isinstance(value, int) or abs(value) <= MAX_SAFE
+
+
+def test_restarts_and_crashes_neither_lose_nor_duplicate(
+    log: Log, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crashes between the outbox commit and the log append (and right after the append)
+    cannot be caused for real at those lines, so they are injected around Log.append."""
+    first = indexer(log, world)
+    first.tick()
+    size = log.size
+    deal_id = open_and_fund(world)
+    new_events = world.client.events(0, deal_id=deal_id)
+
+    def crash_before(records: list[PreparedRecord], *_: object) -> None:
+        raise SystemExit("killed before the append")
+
+    monkeypatch.setattr(log, "append", crash_before)
+    with pytest.raises(SystemExit):
+        first.tick()
+    monkeypatch.undo()
+    assert log.refresh() == size and first.pending() == len(new_events)
+    first.close()
+
+    restarted = indexer(log, world)
+    assert restarted.tick() == len(new_events)
+    assert restarted.pending() == 0 and log.size == size + len(new_events)
+
+    world.client.fund(world.buyer, deal_id, 1, AMOUNT)
+    real_append = log.append
+
+    def crash_after(records: list[PreparedRecord], *args: Any) -> Any:
+        real_append(records, *args)
+        raise SystemExit("killed after the append")
+
+    monkeypatch.setattr(log, "append", crash_after)
+    with pytest.raises(SystemExit):
+        restarted.tick()
+    monkeypatch.undo()
+    restarted.close()
+    assert log.refresh() == size + len(new_events) + 1
+
+    again = indexer(log, world)
+    assert again.tick() == 0  # the outbox is re-appended as duplicates, then cleared
+    assert again.pending() == 0
+    ids = [r.record_id for r in escrow_records(log)]
+    assert len(ids) == len(set(ids)) == log.size
+    assert ids == expected_ids(world, world.client.events(0))
+
+
+def test_blocks_wait_for_their_confirmations(log: Log, world: World) -> None:
+    service = indexer(log, world, confirmations=3)
+    service.tick()
+    before = log.size
+    world.client.create_deal(world.buyer, world.params(), world.milestones(1))
+    assert service.tick() == 0
+    rpc(world.w3, "evm_mine")
+    assert service.tick() == 0
+    rpc(world.w3, "evm_mine")
+    assert service.tick() == 2  # DealCreated, MilestoneCreated
+    assert service.cursor().number == world.w3.eth.block_number - 2
+    assert log.size == before + 2
+
+
+def test_a_reorg_retracts_dropped_events_and_indexes_the_replacement(
+    log: Log, world: World
+) -> None:
+    client = world.client
+    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
+    service = indexer(log, world)
+    service.tick()
+
+    # The funding transaction is mined, indexed, then re-mined in a replacement block.
+    signed = client.submit(world.buyer, client.contract.functions.fund(deal_id, 0, AMOUNT))
+    original = client.result(signed.tx_hash).event("MilestoneFunded")
+    assert service.tick() == 1
+    original_id = escrow_records(log)[-1].record_id
+    rpc(world.w3, "anvil_reorg", 1, [["0x" + signed.raw.hex(), 0]])
+    replacement = client.events(original.block_number, deal_id=deal_id)[0]
+    assert replacement.tx_hash == original.tx_hash
+    assert replacement.block_hash != original.block_hash
+
+    assert service.tick() == 2
+    retraction, reindexed = escrow_records(log)[-2:]
+    assert retraction.record_id == f"{original_id}:retracted"
+    retracted = payload(retraction)
+    assert (retracted["type"], retracted["retracts"], retracted["reason"]) == (
+        "retraction",
+        original_id,
+        "reorg",
+    )
+    assert retracted["block_hash"] == original.block_hash
+    assert retracted["canonical_block_hash"] == replacement.block_hash
+    assert (retracted["event"], retracted["deal_id"]) == ("MilestoneFunded", str(deal_id))
+    assert reindexed.record_id == expected_ids(world, [replacement])[0] != original_id
+    assert payload(reindexed)["block_hash"] == replacement.block_hash
+    assert service.tick() == 0
+
+    # A block dropped for good: its event is retracted and nothing replaces it.
+    client.fund(world.buyer, deal_id, 1, AMOUNT)
+    assert service.tick() == 1
+    dropped_id = escrow_records(log)[-1].record_id
+    rpc(world.w3, "anvil_reorg", 1, [])
+    assert service.tick() == 1
+    assert escrow_records(log)[-1].record_id == f"{dropped_id}:retracted"
+    assert service.tick() == 0
+
+    history = [(payload(e)["type"], payload(e)["event"]) for e in events_for_deal(log, deal_id)]
+    assert history == [
+        ("event", "DealCreated"),
+        ("event", "MilestoneCreated"),
+        ("event", "MilestoneCreated"),
+        ("event", "MilestoneFunded"),
+        ("retraction", "MilestoneFunded"),
+        ("event", "MilestoneFunded"),
+        ("event", "MilestoneFunded"),
+        ("retraction", "MilestoneFunded"),
+    ]
+
+
+def test_a_reorg_while_stopped_is_caught_up_after_restart(log: Log, world: World) -> None:
+    client = world.client
+    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
+    first = indexer(log, world)
+    first.tick()
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
+    rpc(world.w3, "evm_mine")
+    first.tick()
+    first.close()
+
+    rpc(world.w3, "anvil_reorg", 2, [])  # drops the funding block and one more, while stopped
+    client.fund(world.buyer, deal_id, 1, AMOUNT)
+    restarted = indexer(log, world)
+    assert restarted.tick() == 2  # one retraction, one new event
+    kinds = [payload(e)["type"] for e in events_for_deal(log, deal_id)]
+    assert kinds[-3:] == ["event", "retraction", "event"]
+    assert payload(events_for_deal(log, deal_id)[-1])["args"]["milestone"] == "1"
+
+
+def test_events_for_deal_keeps_deals_apart(log: Log, world: World) -> None:
+    first = open_and_fund(world)
+    second = world.client.create_deal(world.buyer, world.params(), world.milestones(1)).deal_id
+    indexer(log, world).tick()
+    assert [payload(e)["event"] for e in events_for_deal(log, first)] == [
+        "DealCreated",
+        "MilestoneCreated",
+        "MilestoneCreated",
+        "MilestoneFunded",
+    ]
+    assert [payload(e)["event"] for e in events_for_deal(log, second)] == [
+        "DealCreated",
+        "MilestoneCreated",
+    ]
+    assert events_for_deal(log, second, chain_id=world.client.chain_id + 1) == []
+    assert events_for_deal(log, 999) == []
+    assert len(events_for_deal(log, first, page=2)) == 4
