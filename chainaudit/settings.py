@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=10_000, ge=1)
 
+    # -- web page ---------------------------------------------------------------------------
+    public_rpc_url: str | None = Field(
+        default=None,
+        description="the chain endpoint the web page's browser verifier calls (default: rpc_url)",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:
         if self.finality < self.confirmations:
