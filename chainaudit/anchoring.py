@@ -41,7 +41,7 @@ from web3.contract import Contract
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call
 from chainaudit.errors import ChainError, ChainUnavailableError, NotFoundError, StoreError
-from chainaudit.store import Log
+from chainaudit.store import AuditFinding, Log
 
 logger = logging.getLogger(__name__)
 
@@ -548,3 +548,36 @@ class Anchorer:
         if depth >= self.policy.finality:
             return self.book.update(anchor.id, status=FINAL)
         return anchor
+
+
+def audit_against_chain(log: Log, chain: Chain, contract_address: str) -> list[AuditFinding]:
+    """Compare every checkpoint the contract holds with the root the log gives at that size.
+
+    Catches a history rewritten consistently in the database (records, tree and local
+    checkpoints alike), which the local audit alone cannot: the chain keeps the old roots.
+    Returns one ``history`` finding per checkpoint the log no longer reproduces.
+    """
+    contract = chain.contract(contract_address, AUDIT_ANCHOR_ABI)
+    count = chain.run("checkpointCount", lambda: int(contract.functions.checkpointCount().call()))
+    findings: list[AuditFinding] = []
+    previous = 0
+    for seq in range(count):
+        call = contract.functions.checkpoint(seq).call
+        size, root, block, _ = chain.run("checkpoint", call)
+        size, root = int(size), bytes(root)
+        if size > log.size:
+            detail = f"anchored checkpoint {seq} has size {size}, beyond the log's {log.size}"
+            findings.append(AuditFinding("history", None, None, detail))
+        elif log.root_at(size) != root:
+            findings.append(
+                AuditFinding(
+                    "history",
+                    previous,
+                    None,
+                    f"leaves [{previous}, {size}) differ from anchored checkpoint {seq} "
+                    f"(block {block}): the chain holds root {root.hex()}, the log gives "
+                    f"{log.root_at(size).hex()}",
+                )
+            )
+        previous = size
+    return findings

@@ -22,19 +22,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit.anchoring import AnchorBook
-from chainaudit.bundle import Bundle, build_bundle, load_bundle, loads_bundle, write_bundle
-from chainaudit.chain import Chain
-from chainaudit.context import anchorer_account, anchorer_from, chain_from
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, start_detached, stop_detached
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file
 from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
-from chainaudit.verify import verify_bundle, verify_consistency_bundles
+
+if TYPE_CHECKING:
+    from chainaudit.bundle import Bundle
+    from chainaudit.keys import KeyStore
+
+# Commands import the chain, API and bundle modules when they run: web3 alone takes most of a
+# second to import, which every `chainaudit ingest` would otherwise pay.
+ROLES = ("admin", "operator", "partner", "auditor", "regulator")  # chainaudit.keys.ROLES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -104,6 +105,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
+    from chainaudit.bundle import build_bundle, write_bundle  # noqa: PLC0415
+
     if args.output is None:
         if args.no_record or args.since is not None:
             raise InputError(
@@ -154,6 +158,8 @@ def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_bundle(name: str) -> Bundle:
+    from chainaudit.bundle import load_bundle, loads_bundle  # noqa: PLC0415
+
     if name == "-":
         return loads_bundle(sys.stdin.buffer.read(), source="stdin")
     return load_bundle(name)
@@ -172,6 +178,9 @@ def _marks() -> dict[str, str]:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.chain import Chain  # noqa: PLC0415
+    from chainaudit.verify import verify_bundle, verify_consistency_bundles  # noqa: PLC0415
+
     chain = Chain(args.rpc, timeout=settings.rpc_timeout) if args.rpc else None
     pins = {
         "confirmations": args.confirmations,
@@ -222,8 +231,17 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.anchoring import audit_against_chain  # noqa: PLC0415
+    from chainaudit.context import chain_from  # noqa: PLC0415
+    from chainaudit.deploy import contract_address  # noqa: PLC0415
+
     with _open_log(settings) as log:
         report = log.audit()
+        if args.chain:
+            chain = chain_from(settings, args.rpc)
+            report.findings.extend(
+                audit_against_chain(log, chain, contract_address(settings, chain))
+            )
     if args.json:
         _print_json(
             {
@@ -249,6 +267,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.devnet import Devnet, start_detached, stop_detached  # noqa: PLC0415
+
     devnet_dir = settings.data_dir / "devnet"
     if args.stop:
         stopped = stop_detached(devnet_dir / "anvil.pid")
@@ -273,6 +293,9 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.context import anchorer_account, chain_from  # noqa: PLC0415
+    from chainaudit.deploy import deploy_contracts  # noqa: PLC0415
+
     chain = chain_from(settings, args.rpc)
     deployer = anchorer_account(settings)
     deployed = deploy_contracts(
@@ -285,6 +308,8 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.context import anchorer_from, chain_from  # noqa: PLC0415
+
     with _open_log(settings) as log:
         anchorer = anchorer_from(settings, log, chain_from(settings, args.rpc))
         try:
@@ -304,6 +329,73 @@ def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
         f"anchored tree size {done.tree_size} root {done.root.hex()} as checkpoint "
         f"{done.seq} ({done.status}) in block {done.block_number}, tx {tx}"
     )
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.api.server import serve  # noqa: PLC0415
+
+    print(f"serving the API at http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops it")
+    serve(settings, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def _key_store(settings: Settings) -> tuple[Log, KeyStore]:
+    from chainaudit.keys import KeyStore  # noqa: PLC0415
+
+    log = _open_log(settings)
+    return log, KeyStore(log.path)
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+
+    log, store = _key_store(settings)
+    try:
+        key, token = store.create(args.role, name=args.name, address=args.address)
+        record_action(
+            log,
+            action="keys.create",
+            actor=cli_actor(),
+            details={"target_key": key.key_id, "role": key.role, "address": key.address},
+        )
+    finally:
+        store.close()
+        log.close()
+    print(f"created {key.role} key {key.key_id} ({key.name}); token (shown once):")
+    print(token)
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+
+    log, store = _key_store(settings)
+    try:
+        key = store.revoke(args.key_id)
+        record_action(
+            log,
+            action="keys.revoke",
+            actor=cli_actor(),
+            details={"target_key": key.key_id, "role": key.role},
+        )
+    finally:
+        store.close()
+        log.close()
+    print(f"revoked key {key.key_id} ({key.name})")
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    log, store = _key_store(settings)
+    try:
+        keys = store.list()
+    finally:
+        store.close()
+        log.close()
+    for key in keys:
+        state = "active" if key.active else "revoked"
+        print(f"{key.key_id}  {key.role:9}  {state:7}  {key.address or '-':42}  {key.name}")
     return EXIT_OK
 
 
@@ -397,7 +489,31 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="re-derive every leaf and node; exit 1 on any difference"
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument(
+        "--chain",
+        action="store_true",
+        help="also compare every checkpoint anchored on chain with the log",
+    )
+    audit.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
     audit.set_defaults(handler=cmd_audit)
+
+    server = commands.add_parser("serve", help="run the HTTP API with the anchoring service")
+    server.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    server.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    server.set_defaults(handler=cmd_serve)
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key; prints its token once")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--address", help="the Ethereum address a partner key acts for")
+    create.set_defaults(handler=cmd_keys_create)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=cmd_keys_revoke)
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.set_defaults(handler=cmd_keys_list)
 
     devnet = commands.add_parser("devnet", help="run Anvil with the settings in anvil.env")
     devnet.add_argument("--port", type=_positive_int, help="override ANVIL_PORT")

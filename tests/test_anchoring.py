@@ -3,6 +3,7 @@ outages and rewritten history."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,33 @@ def test_rewritten_history_cannot_be_anchored(
         with pytest.raises(StoreError, match="history was rewritten"):
             rewriter.tick()
     assert on_chain(chain, contract) == [(60, merkle.root_hash([r.leaf_hash for r in honest]))]
+
+
+def test_audit_against_chain_catches_a_consistent_rewrite(
+    log: Log, chain: Chain, account: LocalAccount, contract: str
+) -> None:
+    honest = records(0, 40)
+    log.append(honest)
+    make_anchorer(log, chain, account, contract).anchor_now(timeout=30)
+    assert anchoring.audit_against_chain(log, chain, contract) == []
+
+    # Rewrite record 5 and every tree node above it, as someone with the database would.
+    forged = records(5, 1)[0]
+    leaves = [log.leaf_hash(i) for i in range(40)]
+    leaves[5] = forged.leaf_hash
+    db = sqlite3.connect(log.path)
+    db.execute("UPDATE records SET body = ? WHERE idx = 5", (forged.body,))
+    level, width = 0, leaves
+    while width:
+        for index, node in enumerate(width):
+            db.execute("UPDATE tree SET hash = ? WHERE id = ?", (node, (level << 48) | index))
+        width = [merkle.hash_children(width[i], width[i + 1]) for i in range(0, len(width) - 1, 2)]
+        level += 1
+    db.execute("UPDATE checkpoints SET root = ?", (merkle.root_hash(leaves),))
+    db.commit()
+    db.close()
+    with Log.open(log.path.parent) as reopened:
+        assert reopened.audit().clean  # the local view is consistent with itself ...
+        findings = anchoring.audit_against_chain(reopened, chain, contract)
+    assert [(f.problem, f.index) for f in findings] == [("history", 0)]  # ... the chain is not
+    assert "differ from anchored checkpoint 0" in findings[0].detail

@@ -64,6 +64,8 @@ def test_devnet_deploy_ingest_anchor_and_stop(tmp_path: Path) -> None:
         assert f"anchored tree size 12 root {root.hex()} as checkpoint 0" in anchored.stdout
         contract = Chain(rpc).contract(address, AUDIT_ANCHOR_ABI)
         assert contract.functions.checkpoint(0).call()[:2] == [12, root]
+        audited = run(tmp_path, "audit", "--chain", "--rpc", rpc)
+        assert audited.returncode == 0 and "audit: clean" in audited.stdout, audited.stderr
 
         production = run(
             tmp_path,
@@ -94,3 +96,30 @@ def test_production_refuses_a_devnet_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "must not be a public devnet key" in result.stderr
     assert devnet_key[2:] not in result.stderr  # the secret is never echoed
+
+
+def test_keys_commands_and_audit_against_the_chain(tmp_path: Path, anvil: object) -> None:
+    created = run(
+        tmp_path,
+        "keys",
+        "create",
+        "--role",
+        "partner",
+        "--name",
+        "Globex",
+        "--address",
+        "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    key_id = token.split("_")[1]
+    listed = run(tmp_path, "keys", "list").stdout
+    assert key_id in listed and "partner" in listed and "active" in listed
+    assert token.split("_")[2] not in listed  # the secret is never shown again
+    assert run(tmp_path, "keys", "revoke", key_id).returncode == 0
+    assert "revoked" in run(tmp_path, "keys", "list").stdout
+    bad = run(tmp_path, "keys", "create", "--role", "partner", "--name", "x")
+    assert bad.returncode == 2 and "needs the Ethereum address" in bad.stderr
+    with Log.open(tmp_path / ".data") as log:
+        actions = [json.loads(e.body or b"{}")["payload"]["action"] for e in log.scan(kind="admin")]
+    assert actions == ["keys.create", "keys.revoke"]
