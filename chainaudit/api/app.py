@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
-from chainaudit.api.routes import health, keys, proofs, records, web
+from chainaudit.api.routes import bundles, health, keys, proofs, records, web
 from chainaudit.api.services import Metrics, Services
 from chainaudit.settings import Settings
 
@@ -126,7 +126,14 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     problems.install(app)
 
-    for router in (records.router, proofs.router, keys.router, health.router, web.router):
+    for router in (
+        records.router,
+        proofs.router,
+        bundles.router,
+        keys.router,
+        health.router,
+        web.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=services.metrics)

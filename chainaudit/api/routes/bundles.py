@@ -1,0 +1,90 @@
+"""Proof bundles over HTTP: fetch a record's bundle, and verify any bundle.
+
+The bundle is the same one ``chainaudit proof -o`` writes; the verdict the same checks as
+``chainaudit verify`` (against this service's chain endpoint). An auditor need not trust
+either: the bundle verifies offline with ``chainaudit verify`` or by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from chainaudit.api.auth import Reader, ServicesDep
+from chainaudit.api.problems import Problem
+from chainaudit.api.routes.records import visible_entry
+from chainaudit.bundle import build_bundle, parse_bundle, schema
+from chainaudit.errors import InputError, ProofPendingError
+from chainaudit.verify import verify_bundle
+
+router = APIRouter(prefix="/v1", tags=["proofs"])
+
+
+class CheckOut(BaseModel):
+    name: str
+    status: str
+    detail: str
+
+
+class VerdictOut(BaseModel):
+    valid: bool
+    chain_checked: bool
+    failed: list[str]
+    checks: list[CheckOut]
+
+
+@router.get("/records/{record_id}/bundle", tags=["records"])
+async def record_bundle(
+    record_id: str,
+    key: Reader,
+    svc: ServicesDep,
+    include_record: Annotated[bool, Query(description="false withholds the record")] = True,
+    since_size: Annotated[
+        int | None, Query(ge=1, le=2**48, description="add a consistency proof from this size")
+    ] = None,
+) -> dict[str, Any]:
+    """The record's proof bundle v1 (409 with Retry-After while its leaf is not anchored)."""
+    visible_entry(svc, key, record_id)
+    try:
+        return build_bundle(
+            svc.reader(),
+            svc.anchor_book(),
+            record_id,
+            include_record=include_record,
+            since_size=since_size,
+        )
+    except ProofPendingError as exc:
+        raise Problem(409, "proof-pending", str(exc), headers={"Retry-After": "30"}) from exc
+    except InputError as exc:
+        raise Problem(
+            422, "validation", str(exc), errors=[{"field": "query.since_size", "message": str(exc)}]
+        ) from exc
+
+
+@router.post("/verify", response_model=VerdictOut)
+async def verify(
+    key: Reader,
+    svc: ServicesDep,
+    bundle: Annotated[dict[str, Any], Body(description="a proof bundle v1", openapi_examples={})],
+    confirmations: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> VerdictOut:
+    """Run every check of ``chainaudit verify`` on a bundle against this service's chain."""
+    try:
+        parsed = parse_bundle(bundle)
+    except InputError as exc:
+        raise Problem(
+            422, "invalid-bundle", str(exc), errors=[{"field": "body", "message": str(exc)}]
+        ) from exc
+    verdict = await run_in_threadpool(
+        verify_bundle, parsed, chain=svc.chain, confirmations=confirmations
+    )
+    return VerdictOut(**verdict.to_json())
+
+
+@router.get("/schemas/proof-bundle-v1", tags=["proofs"])
+async def bundle_schema() -> dict[str, Any]:
+    """The JSON Schema (Draft 2020-12) of proof bundle v1."""
+    return schema()

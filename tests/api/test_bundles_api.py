@@ -1,0 +1,72 @@
+"""Proof bundles and verification over HTTP, against a real anchor on Anvil."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jsonschema
+
+from chainaudit.bundle import schema
+from tests.api.conftest import Api
+
+
+def _append_and_anchor(api: Api) -> None:
+    with api.client("operator") as client:
+        records = [
+            {
+                "id": f"b-{i}",
+                "kind": "document",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "inspector:sgs",
+                "payload": {"lot": i, "result": "passed"},
+            }
+            for i in range(6)
+        ]
+        assert client.post("/v1/records/batch", json={"records": records}).status_code == 201
+        pending = client.get("/v1/records/b-2/bundle")
+        assert pending.status_code == 409 and pending.headers["retry-after"]
+        assert pending.json()["type"].endswith("/proof-pending")
+        assert client.post("/v1/anchors").status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            latest = client.get("/v1/checkpoints/latest").json()["latest_anchor"]
+            if latest and latest["status"] in ("confirmed", "final"):
+                return
+            time.sleep(0.2)
+        raise AssertionError("the anchor did not confirm")
+
+
+def test_bundle_fetch_and_verify(api: Api) -> None:
+    _append_and_anchor(api)
+    with api.client("auditor") as auditor:
+        bundle: dict[str, Any] = auditor.get("/v1/records/b-2/bundle").json()
+        jsonschema.validate(bundle, schema())
+        assert bundle["record"]["payload"] == {"lot": 2, "result": "passed"}
+        verdict = auditor.post("/v1/verify", json=bundle).json()
+        assert verdict["valid"] and verdict["chain_checked"], verdict
+        assert {c["name"] for c in verdict["checks"]} >= {
+            "record",
+            "inclusion",
+            "checkpoint",
+            "block",
+        }
+
+        private = auditor.get("/v1/records/b-2/bundle", params={"include_record": "false"}).json()
+        assert "record" not in private
+        assert auditor.post("/v1/verify", json=private).json()["valid"]
+
+        tampered = {
+            **bundle,
+            "record": {**bundle["record"], "payload": {"lot": 2, "result": "failed"}},
+        }
+        bad = auditor.post("/v1/verify", json=tampered).json()
+        assert not bad["valid"] and bad["failed"] == ["record"]
+
+        malformed = auditor.post("/v1/verify", json={"version": 1})
+        assert malformed.status_code == 422 and malformed.json()["type"].endswith("/invalid-bundle")
+        assert (
+            auditor.get("/v1/schemas/proof-bundle-v1").json()["$schema"].endswith("2020-12/schema")
+        )
+    with api.client("other_partner") as stranger:
+        assert stranger.get("/v1/records/b-2/bundle").status_code == 404
