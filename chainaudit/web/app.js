@@ -840,7 +840,9 @@
   async function runVerify() {
     if (state.verifying) return;
     const list = $("checks");
-    const text = $("bundle-input").value.trim();
+    const input = $("bundle-input");
+    const text = input.value.trim();
+    input.scrollTop = 0; // show the record's start next to the verdict
     list.replaceChildren();
     if (!text) {
       setVerdict("error", "Nothing to verify", "Paste or drop a proof bundle first.");
@@ -917,7 +919,9 @@
         : answer.problem);
       return;
     }
-    $("bundle-input").value = JSON.stringify(answer.data, null, 2);
+    const data = answer.data;
+    const bundle = data && !("version" in data) && isObject(data.bundle) ? data.bundle : data;
+    $("bundle-input").value = JSON.stringify(bundle, null, 2);
     await runVerify();
   }
 
@@ -932,9 +936,19 @@
     return deal.deal_id ?? deal.id;
   }
 
-  function cellText(value) {
+  function dealCell(value) {
     if (value === null || value === undefined) return "—";
+    if (typeof value === "string" && /^0x[0-9a-fA-F]{40,64}$/.test(value)) {
+      return hashCell(value, 8);
+    }
     return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  // Trace timestamps may be RFC 3339 strings or milliseconds; show both as UTC.
+  function traceTime(value) {
+    if (typeof value === "number") return utcTime(value);
+    const ms = typeof value === "string" ? Date.parse(value) : NaN;
+    return Number.isNaN(ms) ? String(value ?? "") : utcTime(ms);
   }
 
   async function loadDeals() {
@@ -961,7 +975,7 @@
     head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c.replace("_", " "))),
       el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
     $("deals-table").tBodies[0].replaceChildren(...deals.map((deal) => el("tr", {},
-      columns.map((c) => el("td", {}, cellText(deal[c]))),
+      columns.map((c) => el("td", {}, dealCell(deal[c]))),
       el("td", { className: "cell-action" }, el("button", {
         type: "button",
         className: "button-small",
@@ -973,7 +987,7 @@
   function traceEntry(entry) {
     const status = entry.proof_status || "pending";
     return el("li", { className: "timeline-entry", "data-record-id": entry.record_id },
-      el("div", { className: "timeline-time" }, entry.timestamp ? String(entry.timestamp) : ""),
+      el("div", { className: "timeline-time" }, traceTime(entry.timestamp)),
       el("div", { className: "timeline-body" },
         el("p", { className: "timeline-title" },
           el("strong", {}, entry.event || entry.kind || "record"),
@@ -1002,7 +1016,7 @@
     timeline.replaceChildren();
     const answer = await api(`/v1/deals/${encodeURIComponent(id)}/trace`);
     if (answer.status === 404) {
-      showMessage(message, `Not available: ${answer.problem}`, "info");
+      showMessage(message, `Timeline not available (${answer.problem}).`, "info");
       return;
     }
     if (!answer.ok) {
