@@ -1,0 +1,146 @@
+"""The page's verifier core, run in Chromium and compared with chainaudit's Python reference:
+RFC 8785 canonical form, leaf hashes and RFC 9162 inclusion folding (including tree sizes past
+2^32, where JavaScript's bitwise operators would overflow)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from chainaudit import merkle
+from chainaudit.canonical import canonicalize
+from chainaudit.errors import RecordError, VerificationError
+from tests.web.conftest import Site
+
+CANONICAL_CASES = [
+    '{"b": 1, "a": 2, "A": 3, "_": 4, "aa": 5, "": 6, "a\\u0000": 7}',
+    # U+1F600 is D83D DE00 in UTF-16 and sorts before U+FFFD, unlike in code-point order
+    '{"\\ud83d\\ude00": 1, "\\ufffd": 2, "\\u00e9": 3, "z": 4, "\\u20ac": 5}',
+    '["\\u0000\\u001f\\b\\t\\n\\u000b\\f\\r\\"\\\\/", "\\u2028\\u2029\\u007f", "</script>"]',
+    '{"text": "\\u00e9\\u2713\\ud83d\\ude00 \\u0627\\u0644", "empty": "", '
+    '"nested": {"z": [], "y": {}}}',
+    "[0, -1, 9007199254740991, -9007199254740991, true, false, null, [[[]]], "
+    '{"k": [1, {"b": 2, "a": 1}]}]',
+    '{"id": "inv-1", "kind": "transaction", "timestamp": "2026-11-21T09:30:00Z", "actor": "x", '
+    '"payload": {"amount": 100, "currency": "USD"}, "salt": "00000000000000000000000000000001"}',
+    "[" * 32 + "]" * 32,  # the deepest nesting allowed
+]
+REFUSED_CASES = [
+    ('{"amount": 1.5}', "floating-point"),
+    ('{"amount": 9007199254740992}', "outside"),
+    ('{"amount": 1e300}', "outside"),
+    ('"\\ud800"', "lone surrogate"),
+    ('{"\\udc00": 1}', "lone surrogate"),
+    ("[" * 33 + "]" * 33, "nesting deeper"),
+]
+
+
+@pytest.fixture
+def verifier(page: Page, site: Site) -> Page:
+    page.goto("/#verify")
+    page.wait_for_function("document.body.dataset.ready === 'true'")
+    return page
+
+
+def _canonical_in_browser(page: Page, texts: list[str]) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = page.evaluate(
+        """texts => texts.map(text => {
+            try { return {ok: chainauditVerifier.canonicalJson(JSON.parse(text))}; }
+            catch (error) { return {error: error.message}; }
+        })""",
+        texts,
+    )
+    return result
+
+
+def test_canonical_form_matches_the_python_reference(verifier: Page) -> None:
+    results = _canonical_in_browser(verifier, CANONICAL_CASES)
+    for text, result in zip(CANONICAL_CASES, results, strict=True):
+        assert result == {"ok": canonicalize(json.loads(text)).decode("utf-8")}, text
+
+
+def test_values_outside_the_domain_are_refused_like_the_python_reference(
+    verifier: Page,
+) -> None:
+    results = _canonical_in_browser(verifier, [text for text, _ in REFUSED_CASES])
+    for (text, says), result in zip(REFUSED_CASES, results, strict=True):
+        assert says in result.get("error", ""), (text, result)
+        with pytest.raises(RecordError):
+            canonicalize(json.loads(text))
+
+
+def test_leaf_hashes_match_the_python_reference(verifier: Page) -> None:
+    records: list[Any] = [json.loads(text) for text in CANONICAL_CASES]
+    hashes = verifier.evaluate(
+        "values => Promise.all(values.map(v => chainauditVerifier.leafHash(v)))", records
+    )
+    assert hashes == ["0x" + merkle.hash_leaf(canonicalize(r)).hex() for r in records]
+
+
+def _fold_in_browser(page: Page, cases: list[tuple[str, int, int, list[str]]]) -> list[str]:
+    result: list[str] = page.evaluate(
+        """cases => Promise.all(cases.map(([leaf, index, size, proof]) =>
+            chainauditVerifier.rootFromInclusionProof(leaf, index, size, proof)
+                .catch(error => "error: " + error.message)))""",
+        cases,
+    )
+    return result
+
+
+def test_inclusion_folding_matches_the_python_reference_for_every_leaf(verifier: Page) -> None:
+    leaves = [merkle.hash_leaf(f"leaf {i}".encode()) for i in range(40)]
+    cases, roots = [], []
+    for size in range(1, 41):
+        root = "0x" + merkle.root_hash(leaves[:size]).hex()
+        for index in range(size):
+            proof = ["0x" + h.hex() for h in merkle.inclusion_proof(leaves[:size], index)]
+            cases.append(("0x" + leaves[index].hex(), index, size, proof))
+            roots.append(root)
+    assert _fold_in_browser(verifier, cases) == roots
+
+
+def test_proofs_of_the_wrong_length_or_position_are_refused(verifier: Page) -> None:
+    leaves = [merkle.hash_leaf(bytes([i])) for i in range(13)]
+    proof = ["0x" + h.hex() for h in merkle.inclusion_proof(leaves, 6)]
+    leaf = "0x" + leaves[6].hex()
+    results = _fold_in_browser(
+        verifier,
+        [
+            (leaf, 6, 13, proof[:-1]),
+            (leaf, 6, 13, [*proof, "0x" + "11" * 32]),
+            (leaf, 13, 13, proof),
+        ],
+    )
+    assert results == [
+        "error: the inclusion proof is too short",
+        "error: the inclusion proof is too long",
+        "error: leaf index 13 is outside a tree of 13",
+    ]
+
+
+def test_inclusion_folding_past_32_bits_matches_the_python_reference(verifier: Page) -> None:
+    rng = random.Random(9162)
+    cases, roots = [], []
+    for index, size in [
+        (2**40, 2**40 + 1),
+        (2**32 + 5, 2**33 + 3),
+        (2**47 - 1, 2**48 - 1),
+        (123_456_789_012, 2**48 - 1),
+        (0, 2**47 + 1),
+    ]:
+        leaf = rng.randbytes(32)
+        for length in range(70):  # the proof's length is fixed by the shape; find it
+            proof = [rng.randbytes(32) for _ in range(length)]
+            try:
+                root = merkle.root_from_inclusion_proof(leaf, index, size, proof)
+            except VerificationError:
+                continue
+            cases.append(("0x" + leaf.hex(), index, size, ["0x" + p.hex() for p in proof]))
+            roots.append("0x" + root.hex())
+            break
+    assert len(cases) == 5
+    assert _fold_in_browser(verifier, cases) == roots
