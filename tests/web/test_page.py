@@ -230,6 +230,41 @@ def test_a_valid_bundle_passes_every_check_in_the_browser(page: Page, site: Site
     screenshot(page, "verify-valid")
 
 
+def test_a_records_bundle_is_fetched_then_verified_in_the_browser(page: Page, site: Site) -> None:
+    requests: list[str] = []
+
+    def seen(request: Request) -> None:
+        requests.append(request.url)
+
+    page.on("request", seen)
+    sign_in(page, site, "auditor")
+    page.click(f'#records-table tr[data-record-id="{BUNDLE_RECORD}"] button')
+    expect(page.locator("#view-verify")).to_be_visible()
+    assert wait_for_verdict(page) == dict.fromkeys(ALL_CHECKS, "pass")
+    shown = json.loads(page.locator("#bundle-input").input_value())
+    assert shown["record"]["id"] == BUNDLE_RECORD
+    assert shown["leaf_hash"] == site.bundle["leaf_hash"]
+    assert f"{site.url}/v1/records/{BUNDLE_RECORD}/bundle" in requests
+    assert not any(url.startswith(f"{site.url}/v1/verify") for url in requests)
+
+
+def test_a_record_not_yet_anchored_has_no_bundle_yet(page: Page, site: Site) -> None:
+    record = {
+        "id": "po-2026-0300",
+        "kind": "transaction",
+        "timestamp": "2026-11-21T10:00:00Z",
+        "actor": "buyer:acme-retail",
+        "payload": {"type": "purchase_order", "amount": 5},
+    }
+    with site.client("operator") as api:
+        assert api.post("/v1/records", json=record).status_code == 201
+    sign_in(page, site, "auditor")
+    page.click('#records-table tr[data-record-id="po-2026-0300"] button')
+    expect(page.locator("#verdict-title")).to_have_text("No bundle for po-2026-0300")
+    expect(page.locator("#verdict-detail")).to_contain_text("not anchored yet")
+    expect(page.locator("#checks li")).to_have_count(0)
+
+
 def _payload_changed(bundle: Bundle) -> None:
     bundle["record"]["payload"]["amount"] += 1_000_000
 
