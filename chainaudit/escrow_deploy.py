@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from chainaudit.chain import Chain, Deployed, deploy, transact
-from chainaudit.errors import ConfigError
+from chainaudit.errors import ChainError, ChainUnavailableError, ConfigError
 from chainaudit.toolchain import ContractArtifact, compile_contracts
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -25,6 +25,9 @@ ESCROW_ROLES: tuple[str, ...] = ("TOKEN_MANAGER_ROLE", "PAUSER_ROLE", "COMPLIANC
 
 ADMIN_DELAY_SECONDS = 2 * 24 * 3600
 """Default-admin transfers of the escrow wait two days (AccessControlDefaultAdminRules)."""
+
+EIP170_CODE_LIMIT = 24_576
+"""The most deployed code a contract may have on Ethereum (EIP-170), in bytes."""
 
 STABLECOIN_NAME = "Mock USD Coin"
 STABLECOIN_SYMBOL = "mUSDC"
@@ -64,7 +67,8 @@ def deploy_escrow(
     The stablecoin is allow-listed for new deals.
 
     Raises :class:`~chainaudit.errors.ConfigError` for a malformed address,
-    :class:`~chainaudit.errors.ChainError` when a transaction fails and
+    :class:`~chainaudit.errors.ChainError` when a transaction fails (saying so when the
+    vault's code is over the chain's EIP-170 size limit) and
     :class:`~chainaudit.errors.ToolchainError` when the contracts cannot be compiled.
     """
     anchor = _checksum(anchor_address) if anchor_address else ZERO_ADDRESS
@@ -82,10 +86,21 @@ def deploy_escrow(
         STABLECOIN_SYMBOL,
         admin.address,
     )
-    escrow = deploy(
-        chain, admin, artifacts["SupplyChainEscrow"], admin.address, admin_delay, anchor
-    )
-    vault = chain.contract(escrow.address, artifacts["SupplyChainEscrow"].abi)
+    vault_artifact = artifacts["SupplyChainEscrow"]
+    try:
+        escrow = deploy(chain, admin, vault_artifact, admin.address, admin_delay, anchor)
+    except ChainUnavailableError:
+        raise
+    except ChainError as exc:
+        size = (len(vault_artifact.deployed_bytecode) - 2) // 2
+        if size <= EIP170_CODE_LIMIT:
+            raise
+        raise ChainError(
+            f"SupplyChainEscrow is {size:,} bytes of deployed code, over the EIP-170 limit of "
+            f"{EIP170_CODE_LIMIT:,} that this chain enforces; on a devnet, start Anvil with "
+            f"--disable-code-size-limit ({exc})"
+        ) from exc
+    vault = chain.contract(escrow.address, vault_artifact.abi)
     for role_name in ESCROW_ROLES:
         role = chain.run(role_name, getattr(vault.functions, role_name)().call)
         for holder in dict.fromkeys([admin.address, *extra[role_name]]):

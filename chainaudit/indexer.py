@@ -202,7 +202,9 @@ class Indexer:
         Returns how many records this call appended to the log (events and retractions).
         Raises :class:`~chainaudit.errors.ChainError` (``ChainUnavailableError`` when the
         endpoint is down) and :class:`~chainaudit.errors.StoreError`; nothing is lost either
-        way, the next tick resumes.
+        way, the next tick resumes. Raises :class:`~chainaudit.errors.ConflictError` if the log
+        already holds one of the indexer's record ids with other content (something else
+        wrote under the ``escrow:`` ids): an integrity alarm, the records stay in the outbox.
         """
         appended = self._flush()
         self._retract_reorganised()

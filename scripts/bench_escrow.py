@@ -34,11 +34,16 @@ sys.path.insert(0, str(ROOT))
 from chainaudit.chain import Chain, deploy, transact  # noqa: E402
 from chainaudit.devnet import Devnet, free_port  # noqa: E402
 from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams, TxResult  # noqa: E402
-from chainaudit.escrow_deploy import deploy_escrow, escrow_artifacts, mint  # noqa: E402
+from chainaudit.escrow_deploy import (  # noqa: E402
+    EIP170_CODE_LIMIT,
+    deploy_escrow,
+    escrow_artifacts,
+    mint,
+)
 from chainaudit.toolchain import compile_contracts  # noqa: E402
 
 OZ_ESCROW = "node_modules/@openzeppelin/contracts-v4/utils/escrow/Escrow.sol"
-EIP170_LIMIT = 24_576
+EIP170_LIMIT = EIP170_CODE_LIMIT
 GOALS = {"create": 180_000, "fund": 80_000, "release": 90_000, "withdraw": 50_000}
 DAY = 24 * 3600
 AMOUNT = 1_000 * 10**6

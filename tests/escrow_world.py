@@ -21,9 +21,9 @@ from web3 import Web3
 from chainaudit.chain import Chain
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams
-from chainaudit.escrow_deploy import deploy_escrow, escrow_artifacts, mint
+from chainaudit.escrow_deploy import EIP170_CODE_LIMIT, deploy_escrow, escrow_artifacts, mint
 
-EIP170_LIMIT = 24_576
+EIP170_LIMIT = EIP170_CODE_LIMIT
 DAY = 24 * 3600
 AMOUNT = 1_000 * 10**6  # 1,000 mUSDC
 WINDOW = 7 * DAY
