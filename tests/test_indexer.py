@@ -5,6 +5,8 @@ reorganisation that drops a block retracts its events and indexes the replacemen
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +285,23 @@ def test_events_for_deal_keeps_deals_apart(log: Log, world: World) -> None:
     assert events_for_deal(log, second, chain_id=world.client.chain_id + 1) == []
     assert events_for_deal(log, 999) == []
     assert len(events_for_deal(log, first, page=2)) == 4
+
+
+def test_run_indexes_in_the_background_until_stopped(log: Log, world: World) -> None:
+    service = indexer(log, world, poll_interval=0.05)
+    watcher = indexer(log, world)  # its own connection: reads the cursor the thread commits
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deal_id = open_and_fund(world)
+        deadline = time.monotonic() + 10
+        while watcher.cursor().number < world.w3.eth.block_number:
+            assert time.monotonic() < deadline, "the indexer did not catch up"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive() and service.last_error is None
+    log.refresh()
+    assert len(events_for_deal(log, deal_id)) == 4
