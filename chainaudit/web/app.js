@@ -20,11 +20,10 @@
   const CHECKPOINT_ANCHORED_TOPIC =
     "0xafc92bb3d8a4f1c19dc065f62673c3570e19380e0b916fffdf845b828848c0b2";
 
-  const CHECKS = ["record", "inclusion", "chain_id", "contract", "checkpoint", "block",
-    "transaction"];
-  const CHAIN_CHECKS = CHECKS.slice(2);
+  const CHAIN_CHECKS = ["chain_id", "contract", "checkpoint", "block", "transaction"];
   const MAX_DEPTH = 32; // as chainaudit/canonical.py
   const MAX_INCLUSION_HASHES = 64;
+  const MAX_CONSISTENCY_HASHES = 128;
   const MAX_TREE_SIZE = 2 ** 48 - 1;
   const RPC_TIMEOUT_MS = 10000;
   const KEY_STORAGE = "chainaudit.apiKey";
@@ -158,6 +157,55 @@
     return r;
   }
 
+  // RFC 9162 §2.1.4.2: check that the tree of size `n` with `newRoot` extends the tree of size
+  // `m` with `oldRoot`; returns nothing, throws BundleError naming what is wrong.
+  async function verifyConsistency(m, n, proof, oldRoot, newRoot) {
+    let fn = BigInt(m);
+    let sn = BigInt(n);
+    if (fn > sn) throw new BundleError(`size ${m} is larger than size ${n}`);
+    if (fn === 0n) throw new BundleError("a consistency proof from size 0 is meaningless");
+    if (fn === sn) {
+      if (proof.length) throw new BundleError("a proof between equal sizes must be empty");
+      if (!sameBytes(oldRoot, newRoot)) throw new BundleError("the roots differ at one size");
+      return;
+    }
+    if (!proof.length) throw new BundleError("the consistency proof is empty");
+    // When m is a power of two its root is the proof's implicit first node.
+    const path = (fn & (fn - 1n)) === 0n ? [oldRoot, ...proof] : proof;
+    fn -= 1n;
+    sn -= 1n;
+    while ((fn & 1n) === 1n) {
+      fn >>= 1n;
+      sn >>= 1n;
+    }
+    let fr = path[0];
+    let sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0n) throw new BundleError("the consistency proof is too long");
+      if ((fn & 1n) === 1n || fn === sn) {
+        fr = await hashChildren(c, fr);
+        sr = await hashChildren(c, sr);
+        if ((fn & 1n) === 0n) {
+          while (fn !== 0n && (fn & 1n) === 0n) {
+            fn >>= 1n;
+            sn >>= 1n;
+          }
+        }
+      } else {
+        sr = await hashChildren(sr, c);
+      }
+      fn >>= 1n;
+      sn >>= 1n;
+    }
+    if (sn !== 0n) throw new BundleError("the consistency proof is too short");
+    if (!sameBytes(fr, oldRoot)) {
+      throw new BundleError("the consistency proof does not lead to the older root");
+    }
+    if (!sameBytes(sr, newRoot)) {
+      throw new BundleError("the consistency proof does not lead to the checkpoint's root");
+    }
+  }
+
   // ---------------------------------------------------------------------------------------
   // Reading a bundle (shape only; verifying is below)
   // ---------------------------------------------------------------------------------------
@@ -203,6 +251,23 @@
     }
     const cp = doc.checkpoint;
     const an = doc.anchor;
+    const co = doc.consistency;
+    let consistency = null;
+    if (co !== undefined) {
+      if (!isObject(co) || !Array.isArray(co.proof)) {
+        throw new BundleError("consistency must be an object with a proof array");
+      }
+      if (co.proof.length > MAX_CONSISTENCY_HASHES) {
+        throw new BundleError(`consistency.proof holds more than ${MAX_CONSISTENCY_HASHES} ` +
+          "hashes");
+      }
+      consistency = {
+        fromTreeSize: integer(co.from_tree_size, "consistency.from_tree_size", 1,
+          MAX_TREE_SIZE),
+        fromRoot: hash(co.from_root, "consistency.from_root"),
+        proof: co.proof.map((h, i) => hash(h, `consistency.proof[${i}]`)),
+      };
+    }
     if (!isObject(cp)) throw new BundleError("checkpoint must be a JSON object");
     if (!isObject(an)) throw new BundleError("anchor must be a JSON object");
     if (typeof an.contract !== "string" || !ADDRESS_RE.test(an.contract)) {
@@ -226,8 +291,13 @@
         blockHash: hash(an.block_hash, "anchor.block_hash"),
         seq: integer(an.checkpoint_seq, "anchor.checkpoint_seq", 0, Number.MAX_SAFE_INTEGER),
       },
+      consistency,
     };
   }
+
+  // The checks a bundle gets, in order ("consistency" only when it carries a proof).
+  const checkNames = (b) => ["record", "inclusion", ...(b.consistency ? ["consistency"] : []),
+    ...CHAIN_CHECKS];
 
   // ---------------------------------------------------------------------------------------
   // JSON-RPC (the user's chain endpoint, called directly from the browser)
@@ -321,6 +391,21 @@
     }
     return pass("inclusion", `leaf ${b.leafIndex} is in the tree of size ${cp.treeSize} ` +
       `with root ${short(cp.root)} (${b.proof.length} proof hashes, RFC 9162 §2.1.3.2)`);
+  }
+
+  async function checkConsistency(b) {
+    const { fromTreeSize, fromRoot, proof } = b.consistency;
+    const cp = b.checkpoint;
+    try {
+      await verifyConsistency(fromTreeSize, cp.treeSize, proof, fromRoot, cp.root);
+    } catch (error) {
+      if (!(error instanceof BundleError)) throw error;
+      return fail("consistency", `from size ${fromTreeSize} (root ${short(fromRoot)}) to size ` +
+        `${cp.treeSize}: ${error.message}`);
+    }
+    return pass("consistency", `the tree of size ${cp.treeSize} extends the tree of size ` +
+      `${fromTreeSize} with root ${short(fromRoot)} (${proof.length} proof hashes, ` +
+      "RFC 9162 §2.1.4.2)");
   }
 
   // One chain check: a node's refusal fails it; an unreachable endpoint aborts everything.
@@ -466,10 +551,9 @@
     }));
   }
 
-  // Verify `text` (a bundle's JSON) against `trust`; `report(check)` is called as each
-  // check completes. Returns {valid, chainReachable, checks, error}.
-  async function verifyBundleText(text, trust, report = () => {}) {
-    const bundle = parseBundle(text); // BundleError: nothing to check
+  // Verify a parsed bundle against `trust`; `report(check)` is called as each check
+  // completes. Returns {valid, chainReachable, checks, error}.
+  async function verifyBundle(bundle, trust, report = () => {}) {
     const checks = [];
     const add = (check) => {
       checks.push(check);
@@ -478,6 +562,7 @@
     };
     add(await checkRecord(bundle));
     add(await checkInclusion(bundle));
+    if (bundle.consistency) add(await checkConsistency(bundle));
     try {
       await chainChecks(bundle, trust, add);
     } catch (error) {
@@ -496,6 +581,9 @@
     };
   }
 
+  // The same for a bundle's JSON text; throws BundleError when it is not a bundle.
+  const verifyBundleText = (text, trust, report) => verifyBundle(parseBundle(text), trust, report);
+
   // Exposed for tests that compare this implementation with chainaudit's Python one.
   globalThis.chainauditVerifier = Object.freeze({
     canonicalJson,
@@ -503,6 +591,8 @@
       await rootFromInclusionProof(hexToBytes(leafHex), index, size, proofHex.map(hexToBytes)),
     ),
     leafHash: async (record) => bytesToHex(await hashLeaf(canonicalBytes(record))),
+    verifyConsistency: (m, n, proofHex, oldHex, newHex) => verifyConsistency(m, n,
+      proofHex.map(hexToBytes), hexToBytes(oldHex), hexToBytes(newHex)),
     verifyBundleText,
   });
 
@@ -858,17 +948,19 @@
     state.verifying = true;
     $("verify-button").disabled = true;
     $("verdict").hidden = true;
-    const items = new Map(CHECKS.map((name) => [name, checkItem({
-      name, status: "wait", detail: "waiting",
-    })]));
+    const items = new Map();
     const report = (check) => {
       const item = checkItem(check);
       items.get(check.name).replaceWith(item);
       items.set(check.name, item);
     };
     try {
+      const bundle = parseBundle(text);
+      for (const name of checkNames(bundle)) {
+        items.set(name, checkItem({ name, status: "wait", detail: "waiting" }));
+      }
       list.replaceChildren(...items.values());
-      const result = await verifyBundleText(text, trust, report);
+      const result = await verifyBundle(bundle, trust, report);
       const failed = result.checks.filter((c) => c.status === "fail").map((c) => c.name);
       if (failed.length) {
         setVerdict("invalid", `Not valid: ${failed.join(", ")} failed`,

@@ -45,6 +45,7 @@ SCREENSHOTS_ENV = "CHAINAUDIT_SCREENSHOTS"
 
 ROLES = ("admin", "operator", "auditor", "regulator")
 BUNDLE_RECORD = "inv-2026-0007"
+LATER_RECORD = "bol-2026-0002"
 
 
 def sample_records(actor_of_invoices: str) -> list[dict[str, Any]]:
@@ -96,6 +97,20 @@ def sample_records(actor_of_invoices: str) -> list[dict[str, Any]]:
     return records
 
 
+def later_records() -> list[dict[str, Any]]:
+    """Bills of lading appended after the first anchor."""
+    return [
+        {
+            "id": f"bol-2026-{n:04d}",
+            "kind": "document",
+            "timestamp": f"2026-11-21T0{n}:00:00Z",
+            "actor": "logistics:maersk",
+            "payload": {"type": "bill_of_lading", "container": f"MSKU{7_000_000 + n}"},
+        }
+        for n in range(1, 4)
+    ]
+
+
 @dataclass
 class Site:
     """A served chainaudit with an anchored log and a bundle of one of its records."""
@@ -108,6 +123,9 @@ class Site:
     tokens: dict[str, str]
     partner_address: str
     bundle: dict[str, Any]
+    """The bundle of :data:`BUNDLE_RECORD` at the newest anchored checkpoint."""
+    consistency_bundle: dict[str, Any]
+    """The bundle of :data:`LATER_RECORD` with a consistency proof from the first checkpoint."""
     record_ids: list[str]
 
     def client(self, role: str | None = None) -> httpx.Client:
@@ -146,6 +164,7 @@ def site(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
     tokens["partner"] = store.create("partner", name="Globex supplier", address=partner)[1]
     store.close()
     records = sample_records(partner)
+    later = later_records()
     with ServerThread(settings, free_port()) as server:
         site = Site(
             url=server.url,
@@ -156,17 +175,21 @@ def site(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
             tokens=tokens,
             partner_address=partner,
             bundle={},
-            record_ids=[r["id"] for r in records],
+            consistency_bundle={},
+            record_ids=[r["id"] for r in records + later],
         )
+        sizes = []
         with site.client("operator") as operator:
-            appended = operator.post("/v1/records/batch", json={"records": records})
-            assert appended.status_code == 201, appended.text
-            requested = operator.post("/v1/anchors")
-            assert requested.status_code == 202, requested.text
-            _wait_for_anchor(operator, requested.json()["tree_size"])
+            for batch in (records, later):  # two anchors: the second extends the first
+                appended = operator.post("/v1/records/batch", json={"records": batch})
+                assert appended.status_code == 201, appended.text
+                requested = operator.post("/v1/anchors")
+                assert requested.status_code == 202, requested.text
+                sizes.append(_wait_for_anchor(operator, requested.json()["tree_size"])["tree_size"])
         with Log.open(settings.data_dir) as log:
             book = AnchorBook(log)
             site.bundle = build_bundle(log, book, BUNDLE_RECORD)
+            site.consistency_bundle = build_bundle(log, book, LATER_RECORD, since_size=sizes[0])
             book.close()
         yield site
 

@@ -144,3 +144,29 @@ def test_inclusion_folding_past_32_bits_matches_the_python_reference(verifier: P
             break
     assert len(cases) == 5
     assert _fold_in_browser(verifier, cases) == roots
+
+
+def test_consistency_checking_matches_the_python_reference(verifier: Page) -> None:
+    leaves = [merkle.hash_leaf(f"entry {i}".encode()) for i in range(24)]
+    cases: list[tuple[int, int, list[str], str, str]] = []
+    expected: list[str] = []
+    for n in range(1, 25):
+        new_root = merkle.root_hash(leaves[:n])
+        for m in range(1, n + 1):
+            old_root = merkle.root_hash(leaves[:m])
+            proof = merkle.consistency_proof(leaves[:n], m)
+            cases.append((m, n, ["0x" + h.hex() for h in proof], old_root.hex(), new_root.hex()))
+            expected.append("ok")
+            if proof:  # the same proof with its last hash flipped must fail in both
+                bad = [*proof[:-1], bytes([proof[-1][0] ^ 1]) + proof[-1][1:]]
+                with pytest.raises(VerificationError):
+                    merkle.verify_consistency(m, n, bad, old_root, new_root)
+                cases.append((m, n, ["0x" + h.hex() for h in bad], old_root.hex(), new_root.hex()))
+                expected.append("refused")
+    results = verifier.evaluate(
+        """cases => Promise.all(cases.map(([m, n, proof, oldRoot, newRoot]) =>
+            chainauditVerifier.verifyConsistency(m, n, proof, "0x" + oldRoot, "0x" + newRoot)
+                .then(() => "ok", () => "refused")))""",
+        cases,
+    )
+    assert results == expected

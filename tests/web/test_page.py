@@ -321,6 +321,23 @@ def test_a_tampered_bundle_fails_the_check_that_sees_it(
         screenshot(page, "verify-tampered")
 
 
+def test_a_bundle_with_a_consistency_proof_is_checked_for_it(page: Page, site: Site) -> None:
+    bundle = site.consistency_bundle
+    open_verifier(page, site)
+    statuses = verify_in_page(page, bundle)
+    assert list(statuses) == ["record", "inclusion", "consistency", *ALL_CHECKS[2:]]
+    assert set(statuses.values()) == {"pass"}
+    old = bundle["consistency"]["from_tree_size"]
+    assert f"extends the tree of size {old}" in detail(page, "consistency")
+    assert verify_bundle(bundle, chain=Chain(site.rpc_url)).valid
+
+    tampered = copy.deepcopy(bundle)
+    tampered["consistency"]["proof"][0] = flip(tampered["consistency"]["proof"][0])
+    statuses = verify_in_page(page, tampered)
+    assert [name for name, status in statuses.items() if status == "fail"] == ["consistency"]
+    assert list(verify_bundle(tampered, chain=Chain(site.rpc_url)).failed) == ["consistency"]
+
+
 def test_a_dropped_bundle_file_is_verified(page: Page, site: Site) -> None:
     open_verifier(page, site)
     page.evaluate(
