@@ -1021,8 +1021,9 @@
   // Page: deals (rendered when the server offers /v1/deals)
   // ---------------------------------------------------------------------------------------
 
+  // The deal fields worth a column, when the server's deals carry them (the rest stay out).
   const DEAL_COLUMNS = ["deal_id", "id", "state", "status", "buyer", "supplier", "financier",
-    "token", "amount", "total", "created_at"];
+    "token", "amount", "total", "funded", "released", "refunded", "held", "milestones"];
 
   function dealId(deal) {
     return deal.deal_id ?? deal.id;
@@ -1030,6 +1031,7 @@
 
   function dealCell(value) {
     if (value === null || value === undefined) return "—";
+    if (Array.isArray(value)) return String(value.length);
     if (typeof value === "string" && /^0x[0-9a-fA-F]{40,64}$/.test(value)) {
       return hashCell(value, 8);
     }
@@ -1062,7 +1064,7 @@
       return;
     }
     showMessage(message, "");
-    const columns = DEAL_COLUMNS.filter((c) => deals.some((d) => d && c in d)).slice(0, 7);
+    const columns = DEAL_COLUMNS.filter((c) => deals.some((d) => d && c in d)).slice(0, 10);
     const head = $("deals-table").tHead.rows[0];
     head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c.replace("_", " "))),
       el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
