@@ -118,3 +118,36 @@ class EscrowError(ChainError):
         self.data = data
         #: The reverted transaction, when the refusal happened on chain.
         self.tx_hash = tx_hash
+
+
+class RiskError(ChainauditError):
+    """A risk control refused or could not run: a bad rule file, an unknown alert, an
+    invalid alert or incident transition."""
+
+
+class RiskHoldError(RiskError):
+    """The risk gate's outcome for an action was ``hold``: the action was **not** sent.
+
+    ``decision_id`` is the decision record that says why (its inputs, rule-set hash and every
+    rule that fired), ``alert_id`` the alert raised for it; ``hold_tx`` is the transaction of
+    the on-chain compliance hold placed on the milestone, when one was placed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        decision_id: str,
+        alert_id: str | None,
+        hold_tx: str | None = None,
+        fired: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        #: The id of the decision record (kind ``decision``) of the refused action.
+        self.decision_id = decision_id
+        #: The id of the alert raised for the decision.
+        self.alert_id = alert_id
+        #: The on-chain compliance hold's transaction hash (0x-hex), when a hold was placed.
+        self.hold_tx = hold_tx
+        #: The ids of the rules that fired.
+        self.fired = fired
