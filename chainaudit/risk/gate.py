@@ -1,0 +1,228 @@
+"""The risk gate: evaluate an action, record the decision, raise the alert.
+
+:class:`RiskGate` ties the halves together: :func:`~chainaudit.risk.history.gather_inputs`
+(I/O) materialises the inputs, :func:`~chainaudit.risk.engine.evaluate` (pure) decides, and
+the decision record — with the alert it raises for ``review`` and ``hold`` — is appended to
+the log in one durable batch before anything is sent. :class:`~chainaudit.risk.guarded.
+GuardedEscrow` calls :meth:`RiskGate.check` before every money-moving escrow action.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chainaudit.records import PreparedRecord
+from chainaudit.risk.book import RiskBook
+from chainaudit.risk.decisions import (
+    DECISION_ACTOR,
+    Announcement,
+    _record,
+    alert_id_for,
+    alert_opened_record,
+    announce_rule_set,
+    decision_record,
+    new_record_id,
+)
+from chainaudit.risk.engine import Evaluation, evaluate, inputs_sha256
+from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
+from chainaudit.risk.rules import Outcome, RuleSet, load_rule_file
+from chainaudit.settings import Settings
+from chainaudit.store import Log
+
+__all__ = ["GateDecision", "RiskGate", "rules_path"]
+
+RULES_FILE = "rules.toml"
+
+
+def rules_path(settings: Settings, override: Path | str | None = None) -> Path:
+    """Where the rule file is: ``override``, else a ``rules_file`` setting when the
+    deployment's settings have one, else ``<data_dir>/rules.toml``."""
+    if override is not None:
+        return Path(override)
+    configured = getattr(settings, "rules_file", None)
+    if configured:
+        return Path(configured)
+    return Path(settings.data_dir) / RULES_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """A recorded decision: what the gate decided about one action, and where it is logged."""
+
+    record_id: str
+    leaf_index: int
+    leaf_hash: bytes
+    """The decision record's RFC 9162 leaf hash: the reason hash of a hold it causes."""
+    evaluation: Evaluation
+    inputs: dict[str, Any]
+    inputs_sha256: str
+    subject: str
+    alert_id: str | None
+    rule_set_hash: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.evaluation.outcome
+
+
+class RiskGate:
+    """Evaluates actions against a rule set and records every decision in ``log``.
+
+    ``log`` is a :class:`~chainaudit.store.Log` or a callable returning one for the current
+    thread (a ``Log`` serves one thread at a time; the API passes ``services.reader``).
+    ``contract`` and ``chain_id`` restrict the history to one escrow vault. ``actor`` is the
+    records' actor. The gate is thread-safe when ``log`` is a per-thread callable.
+    """
+
+    def __init__(
+        self,
+        log: Log | Callable[[], Log],
+        rule_set: RuleSet,
+        *,
+        contract: str | None = None,
+        chain_id: int | None = None,
+        actor: str = DECISION_ACTOR,
+        source: Path | None = None,
+    ) -> None:
+        self._log_source = log
+        self.rule_set = rule_set
+        self.contract = contract
+        self.chain_id = chain_id
+        self.actor = actor
+        self.source = source
+        first = self.log
+        self.book = RiskBook(first.path)
+        self._lock = threading.Lock()
+        self.announcement: Announcement = announce_rule_set(
+            first, self.book, rule_set, actor=actor, source=None if source is None else str(source)
+        )
+
+    @classmethod
+    def from_file(cls, log: Log | Callable[[], Log], path: Path | str, **options: Any) -> RiskGate:
+        """Load the rule file at ``path``, announce it if its hash changed, and build a gate.
+
+        Raises :class:`~chainaudit.errors.RiskError` for a missing or invalid rule file.
+        """
+        source = Path(path)
+        return cls(log, load_rule_file(source), source=source, **options)
+
+    @property
+    def log(self) -> Log:
+        """The log for the current thread."""
+        source = self._log_source
+        return source if isinstance(source, Log) else source()
+
+    def reload(self) -> bool:
+        """Re-read the rule file (when the gate was built from one); announce and use the new
+        version if its hash changed. Returns whether the rules changed."""
+        if self.source is None:
+            return False
+        fresh = load_rule_file(self.source)
+        if fresh.hash == self.rule_set.hash:
+            return False
+        with self._lock:
+            self.announcement = announce_rule_set(
+                self.log, self.book, fresh, actor=self.actor, source=str(self.source)
+            )
+            self.rule_set = fresh
+        return True
+
+    def close(self) -> None:
+        self.book.close()
+
+    # -- evaluating --------------------------------------------------------------------------
+
+    def check(
+        self, request: ActionRequest, *, at: int, requested_by: str | None = None
+    ) -> GateDecision:
+        """Evaluate ``request`` at chain time ``at`` and append its decision record (and the
+        alert of a ``review`` or ``hold`` outcome) durably; return the decision.
+
+        Nothing is sent to the chain here: the caller sends the action for ``allow`` and
+        ``review`` and must not for ``hold``.
+        """
+        log = self.log
+        rule_set = self.rule_set
+        inputs = gather_inputs(
+            log,
+            self.book,
+            rule_set,
+            request,
+            at=at,
+            contract=self.contract,
+            chain_id=self.chain_id,
+        )
+        evaluation = evaluate(rule_set, inputs)
+        subject = subject_of(request)
+        record_id = new_record_id("risk:decision")
+        alert_id = alert_id_for(record_id) if evaluation.outcome is not Outcome.ALLOW else None
+        records: list[PreparedRecord] = [
+            decision_record(
+                record_id,
+                rule_set,
+                inputs,
+                evaluation,
+                subject=subject,
+                alert_id=alert_id,
+                requested_by=requested_by,
+                actor=self.actor,
+            )
+        ]
+        if alert_id is not None:
+            records.append(
+                alert_opened_record(
+                    alert_id, record_id, inputs, evaluation, subject=subject, actor=self.actor
+                )
+            )
+        result = log.append(records)
+        self.book.sync(log)
+        return GateDecision(
+            record_id=record_id,
+            leaf_index=result.indexes[0],
+            leaf_hash=records[0].leaf_hash,
+            evaluation=evaluation,
+            inputs=inputs,
+            inputs_sha256=inputs_sha256(inputs),
+            subject=subject,
+            alert_id=alert_id,
+            rule_set_hash=rule_set.hash,
+        )
+
+    def record_execution(
+        self,
+        decision: GateDecision,
+        *,
+        tx_hash: str | None,
+        error: str | None = None,
+        deal_id: int | None = None,
+    ) -> str:
+        """Append what became of an allowed (or reviewed) action: its transaction, or the
+        error that refused it. ``deal_id`` names a deal created by the action. Returns the
+        record id."""
+        inputs = decision.inputs
+        deal = inputs.get("deal_id") if deal_id is None else str(deal_id)
+        record = _record(
+            decision.record_id.replace("risk:decision:", "risk:execution:", 1),
+            self.actor,
+            {
+                "type": "risk_execution",
+                "decision_id": decision.record_id,
+                "action": inputs["action"],
+                "deal_id": deal,
+                "milestone": inputs.get("milestone"),
+                "party": inputs["party"],
+                "amount": inputs["amount"],
+                "documents": list(inputs.get("documents", [])),
+                "at": inputs["at"],
+                "tx_hash": tx_hash,
+                "error": error,
+            },
+        )
+        log = self.log
+        log.append([record])
+        self.book.sync(log)
+        return record.record_id

@@ -1,0 +1,489 @@
+"""``GuardedEscrow``: the escrow's money-moving actions, each evaluated by the risk gate first.
+
+Usage (the deals API does this for every create, fund, finance, release and refund)::
+
+    from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+    from chainaudit.errors import EscrowError, RiskHoldError
+
+    gate = RiskGate.from_file(services.reader, rules_path(settings),
+                              contract=client.address, chain_id=client.chain_id)
+    guarded = GuardedEscrow(client, gate, compliance=officer_account)
+    try:
+        done = guarded.release(caller, deal_id, milestone, requested_by="key:ab12")
+    except RiskHoldError as exc:      # outcome "hold": nothing was sent
+        ...  # 409: exc.decision_id, exc.alert_id, exc.hold_tx
+    except EscrowError as exc:        # the contract refused (the decision is still recorded)
+        ...
+    done.tx            # the chainaudit.escrow.TxResult, as EscrowClient would return it
+    done.decision      # GateDecision: record_id, outcome, alert_id (for "review"), ...
+
+**Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days)``:
+
+* ``client``: an :class:`~chainaudit.escrow.EscrowClient` of the vault;
+* ``gate``: a :class:`~chainaudit.risk.gate.RiskGate` (the rule set, the log, the alerts);
+* ``compliance``: the ``LocalAccount`` holding ``COMPLIANCE_ROLE`` on the vault, or ``None``.
+  With it, a ``hold`` outcome on the release of a funded milestone also places an on-chain
+  compliance hold on that milestone, and :meth:`GuardedEscrow.place_hold`,
+  :meth:`~GuardedEscrow.renew_hold` and :meth:`~GuardedEscrow.lift_hold` work;
+* ``hold_seconds``: how long such a hold lasts (at most 30 days, the contract's maximum).
+
+**Each guarded action** (:meth:`~GuardedEscrow.create_deal`, :meth:`~GuardedEscrow.fund`,
+:meth:`~GuardedEscrow.accept_financing`, :meth:`~GuardedEscrow.release`,
+:meth:`~GuardedEscrow.reclaim_after_long_stop`) takes the same arguments as the
+``EscrowClient`` method plus an optional ``requested_by`` (who asked: ``key:<id>``,
+``cli:<user>``; stored in the decision record), and:
+
+1. reads the deal's state on chain and builds the :class:`~chainaudit.risk.history.
+   ActionRequest`;
+2. :meth:`RiskGate.check` evaluates it and appends the decision record (and, for ``review``
+   and ``hold``, the alert) to the log, durably, before anything is sent;
+3. ``allow`` and ``review``: sends the transaction, appends a ``risk_execution`` record with
+   its hash (or the error) and returns a :class:`GuardedResult`; ``hold``: sends nothing,
+   places the compliance hold described above (reason hash = the decision record's leaf
+   hash, so the hold points at the evidence) and raises
+   :class:`~chainaudit.errors.RiskHoldError`.
+
+**Exceptions.** :class:`~chainaudit.errors.RiskHoldError` (outcome ``hold``; carries
+``decision_id``, ``alert_id``, ``hold_tx``, ``fired``); :class:`~chainaudit.errors.EscrowError`
+when the contract refuses (the decision and the failed execution are recorded), including
+``SupplyChainEscrowUnknownDeal`` before any evaluation for an unknown deal;
+:class:`~chainaudit.errors.ChainUnavailableError` / :class:`~chainaudit.errors.ChainError`
+for the endpoint; :class:`~chainaudit.errors.RiskError` for a hold method called without a
+compliance account; :class:`~chainaudit.errors.StoreError` when the log cannot be written (then
+nothing is sent).
+
+``request_release`` and ``approve_release`` (maker-checker) move no money: they pass through
+to the client unchanged (the indexer records their events).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eth_account.signers.local import LocalAccount
+
+from chainaudit.errors import ChainError, EscrowError, RiskError, RiskHoldError
+from chainaudit.escrow import (
+    Deal,
+    DealParams,
+    EscrowClient,
+    Milestone,
+    MilestoneParams,
+    MilestoneStatus,
+    TxResult,
+)
+from chainaudit.risk.decisions import DECISION_ACTOR, _record, new_record_id
+from chainaudit.risk.gate import GateDecision, RiskGate
+from chainaudit.risk.history import ActionRequest
+from chainaudit.risk.rules import Outcome
+
+__all__ = ["MAX_HOLD_SECONDS", "GuardedEscrow", "GuardedResult", "HoldResult"]
+
+logger = logging.getLogger(__name__)
+
+MAX_HOLD_SECONDS: Final = 30 * 24 * 3600
+"""``SupplyChainEscrow.MAX_HOLD_DURATION``."""
+DEFAULT_HOLD_SECONDS: Final = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedResult:
+    """A guarded action that was sent: its transaction and the decision that let it through."""
+
+    tx: TxResult
+    decision: GateDecision
+    execution_id: str
+    """The ``risk_execution`` record linking the decision to the transaction."""
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.decision.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    """A compliance hold placed, renewed or lifted, and its decision record."""
+
+    tx: TxResult
+    record_id: str
+    until: int | None
+
+
+class GuardedEscrow:
+    """The escrow actions that move or commit money, gated by ``gate`` (see the module)."""
+
+    def __init__(
+        self,
+        client: EscrowClient,
+        gate: RiskGate,
+        *,
+        compliance: LocalAccount | None = None,
+        hold_seconds: int = DEFAULT_HOLD_SECONDS,
+    ) -> None:
+        if not 0 < hold_seconds <= MAX_HOLD_SECONDS:
+            raise ValueError(f"hold_seconds must be in (0, {MAX_HOLD_SECONDS}]")
+        self.client = client
+        self.gate = gate
+        self.compliance = compliance
+        self.hold_seconds = hold_seconds
+
+    # -- guarded actions ---------------------------------------------------------------------
+
+    def create_deal(
+        self,
+        buyer: LocalAccount,
+        params: DealParams,
+        milestones: Sequence[MilestoneParams],
+        *,
+        requested_by: str | None = None,
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.create_deal`. The decision has no deal id (the
+        deal does not exist yet); its execution record names the new deal."""
+        request = ActionRequest(
+            action="create",
+            deal_id=None,
+            milestone=None,
+            amount=sum(m.amount for m in milestones),
+            token=params.token,
+            party=buyer.address,
+            actor=buyer.address,
+            parties={
+                "buyer": buyer.address,
+                "supplier": params.supplier,
+                "financier": params.financier,
+                "arbiter": params.arbiter,
+            },
+            documents=["0x" + bytes(m.document_hash).hex() for m in milestones],
+        )
+        return self._run(
+            request,
+            self._chain_time(),
+            lambda: self.client.create_deal(buyer, params, milestones),
+            requested_by,
+            created=True,
+        )
+
+    def fund(
+        self,
+        buyer: LocalAccount,
+        deal_id: int,
+        milestone: int,
+        amount: int,
+        *,
+        requested_by: str | None = None,
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.fund`."""
+        deal = self.client.deal(deal_id)
+        ms = _milestone(deal, milestone)
+        request = ActionRequest(
+            action="fund",
+            deal_id=deal_id,
+            milestone=milestone,
+            amount=amount,
+            token=deal.token,
+            party=buyer.address,
+            actor=buyer.address,
+            parties=_parties(deal, ms),
+            documents=_documents(ms),
+        )
+        return self._run(
+            request,
+            deal.timestamp,
+            lambda: self.client.fund(buyer, deal_id, milestone, amount),
+            requested_by,
+        )
+
+    def accept_financing(
+        self,
+        financier: LocalAccount,
+        deal_id: int,
+        milestone: int,
+        *,
+        advance: int,
+        invoice_hash: bytes,
+        requested_by: str | None = None,
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.accept_financing` (the advance leaves the
+        financier; the invoice hash is checked against every other deal)."""
+        deal = self.client.deal(deal_id)
+        ms = _milestone(deal, milestone)
+        parties = {**_parties(deal, ms), "financier": financier.address}
+        request = ActionRequest(
+            action="finance",
+            deal_id=deal_id,
+            milestone=milestone,
+            amount=advance,
+            token=deal.token,
+            party=financier.address,
+            actor=financier.address,
+            parties=parties,
+            documents=["0x" + bytes(invoice_hash).hex(), *_documents(ms)],
+        )
+        return self._run(
+            request,
+            deal.timestamp,
+            lambda: self.client.accept_financing(
+                financier, deal_id, milestone, advance=advance, invoice_hash=invoice_hash
+            ),
+            requested_by,
+        )
+
+    def release(
+        self,
+        caller: LocalAccount,
+        deal_id: int,
+        milestone: int,
+        *,
+        requested_by: str | None = None,
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.release`. On ``hold``, a funded milestone is
+        also put on compliance hold on chain when a compliance account is configured."""
+        deal = self.client.deal(deal_id)
+        ms = _milestone(deal, milestone)
+        request = ActionRequest(
+            action="release",
+            deal_id=deal_id,
+            milestone=milestone,
+            amount=ms.funded if ms is not None else 0,
+            token=deal.token,
+            party=ms.payee if ms is not None else deal.supplier,
+            actor=caller.address,
+            parties=_parties(deal, ms),
+            documents=_documents(ms),
+        )
+        holdable = ms is not None and ms.funded > 0 and not ms.status.final
+        return self._run(
+            request,
+            deal.timestamp,
+            lambda: self.client.release(caller, deal_id, milestone),
+            requested_by,
+            hold=(deal_id, milestone) if holdable else None,
+        )
+
+    def reclaim_after_long_stop(
+        self, buyer: LocalAccount, deal_id: int, *, requested_by: str | None = None
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.reclaim_after_long_stop` (the amount is every
+        milestone's funds that the reclaim would return)."""
+        deal = self.client.deal(deal_id)
+        open_ms = [
+            m
+            for m in deal.milestones
+            if not m.status.final and m.status is not MilestoneStatus.DISPUTED
+        ]
+        request = ActionRequest(
+            action="refund",
+            deal_id=deal_id,
+            milestone=None,
+            amount=sum(m.funded for m in open_ms),
+            token=deal.token,
+            party=deal.buyer,
+            actor=buyer.address,
+            parties=_parties(deal, None),
+            documents=[],
+        )
+        return self._run(
+            request,
+            deal.timestamp,
+            lambda: self.client.reclaim_after_long_stop(buyer, deal_id),
+            requested_by,
+        )
+
+    # -- maker-checker (no money moves) --------------------------------------------------------
+
+    def request_release(self, maker: LocalAccount, deal_id: int, milestone: int) -> TxResult:
+        """:meth:`EscrowClient.request_release`, unchanged."""
+        return self.client.request_release(maker, deal_id, milestone)
+
+    def approve_release(self, checker: LocalAccount, deal_id: int, milestone: int) -> TxResult:
+        """:meth:`EscrowClient.approve_release`, unchanged."""
+        return self.client.approve_release(checker, deal_id, milestone)
+
+    # -- compliance holds ----------------------------------------------------------------------
+
+    def place_hold(
+        self,
+        deal_id: int,
+        milestone: int,
+        *,
+        reason_hash: bytes,
+        by: str,
+        duration: int | None = None,
+        note: str | None = None,
+        decision_id: str | None = None,
+        alert_id: str | None = None,
+    ) -> HoldResult:
+        """Place a compliance hold (``duration`` seconds, default :attr:`hold_seconds`) and
+        append its ``hold`` decision record. ``by`` names the person or service responsible."""
+        officer = self._officer()
+        seconds = duration or self.hold_seconds
+        tx = self.client.place_hold(officer, deal_id, milestone, reason_hash, seconds)
+        until = int(tx.event("ComplianceHoldPlaced").args["until"])
+        return self._hold_record(
+            "placed", tx, deal_id, milestone, reason_hash, until, by, note, decision_id, alert_id
+        )
+
+    def renew_hold(
+        self,
+        deal_id: int,
+        milestone: int,
+        *,
+        reason_hash: bytes,
+        by: str,
+        duration: int | None = None,
+        note: str | None = None,
+    ) -> HoldResult:
+        """Extend an active hold to ``duration`` seconds from now; append its record."""
+        officer = self._officer()
+        seconds = duration or self.hold_seconds
+        tx = self.client.renew_hold(officer, deal_id, milestone, reason_hash, seconds)
+        until = int(tx.event("ComplianceHoldRenewed").args["until"])
+        return self._hold_record(
+            "renewed", tx, deal_id, milestone, reason_hash, until, by, note, None, None
+        )
+
+    def lift_hold(
+        self,
+        deal_id: int,
+        milestone: int,
+        *,
+        reason_hash: bytes,
+        by: str,
+        note: str | None = None,
+        alert_id: str | None = None,
+    ) -> HoldResult:
+        """Lift an active hold (``reason_hash``: the hash of the decision to lift it, for
+        example the leaf hash of the alert's resolution record); append its record."""
+        officer = self._officer()
+        tx = self.client.lift_hold(officer, deal_id, milestone, reason_hash)
+        return self._hold_record(
+            "lifted", tx, deal_id, milestone, reason_hash, None, by, note, None, alert_id
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _officer(self) -> LocalAccount:
+        if self.compliance is None:
+            raise RiskError("no compliance account is configured: holds cannot be placed")
+        return self.compliance
+
+    def _chain_time(self) -> int:
+        chain = self.client.chain
+        block = chain.run("eth_getBlockByNumber", lambda: chain.w3.eth.get_block("latest"))
+        return int(block["timestamp"])
+
+    def _run(
+        self,
+        request: ActionRequest,
+        at: int,
+        send: Callable[[], TxResult],
+        requested_by: str | None,
+        *,
+        created: bool = False,
+        hold: tuple[int, int] | None = None,
+    ) -> GuardedResult:
+        decision = self.gate.check(request, at=at, requested_by=requested_by)
+        if decision.outcome is Outcome.HOLD:
+            self._refuse(decision, hold)
+        try:
+            tx = send()
+        except EscrowError as exc:
+            self.gate.record_execution(decision, tx_hash=exc.tx_hash, error=exc.name)
+            raise
+        except ChainError as exc:
+            self.gate.record_execution(decision, tx_hash=None, error=str(exc)[:500])
+            raise
+        execution = self.gate.record_execution(
+            decision, tx_hash=tx.tx_hash, deal_id=tx.deal_id if created else None
+        )
+        return GuardedResult(tx, decision, execution)
+
+    def _refuse(self, decision: GateDecision, hold: tuple[int, int] | None) -> None:
+        hold_tx: str | None = None
+        problem = ""
+        if hold is not None and self.compliance is not None:
+            try:
+                placed = self.place_hold(
+                    *hold,
+                    reason_hash=decision.leaf_hash,
+                    by=self.gate.actor,
+                    note=f"risk decision {decision.record_id}",
+                    decision_id=decision.record_id,
+                    alert_id=decision.alert_id,
+                )
+                hold_tx = placed.tx.tx_hash
+            except EscrowError as exc:  # already on hold, or final meanwhile: still refused
+                logger.warning("risk: no compliance hold placed: %s", exc)
+                problem = f"; no on-chain hold placed ({exc.name})"
+        fired = decision.evaluation.fired_ids
+        raise RiskHoldError(
+            f"risk decision {decision.record_id}: hold ({', '.join(fired)}); alert "
+            f"{decision.alert_id}; nothing was sent"
+            + (f"; milestone put on compliance hold (tx {hold_tx})" if hold_tx else problem),
+            decision_id=decision.record_id,
+            alert_id=decision.alert_id,
+            hold_tx=hold_tx,
+            fired=fired,
+        )
+
+    def _hold_record(
+        self,
+        transition: str,
+        tx: TxResult,
+        deal_id: int,
+        milestone: int,
+        reason_hash: bytes,
+        until: int | None,
+        by: str,
+        note: str | None,
+        decision_id: str | None,
+        alert_id: str | None,
+    ) -> HoldResult:
+        payload: dict[str, Any] = {
+            "type": "hold",
+            "transition": transition,
+            "deal_id": str(deal_id),
+            "milestone": milestone,
+            "reason_hash": "0x" + bytes(reason_hash).hex(),
+            "until": until,
+            "tx_hash": tx.tx_hash,
+            "officer": self._officer().address,
+            "by": by,
+            "note": note,
+            "decision_id": decision_id,
+            "alert_id": alert_id,
+        }
+        record = _record(new_record_id(f"risk:hold:{transition}"), DECISION_ACTOR, payload)
+        log = self.gate.log
+        log.append([record])
+        return HoldResult(tx, record.record_id, until)
+
+
+def _milestone(deal: Deal, index: int) -> Milestone | None:
+    return deal.milestones[index] if 0 <= index < len(deal.milestones) else None
+
+
+def _parties(deal: Deal, ms: Milestone | None) -> Mapping[str, str | None]:
+    financier = deal.financier
+    if ms is not None and ms.financed:
+        financier = ms.payee
+    return {
+        "buyer": deal.buyer,
+        "supplier": deal.supplier,
+        "financier": financier,
+        "arbiter": deal.arbiter,
+    }
+
+
+def _documents(ms: Milestone | None) -> list[str]:
+    if ms is None:
+        return []
+    found = []
+    if ms.document_hash:
+        found.append("0x" + bytes(ms.document_hash).hex())
+    if any(ms.shipping_document):
+        found.append("0x" + bytes(ms.shipping_document).hex())
+    return found

@@ -1,0 +1,50 @@
+"""The keys of the escrow's operating roles (pauser, compliance officer), from settings.
+
+A key is looked up, in order, in a ``<role>_key`` field of the settings (when the deployment's
+:class:`~chainaudit.settings.Settings` has one), then in the environment variable
+``CHAINAUDIT_<ROLE>_KEY`` (read when the key is needed, never at import). In development,
+with neither set, the devnet's first well-known account is used: it deploys the devnet vault
+and holds every operating role. Production refuses to run without a key and refuses the
+public devnet keys.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
+
+from chainaudit.chain import load_account
+from chainaudit.devnet import derive_accounts
+from chainaudit.devnet import load_settings as load_devnet_settings
+from chainaudit.errors import ConfigError
+from chainaudit.settings import DEVNET_MNEMONIC, Settings
+
+__all__ = ["ROLES", "operator_account"]
+
+ROLES: Final = ("pauser", "compliance")
+
+
+def operator_account(settings: Settings, role: str) -> LocalAccount:
+    """The account acting as ``role`` (``"pauser"`` or ``"compliance"``)."""
+    if role not in ROLES:
+        raise ConfigError(f"no operating role {role!r}; one of {', '.join(ROLES)}")
+    configured = getattr(settings, f"{role}_key", None)
+    if isinstance(configured, SecretStr):
+        configured = configured.get_secret_value()
+    key = configured or os.environ.get(f"CHAINAUDIT_{role.upper()}_KEY")
+    if key:
+        if settings.environment == "production" and _is_devnet_key(str(key)):
+            raise ConfigError(f"in production the {role} key must not be a public devnet key")
+        return load_account(private_key=str(key))
+    if settings.environment == "development":
+        devnet = load_devnet_settings()
+        return load_account(private_key=derive_accounts(devnet.mnemonic, 1)[0].private_key)
+    raise ConfigError(f"no {role} key: set CHAINAUDIT_{role.upper()}_KEY")
+
+
+def _is_devnet_key(private_key: str) -> bool:
+    known = {a.private_key.lower().removeprefix("0x") for a in derive_accounts(DEVNET_MNEMONIC, 10)}
+    return private_key.lower().removeprefix("0x") in known
