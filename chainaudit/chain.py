@@ -321,3 +321,12 @@ def read_deployment(directory: Path, chain_id: int) -> dict[str, str]:
         ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the deployment file {path} is malformed: {exc}") from exc
+
+
+def deployment_block(directory: Path, chain_id: int, name: str) -> int:
+    """The block ``name`` was deployed in, from the deployments file (0 when unknown)."""
+    try:
+        document = json.loads(deployment_path(directory, chain_id).read_text(encoding="utf-8"))
+        return int(document["contracts"][name]["block_number"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

@@ -13,11 +13,28 @@ from eth_account.signers.local import LocalAccount
 
 from chainaudit.chain import Chain, Deployed, deploy, read_deployment, write_deployment
 from chainaudit.errors import ConfigError
+from chainaudit.escrow_deploy import deploy_escrow
 from chainaudit.settings import Settings
 from chainaudit.toolchain import compile_contracts
 
 ADMIN_DELAY_SECONDS = 2 * 24 * 3600
 """Default-admin transfers wait two days (OpenZeppelin AccessControlDefaultAdminRules)."""
+
+
+DEVNET_PARTIES: dict[str, int] = {
+    "operator": 0,
+    "buyer": 1,
+    "supplier": 2,
+    "financier": 3,
+    "inspector": 4,
+    "arbiter": 5,
+    "compliance": 6,
+    "approver1": 7,
+    "approver2": 8,
+    "auditor": 9,
+}
+"""Which well-known devnet account (index into the ``anvil.env`` mnemonic) plays which part in
+the demo and the development service: account 0 deploys, anchors and administers."""
 
 
 def deploy_contracts(
@@ -26,9 +43,13 @@ def deploy_contracts(
     *,
     anchorer: str | None = None,
     directory: Path | None = None,
+    escrow: bool = False,
+    compliance_officers: tuple[str, ...] = (),
 ) -> dict[str, Deployed]:
     """Deploy ``AuditAnchor`` with ``deployer`` as admin and ``anchorer`` (default: the
-    deployer) holding ANCHORER_ROLE; write ``<directory>/<chain_id>.json`` when given."""
+    deployer) holding ANCHORER_ROLE; with ``escrow``, also the ``SupplyChainEscrow`` vault
+    bound to it and its devnet stablecoin (``compliance_officers`` get COMPLIANCE_ROLE).
+    Writes ``<directory>/<chain_id>.json`` when given."""
     artifacts = compile_contracts()
     anchor = deploy(
         chain,
@@ -39,6 +60,10 @@ def deploy_contracts(
         anchorer or deployer.address,
     )
     deployed = {"AuditAnchor": anchor}
+    if escrow:
+        deployed.update(
+            deploy_escrow(chain, deployer, anchor.address, compliance_officers=compliance_officers)
+        )
     if directory is not None:
         write_deployment(directory, chain.chain_id(), deployer.address, deployed)
     return deployed
@@ -48,6 +73,8 @@ def contract_address(settings: Settings, chain: Chain, name: str = "AuditAnchor"
     """The configured address of ``name``, else the one in the deployments file."""
     if name == "AuditAnchor" and settings.anchor_contract:
         return settings.anchor_contract
+    if name == "SupplyChainEscrow" and settings.escrow_contract:
+        return settings.escrow_contract
     addresses = read_deployment(settings.deployments_dir, chain.chain_id())
     if name not in addresses:
         raise ConfigError(f"{name} is not in the deployment for chain {chain.chain_id()}")

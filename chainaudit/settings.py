@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     anchor_contract: str | None = Field(
         default=None, description="AuditAnchor address (default: deployments/<chain_id>.json)"
     )
+    escrow_contract: str | None = Field(
+        default=None, description="SupplyChainEscrow address (default: the deployments file)"
+    )
+    compliance_key: SecretStr | None = Field(
+        default=None, description="key holding COMPLIANCE_ROLE, for holds placed via the API"
+    )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = None

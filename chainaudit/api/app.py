@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
-from chainaudit.api.routes import bundles, health, keys, proofs, records, web
+from chainaudit.api.routes import bundles, deals, health, keys, proofs, records, web
 from chainaudit.api.services import Metrics, Services
 from chainaudit.settings import Settings
 
@@ -130,6 +130,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         records.router,
         proofs.router,
         bundles.router,
+        deals.router,
         keys.router,
         health.router,
         web.router,

@@ -9,11 +9,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.writer import GroupWriter
-from chainaudit.chain import Chain
+from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.context import anchorer_from, chain_from
+from chainaudit.deploy import DEVNET_PARTIES, contract_address
+from chainaudit.devnet import derive_accounts
+from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ChainauditError, ChainUnavailableError
+from chainaudit.escrow import EscrowClient
+from chainaudit.indexer import Indexer
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
@@ -66,13 +73,82 @@ class Services:
         self._chain_id: int | None = None
         self.started = time.time()
         self._auth_cache: dict[str, tuple[ApiKey, float]] = {}
+        self.escrow: EscrowClient | None = None
+        self.devnet_token: str | None = None
+        self.indexer: Indexer | None = None
+        self._indexer_thread: threading.Thread | None = None
+        self._devnet_keys: dict[str, str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         self.writer.start()
+        self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
+            self._start_indexer()
+
+    def _connect_escrow(self) -> None:
+        """Find the escrow vault (settings or deployments file); absent on chains without one."""
+        try:
+            address = contract_address(self.settings, self.chain, "SupplyChainEscrow")
+            self.escrow = EscrowClient(self.chain, address)
+            self.devnet_token = self._devnet_token()
+        except (ChainauditError, OSError) as exc:
+            logger.warning("escrow not available: %s", exc)
+            self.escrow = None
+
+    def _devnet_token(self) -> str | None:
+        try:
+            return contract_address(self.settings, self.chain, "MockStablecoin")
+        except ChainauditError:
+            return None
+
+    def _start_indexer(self) -> None:
+        if self.escrow is None:
+            return
+        start = deployment_block(
+            self.settings.deployments_dir, self.chain_id(), "SupplyChainEscrow"
+        )
+        self.indexer = Indexer(
+            Log(self.log_path, kinds=self.kinds),
+            self.chain,
+            self.escrow.address,
+            confirmations=self.settings.confirmations,
+            start_block=start,
+            poll_interval=0.5,
+        )
+        self._indexer_thread = threading.Thread(
+            target=self.indexer.run, args=(self._stop,), name="chainaudit-indexer", daemon=True
+        )
+        self._indexer_thread.start()
+
+    def devnet_signer(self, address: str) -> LocalAccount | None:
+        """The well-known devnet key of ``address`` (development only), else ``None``."""
+        if self.settings.environment != "development":
+            return None
+        if self._devnet_keys is None:
+            mnemonic = load_devnet_settings().mnemonic
+            self._devnet_keys = {
+                a.address.lower(): a.private_key for a in derive_accounts(mnemonic, 10)
+            }
+        key = self._devnet_keys.get(address.lower())
+        return load_account(private_key=key) if key else None
+
+    @property
+    def compliance_account(self) -> LocalAccount | None:
+        """The compliance officer's key: configured, or the devnet's in development."""
+        if self.settings.compliance_key is not None:
+            return load_account(private_key=self.settings.compliance_key.get_secret_value())
+        if self.settings.environment == "development":
+            mnemonic = load_devnet_settings().mnemonic
+            officer = derive_accounts(mnemonic, 10)[DEVNET_PARTIES["compliance"]]
+            return load_account(private_key=officer.private_key)
+        return None
+
+    def guard(self, client: EscrowClient) -> EscrowClient:
+        """The escrow actions that move or commit money, as the deal endpoints send them."""
+        return client
 
     def _start_anchorer(self) -> None:
         try:
@@ -92,6 +168,8 @@ class Services:
         self._stop.set()
         if self._anchor_thread is not None:
             self._anchor_thread.join(timeout=30)
+        if self._indexer_thread is not None:
+            self._indexer_thread.join(timeout=30)
         self.writer.stop()
 
     # -- per-thread readers -----------------------------------------------------------------

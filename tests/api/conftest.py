@@ -33,12 +33,17 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def make_settings(tmp: Path, anvil: Devnet, **extra: object) -> Settings:
+def make_settings(tmp: Path, anvil: Devnet, *, escrow: bool = False, **extra: object) -> Settings:
+    """Settings over a fresh deployment (with the escrow vault when ``escrow``; the anvil must
+    then accept its code size, see ``tests.escrow_world.escrow_devnet``)."""
     account = Account.from_key(anvil.accounts[0].private_key)
-    deployed = deploy_contracts(Chain(anvil.rpc_url), account)
+    deployed = deploy_contracts(
+        Chain(anvil.rpc_url), account, escrow=escrow, directory=tmp / "deployments"
+    )
     return Settings(
         data_dir=tmp / "data",
         rpc_url=anvil.rpc_url,
+        deployments_dir=tmp / "deployments",
         anchor_contract=deployed["AuditAnchor"].address,
         anchorer_key=anvil.accounts[0].private_key,
         max_batch_seconds=3600,

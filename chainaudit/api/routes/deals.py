@@ -1,0 +1,622 @@
+"""``/v1/deals``: escrow deals, every party action, and each deal's audited timeline.
+
+On-chain actions are signed by the acting partner's key: in development the service holds the
+devnet's well-known keys (``anvil.env``); otherwise the partner signs the transaction itself
+and ``POST /v1/transactions`` relays it. A partner sees only deals where its address is a
+party and acts only in its role there; operators and admins have no path to deal funds (they
+act only as the compliance officer, placing and lifting holds). Every action is appended to
+the audit log with the acting key's id and the deal id, so it appears in the deal's trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
+from typing import Annotated, Any
+
+import rlp
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi import APIRouter, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from hexbytes import HexBytes
+from pydantic import BaseModel, ConfigDict, Field
+from web3 import Web3
+
+from chainaudit.actions import now_rfc3339
+from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
+from chainaudit.api.problems import Problem
+from chainaudit.api.services import Services
+from chainaudit.chain import SignedTx, broadcast, wait_for_receipt
+from chainaudit.errors import EscrowError
+from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
+from chainaudit.keys import ApiKey
+from chainaudit.records import prepare
+
+router = APIRouter(prefix="/v1", tags=["deals"])
+
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+HASH = r"^0x[0-9a-fA-F]{64}$"
+UINT96 = 2**96 - 1
+
+
+class Action(StrEnum):
+    """Milestone actions, each allowed to one party of the deal (see :data:`WHO`)."""
+
+    fund = "fund"
+    ship = "ship"
+    attest = "attest"
+    accept = "accept"
+    request_release = "request-release"
+    approve_release = "approve-release"
+    release = "release"
+    dispute = "dispute"
+    resolve = "resolve"
+    dispute_timeout = "dispute-timeout"
+    offer_financing = "offer-financing"
+    cancel_financing = "cancel-financing"
+    accept_financing = "accept-financing"
+
+
+# Which party of the deal may take each action (the contract checks it again).
+WHO: dict[Action, tuple[str, ...]] = {
+    Action.fund: ("buyer",),
+    Action.ship: ("supplier",),
+    Action.attest: ("inspector",),
+    Action.accept: ("buyer",),
+    Action.request_release: ("buyer", "approver"),
+    Action.approve_release: ("approver",),
+    Action.release: ("buyer", "supplier", "financier", "approver", "arbiter"),
+    Action.dispute: ("buyer", "supplier"),
+    Action.resolve: ("arbiter",),
+    Action.dispute_timeout: ("buyer", "supplier", "financier", "arbiter"),
+    Action.offer_financing: ("supplier",),
+    Action.cancel_financing: ("supplier",),
+    Action.accept_financing: ("financier",),
+}
+
+
+class MilestoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int = Field(gt=0, le=UINT96, description="token minor units")
+    due_date: int = Field(gt=0, lt=2**40, description="Unix seconds")
+    document_hash: str = Field(pattern=HASH, description="purchase order or contract clause")
+    proof_leaf: str | None = Field(default=None, pattern=HASH, description="proof-gate leaf")
+
+
+class DealCreate(BaseModel):
+    """A new deal; the calling partner is the buyer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supplier: str = Field(pattern=ADDRESS)
+    arbiter: str = Field(pattern=ADDRESS)
+    token: str | None = Field(default=None, pattern=ADDRESS, description="default: devnet coin")
+    inspectors: list[str] = Field(min_length=1, max_length=6)
+    inspector_threshold: int = Field(ge=1, le=6)
+    inspection_window: int = Field(gt=0, le=365 * 86400)
+    dispute_timeout: int = Field(gt=0, le=365 * 86400)
+    default_payee_bps: int = Field(ge=0, le=10_000)
+    long_stop: int = Field(gt=0, lt=2**40)
+    financier: str | None = Field(default=None, pattern=ADDRESS)
+    approval_threshold: int = Field(default=0, ge=0, le=UINT96)
+    approvals_required: int = Field(default=0, ge=0, le=16)
+    approvers: list[str] = Field(default_factory=list, max_length=16)
+    milestones: list[MilestoneIn] = Field(min_length=1, max_length=16)
+
+
+class ActionIn(BaseModel):
+    """Arguments of a milestone action; each action reads the fields it needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int | None = Field(default=None, gt=0, le=UINT96)
+    document_hash: str | None = Field(default=None, pattern=HASH)
+    reason_hash: str | None = Field(default=None, pattern=HASH)
+    payee_bps: int | None = Field(default=None, ge=0, le=10_000)
+    financier: str | None = Field(default=None, pattern=ADDRESS)
+    advance: int | None = Field(default=None, gt=0, le=UINT96)
+    invoice_hash: str | None = Field(default=None, pattern=HASH)
+    expires_at: int | None = Field(default=None, gt=0, lt=2**40)
+
+
+class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_hash: str = Field(pattern=HASH)
+    duration: int | None = Field(default=None, gt=0, le=365 * 86400, description="seconds")
+
+
+class RawTx(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    raw_transaction: str = Field(pattern=r"^0x([0-9a-fA-F]{2})+$", max_length=262_146)
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(pattern=ADDRESS)
+
+
+DealId = Annotated[int, Path(ge=1, le=2**63, description="deal id (from 1)")]
+MilestoneIndex = Annotated[int, Path(ge=0, le=15, description="milestone index (from 0)")]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _escrow(svc: Services) -> EscrowClient:
+    if svc.escrow is None:
+        raise Problem(
+            503,
+            "escrow-unavailable",
+            "no escrow vault is deployed or configured on this chain",
+            headers={"Retry-After": "30"},
+        )
+    return svc.escrow
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | HexBytes):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Enum):
+        return value.name.lower()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def deal_json(deal: Deal) -> dict[str, Any]:
+    data: dict[str, Any] = _jsonable(deal)
+    return data
+
+
+def _roles_of(deal: Deal, address: str | None) -> set[str]:
+    if address is None:
+        return set()
+    a = address.lower()
+    roles = set()
+    for role, party in (
+        ("buyer", deal.buyer),
+        ("supplier", deal.supplier),
+        ("arbiter", deal.arbiter),
+        ("financier", deal.financier),
+    ):
+        if party and party.lower() == a:
+            roles.add(role)
+    if any(i.lower() == a for i in deal.inspectors):
+        roles.add("inspector")
+    if any(i.lower() == a for i in deal.approvers):
+        roles.add("approver")
+    if any(m.payee.lower() == a for m in deal.milestones):
+        roles.add("financier" if any(m.financed for m in deal.milestones) else "payee")
+    return roles
+
+
+def _read_deal(svc: Services, key: ApiKey, deal_id: int) -> Deal:
+    client = _escrow(svc)
+    if not 1 <= deal_id <= client.deal_count():
+        raise Problem(404, "not-found", f"no deal {deal_id}")
+    deal = client.deal(deal_id)
+    if key.role == "partner" and not _roles_of(deal, key.address):
+        raise Problem(404, "not-found", f"no deal {deal_id}")  # no existence leak
+    return deal
+
+
+def _signer(svc: Services, key: ApiKey) -> LocalAccount:
+    if key.role != "partner" or key.address is None:
+        raise Problem(
+            403, "forbidden", "only partner keys act on deals; operators have no path to funds"
+        )
+    signer = svc.devnet_signer(key.address)
+    if signer is None:
+        raise Problem(
+            409,
+            "signature-required",
+            f"this service holds no key for {key.address}: sign the transaction yourself and "
+            "send it to POST /v1/transactions",
+        )
+    return signer
+
+
+def _record(
+    svc: Services, key: ApiKey, action: str, deal_id: int | None, result: TxResult, **details: Any
+) -> None:
+    payload = {
+        "action": action,
+        "key_id": key.key_id,
+        "tx_hash": result.tx_hash,
+        "block_number": result.block_number,
+        **({"deal_id": deal_id} if deal_id is not None else {}),
+        **details,
+    }
+    record = prepare(
+        {
+            "id": f"action-{action.replace('.', '-')}-{result.tx_hash[2:26]}",
+            "kind": "transaction",
+            "timestamp": now_rfc3339(),
+            "actor": actor_of(key),
+            "payload": payload,
+        }
+    )
+    svc.writer.submit([record]).result(timeout=60)
+
+
+def _response(result: TxResult, deal: Deal | None) -> dict[str, Any]:
+    return {
+        "tx_hash": result.tx_hash,
+        "block_number": result.block_number,
+        "gas_used": result.gas_used,
+        "events": [e.name for e in result.events],
+        "deal": deal_json(deal) if deal is not None else None,
+    }
+
+
+async def _run(call: Callable[[], Any]) -> Any:
+    try:
+        return await run_in_threadpool(call)
+    except EscrowError as exc:
+        raise Problem(
+            409,
+            "escrow-refused",
+            str(exc),
+            error=exc.name,
+            arguments=_jsonable(getattr(exc, "arguments", {})),
+        ) from exc
+
+
+def _b32(value: str | None, field: str) -> bytes:
+    if value is None:
+        raise Problem(
+            422,
+            "validation",
+            f"{field} is required for this action",
+            errors=[{"field": f"body.{field}", "message": "required"}],
+        )
+    return bytes.fromhex(value[2:])
+
+
+def _need(value: int | str | None, field: str) -> Any:
+    if value is None:
+        raise Problem(
+            422,
+            "validation",
+            f"{field} is required for this action",
+            errors=[{"field": f"body.{field}", "message": "required"}],
+        )
+    return value
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+@router.get("/deals")
+async def list_deals(
+    key: Reader,
+    svc: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    """Deals, newest first (a partner sees only its own)."""
+    client = _escrow(svc)
+
+    def read() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for deal_id in range(client.deal_count(), 0, -1):
+            deal = client.deal(deal_id)
+            if key.role == "partner" and not _roles_of(deal, key.address):
+                continue
+            found.append(deal_json(deal))
+            if len(found) >= limit:
+                break
+        return found
+
+    result: list[dict[str, Any]] = await _run(read)
+    return result
+
+
+@router.post("/deals", status_code=201)
+async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[str, Any]:
+    """Open a deal with the calling partner as buyer."""
+    client = _escrow(svc)
+    buyer = _signer(svc, key)
+    token = body.token or svc.devnet_token
+    if token is None:
+        raise Problem(
+            422,
+            "validation",
+            "token is required",
+            errors=[{"field": "body.token", "message": "required"}],
+        )
+    params = DealParams(
+        supplier=body.supplier,
+        arbiter=body.arbiter,
+        token=token,
+        inspectors=body.inspectors,
+        inspector_threshold=body.inspector_threshold,
+        inspection_window=body.inspection_window,
+        dispute_timeout=body.dispute_timeout,
+        default_payee_bps=body.default_payee_bps,
+        long_stop=body.long_stop,
+        financier=body.financier,
+        approval_threshold=body.approval_threshold,
+        approvals_required=body.approvals_required,
+        approvers=body.approvers,
+    )
+    milestones = [
+        MilestoneParams(
+            amount=m.amount,
+            due_date=m.due_date,
+            document_hash=bytes.fromhex(m.document_hash[2:]),
+            proof_leaf=bytes.fromhex(m.proof_leaf[2:]) if m.proof_leaf else b"\x00" * 32,
+        )
+        for m in body.milestones
+    ]
+    result: TxResult = await _run(lambda: svc.guard(client).create_deal(buyer, params, milestones))
+    deal = await _run(lambda: client.deal(result.deal_id))
+    await run_in_threadpool(_record, svc, key, "deal.create", result.deal_id, result)
+    return _response(result, deal)
+
+
+@router.get("/deals/{deal_id}")
+async def get_deal(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any]:
+    """A deal's full state: parties, terms and every milestone."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    return deal_json(deal)
+
+
+@router.post("/deals/{deal_id}/milestones/{milestone}/{action}")
+async def milestone_action(
+    deal_id: DealId,
+    milestone: MilestoneIndex,
+    action: Action,
+    key: Writer,
+    svc: ServicesDep,
+    body: ActionIn | None = None,
+) -> dict[str, Any]:
+    """Take ``action`` on a milestone as the calling partner, in its role in the deal."""
+    args = body or ActionIn()
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    if not 0 <= milestone < len(deal.milestones):
+        raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
+    signer = _signer(svc, key)
+    roles = _roles_of(deal, key.address)
+    allowed = WHO[action]
+    if not roles & set(allowed):
+        raise Problem(
+            403,
+            "forbidden",
+            f"{action.value} is for the deal's {' or '.join(allowed)}; you are "
+            f"{', '.join(sorted(roles)) or 'not a party'}",
+        )
+    client = _escrow(svc)
+    guarded = svc.guard(client)
+    calls: dict[Action, Callable[[], TxResult]] = {
+        Action.fund: lambda: _fund(client, guarded, signer, deal, milestone, args),
+        Action.ship: lambda: client.mark_shipped(
+            signer, deal_id, milestone, _b32(args.document_hash, "document_hash")
+        ),
+        Action.attest: lambda: client.attest(
+            signer, deal_id, milestone, _b32(args.document_hash, "document_hash")
+        ),
+        Action.accept: lambda: client.accept(signer, deal_id, milestone),
+        Action.request_release: lambda: guarded.request_release(signer, deal_id, milestone),
+        Action.approve_release: lambda: guarded.approve_release(signer, deal_id, milestone),
+        Action.release: lambda: guarded.release(signer, deal_id, milestone),
+        Action.dispute: lambda: client.open_dispute(
+            signer, deal_id, milestone, _b32(args.reason_hash, "reason_hash")
+        ),
+        Action.resolve: lambda: client.resolve_dispute(
+            signer,
+            deal_id,
+            milestone,
+            _need(args.payee_bps, "payee_bps"),
+            _b32(args.reason_hash, "reason_hash"),
+        ),
+        Action.dispute_timeout: lambda: client.apply_dispute_timeout(signer, deal_id, milestone),
+        Action.offer_financing: lambda: client.offer_financing(
+            signer,
+            deal_id,
+            milestone,
+            financier=_need(args.financier, "financier"),
+            advance=_need(args.advance, "advance"),
+            invoice_hash=_b32(args.invoice_hash, "invoice_hash"),
+            expires_at=_need(args.expires_at, "expires_at"),
+        ),
+        Action.cancel_financing: lambda: client.cancel_financing_offer(signer, deal_id, milestone),
+        Action.accept_financing: lambda: guarded.accept_financing(
+            signer,
+            deal_id,
+            milestone,
+            advance=_need(args.advance, "advance"),
+            invoice_hash=_b32(args.invoice_hash, "invoice_hash"),
+        ),
+    }
+    result: TxResult = await _run(calls[action])
+    after = await _run(lambda: client.deal(deal_id))
+    await run_in_threadpool(
+        _record, svc, key, f"deal.{action.value}", deal_id, result, milestone=milestone
+    )
+    return _response(result, after)
+
+
+def _fund(
+    client: EscrowClient,
+    guarded: Any,
+    signer: LocalAccount,
+    deal: Deal,
+    milestone: int,
+    args: ActionIn,
+) -> TxResult:
+    amount = args.amount or deal.milestones[milestone].amount - deal.milestones[milestone].funded
+    token = client.token(deal.token)
+    allowance = int(token.functions.allowance(signer.address, client.address).call())
+    if allowance < amount:
+        client.approve_token(signer, deal.token)
+    result: TxResult = guarded.fund(signer, deal.deal_id, milestone, amount)
+    return result
+
+
+@router.post("/deals/{deal_id}/reclaim")
+async def reclaim(deal_id: DealId, key: Writer, svc: ServicesDep) -> dict[str, Any]:
+    """After the long-stop date the buyer reclaims unreleased, undisputed funds."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    signer = _signer(svc, key)
+    if "buyer" not in _roles_of(deal, key.address):
+        raise Problem(403, "forbidden", "only the deal's buyer reclaims after the long stop")
+    client = _escrow(svc)
+    result: TxResult = await _run(
+        lambda: svc.guard(client).reclaim_after_long_stop(signer, deal_id)
+    )
+    after = await _run(lambda: client.deal(deal_id))
+    await run_in_threadpool(_record, svc, key, "deal.reclaim", deal_id, result)
+    return _response(result, after)
+
+
+@router.post("/deals/{deal_id}/milestones/{milestone}/hold/{verb}")
+async def compliance_hold(
+    deal_id: DealId,
+    milestone: MilestoneIndex,
+    verb: Annotated[str, Path(pattern=r"^(place|renew|lift)$")],
+    body: HoldIn,
+    key: Operator,
+    svc: ServicesDep,
+) -> dict[str, Any]:
+    """Place, renew or lift a compliance hold (signed by the service's compliance officer)."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    if not 0 <= milestone < len(deal.milestones):
+        raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
+    client = _escrow(svc)
+    officer = svc.compliance_account
+    if officer is None:
+        raise Problem(
+            503,
+            "not-configured",
+            "no compliance officer key is configured",
+            headers={"Retry-After": "60"},
+        )
+    reason = bytes.fromhex(body.reason_hash[2:])
+    duration = body.duration or 7 * 86400
+    calls: dict[str, Callable[[], TxResult]] = {
+        "place": lambda: client.place_hold(officer, deal_id, milestone, reason, duration),
+        "renew": lambda: client.renew_hold(officer, deal_id, milestone, reason, duration),
+        "lift": lambda: client.lift_hold(officer, deal_id, milestone, reason),
+    }
+    result: TxResult = await _run(calls[verb])
+    after = await _run(lambda: client.deal(deal_id))
+    await run_in_threadpool(
+        _record,
+        svc,
+        key,
+        f"hold.{verb}",
+        deal_id,
+        result,
+        milestone=milestone,
+        reason_hash=body.reason_hash,
+    )
+    return _response(result, after)
+
+
+@router.post("/withdrawals")
+async def withdraw(body: WithdrawIn, key: Writer, svc: ServicesDep) -> dict[str, Any]:
+    """Withdraw the calling partner's credited balance of ``token``."""
+    client = _escrow(svc)
+    signer = _signer(svc, key)
+    result: TxResult = await _run(lambda: client.withdraw(signer, body.token))
+    await run_in_threadpool(_record, svc, key, "withdraw", None, result, token=body.token)
+    return _response(result, None)
+
+
+@router.post("/transactions")
+async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
+    """Relay a transaction the partner signed itself (to the escrow vault, from its address)."""
+    client = _escrow(svc)
+    if key.role != "partner" or key.address is None:
+        raise Problem(403, "forbidden", "only partners relay their own signed transactions")
+    raw = bytes.fromhex(body.raw_transaction[2:])
+    try:
+        sender = Account.recover_transaction(raw)
+        decoded = _decode_tx(raw)
+    except (ValueError, TypeError, KeyError, IndexError, rlp.exceptions.RLPException) as exc:
+        raise Problem(422, "invalid-transaction", f"not a signed transaction: {exc}") from exc
+    if sender.lower() != key.address.lower():
+        raise Problem(
+            403, "forbidden", f"the transaction is signed by {sender}, not by {key.address}"
+        )
+    if decoded.lower() != client.address.lower():
+        raise Problem(403, "forbidden", "only transactions to the escrow vault are relayed")
+    tx = SignedTx(bytes(Web3.keccak(raw)), raw, -1)
+
+    def send() -> TxResult:
+        broadcast(svc.chain, tx)
+        wait_for_receipt(svc.chain, tx.tx_hash)
+        return client.result(tx.tx_hash)
+
+    result: TxResult = await _run(send)
+    deal_id = next((int(e.args["dealId"]) for e in result.events if "dealId" in e.args), None)
+    await run_in_threadpool(_record, svc, key, "relay", deal_id, result)
+    return _response(result, None)
+
+
+# Position of ``to`` in each transaction type's RLP list (EIP-2718 envelopes; legacy = None).
+_TO_FIELD = {None: 3, 1: 4, 2: 5, 3: 5, 4: 5}
+
+
+def _decode_tx(raw: bytes) -> str:
+    """The ``to`` address of a signed transaction (legacy or EIP-2718 typed)."""
+    kind = raw[0] if raw and raw[0] <= 0x7F else None
+    if kind not in _TO_FIELD:
+        raise ValueError(f"unknown transaction type {kind}")
+    fields = rlp.decode(raw[1:] if kind is not None else raw)
+    to = fields[_TO_FIELD[kind]]
+    if not to:
+        raise ValueError("the transaction creates a contract")
+    return Web3.to_checksum_address(bytes(to))
+
+
+@router.get("/deals/{deal_id}/trace")
+async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any]:
+    """The deal's whole timeline: indexed on-chain events and off-chain records (decisions,
+    actions) in log order, each with its leaf index, proof status and anchor transaction."""
+    await _run(lambda: _read_deal(svc, key, deal_id))
+    log = svc.reader()
+    entries = log.deal_entries(str(deal_id))
+    anchors = sorted(
+        (a for a in svc.anchor_book().all() if a.status in ("confirmed", "final")),
+        key=lambda a: a.tree_size,
+    )
+    final_size = max((a.tree_size for a in anchors if a.status == "final"), default=0)
+    out = []
+    for entry in entries:
+        document = json.loads(entry.body) if entry.body is not None else {}
+        payload = document.get("payload", {})
+        covering = next((a for a in anchors if a.tree_size > entry.index), None)
+        status = "final" if entry.index < final_size else "anchored" if covering else "pending"
+        out.append(
+            {
+                "record_id": entry.record_id,
+                "leaf_index": entry.index,
+                "leaf_hash": entry.leaf_hash.hex(),
+                "kind": entry.kind,
+                "actor": entry.actor,
+                "timestamp": datetime.fromtimestamp(entry.timestamp_ms / 1000, UTC)
+                .isoformat(timespec="seconds")
+                .replace("+00:00", "Z"),
+                "event": payload.get("event") or payload.get("action") or payload.get("outcome"),
+                "tx_hash": payload.get("tx_hash"),
+                "proof_status": status,
+                "anchor_tx": "0x" + covering.tx_hash.hex()
+                if covering and covering.tx_hash
+                else None,
+                "checkpoint_seq": covering.seq if covering else None,
+                "payload": payload,
+            }
+        )
+    return {"deal_id": deal_id, "entries": out}

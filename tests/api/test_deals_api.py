@@ -1,0 +1,245 @@
+"""Deals over HTTP on a real Anvil: creation, every party acting in its role (signed with the
+devnet keys the development service holds), refusals, holds, and the audited timeline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from chainaudit.api.server import ServerThread
+from chainaudit.chain import Chain, sign_call
+from chainaudit.deploy import DEVNET_PARTIES, deploy_contracts
+from chainaudit.devnet import Devnet, derive_accounts, free_port
+from chainaudit.escrow import EscrowClient
+from chainaudit.escrow_deploy import mint
+from chainaudit.keys import KeyStore
+from chainaudit.settings import Settings
+from chainaudit.store import DB_NAME
+from tests.escrow_world import escrow_devnet, now
+
+DAY = 86400
+AMOUNT = 250_000 * 10**6
+
+
+@dataclass
+class DealsApi:
+    url: str
+    addresses: dict[str, str]
+    tokens: dict[str, str]
+    devnet: Devnet
+    escrow: str
+
+    def client(self, who: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": self.tokens[who]}, timeout=60)
+
+
+@pytest.fixture
+def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
+    with escrow_devnet(anvil) as devnet:
+        accounts = derive_accounts(devnet.settings.mnemonic, 10)
+        operator = Account.from_key(accounts[0].private_key)
+        chain = Chain(devnet.rpc_url)
+        officer = accounts[DEVNET_PARTIES["compliance"]].address
+        deployed = deploy_contracts(
+            chain,
+            operator,
+            directory=tmp_path / "deployments",
+            escrow=True,
+            compliance_officers=(officer,),
+        )
+        client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
+        inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)
+        if client.inspector_id(inspector.address) == 0:
+            client.register_inspector(inspector)
+        addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
+        mint(chain, operator, deployed["MockStablecoin"].address, addresses["buyer"], 10 * AMOUNT)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            rpc_url=devnet.rpc_url,
+            deployments_dir=tmp_path / "deployments",
+            max_batch_seconds=3600,
+            max_batch_records=1_000_000,
+            rate_limit_per_second=1000,
+            rate_limit_burst=1000,
+        )
+        settings.data_dir.mkdir(parents=True)
+        store = KeyStore(settings.data_dir / DB_NAME)
+        tokens = {
+            name: store.create("partner", name=name, address=addresses[name])[1]
+            for name in (
+                "buyer",
+                "supplier",
+                "financier",
+                "inspector",
+                "arbiter",
+                "approver1",
+                "approver2",
+                "auditor",
+            )
+        }
+        tokens["stranger"] = tokens.pop("auditor")
+        tokens["auditor"] = store.create("auditor", name="auditor")[1]
+        tokens["operator"] = store.create("operator", name="operator")[1]
+        store.close()
+        with ServerThread(settings, free_port()) as server:
+            yield DealsApi(server.url, addresses, tokens, devnet, client.address)
+
+
+def _h(text: str) -> str:
+    return Web3.to_hex(Web3.keccak(text=text))
+
+
+def _create(api: DealsApi, **extra: Any) -> dict[str, Any]:
+    start = now(Web3(Web3.HTTPProvider(api.devnet.rpc_url)))
+    a = api.addresses
+    body = {
+        "supplier": a["supplier"],
+        "arbiter": a["arbiter"],
+        "inspectors": [a["inspector"]],
+        "inspector_threshold": 1,
+        "inspection_window": 7 * DAY,
+        "dispute_timeout": 14 * DAY,
+        "default_payee_bps": 5000,
+        "long_stop": start + 200 * DAY,
+        "milestones": [
+            {"amount": AMOUNT, "due_date": start + 30 * DAY, "document_hash": _h("PO-1/1")},
+            {"amount": AMOUNT, "due_date": start + 60 * DAY, "document_hash": _h("PO-1/2")},
+        ],
+        **extra,
+    }
+    with api.client("buyer") as buyer:
+        response = buyer.post("/v1/deals", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def _act(api: DealsApi, who: str, deal: int, m: int, action: str, **body: Any) -> httpx.Response:
+    with api.client(who) as client:
+        return client.post(f"/v1/deals/{deal}/milestones/{m}/{action}", json=body or None)
+
+
+def test_a_deal_through_the_api(deals_api: DealsApi) -> None:
+    api = deals_api
+    created = _create(api)
+    deal_id = created["deal"]["deal_id"]
+    assert created["events"][0] == "DealCreated" and created["tx_hash"].startswith("0x")
+
+    with api.client("supplier") as supplier, api.client("stranger") as stranger:
+        got = supplier.get(f"/v1/deals/{deal_id}")
+        assert got.status_code == 200, got.text
+        assert got.json()["buyer"] == api.addresses["buyer"]
+        assert stranger.get(f"/v1/deals/{deal_id}").status_code == 404  # not a party
+        assert [d["deal_id"] for d in stranger.get("/v1/deals").json()] == []
+    with api.client("auditor") as auditor:
+        assert deal_id in [d["deal_id"] for d in auditor.get("/v1/deals").json()]
+
+    funded = _act(api, "buyer", deal_id, 0, "fund")
+    assert funded.status_code == 200, funded.text
+    assert funded.json()["deal"]["milestones"][0]["status"] == "funded"
+    # a party acting outside its role, and an operator, are refused before anything is sent
+    assert _act(api, "supplier", deal_id, 1, "fund").status_code == 403
+    with api.client("operator") as operator:
+        assert operator.post(f"/v1/deals/{deal_id}/milestones/1/fund").status_code == 403
+    refused = _act(api, "buyer", deal_id, 1, "accept")  # milestone 1 is not even funded
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith("SupplyChainEscrow")
+
+    assert _act(api, "supplier", deal_id, 0, "ship", document_hash=_h("BL-77")).status_code == 200
+    assert _act(api, "inspector", deal_id, 0, "attest", document_hash=_h("cert")).status_code == 200
+    assert _act(api, "buyer", deal_id, 0, "accept").status_code == 200
+    released = _act(api, "supplier", deal_id, 0, "release")
+    assert released.status_code == 200, released.text
+    assert released.json()["deal"]["milestones"][0]["status"] == "released"
+
+    # a compliance hold on milestone 1 blocks its release until lifted
+    assert _act(api, "buyer", deal_id, 1, "fund").status_code == 200
+    with api.client("operator") as operator:
+        held = operator.post(
+            f"/v1/deals/{deal_id}/milestones/1/hold/place",
+            json={"reason_hash": _h("sanctions screening"), "duration": 3 * DAY},
+        )
+        assert held.status_code == 200, held.text
+        assert held.json()["deal"]["milestones"][1]["hold"]["active"] is True
+
+    with api.client("supplier") as supplier:
+        token = created["deal"]["token"]
+        withdrawn = supplier.post("/v1/withdrawals", json={"token": token})
+        assert withdrawn.status_code == 200 and "Withdrawn" in withdrawn.json()["events"]
+
+    # the timeline: indexed on-chain events and the API's own action records, in log order
+    with api.client("auditor") as auditor:
+        deadline = time.monotonic() + 30
+        while True:
+            entries = auditor.get(f"/v1/deals/{deal_id}/trace").json()["entries"]
+            events = [e["event"] for e in entries if e["kind"] == "escrow_event"]
+            if "ComplianceHoldPlaced" in events or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert {
+            "DealCreated",
+            "MilestoneFunded",
+            "MilestoneShipped",
+            "MilestoneReleased",
+            "ComplianceHoldPlaced",
+        } <= set(events)
+        actions = [e["event"] for e in entries if e["kind"] == "transaction"]
+        assert actions[:2] == ["deal.create", "deal.fund"] and "hold.place" in actions
+        assert [e["leaf_index"] for e in entries] == sorted(e["leaf_index"] for e in entries)
+        assert {e["proof_status"] for e in entries} == {"pending"}
+        with api.client("operator") as operator:
+            assert operator.post("/v1/anchors").status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses = {
+                e["proof_status"]
+                for e in auditor.get(f"/v1/deals/{deal_id}/trace").json()["entries"]
+            }
+            if statuses == {"anchored"}:
+                break
+            time.sleep(0.3)
+        assert statuses == {"anchored"}
+
+
+def test_relayed_transactions_must_be_the_partners_own(deals_api: DealsApi) -> None:
+    api = deals_api
+    created = _create(api)
+    deal_id = created["deal"]["deal_id"]
+    chain = Chain(api.devnet.rpc_url)
+    accounts = derive_accounts(api.devnet.settings.mnemonic, 10)
+    buyer = Account.from_key(accounts[DEVNET_PARTIES["buyer"]].private_key)
+    stranger = Account.from_key(accounts[DEVNET_PARTIES["auditor"]].private_key)
+    client = EscrowClient(chain, api.escrow)
+    client.approve_token(buyer, created["deal"]["token"])
+    call = client.contract.functions.fund(deal_id, 0, AMOUNT)
+    own = sign_call(chain, buyer, call)
+    forged = stranger.sign_transaction(  # the buyer's call, signed by someone else
+        call.build_transaction(
+            {
+                "from": stranger.address,
+                "nonce": 0,
+                "gas": 300_000,
+                "chainId": 31337,
+                "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+    )
+    with api.client("buyer") as buyer_api:
+        wrong = buyer_api.post(
+            "/v1/transactions", json={"raw_transaction": "0x" + bytes(forged.raw_transaction).hex()}
+        )
+        assert wrong.status_code == 403 and "signed by" in wrong.json()["detail"]
+        garbage = buyer_api.post("/v1/transactions", json={"raw_transaction": "0x02c0ffee"})
+        assert garbage.status_code == 422
+        relayed = buyer_api.post("/v1/transactions", json={"raw_transaction": "0x" + own.raw.hex()})
+        assert relayed.status_code == 200, relayed.text
+        assert "MilestoneFunded" in relayed.json()["events"]
