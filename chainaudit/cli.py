@@ -399,6 +399,415 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+# -- risk controls, emergency response, reconciliation, statements ------------------------------
+
+
+def _escrow_client(settings: Settings, args: argparse.Namespace) -> Any:
+    from chainaudit.context import chain_from  # noqa: PLC0415
+    from chainaudit.escrow import EscrowClient  # noqa: PLC0415
+    from chainaudit.risk.operators import escrow_address  # noqa: PLC0415
+
+    chain = chain_from(settings, getattr(args, "rpc", None))
+    return EscrowClient(chain, escrow_address(settings, chain, getattr(args, "escrow", None)))
+
+
+def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.risk.book import RiskBook  # noqa: PLC0415
+    from chainaudit.risk.decisions import announce_rule_set  # noqa: PLC0415
+    from chainaudit.risk.gate import rules_path  # noqa: PLC0415
+    from chainaudit.risk.rules import load_rule_file  # noqa: PLC0415
+
+    path = rules_path(settings, args.rules)
+    rule_set = load_rule_file(path)
+    with _open_log(settings) as log, RiskBook(log.path) as book:
+        announced = announce_rule_set(log, book, rule_set, actor=cli_actor(), source=str(path))
+    state = "announced as" if announced.changed else "unchanged since"
+    print(
+        f"rule set {rule_set.version!r} ({len(rule_set.rules)} rules) from {path}: hash "
+        f"{rule_set.hash}; {state} record {announced.record_id}"
+    )
+    return EXIT_OK
+
+
+def cmd_risk_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.risk.book import RiskBook  # noqa: PLC0415
+    from chainaudit.risk.decisions import replay_decision  # noqa: PLC0415
+
+    with _open_log(settings) as log, RiskBook(log.path) as book:
+        report = replay_decision(log, book, args.record_id)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for problem in report.problems:
+            print(f"MISMATCH  {problem}")
+        verdict = "matches" if report.matches else "DOES NOT MATCH"
+        print(
+            f"replay of {report.record_id} {verdict}: recorded {report.recorded_outcome}, "
+            f"replayed {report.replayed_outcome} (rule set {report.rule_set_hash}; fired: "
+            f"{', '.join(report.fired) or 'none'})"
+        )
+    return EXIT_OK if report.matches else EXIT_FAILED
+
+
+def cmd_risk_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.risk.book import RiskBook  # noqa: PLC0415
+
+    with _open_log(settings) as log, RiskBook(log.path) as book:
+        book.sync(log)
+        alerts = book.alerts(status=args.status, deal_id=args.deal, limit=args.limit)
+    if args.json:
+        _print_json([a.to_json() for a in alerts])
+        return EXIT_OK
+    for a in alerts:
+        where = f"deal {a.deal_id}" if a.deal_id is not None else "new deal"
+        if a.milestone is not None:
+            where += f" milestone {a.milestone}"
+        print(
+            f"{a.alert_id}  {a.status:12} {a.severity:8} {a.outcome:6} {a.action:7} {where}  "
+            f"owner {a.owner}: {a.summary}"
+        )
+    print(f"{len(alerts)} alert(s)")
+    return EXIT_OK
+
+
+def _transition(args: argparse.Namespace, settings: Settings, transition: str) -> int:
+    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.risk.book import RiskBook  # noqa: PLC0415
+    from chainaudit.risk.decisions import transition_alert  # noqa: PLC0415
+
+    resolution = getattr(args, "resolution", None)
+    with _open_log(settings) as log, RiskBook(log.path) as book:
+        record_id, alert = transition_alert(
+            log,
+            book,
+            args.alert_id,
+            transition,
+            by=cli_actor(),
+            note=args.note,
+            resolution=resolution,
+        )
+    extra = f" ({resolution})" if resolution else ""
+    print(f"alert {alert.alert_id} {alert.status}{extra}; record {record_id}")
+    return EXIT_OK
+
+
+def cmd_risk_ack(args: argparse.Namespace, settings: Settings) -> int:
+    return _transition(args, settings, "acknowledged")
+
+
+def cmd_risk_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    return _transition(args, settings, "resolved")
+
+
+def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.risk import holds  # noqa: PLC0415
+    from chainaudit.risk.operators import operator_account  # noqa: PLC0415
+
+    client = _escrow_client(settings, args)
+    officer = operator_account(settings, "compliance")
+    actor = cli_actor()
+    with _open_log(settings) as log:
+        reason = holds.reason_record(
+            log,
+            deal_id=args.deal_id,
+            milestone=args.milestone,
+            reason=args.reason,
+            by=actor,
+            alert_id=args.alert,
+        )
+        common: dict[str, Any] = {"reason_hash": reason.leaf_hash, "by": actor, "note": args.note}
+        if args.hold_action == "place":
+            done = holds.place_hold(
+                log, client, officer, args.deal_id, args.milestone, duration=args.duration,
+                alert_id=args.alert, **common,
+            )  # fmt: skip
+        elif args.hold_action == "renew":
+            done = holds.renew_hold(
+                log, client, officer, args.deal_id, args.milestone, duration=args.duration,
+                alert_id=args.alert, **common,
+            )  # fmt: skip
+        else:
+            done = holds.lift_hold(
+                log, client, officer, args.deal_id, args.milestone, alert_id=args.alert,
+                **common,
+            )  # fmt: skip
+    until = f" until {done.until}" if done.until else ""
+    print(
+        f"hold {args.hold_action}: deal {args.deal_id} milestone {args.milestone}{until}; "
+        f"reason record {reason.record_id} (hash {reason.leaf_hash.hex()}); tx {done.tx.tx_hash}; "
+        f"record {done.record_id}"
+    )
+    return EXIT_OK
+
+
+def _emergency(args: argparse.Namespace, settings: Settings, action: str) -> int:
+    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.risk.incidents import emergency_pause, emergency_unpause  # noqa: PLC0415
+    from chainaudit.risk.operators import operator_account  # noqa: PLC0415
+
+    client = _escrow_client(settings, args)
+    pauser = operator_account(settings, "pauser")
+    run = emergency_pause if action == "pause" else emergency_unpause
+    with _open_log(settings) as log:
+        tx, record_id = run(
+            log, client, pauser, actor=cli_actor(), incident_id=args.incident, note=args.note
+        )
+    state = "paused: new deals, funding and financing stop" if action == "pause" else "resumed"
+    print(f"escrow {client.address} {state} (tx {tx.tx_hash}); record {record_id}")
+    return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
+    return _emergency(args, settings, "pause")
+
+
+def cmd_unpause(args: argparse.Namespace, settings: Settings) -> int:
+    return _emergency(args, settings, "unpause")
+
+
+def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.risk import incidents  # noqa: PLC0415
+
+    with _open_log(settings) as log:
+        if args.incident_action == "open":
+            incident_id = incidents.open_incident(
+                log, title=args.title, actor=cli_actor(), severity=args.severity, note=args.note
+            )
+            print(f"incident {incident_id} opened (detected)")
+            return EXIT_OK
+        if args.incident_action in ("step", "close"):
+            step = "reviewed" if args.incident_action == "close" else args.step
+            record_id = incidents.record_step(
+                log, args.incident_id, step, actor=cli_actor(), note=args.note
+            )
+            closed = " and closed" if step == "reviewed" else ""
+            print(f"incident {args.incident_id}: {step} recorded{closed}; record {record_id}")
+            return EXIT_OK
+        steps = incidents.incident_steps(log, args.incident_id)
+    if args.json:
+        _print_json([asdict(s) for s in steps])
+    else:
+        for s in steps:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.timestamp_ms / 1000))
+            detail = s.details.get("action") or s.details.get("title") or ""
+            print(f"{when}  {s.step:9} {s.actor:20} {detail} {s.note or ''}".rstrip())
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.errors import ConfigError  # noqa: PLC0415
+    from chainaudit.indexer import Indexer  # noqa: PLC0415
+    from chainaudit.reconcile import reconcile  # noqa: PLC0415
+
+    client = _escrow_client(settings, args)
+    try:
+        anchor: str | None = contract_address(settings, client.chain)
+    except ConfigError:
+        anchor = None
+    limit = args.max_unanchored_seconds or settings.max_batch_seconds
+    with _open_log(settings) as log:
+        if args.index:
+            indexer = Indexer(
+                log,
+                client.chain,
+                client.address,
+                start_block=args.from_block,
+                confirmations=settings.confirmations,
+            )
+            try:
+                while indexer.tick() or indexer.cursor().number < (
+                    client.chain.block_number() - settings.confirmations + 1
+                ):
+                    pass
+            finally:
+                indexer.close()
+        report = reconcile(
+            log,
+            client,
+            start_block=args.from_block,
+            anchor_contract=anchor,
+            max_unanchored_seconds=limit,
+            append=not args.no_record,
+        )
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for d in report.differences:
+            figures = f" [chain {d.chain}, log {d.log}]" if d.chain or d.log else ""
+            print(f"{d.kind.upper():16} {d.subject}: {d.detail}{figures}")
+        checked = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.checked.items())
+        verdict = "no difference" if report.clean else f"{len(report.differences)} difference(s)"
+        recorded = f"; report record {report.record_id}" if report.record_id else ""
+        print(
+            f"reconcile: {verdict} at block {report.block_number}; checked {checked}; log size "
+            f"{report.tree_size}, anchored {report.anchored_size}"
+            + ("" if anchor else " (no AuditAnchor deployment: anchors not audited)")
+            + recorded
+        )
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
+def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
+    from chainaudit.statements import build_statement  # noqa: PLC0415
+
+    with _open_log(settings) as log:
+        book = AnchorBook(log)
+        try:
+            statement = build_statement(
+                log, book, args.address, contract=args.escrow, bundles=args.bundles
+            )
+        finally:
+            book.close()
+    if args.format == "csv":
+        text = statement.to_csv()
+    else:
+        text = json.dumps(statement.to_json(), indent=2, sort_keys=True) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"cannot write {args.output}: {exc}") from exc
+        pending = sum(1 for line in statement.lines if line.proof_status == "pending")
+        print(
+            f"wrote the statement of {statement.party} ({len(statement.lines)} movement(s), "
+            f"{pending} not anchored yet) to {args.output}"
+        )
+    return EXIT_OK
+
+
+def _register_risk_commands(commands: Any) -> None:
+    """The risk, emergency, reconciliation and statement commands (``docs/risk.md``)."""
+    risk = commands.add_parser("risk", help="risk rules, decision replay, alerts and holds")
+    actions = risk.add_subparsers(dest="risk_command", required=True, metavar="ACTION")
+    rules = actions.add_parser(
+        "rules", help="load the rule file; announce it in the log when its hash changed"
+    )
+    rules.add_argument("--rules", metavar="FILE", help="default: <data dir>/rules.toml")
+    rules.set_defaults(handler=cmd_risk_rules)
+    replay = actions.add_parser(
+        "replay",
+        help="re-evaluate a decision record; exit 1 unless the outcome matches",
+        description=(
+            "Re-evaluate a risk decision from its record and the rule set its hash names "
+            "(found in the log's announcements). Exit 0 when the outcome and every fired rule "
+            "match, 1 otherwise (including a record altered since it was logged)."
+        ),
+    )
+    replay.add_argument("record_id")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(handler=cmd_risk_replay)
+    alerts = actions.add_parser("alerts", help="list alerts, newest first")
+    alerts.add_argument("--status", choices=("open", "acknowledged", "resolved"))
+    alerts.add_argument("--deal", metavar="DEAL_ID", help="only this deal's alerts")
+    alerts.add_argument("--limit", type=_positive_int, default=1_000)
+    alerts.add_argument("--json", action="store_true")
+    alerts.set_defaults(handler=cmd_risk_alerts)
+    ack = actions.add_parser("ack", help="acknowledge an open alert")
+    ack.add_argument("alert_id")
+    ack.add_argument("--note")
+    ack.set_defaults(handler=cmd_risk_ack)
+    resolve = actions.add_parser("resolve", help="resolve an alert: cleared or confirmed")
+    resolve.add_argument("alert_id")
+    outcome = resolve.add_mutually_exclusive_group(required=True)
+    outcome.add_argument(
+        "--cleared",
+        dest="resolution",
+        action="store_const",
+        const="cleared",
+        help="reviewed: the same action may proceed",
+    )
+    outcome.add_argument(
+        "--confirmed",
+        dest="resolution",
+        action="store_const",
+        const="confirmed",
+        help="the risk is real: the action stays blocked",
+    )
+    resolve.add_argument("--note")
+    resolve.set_defaults(handler=cmd_risk_resolve)
+    hold = actions.add_parser("hold", help="place, renew or lift a compliance hold on chain")
+    hold.add_argument("hold_action", choices=("place", "renew", "lift"))
+    hold.add_argument("deal_id", type=_positive_int)
+    hold.add_argument("milestone", type=int)
+    hold.add_argument("--reason", required=True, help="recorded; its leaf hash goes on chain")
+    hold.add_argument("--duration", type=_positive_int, default=7 * 24 * 3600, help="seconds")
+    hold.add_argument("--alert", metavar="ALERT_ID", help="the alert this decision answers")
+    hold.add_argument("--note")
+    hold.add_argument("--escrow", metavar="ADDRESS", help="default: deployments/<chain>.json")
+    hold.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    hold.set_defaults(handler=cmd_risk_hold)
+
+    for name, handler, text in (
+        ("pause", cmd_pause, "pause the escrow: no new deals, funding or financing (admin)"),
+        ("unpause", cmd_unpause, "resume new business on the escrow (admin)"),
+    ):
+        emergency = commands.add_parser(name, help=text)
+        emergency.add_argument("--incident", metavar="ID", help="record it as the incident's step")
+        emergency.add_argument("--note")
+        emergency.add_argument("--escrow", metavar="ADDRESS", help="default: deployments file")
+        emergency.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+        emergency.set_defaults(handler=handler)
+
+    incident = commands.add_parser("incident", help="incident steps as decision records")
+    steps = incident.add_subparsers(dest="incident_action", required=True, metavar="ACTION")
+    opened = steps.add_parser("open", help="record the detection; prints the incident id")
+    opened.add_argument("--title", required=True)
+    opened.add_argument("--severity", choices=("low", "medium", "high", "critical"), default="high")
+    opened.add_argument("--note")
+    step = steps.add_parser("step", help="record assessed, decided or handled")
+    step.add_argument("incident_id")
+    step.add_argument("step", choices=("assessed", "decided", "handled"))
+    step.add_argument("--note")
+    close = steps.add_parser("close", help="record the review and close the incident")
+    close.add_argument("incident_id")
+    close.add_argument("--note")
+    show = steps.add_parser("show", help="list the incident's steps")
+    show.add_argument("incident_id")
+    show.add_argument("--json", action="store_true")
+    incident.set_defaults(handler=cmd_incident)
+
+    rec = commands.add_parser(
+        "reconcile",
+        help="compare the escrow on chain, its indexed events and the anchors; 1 if they differ",
+    )
+    rec.add_argument("--escrow", metavar="ADDRESS", help="default: deployments/<chain>.json")
+    rec.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    rec.add_argument(
+        "--from-block", type=int, default=0, help="the vault's first block (indexer start)"
+    )
+    rec.add_argument(
+        "--max-unanchored-seconds",
+        type=float,
+        metavar="S",
+        help="waiting leaves older than this are a difference (default: the batch interval)",
+    )
+    rec.add_argument(
+        "--index", action="store_true", help="run the escrow indexer up to the head first"
+    )
+    rec.add_argument("--no-record", action="store_true", help="do not append the report")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(handler=cmd_reconcile)
+
+    statement = commands.add_parser(
+        "statement", help="every movement of a party's money with its record's proof status"
+    )
+    statement.add_argument("address")
+    statement.add_argument("--format", choices=("csv", "json"), default="json")
+    statement.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    statement.add_argument(
+        "--bundles", action="store_true", help="JSON: embed each anchored line's proof bundle"
+    )
+    statement.add_argument("--escrow", metavar="ADDRESS", help="only this vault's movements")
+    statement.set_defaults(handler=cmd_statement)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -534,6 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="keep running: anchor batches by the policy"
     )
     anchor.set_defaults(handler=cmd_anchor)
+    _register_risk_commands(commands)
     return parser
 
 

@@ -61,7 +61,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from eth_account.signers.local import LocalAccount
 
@@ -75,9 +75,10 @@ from chainaudit.escrow import (
     MilestoneStatus,
     TxResult,
 )
-from chainaudit.risk.decisions import DECISION_ACTOR, _record, new_record_id
+from chainaudit.risk import holds
 from chainaudit.risk.gate import GateDecision, RiskGate
 from chainaudit.risk.history import ActionRequest
+from chainaudit.risk.holds import HoldResult
 from chainaudit.risk.rules import Outcome
 
 __all__ = ["MAX_HOLD_SECONDS", "GuardedEscrow", "GuardedResult", "HoldResult"]
@@ -101,15 +102,6 @@ class GuardedResult:
     @property
     def outcome(self) -> Outcome:
         return self.decision.outcome
-
-
-@dataclass(frozen=True, slots=True)
-class HoldResult:
-    """A compliance hold placed, renewed or lifted, and its decision record."""
-
-    tx: TxResult
-    record_id: str
-    until: int | None
 
 
 class GuardedEscrow:
@@ -318,12 +310,18 @@ class GuardedEscrow:
     ) -> HoldResult:
         """Place a compliance hold (``duration`` seconds, default :attr:`hold_seconds`) and
         append its ``hold`` decision record. ``by`` names the person or service responsible."""
-        officer = self._officer()
-        seconds = duration or self.hold_seconds
-        tx = self.client.place_hold(officer, deal_id, milestone, reason_hash, seconds)
-        until = int(tx.event("ComplianceHoldPlaced").args["until"])
-        return self._hold_record(
-            "placed", tx, deal_id, milestone, reason_hash, until, by, note, decision_id, alert_id
+        return holds.place_hold(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            deal_id,
+            milestone,
+            reason_hash=reason_hash,
+            duration=duration or self.hold_seconds,
+            by=by,
+            note=note,
+            decision_id=decision_id,
+            alert_id=alert_id,
         )
 
     def renew_hold(
@@ -337,12 +335,16 @@ class GuardedEscrow:
         note: str | None = None,
     ) -> HoldResult:
         """Extend an active hold to ``duration`` seconds from now; append its record."""
-        officer = self._officer()
-        seconds = duration or self.hold_seconds
-        tx = self.client.renew_hold(officer, deal_id, milestone, reason_hash, seconds)
-        until = int(tx.event("ComplianceHoldRenewed").args["until"])
-        return self._hold_record(
-            "renewed", tx, deal_id, milestone, reason_hash, until, by, note, None, None
+        return holds.renew_hold(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            deal_id,
+            milestone,
+            reason_hash=reason_hash,
+            duration=duration or self.hold_seconds,
+            by=by,
+            note=note,
         )
 
     def lift_hold(
@@ -357,10 +359,16 @@ class GuardedEscrow:
     ) -> HoldResult:
         """Lift an active hold (``reason_hash``: the hash of the decision to lift it, for
         example the leaf hash of the alert's resolution record); append its record."""
-        officer = self._officer()
-        tx = self.client.lift_hold(officer, deal_id, milestone, reason_hash)
-        return self._hold_record(
-            "lifted", tx, deal_id, milestone, reason_hash, None, by, note, None, alert_id
+        return holds.lift_hold(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            deal_id,
+            milestone,
+            reason_hash=reason_hash,
+            by=by,
+            note=note,
+            alert_id=alert_id,
         )
 
     # -- internals -----------------------------------------------------------------------------
@@ -428,38 +436,6 @@ class GuardedEscrow:
             hold_tx=hold_tx,
             fired=fired,
         )
-
-    def _hold_record(
-        self,
-        transition: str,
-        tx: TxResult,
-        deal_id: int,
-        milestone: int,
-        reason_hash: bytes,
-        until: int | None,
-        by: str,
-        note: str | None,
-        decision_id: str | None,
-        alert_id: str | None,
-    ) -> HoldResult:
-        payload: dict[str, Any] = {
-            "type": "hold",
-            "transition": transition,
-            "deal_id": str(deal_id),
-            "milestone": milestone,
-            "reason_hash": "0x" + bytes(reason_hash).hex(),
-            "until": until,
-            "tx_hash": tx.tx_hash,
-            "officer": self._officer().address,
-            "by": by,
-            "note": note,
-            "decision_id": decision_id,
-            "alert_id": alert_id,
-        }
-        record = _record(new_record_id(f"risk:hold:{transition}"), DECISION_ACTOR, payload)
-        log = self.gate.log
-        log.append([record])
-        return HoldResult(tx, record.record_id, until)
 
 
 def _milestone(deal: Deal, index: int) -> Milestone | None:

@@ -16,13 +16,14 @@ from typing import Final
 from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 
-from chainaudit.chain import load_account
+from chainaudit.chain import Chain, load_account
+from chainaudit.deploy import contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ConfigError
 from chainaudit.settings import DEVNET_MNEMONIC, Settings
 
-__all__ = ["ROLES", "operator_account"]
+__all__ = ["ROLES", "escrow_address", "operator_account"]
 
 ROLES: Final = ("pauser", "compliance")
 
@@ -48,3 +49,14 @@ def operator_account(settings: Settings, role: str) -> LocalAccount:
 def _is_devnet_key(private_key: str) -> bool:
     known = {a.private_key.lower().removeprefix("0x") for a in derive_accounts(DEVNET_MNEMONIC, 10)}
     return private_key.lower().removeprefix("0x") in known
+
+
+def escrow_address(settings: Settings, chain: Chain, override: str | None = None) -> str:
+    """The ``SupplyChainEscrow`` address: ``override``, else an ``escrow_contract`` setting
+    when the deployment's settings have one, else the deployments file of the chain."""
+    if override:
+        return override
+    configured = getattr(settings, "escrow_contract", None)
+    if configured:
+        return str(configured)
+    return contract_address(settings, chain, "SupplyChainEscrow")

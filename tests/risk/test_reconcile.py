@@ -1,0 +1,208 @@
+"""Reconciliation on a real Anvil and a real log: clean after a busy deal, then each kind of
+difference injected for real — a deleted, an altered and a forged event record, tokens sent
+to the vault behind the contract's back, records left unanchored past the batch interval."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chainaudit.anchoring import Anchorer, AnchorPolicy
+from chainaudit.cli import main
+from chainaudit.deploy import deploy_contracts
+from chainaudit.indexer import KIND as EVENT_KIND
+from chainaudit.reconcile import ReconcileReport, reconcile
+from chainaudit.records import prepare
+from chainaudit.store import Log
+from tests.escrow_world import AMOUNT, DAY, World, h, now
+from tests.risk.conftest import indexer, milestones, to_accepted
+
+
+@dataclass
+class Busy:
+    world: World
+    log: Log
+    anchor: str
+    deal_id: int
+
+    def reconcile(self, **options: object) -> ReconcileReport:
+        settings: dict[str, object] = {
+            "anchor_contract": self.anchor,
+            "max_unanchored_seconds": 3600.0,
+        }
+        settings.update(options)
+        return reconcile(self.log, self.world.client, **settings)  # type: ignore[arg-type]
+
+    def event_record(self, name: str) -> str:
+        for entry in self.log.scan(kind=EVENT_KIND, limit=10_000):
+            if entry.body and json.loads(entry.body)["payload"]["event"] == name:
+                return entry.record_id
+        raise AssertionError(f"no {name} record")
+
+    def sql(self, statement: str, *params: object) -> None:
+        db = sqlite3.connect(self.log.path)
+        db.execute(statement, params)
+        db.commit()
+        db.close()
+
+
+@pytest.fixture
+def busy(world: World, log: Log) -> Busy:
+    """A deal with a release, a withdrawal and a financed milestone, indexed and anchored."""
+    client = world.client
+    deal_id = client.create_deal(world.buyer, world.params(), milestones(world, "rc", 2)).deal_id
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
+    client.fund(world.buyer, deal_id, 1, AMOUNT)
+    to_accepted(world, deal_id, 0)
+    client.release(world.stranger, deal_id, 0)
+    client.withdraw(world.supplier, world.token)
+    invoice, advance = h("invoice rc"), AMOUNT * 95 // 100
+    client.offer_financing(
+        world.supplier,
+        deal_id,
+        1,
+        financier=world.financier.address,
+        advance=advance,
+        invoice_hash=invoice,
+        expires_at=now(world.w3) + DAY,
+    )
+    client.accept_financing(world.financier, deal_id, 1, advance=advance, invoice_hash=invoice)
+    indexer(log, world).tick()
+    anchor = deploy_contracts(world.chain, world.admin)["AuditAnchor"].address
+    anchorer = Anchorer(log, world.chain, world.admin, anchor, policy=AnchorPolicy(finality=1))
+    anchorer.anchor_now(timeout=60)
+    anchorer.close()
+    return Busy(world, log, anchor, deal_id)
+
+
+def kinds(report: ReconcileReport) -> set[str]:
+    return {d.kind for d in report.differences}
+
+
+def test_a_busy_vault_reconciles_and_the_report_is_recorded(busy: Busy) -> None:
+    report = busy.reconcile()
+    assert report.clean, report.differences
+    assert report.checked["chain_events"] == report.checked["indexed_events"] > 10
+    assert report.checked["deals"] == 1 and report.checked["milestones"] == 2
+    assert report.anchored_size > 0 and report.record_id is not None
+    body = busy.log.entry(report.record_id).body
+    assert body is not None
+    recorded = json.loads(body)["payload"]
+    assert recorded["type"] == "reconciliation" and recorded["clean"] is True
+    assert recorded["difference_count"] == 0
+
+
+def test_a_deleted_event_record_is_a_missing_event(busy: Busy) -> None:
+    victim = busy.event_record("MilestoneReleased")
+    busy.sql("DELETE FROM records WHERE record_id = ?", victim)
+    report = busy.reconcile()
+    missing = [d for d in report.differences if d.kind == "missing_event"]
+    assert len(missing) == 1 and "MilestoneReleased" in missing[0].subject
+    # the books built from the remaining events disagree with the contract as well
+    assert {"milestone", "accounting", "credit"} <= kinds(report)
+
+
+def test_an_altered_event_record_is_reported_with_both_versions(busy: Busy) -> None:
+    victim = busy.event_record("MilestoneFunded")
+    busy.sql(
+        "UPDATE records SET body = replace(body, ?, ?) WHERE record_id = ?",
+        f'"amount":"{AMOUNT}"'.encode(),
+        f'"amount":"{AMOUNT - 1}"'.encode(),
+        victim,
+    )
+    report = busy.reconcile()
+    altered = [d for d in report.differences if d.kind == "altered_event"]
+    assert [d.subject for d in altered] == [f"record {victim}"]
+    assert str(AMOUNT - 1) in altered[0].detail and str(AMOUNT) in altered[0].detail
+    funded = [d for d in report.differences if d.kind == "milestone" and "funded" in d.detail]
+    assert funded and (funded[0].chain, funded[0].log) == (str(AMOUNT), str(AMOUNT - 1))
+
+
+def test_a_forged_event_record_is_an_extra_event(busy: Busy) -> None:
+    client = busy.world.client
+    last = busy.log.entry(busy.event_record("ReceivableFinanced")).body or b""
+    last_block = json.loads(last)["payload"]["block_number"]
+    forged = prepare(
+        {
+            "id": "escrow:forged:1",
+            "kind": EVENT_KIND,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "actor": "chainaudit:indexer",
+            "payload": {
+                "type": "event",
+                "chain_id": client.chain_id,
+                "contract": client.address,
+                "block_number": last_block,
+                "block_hash": "0x" + "11" * 32,
+                "tx_hash": "0x" + "22" * 32,
+                "tx_from": busy.world.buyer.address,
+                "log_index": 0,
+                "event": "MilestoneFunded",
+                "deal_id": str(busy.deal_id),
+                "args": {
+                    "dealId": str(busy.deal_id),
+                    "milestone": 0,
+                    "buyer": busy.world.buyer.address,
+                    "amount": "5",
+                    "fundedTotal": "5",
+                },
+            },
+        }
+    )
+    busy.log.append([forged])
+    report = busy.reconcile()
+    extra = [d for d in report.differences if d.kind == "extra_event"]
+    assert [d.subject for d in extra] == ["record escrow:forged:1"]
+    assert {"balance", "milestone"} <= kinds(report)  # replayed, it breaks the books too
+
+
+def test_tokens_sent_to_the_vault_directly_are_a_balance_mismatch(busy: Busy) -> None:
+    world = busy.world
+    client = world.client
+    gift = 123_456
+    client.transact(world.buyer, client.token(world.token).functions.transfer(client.address, gift))
+    indexer(busy.log, world).tick()  # nothing to index, but the cursor reaches the transfer
+    report = busy.reconcile()
+    assert kinds(report) == {"balance"}, report.differences
+    surplus = [d for d in report.differences if "surplus" in d.detail]
+    assert len(surplus) == 1 and int(surplus[0].chain or 0) - int(surplus[0].log or 0) == gift
+    assert len(report.differences) == 2  # against the contract's books and against the events
+
+
+def test_records_left_unanchored_past_the_batch_interval(busy: Busy) -> None:
+    busy.log.append(
+        [
+            prepare(
+                {
+                    "id": "late-1",
+                    "kind": "document",
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "actor": "inspector:sgs",
+                    "payload": {"lot": 1},
+                }
+            )
+        ]
+    )
+    assert busy.reconcile(append=False).clean  # within the interval
+    time.sleep(0.15)
+    report = busy.reconcile(max_unanchored_seconds=0.1)
+    assert kinds(report) == {"unanchored"}
+    assert report.differences[0].subject == f"leaves [{report.anchored_size}, {report.tree_size})"
+
+
+def test_reconcile_command_exit_codes(
+    busy: Busy, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = busy.world
+    monkeypatch.setenv("CHAINAUDIT_RPC_URL", world.devnet.rpc_url)
+    monkeypatch.setenv("CHAINAUDIT_ANCHOR_CONTRACT", busy.anchor)
+    base = ["--data-dir", str(data_dir), "reconcile", "--escrow", world.client.address]
+    assert main([*base, "--max-unanchored-seconds", "3600"]) == 0
+    client = world.client
+    client.transact(world.buyer, client.token(world.token).functions.transfer(client.address, 1))
+    assert main([*base, "--index", "--max-unanchored-seconds", "3600", "--json"]) == 1
