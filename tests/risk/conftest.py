@@ -3,15 +3,22 @@ after every test), a fresh log per test, and helpers that walk deals through the
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chainaudit.anchoring import Anchorer, AnchorPolicy
+from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet
 from chainaudit.escrow import MilestoneParams
+from chainaudit.indexer import KIND as EVENT_KIND
 from chainaudit.indexer import Indexer
+from chainaudit.reconcile import ReconcileReport, reconcile
 from chainaudit.risk import RiskGate, parse_rule_set
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, DAY, World, escrow_devnet, h, make_world, now, snapshot
@@ -88,3 +95,60 @@ def to_accepted(world: World, deal_id: int, milestone: int = 0) -> None:
     client.attest(world.inspector1, deal_id, milestone, REPORT)
     client.attest(world.inspector2, deal_id, milestone, REPORT)
     client.accept(world.buyer, deal_id, milestone)
+
+
+@dataclass
+class Busy:
+    world: World
+    log: Log
+    anchor: str
+    deal_id: int
+
+    def reconcile(self, **options: object) -> ReconcileReport:
+        settings: dict[str, object] = {
+            "anchor_contract": self.anchor,
+            "max_unanchored_seconds": 3600.0,
+        }
+        settings.update(options)
+        return reconcile(self.log, self.world.client, **settings)  # type: ignore[arg-type]
+
+    def event_record(self, name: str) -> str:
+        for entry in self.log.scan(kind=EVENT_KIND, limit=10_000):
+            if entry.body and json.loads(entry.body)["payload"]["event"] == name:
+                return entry.record_id
+        raise AssertionError(f"no {name} record")
+
+    def sql(self, statement: str, *params: object) -> None:
+        db = sqlite3.connect(self.log.path)
+        db.execute(statement, params)
+        db.commit()
+        db.close()
+
+
+@pytest.fixture
+def busy(world: World, log: Log) -> Busy:
+    """A deal with a release, a withdrawal and a financed milestone, indexed and anchored."""
+    client = world.client
+    deal_id = client.create_deal(world.buyer, world.params(), milestones(world, "rc", 2)).deal_id
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
+    client.fund(world.buyer, deal_id, 1, AMOUNT)
+    to_accepted(world, deal_id, 0)
+    client.release(world.stranger, deal_id, 0)
+    client.withdraw(world.supplier, world.token)
+    invoice, advance = h("invoice rc"), AMOUNT * 95 // 100
+    client.offer_financing(
+        world.supplier,
+        deal_id,
+        1,
+        financier=world.financier.address,
+        advance=advance,
+        invoice_hash=invoice,
+        expires_at=now(world.w3) + DAY,
+    )
+    client.accept_financing(world.financier, deal_id, 1, advance=advance, invoice_hash=invoice)
+    indexer(log, world).tick()
+    anchor = deploy_contracts(world.chain, world.admin)["AuditAnchor"].address
+    anchorer = Anchorer(log, world.chain, world.admin, anchor, policy=AnchorPolicy(finality=1))
+    anchorer.anchor_now(timeout=60)
+    anchorer.close()
+    return Busy(world, log, anchor, deal_id)

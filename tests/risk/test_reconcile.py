@@ -5,79 +5,17 @@ to the vault behind the contract's back, records left unanchored past the batch 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.cli import main
-from chainaudit.deploy import deploy_contracts
 from chainaudit.indexer import KIND as EVENT_KIND
-from chainaudit.reconcile import ReconcileReport, reconcile
+from chainaudit.reconcile import ReconcileReport
 from chainaudit.records import prepare
-from chainaudit.store import Log
-from tests.escrow_world import AMOUNT, DAY, World, h, now
-from tests.risk.conftest import indexer, milestones, to_accepted
-
-
-@dataclass
-class Busy:
-    world: World
-    log: Log
-    anchor: str
-    deal_id: int
-
-    def reconcile(self, **options: object) -> ReconcileReport:
-        settings: dict[str, object] = {
-            "anchor_contract": self.anchor,
-            "max_unanchored_seconds": 3600.0,
-        }
-        settings.update(options)
-        return reconcile(self.log, self.world.client, **settings)  # type: ignore[arg-type]
-
-    def event_record(self, name: str) -> str:
-        for entry in self.log.scan(kind=EVENT_KIND, limit=10_000):
-            if entry.body and json.loads(entry.body)["payload"]["event"] == name:
-                return entry.record_id
-        raise AssertionError(f"no {name} record")
-
-    def sql(self, statement: str, *params: object) -> None:
-        db = sqlite3.connect(self.log.path)
-        db.execute(statement, params)
-        db.commit()
-        db.close()
-
-
-@pytest.fixture
-def busy(world: World, log: Log) -> Busy:
-    """A deal with a release, a withdrawal and a financed milestone, indexed and anchored."""
-    client = world.client
-    deal_id = client.create_deal(world.buyer, world.params(), milestones(world, "rc", 2)).deal_id
-    client.fund(world.buyer, deal_id, 0, AMOUNT)
-    client.fund(world.buyer, deal_id, 1, AMOUNT)
-    to_accepted(world, deal_id, 0)
-    client.release(world.stranger, deal_id, 0)
-    client.withdraw(world.supplier, world.token)
-    invoice, advance = h("invoice rc"), AMOUNT * 95 // 100
-    client.offer_financing(
-        world.supplier,
-        deal_id,
-        1,
-        financier=world.financier.address,
-        advance=advance,
-        invoice_hash=invoice,
-        expires_at=now(world.w3) + DAY,
-    )
-    client.accept_financing(world.financier, deal_id, 1, advance=advance, invoice_hash=invoice)
-    indexer(log, world).tick()
-    anchor = deploy_contracts(world.chain, world.admin)["AuditAnchor"].address
-    anchorer = Anchorer(log, world.chain, world.admin, anchor, policy=AnchorPolicy(finality=1))
-    anchorer.anchor_now(timeout=60)
-    anchorer.close()
-    return Busy(world, log, anchor, deal_id)
+from tests.escrow_world import AMOUNT
+from tests.risk.conftest import Busy, indexer
 
 
 def kinds(report: ReconcileReport) -> set[str]:
