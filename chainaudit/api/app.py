@@ -17,7 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
-from chainaudit.api.routes import bundles, deals, health, keys, proofs, records, web
+from chainaudit.api.routes import (
+    alerts,
+    bundles,
+    deals,
+    health,
+    keys,
+    proofs,
+    records,
+    statements,
+    web,
+)
 from chainaudit.api.services import Metrics, Services
 from chainaudit.settings import Settings
 
@@ -131,6 +141,8 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         proofs.router,
         bundles.router,
         deals.router,
+        alerts.router,
+        statements.router,
         keys.router,
         health.router,
         web.router,

@@ -69,6 +69,7 @@ from chainaudit.errors import ChainError, EscrowError, RiskError, RiskHoldError
 from chainaudit.escrow import (
     Deal,
     DealParams,
+    DecodedEvent,
     EscrowClient,
     Milestone,
     MilestoneParams,
@@ -92,7 +93,11 @@ DEFAULT_HOLD_SECONDS: Final = 7 * 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class GuardedResult:
-    """A guarded action that was sent: its transaction and the decision that let it through."""
+    """A guarded action that was sent: its transaction and the decision that let it through.
+
+    It also offers the :class:`~chainaudit.escrow.TxResult` interface (``tx_hash``,
+    ``block_number``, ``events``, ``event()``, ``deal_id`` ...), delegated to :attr:`tx`.
+    """
 
     tx: TxResult
     decision: GateDecision
@@ -102,6 +107,38 @@ class GuardedResult:
     @property
     def outcome(self) -> Outcome:
         return self.decision.outcome
+
+    # The TxResult interface, so that a GuardedResult can stand in for one.
+
+    @property
+    def tx_hash(self) -> str:
+        return self.tx.tx_hash
+
+    @property
+    def block_number(self) -> int:
+        return self.tx.block_number
+
+    @property
+    def block_hash(self) -> str:
+        return self.tx.block_hash
+
+    @property
+    def gas_used(self) -> int:
+        return self.tx.gas_used
+
+    @property
+    def events(self) -> tuple[DecodedEvent, ...]:
+        return self.tx.events
+
+    @property
+    def deal_id(self) -> int:
+        return self.tx.deal_id
+
+    def named(self, name: str) -> list[DecodedEvent]:
+        return self.tx.named(name)
+
+    def event(self, name: str) -> DecodedEvent:
+        return self.tx.event(name)
 
 
 class GuardedEscrow:

@@ -1,0 +1,68 @@
+"""``/v1/statements/{address}``: a party's statement — every movement of its money in the
+escrow, each with the record that proves it and its proof status — as JSON or CSV.
+
+The same statement as ``chainaudit statement`` (:mod:`chainaudit.statements`). A partner key
+reads only the statement of its own address; admins, operators, auditors and regulators read
+any.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from chainaudit.api.auth import Reader, ServicesDep
+from chainaudit.api.problems import Problem
+from chainaudit.api.services import Services
+from chainaudit.statements import build_statement
+
+router = APIRouter(prefix="/v1/statements", tags=["statements"])
+
+AddressPath = Annotated[
+    str,
+    Path(
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+    ),
+]
+
+
+def _statement(svc: Services, address: str, bundles: bool) -> Any:
+    log = svc.reader()
+    return build_statement(log, svc.anchor_book(), address, bundles=bundles)
+
+
+@router.get(
+    "/{address}",
+    responses={
+        200: {
+            "description": "the statement (JSON by default, CSV with format=csv)",
+            "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def get_statement(
+    address: AddressPath,
+    key: Reader,
+    svc: ServicesDep,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    bundles: Annotated[
+        bool, Query(description="JSON: embed each anchored line's proof bundle")
+    ] = False,
+) -> Response:
+    """Every movement of ``address``'s money with its record id, leaf index and proof status
+    (``pending``, ``anchored``, ``final``), and totals per token."""
+    if key.role == "partner" and (key.address or "").lower() != address.lower():
+        raise Problem(403, "forbidden", "a partner key reads only its own address's statement")
+    statement = await run_in_threadpool(_statement, svc, address, bundles)
+    if format == "csv":
+        name = f"statement-{address.lower()}.csv"
+        return Response(
+            statement.to_csv(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return JSONResponse(statement.to_json())
