@@ -468,3 +468,10 @@ def test_malformed_inputs_are_refused(mutate: Any, message: str) -> None:
     mutate(given)
     with pytest.raises(RiskError, match=message):
         evaluate(rule_set, given)
+
+
+def test_the_documented_rule_file_is_the_example_file() -> None:
+    docs = (EXAMPLE.parents[1] / "docs" / "risk.md").read_text()
+    block = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert block == EXAMPLE.read_text()
+    assert parse_rule_set(tomllib.loads(block)).hash == load_rule_file(EXAMPLE).hash
