@@ -29,6 +29,7 @@ from chainaudit.risk.decisions import (
 )
 from chainaudit.risk.engine import Evaluation, evaluate, inputs_sha256
 from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
+from chainaudit.risk.ledger import EventCache, Ledger
 from chainaudit.risk.rules import Outcome, RuleSet, load_rule_file
 from chainaudit.settings import Settings
 from chainaudit.store import Log
@@ -97,6 +98,7 @@ class RiskGate:
         first = self.log
         self.book = RiskBook(first.path)
         self._lock = threading.Lock()
+        self._events = EventCache(chain_id=chain_id, contract=contract)
         self.announcement: Announcement = announce_rule_set(
             first, self.book, rule_set, actor=actor, source=None if source is None else str(source)
         )
@@ -147,6 +149,7 @@ class RiskGate:
         """
         log = self.log
         rule_set = self.rule_set
+        ledger = Ledger.replay(self._events.update(log))
         inputs = gather_inputs(
             log,
             self.book,
@@ -155,6 +158,7 @@ class RiskGate:
             at=at,
             contract=self.contract,
             chain_id=self.chain_id,
+            ledger=ledger,
         )
         evaluation = evaluate(rule_set, inputs)
         subject = subject_of(request)

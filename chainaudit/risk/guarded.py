@@ -65,7 +65,7 @@ from typing import Final
 
 from eth_account.signers.local import LocalAccount
 
-from chainaudit.errors import ChainError, EscrowError, RiskError, RiskHoldError
+from chainaudit.errors import ChainauditError, ChainError, EscrowError, RiskError, RiskHoldError
 from chainaudit.escrow import (
     Deal,
     DealParams,
@@ -101,8 +101,10 @@ class GuardedResult:
 
     tx: TxResult
     decision: GateDecision
-    execution_id: str
-    """The ``risk_execution`` record linking the decision to the transaction."""
+    execution_id: str | None
+    """The ``risk_execution`` record linking the decision to the transaction (``None`` in the
+    rare case the log refused it after the transaction was mined: the action happened, and
+    the escrow indexer records its events)."""
 
     @property
     def outcome(self) -> Outcome:
@@ -441,9 +443,13 @@ class GuardedEscrow:
         except ChainError as exc:
             self.gate.record_execution(decision, tx_hash=None, error=str(exc)[:500])
             raise
-        execution = self.gate.record_execution(
-            decision, tx_hash=tx.tx_hash, deal_id=tx.deal_id if created else None
-        )
+        try:
+            execution: str | None = self.gate.record_execution(
+                decision, tx_hash=tx.tx_hash, deal_id=tx.deal_id if created else None
+            )
+        except ChainauditError:  # sent and mined: report success; the indexer records it
+            logger.exception("risk: the execution of %s was not recorded", decision.record_id)
+            execution = None
         return GuardedResult(tx, decision, execution)
 
     def _refuse(self, decision: GateDecision, hold: tuple[int, int] | None) -> None:

@@ -14,17 +14,19 @@ wider ones (``uint256``) as decimal strings, bytes as 0x-hex, addresses checksum
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chainaudit.escrow import MilestoneStatus
-from chainaudit.store import Log
+from chainaudit.store import Entry, Log
 
 __all__ = [
     "ActionEvent",
     "DealBook",
     "DocumentUse",
+    "EventCache",
     "IndexedEvent",
     "Ledger",
     "MilestoneBook",
@@ -79,49 +81,73 @@ def indexed_events(
     another chain or vault when ``chain_id`` / ``contract`` are given. Erased records are
     skipped silently (their content is gone by design).
     """
-    wanted = contract.lower() if contract else None
-    events: dict[str, IndexedEvent] = {}
-    retracted: set[str] = set()
-    unreadable: list[tuple[str, str]] = []
-    start = 0
-    while True:
-        batch = log.scan(start=start, limit=page, kind=EVENT_KIND)
-        for entry in batch:
-            if entry.body is None:
-                continue
-            try:
-                payload = json.loads(entry.body)["payload"]
-                if payload.get("type") == "retraction":
-                    retracted.add(str(payload["retracts"]))
-                    continue
-                if chain_id is not None and payload.get("chain_id") != chain_id:
-                    continue
-                if wanted is not None and str(payload.get("contract", "")).lower() != wanted:
-                    continue
-                deal = payload.get("deal_id")
-                events[entry.record_id] = IndexedEvent(
-                    record_id=entry.record_id,
-                    leaf_index=entry.index,
-                    name=str(payload["event"]),
-                    deal_id=None if deal is None else int(deal),
-                    args=dict(payload.get("args") or {}),
-                    chain_id=int(payload["chain_id"]),
-                    contract=str(payload["contract"]),
-                    block_number=int(payload["block_number"]),
-                    block_hash=str(payload["block_hash"]),
-                    tx_hash=str(payload["tx_hash"]),
-                    log_index=int(payload["log_index"]),
-                    timestamp=entry.timestamp_ms // 1000,
-                    tx_from=payload.get("tx_from"),
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                unreadable.append((entry.record_id, f"not a readable escrow event: {exc!r}"))
-        if len(batch) < page:
-            break
-        start = batch[-1].index + 1
-    live = [e for rid, e in events.items() if rid not in retracted]
-    live.sort(key=lambda e: (e.block_number, e.log_index, e.leaf_index))
-    return live, unreadable
+    cache = EventCache(chain_id=chain_id, contract=contract, page=page)
+    return cache.update(log), list(cache.unreadable)
+
+
+class EventCache:
+    """The live escrow events of a log, read incrementally: :meth:`update` parses only the
+    records appended since its last call (the log is append-only). Thread-safe."""
+
+    def __init__(
+        self, *, chain_id: int | None = None, contract: str | None = None, page: int = 5_000
+    ) -> None:
+        self.chain_id = chain_id
+        self.contract = contract.lower() if contract else None
+        self.page = page
+        self.unreadable: list[tuple[str, str]] = []
+        self._events: dict[str, IndexedEvent] = {}
+        self._retracted: set[str] = set()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def update(self, log: Log) -> list[IndexedEvent]:
+        """Read the new records of ``log``; return every live event in chain order."""
+        with self._lock:
+            while True:
+                batch = log.scan(start=self._next, limit=self.page, kind=EVENT_KIND)
+                for entry in batch:
+                    self._read(entry)
+                if batch:
+                    self._next = batch[-1].index + 1
+                if len(batch) < self.page:
+                    break
+            live = [e for rid, e in self._events.items() if rid not in self._retracted]
+        live.sort(key=lambda e: (e.block_number, e.log_index, e.leaf_index))
+        return live
+
+    def _read(self, entry: Entry) -> None:
+        if entry.body is None:
+            return
+        try:
+            payload = json.loads(entry.body)["payload"]
+            if payload.get("type") == "retraction":
+                self._retracted.add(str(payload["retracts"]))
+                return
+            if self.chain_id is not None and payload.get("chain_id") != self.chain_id:
+                return
+            if self.contract is not None and str(payload.get("contract", "")).lower() != (
+                self.contract
+            ):
+                return
+            deal = payload.get("deal_id")
+            self._events[entry.record_id] = IndexedEvent(
+                record_id=entry.record_id,
+                leaf_index=entry.index,
+                name=str(payload["event"]),
+                deal_id=None if deal is None else int(deal),
+                args=dict(payload.get("args") or {}),
+                chain_id=int(payload["chain_id"]),
+                contract=str(payload["contract"]),
+                block_number=int(payload["block_number"]),
+                block_hash=str(payload["block_hash"]),
+                tx_hash=str(payload["tx_hash"]),
+                log_index=int(payload["log_index"]),
+                timestamp=entry.timestamp_ms // 1000,
+                tx_from=payload.get("tx_from"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.unreadable.append((entry.record_id, f"not a readable escrow event: {exc!r}"))
 
 
 # -- the books --------------------------------------------------------------------------------
