@@ -53,6 +53,7 @@ __all__ = [
     "announce_rule_set",
     "decision_record",
     "find_rule_set",
+    "make_record",
     "new_record_id",
     "replay_decision",
 ]
@@ -71,7 +72,8 @@ def alert_id_for(decision_id: str) -> str:
     return "AL-" + hashlib.sha256(decision_id.encode()).hexdigest()[:16]
 
 
-def _record(record_id: str, actor: str, payload: dict[str, Any]) -> PreparedRecord:
+def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> PreparedRecord:
+    """A ``decision`` record with ``payload``, timestamped now; ``RiskError`` if invalid."""
     try:
         return prepare(
             {
@@ -103,7 +105,7 @@ def rule_set_record(
     rule_set: RuleSet, *, actor: str, previous_hash: str | None, source: str | None
 ) -> PreparedRecord:
     """The record announcing ``rule_set`` (the full parsed rules are in the payload)."""
-    return _record(
+    return make_record(
         new_record_id(f"risk:rules:{rule_set.hash[:16]}"),
         actor,
         {
@@ -178,7 +180,7 @@ def decision_record(
     actor: str = DECISION_ACTOR,
 ) -> PreparedRecord:
     """The ``risk_decision`` record of one evaluation."""
-    return _record(
+    return make_record(
         record_id,
         actor,
         {
@@ -211,7 +213,7 @@ def alert_opened_record(
     """The record opening the alert of a ``review`` or ``hold`` decision."""
     assert evaluation.severity is not None
     summary = "; ".join(f.message for f in evaluation.fired)[:1_000]
-    return _record(
+    return make_record(
         f"risk:alert:{alert_id}:opened",
         actor,
         {
@@ -263,7 +265,7 @@ def alert_transition_record(
         raise RiskError("only a resolution carries cleared / confirmed")
     if note is not None and len(note) > 2_000:
         raise RiskError("the note is limited to 2,000 characters")
-    return _record(
+    return make_record(
         f"risk:alert:{alert_id}:{transition}:{int(time.time() * 1000)}",
         by,
         {

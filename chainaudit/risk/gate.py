@@ -20,11 +20,11 @@ from chainaudit.risk.book import RiskBook
 from chainaudit.risk.decisions import (
     DECISION_ACTOR,
     Announcement,
-    _record,
     alert_id_for,
     alert_opened_record,
     announce_rule_set,
     decision_record,
+    make_record,
     new_record_id,
 )
 from chainaudit.risk.engine import Evaluation, evaluate, inputs_sha256
@@ -209,7 +209,7 @@ class RiskGate:
         record id."""
         inputs = decision.inputs
         deal = inputs.get("deal_id") if deal_id is None else str(deal_id)
-        record = _record(
+        record = make_record(
             decision.record_id.replace("risk:decision:", "risk:execution:", 1),
             self.actor,
             {

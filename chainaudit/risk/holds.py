@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from chainaudit.errors import RiskError
 from chainaudit.escrow import EscrowClient, TxResult
 from chainaudit.records import PreparedRecord
-from chainaudit.risk.decisions import DECISION_ACTOR, _record, new_record_id
+from chainaudit.risk.decisions import DECISION_ACTOR, make_record, new_record_id
 from chainaudit.store import Log
 
 __all__ = ["HoldResult", "lift_hold", "place_hold", "reason_record", "renew_hold"]
@@ -40,7 +40,7 @@ def reason_record(
     """Append a written reason for a hold decision; its leaf hash is the hold's reason hash."""
     if not reason.strip() or len(reason) > 2_000:
         raise RiskError("a hold needs a reason of 1-2,000 characters")
-    record = _record(
+    record = make_record(
         new_record_id("risk:hold-reason"),
         by,
         {
@@ -151,6 +151,6 @@ def _hold_record(
         "decision_id": decision_id,
         "alert_id": alert_id,
     }
-    record = _record(new_record_id(f"risk:hold:{transition}"), DECISION_ACTOR, payload)
+    record = make_record(new_record_id(f"risk:hold:{transition}"), DECISION_ACTOR, payload)
     log.append([record])
     return HoldResult(tx, record.record_id, until)

@@ -25,7 +25,7 @@ from eth_account.signers.local import LocalAccount
 
 from chainaudit.errors import NotFoundError, RiskError
 from chainaudit.escrow import EscrowClient, TxResult
-from chainaudit.risk.decisions import _record
+from chainaudit.risk.decisions import make_record
 from chainaudit.store import Log
 
 __all__ = [
@@ -176,7 +176,7 @@ def _emergency(
     }
     if incident_id is not None:
         return tx, _append_step(log, incident_id, "handled", actor, note, details)
-    record = _record(
+    record = make_record(
         f"risk:emergency:{action}:{int(time.time() * 1000)}:{secrets.token_hex(4)}",
         actor,
         {"type": "emergency", "incident_id": None, "note": _note(note), **details},
@@ -194,7 +194,7 @@ def _note(note: str | None) -> str | None:
 def _append_step(
     log: Log, incident_id: str, step: str, actor: str, note: str | None, details: dict[str, Any]
 ) -> str:
-    record = _record(
+    record = make_record(
         f"incident:{incident_id}:{step}:{int(time.time() * 1000)}:{secrets.token_hex(3)}",
         actor,
         {
