@@ -50,7 +50,9 @@ def _rpc(what: str) -> Iterator[None]:
     except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
         raise ChainUnavailableError(f"{what}: chain endpoint unreachable ({exc})") from exc
     except requests.HTTPError as exc:
-        raise ChainUnavailableError(f"{what}: chain endpoint answered {exc}") from exc
+        raise ChainUnavailableError(
+            f"{what}: the endpoint does not answer as an Ethereum JSON-RPC node ({exc})"
+        ) from exc
     except ContractLogicError as exc:
         raise ChainError(f"{what}: reverted: {exc}") from exc
     except (Web3Exception, ValueError) as exc:

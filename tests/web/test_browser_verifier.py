@@ -42,7 +42,7 @@ REFUSED_CASES = [
 @pytest.fixture
 def verifier(page: Page, site: Site) -> Page:
     page.goto("/#verify")
-    page.wait_for_function("document.body.dataset.ready === 'true'")
+    page.wait_for_selector("body[data-ready='true']", state="attached")  # no eval: CSP
     return page
 
 
