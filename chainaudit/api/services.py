@@ -4,6 +4,7 @@ writer), the key store, the chain endpoint, the anchoring thread and the metrics
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from chainaudit.context import anchorer_from, chain_from
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
-from chainaudit.errors import ChainauditError, ChainUnavailableError
+from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigError
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer
 from chainaudit.keys import ApiKey, KeyStore
+from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
+from chainaudit.toolchain import project_root
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Services:
         self.indexer: Indexer | None = None
         self._indexer_thread: threading.Thread | None = None
         self._devnet_keys: dict[str, str] | None = None
+        self._guarded: GuardedEscrow | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -146,9 +150,22 @@ class Services:
             return load_account(private_key=officer.private_key)
         return None
 
-    def guard(self, client: EscrowClient) -> EscrowClient:
-        """The escrow actions that move or commit money, as the deal endpoints send them."""
-        return client
+    def guard(self, client: EscrowClient) -> GuardedEscrow:
+        """The escrow behind the risk gate: every action that moves or commits money is
+        evaluated, and its decision recorded, before it is sent (see
+        :mod:`chainaudit.risk.guarded`)."""
+        if self._guarded is None or self._guarded.client is not client:
+            path = rules_path(self.settings)
+            if not path.exists():
+                if self.settings.environment != "development":
+                    raise ConfigError(f"no risk rule file at {path}: money actions are refused")
+                shutil.copyfile(project_root() / "examples" / "rules.toml", path)
+                logger.warning("no rule file: installed the example rules at %s", path)
+            gate = RiskGate.from_file(
+                self.reader, path, contract=client.address, chain_id=self.chain_id()
+            )
+            self._guarded = GuardedEscrow(client, gate, compliance=self.compliance_account)
+        return self._guarded
 
     def _start_anchorer(self) -> None:
         try:

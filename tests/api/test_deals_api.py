@@ -26,7 +26,7 @@ from chainaudit.store import DB_NAME
 from tests.escrow_world import escrow_devnet, now
 
 DAY = 86400
-AMOUNT = 250_000 * 10**6
+AMOUNT = 12_345_670_000  # 12,345.67 mUSDC: neither large nor round, so no risk rule fires
 
 
 @dataclass
@@ -243,3 +243,35 @@ def test_relayed_transactions_must_be_the_partners_own(deals_api: DealsApi) -> N
         relayed = buyer_api.post("/v1/transactions", json={"raw_transaction": "0x" + own.raw.hex()})
         assert relayed.status_code == 200, relayed.text
         assert "MilestoneFunded" in relayed.json()["events"]
+
+
+def test_a_payment_the_rules_hold_is_not_sent(deals_api: DealsApi) -> None:
+    api = deals_api
+    big = 300_000 * 10**6  # above the example rule set's 250,000 mUSDC "large-payment" rule
+    start = now(Web3(Web3.HTTPProvider(api.devnet.rpc_url)))
+    a = api.addresses
+    body = {
+        "supplier": a["supplier"],
+        "arbiter": a["arbiter"],
+        "inspectors": [a["inspector"]],
+        "inspector_threshold": 1,
+        "inspection_window": 7 * DAY,
+        "dispute_timeout": 14 * DAY,
+        "default_payee_bps": 5000,
+        "long_stop": start + 200 * DAY,
+        "milestones": [{"amount": big, "due_date": start + 30 * DAY, "document_hash": _h("PO-9")}],
+    }
+    with api.client("buyer") as buyer:
+        held = buyer.post("/v1/deals", json=body)
+    assert held.status_code == 409, held.text
+    problem = held.json()
+    assert problem["type"].endswith("/risk-hold") and "large-payment" in problem["fired"]
+    with api.client("auditor") as auditor:
+        assert [
+            d for d in auditor.get("/v1/deals").json() if d["milestones"][0]["amount"] == big
+        ] == []
+        decision = auditor.get(f"/v1/records/{problem['decision_id']}").json()
+        assert decision["kind"] == "decision"
+        assert decision["record"]["payload"]["outcome"] == "hold"
+        alerts = auditor.get("/v1/alerts").json()
+        assert problem["alert_id"] in str(alerts)

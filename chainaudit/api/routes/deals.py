@@ -30,10 +30,11 @@ from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.chain import SignedTx, broadcast, wait_for_receipt
-from chainaudit.errors import EscrowError
+from chainaudit.errors import EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
+from chainaudit.risk import GuardedResult
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -228,7 +229,12 @@ def _signer(svc: Services, key: ApiKey) -> LocalAccount:
 
 
 def _record(
-    svc: Services, key: ApiKey, action: str, deal_id: int | None, result: TxResult, **details: Any
+    svc: Services,
+    key: ApiKey,
+    action: str,
+    deal_id: int | None,
+    result: TxResult | GuardedResult,
+    **details: Any,
 ) -> None:
     payload = {
         "action": action,
@@ -250,19 +256,36 @@ def _record(
     svc.writer.submit([record]).result(timeout=60)
 
 
-def _response(result: TxResult, deal: Deal | None) -> dict[str, Any]:
-    return {
+def _response(result: TxResult | GuardedResult, deal: Deal | None) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "tx_hash": result.tx_hash,
         "block_number": result.block_number,
         "gas_used": result.gas_used,
         "events": [e.name for e in result.events],
         "deal": deal_json(deal) if deal is not None else None,
     }
+    if isinstance(result, GuardedResult):
+        response["risk"] = {
+            "decision_id": result.decision.record_id,
+            "outcome": str(result.outcome),
+            "alert_id": result.decision.alert_id,
+        }
+    return response
 
 
 async def _run(call: Callable[[], Any]) -> Any:
     try:
         return await run_in_threadpool(call)
+    except RiskHoldError as exc:
+        raise Problem(
+            409,
+            "risk-hold",
+            str(exc),
+            decision_id=exc.decision_id,
+            alert_id=exc.alert_id,
+            hold_tx=exc.hold_tx,
+            fired=list(exc.fired),
+        ) from exc
     except EscrowError as exc:
         raise Problem(
             409,
@@ -359,7 +382,9 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
         )
         for m in body.milestones
     ]
-    result: TxResult = await _run(lambda: svc.guard(client).create_deal(buyer, params, milestones))
+    result: GuardedResult = await _run(
+        lambda: svc.guard(client).create_deal(buyer, params, milestones)
+    )
     deal = await _run(lambda: client.deal(result.deal_id))
     await run_in_threadpool(_record, svc, key, "deal.create", result.deal_id, result)
     return _response(result, deal)
@@ -398,7 +423,7 @@ async def milestone_action(
         )
     client = _escrow(svc)
     guarded = svc.guard(client)
-    calls: dict[Action, Callable[[], TxResult]] = {
+    calls: dict[Action, Callable[[], TxResult | GuardedResult]] = {
         Action.fund: lambda: _fund(client, guarded, signer, deal, milestone, args),
         Action.ship: lambda: client.mark_shipped(
             signer, deal_id, milestone, _b32(args.document_hash, "document_hash")
@@ -439,7 +464,7 @@ async def milestone_action(
             invoice_hash=_b32(args.invoice_hash, "invoice_hash"),
         ),
     }
-    result: TxResult = await _run(calls[action])
+    result: TxResult | GuardedResult = await _run(calls[action])
     after = await _run(lambda: client.deal(deal_id))
     await run_in_threadpool(
         _record, svc, key, f"deal.{action.value}", deal_id, result, milestone=milestone
