@@ -34,7 +34,7 @@ from chainaudit.errors import EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
-from chainaudit.risk import GuardedResult
+from chainaudit.risk import GuardedResult, HoldResult
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -127,8 +127,9 @@ class ActionIn(BaseModel):
 class HoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason_hash: str = Field(pattern=HASH)
-    duration: int | None = Field(default=None, gt=0, le=365 * 86400, description="seconds")
+    reason_hash: str = Field(pattern=HASH, description="e.g. the leaf hash of a reason record")
+    duration: int | None = Field(default=None, gt=0, le=30 * 86400, description="seconds")
+    alert_id: str | None = Field(default=None, max_length=64, description="the alert it serves")
 
 
 class RawTx(BaseModel):
@@ -519,22 +520,34 @@ async def compliance_hold(
     if not 0 <= milestone < len(deal.milestones):
         raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
     client = _escrow(svc)
-    officer = svc.compliance_account
-    if officer is None:
+    if svc.compliance_account is None:
         raise Problem(
             503,
             "not-configured",
             "no compliance officer key is configured",
             headers={"Retry-After": "60"},
         )
+    guarded = svc.guard(client)
     reason = bytes.fromhex(body.reason_hash[2:])
-    duration = body.duration or 7 * 86400
-    calls: dict[str, Callable[[], TxResult]] = {
-        "place": lambda: client.place_hold(officer, deal_id, milestone, reason, duration),
-        "renew": lambda: client.renew_hold(officer, deal_id, milestone, reason, duration),
-        "lift": lambda: client.lift_hold(officer, deal_id, milestone, reason),
+    by = actor_of(key)
+    calls: dict[str, Callable[[], HoldResult]] = {
+        "place": lambda: guarded.place_hold(
+            deal_id,
+            milestone,
+            reason_hash=reason,
+            by=by,
+            duration=body.duration,
+            alert_id=body.alert_id,
+        ),
+        "renew": lambda: guarded.renew_hold(
+            deal_id, milestone, reason_hash=reason, by=by, duration=body.duration
+        ),
+        "lift": lambda: guarded.lift_hold(
+            deal_id, milestone, reason_hash=reason, by=by, alert_id=body.alert_id
+        ),
     }
-    result: TxResult = await _run(calls[verb])
+    held: HoldResult = await _run(calls[verb])
+    result = held.tx
     after = await _run(lambda: client.deal(deal_id))
     await run_in_threadpool(
         _record,
