@@ -205,13 +205,11 @@ class RiskBook:
     def sync(self, log: Log, *, page: int = 2_000) -> int:
         """Apply every decision record appended since the last sync; return how many."""
         with self._lock:
-            log.refresh()
+            size = log.refresh()  # every leaf below this size is committed
             start = int(self._db.execute("SELECT next_index FROM risk_sync").fetchone()[0])
             applied = 0
-            while start < log.size:
+            while start < size:
                 batch = log.scan(start=start, limit=page, kind="decision")
-                if not batch:
-                    break
                 with self._transaction() as db:
                     for entry in batch:
                         if entry.body is None:
@@ -223,9 +221,12 @@ class RiskBook:
                         payload = document.get("payload")
                         if isinstance(payload, Mapping):
                             applied += self._apply(db, entry.index, document, payload)
-                    start = batch[-1].index + 1
+                    done = len(batch) < page
+                    start = batch[-1].index + 1 if batch else start
+                    if done:
+                        start = max(start, size)  # no decision record left below the size
                     db.execute("UPDATE risk_sync SET next_index = MAX(next_index, ?)", (start,))
-                if len(batch) < page:
+                if done:
                     break
             return applied
 

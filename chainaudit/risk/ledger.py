@@ -104,13 +104,15 @@ class EventCache:
     def update(self, log: Log) -> list[IndexedEvent]:
         """Read the new records of ``log``; return every live event in chain order."""
         with self._lock:
-            while True:
+            size = log.refresh()  # every leaf below this size is committed
+            while self._next < size:
                 batch = log.scan(start=self._next, limit=self.page, kind=EVENT_KIND)
                 for entry in batch:
                     self._read(entry)
                 if batch:
                     self._next = batch[-1].index + 1
                 if len(batch) < self.page:
+                    self._next = max(self._next, size)
                     break
             live = [e for rid, e in self._events.items() if rid not in self._retracted]
         live.sort(key=lambda e: (e.block_number, e.log_index, e.leaf_index))
