@@ -266,7 +266,7 @@ def alert_transition_record(
     if note is not None and len(note) > 2_000:
         raise RiskError("the note is limited to 2,000 characters")
     return make_record(
-        f"risk:alert:{alert_id}:{transition}:{int(time.time() * 1000)}",
+        new_record_id(f"risk:alert:{alert_id}:{transition}"),
         by,
         {
             "type": "alert",

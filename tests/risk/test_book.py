@@ -1,0 +1,74 @@
+"""The risk tables are an index of the log: rebuilt from it they come out the same, applying a
+record twice changes nothing, and a transition racing another is ignored, not applied twice."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from chainaudit.records import prepare
+from chainaudit.risk import ActionRequest, RiskBook, RiskGate, parse_rule_set, transition_alert
+from chainaudit.risk.decisions import alert_transition_record
+from chainaudit.store import Log
+from tests.risk.conftest import rules
+
+BUYER = "0x1111111111111111111111111111111111111111"
+
+
+def hold_request(amount: int) -> ActionRequest:
+    return ActionRequest(
+        action="release",
+        deal_id=3,
+        milestone=1,
+        amount=amount,
+        token="0x4444444444444444444444444444444444444444",
+        party=BUYER,
+        actor=BUYER,
+        parties={"buyer": BUYER},
+    )
+
+
+def test_tables_rebuild_from_the_log_and_apply_idempotently(log: Log) -> None:
+    gate = RiskGate(
+        log,
+        parse_rule_set(
+            rules({"id": "big", "type": "amount_above", "severity": "high", "threshold": "10"})
+        ),
+    )
+    first = gate.check(hold_request(11), at=1_800_000_000)
+    second = gate.check(hold_request(12), at=1_800_000_000)
+    book = gate.book
+    transition_alert(log, book, str(first.alert_id), "acknowledged", by="a")
+    transition_alert(log, book, str(first.alert_id), "resolved", by="a", resolution="confirmed")
+    # a second acknowledgement prepared before the first was applied: recorded, but ignored
+    stale = alert_transition_record(book, str(second.alert_id), "acknowledged", by="b")
+    transition_alert(log, book, str(second.alert_id), "acknowledged", by="a")
+    log.append([stale])
+    log.append(
+        [
+            prepare(
+                {
+                    "id": f"doc-{i}",
+                    "kind": "document",
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "actor": "x",
+                    "payload": {},
+                }
+            )
+            for i in range(20)
+        ]
+    )
+    book.sync(log)
+    before = {a.alert_id: a for a in book.alerts()}
+    assert before[str(second.alert_id)].acknowledged_by == "a"
+    assert len(before[str(second.alert_id)].records) == 2  # the stale one is not applied
+    cursor = sqlite3.connect(log.path).execute("SELECT next_index FROM risk_sync").fetchone()[0]
+    assert cursor == log.size  # past the trailing documents: no rescans
+
+    sqlite3.connect(log.path).execute("UPDATE risk_sync SET next_index = 0").connection.commit()
+    book.sync(log)  # everything applied a second time
+    assert {a.alert_id: a for a in book.alerts()} == before
+    with RiskBook(log.path) as other:
+        other.rebuild(log)
+        assert {a.alert_id: a for a in other.alerts()} == before
+        assert [e.hash for e in other.rule_sets()] == [gate.rule_set.hash]
+    gate.close()
