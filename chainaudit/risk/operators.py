@@ -3,8 +3,9 @@
 A key is looked up, in order, in a ``<role>_key`` field of the settings (when the deployment's
 :class:`~chainaudit.settings.Settings` has one), then in the environment variable
 ``CHAINAUDIT_<ROLE>_KEY`` (read when the key is needed, never at import). In development,
-with neither set, the devnet's first well-known account is used: it deploys the devnet vault
-and holds every operating role. Production refuses to run without a key and refuses the
+with neither set, the devnet's well-known accounts are used (``DEVNET_PARTIES``): the
+compliance officer's for holds, and account 0 — which deploys the devnet vault and holds
+``PAUSER_ROLE`` — for pausing. Production refuses to run without a key and refuses the
 public devnet keys.
 """
 
@@ -17,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 
 from chainaudit.chain import Chain, load_account
-from chainaudit.deploy import contract_address
+from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ConfigError
@@ -41,8 +42,9 @@ def operator_account(settings: Settings, role: str) -> LocalAccount:
             raise ConfigError(f"in production the {role} key must not be a public devnet key")
         return load_account(private_key=str(key))
     if settings.environment == "development":
-        devnet = load_devnet_settings()
-        return load_account(private_key=derive_accounts(devnet.mnemonic, 1)[0].private_key)
+        accounts = derive_accounts(load_devnet_settings().mnemonic, 10)
+        index = DEVNET_PARTIES["compliance"] if role == "compliance" else DEVNET_PARTIES["operator"]
+        return load_account(private_key=accounts[index].private_key)
     raise ConfigError(f"no {role} key: set CHAINAUDIT_{role.upper()}_KEY")
 
 
