@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
+from chainaudit.api.fastlane import ProofFastLane
 from chainaudit.api.routes import (
     alerts,
     bundles,
@@ -149,5 +150,6 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     ):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ProofFastLane, services=services, limiter=app.state.limiter)
     app.add_middleware(Observe, metrics=services.metrics)
     return app

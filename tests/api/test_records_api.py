@@ -208,3 +208,21 @@ def test_health_ready_metrics_and_openapi(api: Api) -> None:
         schema = client.get("/openapi.json").json()
         assert "/v1/records/batch" in schema["paths"]
         assert client.get("/docs").status_code == 200
+
+
+def test_proof_fast_lane_answers_like_the_regular_route(api: Api) -> None:
+    with api.client("operator") as operator:
+        operator.post("/v1/records/batch", json={"records": [record(i) for i in range(9)]})
+    with api.client("auditor") as auditor:
+        fast = auditor.get("/v1/records/api-4/proof")  # no query: served by the fast lane
+        size = fast.json()["tree_size"]
+        regular = auditor.get("/v1/records/api-4/proof", params={"tree_size": size})  # FastAPI
+        assert fast.status_code == regular.status_code == 200
+        assert fast.json() == regular.json()
+        assert_problem(auditor.get("/v1/records/absent/proof"), 404, "not-found")
+        metrics = auditor.get("/metrics").text
+        assert 'route="/v1/records/{record_id}/proof",status="200"} 2' in metrics
+    with api.client(None) as anonymous:
+        assert_problem(anonymous.get("/v1/records/api-4/proof"), 401, "unauthenticated")
+    with api.client("other_partner") as stranger:
+        assert_problem(stranger.get("/v1/records/api-4/proof"), 404, "not-found")

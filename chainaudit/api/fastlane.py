@@ -1,0 +1,101 @@
+"""A fast lane for the hottest read: ``GET /v1/records/{id}/proof`` without query parameters.
+
+Auditors fetch inclusion proofs in bulk, and FastAPI's per-request machinery (dependency
+injection, response-model validation) costs more than the proof itself (two indexed SQLite
+reads). This pure ASGI layer answers exactly the successful case of that request with the
+same authentication, rate limit, visibility rule and JSON body as the regular route, and
+hands everything else — any other path, query parameters, a missing or bad key, a refused
+role, an unknown record — to the FastAPI app unchanged, so every error still comes from one
+place as an RFC 9457 problem.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Final
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chainaudit.api.auth import READERS, RateLimiter
+from chainaudit.api.services import Services
+from chainaudit.errors import ChainauditError
+from chainaudit.keys import ApiKey
+
+ROUTE: Final = SimpleNamespace(path="/v1/records/{record_id}/proof")
+PREFIX: Final = "/v1/records/"
+SUFFIX: Final = "/proof"
+
+
+class ProofFastLane:
+    """Serve successful proof fetches directly; defer every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp, services: Services, limiter: RateLimiter) -> None:
+        self.app = app
+        self.services = services
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self._try(scope) if scope["type"] == "http" else None
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = ROUTE  # for the request metrics, as the regular route would
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _try(self, scope: Scope) -> bytes | None:
+        path: str = scope["path"]
+        if (
+            scope["method"] != "GET"
+            or scope.get("query_string")
+            or not path.startswith(PREFIX)
+            or not path.endswith(SUFFIX)
+        ):
+            return None
+        record_id = unquote(path[len(PREFIX) : -len(SUFFIX)])
+        if not record_id or "/" in record_id:
+            return None
+        key = self._key(scope)
+        if key is None or key.role not in READERS:
+            return None
+        if self.limiter.take(key.key_id) > 0:
+            return None  # the regular route answers 429 (and spends one more token)
+        try:
+            log = self.services.reader()
+            entry = log.entry(record_id)
+            if key.role == "partner" and entry.actor != key.address:
+                return None
+            root, proof = log.inclusion_proof_with_root(entry.index, log.size)
+        except ChainauditError:
+            return None
+        return json.dumps(
+            {
+                "record_id": entry.record_id,
+                "leaf_index": entry.index,
+                "leaf_hash": entry.leaf_hash.hex(),
+                "tree_size": log.size,
+                "root": root.hex(),
+                "inclusion_proof": [h.hex() for h in proof],
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def _key(self, scope: Scope) -> ApiKey | None:
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                token = value[7:].decode("latin-1").strip()
+            elif name == b"x-api-key":
+                token = value.decode("latin-1").strip()
+        return self.services.authenticate(token) if token else None
