@@ -1,10 +1,11 @@
 """Shared set-up of the escrow client and indexer tests: a deployed vault, a token and fresh,
 funded accounts for every role, on a real Anvil.
 
-EIP-170 limits deployed code to 24,576 bytes. While ``SupplyChainEscrow`` is larger than that,
-it cannot be deployed on the session's Anvil (or on any public chain); the tests then run on an
-Anvil of their own with the limit lifted, and ``test_escrow_fits_the_eip170_code_size_limit``
-fails to flag it.
+The vault is deployed on the session's Anvil, which enforces EIP-170 (at most 24,576 bytes of
+deployed code) like every public chain: no test lifts the limit. A vault grown past it fails
+``tests/test_toolchain.py::test_deployable_contracts_fit_the_eip170_code_size_limit`` and
+``test_escrow_fits_the_eip170_code_size_limit``, and ``deploy_escrow`` refuses with a message
+that says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from chainaudit.chain import Chain
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.devnet import Devnet
 from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams
 from chainaudit.escrow_deploy import EIP170_CODE_LIMIT, deploy_escrow, escrow_artifacts, mint
 
@@ -53,12 +54,8 @@ def escrow_code_size() -> int:
 
 @contextmanager
 def escrow_devnet(session_anvil: Devnet) -> Iterator[Devnet]:
-    """The session's Anvil when the escrow fits EIP-170, else an Anvil with the limit lifted."""
-    if escrow_code_size() <= EIP170_LIMIT:
-        yield session_anvil
-        return
-    with Devnet(port=free_port(), extra_args=["--disable-code-size-limit"]) as own:
-        yield own
+    """The Anvil the escrow tests run on: the session's own, with the EIP-170 limit enforced."""
+    yield session_anvil
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import solcx
 
 from chainaudit import toolchain
 from chainaudit.errors import ToolchainError
+from chainaudit.escrow_deploy import EIP170_CODE_LIMIT
 from chainaudit.toolchain import (
     SOLC_VERSION,
     compile_contracts,
@@ -132,6 +134,51 @@ def test_real_contracts_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     # Second call on the unchanged tree must not run the compiler at all.
     monkeypatch.setattr(solcx, "compile_standard", _fail)
     assert compile_contracts() == artifacts
+
+
+#: EIP-170: the most runtime code a contract may have (Ethereum and every major EVM chain).
+EIP170_RUNTIME_LIMIT = 24_576
+#: EIP-3860: the most creation code (init code) a deployment may send.
+EIP3860_INITCODE_LIMIT = 2 * EIP170_RUNTIME_LIMIT
+
+
+def _size(hex_code: str) -> int:
+    return (len(hex_code) - 2) // 2
+
+
+def test_deployable_contracts_fit_the_eip170_code_size_limit() -> None:
+    """Every contract under contracts/ (tests and benchmark harnesses aside) can be deployed on a
+    real network: runtime code within EIP-170, creation code within EIP-3860, compiled with the
+    project's settings (those of foundry.toml, via-IR included)."""
+    artifacts = compile_contracts()
+    deployable = {name: a for name, a in artifacts.items() if _size(a.deployed_bytecode) > 0}
+    assert {"AuditAnchor", "SupplyChainEscrow"} <= set(deployable)
+    runtime = {name: _size(a.deployed_bytecode) for name, a in deployable.items()}
+    over = {name: size for name, size in runtime.items() if size > EIP170_RUNTIME_LIMIT}
+    assert not over, (
+        f"runtime code over the EIP-170 limit of {EIP170_RUNTIME_LIMIT:,} bytes: {over} "
+        "(no public chain accepts such a deployment)"
+    )
+    initcode = {name: _size(a.bytecode) for name, a in deployable.items()}
+    over = {name: size for name, size in initcode.items() if size > EIP3860_INITCODE_LIMIT}
+    assert not over, f"creation code over the EIP-3860 limit of {EIP3860_INITCODE_LIMIT:,}: {over}"
+
+
+def test_eip170_limit_matches_the_deploy_helper() -> None:
+    assert EIP170_CODE_LIMIT == EIP170_RUNTIME_LIMIT
+
+
+def test_compiler_settings_mirror_foundry_toml() -> None:
+    """Python compiles what forge compiles: same optimizer, EVM version and pipeline (via-IR)."""
+    with (ROOT / "foundry.toml").open("rb") as fh:
+        profile = tomllib.load(fh)["profile"]["default"]
+    settings = toolchain._compiler_settings(ROOT)
+    assert settings["optimizer"] == {
+        "enabled": profile["optimizer"],
+        "runs": profile["optimizer_runs"],
+    }
+    assert settings["evmVersion"] == profile["evm_version"]
+    assert settings.get("viaIR", False) == profile.get("via_ir", False)
 
 
 def _fail(*_args: Any, **_kwargs: Any) -> Any:

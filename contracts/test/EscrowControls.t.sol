@@ -49,7 +49,7 @@ contract EscrowControlsTest is EscrowFixture {
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
         escrow.openDispute(id, 0, bytes32(0));
-        uint256 windowEnd = block.timestamp + WINDOW;
+        uint256 windowEnd = _now() + WINDOW;
         vm.warp(windowEnd + 1);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowWindowClosed.selector, id, 0, windowEnd));
@@ -90,7 +90,7 @@ contract EscrowControlsTest is EscrowFixture {
         _toShipped(id, 0);
         vm.prank(supplier);
         escrow.openDispute(id, 0, REASON_HASH);
-        uint256 endsAt = block.timestamp + TIMEOUT;
+        uint256 endsAt = _now() + TIMEOUT;
         vm.warp(endsAt);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDisputeTimeoutPending.selector, id, 0, endsAt));
         escrow.applyDisputeTimeout(id, 0);
@@ -124,14 +124,14 @@ contract EscrowControlsTest is EscrowFixture {
 
     function _offer(uint256 id, uint256 m, uint96 advance, bytes32 invoice) internal {
         vm.prank(supplier);
-        escrow.offerFinancing(id, m, financier, advance, invoice, uint40(block.timestamp + 1 days));
+        escrow.offerFinancing(id, m, financier, advance, invoice, uint40(_now() + 1 days));
     }
 
     function test_financing_assignsClaimAtomically() public {
         uint256 id = _standardDeal();
         _toShipped(id, 0);
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit I.FinancingOffered(id, 0, financier, 950e6, INVOICE_HASH, block.timestamp + 1 days);
+        emit I.FinancingOffered(id, 0, financier, 950e6, INVOICE_HASH, _now() + 1 days);
         _offer(id, 0, 950e6, INVOICE_HASH);
         uint256 financierBefore = usdc.balanceOf(financier);
         vm.expectEmit(true, true, true, true, address(escrow));
@@ -162,15 +162,15 @@ contract EscrowControlsTest is EscrowFixture {
         // same invoice on another milestone, or in another deal
         vm.prank(supplier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
-        escrow.offerFinancing(id, 1, financier, 900e6, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 1, financier, 900e6, INVOICE_HASH, uint40(_now() + 1));
         uint256 other = _standardDeal();
         vm.prank(supplier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
-        escrow.offerFinancing(other, 0, financier, 900e6, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(other, 0, financier, 900e6, INVOICE_HASH, uint40(_now() + 1));
         // the same milestone cannot be financed twice
         vm.prank(supplier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowAlreadyFinanced.selector, id, 0, financier));
-        escrow.offerFinancing(id, 0, financier, 900e6, keccak256("other"), uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, 900e6, keccak256("other"), uint40(_now() + 1));
     }
 
     function test_financing_sameInvoiceOfferedTwice_secondAcceptFails() public {
@@ -192,21 +192,21 @@ contract EscrowControlsTest is EscrowFixture {
         escrow.acceptFinancing(id, 0, 1, INVOICE_HASH);
         vm.startPrank(supplier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidAdvance.selector, 0, AMOUNT));
-        escrow.offerFinancing(id, 0, financier, 0, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, 0, INVOICE_HASH, uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidAdvance.selector, AMOUNT + 1, AMOUNT));
-        escrow.offerFinancing(id, 0, financier, AMOUNT + 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, AMOUNT + 1, INVOICE_HASH, uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
-        escrow.offerFinancing(id, 0, financier, 1, bytes32(0), uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, 1, bytes32(0), uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDuplicateParty.selector, buyer));
-        escrow.offerFinancing(id, 0, buyer, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, buyer, 1, INVOICE_HASH, uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroAddress.selector));
-        escrow.offerFinancing(id, 0, address(0), 1, INVOICE_HASH, uint40(block.timestamp + 1));
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidDuration.selector, block.timestamp));
-        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(block.timestamp));
+        escrow.offerFinancing(id, 0, address(0), 1, INVOICE_HASH, uint40(_now() + 1));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidDuration.selector, _now()));
+        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(_now()));
         vm.stopPrank();
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Supplier));
-        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(_now() + 1));
 
         _offer(id, 0, 900e6, INVOICE_HASH);
         vm.prank(stranger);
@@ -215,7 +215,7 @@ contract EscrowControlsTest is EscrowFixture {
         vm.prank(financier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowFinancingTermsMismatch.selector, id, 0));
         escrow.acceptFinancing(id, 0, 800e6, INVOICE_HASH);
-        uint256 expiresAt = block.timestamp + 1 days;
+        uint256 expiresAt = _now() + 1 days;
         vm.warp(expiresAt + 1);
         vm.prank(financier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowFinancingOfferExpired.selector, id, 0, expiresAt));
@@ -243,7 +243,7 @@ contract EscrowControlsTest is EscrowFixture {
         vm.prank(officer);
         escrow.placeHold(id, 0, REASON_HASH, 1 days);
         vm.prank(financier);
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, block.timestamp + 1 days));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, _now() + 1 days));
         escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
         vm.prank(officer);
         escrow.liftHold(id, 0, REASON_HASH);
@@ -262,7 +262,7 @@ contract EscrowControlsTest is EscrowFixture {
         uint256 id = _create(p, _milestones(1, AMOUNT));
         vm.prank(supplier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Financier));
-        escrow.offerFinancing(id, 0, stranger, 1, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, stranger, 1, INVOICE_HASH, uint40(_now() + 1));
     }
 
     // ------------------------------------------------------------------ maker-checker
@@ -358,7 +358,7 @@ contract EscrowControlsTest is EscrowFixture {
         uint256 id = _standardDeal();
         _toAccepted(id, 0);
         _toAccepted(id, 1);
-        uint256 until = block.timestamp + 3 days;
+        uint256 until = _now() + 3 days;
         vm.expectEmit(true, true, true, true, address(escrow));
         emit I.ComplianceHoldPlaced(id, 0, officer, REASON_HASH, until);
         vm.prank(officer);
@@ -367,14 +367,14 @@ contract EscrowControlsTest is EscrowFixture {
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, until));
         escrow.release(id, 0);
         // renew: extends from now
-        vm.warp(block.timestamp + 1 days);
+        vm.warp(_now() + 1 days);
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit I.ComplianceHoldRenewed(id, 0, officer, keccak256("more"), block.timestamp + 5 days);
+        emit I.ComplianceHoldRenewed(id, 0, officer, keccak256("more"), _now() + 5 days);
         vm.prank(officer);
         escrow.renewHold(id, 0, keccak256("more"), 5 days);
         vm.prank(officer);
         vm.expectRevert(
-            abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, block.timestamp + 5 days)
+            abi.encodeWithSelector(I.SupplyChainEscrowOnHold.selector, id, 0, _now() + 5 days)
         );
         escrow.placeHold(id, 0, REASON_HASH, 1 days);
         // lift
@@ -386,7 +386,7 @@ contract EscrowControlsTest is EscrowFixture {
         // expiry on the other milestone
         vm.prank(officer);
         escrow.placeHold(id, 1, REASON_HASH, 2 days);
-        vm.warp(block.timestamp + 2 days + 1);
+        vm.warp(_now() + 2 days + 1);
         vm.prank(officer);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoActiveHold.selector, id, 1));
         escrow.liftHold(id, 1, REASON_HASH);
@@ -447,7 +447,7 @@ contract EscrowControlsTest is EscrowFixture {
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRequired.selector, id, 0));
         escrow.acceptMilestone(id, 0);
         // deemed acceptance is gated too
-        vm.warp(block.timestamp + WINDOW + 1);
+        vm.warp(_now() + WINDOW + 1);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRequired.selector, id, 0));
         escrow.release(id, 0);
         bytes32[] memory proof = new bytes32[](2);
@@ -495,7 +495,7 @@ contract EscrowControlsTest is EscrowFixture {
     function test_attestBySig_relayedByAnyone() public {
         uint256 id = _standardDeal();
         _toShipped(id, 0);
-        uint256 deadline = block.timestamp + 1 hours;
+        uint256 deadline = _now() + 1 hours;
         bytes memory sig = _signAttestation(INSPECTOR1_KEY, id, 0, REPORT_HASH, 7, deadline);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit I.InspectionAttested(id, 0, inspector1, REPORT_HASH, 1);
@@ -514,7 +514,7 @@ contract EscrowControlsTest is EscrowFixture {
     function test_attestBySig_rejectsExpiredForgedAndCancelled() public {
         uint256 id = _standardDeal();
         _toShipped(id, 0);
-        uint256 deadline = block.timestamp + 1 hours;
+        uint256 deadline = _now() + 1 hours;
         bytes memory sig = _signAttestation(INSPECTOR2_KEY, id, 0, REPORT_HASH, 1, deadline);
         // signed by inspector2, claimed for inspector1
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
@@ -529,7 +529,7 @@ contract EscrowControlsTest is EscrowFixture {
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowSignatureExpired.selector, deadline));
         escrow.attestInspectionBySig(id, 0, inspector2, REPORT_HASH, 1, deadline, sig);
         // cancelled nonce
-        uint256 deadline2 = block.timestamp + 1 hours;
+        uint256 deadline2 = _now() + 1 hours;
         bytes memory sig3 = _signAttestation(INSPECTOR2_KEY, id, 0, REPORT_HASH, 2, deadline2);
         vm.expectEmit(true, false, false, true, address(escrow));
         emit I.AttestationNonceInvalidated(inspector2, 2);
@@ -542,9 +542,9 @@ contract EscrowControlsTest is EscrowFixture {
     function test_attestBySig_rejectsWrongChainAndContract() public {
         uint256 id = _standardDeal();
         _toShipped(id, 0);
-        uint256 deadline = block.timestamp + 1 hours;
+        uint256 deadline = _now() + 1 hours;
         bytes memory sig = _signAttestation(INSPECTOR1_KEY, id, 0, REPORT_HASH, 1, deadline);
-        uint256 originalChain = block.chainid;
+        uint256 originalChain = _chainId();
         vm.chainId(originalChain + 1);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
         escrow.attestInspectionBySig(id, 0, inspector1, REPORT_HASH, 1, deadline, sig);

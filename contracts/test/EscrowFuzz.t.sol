@@ -52,10 +52,10 @@ contract EscrowFuzzTest is EscrowFixture {
         uint256 id = _dealOf(AMOUNT);
         _toShipped(id, 0);
         _attest(id, 0, inspector1);
-        uint256 windowEnd = block.timestamp + WINDOW;
+        uint256 windowEnd = _now() + WINDOW;
         elapsed = uint32(_bound(elapsed, 0, 2 * WINDOW));
-        vm.warp(block.timestamp + elapsed);
-        if (block.timestamp <= windowEnd) {
+        vm.warp(_now() + elapsed);
+        if (_now() <= windowEnd) {
             vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowWindowOpen.selector, id, 0, windowEnd));
             escrow.release(id, 0);
             vm.prank(buyer);
@@ -79,10 +79,10 @@ contract EscrowFuzzTest is EscrowFixture {
         _toShipped(id, 0);
         vm.prank(buyer);
         escrow.openDispute(id, 0, REASON_HASH);
-        uint256 endsAt = block.timestamp + TIMEOUT;
+        uint256 endsAt = _now() + TIMEOUT;
         elapsed = uint32(_bound(elapsed, 0, 2 * TIMEOUT));
-        vm.warp(block.timestamp + elapsed);
-        if (block.timestamp <= endsAt) {
+        vm.warp(_now() + elapsed);
+        if (_now() <= endsAt) {
             vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDisputeTimeoutPending.selector, id, 0, endsAt));
             escrow.applyDisputeTimeout(id, 0);
         } else {
@@ -102,7 +102,7 @@ contract EscrowFuzzTest is EscrowFixture {
         elapsed = uint40(_bound(elapsed, 0, 400 days));
         vm.warp(START + elapsed);
         vm.prank(buyer);
-        if (block.timestamp <= longStop) {
+        if (_now() <= longStop) {
             vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowLongStopNotReached.selector, id, longStop));
             escrow.reclaimAfterLongStop(id);
         } else {
@@ -119,7 +119,7 @@ contract EscrowFuzzTest is EscrowFixture {
         uint256 id = _dealOf(amount);
         _toShipped(id, 0);
         vm.prank(supplier);
-        escrow.offerFinancing(id, 0, financier, advance, INVOICE_HASH, uint40(block.timestamp + 1));
+        escrow.offerFinancing(id, 0, financier, advance, INVOICE_HASH, uint40(_now() + 1));
         vm.prank(financier);
         escrow.acceptFinancing(id, 0, advance, INVOICE_HASH);
         _attest(id, 0, inspector1);

@@ -87,7 +87,7 @@ contract EscrowGasTest is EscrowFixture {
     function test_gas_release_deemed() public {
         uint256 id = _standardDeal();
         _toInspected(id, 0);
-        vm.warp(block.timestamp + WINDOW + 1);
+        vm.warp(_now() + WINDOW + 1);
         escrow.release(id, 0);
         _measured("release (deemed acceptance)", RELEASE_BUDGET);
     }

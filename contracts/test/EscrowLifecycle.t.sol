@@ -270,7 +270,7 @@ contract EscrowLifecycleTest is EscrowFixture {
         I.MilestoneView memory m = escrow.getMilestone(id, 0);
         assertEq(uint256(m.status), uint256(I.MilestoneStatus.Shipped), "shipped");
         assertEq(m.shippingDocument, BOL_HASH, "bill of lading");
-        assertEq(m.stageAt, block.timestamp, "shipped at");
+        assertEq(m.stageAt, _now(), "shipped at");
     }
 
     function test_markShipped_reverts() public {
@@ -298,7 +298,7 @@ contract EscrowLifecycleTest is EscrowFixture {
         _assertStatus(id, 0, I.MilestoneStatus.Shipped);
         assertTrue(escrow.hasAttested(id, 0, inspector3), "attested");
         vm.expectEmit(true, true, false, true, address(escrow));
-        emit I.MilestoneInspected(id, 0, block.timestamp + WINDOW);
+        emit I.MilestoneInspected(id, 0, _now() + WINDOW);
         _attest(id, 0, inspector1);
         _assertStatus(id, 0, I.MilestoneStatus.Inspected);
         assertEq(escrow.getMilestone(id, 0).attestations, 2, "attestations");
@@ -382,7 +382,7 @@ contract EscrowLifecycleTest is EscrowFixture {
     function test_release_deemedAfterWindow() public {
         uint256 id = _standardDeal();
         _toInspected(id, 0);
-        uint256 windowEnd = block.timestamp + WINDOW;
+        uint256 windowEnd = _now() + WINDOW;
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowWindowOpen.selector, id, 0, windowEnd));
         escrow.release(id, 0);
         vm.warp(windowEnd);

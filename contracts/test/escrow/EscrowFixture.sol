@@ -197,6 +197,20 @@ abstract contract EscrowFixture is TestBase {
         return abi.encodePacked(r, s, v);
     }
 
+    /// @dev The current block time. Tests read the clock here, never through `block.timestamp`:
+    /// the IR pipeline (via_ir) treats block values as constant for the whole transaction, so it
+    /// may reuse an earlier read or re-read at the point of use, and a `block.timestamp` next to
+    /// a `vm.warp` can give the time from the other side of the warp. A cheatcode call is
+    /// always evaluated where it is written.
+    function _now() internal view returns (uint256) {
+        return evm.getBlockTimestamp();
+    }
+
+    /// @dev The current chain id, read like {_now} and for the same reason (`vm.chainId`).
+    function _chainId() internal view returns (uint256) {
+        return evm.getChainId();
+    }
+
     function _bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {
         if (hi <= lo) return lo;
         return lo + (x % (hi - lo + 1));

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {TestBase} from "../Vm.sol";
+import {EscrowVm} from "./EscrowVm.sol";
 import {MockStablecoin} from "../../MockStablecoin.sol";
 import {SupplyChainEscrow} from "../../SupplyChainEscrow.sol";
 import {ISupplyChainEscrow as I} from "../../interfaces/ISupplyChainEscrow.sol";
@@ -11,6 +12,8 @@ import {ISupplyChainEscrow as I} from "../../interfaces/ISupplyChainEscrow.sol";
 /// picks its deal and milestone from the fuzzer's inputs and swallows expected reverts, so
 /// that the fuzzer explores all interleavings.
 contract EscrowHandler is TestBase {
+    EscrowVm internal constant evm = EscrowVm(address(uint160(uint256(keccak256("hevm cheat code")))));
+
     SupplyChainEscrow public immutable escrow;
     MockStablecoin public immutable token;
     address public immutable buyer;
@@ -52,6 +55,11 @@ contract EscrowHandler is TestBase {
         _track(buyer);
         _track(supplier);
         _track(financier);
+    }
+
+    /// @dev The current block time, through the cheatcode: see {EscrowFixture-_now}.
+    function _now() internal view returns (uint256) {
+        return evm.getBlockTimestamp();
     }
 
     function _track(address account) internal {
@@ -120,11 +128,11 @@ contract EscrowHandler is TestBase {
         p.inspectionWindow = 3 days;
         p.disputeTimeout = 5 days;
         p.defaultPayeeBps = uint16(amountSeed % 10_001);
-        p.longStop = uint40(block.timestamp + 20 days);
+        p.longStop = uint40(_now() + 20 days);
         I.MilestoneParams[] memory ms = new I.MilestoneParams[](n);
         for (uint256 i; i < n; ++i) {
             ms[i].amount = uint96(1 + (uint256(keccak256(abi.encode(amountSeed, i))) % 1_000_000e6));
-            ms[i].dueDate = uint40(block.timestamp + 1 days + i);
+            ms[i].dueDate = uint40(_now() + 1 days + i);
             ms[i].documentHash = keccak256(abi.encode("po", dealIds.length, i));
         }
         vm.prank(buyer);
@@ -178,7 +186,7 @@ contract EscrowHandler is TestBase {
         (uint256 id, uint256 m, bool ok) =
             _pickIn(seed, deemed ? I.MilestoneStatus.Inspected : I.MilestoneStatus.Accepted);
         if (!ok) return;
-        if (deemed && seed % 2 == 0) vm.warp(block.timestamp + 3 days + 1);
+        if (deemed && seed % 2 == 0) vm.warp(_now() + 3 days + 1);
         try escrow.release(id, m) {
             successes["release"]++;
         } catch {}
@@ -206,7 +214,7 @@ contract EscrowHandler is TestBase {
     function applyTimeout(uint256 seed) external {
         (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Disputed);
         if (!ok) return;
-        if (seed % 2 == 0) vm.warp(block.timestamp + 5 days + 1);
+        if (seed % 2 == 0) vm.warp(_now() + 5 days + 1);
         try escrow.applyDisputeTimeout(id, m) {
             successes["timeout"]++;
         } catch {}
@@ -217,7 +225,7 @@ contract EscrowHandler is TestBase {
         (uint256 id,, bool ok) = _pick(seed);
         if (!ok) return;
         uint256 longStop = escrow.getDeal(id).longStop;
-        if (block.timestamp <= longStop && seed % 2 == 0) vm.warp(longStop + 1);
+        if (_now() <= longStop && seed % 2 == 0) vm.warp(longStop + 1);
         vm.prank(buyer);
         try escrow.reclaimAfterLongStop(id) {
             successes["reclaim"]++;
@@ -231,7 +239,7 @@ contract EscrowHandler is TestBase {
         uint96 advance = uint96(1 + advanceSeed % escrow.getMilestone(id, m).amount);
         bytes32 invoice = keccak256(abi.encode("invoice", invoiceNonce++));
         vm.prank(supplier);
-        try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(block.timestamp + 1 days)) {
+        try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(_now() + 1 days)) {
             vm.prank(financier);
             try escrow.acceptFinancing(id, m, advance, invoice) {
                 ghostDeposited += advance;
@@ -307,6 +315,6 @@ contract EscrowHandler is TestBase {
     }
 
     function warp(uint32 seconds_) external {
-        vm.warp(block.timestamp + seconds_ % 10 days);
+        vm.warp(_now() + seconds_ % 10 days);
     }
 }

@@ -15,5 +15,6 @@ interface EscrowVm {
     function lastCallGas() external view returns (Gas memory gas);
     function expectRevert(bytes calldata revertData, address reverter) external;
     function getBlockTimestamp() external view returns (uint256);
+    function getChainId() external view returns (uint256);
     function isContext(uint8 context) external view returns (bool);
 }
