@@ -74,9 +74,10 @@ demo: setup
 	$(PY) scripts/demo.py
 
 demo-stop:
-	@pkill -f 'scripts/demo.py' || true
+	@test -x $(PY) && $(PY) scripts/demo.py --stop || true
 
 bench: setup
+	@command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) scripts/bench_log.py
 	$(PY) scripts/bench_anchor_gas.py
 	$(PY) scripts/bench_api.py
