@@ -298,8 +298,21 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
     chain = chain_from(settings, args.rpc)
     deployer = anchorer_account(settings)
+    officers = tuple(args.compliance or ())
+    if not officers and settings.environment == "development":
+        from chainaudit.deploy import DEVNET_PARTIES  # noqa: PLC0415
+        from chainaudit.devnet import derive_accounts  # noqa: PLC0415
+        from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
+
+        accounts = derive_accounts(devnet_settings().mnemonic, 10)
+        officers = (accounts[DEVNET_PARTIES["compliance"]].address,)
     deployed = deploy_contracts(
-        chain, deployer, anchorer=args.anchorer, directory=settings.deployments_dir
+        chain,
+        deployer,
+        anchorer=args.anchorer,
+        directory=settings.deployments_dir,
+        escrow=not args.no_escrow,
+        compliance_officers=officers,
     )
     for name, contract in deployed.items():
         print(f"{name} deployed at {contract.address} (tx {contract.tx_hash[:12]}...)")
@@ -934,6 +947,16 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = commands.add_parser("deploy", help="deploy the contracts; write deployments/")
     deploy.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
     deploy.add_argument("--anchorer", help="address granted ANCHORER_ROLE (default: deployer)")
+    deploy.add_argument(
+        "--compliance",
+        action="append",
+        metavar="ADDRESS",
+        help="address granted COMPLIANCE_ROLE on the escrow (repeatable; devnet default: "
+        "the demo's compliance officer)",
+    )
+    deploy.add_argument(
+        "--no-escrow", action="store_true", help="deploy AuditAnchor only, not the escrow vault"
+    )
     deploy.set_defaults(handler=cmd_deploy)
 
     anchor = commands.add_parser("anchor", help="anchor the log's current checkpoint now")

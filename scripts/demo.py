@@ -1,30 +1,117 @@
-"""`make demo`: the log, anchored on a local chain, end to end.
+"""`make demo`: a supply-chain-finance deal, end to end, on a local chain.
 
-Starts its own Anvil on a free loopback port, deploys AuditAnchor, ingests sample supply-chain
-records through the CLI, anchors the log, prints a record's proof, then alters a row behind
-the system's back, shows `chainaudit audit` naming it, and restores it. Everything it starts is
-stopped on exit or Ctrl-C; running it twice works (each run uses a fresh data directory under
-.demo/).
+Starts Anvil (anvil.env) and deploys the contracts, starts the API service (with its anchoring
+service and escrow indexer), then plays a scenario through the API with the devnet's accounts
+as buyer, supplier, financier, inspector, arbiter, approvers, compliance officer and auditor:
+
+1. a purchase order for two milestones is recorded and the deal funded in the mock stablecoin;
+2. the supplier ships milestone 1, the inspector attests, the buyer accepts; release, withdrawal;
+3. the supplier finances milestone 2's receivable at a discount; financing the same invoice
+   again is refused;
+4. milestone 2's payment matches a risk rule and is held; two approvers clear it; it is
+   released to the financier;
+5. the log is anchored; the auditor downloads the inspection record's proof bundle and
+   verifies it with the CLI against the chain;
+6. a database row is altered behind the system's back; `chainaudit audit` names it; the demo
+   restores it.
+
+Everything runs under .demo/. The chain and the API stay up afterwards for a look (the last
+lines say where); `make demo-stop` (or `scripts/demo.py --stop`) stops them, and Ctrl-C during
+the demo stops everything it started. Running it again starts afresh.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from chainaudit.devnet import Devnet, free_port
+import httpx
+from eth_account import Account
+from web3 import Web3
+
+from chainaudit.chain import Chain
+from chainaudit.deploy import DEVNET_PARTIES
+from chainaudit.devnet import derive_accounts, free_port, stop_detached
+from chainaudit.devnet import load_settings as devnet_settings
+from chainaudit.escrow import EscrowClient
+from chainaudit.escrow_deploy import mint
+from chainaudit.keys import KeyStore
+from chainaudit.store import DB_NAME, Log
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
+DATA = WORK / "data"
+SERVE_PID = WORK / "serve.pid"
+DAY = 86400
+UNIT = 10**6  # mUSDC has 6 decimals
+
+NAMES = {
+    "buyer": "Megacorp (buyer)",
+    "supplier": "Globex (supplier)",
+    "financier": "First Factor Bank (financier)",
+    "inspector": "SGS (inspector)",
+    "arbiter": "ICC (arbiter)",
+    "approver1": "Alice (approver)",
+    "approver2": "Bob (approver)",
+    "compliance": "the compliance officer",
+    "auditor": "the auditor",
+}
+
+DEMO_RULES = """# The demo's risk policy (a smaller cousin of examples/rules.toml).
+version = "demo-1"
+owner = "risk-office@megacorp.example"
+
+[outcomes]
+low = "allow"
+medium = "review"
+high = "hold"
+critical = "hold"
+
+[[rules]]
+id = "large-release"
+type = "amount_above"
+severity = "high"
+threshold = "50000000000"        # releases above 50,000 mUSDC wait for a person
+actions = ["release"]
+owner = "treasury@megacorp.example"
+
+[[rules]]
+id = "reused-document"
+type = "document_reuse"
+severity = "critical"
+"""
 
 
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
+def money(minor: int) -> str:
+    return f"{minor / UNIT:,.2f} mUSDC"
+
+
+def short(tx: str | None) -> str:
+    return f"{tx[:10]}…" if tx else "-"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def h(text: str) -> str:
+    return Web3.to_hex(Web3.keccak(text=text))
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -36,101 +123,409 @@ def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
         text=True,
         check=False,
     )
-    output = (result.stdout + result.stderr).rstrip()
-    if output:
-        print("   " + output.replace("\n", "\n   "))
     if check and result.returncode != 0:
-        raise SystemExit(f"demo: `chainaudit {' '.join(args)}` failed ({result.returncode})")
+        raise SystemExit(f"demo: chainaudit {' '.join(args)} failed:\n{result.stderr}")
     return result
 
 
-def sample_records(path: Path) -> None:
-    deals = [
-        (
-            "transaction",
-            "buyer:megacorp",
-            {"type": "purchase_order", "po": "PO-1001", "amount": "250000.00", "currency": "USD"},
-        ),
-        (
-            "transaction",
-            "supplier:globex",
-            {"type": "invoice", "invoice": "INV-7781", "po": "PO-1001", "amount": 12500000},
-        ),
-        (
-            "document",
-            "inspector:sgs",
-            {"type": "inspection_certificate", "po": "PO-1001", "result": "passed", "lot": "L-42"},
-        ),
-        (
-            "decision",
-            "risk:engine",
-            {
-                "rule": "single_amount_above",
-                "outcome": "review",
-                "threshold": 10000000,
-                "amount": 12500000,
-            },
-        ),
-        ("decision", "approver:alice", {"approval": "PO-1001", "outcome": "approved"}),
-    ]
-    with path.open("w") as out:
-        for i, (kind, actor, payload) in enumerate(deals):
-            record = {
-                "id": f"demo-{i + 1:03d}",
-                "kind": kind,
-                "timestamp": f"2026-11-21T09:{10 + i:02d}:00Z",
-                "actor": actor,
-                "payload": payload,
-            }
-            out.write(json.dumps(record) + "\n")
+def stop() -> None:
+    """Stop a demo left running (API, then Anvil); harmless when none is."""
+    if SERVE_PID.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+            os.killpg(int(SERVE_PID.read_text()), signal.SIGTERM)
+        SERVE_PID.unlink(missing_ok=True)
+    stop_detached(DATA / "devnet" / "anvil.pid")
+
+
+class Api:
+    def __init__(self, url: str, tokens: dict[str, str]) -> None:
+        self.url = url
+        self.tokens = tokens
+
+    def call(
+        self,
+        who: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        expect: int | tuple[int, ...] = (200, 201, 202),
+    ) -> dict[str, Any]:
+        wanted = (expect,) if isinstance(expect, int) else expect
+        with httpx.Client(
+            base_url=self.url, timeout=120, headers={"X-API-Key": self.tokens[who]}
+        ) as client:
+            response = client.request(method, path, json=body)
+        if response.status_code not in wanted:
+            raise SystemExit(
+                f"demo: {method} {path} as {who}: {response.status_code} {response.text[:400]}"
+            )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def act(self, who: str, deal: int, milestone: int, action: str, **body: Any) -> dict[str, Any]:
+        return self.call(
+            who, "POST", f"/v1/deals/{deal}/milestones/{milestone}/{action}", body or None
+        )
 
 
 def main() -> None:
+    stop()
     shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    records = WORK / "records.jsonl"
-    sample_records(records)
-    port = free_port()
-    with Devnet(port=port, log_path=WORK / "anvil.log") as devnet:
-        env = {
-            **os.environ,
-            "CHAINAUDIT_DATA_DIR": str(WORK / "data"),
-            "CHAINAUDIT_RPC_URL": devnet.rpc_url,
-            "CHAINAUDIT_DEPLOYMENTS_DIR": str(WORK / "deployments"),
-        }
-        step(f"Anvil devnet at {devnet.rpc_url} (chain id {devnet.chain_id})")
-        step("Deploy AuditAnchor")
-        cli("deploy", env=env)
-        step("Ingest sample purchase-order, invoice, inspection and decision records")
-        cli("ingest", str(records), env=env)
-        step("Anchor the log's checkpoint on chain")
-        cli("anchor", env=env)
-        step("The inspection certificate's inclusion proof")
-        cli("proof", "demo-003", env=env)
-        step("Audit: every leaf re-derived from its record, every node from its leaves")
-        cli("audit", env=env)
+    DATA.mkdir(parents=True)
+    (DATA / "rules.toml").write_text(DEMO_RULES)
+    devnet = devnet_settings()
+    chain_port = devnet.port if port_free(devnet.port) else free_port()
+    api_port = 8000 if port_free(8000) else free_port()
+    rpc = f"http://127.0.0.1:{chain_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = {
+        **os.environ,
+        "CHAINAUDIT_DATA_DIR": str(DATA),
+        "CHAINAUDIT_RPC_URL": rpc,
+        "CHAINAUDIT_DEPLOYMENTS_DIR": str(WORK / "deployments"),
+        "CHAINAUDIT_MAX_BATCH_SECONDS": "5",
+        "CHAINAUDIT_FINALITY": "2",
+    }
+    accounts = derive_accounts(devnet.mnemonic, 10)
+    who = {name: accounts[i] for name, i in DEVNET_PARTIES.items()}
+    address = {name: a.address for name, a in who.items()}
 
-        step("Someone edits the invoice amount directly in the database ...")
-        database = WORK / "data" / "log.sqlite"
-        db = sqlite3.connect(database)
-        (original,) = db.execute("SELECT body FROM records WHERE record_id = 'demo-002'").fetchone()
-        forged = original.replace(b'"amount":12500000', b'"amount":99500000')
-        db.execute("UPDATE records SET body = ? WHERE record_id = 'demo-002'", (forged,))
-        db.commit()
-        audit = cli("audit", env=env, check=False)
-        if audit.returncode != 1:
-            raise SystemExit("demo: the audit did not catch the altered record")
-        step("... and the audit names it (exit code 1). Restoring the original row.")
-        db.execute("UPDATE records SET body = ? WHERE record_id = 'demo-002'", (original,))
-        db.commit()
-        db.close()
-        cli("audit", env=env)
-    step("Demo finished; Anvil stopped. Data left in .demo/ for a look.")
+    say("== Setting up")
+    cli("devnet", "--detach", "--port", str(chain_port), env=env)
+    say(f"   Anvil devnet on {rpc} (chain id {devnet.chain_id})")
+    cli("deploy", env=env)
+    deployed = json.loads((WORK / "deployments" / f"{devnet.chain_id}.json").read_text())
+    contracts = {n: c["address"] for n, c in deployed["contracts"].items()}
+    say(
+        f"   AuditAnchor {contracts['AuditAnchor']}, SupplyChainEscrow "
+        f"{contracts['SupplyChainEscrow']}, mUSDC {contracts['MockStablecoin']}"
+    )
+    chain = Chain(rpc)
+    operator = Account.from_key(who["operator"].private_key)
+    escrow = EscrowClient(chain, contracts["SupplyChainEscrow"])
+    escrow.register_inspector(Account.from_key(who["inspector"].private_key))
+    for party, amount in (("buyer", 500_000 * UNIT), ("financier", 200_000 * UNIT)):
+        mint(chain, operator, contracts["MockStablecoin"], address[party], amount)
+        say(f"   faucet: {money(amount)} minted to {NAMES[party]}")
+
+    Log.open(DATA).close()
+    store = KeyStore(DATA / DB_NAME)
+    tokens = {
+        name: store.create("partner", name=NAMES[name], address=address[name])[1]
+        for name in (
+            "buyer",
+            "supplier",
+            "financier",
+            "inspector",
+            "arbiter",
+            "approver1",
+            "approver2",
+        )
+    }
+    tokens["operator"] = store.create("operator", name="operations desk")[1]
+    tokens["compliance"] = store.create("operator", name="compliance officer")[1]
+    tokens["auditor"] = store.create("auditor", name="external auditor")[1]
+    store.close()
+    (WORK / "keys.json").write_text(json.dumps(tokens, indent=2) + "\n")
+
+    log_file = (WORK / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chainaudit", "serve", "--port", str(api_port)],
+        cwd=WORK,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    SERVE_PID.write_text(f"{server.pid}\n")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit(f"demo: the API did not start; see {WORK / 'serve.log'}")
+        time.sleep(0.3)
+    say(f"   API service on {api_url} (anchoring service and escrow indexer running)")
+    api = Api(api_url, tokens)
+    now = int(chain.w3.eth.get_block("latest")["timestamp"])
+
+    say("\n== 1. Purchase order and funding")
+    m1, m2 = 38_412_500_000, 61_337_250_000
+    api.call(
+        "buyer",
+        "POST",
+        "/v1/records",
+        {
+            "id": "PO-1001",
+            "kind": "transaction",
+            "timestamp": "2026-11-21T09:00:00Z",
+            "actor": address["buyer"],
+            "payload": {
+                "type": "purchase_order",
+                "po": "PO-1001",
+                "supplier": address["supplier"],
+                "lines": [
+                    {"sku": "PUMP-7", "qty": 120, "unit_price": "320.10"},
+                    {"sku": "VALVE-2", "qty": 400, "unit_price": "153.34"},
+                ],
+                "total": str(m1 + m2),
+            },
+        },
+    )
+    deal = api.call(
+        "buyer",
+        "POST",
+        "/v1/deals",
+        {
+            "supplier": address["supplier"],
+            "arbiter": address["arbiter"],
+            "inspectors": [address["inspector"]],
+            "inspector_threshold": 1,
+            "inspection_window": 7 * DAY,
+            "dispute_timeout": 14 * DAY,
+            "default_payee_bps": 5000,
+            "long_stop": now + 180 * DAY,
+            "approvers": [address["approver1"], address["approver2"]],
+            "approvals_required": 2,
+            "approval_threshold": 50_000 * UNIT,
+            "milestones": [
+                {"amount": m1, "due_date": now + 30 * DAY, "document_hash": h("PO-1001/1")},
+                {"amount": m2, "due_date": now + 60 * DAY, "document_hash": h("PO-1001/2")},
+            ],
+        },
+    )
+    deal_id = deal["deal"]["deal_id"]
+    say(
+        f"   {NAMES['buyer']} opened deal {deal_id} with {NAMES['supplier']}: milestones of "
+        f"{money(m1)} and {money(m2)} (tx {short(deal['tx_hash'])})"
+    )
+    for index, amount in ((0, m1), (1, m2)):
+        funded = api.act("buyer", deal_id, index, "fund")
+        say(
+            f"   {NAMES['buyer']} funded milestone {index + 1}: {money(amount)} "
+            f"(tx {short(funded['tx_hash'])})"
+        )
+
+    say("\n== 2. Shipment, inspection, acceptance, release, withdrawal")
+    shipped = api.act("supplier", deal_id, 0, "ship", document_hash=h("BL-77"))
+    say(
+        f"   {NAMES['supplier']} shipped milestone 1 under bill of lading BL-77 "
+        f"(tx {short(shipped['tx_hash'])})"
+    )
+    certificate = {
+        "id": "CERT-SGS-4411",
+        "kind": "document",
+        "timestamp": "2026-11-28T14:00:00Z",
+        "actor": address["inspector"],
+        "payload": {
+            "type": "inspection_certificate",
+            "po": "PO-1001",
+            "milestone": 1,
+            "lot": "L-42",
+            "result": "passed",
+            "deal_id": deal_id,
+        },
+    }
+    api.call("inspector", "POST", "/v1/records", certificate)
+    cert_hash = api.call("auditor", "GET", "/v1/records/CERT-SGS-4411")["leaf_hash"]
+    attested = api.act("inspector", deal_id, 0, "attest", document_hash="0x" + cert_hash)
+    say(
+        f"   {NAMES['inspector']} recorded certificate CERT-SGS-4411 and attested milestone 1 "
+        f"(tx {short(attested['tx_hash'])})"
+    )
+    accepted = api.act("buyer", deal_id, 0, "accept")
+    say(f"   {NAMES['buyer']} accepted milestone 1 (tx {short(accepted['tx_hash'])})")
+    released = api.act("supplier", deal_id, 0, "release")
+    say(
+        f"   milestone 1 released: {money(m1)} credited to {NAMES['supplier']} "
+        f"(tx {short(released['tx_hash'])})"
+    )
+    withdrawn = api.call(
+        "supplier", "POST", "/v1/withdrawals", {"token": contracts["MockStablecoin"]}
+    )
+    say(f"   {NAMES['supplier']} withdrew {money(m1)} (tx {short(withdrawn['tx_hash'])})")
+
+    say("\n== 3. Receivables financing")
+    advance = m2 * 97 // 100
+    offered = api.act(
+        "supplier",
+        deal_id,
+        1,
+        "offer-financing",
+        financier=address["financier"],
+        advance=advance,
+        invoice_hash=h("INV-7781"),
+        expires_at=now + 10 * DAY,
+    )
+    say(
+        f"   {NAMES['supplier']} offered invoice INV-7781 (milestone 2) at a 3% discount "
+        f"(tx {short(offered['tx_hash'])})"
+    )
+    financed = api.act(
+        "financier", deal_id, 1, "accept-financing", advance=advance, invoice_hash=h("INV-7781")
+    )
+    say(
+        f"   {NAMES['financier']} paid {money(advance)} to {NAMES['supplier']} and now owns "
+        f"milestone 2's claim (tx {short(financed['tx_hash'])})"
+    )
+    second = api.call(
+        "buyer",
+        "POST",
+        "/v1/deals",
+        {
+            "supplier": address["supplier"],
+            "arbiter": address["arbiter"],
+            "inspectors": [address["inspector"]],
+            "inspector_threshold": 1,
+            "inspection_window": 7 * DAY,
+            "dispute_timeout": 14 * DAY,
+            "default_payee_bps": 5000,
+            "long_stop": now + 180 * DAY,
+            "milestones": [
+                {
+                    "amount": 9_876_540_000,
+                    "due_date": now + 45 * DAY,
+                    "document_hash": h("PO-1002/1"),
+                }
+            ],
+        },
+    )["deal"]["deal_id"]
+    refused = api.call(
+        "supplier",
+        "POST",
+        f"/v1/deals/{second}/milestones/0/offer-financing",
+        {
+            "financier": address["financier"],
+            "advance": 9_000 * UNIT,
+            "invoice_hash": h("INV-7781"),
+            "expires_at": now + 10 * DAY,
+        },
+        expect=409,
+    )
+    say(f"   financing INV-7781 again (under deal {second}) is refused: {refused['error']}")
+
+    say("\n== 4. A risk rule holds the payment; two approvers clear it")
+    api.act("supplier", deal_id, 1, "ship", document_hash=h("BL-78"))
+    api.act("inspector", deal_id, 1, "attest", document_hash=h("CERT-SGS-4412"))
+    api.act("buyer", deal_id, 1, "accept")
+    say("   milestone 2 shipped, inspected and accepted")
+    held = api.call("buyer", "POST", f"/v1/deals/{deal_id}/milestones/1/release", expect=409)
+    say(
+        f"   the release of {money(m2)} matched rule {', '.join(held['fired'])}: held, "
+        f"alert {held['alert_id']} raised, compliance hold placed on chain "
+        f"(tx {short(held.get('hold_tx'))})"
+    )
+    requested = api.act("buyer", deal_id, 1, "request-release")
+    say(f"   {NAMES['buyer']} asked for the release (tx {short(requested['tx_hash'])})")
+    for approver in ("approver1", "approver2"):
+        approved = api.act(approver, deal_id, 1, "approve-release")
+        say(f"   {NAMES[approver]} approved it (tx {short(approved['tx_hash'])})")
+    alert = held["alert_id"]
+    api.call("compliance", "POST", f"/v1/alerts/{alert}/acknowledge", {"note": "reviewing"})
+    resolved = api.call(
+        "compliance",
+        "POST",
+        f"/v1/alerts/{alert}/resolve",
+        {"resolution": "cleared", "note": "two approvers signed off"},
+    )
+    reason = api.call("auditor", "GET", f"/v1/records/{resolved['record_id']}")["leaf_hash"]
+    api.call(
+        "compliance",
+        "POST",
+        f"/v1/deals/{deal_id}/milestones/1/hold/lift",
+        {"reason_hash": "0x" + reason, "alert_id": alert},
+    )
+    say(f"   {NAMES['compliance']} cleared alert {alert} and lifted the hold")
+    paid = api.act("financier", deal_id, 1, "release")
+    say(
+        f"   milestone 2 released: {money(m2)} credited to {NAMES['financier']} "
+        f"(tx {short(paid['tx_hash'])})"
+    )
+    api.call("financier", "POST", "/v1/withdrawals", {"token": contracts["MockStablecoin"]})
+    say(f"   {NAMES['financier']} withdrew {money(m2)}")
+
+    say("\n== 5. Anchoring, and the auditor's own verification")
+    api.call("operator", "POST", "/v1/anchors")
+    bundle_path = WORK / "CERT-SGS-4411.bundle.json"
+    deadline = time.monotonic() + 60
+    while True:
+        with httpx.Client(
+            base_url=api_url, timeout=30, headers={"X-API-Key": tokens["auditor"]}
+        ) as client:
+            response = client.get("/v1/records/CERT-SGS-4411/bundle")
+        if response.status_code == 200:
+            bundle_path.write_text(json.dumps(response.json(), indent=2) + "\n")
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the log was not anchored in time")
+        time.sleep(0.5)
+    anchor = json.loads(bundle_path.read_text())["anchor"]
+    say(
+        f"   the log was anchored: checkpoint {anchor['checkpoint_seq']} in block "
+        f"{anchor['block_number']} (tx {short(anchor['tx_hash'])})"
+    )
+    verdict = cli(
+        "verify",
+        str(bundle_path),
+        "--rpc",
+        rpc,
+        "--contract",
+        contracts["AuditAnchor"],
+        "--chain-id",
+        str(devnet.chain_id),
+        env=env,
+    )
+    say(
+        f"   {NAMES['auditor']} downloaded the inspection certificate's bundle and verified it "
+        "against the chain:"
+    )
+    say("   " + verdict.stdout.strip().splitlines()[-1])
+
+    say("\n== 6. Tampering is caught")
+    database = sqlite3.connect(DATA / DB_NAME)
+    (original,) = database.execute(
+        "SELECT body FROM records WHERE record_id = 'PO-1001'"
+    ).fetchone()
+    forged = original.replace(b'"qty":400', b'"qty":40')
+    database.execute("UPDATE records SET body = ? WHERE record_id = 'PO-1001'", (forged,))
+    database.commit()
+    say("   someone edits the purchase order's quantity directly in the database ...")
+    audit = cli("audit", "--chain", env=env, check=False)
+    named = [line for line in audit.stdout.splitlines() if "PO-1001" in line]
+    if audit.returncode != 1 or not named:
+        raise SystemExit("demo: the audit did not catch the altered record")
+    say(f"   chainaudit audit (exit {audit.returncode}): {named[0].strip()}")
+    database.execute("UPDATE records SET body = ? WHERE record_id = 'PO-1001'", (original,))
+    database.commit()
+    database.close()
+    clean = cli("audit", "--chain", env=env)
+    say("   restored; " + clean.stdout.strip().splitlines()[-1].split(";")[0])
+
+    trace = api.call("auditor", "GET", f"/v1/deals/{deal_id}/trace")["entries"]
+    say(f"\n== Done. Deal {deal_id}'s timeline holds {len(trace)} audited entries.")
+    say(f"   API:      {api_url}/docs")
+    say(f"   web page: {api_url}/  (sign in with a key from {WORK / 'keys.json'})")
+    say(f"   chain:    {rpc}")
+    say("   `make demo-stop` stops the API and the chain.")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="chainaudit's end-to-end demo")
+    parser.add_argument("--stop", action="store_true", help="stop a demo left running")
+    options = parser.parse_args()
+    if options.stop:
+        stop()
+        print("demo stopped")
+        sys.exit(0)
     try:
         main()
     except KeyboardInterrupt:
+        stop()
         print("\ndemo: interrupted; everything it started has been stopped")
         sys.exit(130)
+    except BaseException:
+        stop()
+        raise

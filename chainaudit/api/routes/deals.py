@@ -198,8 +198,11 @@ def _roles_of(deal: Deal, address: str | None) -> set[str]:
         roles.add("inspector")
     if any(i.lower() == a for i in deal.approvers):
         roles.add("approver")
-    if any(m.payee.lower() == a for m in deal.milestones):
-        roles.add("financier" if any(m.financed for m in deal.milestones) else "payee")
+    for m in deal.milestones:
+        if m.payee.lower() == a and m.financed:
+            roles.add("financier")
+        if m.offer is not None and m.offer.financier.lower() == a:
+            roles.add("financier")  # offered a milestone's claim: may accept or look at it
     return roles
 
 
@@ -457,13 +460,7 @@ async def milestone_action(
             expires_at=_need(args.expires_at, "expires_at"),
         ),
         Action.cancel_financing: lambda: client.cancel_financing_offer(signer, deal_id, milestone),
-        Action.accept_financing: lambda: guarded.accept_financing(
-            signer,
-            deal_id,
-            milestone,
-            advance=_need(args.advance, "advance"),
-            invoice_hash=_b32(args.invoice_hash, "invoice_hash"),
-        ),
+        Action.accept_financing: lambda: _finance(client, guarded, signer, deal, milestone, args),
     }
     result: TxResult | GuardedResult = await _run(calls[action])
     after = await _run(lambda: client.deal(deal_id))
@@ -471,6 +468,12 @@ async def milestone_action(
         _record, svc, key, f"deal.{action.value}", deal_id, result, milestone=milestone
     )
     return _response(result, after)
+
+
+def _ensure_allowance(client: EscrowClient, signer: LocalAccount, token: str, amount: int) -> None:
+    """Let the vault pull ``amount`` of ``token`` from the signer (it pays by pulling)."""
+    if client.allowance(token, signer.address) < amount:
+        client.approve_token(signer, token)
 
 
 def _fund(
@@ -482,11 +485,28 @@ def _fund(
     args: ActionIn,
 ) -> TxResult:
     amount = args.amount or deal.milestones[milestone].amount - deal.milestones[milestone].funded
-    token = client.token(deal.token)
-    allowance = int(token.functions.allowance(signer.address, client.address).call())
-    if allowance < amount:
-        client.approve_token(signer, deal.token)
+    _ensure_allowance(client, signer, deal.token, amount)
     result: TxResult = guarded.fund(signer, deal.deal_id, milestone, amount)
+    return result
+
+
+def _finance(
+    client: EscrowClient,
+    guarded: Any,
+    signer: LocalAccount,
+    deal: Deal,
+    milestone: int,
+    args: ActionIn,
+) -> TxResult:
+    advance = _need(args.advance, "advance")
+    _ensure_allowance(client, signer, deal.token, advance)
+    result: TxResult = guarded.accept_financing(
+        signer,
+        deal.deal_id,
+        milestone,
+        advance=advance,
+        invoice_hash=_b32(args.invoice_hash, "invoice_hash"),
+    )
     return result
 
 
