@@ -50,7 +50,7 @@ from chainaudit.keys import KeyStore
 from chainaudit.store import DB_NAME, Log
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / ".demo"
+WORK = Path(os.environ.get("CHAINAUDIT_DEMO_DIR", ROOT / ".demo"))  # tests use their own
 DATA = WORK / "data"
 SERVE_PID = WORK / "serve.pid"
 DAY = 86400
