@@ -71,3 +71,12 @@ def api(tmp_path: Path, anvil: Devnet) -> Iterator[Api]:
     tokens, partner, other = issue_keys(settings, anvil)
     with ServerThread(settings, free_port()) as server:
         yield Api(server.url, settings, tokens, partner, other)
+
+
+@pytest.fixture
+def api_with_escrow(tmp_path: Path, anvil: Devnet) -> Iterator[Api]:
+    """Like ``api``, with the escrow vault deployed (its indexer then adds records too)."""
+    settings = make_settings(tmp_path, anvil, escrow=True)
+    tokens, partner, other = issue_keys(settings, anvil)
+    with ServerThread(settings, free_port()) as server:
+        yield Api(server.url, settings, tokens, partner, other)
