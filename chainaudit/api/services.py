@@ -82,6 +82,7 @@ class Services:
         self._indexer_thread: threading.Thread | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
+        self._decimals: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -126,6 +127,18 @@ class Services:
             target=self.indexer.run, args=(self._stop,), name="chainaudit-indexer", daemon=True
         )
         self._indexer_thread.start()
+
+    def token_decimals(self, token: str) -> int | None:
+        """An ERC-20's ``decimals()``, cached; ``None`` when the token does not answer."""
+        if token not in self._decimals:
+            try:
+                assert self.escrow is not None
+                self._decimals[token] = int(
+                    self.chain.run("decimals", self.escrow.token(token).functions.decimals().call)
+                )
+            except (ChainauditError, AssertionError):
+                return None
+        return self._decimals[token]
 
     def devnet_signer(self, address: str) -> LocalAccount | None:
         """The well-known devnet key of ``address`` (development only), else ``None``."""

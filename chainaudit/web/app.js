@@ -1023,14 +1023,22 @@
 
   // The deal fields worth a column, when the server's deals carry them (the rest stay out).
   const DEAL_COLUMNS = ["deal_id", "id", "state", "status", "buyer", "supplier", "financier",
-    "token", "amount", "total", "funded", "released", "refunded", "held", "milestones"];
+    "amount", "total", "funded", "released", "refunded", "held", "token"];
 
   function dealId(deal) {
     return deal.deal_id ?? deal.id;
   }
 
-  function dealCell(value) {
+  const AMOUNT_COLUMNS = ["amount", "total", "funded", "released", "refunded", "held"];
+
+  // Amounts are integers in the token's minor units; shown in units when decimals are known.
+  function dealCell(value, column, deal) {
     if (value === null || value === undefined) return "—";
+    if (AMOUNT_COLUMNS.includes(column) && Number.isInteger(deal.token_decimals) &&
+        (typeof value === "number" || typeof value === "string")) {
+      const units = Number(value) / 10 ** deal.token_decimals;
+      return units.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    }
     if (Array.isArray(value)) return String(value.length);
     if (typeof value === "string" && /^0x[0-9a-fA-F]{40,64}$/.test(value)) {
       return hashCell(value, 8);
@@ -1069,7 +1077,7 @@
     head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c.replace("_", " "))),
       el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
     $("deals-table").tBodies[0].replaceChildren(...deals.map((deal) => el("tr", {},
-      columns.map((c) => el("td", {}, dealCell(deal[c]))),
+      columns.map((c) => el("td", {}, dealCell(deal[c], c, deal))),
       el("td", { className: "cell-action" }, el("button", {
         type: "button",
         className: "button-small",

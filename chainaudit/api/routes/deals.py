@@ -176,8 +176,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def deal_json(deal: Deal) -> dict[str, Any]:
+def deal_json(deal: Deal, *, token_decimals: int | None = None) -> dict[str, Any]:
+    """The deal as JSON, with ``status`` summarising its milestones' states and, when known,
+    the token's decimals (amounts stay integers in minor units)."""
     data: dict[str, Any] = _jsonable(deal)
+    data["status"] = ", ".join(m.status.name.lower() for m in deal.milestones)
+    if token_decimals is not None:
+        data["token_decimals"] = token_decimals
     return data
 
 
@@ -340,7 +345,7 @@ async def list_deals(
             deal = client.deal(deal_id)
             if key.role == "partner" and not _roles_of(deal, key.address):
                 continue
-            found.append(deal_json(deal))
+            found.append(deal_json(deal, token_decimals=svc.token_decimals(deal.token)))
             if len(found) >= limit:
                 break
         return found
@@ -398,7 +403,8 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
 async def get_deal(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any]:
     """A deal's full state: parties, terms and every milestone."""
     deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
-    return deal_json(deal)
+    decimals = await _run(lambda: svc.token_decimals(deal.token))
+    return deal_json(deal, token_decimals=decimals)
 
 
 @router.post("/deals/{deal_id}/milestones/{milestone}/{action}")
