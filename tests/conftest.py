@@ -12,6 +12,7 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from chainaudit.devnet import Devnet, free_port
+from tests.escrow_world import World, make_world, snapshot
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,16 @@ def anvil() -> Iterator[Devnet]:
 def w3(anvil: Devnet) -> Web3:
     """A web3 client of the session's Anvil."""
     return Web3(HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 60}))
+
+
+@pytest.fixture(scope="module")
+def escrow_base(anvil: Devnet) -> World:
+    """A deployed escrow vault, a token and funded accounts for every role (one per module)."""
+    return make_world(anvil)
+
+
+@pytest.fixture
+def world(escrow_base: World) -> Iterator[World]:
+    """The module's escrow world, with everything a test does undone afterwards."""
+    with snapshot(escrow_base.w3):
+        yield escrow_base

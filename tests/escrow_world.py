@@ -52,12 +52,6 @@ def escrow_code_size() -> int:
     return (len(escrow_artifacts()["SupplyChainEscrow"].deployed_bytecode) - 2) // 2
 
 
-@contextmanager
-def escrow_devnet(session_anvil: Devnet) -> Iterator[Devnet]:
-    """The Anvil the escrow tests run on: the session's own, with the EIP-170 limit enforced."""
-    yield session_anvil
-
-
 def rpc(w3: Web3, method: str, *params: Any) -> Any:
     reply = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
     assert "error" not in reply, reply

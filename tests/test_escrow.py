@@ -9,7 +9,6 @@ reverted afterwards, so tests see the same fresh vault and can travel in time fr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from web3 import Web3
 
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
 from chainaudit.errors import ChainError, EscrowError
 from chainaudit.escrow import (
     ErrorDecoder,
@@ -39,34 +37,15 @@ from tests.escrow_world import (
     WINDOW,
     World,
     escrow_code_size,
-    escrow_devnet,
     h,
     make_world,
     now,
     rpc,
-    snapshot,
     travel,
 )
 
 BOL = h("bill of lading 42")
 REPORT = h("inspection report 42")
-
-
-@pytest.fixture(scope="module")
-def devnet(anvil: Devnet) -> Iterator[Devnet]:
-    with escrow_devnet(anvil) as chosen:
-        yield chosen
-
-
-@pytest.fixture(scope="module")
-def base(devnet: Devnet) -> World:
-    return make_world(devnet)
-
-
-@pytest.fixture
-def world(base: World) -> Iterator[World]:
-    with snapshot(base.w3):
-        yield base
 
 
 def to_shipped(w: World, deal_id: int, milestone: int = 0) -> None:

@@ -13,31 +13,13 @@ from typing import Any
 
 import pytest
 
-from chainaudit.devnet import Devnet
 from chainaudit.escrow import DecodedEvent
 from chainaudit.indexer import Indexer, event_record_id, events_for_deal
 from chainaudit.records import PreparedRecord
 from chainaudit.store import Entry, Log
-from tests.escrow_world import AMOUNT, World, escrow_devnet, h, make_world, rpc, snapshot
+from tests.escrow_world import AMOUNT, World, h, rpc
 
 MAX_SAFE = 2**53 - 1
-
-
-@pytest.fixture(scope="module")
-def devnet(anvil: Devnet) -> Iterator[Devnet]:
-    with escrow_devnet(anvil) as chosen:
-        yield chosen
-
-
-@pytest.fixture(scope="module")
-def base(devnet: Devnet) -> World:
-    return make_world(devnet)
-
-
-@pytest.fixture
-def world(base: World) -> Iterator[World]:
-    with snapshot(base.w3):
-        yield base
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ class Api:
 
 def make_settings(tmp: Path, anvil: Devnet, *, escrow: bool = False, **extra: object) -> Settings:
     """Settings over a fresh deployment (with the escrow vault when ``escrow``; the anvil must
-    then accept its code size, see ``tests.escrow_world.escrow_devnet``)."""
+    then accept its code size: every contract is built to fit EIP-170)."""
     account = Account.from_key(anvil.accounts[0].private_key)
     deployed = deploy_contracts(
         Chain(anvil.rpc_url), account, escrow=escrow, directory=tmp / "deployments"

@@ -17,7 +17,7 @@ from chainaudit.keys import KeyStore
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
 from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import Api, issue_keys, make_settings
-from tests.escrow_world import AMOUNT, World, escrow_devnet, make_world, snapshot
+from tests.escrow_world import AMOUNT, World, make_world, snapshot
 
 BUYER = "0x1111111111111111111111111111111111111111"
 RULES = {
@@ -114,16 +114,16 @@ def test_alerts_are_read_by_auditors_and_handled_by_operators(api: Api) -> None:
 
 @pytest.fixture
 def statement_api(tmp_path: Path, anvil: Devnet) -> Iterator[tuple[Api, World]]:
-    with escrow_devnet(anvil) as devnet:
-        world = make_world(devnet)
-        with snapshot(world.w3):
-            settings = make_settings(tmp_path, devnet)
-            tokens, partner, other = issue_keys(settings, devnet)
-            store = KeyStore(settings.data_dir / DB_NAME)
-            tokens["buyer"] = store.create("partner", name="buyer", address=world.buyer.address)[1]
-            store.close()
-            with ServerThread(settings, free_port()) as server:
-                yield Api(server.url, settings, tokens, partner, other), world
+    devnet = anvil
+    world = make_world(devnet)
+    with snapshot(world.w3):
+        settings = make_settings(tmp_path, devnet)
+        tokens, partner, other = issue_keys(settings, devnet)
+        store = KeyStore(settings.data_dir / DB_NAME)
+        tokens["buyer"] = store.create("partner", name="buyer", address=world.buyer.address)[1]
+        store.close()
+        with ServerThread(settings, free_port()) as server:
+            yield Api(server.url, settings, tokens, partner, other), world
 
 
 def test_statements_by_address_with_partner_isolation(

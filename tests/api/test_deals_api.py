@@ -23,7 +23,7 @@ from chainaudit.escrow_deploy import mint
 from chainaudit.keys import KeyStore
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME
-from tests.escrow_world import escrow_devnet, now
+from tests.escrow_world import now
 
 DAY = 86400
 AMOUNT = 12_345_670_000  # 12,345.67 mUSDC: neither large nor round, so no risk rule fires
@@ -43,54 +43,54 @@ class DealsApi:
 
 @pytest.fixture
 def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
-    with escrow_devnet(anvil) as devnet:
-        accounts = derive_accounts(devnet.settings.mnemonic, 10)
-        operator = Account.from_key(accounts[0].private_key)
-        chain = Chain(devnet.rpc_url)
-        officer = accounts[DEVNET_PARTIES["compliance"]].address
-        deployed = deploy_contracts(
-            chain,
-            operator,
-            directory=tmp_path / "deployments",
-            escrow=True,
-            compliance_officers=(officer,),
+    devnet = anvil
+    accounts = derive_accounts(devnet.settings.mnemonic, 10)
+    operator = Account.from_key(accounts[0].private_key)
+    chain = Chain(devnet.rpc_url)
+    officer = accounts[DEVNET_PARTIES["compliance"]].address
+    deployed = deploy_contracts(
+        chain,
+        operator,
+        directory=tmp_path / "deployments",
+        escrow=True,
+        compliance_officers=(officer,),
+    )
+    client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
+    inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)
+    if client.inspector_id(inspector.address) == 0:
+        client.register_inspector(inspector)
+    addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
+    mint(chain, operator, deployed["MockStablecoin"].address, addresses["buyer"], 10 * AMOUNT)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        rpc_url=devnet.rpc_url,
+        deployments_dir=tmp_path / "deployments",
+        max_batch_seconds=3600,
+        max_batch_records=1_000_000,
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+    )
+    settings.data_dir.mkdir(parents=True)
+    store = KeyStore(settings.data_dir / DB_NAME)
+    tokens = {
+        name: store.create("partner", name=name, address=addresses[name])[1]
+        for name in (
+            "buyer",
+            "supplier",
+            "financier",
+            "inspector",
+            "arbiter",
+            "approver1",
+            "approver2",
+            "auditor",
         )
-        client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
-        inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)
-        if client.inspector_id(inspector.address) == 0:
-            client.register_inspector(inspector)
-        addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
-        mint(chain, operator, deployed["MockStablecoin"].address, addresses["buyer"], 10 * AMOUNT)
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            rpc_url=devnet.rpc_url,
-            deployments_dir=tmp_path / "deployments",
-            max_batch_seconds=3600,
-            max_batch_records=1_000_000,
-            rate_limit_per_second=1000,
-            rate_limit_burst=1000,
-        )
-        settings.data_dir.mkdir(parents=True)
-        store = KeyStore(settings.data_dir / DB_NAME)
-        tokens = {
-            name: store.create("partner", name=name, address=addresses[name])[1]
-            for name in (
-                "buyer",
-                "supplier",
-                "financier",
-                "inspector",
-                "arbiter",
-                "approver1",
-                "approver2",
-                "auditor",
-            )
-        }
-        tokens["stranger"] = tokens.pop("auditor")
-        tokens["auditor"] = store.create("auditor", name="auditor")[1]
-        tokens["operator"] = store.create("operator", name="operator")[1]
-        store.close()
-        with ServerThread(settings, free_port()) as server:
-            yield DealsApi(server.url, addresses, tokens, devnet, client.address)
+    }
+    tokens["stranger"] = tokens.pop("auditor")
+    tokens["auditor"] = store.create("auditor", name="auditor")[1]
+    tokens["operator"] = store.create("operator", name="operator")[1]
+    store.close()
+    with ServerThread(settings, free_port()) as server:
+        yield DealsApi(server.url, addresses, tokens, devnet, client.address)
 
 
 def _h(text: str) -> str:

@@ -14,33 +14,15 @@ import pytest
 
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
 from chainaudit.escrow import MilestoneParams
 from chainaudit.indexer import KIND as EVENT_KIND
 from chainaudit.indexer import Indexer
 from chainaudit.reconcile import ReconcileReport, reconcile
 from chainaudit.risk import RiskGate, parse_rule_set
 from chainaudit.store import Log
-from tests.escrow_world import AMOUNT, DAY, World, escrow_devnet, h, make_world, now, snapshot
+from tests.escrow_world import AMOUNT, DAY, World, h, now
 
 REPORT = h("inspection report")
-
-
-@pytest.fixture(scope="package")
-def devnet(anvil: Devnet) -> Iterator[Devnet]:
-    with escrow_devnet(anvil) as chosen:
-        yield chosen
-
-
-@pytest.fixture(scope="package")
-def base(devnet: Devnet) -> World:
-    return make_world(devnet)
-
-
-@pytest.fixture
-def world(base: World) -> Iterator[World]:
-    with snapshot(base.w3):
-        yield base
 
 
 @pytest.fixture
