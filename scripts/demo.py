@@ -32,7 +32,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,25 @@ def say(text: str) -> None:
 
 def h(text: str) -> str:
     return Web3.to_hex(Web3.keccak(text=text))
+
+
+@contextmanager
+def progress(task: str) -> Iterator[None]:
+    """Show that a long step is alive: a line every 5 seconds while it runs."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(5):
+            say(f"   ... {task} ({time.monotonic() - started:.0f} s)")
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
 
 
 def port_free(port: int) -> bool:
@@ -193,7 +215,8 @@ def main() -> None:
     say("== Setting up")
     cli("devnet", "--detach", "--port", str(chain_port), env=env)
     say(f"   Anvil devnet on {rpc} (chain id {devnet.chain_id})")
-    cli("deploy", env=env)
+    with progress("compiling (first run only) and deploying the contracts"):
+        cli("deploy", env=env)
     deployed = json.loads((WORK / "deployments" / f"{devnet.chain_id}.json").read_text())
     contracts = {n: c["address"] for n, c in deployed["contracts"].items()}
     say(
@@ -451,17 +474,18 @@ def main() -> None:
     api.call("operator", "POST", "/v1/anchors")
     bundle_path = WORK / "CERT-SGS-4411.bundle.json"
     deadline = time.monotonic() + 60
-    while True:
-        with httpx.Client(
-            base_url=api_url, timeout=30, headers={"X-API-Key": tokens["auditor"]}
-        ) as client:
-            response = client.get("/v1/records/CERT-SGS-4411/bundle")
-        if response.status_code == 200:
-            bundle_path.write_text(json.dumps(response.json(), indent=2) + "\n")
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit("demo: the log was not anchored in time")
-        time.sleep(0.5)
+    with progress("waiting for the anchor to be confirmed"):
+        while True:
+            with httpx.Client(
+                base_url=api_url, timeout=30, headers={"X-API-Key": tokens["auditor"]}
+            ) as client:
+                response = client.get("/v1/records/CERT-SGS-4411/bundle")
+            if response.status_code == 200:
+                bundle_path.write_text(json.dumps(response.json(), indent=2) + "\n")
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("demo: the log was not anchored in time")
+            time.sleep(0.5)
     anchor = json.loads(bundle_path.read_text())["anchor"]
     say(
         f"   the log was anchored: checkpoint {anchor['checkpoint_seq']} in block "
