@@ -16,7 +16,15 @@ from web3 import Web3
 
 from chainaudit import anchoring, merkle
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.anchoring import CONFIRMED, FINAL, PENDING, SUBMITTED, Anchorer, AnchorPolicy
+from chainaudit.anchoring import (
+    CONFIRMED,
+    FINAL,
+    PENDING,
+    SUBMITTED,
+    Anchorer,
+    AnchorPolicy,
+    AnchorRecord,
+)
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet, free_port
@@ -76,6 +84,19 @@ def make_anchorer(
     return Anchorer(log, chain, account, contract, policy=AnchorPolicy(**settings), clock=Clock())
 
 
+def settle(anchorer: Anchorer, anchor_id: int, status: str, ticks: int = 100) -> AnchorRecord:
+    """Tick until anchor ``anchor_id`` reaches ``status``. Anvil mines a transaction at once,
+    but its receipt can trail the broadcast by a moment on a busy machine, so one tick after
+    the submission is not always enough."""
+    for _ in range(ticks):
+        record = anchorer.book.get(anchor_id)
+        if record.status == status:
+            return record
+        anchorer.tick()
+        time.sleep(0.02)
+    raise AssertionError(f"anchor {anchor_id} stayed {anchorer.book.get(anchor_id).status}")
+
+
 def mine(w3: Web3, blocks: int) -> None:
     for _ in range(blocks):
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
@@ -102,12 +123,11 @@ def test_batches_by_count_then_by_age_and_reaches_final(
     assert first.root == log.root()
     submitted = anchorer.tick()
     assert submitted is not None and submitted.status == SUBMITTED and submitted.tx_hash
-    confirmed = anchorer.tick()
-    assert confirmed is not None and confirmed.status == CONFIRMED and confirmed.seq == 0
+    confirmed = settle(anchorer, first.id, CONFIRMED)
+    assert confirmed.seq == 0
     assert confirmed.block_hash == chain.block_hash(confirmed.block_number or 0)
     mine(w3, 3)
-    final = anchorer.tick()
-    assert final is not None and final.status == FINAL
+    final = settle(anchorer, first.id, FINAL)
     assert on_chain(chain, contract) == [(55, log.root())]
 
     log.append(records(55, 5))
@@ -115,8 +135,7 @@ def test_batches_by_count_then_by_age_and_reaches_final(
     anchorer.clock.now += 31  # type: ignore[attr-defined]
     second = anchorer.tick()
     assert second is not None and (second.status, second.tree_size) == (PENDING, 60)
-    anchorer.tick()
-    anchorer.tick()
+    settle(anchorer, second.id, CONFIRMED)
     assert on_chain(chain, contract) == [(55, final.root), (60, log.root())]
 
     index = 57
@@ -156,8 +175,7 @@ def test_restart_after_signing_before_sending_neither_loses_nor_duplicates(
     assert on_chain(chain, contract) == []  # never sent
 
     restarted = make_anchorer(log, chain, account, contract)
-    for _ in range(3):
-        restarted.tick()
+    settle(restarted, 1, CONFIRMED)
     assert [a.status for a in restarted.book.all()] == [CONFIRMED]
     assert on_chain(chain, contract) == [(60, log.root())]  # re-broadcast exactly once
 
@@ -170,8 +188,7 @@ def test_restart_after_sending_adopts_the_mined_anchor(
     first.tick()
     first.tick()  # submitted and mined (Anvil mines at once)
     restarted = make_anchorer(log, chain, account, contract)
-    restarted.tick()
-    restarted.tick()
+    settle(restarted, 1, CONFIRMED)
     assert [a.status for a in restarted.book.all()] == [CONFIRMED]
     assert on_chain(chain, contract) == [(60, log.root())]
 
@@ -182,9 +199,7 @@ def test_reorg_that_drops_the_anchor_is_reanchored(
     anchorer = make_anchorer(log, chain, account, contract, finality=10)
     log.append(records(0, 60))
     anchorer.tick()
-    anchorer.tick()
-    confirmed = anchorer.tick()
-    assert confirmed is not None and confirmed.status == CONFIRMED
+    confirmed = settle(anchorer, 1, CONFIRMED)
     mine(w3, 1)
     w3.provider.make_request("anvil_reorg", [2, []])  # type: ignore[arg-type]
     assert on_chain(chain, contract) == []  # the anchoring block is gone
@@ -192,10 +207,8 @@ def test_reorg_that_drops_the_anchor_is_reanchored(
     reorged = anchorer.tick()
     assert reorged is not None and reorged.status == SUBMITTED
     assert reorged.last_error == "reorganised out of the canonical chain"
-    for _ in range(3):
-        anchorer.tick()
-    again = anchorer.book.get(confirmed.id)
-    assert again.status == CONFIRMED and again.block_hash != confirmed.block_hash
+    again = settle(anchorer, confirmed.id, CONFIRMED)
+    assert again.block_hash != confirmed.block_hash
     assert on_chain(chain, contract) == [(60, log.root())]
 
 
@@ -220,14 +233,11 @@ def test_chain_outage_keeps_records_flowing_and_anchors_on_return(
         assert log.size == 100
 
         with Devnet(port=port, extra_args=["--state", str(state)]):
-            for _ in range(4):
-                anchorer.tick()
-            assert anchorer.last_error is None
-            anchored = anchorer.book.latest_anchored()
-            assert anchored is not None and anchored.tree_size == 60
+            anchored = settle(anchorer, 1, CONFIRMED)
+            assert anchorer.last_error is None and anchored.tree_size == 60
             anchorer.request()
-            for _ in range(3):
-                anchorer.tick()
+            anchorer.tick()
+            settle(anchorer, 2, CONFIRMED)
             assert on_chain(chain, contract) == [(60, log.root_at(60)), (100, log.root())]
 
 
