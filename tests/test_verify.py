@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 import http.server
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
