@@ -1,12 +1,13 @@
 """The persistent, append-only record log: SQLite in WAL mode.
 
 Two tables hold the log. ``records`` keeps each record's canonical bytes by leaf index;
-``tree`` keeps the hash of every *perfect, aligned* subtree of the RFC 9162 tree — leaves at
-level 0 and every complete pair above them — keyed by ``level << 48 | index``. Any inclusion
-or consistency proof, and the root at any past size, is then a fold of at most ``2 log2 n``
-stored hashes (:func:`chainaudit.merkle.perfect_blocks`), read in one query. Appending keeps the
-right border of the tree (the "frontier", one hash per set bit of the size) in memory, so
-appends read nothing; a restart reloads the frontier in ``O(log n)`` reads, never the tree.
+``tiles`` keeps the hash of every *perfect, aligned* subtree of the RFC 9162 tree — leaves at
+level 0 and every complete pair above them — packed 256 leaves to a row
+(:mod:`chainaudit.tiles`). Any inclusion or consistency proof, and the root at any past size,
+is then a fold of at most ``2 log2 n`` stored hashes (:func:`chainaudit.merkle.perfect_blocks`),
+read in one query of a few rows. Appending keeps the right border of the tree (the "frontier",
+one hash per set bit of the size) in memory, so appends read only the tiles on the right edge;
+a restart reloads the frontier in ``O(log n)`` reads, never the tree.
 
 Appends are group-committed: one transaction per batch, ``synchronous=FULL``, so a batch that
 :meth:`Log.append` has returned from survives a crash of the process or the machine, and a
@@ -20,20 +21,19 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from chainaudit import merkle
+from chainaudit import merkle, tiles
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import KINDS, PreparedRecord, same_content
 
 DB_NAME: Final = "log.sqlite"
-LEVEL_SHIFT: Final = 48
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -45,7 +45,11 @@ CREATE TABLE IF NOT EXISTS records (
     ts INTEGER NOT NULL,
     body BLOB
 );
-CREATE TABLE IF NOT EXISTS tree (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (
+    id INTEGER PRIMARY KEY,
+    width INTEGER NOT NULL,
+    hashes BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS record_signatures (
     record_id TEXT PRIMARY KEY,
     signer TEXT NOT NULL,
@@ -62,11 +66,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_ms INTEGER NOT NULL
 );
 """
-
-
-def node_id(level: int, index: int) -> int:
-    """Return the ``tree`` table key of the perfect subtree ``(level, index)``."""
-    return (level << LEVEL_SHIFT) | index
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +153,58 @@ class Log:
             raise StoreError(f"cannot open the log at {self.path}: {exc}") from exc
         self._size = -1
         self._frontier: list[bytes] = []
-        self._sync()
+        try:
+            if self._has_table("tree"):
+                self._upgrade_from_node_rows()
+            self._sync()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._db.execute(query, (name,)).fetchone() is not None
+
+    def _upgrade_from_node_rows(self) -> None:
+        """Upgrade a schema-1 log, which kept one ``tree`` row per node, to tiles.
+
+        The tiles are rebuilt from the stored leaves in one transaction (nothing changes if it
+        fails) and must reproduce the last recorded checkpoint; raises :class:`StoreError`
+        if leaves are missing or they do not.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._has_table("tree"):  # not upgraded meanwhile by another process
+                size = self._stored_size()
+                leaves = [
+                    _as_bytes(node)
+                    for (node,) in db.execute(
+                        "SELECT hash FROM tree WHERE id >= 0 AND id < ? ORDER BY id", (size,)
+                    )
+                ]
+                if len(leaves) != size:
+                    raise StoreError(
+                        f"cannot upgrade the log at {self.path}: {size - len(leaves)} of its "
+                        f"{size} leaves are missing"
+                    )
+                batch = Transaction(self, 0, [])
+                batch._write_tiles(batch._grow(leaves))
+                last = db.execute(
+                    "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
+                ).fetchone()
+                if last is not None and (last[0] != size or last[1] != batch.root()):
+                    raise StoreError(
+                        f"cannot upgrade the log at {self.path}: its leaves do not reproduce "
+                        f"the checkpoint at size {last[0]} (run `chainaudit audit` with the "
+                        "version that wrote it)"
+                    )
+                db.execute("DROP TABLE tree")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     @classmethod
     def open(cls, data_dir: Path | str, *, kinds: frozenset[str] = KINDS) -> Log:
@@ -305,22 +355,33 @@ class Log:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _read_tiles(self, keys: Iterable[int]) -> dict[int, tuple[int, bytes]]:
+        """Return ``{key: (width, blob)}`` of the stored tiles among ``keys``."""
+        return {
+            key: (width, _as_bytes(blob))
+            for key, width, blob in self._db.execute(
+                "SELECT id, width, hashes FROM tiles WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(keys))),),
+            )
+        }
+
     def _read_blocks(self, blocks: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Return the stored hashes of perfect subtrees ``(level, index)``, in order."""
+        """Return the stored hashes of perfect subtrees ``(level, index)``, in order.
+
+        Raises :class:`StoreError` naming the first node the store lacks.
+        """
         if not blocks:
             return []
-        ids = [node_id(level, index) for level, index in blocks]
-        found = dict(
-            self._db.execute(
-                "SELECT id, hash FROM tree WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            ).fetchall()
-        )
-        try:
-            return [found[i] for i in ids]
-        except KeyError as exc:
-            level, index = divmod(int(exc.args[0]), 1 << LEVEL_SHIFT)
-            raise StoreError(f"tree node ({level}, {index}) is missing from the store") from exc
+        addresses = [tiles.address(level, index) for level, index in blocks]
+        found = self._read_tiles(key for key, _, _ in addresses)
+        hashes: list[bytes] = []
+        for (level, index), (key, k, position) in zip(blocks, addresses, strict=True):
+            row = found.get(key)
+            node = tiles.node(row[0], row[1], k, position) if row else None
+            if node is None:
+                raise StoreError(f"tree node ({level}, {index}) is missing from the store")
+            hashes.append(node)
+        return hashes
 
     def _range_hashes(self, ranges: Sequence[merkle.Range]) -> list[bytes]:
         """Return MTH of each leaf range, reading all needed nodes in one query."""
@@ -374,24 +435,41 @@ class Log:
             raise NotFoundError(f"leaf {leaf_index} is not in the log")
         return self._read_blocks([(0, leaf_index)])[0]
 
-    _ENTRY_SQL = (
-        "SELECT r.idx, r.record_id, r.kind, r.actor, r.ts, r.body, t.hash "
-        "FROM records r JOIN tree t ON t.id = r.idx "
-    )
+    _ENTRY_SQL = "SELECT r.idx, r.record_id, r.kind, r.actor, r.ts, r.body FROM records r "
+
+    def _entries(self, rows: Sequence[tuple[int, str, str, str, int, bytes | None]]) -> list[Entry]:
+        """Join record rows with their leaf hashes; rows the tree does not hold are left out
+        (only a damaged store has them, and :meth:`audit` names them)."""
+        leaves = self._leaves([row[0] for row in rows])
+        return [
+            Entry(*row, leaf) for row, leaf in zip(rows, leaves, strict=True) if leaf is not None
+        ]
+
+    def _leaves(self, indexes: Sequence[int]) -> list[bytes | None]:
+        """The stored leaf hash at each of ``indexes``, ``None`` where the tree has none."""
+        addresses = [tiles.address(0, index) if index >= 0 else (-1, 0, 0) for index in indexes]
+        found = self._read_tiles(key for key, _, _ in addresses)
+        leaves: list[bytes | None] = []
+        for key, k, position in addresses:
+            row = found.get(key)
+            leaves.append(tiles.node(row[0], row[1], k, position) if row else None)
+        return leaves
 
     def entry(self, record_id: str) -> Entry:
         """Return the stored record with ``record_id``; :class:`NotFoundError` if absent."""
         row = self._db.execute(self._ENTRY_SQL + "WHERE r.record_id = ?", (record_id,)).fetchone()
-        if row is None:
+        entries = self._entries([row]) if row is not None else []
+        if not entries:
             raise NotFoundError(f"no record with id {record_id!r}")
-        return Entry(*row)
+        return entries[0]
 
     def entry_at(self, leaf_index: int) -> Entry:
         """Return the stored record at ``leaf_index``; :class:`NotFoundError` if absent."""
         row = self._db.execute(self._ENTRY_SQL + "WHERE r.idx = ?", (leaf_index,)).fetchone()
-        if row is None:
+        entries = self._entries([row]) if row is not None else []
+        if not entries:
             raise NotFoundError(f"no record at leaf index {leaf_index}")
-        return Entry(*row)
+        return entries[0]
 
     def signature(self, record_id: str) -> tuple[str, str] | None:
         """The verified ``(signer, signature)`` stored with a record, if it was signed."""
@@ -423,18 +501,17 @@ class Log:
                 clauses.append(f"{column} {operator} ?")
                 params.append(value)
         sql = self._ENTRY_SQL + f"WHERE {' AND '.join(clauses)} ORDER BY r.idx LIMIT ?"
-        return [Entry(*row) for row in self._db.execute(sql, (*params, limit))]
+        return self._entries(self._db.execute(sql, (*params, limit)).fetchall())
 
     def deal_entries(self, deal_id: str) -> list[Entry]:
         """Every record whose payload names ``deal_id`` (as ``payload.deal_id``), in log order."""
-        return [
-            Entry(*row)
-            for row in self._db.execute(
+        return self._entries(
+            self._db.execute(
                 self._ENTRY_SQL + "JOIN deal_records d ON d.idx = r.idx WHERE d.deal_id = ? "
                 "ORDER BY r.idx",
                 (deal_id,),
-            )
-        ]
+            ).fetchall()
+        )
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
@@ -459,9 +536,10 @@ class Log:
         mismatched: dict[int, tuple[str, bytes]] = {}  # index -> (record id, computed leaf)
         tree_leaves: dict[int, bytes] = {}
         expected = 0
-        for idx, record_id, body, tree_leaf in self._db.execute(
-            "SELECT r.idx, r.record_id, r.body, t.hash FROM records r "
-            "LEFT JOIN tree t ON t.id = r.idx ORDER BY r.idx"
+        committed = self._level(0, size)
+        committed_next = 0  # the index of the leaf ``committed`` yields next
+        for idx, record_id, body in self._db.execute(
+            "SELECT idx, record_id, body FROM records ORDER BY idx"
         ):
             report.records_checked += 1
             if idx >= size:
@@ -475,7 +553,11 @@ class Log:
                 )
                 expected += 1
             expected = idx + 1
-            if tree_leaf is None:
+            tree_leaf = b""
+            while committed_next <= idx:
+                tree_leaf = next(committed)
+                committed_next += 1
+            if not tree_leaf:
                 findings.append(AuditFinding("tree", idx, record_id, "tree leaf missing"))
                 continue
             if body is not None:
@@ -543,12 +625,24 @@ class Log:
         return checked, root
 
     def _level(self, level: int, count: int) -> Iterator[bytes]:
-        start = level << LEVEL_SHIFT
-        for _, node in self._db.execute(
-            "SELECT id, hash FROM tree WHERE id >= ? AND id < ? ORDER BY id",
-            (start, start + count),
+        """Yield the stored nodes of ``level`` from index 0 on, in order, then ``b""`` for
+        ever: in place of each of the first ``count`` the store lacks, and after them."""
+        group, k = divmod(level, tiles.HEIGHT)
+        per_tile = tiles.WIDTH >> k
+        position = 0
+        for key, width, blob in self._db.execute(
+            "SELECT id, width, hashes FROM tiles WHERE id >= ? AND id < ? ORDER BY id",
+            (group << tiles.GROUP_SHIFT, (group + 1) << tiles.GROUP_SHIFT),
         ):
-            yield node
+            first = (key - (group << tiles.GROUP_SHIFT)) * per_tile
+            if first >= count:
+                break
+            while position < first:  # a missing tile
+                yield b""
+                position += 1
+            for node in tiles.level_nodes(width, _as_bytes(blob), k)[: count - position]:
+                yield node
+                position += 1
         while True:  # a missing node: yield a value that cannot match
             yield b""
 
@@ -609,6 +703,8 @@ class Transaction:
         self._log = log
         self.size = size
         self.frontier = frontier
+        self._edge: dict[int, list[list[bytes]]] = {}
+        """The tiles this transaction writes to, by key: each a list of levels."""
 
     def root(self) -> bytes:
         """The root the log will have when this transaction commits."""
@@ -626,26 +722,14 @@ class Transaction:
         EIP-712 signature the caller verified; they are stored with the new records.
         """
         fresh, positions, duplicates = self._log._split_new(records)
-        first = size = self.size
-        frontier = list(self.frontier)
+        first = self.size
         # PreparedRecord fields: record_id, kind, actor, timestamp_ms, salted, body, leaf_hash
         record_rows = [(first + i, r[0], r[1], r[2], r[3], r[5]) for i, r in enumerate(fresh)]
-        leaves = [r[6] for r in fresh]
-        tree_rows = list(zip(range(first, first + len(leaves)), leaves, strict=True))
-        sha256 = hashlib.sha256  # bound locally: this loop runs once per record
-        for leaf in leaves:
-            node, level, position = leaf, 0, size
-            while position & 1:
-                node = sha256(b"\x01" + frontier.pop() + node).digest()
-                level += 1
-                position >>= 1
-                tree_rows.append(((level << LEVEL_SHIFT) | position, node))
-            frontier.append(node)
-            size += 1
+        touched = self._grow([r[6] for r in fresh])
         if record_rows:
             db = self._log._db
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", record_rows)
-            db.executemany("INSERT INTO tree VALUES (?, ?)", tree_rows)
+            self._write_tiles(touched)
             links = [
                 (deal, first + i)
                 for i, r in enumerate(fresh)
@@ -658,15 +742,69 @@ class Transaction:
                     "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
                     [(r[0], *signatures[r[0]]) for r in fresh if r[0] in signatures],
                 )
-        self.size, self.frontier = size, frontier
         return AppendResult(
             appended=len(fresh),
             duplicates=duplicates,
             first_index=first,
-            tree_size=size,
+            tree_size=self.size,
             root=self.root(),
             indexes=tuple(first + i if i >= 0 else -i - 1 for i in positions),
         )
+
+    def _tile(self, key: int) -> list[list[bytes]]:
+        """The levels of tile ``key`` as this transaction has them (read once from the store)."""
+        levels = self._edge.get(key)
+        if levels is None:
+            row = self._log._read_tiles([key]).get(key)
+            levels = tiles.decode(*row) if row else [[] for _ in range(tiles.HEIGHT)]
+            self._edge[key] = levels
+        return levels
+
+    def _grow(self, leaves: Sequence[bytes]) -> set[int]:
+        """Extend the tree by ``leaves``: the frontier, the size and every new perfect subtree
+        into the tiles. Returns the keys of the tiles that changed."""
+        size, frontier = self.size, self.frontier
+        touched: set[int] = set()
+        done = 0
+        while done < len(leaves):  # the leaves, a tile at a time
+            position = size + done
+            key, _, offset = tiles.address(0, position)
+            take = min(len(leaves) - done, tiles.WIDTH - offset)
+            base = self._tile(key)[0]
+            if len(base) != offset:
+                raise StoreError(f"tile {key} holds {len(base)} leaves, expected {offset}")
+            base.extend(leaves[done : done + take])
+            touched.add(key)
+            done += take
+        sha256 = hashlib.sha256  # bound locally: this loop runs once per record
+        low_key, low = -1, self._tile(0)  # the group-0 tile of the current leaf
+        for leaf in leaves:
+            node, level, position = leaf, 0, size
+            while position & 1:
+                node = sha256(b"\x01" + frontier.pop() + node).digest()
+                level += 1
+                position >>= 1
+                if level < tiles.HEIGHT:
+                    if low_key != size >> tiles.HEIGHT:
+                        low_key = size >> tiles.HEIGHT
+                        low = self._tile(low_key)
+                    low[level].append(node)
+                else:
+                    key, k, _ = tiles.address(level, position)
+                    self._tile(key)[k].append(node)
+                    touched.add(key)
+            frontier.append(node)
+            size += 1
+        self.size = size
+        return touched
+
+    def _write_tiles(self, keys: set[int]) -> None:
+        """Store the tiles ``keys``; forget the complete ones (they never change again)."""
+        rows = [(key, *tiles.encode(self._edge[key])) for key in sorted(keys)]
+        self._log._db.executemany("INSERT OR REPLACE INTO tiles VALUES (?, ?, ?)", rows)
+        for key, width, _ in rows:
+            if width == tiles.WIDTH:
+                del self._edge[key]
 
 
 def _deal_of(body: bytes) -> str | None:

@@ -31,6 +31,7 @@ from chainaudit.devnet import Devnet, free_port
 from chainaudit.errors import StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
+from tests.tamper import rewrite_tree
 
 
 def records(start: int, count: int) -> list[PreparedRecord]:
@@ -272,12 +273,7 @@ def test_audit_against_chain_catches_a_consistent_rewrite(
     leaves[5] = forged.leaf_hash
     db = sqlite3.connect(log.path)
     db.execute("UPDATE records SET body = ? WHERE idx = 5", (forged.body,))
-    level, width = 0, leaves
-    while width:
-        for index, node in enumerate(width):
-            db.execute("UPDATE tree SET hash = ? WHERE id = ?", (node, (level << 48) | index))
-        width = [merkle.hash_children(width[i], width[i + 1]) for i in range(0, len(width) - 1, 2)]
-        level += 1
+    rewrite_tree(db, leaves)
     db.execute("UPDATE checkpoints SET root = ?", (merkle.root_hash(leaves),))
     db.commit()
     db.close()

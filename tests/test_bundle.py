@@ -33,6 +33,7 @@ from chainaudit.devnet import Devnet
 from chainaudit.errors import InputError, NotFoundError, ProofPendingError, StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
+from tests.tamper import rewrite_node
 
 VALIDATOR = Draft202012Validator(schema())
 
@@ -203,7 +204,7 @@ def test_rewritten_log_gets_no_bundle(anvil: Devnet, tmp_path: Path) -> None:
         anchorer.close()
         db = sqlite3.connect(log.path)
         with db:  # leaf 2 is a stored node of the tree of 3: the root at size 3 changes
-            db.execute("UPDATE tree SET hash = zeroblob(32) WHERE id = 2")
+            rewrite_node(db, 0, 2, bytes(32))
         db.close()
         book = AnchorBook(log)
         with pytest.raises(StoreError, match="the log was rewritten"):

@@ -11,7 +11,8 @@ import pytest
 from chainaudit import merkle
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import LEVEL_SHIFT, Log
+from chainaudit.store import Log
+from tests.tamper import rewrite_node, rewrite_tree
 
 
 def make(i: int, **change: Any) -> PreparedRecord:
@@ -191,7 +192,10 @@ def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
 
 
 def test_audit_finds_a_rewritten_tree_node(filled: Log) -> None:
-    tamper(filled, f"UPDATE tree SET hash = zeroblob(32) WHERE id = {(2 << LEVEL_SHIFT) | 3}")
+    db = sqlite3.connect(filled.path)
+    with db:
+        rewrite_node(db, 2, 3, bytes(32))
+    db.close()
     # node (2, 3) over leaves [12, 16) no longer matches its children, nor its parent (3, 1)
     assert problems(filled) == [("tree", 8, None), ("tree", 12, None)]
 
@@ -202,15 +206,11 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     forged = make(3, payload={"amount": 3000, "currency": "USD"})
     leaves = [filled.leaf_hash(i) for i in range(100)]
     leaves[3] = forged.leaf_hash
-    statements = [f"UPDATE records SET body = X'{forged.body.hex()}' WHERE idx = 3"]
-    level, width = 0, leaves
-    while len(width) > 0:
-        for index, node in enumerate(width):
-            key = (level << LEVEL_SHIFT) | index
-            statements.append(f"UPDATE tree SET hash = X'{node.hex()}' WHERE id = {key}")
-        width = [merkle.hash_children(width[i], width[i + 1]) for i in range(0, len(width) - 1, 2)]
-        level += 1
-    tamper(filled, *statements)
+    db = sqlite3.connect(filled.path)
+    with db:
+        db.execute("UPDATE records SET body = ? WHERE idx = 3", (forged.body,))
+        rewrite_tree(db, leaves)
+    db.close()
     found = problems(filled)
     assert ("history", 0, None) in found  # leaves [0, 64) no longer give the first checkpoint
 
