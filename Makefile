@@ -26,7 +26,8 @@ help:
 	@echo "make lint       ruff, mypy --strict, slither"
 	@echo "make bench      run the benchmarks in scripts/ (slow; writes reports/)"
 
-$(PY_STAMP): pyproject.toml
+# The install also compiles the C extension chainaudit/_native.c: a change to it reinstalls.
+$(PY_STAMP): pyproject.toml chainaudit/_native.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

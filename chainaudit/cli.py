@@ -844,7 +844,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="commit (and acknowledge) every N records instead of the whole file at once",
     )
-    ingest.add_argument("--workers", type=_positive_int, help="parser processes (default 2)")
+    ingest.add_argument(
+        "--workers", type=_non_negative_int, help="parser processes, 0 for none (default 1)"
+    )
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -970,14 +972,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,13 +15,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chainaudit import native
 from chainaudit.errors import InputError, RecordError
-from chainaudit.records import PreparedRecord, parse_json_line
+from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, parse_json_line
 from chainaudit.store import AppendResult, Log
 
 CHUNK_LINES = 4096
 PARALLEL_THRESHOLD = 20_000
 """Files with fewer lines than this are parsed in-process (a pool costs more than it saves)."""
+DEFAULT_WORKERS = 1
+"""Parser processes beside the writer. With the native fast path one parser outruns the
+writer, and a second only takes CPU from it (measured on 2 cores: 141k vs 122k records/s)."""
 
 Progress = Callable[[int, int, bool], None]
 """Called as ``progress(records_done, records_total, committed)`` after each chunk."""
@@ -39,19 +43,41 @@ class IngestResult:
 
 
 def _parse_chunk(job: tuple[int, bytes, frozenset[str]]) -> list[PreparedRecord]:
-    """Parse the lines of one chunk; ``job`` is (first line number, raw bytes, kinds)."""
+    """Parse the lines of one chunk; ``job`` is (first line number, raw bytes, kinds).
+
+    Simple records take the native fast path (:mod:`chainaudit.native`); every line it
+    declines, invalid ones included, goes through :func:`parse_json_line`.
+    """
     first_line, raw, kinds = job
+    lines: list[bytes] | None = None
     prepared: list[PreparedRecord] = []
-    for offset, line in enumerate(raw.split(b"\n")):
-        number = first_line + offset
-        if not line.strip():
+    salts = os.urandom(SALT_BYTES * (raw.count(b"\n") + 1))
+    for item in native.prepare_lines(raw, kinds, salts):
+        if type(item) is not int:
+            prepared.append(PreparedRecord._make(item))  # type: ignore[arg-type]
             continue
+        if lines is None:
+            lines = raw.split(b"\n")
+        number = first_line + item
         try:
-            text = line.decode("utf-8")
+            text = lines[item].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecordError(f"not valid UTF-8 ({exc.reason})", line=number) from exc
         prepared.append(parse_json_line(text, number, kinds=kinds))
     return prepared
+
+
+Columns = tuple[tuple[object, ...], ...]
+
+
+def _parse_columns(job: tuple[int, bytes, frozenset[str]]) -> Columns:
+    """:func:`_parse_chunk` in a worker: the records field by field, which crosses the
+    process boundary several times cheaper than a list of named tuples."""
+    return tuple(zip(*_parse_chunk(job), strict=True))
+
+
+def _from_columns(columns: Columns) -> list[PreparedRecord]:
+    return [PreparedRecord._make(fields) for fields in zip(*columns, strict=True)]
 
 
 def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, frozenset[str]]]:
@@ -62,12 +88,12 @@ def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, fr
 
 def _parsed(data: bytes, kinds: frozenset[str], workers: int) -> Iterator[list[PreparedRecord]]:
     jobs = _chunks(data, kinds)
-    if workers <= 1 or data.count(b"\n") < PARALLEL_THRESHOLD:
+    if workers < 1 or data.count(b"\n") < PARALLEL_THRESHOLD:
         yield from map(_parse_chunk, jobs)
         return
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
-        yield from pool.imap(_parse_chunk, jobs)
+        yield from map(_from_columns, pool.imap(_parse_columns, jobs))
 
 
 def read_input(path: Path) -> bytes:
@@ -93,12 +119,13 @@ def ingest_file(
     :class:`~chainaudit.errors.ConflictError`, and nothing is written. With ``commit_every``,
     each run of that many records is committed on its own (``progress`` is then called with
     ``committed=True`` after each durable commit) and an error leaves the earlier batches in
-    place. Raises :class:`InputError` if the file cannot be read.
+    place. ``workers`` parser processes run beside the writer for large files (0: parse in
+    this process). Raises :class:`InputError` if the file cannot be read.
     """
     data = read_input(path)
     total = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    pool_size = workers if workers is not None else min(2, os.cpu_count() or 1)
-    kinds = frozenset(log.kinds)
+    pool_size = workers if workers is not None else DEFAULT_WORKERS
+    kinds = frozenset(log.kinds | KINDS)
     done = appended = duplicates = 0
 
     def absorb(result: AppendResult, count: int, committed: bool) -> None:

@@ -17,7 +17,6 @@ that :meth:`Log.audit` checks history against.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from chainaudit import merkle, tiles
+from chainaudit import merkle, native, tiles
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import KINDS, PreparedRecord, same_content
 
@@ -324,6 +323,8 @@ class Log:
                 (json.dumps(ids),),
             ):
                 stored[record_id] = (idx, body)
+        if not stored and len(set(ids)) == len(ids):  # the common case: all new
+            return list(records), list(range(len(records))), 0
         fresh: list[PreparedRecord] = []
         batch: dict[str, PreparedRecord] = {}
         positions: list[int] = []
@@ -721,27 +722,29 @@ class Transaction:
         ``signatures`` maps a record id to ``(signer address, signature)`` for records whose
         EIP-712 signature the caller verified; they are stored with the new records.
         """
-        fresh, positions, duplicates = self._log._split_new(records)
+        db = self._log._db
         first = self.size
-        # PreparedRecord fields: record_id, kind, actor, timestamp_ms, salted, body, leaf_hash
-        record_rows = [(first + i, r[0], r[1], r[2], r[3], r[5]) for i, r in enumerate(fresh)]
-        touched = self._grow([r[6] for r in fresh])
-        if record_rows:
-            db = self._log._db
-            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", record_rows)
-            self._write_tiles(touched)
+        fresh = self._insert_all_new(records)
+        positions: Sequence[int]
+        if fresh:
+            positions, duplicates = range(len(fresh)), 0
+        else:
+            fresh, positions, duplicates = self._log._split_new(records)
+            db.executemany(_INSERT_RECORD, _record_rows(first, fresh))
+        self._write_tiles(self._grow([r[6] for r in fresh]))
+        bodies = [r[5] for r in fresh]
+        if b'"deal_id":' in b"".join(bodies):
             links = [
                 (deal, first + i)
-                for i, r in enumerate(fresh)
-                if b'"deal_id":' in r[5] and (deal := _deal_of(r[5])) is not None
+                for i, body in enumerate(bodies)
+                if b'"deal_id":' in body and (deal := _deal_of(body)) is not None
             ]
-            if links:
-                db.executemany("INSERT OR IGNORE INTO deal_records VALUES (?, ?)", links)
-            if signatures:
-                db.executemany(
-                    "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
-                    [(r[0], *signatures[r[0]]) for r in fresh if r[0] in signatures],
-                )
+            db.executemany("INSERT OR IGNORE INTO deal_records VALUES (?, ?)", links)
+        if signatures:
+            db.executemany(
+                "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
+                [(r[0], *signatures[r[0]]) for r in fresh if r[0] in signatures],
+            )
         return AppendResult(
             appended=len(fresh),
             duplicates=duplicates,
@@ -750,6 +753,23 @@ class Transaction:
             root=self.root(),
             indexes=tuple(first + i if i >= 0 else -i - 1 for i in positions),
         )
+
+    def _insert_all_new(self, records: Sequence[PreparedRecord]) -> Sequence[PreparedRecord]:
+        """Insert ``records`` on the assumption that none is in the log yet (the bulk case);
+        return them, or nothing, with nothing written, if the assumption fails."""
+        ids = {r[0] for r in records}
+        if not records or len(ids) != len(records):
+            return ()
+        db = self._log._db
+        db.execute("SAVEPOINT all_new")
+        try:
+            db.executemany(_INSERT_RECORD, _record_rows(self.size, records))
+        except sqlite3.IntegrityError:  # an id already in the log
+            db.execute("ROLLBACK TO all_new")
+            return ()
+        finally:
+            db.execute("RELEASE all_new")
+        return records
 
     def _tile(self, key: int) -> list[list[bytes]]:
         """The levels of tile ``key`` as this transaction has them (read once from the store)."""
@@ -761,42 +781,51 @@ class Transaction:
         return levels
 
     def _grow(self, leaves: Sequence[bytes]) -> set[int]:
-        """Extend the tree by ``leaves``: the frontier, the size and every new perfect subtree
-        into the tiles. Returns the keys of the tiles that changed."""
-        size, frontier = self.size, self.frontier
+        """Extend the tree by ``leaves``: every new perfect subtree into the tiles, level by
+        level (the interior hashes of a level in one native call), then the frontier and the
+        size. Returns the keys of the tiles that changed."""
+        old, new = self.size, self.size + len(leaves)
         touched: set[int] = set()
+        if not leaves:
+            return touched
+        # The frontier holds one root per set bit of the size, largest first.
+        old_roots = dict(zip(_set_bits(old)[::-1], self.frontier, strict=True))
+        roots: list[bytes] = []
+        level, nodes = 0, list(leaves)  # the new nodes of ``level``, from index old >> level
+        while True:
+            first = old >> level
+            self._place(level, first, nodes, touched)
+            if new >> level & 1:
+                last = (new >> level) - 1
+                roots.append(nodes[last - first] if last >= first else old_roots[level])
+            if new >> (level + 1) == old >> (level + 1):  # nothing new above this level
+                roots.extend(old_roots[above] for above in _set_bits(new) if above > level)
+                break
+            row = [old_roots[level], *nodes] if first & 1 else nodes
+            hashes = native.hash_pairs(b"".join(row[: len(row) & ~1]))
+            size = merkle.HASH_SIZE
+            nodes = [hashes[i : i + size] for i in range(0, len(hashes), size)]
+            level += 1
+        self.size, self.frontier = new, roots[::-1]
+        return touched
+
+    def _place(self, level: int, first: int, nodes: Sequence[bytes], touched: set[int]) -> None:
+        """Append ``nodes``, the nodes of ``level`` from index ``first`` on, to their tiles."""
+        group, k = divmod(level, tiles.HEIGHT)
+        per_tile = tiles.WIDTH >> k
         done = 0
-        while done < len(leaves):  # the leaves, a tile at a time
-            position = size + done
-            key, _, offset = tiles.address(0, position)
-            take = min(len(leaves) - done, tiles.WIDTH - offset)
-            base = self._tile(key)[0]
-            if len(base) != offset:
-                raise StoreError(f"tile {key} holds {len(base)} leaves, expected {offset}")
-            base.extend(leaves[done : done + take])
+        while done < len(nodes):
+            tile, position = divmod(first + done, per_tile)
+            take = min(len(nodes) - done, per_tile - position)
+            key = (group << tiles.GROUP_SHIFT) | tile
+            row = self._tile(key)[k]
+            if len(row) != position:
+                raise StoreError(
+                    f"tile {key} holds {len(row)} nodes at level {level}, expected {position}"
+                )
+            row.extend(nodes[done : done + take])
             touched.add(key)
             done += take
-        sha256 = hashlib.sha256  # bound locally: this loop runs once per record
-        low_key, low = -1, self._tile(0)  # the group-0 tile of the current leaf
-        for leaf in leaves:
-            node, level, position = leaf, 0, size
-            while position & 1:
-                node = sha256(b"\x01" + frontier.pop() + node).digest()
-                level += 1
-                position >>= 1
-                if level < tiles.HEIGHT:
-                    if low_key != size >> tiles.HEIGHT:
-                        low_key = size >> tiles.HEIGHT
-                        low = self._tile(low_key)
-                    low[level].append(node)
-                else:
-                    key, k, _ = tiles.address(level, position)
-                    self._tile(key)[k].append(node)
-                    touched.add(key)
-            frontier.append(node)
-            size += 1
-        self.size = size
-        return touched
 
     def _write_tiles(self, keys: set[int]) -> None:
         """Store the tiles ``keys``; forget the complete ones (they never change again)."""
@@ -805,6 +834,22 @@ class Transaction:
         for key, width, _ in rows:
             if width == tiles.WIDTH:
                 del self._edge[key]
+
+
+_INSERT_RECORD: Final = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _set_bits(value: int) -> list[int]:
+    """The positions of the bits set in ``value``, lowest first."""
+    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+
+
+def _record_rows(
+    first: int, records: Sequence[PreparedRecord]
+) -> Iterator[tuple[int, str, str, str, int, bytes]]:
+    """The ``records`` rows of new records from leaf index ``first`` on."""
+    # PreparedRecord fields: record_id, kind, actor, timestamp_ms, salted, body, leaf_hash
+    return ((first + i, r[0], r[1], r[2], r[3], r[5]) for i, r in enumerate(records))
 
 
 def _deal_of(body: bytes) -> str | None:

@@ -1,0 +1,114 @@
+"""Bulk ingest: the native fast path and the Python reference path build the same log."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainaudit import ingest, native
+from chainaudit.errors import ConflictError, RecordError
+from chainaudit.records import KINDS
+from chainaudit.store import Log
+
+
+def record(i: int) -> dict[str, Any]:
+    """Mostly simple records, and every few lines one the fast path must hand back."""
+    doc: dict[str, Any] = {
+        "id": f"inv-{i:07d}",
+        "kind": "transaction",
+        "timestamp": f"2026-11-{1 + i % 28:02d}T09:{i % 60:02d}:00Z",
+        "actor": "supplier:globex",
+        "payload": {"amount": i * 100, "currency": "USD", "lines": [i, {"sku": f"S-{i}"}]},
+        "salt": os.urandom(16).hex(),
+    }
+    if i % 7 == 1:
+        doc["actor"] = "supplier:société"  # non-ASCII
+    elif i % 7 == 2:
+        doc["payload"]["note"] = 'a "quoted" word'  # escapes
+    elif i % 7 == 3:
+        doc["timestamp"] = "2026-11-21T09:30:00.250+02:00"  # fractional seconds
+    elif i % 7 == 4:
+        del doc["salt"]  # a salt drawn by the server
+    return doc
+
+
+def write(path: Path, count: int) -> Path:
+    lines = [json.dumps(record(i), ensure_ascii=i % 2 == 0) for i in range(count)]
+    lines[10:10] = ["", "   "]  # blank lines are skipped
+    path.write_text("\r\n".join(lines) + "\r\n")
+    return path
+
+
+def test_the_fast_path_takes_most_lines() -> None:
+    assert native.AVAILABLE  # every install of this repository builds the extension
+    raw = "\n".join(json.dumps(record(i)) for i in range(70)).encode()
+    items = native.prepare_lines(raw, frozenset(KINDS), os.urandom(16 * 70))
+    accepted = sum(1 for item in items if not isinstance(item, int))
+    assert accepted == 40  # all but the non-ASCII, escaped and fractional-second records
+
+
+def test_fast_and_reference_paths_build_the_same_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write(tmp_path / "mixed.jsonl", ingest.PARALLEL_THRESHOLD + 5_000)
+    with Log.open(tmp_path / "fast") as fast:
+        result = ingest.ingest_file(fast, source)  # a parser process beside the writer
+        assert result.appended == ingest.PARALLEL_THRESHOLD + 5_000
+        fast_entries = fast.scan(limit=100_000)
+        fast_root = fast.root()
+    monkeypatch.setattr(native, "prepare_lines", native.prepare_lines_fallback)
+    with Log.open(tmp_path / "reference") as reference:
+        ingest.ingest_file(reference, source, workers=0)
+        reference_entries = reference.scan(limit=100_000)
+        reference_root = reference.root()
+    drawn = [i for i, e in enumerate(fast_entries) if i % 7 == 4]
+    assert drawn  # records without a salt differ only by the salt the server drew
+    for i, (ours, theirs) in enumerate(zip(fast_entries, reference_entries, strict=True)):
+        assert (ours.index, ours.record_id, ours.kind, ours.actor, ours.timestamp_ms) == (
+            theirs.index,
+            theirs.record_id,
+            theirs.kind,
+            theirs.actor,
+            theirs.timestamp_ms,
+        )
+        if i % 7 != 4:
+            assert ours.body == theirs.body and ours.leaf_hash == theirs.leaf_hash
+        else:
+            mine, other = json.loads(ours.body or b""), json.loads(theirs.body or b"")
+            assert mine.pop("salt") != other.pop("salt") and mine == other
+    assert fast_root != reference_root  # the drawn salts differ
+
+
+def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    count = ingest.PARALLEL_THRESHOLD + 3_000
+    lines = [json.dumps(record(i)) for i in range(count)]
+    lines[21_500] = lines[21_500].replace('"amount": ', '"amount": 1.5, "x": ')
+    source = tmp_path / "bad.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    with Log.open(tmp_path / "data") as log:
+        with pytest.raises(RecordError, match=r"line 21501: .*float"):
+            ingest.ingest_file(log, source)
+        assert log.size == 0 and log.refresh() == 0
+
+
+def test_resubmitted_and_conflicting_ids_in_bulk(tmp_path: Path) -> None:
+    first = [json.dumps(record(i)) for i in range(100) if i % 7 != 4]  # salts supplied
+    (tmp_path / "a.jsonl").write_text("\n".join(first[:60]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(first[40:] + first[40:45]) + "\n")
+    with Log.open(tmp_path / "data") as log:
+        ingest.ingest_file(log, tmp_path / "a.jsonl")
+        again = ingest.ingest_file(log, tmp_path / "b.jsonl")
+        assert (again.appended, again.duplicates) == (len(first) - 60, 25)
+        size, root = log.size, log.root()
+        changed = json.loads(first[3])
+        changed["payload"]["amount"] += 1
+        (tmp_path / "c.jsonl").write_text(json.dumps(record(500)) + "\n" + json.dumps(changed))
+        with pytest.raises(ConflictError, match="inv-0000003"):
+            ingest.ingest_file(log, tmp_path / "c.jsonl")
+        assert (log.refresh(), log.root()) == (size, root)
