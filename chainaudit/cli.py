@@ -845,7 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="commit (and acknowledge) every N records instead of the whole file at once",
     )
     ingest.add_argument(
-        "--workers", type=_non_negative_int, help="parser processes, 0 for none (default 1)"
+        "--workers",
+        type=_non_negative_int,
+        help="parser processes, 0 for none (default: chosen by the input)",
     )
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     ingest.set_defaults(handler=cmd_ingest)

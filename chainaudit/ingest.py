@@ -23,9 +23,13 @@ from chainaudit.store import AppendResult, Log
 CHUNK_LINES = 4096
 PARALLEL_THRESHOLD = 20_000
 """Files with fewer lines than this are parsed in-process (a pool costs more than it saves)."""
-DEFAULT_WORKERS = 1
-"""Parser processes beside the writer. With the native fast path one parser outruns the
-writer, and a second only takes CPU from it (measured on 2 cores: 141k vs 122k records/s)."""
+SLOW_SHARE = 0.25
+SLOW_PATH_WORKERS = 2
+"""By default a file is parsed in the writer's process: the native fast path parses a simple
+record in under a microsecond, less than handing it over from another process costs
+(measured on 2 cores: 152-165k records/s in-process, 132-139k with one parser process). When
+more than ``SLOW_SHARE`` of the first chunk's lines take the Python path (about 10 µs each),
+the rest of a large file is parsed by ``SLOW_PATH_WORKERS`` processes instead."""
 
 Progress = Callable[[int, int, bool], None]
 """Called as ``progress(records_done, records_total, committed)`` after each chunk."""
@@ -42,15 +46,17 @@ class IngestResult:
     root: bytes
 
 
-def _parse_chunk(job: tuple[int, bytes, frozenset[str]]) -> list[PreparedRecord]:
+def _prepare(job: tuple[int, bytes, frozenset[str]]) -> tuple[list[PreparedRecord], int]:
     """Parse the lines of one chunk; ``job`` is (first line number, raw bytes, kinds).
 
     Simple records take the native fast path (:mod:`chainaudit.native`); every line it
-    declines, invalid ones included, goes through :func:`parse_json_line`.
+    declines, invalid ones included, goes through :func:`parse_json_line`. Returns the
+    records and how many took the Python path.
     """
     first_line, raw, kinds = job
     lines: list[bytes] | None = None
     prepared: list[PreparedRecord] = []
+    slow = 0
     salts = os.urandom(SALT_BYTES * (raw.count(b"\n") + 1))
     for item in native.prepare_lines(raw, kinds, salts):
         if type(item) is not int:
@@ -64,7 +70,13 @@ def _parse_chunk(job: tuple[int, bytes, frozenset[str]]) -> list[PreparedRecord]
         except UnicodeDecodeError as exc:
             raise RecordError(f"not valid UTF-8 ({exc.reason})", line=number) from exc
         prepared.append(parse_json_line(text, number, kinds=kinds))
-    return prepared
+        slow += 1
+    return prepared, slow
+
+
+def _parse_chunk(job: tuple[int, bytes, frozenset[str]]) -> list[PreparedRecord]:
+    """The records of one chunk (see :func:`_prepare`)."""
+    return _prepare(job)[0]
 
 
 Columns = tuple[tuple[object, ...], ...]
@@ -86,9 +98,21 @@ def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, fr
         yield start + 1, b"\n".join(lines[start : start + CHUNK_LINES]), kinds
 
 
-def _parsed(data: bytes, kinds: frozenset[str], workers: int) -> Iterator[list[PreparedRecord]]:
+def _parsed(
+    data: bytes, kinds: frozenset[str], workers: int | None
+) -> Iterator[list[PreparedRecord]]:
+    """The records of ``data``, chunk by chunk, parsed by ``workers`` processes (``None``:
+    in this process unless the first chunk shows the file mostly takes the Python path)."""
     jobs = _chunks(data, kinds)
-    if workers < 1 or data.count(b"\n") < PARALLEL_THRESHOLD:
+    large = data.count(b"\n") >= PARALLEL_THRESHOLD
+    if workers is None:
+        first = next(jobs, None)
+        if first is None:
+            return
+        records, slow = _prepare(first)
+        yield records
+        workers = SLOW_PATH_WORKERS if large and slow > SLOW_SHARE * len(records) else 0
+    if workers < 1 or not large:
         yield from map(_parse_chunk, jobs)
         return
     context = multiprocessing.get_context("fork")
@@ -120,11 +144,11 @@ def ingest_file(
     each run of that many records is committed on its own (``progress`` is then called with
     ``committed=True`` after each durable commit) and an error leaves the earlier batches in
     place. ``workers`` parser processes run beside the writer for large files (0: parse in
-    this process). Raises :class:`InputError` if the file cannot be read.
+    this process; ``None``: chosen as :data:`SLOW_SHARE` describes). Raises
+    :class:`InputError` if the file cannot be read.
     """
     data = read_input(path)
     total = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    pool_size = workers if workers is not None else DEFAULT_WORKERS
     kinds = frozenset(log.kinds | KINDS)
     done = appended = duplicates = 0
 
@@ -138,7 +162,7 @@ def ingest_file(
 
     if commit_every is None:
         with log.transaction() as batch:
-            for chunk in _parsed(data, kinds, pool_size):
+            for chunk in _parsed(data, kinds, workers):
                 absorb(batch.append(chunk), len(chunk), False)
         if progress is not None:
             progress(done, total, True)
@@ -146,7 +170,7 @@ def ingest_file(
         if commit_every < 1:
             raise InputError("commit_every must be at least 1")
         pending: list[PreparedRecord] = []
-        for chunk in _parsed(data, kinds, pool_size):
+        for chunk in _parsed(data, kinds, workers):
             pending.extend(chunk)
             while len(pending) >= commit_every:
                 head, pending = pending[:commit_every], pending[commit_every:]

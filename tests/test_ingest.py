@@ -51,12 +51,15 @@ def test_the_fast_path_takes_most_lines() -> None:
     assert accepted == 40  # all but the non-ASCII, escaped and fractional-second records
 
 
+@pytest.mark.parametrize("workers", [None, 0, 1])
 def test_fast_and_reference_paths_build_the_same_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None
 ) -> None:
+    """``None`` picks two parser processes here (three lines in seven take the Python path);
+    0 parses in the writer's process; 1 hands chunks over from one parser process."""
     source = write(tmp_path / "mixed.jsonl", ingest.PARALLEL_THRESHOLD + 5_000)
     with Log.open(tmp_path / "fast") as fast:
-        result = ingest.ingest_file(fast, source)  # a parser process beside the writer
+        result = ingest.ingest_file(fast, source, workers=workers)
         assert result.appended == ingest.PARALLEL_THRESHOLD + 5_000
         fast_entries = fast.scan(limit=100_000)
         fast_root = fast.root()
