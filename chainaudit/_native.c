@@ -721,6 +721,7 @@ typedef struct {
     size_t salts_len;
     size_t salts_used;
     PyObject *last_kind; /* the last kind found in `kinds`, reused while lines repeat it */
+    PyTypeObject *record_type; /* a tuple subclass for the results, or NULL for plain tuples */
 } context_t;
 
 static inline void
@@ -888,7 +889,8 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
     unsigned char digest[32];
     sha256_with(sha256_blocks, cx->leaf, body_len + 1, digest);
 
-    PyObject *record = PyTuple_New(7);
+    PyObject *record = cx->record_type ? cx->record_type->tp_alloc(cx->record_type, 7)
+                                       : PyTuple_New(7);
     if (record == NULL) {
         Py_DECREF(kind_str);
         return NULL;
@@ -937,21 +939,24 @@ is_blank(const unsigned char *s, size_t n)
 }
 
 PyDoc_STRVAR(prepare_lines_doc,
-             "prepare_lines(raw, kinds, salts, /)\n--\n\n"
+             "prepare_lines(raw, kinds, salts, record_type=None, /)\n--\n\n"
              "Prepare the lines of a JSON Lines chunk.\n\n"
              "Returns one item per non-blank line of ``raw`` (split on b'\\n', numbered from 0):\n"
              "the tuple (record_id, kind, actor, timestamp_ms, salted, body, leaf_hash) when\n"
              "the line is a simple record this fast path is sure about, else the line's\n"
              "number, for the caller to parse with records.parse_json_line. ``kinds`` is the\n"
              "set of allowed kinds; ``salts`` supplies 16 random bytes, in order, for each\n"
-             "accepted record without a salt (ValueError if it runs out).");
+             "accepted record without a salt (ValueError if it runs out). ``record_type``, a\n"
+             "tuple subclass with no fields of its own (a NamedTuple), is the type of the\n"
+             "returned tuples.");
 
 static PyObject *
 prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer raw, salts;
     PyObject *kinds;
-    if (!PyArg_ParseTuple(args, "y*Oy*:prepare_lines", &raw, &kinds, &salts)) {
+    PyObject *record_type = Py_None;
+    if (!PyArg_ParseTuple(args, "y*Oy*|O:prepare_lines", &raw, &kinds, &salts, &record_type)) {
         return NULL;
     }
     PyObject *result = NULL;
@@ -960,6 +965,18 @@ prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyAnySet_Check(kinds)) {
         PyErr_SetString(PyExc_TypeError, "prepare_lines: kinds must be a set or frozenset");
         goto done;
+    }
+    if (record_type != Py_None) {
+        if (!PyType_Check(record_type) ||
+            !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type) ||
+            ((PyTypeObject *)record_type)->tp_basicsize != PyTuple_Type.tp_basicsize ||
+            ((PyTypeObject *)record_type)->tp_dictoffset != 0) {
+            PyErr_SetString(PyExc_TypeError,
+                            "prepare_lines: record_type must be a tuple subclass without fields "
+                            "of its own");
+            goto done;
+        }
+        cx.record_type = (PyTypeObject *)record_type;
     }
     cx.kinds = kinds;
     cx.salts = salts.buf;

@@ -1,10 +1,19 @@
 # Type stub of the C extension built from _native.c (see chainaudit/native.py).
 
+from typing import TypeVar, overload
+
 MAX_RECORD_BYTES: int
 SHA256_HARDWARE: bool
 
+_Record = TypeVar("_Record", bound=tuple[str, str, str, int, bool, bytes, bytes])
+
+@overload
 def prepare_lines(
     raw: bytes, kinds: frozenset[str] | set[str], salts: bytes, /
 ) -> list[tuple[str, str, str, int, bool, bytes, bytes] | int]: ...
+@overload
+def prepare_lines(
+    raw: bytes, kinds: frozenset[str] | set[str], salts: bytes, record_type: type[_Record], /
+) -> list[_Record | int]: ...
 def sha256(data: bytes, /, *, portable: bool = False) -> bytes: ...
 def hash_pairs(pairs: bytes, /) -> bytes: ...

@@ -20,7 +20,8 @@ from chainaudit.errors import InputError, RecordError
 from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, parse_json_line
 from chainaudit.store import AppendResult, Log
 
-CHUNK_LINES = 4096
+CHUNK_BYTES = 1 << 20
+"""Records are parsed, handed over and appended a chunk of about this many bytes at a time."""
 PARALLEL_THRESHOLD = 20_000
 """Files with fewer lines than this are parsed in-process (a pool costs more than it saves)."""
 SLOW_SHARE = 0.25
@@ -58,10 +59,11 @@ def _prepare(job: tuple[int, bytes, frozenset[str]]) -> tuple[list[PreparedRecor
     prepared: list[PreparedRecord] = []
     slow = 0
     salts = os.urandom(SALT_BYTES * (raw.count(b"\n") + 1))
-    for item in native.prepare_lines(raw, kinds, salts):
-        if type(item) is not int:
-            prepared.append(PreparedRecord._make(item))  # type: ignore[arg-type]
+    for item in native.prepare_records(raw, kinds, salts):
+        if type(item) is PreparedRecord:
+            prepared.append(item)
             continue
+        assert isinstance(item, int)
         if lines is None:
             lines = raw.split(b"\n")
         number = first_line + item
@@ -93,9 +95,16 @@ def _from_columns(columns: Columns) -> list[PreparedRecord]:
 
 
 def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, frozenset[str]]]:
-    lines = data.split(b"\n")
-    for start in range(0, len(lines), CHUNK_LINES):
-        yield start + 1, b"\n".join(lines[start : start + CHUNK_LINES]), kinds
+    """Cut ``data`` after a line end at least every :data:`CHUNK_BYTES`; each job carries the
+    number of its first line."""
+    start, line = 0, 1
+    while start < len(data):
+        end = data.find(b"\n", start + CHUNK_BYTES)
+        end = len(data) if end < 0 else end + 1
+        chunk = data[start:end]
+        yield line, chunk, kinds
+        line += chunk.count(b"\n")
+        start = end
 
 
 def _parsed(

@@ -28,6 +28,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from chainaudit.records import PreparedRecord
+
 Prepared = tuple[str, str, str, int, bool, bytes, bytes]
 """The fields of :class:`chainaudit.records.PreparedRecord`, in order."""
 
@@ -62,6 +64,15 @@ else:
     prepare_lines = _native.prepare_lines
     hash_pairs = _native.hash_pairs
 
+
+def prepare_records(raw: bytes, kinds: frozenset[str], salts: bytes) -> list[PreparedRecord | int]:
+    """:func:`prepare_lines` with each accepted record built as a :class:`PreparedRecord`
+    by the extension itself (no second pass over the tuples)."""
+    if AVAILABLE:
+        return _native.prepare_lines(raw, kinds, salts, PreparedRecord)
+    return [offset for offset in prepare_lines_fallback(raw, kinds, salts) if type(offset) is int]
+
+
 __all__ = [
     "AVAILABLE",
     "PrepareLines",
@@ -70,4 +81,5 @@ __all__ = [
     "hash_pairs_fallback",
     "prepare_lines",
     "prepare_lines_fallback",
+    "prepare_records",
 ]

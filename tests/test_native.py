@@ -753,3 +753,14 @@ def test_hash_pairs_matches_rfc9162_interior_nodes() -> None:
             _native.hash_pairs(bad)
         with pytest.raises(ValueError, match="multiple of 64"):
             native.hash_pairs_fallback(bad)
+
+
+def test_records_are_built_as_prepared_records() -> None:
+    line = record_line(3)
+    [made] = native.prepare_records(line, frozenset(KINDS), os.urandom(16))
+    assert type(made) is PreparedRecord
+    [plain] = _native.prepare_lines(line, frozenset(KINDS), os.urandom(16))
+    assert isinstance(plain, tuple) and type(plain) is tuple
+    for wrong in (dict, int, type("Widened", (tuple,), {})):  # the last one has a __dict__
+        with pytest.raises(TypeError, match="record_type must be a tuple subclass"):
+            _native.prepare_lines(line, frozenset(KINDS), os.urandom(16), wrong)
