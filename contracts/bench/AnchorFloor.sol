@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IAuditAnchor} from "../interfaces/IAuditAnchor.sol";
+import {RFC9162} from "../lib/RFC9162.sol";
 
 /// @title AnchorFloorBase
 /// @notice Benchmark harness: the cheapest honest form of `AuditAnchor.anchor`, a gas lower
@@ -11,8 +12,8 @@ import {IAuditAnchor} from "../interfaces/IAuditAnchor.sol";
 ///   rewritten by every call (the proof is checked against the previous size);
 /// - one new slot per checkpoint, `_roots[seq]`, holding its root (the previous root is read
 ///   back from it);
-/// - the consistency check with the SHA-256 precompile, the same algorithm as
-///   `AuditAnchor._isConsistent` (private there, so copied below).
+/// - the consistency check with the SHA-256 precompile: {RFC9162-isConsistent}, the very code
+///   `AuditAnchor` uses.
 /// It stores no block number or timestamp and has no access control and no event: the
 /// derived contracts add a single immutable owner check and the {IAuditAnchor.CheckpointAnchored}
 /// event, so the benchmark shows what each costs.
@@ -58,74 +59,13 @@ abstract contract AnchorFloorBase {
             if (proof.length != 0) {
                 revert AnchorFloorUnexpectedProof(proof.length);
             }
-        } else if (!_isConsistent(previousSize, newSize, _roots[seq - 1], newRoot, proof)) {
+        } else if (!RFC9162.isConsistent(previousSize, newSize, _roots[seq - 1], newRoot, proof)) {
             revert AnchorFloorInconsistentCheckpoint();
         }
         _roots[seq] = newRoot;
         _head = ((seq + 1) << 64) | newSize;
     }
 
-    /// @dev A copy of `AuditAnchor._isConsistent`: RFC 9162 §2.1.4.2, whether `proof` proves that
-    /// the tree `(size2, root2)` extends the tree `(size1, root1)`. Requires `0 < size1 < size2`.
-    function _isConsistent(uint256 size1, uint256 size2, bytes32 root1, bytes32 root2, bytes32[] calldata proof)
-        private
-        view
-        returns (bool ok)
-    {
-        if (proof.length == 0) {
-            return false;
-        }
-        assembly ("memory-safe") {
-            let buf := mload(0x40)
-            mstore8(buf, 1)
-            let left := add(buf, 1)
-            let right := add(buf, 33)
-            let off := proof.offset
-            let end := add(off, shl(5, proof.length))
-            let fr := root1
-            if and(size1, sub(size1, 1)) {
-                fr := calldataload(off)
-                off := add(off, 0x20)
-            }
-            let sr := fr
-            let fn := sub(size1, 1)
-            let sn := sub(size2, 1)
-            for {} and(fn, 1) {} {
-                fn := shr(1, fn)
-                sn := shr(1, sn)
-            }
-            ok := 1
-            for {} lt(off, end) { off := add(off, 0x20) } {
-                if iszero(sn) {
-                    ok := 0
-                    break
-                }
-                switch or(and(fn, 1), eq(fn, sn))
-                case 0 {
-                    mstore(left, sr)
-                    mstore(right, calldataload(off))
-                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
-                    sr := mload(0x00)
-                }
-                default {
-                    mstore(left, calldataload(off))
-                    mstore(right, fr)
-                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
-                    fr := mload(0x00)
-                    mstore(right, sr)
-                    if iszero(staticcall(gas(), 0x02, buf, 65, 0x00, 0x20)) { revert(0, 0) }
-                    sr := mload(0x00)
-                    for {} and(iszero(and(fn, 1)), iszero(iszero(fn))) {} {
-                        fn := shr(1, fn)
-                        sn := shr(1, sn)
-                    }
-                }
-                fn := shr(1, fn)
-                sn := shr(1, sn)
-            }
-            ok := and(ok, and(iszero(sn), and(eq(fr, root1), eq(sr, root2))))
-        }
-    }
 }
 
 /// @notice The floor alone: no access control, no event.
