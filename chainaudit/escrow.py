@@ -189,6 +189,26 @@ class DealParams:
             [_address(a) for a in self.approvers],
         )
 
+    @classmethod
+    def from_abi(cls, value: Mapping[str, Any]) -> DealParams:
+        """The inverse of :meth:`as_abi`, from a struct web3 decoded (named fields)."""
+        financier = str(value["financier"])
+        return cls(
+            supplier=str(value["supplier"]),
+            arbiter=str(value["arbiter"]),
+            token=str(value["token"]),
+            inspectors=[str(a) for a in value["inspectors"]],
+            inspector_threshold=int(value["inspectorThreshold"]),
+            inspection_window=int(value["inspectionWindow"]),
+            dispute_timeout=int(value["disputeTimeout"]),
+            default_payee_bps=int(value["defaultPayeeBps"]),
+            long_stop=int(value["longStop"]),
+            financier=None if int(financier, 16) == 0 else financier,
+            approval_threshold=int(value["approvalThreshold"]),
+            approvals_required=int(value["approvalsRequired"]),
+            approvers=[str(a) for a in value["approvers"]],
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MilestoneParams:
@@ -211,6 +231,16 @@ class MilestoneParams:
             self.due_date,
             _bytes32(self.document_hash),
             _bytes32(self.proof_leaf),
+        )
+
+    @classmethod
+    def from_abi(cls, value: Mapping[str, Any]) -> MilestoneParams:
+        """The inverse of :meth:`as_abi`, from a struct web3 decoded (named fields)."""
+        return cls(
+            amount=int(value["amount"]),
+            due_date=int(value["dueDate"]),
+            document_hash=bytes(value["documentHash"]),
+            proof_leaf=bytes(value["proofLeaf"]),
         )
 
 

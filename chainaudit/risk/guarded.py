@@ -1,6 +1,7 @@
 """``GuardedEscrow``: the escrow's money-moving actions, each evaluated by the risk gate first.
 
-Usage (the deals API does this for every create, fund, finance, release and refund)::
+Usage (the deals API does this for every create, fund, finance, release and refund, and
+:meth:`GuardedEscrow.relay` for each of those calls in a transaction a partner signed itself)::
 
     from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
     from chainaudit.errors import EscrowError, RiskHoldError
@@ -61,7 +62,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 
@@ -89,6 +90,18 @@ logger = logging.getLogger(__name__)
 MAX_HOLD_SECONDS: Final = 30 * 24 * 3600
 """``SupplyChainEscrow.MAX_HOLD_DURATION``."""
 DEFAULT_HOLD_SECONDS: Final = 7 * 24 * 3600
+
+
+class _Plan(NamedTuple):
+    """What a guarded action asks the gate, and how a ``hold`` outcome is enforced."""
+
+    request: ActionRequest
+    at: int
+    """The time the rules evaluate at (the deal's chain time)."""
+    hold: tuple[int, int] | None = None
+    """The (deal, milestone) to put on compliance hold on a ``hold`` outcome, if any."""
+    created: bool = False
+    """Whether the action creates the deal (its execution record then names the new id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,28 +186,9 @@ class GuardedEscrow:
     ) -> GuardedResult:
         """Evaluate, then :meth:`EscrowClient.create_deal`. The decision has no deal id (the
         deal does not exist yet); its execution record names the new deal."""
-        request = ActionRequest(
-            action="create",
-            deal_id=None,
-            milestone=None,
-            amount=sum(m.amount for m in milestones),
-            token=params.token,
-            party=buyer.address,
-            actor=buyer.address,
-            parties={
-                "buyer": buyer.address,
-                "supplier": params.supplier,
-                "financier": params.financier,
-                "arbiter": params.arbiter,
-            },
-            documents=["0x" + bytes(m.document_hash).hex() for m in milestones],
-        )
+        plan = self._plan_create(buyer.address, params, milestones)
         return self._run(
-            request,
-            self._chain_time(),
-            lambda: self.client.create_deal(buyer, params, milestones),
-            requested_by,
-            created=True,
+            plan, lambda: self.client.create_deal(buyer, params, milestones), requested_by
         )
 
     def fund(
@@ -207,24 +201,9 @@ class GuardedEscrow:
         requested_by: str | None = None,
     ) -> GuardedResult:
         """Evaluate, then :meth:`EscrowClient.fund`."""
-        deal = self.client.deal(deal_id)
-        ms = _milestone(deal, milestone)
-        request = ActionRequest(
-            action="fund",
-            deal_id=deal_id,
-            milestone=milestone,
-            amount=amount,
-            token=deal.token,
-            party=buyer.address,
-            actor=buyer.address,
-            parties=_parties(deal, ms),
-            documents=_documents(ms),
-        )
+        plan = self._plan_fund(buyer.address, deal_id, milestone, amount)
         return self._run(
-            request,
-            deal.timestamp,
-            lambda: self.client.fund(buyer, deal_id, milestone, amount),
-            requested_by,
+            plan, lambda: self.client.fund(buyer, deal_id, milestone, amount), requested_by
         )
 
     def accept_financing(
@@ -239,23 +218,9 @@ class GuardedEscrow:
     ) -> GuardedResult:
         """Evaluate, then :meth:`EscrowClient.accept_financing` (the advance leaves the
         financier; the invoice hash is checked against every other deal)."""
-        deal = self.client.deal(deal_id)
-        ms = _milestone(deal, milestone)
-        parties = {**_parties(deal, ms), "financier": financier.address}
-        request = ActionRequest(
-            action="finance",
-            deal_id=deal_id,
-            milestone=milestone,
-            amount=advance,
-            token=deal.token,
-            party=financier.address,
-            actor=financier.address,
-            parties=parties,
-            documents=["0x" + bytes(invoice_hash).hex(), *_documents(ms)],
-        )
+        plan = self._plan_finance(financier.address, deal_id, milestone, advance, invoice_hash)
         return self._run(
-            request,
-            deal.timestamp,
+            plan,
             lambda: self.client.accept_financing(
                 financier, deal_id, milestone, advance=advance, invoice_hash=invoice_hash
             ),
@@ -272,6 +237,123 @@ class GuardedEscrow:
     ) -> GuardedResult:
         """Evaluate, then :meth:`EscrowClient.release`. On ``hold``, a funded milestone is
         also put on compliance hold on chain when a compliance account is configured."""
+        plan = self._plan_release(caller.address, deal_id, milestone)
+        return self._run(
+            plan, lambda: self.client.release(caller, deal_id, milestone), requested_by
+        )
+
+    def reclaim_after_long_stop(
+        self, buyer: LocalAccount, deal_id: int, *, requested_by: str | None = None
+    ) -> GuardedResult:
+        """Evaluate, then :meth:`EscrowClient.reclaim_after_long_stop` (the amount is every
+        milestone's funds that the reclaim would return)."""
+        plan = self._plan_refund(buyer.address, deal_id)
+        return self._run(
+            plan, lambda: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
+        )
+
+    def relay(
+        self,
+        sender: str,
+        calldata: bytes,
+        send: Callable[[], TxResult],
+        *,
+        requested_by: str | None = None,
+    ) -> TxResult | GuardedResult:
+        """Evaluate a transaction that ``sender`` signed itself for the vault, then ``send`` it.
+
+        ``calldata`` is the transaction's data. A call that moves or commits money
+        (``createDeal``, ``fund``, ``acceptFinancing``, ``release``, ``reclaimAfterLongStop``)
+        is evaluated exactly as the method of the same action would evaluate it, with
+        ``sender`` as the acting party, and is sent only if the gate allows it (a
+        :class:`GuardedResult`; :class:`~chainaudit.errors.RiskHoldError` on ``hold``). Any
+        other call is sent as it is (a :class:`~chainaudit.escrow.TxResult`): it moves no
+        money, and the contract refuses what it does not know.
+        """
+        try:
+            function, args = self.client.contract.decode_function_input(calldata)
+        except ValueError:
+            return send()
+        plan: _Plan
+        match function.fn_name:
+            case "createDeal":
+                plan = self._plan_create(
+                    sender,
+                    DealParams.from_abi(args["params"]),
+                    [MilestoneParams.from_abi(m) for m in args["milestones"]],
+                )
+            case "fund":
+                plan = self._plan_fund(sender, args["dealId"], args["milestone"], args["amount"])
+            case "acceptFinancing":
+                plan = self._plan_finance(
+                    sender, args["dealId"], args["milestone"], args["advance"], args["invoiceHash"]
+                )
+            case "release":
+                plan = self._plan_release(sender, args["dealId"], args["milestone"])
+            case "reclaimAfterLongStop":
+                plan = self._plan_refund(sender, args["dealId"])
+            case _:
+                return send()
+        return self._run(plan, send, requested_by)
+
+    # -- what each action asks the gate ------------------------------------------------------
+
+    def _plan_create(
+        self, buyer: str, params: DealParams, milestones: Sequence[MilestoneParams]
+    ) -> _Plan:
+        request = ActionRequest(
+            action="create",
+            deal_id=None,
+            milestone=None,
+            amount=sum(m.amount for m in milestones),
+            token=params.token,
+            party=buyer,
+            actor=buyer,
+            parties={
+                "buyer": buyer,
+                "supplier": params.supplier,
+                "financier": params.financier,
+                "arbiter": params.arbiter,
+            },
+            documents=["0x" + bytes(m.document_hash).hex() for m in milestones],
+        )
+        return _Plan(request, self._chain_time(), created=True)
+
+    def _plan_fund(self, buyer: str, deal_id: int, milestone: int, amount: int) -> _Plan:
+        deal = self.client.deal(deal_id)
+        ms = _milestone(deal, milestone)
+        request = ActionRequest(
+            action="fund",
+            deal_id=deal_id,
+            milestone=milestone,
+            amount=amount,
+            token=deal.token,
+            party=buyer,
+            actor=buyer,
+            parties=_parties(deal, ms),
+            documents=_documents(ms),
+        )
+        return _Plan(request, deal.timestamp)
+
+    def _plan_finance(
+        self, financier: str, deal_id: int, milestone: int, advance: int, invoice_hash: bytes
+    ) -> _Plan:
+        deal = self.client.deal(deal_id)
+        ms = _milestone(deal, milestone)
+        request = ActionRequest(
+            action="finance",
+            deal_id=deal_id,
+            milestone=milestone,
+            amount=advance,
+            token=deal.token,
+            party=financier,
+            actor=financier,
+            parties={**_parties(deal, ms), "financier": financier},
+            documents=["0x" + bytes(invoice_hash).hex(), *_documents(ms)],
+        )
+        return _Plan(request, deal.timestamp)
+
+    def _plan_release(self, caller: str, deal_id: int, milestone: int) -> _Plan:
         deal = self.client.deal(deal_id)
         ms = _milestone(deal, milestone)
         request = ActionRequest(
@@ -281,24 +363,14 @@ class GuardedEscrow:
             amount=ms.funded if ms is not None else 0,
             token=deal.token,
             party=ms.payee if ms is not None else deal.supplier,
-            actor=caller.address,
+            actor=caller,
             parties=_parties(deal, ms),
             documents=_documents(ms),
         )
         holdable = ms is not None and ms.funded > 0 and not ms.status.final
-        return self._run(
-            request,
-            deal.timestamp,
-            lambda: self.client.release(caller, deal_id, milestone),
-            requested_by,
-            hold=(deal_id, milestone) if holdable else None,
-        )
+        return _Plan(request, deal.timestamp, hold=(deal_id, milestone) if holdable else None)
 
-    def reclaim_after_long_stop(
-        self, buyer: LocalAccount, deal_id: int, *, requested_by: str | None = None
-    ) -> GuardedResult:
-        """Evaluate, then :meth:`EscrowClient.reclaim_after_long_stop` (the amount is every
-        milestone's funds that the reclaim would return)."""
+    def _plan_refund(self, buyer: str, deal_id: int) -> _Plan:
         deal = self.client.deal(deal_id)
         open_ms = [
             m
@@ -312,16 +384,11 @@ class GuardedEscrow:
             amount=sum(m.funded for m in open_ms),
             token=deal.token,
             party=deal.buyer,
-            actor=buyer.address,
+            actor=buyer,
             parties=_parties(deal, None),
             documents=[],
         )
-        return self._run(
-            request,
-            deal.timestamp,
-            lambda: self.client.reclaim_after_long_stop(buyer, deal_id),
-            requested_by,
-        )
+        return _Plan(request, deal.timestamp)
 
     # -- maker-checker (no money moves) --------------------------------------------------------
 
@@ -423,18 +490,11 @@ class GuardedEscrow:
         return int(block["timestamp"])
 
     def _run(
-        self,
-        request: ActionRequest,
-        at: int,
-        send: Callable[[], TxResult],
-        requested_by: str | None,
-        *,
-        created: bool = False,
-        hold: tuple[int, int] | None = None,
+        self, plan: _Plan, send: Callable[[], TxResult], requested_by: str | None
     ) -> GuardedResult:
-        decision = self.gate.check(request, at=at, requested_by=requested_by)
+        decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
         if decision.outcome is Outcome.HOLD:
-            self._refuse(decision, hold)
+            self._refuse(decision, plan.hold)
         try:
             tx = send()
         except EscrowError as exc:
@@ -445,7 +505,7 @@ class GuardedEscrow:
             raise
         try:
             execution: str | None = self.gate.record_execution(
-                decision, tx_hash=tx.tx_hash, deal_id=tx.deal_id if created else None
+                decision, tx_hash=tx.tx_hash, deal_id=tx.deal_id if plan.created else None
             )
         except ChainauditError:  # sent and mined: report success; the indexer records it
             logger.exception("risk: the execution of %s was not recorded", decision.record_id)

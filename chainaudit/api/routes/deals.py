@@ -2,7 +2,8 @@
 
 On-chain actions are signed by the acting partner's key: in development the service holds the
 devnet's well-known keys (``anvil.env``); otherwise the partner signs the transaction itself
-and ``POST /v1/transactions`` relays it. A partner sees only deals where its address is a
+and ``POST /v1/transactions`` relays it, after the same risk evaluation as the matching action
+route when the call moves or commits money. A partner sees only deals where its address is a
 party and acts only in its role there; operators and admins have no path to deal funds (they
 act only as the compliance officer, placing and lifting holds). Every action is appended to
 the audit log with the acting key's id and the deal id, so it appears in the deal's trace.
@@ -607,14 +608,14 @@ async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
     raw = bytes.fromhex(body.raw_transaction[2:])
     try:
         sender = Account.recover_transaction(raw)
-        decoded = _decode_tx(raw)
+        to, calldata = _decode_tx(raw)
     except (ValueError, TypeError, KeyError, IndexError, rlp.exceptions.RLPException) as exc:
         raise Problem(422, "invalid-transaction", f"not a signed transaction: {exc}") from exc
     if sender.lower() != key.address.lower():
         raise Problem(
             403, "forbidden", f"the transaction is signed by {sender}, not by {key.address}"
         )
-    if decoded.lower() != client.address.lower():
+    if to.lower() != client.address.lower():
         raise Problem(403, "forbidden", "only transactions to the escrow vault are relayed")
     tx = SignedTx(bytes(Web3.keccak(raw)), raw, -1)
 
@@ -623,7 +624,10 @@ async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
         wait_for_receipt(svc.chain, tx.tx_hash)
         return client.result(tx.tx_hash)
 
-    result: TxResult = await _run(send)
+    guarded = svc.guard(client)  # money-moving calls face the same rules as the actions above
+    result: TxResult | GuardedResult = await _run(
+        lambda: guarded.relay(sender, calldata, send, requested_by=f"key:{key.key_id}")
+    )
     deal_id = next((int(e.args["dealId"]) for e in result.events if "dealId" in e.args), None)
     await run_in_threadpool(_record, svc, key, "relay", deal_id, result)
     return _response(result, None)
@@ -633,8 +637,9 @@ async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
 _TO_FIELD = {None: 3, 1: 4, 2: 5, 3: 5, 4: 5}
 
 
-def _decode_tx(raw: bytes) -> str:
-    """The ``to`` address of a signed transaction (legacy or EIP-2718 typed)."""
+def _decode_tx(raw: bytes) -> tuple[str, bytes]:
+    """The ``to`` address and the data of a signed transaction (legacy or EIP-2718 typed);
+    in every type the data follows ``to`` and the value."""
     kind = raw[0] if raw and raw[0] <= 0x7F else None
     if kind not in _TO_FIELD:
         raise ValueError(f"unknown transaction type {kind}")
@@ -642,7 +647,7 @@ def _decode_tx(raw: bytes) -> str:
     to = fields[_TO_FIELD[kind]]
     if not to:
         raise ValueError("the transaction creates a contract")
-    return Web3.to_checksum_address(bytes(to))
+    return Web3.to_checksum_address(bytes(to)), bytes(fields[_TO_FIELD[kind] + 2])
 
 
 @router.get("/deals/{deal_id}/trace")
