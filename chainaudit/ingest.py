@@ -170,7 +170,7 @@ def ingest_file(
             progress(done, total, committed)
 
     if commit_every is None:
-        with log.transaction(bulk=True) as batch:
+        with log.transaction() as batch:
             for chunk in _parsed(data, kinds, workers):
                 absorb(batch.append(chunk), len(chunk), False)
         if progress is not None:

@@ -111,7 +111,7 @@ def bench_store_only(data: Path, fresh: Path, count: int) -> dict[str, Any]:
     ]
     os.sync()
     started = time.perf_counter()
-    with Log.open(fresh) as log, log.transaction(bulk=True) as batch:
+    with Log.open(fresh) as log, log.transaction() as batch:
         for start in range(0, count, 4096):
             batch.append(prepared[start : start + 4096])
     elapsed = time.perf_counter() - started

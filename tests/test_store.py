@@ -11,7 +11,7 @@ import pytest
 from chainaudit import merkle
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import BULK_CACHE_KIB, CACHE_KIB, Log
+from chainaudit.store import Log
 from tests.tamper import rewrite_node, rewrite_tree
 
 
@@ -228,17 +228,3 @@ def test_records_naming_a_deal_are_linked_to_it(log: Log) -> None:
     assert [e.record_id for e in log.deal_entries("7")] == ["rec-1", "rec-3"]
     assert [e.record_id for e in log.deal_entries("8")] == ["rec-4"]
     assert log.deal_entries("9") == []
-
-
-def test_a_bulk_transaction_restores_the_page_cache(log: Log) -> None:
-    def cache() -> int:
-        return int(log._db.execute("PRAGMA cache_size").fetchone()[0])
-
-    assert cache() == CACHE_KIB
-    with log.transaction(bulk=True) as batch:
-        assert cache() == BULK_CACHE_KIB
-        batch.append([make(1)])
-    assert cache() == CACHE_KIB and log.size == 1
-    with pytest.raises(ConflictError), log.transaction(bulk=True) as batch:
-        batch.append([make(1, payload={"amount": 2})])
-    assert cache() == CACHE_KIB and log.size == 1
