@@ -323,8 +323,6 @@ class Log:
                 (json.dumps(ids),),
             ):
                 stored[record_id] = (idx, body)
-        if not stored and len(set(ids)) == len(ids):  # the common case: all new
-            return list(records), list(range(len(records))), 0
         fresh: list[PreparedRecord] = []
         batch: dict[str, PreparedRecord] = {}
         positions: list[int] = []
