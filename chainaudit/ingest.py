@@ -108,12 +108,13 @@ def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[tuple[int, bytes, fr
 
 
 def _parsed(
-    data: bytes, kinds: frozenset[str], workers: int | None
+    data: bytes, lines: int, kinds: frozenset[str], workers: int | None
 ) -> Iterator[list[PreparedRecord]]:
-    """The records of ``data``, chunk by chunk, parsed by ``workers`` processes (``None``:
-    in this process unless the first chunk shows the file mostly takes the Python path)."""
+    """The records of ``data`` (``lines`` lines), chunk by chunk, parsed by ``workers``
+    processes (``None``: in this process unless the first chunk shows the file mostly takes
+    the Python path)."""
     jobs = _chunks(data, kinds)
-    large = data.count(b"\n") >= PARALLEL_THRESHOLD
+    large = lines >= PARALLEL_THRESHOLD
     if workers is None:
         first = next(jobs, None)
         if first is None:
@@ -171,7 +172,7 @@ def ingest_file(
 
     if commit_every is None:
         with log.transaction() as batch:
-            for chunk in _parsed(data, kinds, workers):
+            for chunk in _parsed(data, total, kinds, workers):
                 absorb(batch.append(chunk), len(chunk), False)
         if progress is not None:
             progress(done, total, True)
@@ -179,7 +180,7 @@ def ingest_file(
         if commit_every < 1:
             raise InputError("commit_every must be at least 1")
         pending: list[PreparedRecord] = []
-        for chunk in _parsed(data, kinds, workers):
+        for chunk in _parsed(data, total, kinds, workers):
             pending.extend(chunk)
             while len(pending) >= commit_every:
                 head, pending = pending[:commit_every], pending[commit_every:]
