@@ -364,19 +364,26 @@ class Log:
             )
         }
 
+    def _stored_nodes(self, blocks: Sequence[tuple[int, int]]) -> list[bytes | None]:
+        """The stored hash of each perfect subtree ``(level, index)``, ``None`` where the store
+        has none; one query for all of them."""
+        addresses = [
+            tiles.address(level, index) if index >= 0 else (-1, 0, 0) for level, index in blocks
+        ]
+        found = self._read_tiles(key for key, _, _ in addresses)
+        nodes: list[bytes | None] = []
+        for key, k, position in addresses:
+            row = found.get(key)
+            nodes.append(tiles.node(row[0], row[1], k, position) if row else None)
+        return nodes
+
     def _read_blocks(self, blocks: Sequence[tuple[int, int]]) -> list[bytes]:
         """Return the stored hashes of perfect subtrees ``(level, index)``, in order.
 
         Raises :class:`StoreError` naming the first node the store lacks.
         """
-        if not blocks:
-            return []
-        addresses = [tiles.address(level, index) for level, index in blocks]
-        found = self._read_tiles(key for key, _, _ in addresses)
         hashes: list[bytes] = []
-        for (level, index), (key, k, position) in zip(blocks, addresses, strict=True):
-            row = found.get(key)
-            node = tiles.node(row[0], row[1], k, position) if row else None
+        for (level, index), node in zip(blocks, self._stored_nodes(blocks), strict=True):
             if node is None:
                 raise StoreError(f"tree node ({level}, {index}) is missing from the store")
             hashes.append(node)
@@ -439,20 +446,10 @@ class Log:
     def _entries(self, rows: Sequence[tuple[int, str, str, str, int, bytes | None]]) -> list[Entry]:
         """Join record rows with their leaf hashes; rows the tree does not hold are left out
         (only a damaged store has them, and :meth:`audit` names them)."""
-        leaves = self._leaves([row[0] for row in rows])
+        leaves = self._stored_nodes([(0, row[0]) for row in rows])
         return [
             Entry(*row, leaf) for row, leaf in zip(rows, leaves, strict=True) if leaf is not None
         ]
-
-    def _leaves(self, indexes: Sequence[int]) -> list[bytes | None]:
-        """The stored leaf hash at each of ``indexes``, ``None`` where the tree has none."""
-        addresses = [tiles.address(0, index) if index >= 0 else (-1, 0, 0) for index in indexes]
-        found = self._read_tiles(key for key, _, _ in addresses)
-        leaves: list[bytes | None] = []
-        for key, k, position in addresses:
-            row = found.get(key)
-            leaves.append(tiles.node(row[0], row[1], k, position) if row else None)
-        return leaves
 
     def entry(self, record_id: str) -> Entry:
         """Return the stored record with ``record_id``; :class:`NotFoundError` if absent."""
