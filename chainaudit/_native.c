@@ -731,12 +731,24 @@ put(unsigned char **at, const char *text, size_t n)
     *at += n;
 }
 
+/* One accepted line: its body (after the 0x00 leaf prefix in cx->leaf) and fields. */
+typedef struct {
+    size_t body_len;
+    unsigned char digest[32];
+    size_t id_at, id_len, kind_at, kind_len, actor_at, actor_len; /* into the body */
+    int64_t millis;
+    int salted;
+    PyObject *kind; /* a new reference to the kind, a member of cx->kinds */
+} prepared_t;
+
+#define DECLINED ((PyObject *)1)
+
 /*
- * Prepare one non-blank line. Returns a new reference to the record tuple, Py_None (a new
- * reference) to decline, or NULL with an exception set.
+ * Prepare one non-blank line into `pr` (its body in cx->leaf + 1). Returns Py_True (no new
+ * reference) when accepted, DECLINED to decline, or NULL with an exception set.
  */
 static PyObject *
-prepare_line(context_t *cx, const unsigned char *line, size_t len)
+prepare_fields(context_t *cx, const unsigned char *line, size_t len, prepared_t *pr)
 {
     parser_t *ps = &cx->ps;
     ps->p = line;
@@ -746,7 +758,7 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
 
     skip_ws(ps);
     if (ps->p >= ps->end || *ps->p != '{') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     ps->p++;
     skip_ws(ps);
@@ -757,16 +769,16 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
         const unsigned char *key;
         size_t key_len;
         if (ps->p >= ps->end || *ps->p != '"' || scan_string(ps, &key, &key_len) != OK) {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         int field = field_of(key, key_len);
         if (field < 0 || (seen & (1U << field))) {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         seen |= 1U << field;
         skip_ws(ps);
         if (ps->p >= ps->end || *ps->p != ':') {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         ps->p++;
         skip_ws(ps);
@@ -776,7 +788,7 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
             return PyErr_NoMemory();
         }
         if (rc != OK) {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         size[field] = ps->out_len - at[field];
         skip_ws(ps);
@@ -789,24 +801,24 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
             ps->p++;
             break;
         }
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     skip_ws(ps);
     if (ps->p != ps->end) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     const unsigned required = (1U << F_SALT) - 1;
     if ((seen & required) != required) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     const unsigned char *out = ps->out;
     for (int f = 0; f < F_COUNT; f++) {
         if ((seen & (1U << f)) && f != F_PAYLOAD && out[at[f]] != '"') {
-            Py_RETURN_NONE; /* every field but the payload is a string */
+            return DECLINED; /* every field but the payload is a string */
         }
     }
     if (out[at[F_PAYLOAD]] != '{') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     /* The strings' contents, without their quotes. */
     const unsigned char *id = out + at[F_ID] + 1, *kind = out + at[F_KIND] + 1;
@@ -818,7 +830,7 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
     if (!valid_id(id, id_len) || !valid_actor(actor, actor_len) ||
         !parse_timestamp(stamp, stamp_len, &millis) ||
         (salted && !valid_salt(out + at[F_SALT] + 1, size[F_SALT] - 2))) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
 
     /* The kind: a member of `kinds`. */
@@ -839,7 +851,7 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
         }
         if (!known) {
             Py_DECREF(kind_str);
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         Py_XSETREF(cx->last_kind, Py_NewRef(kind_str));
     }
@@ -849,7 +861,7 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
                       SALT_HEX + size[F_TIMESTAMP];
     if (body_len > MAX_RECORD_BYTES) {
         Py_DECREF(kind_str);
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     unsigned char salt_hex[SALT_HEX];
     if (salted) {
@@ -886,24 +898,51 @@ prepare_line(context_t *cx, const unsigned char *line, size_t len)
     *w++ = '}';
     assert((size_t)(w - cx->leaf) == body_len + 1);
 
-    unsigned char digest[32];
-    sha256_with(sha256_blocks, cx->leaf, body_len + 1, digest);
+    sha256_with(sha256_blocks, cx->leaf, body_len + 1, pr->digest);
+    pr->body_len = body_len;
+    pr->actor_at = 10;
+    pr->actor_len = actor_len;
+    pr->id_at = 9 + size[F_ACTOR] + 7;
+    pr->id_len = id_len;
+    pr->kind_at = pr->id_at + size[F_ID] + 8;
+    pr->kind_len = kind_len;
+    pr->millis = millis;
+    pr->salted = salted;
+    pr->kind = kind_str;
+    return Py_True;
+}
 
+/*
+ * Prepare one non-blank line. Returns a new reference to the record tuple, Py_None (a new
+ * reference) to decline, or NULL with an exception set.
+ */
+static PyObject *
+prepare_line(context_t *cx, const unsigned char *line, size_t len)
+{
+    prepared_t pr;
+    PyObject *status = prepare_fields(cx, line, len, &pr);
+    if (status == DECLINED) {
+        Py_RETURN_NONE;
+    }
+    if (status == NULL) {
+        return NULL;
+    }
+    const unsigned char *body = cx->leaf + 1;
     PyObject *record = cx->record_type ? cx->record_type->tp_alloc(cx->record_type, 7)
                                        : PyTuple_New(7);
     if (record == NULL) {
-        Py_DECREF(kind_str);
+        Py_DECREF(pr.kind);
         return NULL;
     }
-    PyTuple_SET_ITEM(record, 1, kind_str);
+    PyTuple_SET_ITEM(record, 1, pr.kind);
     PyObject *items[7] = {
-        ascii_str(id, id_len),
+        ascii_str(body + pr.id_at, pr.id_len),
         NULL,
-        ascii_str(actor, actor_len),
-        PyLong_FromLongLong(millis),
-        PyBool_FromLong(salted),
-        PyBytes_FromStringAndSize((const char *)cx->leaf + 1, (Py_ssize_t)body_len),
-        PyBytes_FromStringAndSize((const char *)digest, 32),
+        ascii_str(body + pr.actor_at, pr.actor_len),
+        PyLong_FromLongLong(pr.millis),
+        PyBool_FromLong(pr.salted),
+        PyBytes_FromStringAndSize((const char *)body, (Py_ssize_t)pr.body_len),
+        PyBytes_FromStringAndSize((const char *)pr.digest, 32),
     };
     int failed = 0;
     for (int i = 0; i < 7; i++) {
@@ -1027,6 +1066,184 @@ done:
     return result;
 }
 
+/* ---- prepare_batch: a chunk's records as columns (bytes), for bulk appends ---------- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} growbuf;
+
+static int
+grow_reserve(growbuf *b, size_t more)
+{
+    if (b->len + more <= b->cap) {
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int
+grow_put(growbuf *b, const void *data, size_t len)
+{
+    if (grow_reserve(b, len) < 0) {
+        return -1;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+/* The decimal digits of `value`, without snprintf (this runs a few times per record). */
+static int
+grow_int(growbuf *b, long long value)
+{
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value
+                                             : (unsigned long long)value;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0) {
+        *--p = '-';
+    }
+    return grow_put(b, p, (size_t)(end - p));
+}
+
+static PyObject *
+grow_bytes(growbuf *b)
+{
+    return PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len);
+}
+
+/* One record of a batch, as `meta` holds it (native byte order; see native.py, BATCH_META). */
+typedef struct {
+    uint32_t body_at, body_len, id_at, id_len, kind_at, kind_len, actor_at, actor_len;
+    int64_t millis;
+    uint32_t salted, unused;
+} batch_meta_t;
+
+PyDoc_STRVAR(prepare_batch_doc,
+             "prepare_batch(raw, kinds, salts, /)\n--\n\n"
+             "Prepare every line of a JSON Lines chunk as prepare_lines does, into columns:\n"
+             "(count, ids_json, meta, bodies, leaves). ``ids_json`` is the JSON array of the\n"
+             "record ids, ``meta`` one 48-byte entry per record (offsets into ``bodies``, the\n"
+             "timestamp, the salted flag), ``bodies`` the canonical bodies back to back and\n"
+             "``leaves`` the 32-byte leaf hashes. Returns None as soon as one non-blank line\n"
+             "is declined (the caller then uses prepare_lines).");
+
+static PyObject *
+prepare_batch(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer raw, salts;
+    PyObject *kinds;
+    if (!PyArg_ParseTuple(args, "y*Oy*:prepare_batch", &raw, &kinds, &salts)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    growbuf ids = {NULL, 0, 0}, meta = {NULL, 0, 0}, bodies = {NULL, 0, 0}, leaves = {NULL, 0, 0};
+    context_t cx;
+    memset(&cx, 0, sizeof cx);
+    if (!PyAnySet_Check(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "prepare_batch: kinds must be a set or frozenset");
+        goto done;
+    }
+    cx.kinds = kinds;
+    cx.salts = salts.buf;
+    cx.salts_len = (size_t)salts.len;
+    cx.ps.out = PyMem_Malloc(MAX_RECORD_BYTES);
+    cx.ps.scratch = PyMem_Malloc(MAX_RECORD_BYTES);
+    cx.leaf = PyMem_Malloc(MAX_RECORD_BYTES + 1);
+    if (cx.ps.out == NULL || cx.ps.scratch == NULL || cx.leaf == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (grow_reserve(&bodies, (size_t)raw.len + (size_t)raw.len / 4 + 64) < 0 ||
+        grow_put(&ids, "[", 1) < 0) {
+        goto done;
+    }
+    Py_ssize_t count = 0;
+    const unsigned char *p = raw.buf;
+    const unsigned char *end = p + raw.len;
+    for (;;) {
+        const unsigned char *newline = memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *stop = newline ? newline : end;
+        size_t len = (size_t)(stop - p);
+        if (!is_blank(p, len)) {
+            prepared_t pr;
+            PyObject *status = prepare_fields(&cx, p, len, &pr);
+            if (status == NULL) {
+                goto done;
+            }
+            if (status == DECLINED) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            Py_DECREF(pr.kind);
+            const unsigned char *body = cx.leaf + 1;
+            batch_meta_t entry = {
+                .body_at = (uint32_t)bodies.len,
+                .body_len = (uint32_t)pr.body_len,
+                .id_at = (uint32_t)(bodies.len + pr.id_at),
+                .id_len = (uint32_t)pr.id_len,
+                .kind_at = (uint32_t)(bodies.len + pr.kind_at),
+                .kind_len = (uint32_t)pr.kind_len,
+                .actor_at = (uint32_t)(bodies.len + pr.actor_at),
+                .actor_len = (uint32_t)pr.actor_len,
+                .millis = pr.millis,
+                .salted = (uint32_t)pr.salted,
+                .unused = 0,
+            };
+            if (bodies.len + pr.body_len > UINT32_MAX) {
+                PyErr_SetString(PyExc_ValueError, "prepare_batch: the chunk is over 4 GiB");
+                goto done;
+            }
+            if ((count && grow_put(&ids, ",", 1) < 0) || grow_put(&ids, "\"", 1) < 0 ||
+                grow_put(&ids, body + pr.id_at, pr.id_len) < 0 || grow_put(&ids, "\"", 1) < 0 ||
+                grow_put(&meta, &entry, sizeof entry) < 0 ||
+                grow_put(&bodies, body, pr.body_len) < 0 ||
+                grow_put(&leaves, pr.digest, 32) < 0) {
+                goto done;
+            }
+            count++;
+        }
+        if (newline == NULL) {
+            break;
+        }
+        p = newline + 1;
+    }
+    if (grow_put(&ids, "]", 1) < 0) {
+        goto done;
+    }
+    result = Py_BuildValue("(nNNNN)", count, grow_bytes(&ids), grow_bytes(&meta),
+                           grow_bytes(&bodies), grow_bytes(&leaves));
+done:
+    Py_XDECREF(cx.last_kind);
+    PyMem_Free(cx.ps.out);
+    PyMem_Free(cx.ps.scratch);
+    PyMem_Free(cx.ps.members);
+    PyMem_Free(cx.leaf);
+    PyMem_Free(ids.data);
+    PyMem_Free(meta.data);
+    PyMem_Free(bodies.data);
+    PyMem_Free(leaves.data);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&salts);
+    return result;
+}
+
 PyDoc_STRVAR(sha256_doc,
              "sha256(data, /, portable=False)\n--\n\n"
              "Return the SHA-256 digest of ``data`` with this module's implementation (the\n"
@@ -1088,7 +1305,183 @@ hash_pairs(PyObject *Py_UNUSED(module), PyObject *arg)
     return result;
 }
 
+/* ---- bundle parts: the plain form of a record bundle (chainaudit/bundles.py) -------- */
+
+/* A JSON string exactly as Python's json.dumps(..., ensure_ascii=False) writes it. */
+static int
+grow_json_string(growbuf *b, PyObject *value)
+{
+    Py_ssize_t len;
+    const char *text = PyUnicode_AsUTF8AndSize(value, &len);
+    if (text == NULL || grow_reserve(b, 6 * (size_t)len + 2) < 0) {
+        return -1;
+    }
+    char *out = b->data + b->len;
+    *out++ = '"';
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\') {
+            *out++ = '\\';
+            *out++ = (char)c;
+        } else if (c < 0x20) {
+            const char *brief = c == '\b' ? "b" : c == '\f' ? "f" : c == '\n' ? "n"
+                              : c == '\r' ? "r" : c == '\t' ? "t" : NULL;
+            out += brief ? sprintf(out, "\\%s", brief) : sprintf(out, "\\u%04x", c);
+        } else {
+            *out++ = (char)c;
+        }
+    }
+    *out++ = '"';
+    b->len = (size_t)(out - b->data);
+    return 0;
+}
+
+/* One header entry: [index,"record_id","kind","actor",timestamp_ms,body_length] (with a
+   leading comma unless it is the first). */
+static int
+put_entry(growbuf *items, long long index, PyObject *const texts[3], long long millis,
+          long long length)
+{
+    if (grow_put(items, items->len ? ",[" : "[", items->len ? 2 : 1) < 0 ||
+        grow_int(items, index) < 0) {
+        return -1;
+    }
+    for (int f = 0; f < 3; f++) {
+        if (grow_put(items, ",", 1) < 0 || grow_json_string(items, texts[f]) < 0) {
+            return -1;
+        }
+    }
+    return grow_put(items, ",", 1) < 0 || grow_int(items, millis) < 0 ||
+                   grow_put(items, ",", 1) < 0 || grow_int(items, length) < 0 ||
+                   grow_put(items, "]", 1) < 0
+               ? -1
+               : 0;
+}
+
+PyDoc_STRVAR(bundle_parts_doc,
+             "bundle_parts(first, records, fields, /)\n--\n\n"
+             "Return (items, bodies) of a record bundle's plain form: the header entries\n"
+             "``[index,record_id,kind,actor,timestamp_ms,body_length]`` joined by commas, and\n"
+             "the bodies back to back. ``records`` is a list of tuples; ``fields`` gives the\n"
+             "positions in each of record_id, kind, actor (str), timestamp_ms (int) and body\n"
+             "(bytes, or None for an erased record, length -1); record i is leaf ``first + i``.\n"
+             "TypeError for a field of another type.");
+
+static PyObject *
+bundle_parts(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    long long first;
+    PyObject *records;
+    int at[5];
+    if (!PyArg_ParseTuple(args, "LO!(iiiii):bundle_parts", &first, &PyList_Type, &records,
+                          &at[0], &at[1], &at[2], &at[3], &at[4])) {
+        return NULL;
+    }
+    growbuf items = {NULL, 0, 0}, bodies = {NULL, 0, 0};
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *record = PyList_GET_ITEM(records, i);
+        if (!PyTuple_Check(record)) {
+            PyErr_SetString(PyExc_TypeError, "bundle_parts: records must be tuples");
+            goto done;
+        }
+        for (int f = 0; f < 5; f++) {
+            if (at[f] < 0 || at[f] >= PyTuple_GET_SIZE(record)) {
+                PyErr_SetString(PyExc_IndexError, "bundle_parts: a field position is out of range");
+                goto done;
+            }
+        }
+        PyObject *texts[3] = {PyTuple_GET_ITEM(record, at[0]), PyTuple_GET_ITEM(record, at[1]),
+                              PyTuple_GET_ITEM(record, at[2])};
+        PyObject *stamp = PyTuple_GET_ITEM(record, at[3]);
+        PyObject *body = PyTuple_GET_ITEM(record, at[4]);
+        if (!PyUnicode_Check(texts[0]) || !PyUnicode_Check(texts[1]) ||
+            !PyUnicode_Check(texts[2]) || !PyLong_Check(stamp) ||
+            (body != Py_None && !PyBytes_Check(body))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "bundle_parts: record_id, kind and actor must be str, timestamp_ms "
+                            "an int and body bytes or None");
+            goto done;
+        }
+        long long millis = PyLong_AsLongLong(stamp);
+        if (millis == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        long long length = body == Py_None ? -1 : (long long)PyBytes_GET_SIZE(body);
+        if (put_entry(&items, first + i, texts, millis, length) < 0 ||
+            (length > 0 && grow_put(&bodies, PyBytes_AS_STRING(body), (size_t)length) < 0)) {
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(NN)", grow_bytes(&items), grow_bytes(&bodies));
+done:
+    PyMem_Free(items.data);
+    PyMem_Free(bodies.data);
+    return result;
+}
+
+PyDoc_STRVAR(batch_bundle_parts_doc,
+             "batch_bundle_parts(first, meta, bodies, start, stop, /)\n--\n\n"
+             "bundle_parts() for records start..stop-1 of a prepare_batch() result (``meta`` and\n"
+             "``bodies``), record start being leaf ``first``. ValueError if the range or an\n"
+             "offset lies outside the columns.");
+
+static PyObject *
+batch_bundle_parts(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    long long first;
+    Py_buffer meta, bodies;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "Ly*y*nn:batch_bundle_parts", &first, &meta, &bodies, &start,
+                          &stop)) {
+        return NULL;
+    }
+    growbuf items = {NULL, 0, 0}, plain = {NULL, 0, 0};
+    PyObject *result = NULL;
+    Py_ssize_t count = meta.len / (Py_ssize_t)sizeof(batch_meta_t);
+    if (meta.len % (Py_ssize_t)sizeof(batch_meta_t) || start < 0 || stop < start || stop > count) {
+        PyErr_SetString(PyExc_ValueError, "batch_bundle_parts: no such records in the batch");
+        goto done;
+    }
+    const batch_meta_t *entries = meta.buf;
+    const unsigned char *text = bodies.buf;
+    for (Py_ssize_t i = start; i < stop; i++) {
+        batch_meta_t e;
+        memcpy(&e, entries + i, sizeof e);
+        if ((Py_ssize_t)e.body_at + e.body_len > bodies.len ||
+            (Py_ssize_t)e.id_at + e.id_len > bodies.len ||
+            (Py_ssize_t)e.kind_at + e.kind_len > bodies.len ||
+            (Py_ssize_t)e.actor_at + e.actor_len > bodies.len) {
+            PyErr_SetString(PyExc_ValueError, "batch_bundle_parts: an offset is out of range");
+            goto done;
+        }
+        /* Batch strings are ASCII without escapes (prepare_batch takes no others). */
+        if (grow_put(&items, items.len ? ",[" : "[", items.len ? 2 : 1) < 0 ||
+            grow_int(&items, first + (i - start)) < 0 || grow_put(&items, ",\"", 2) < 0 ||
+            grow_put(&items, text + e.id_at, e.id_len) < 0 ||
+            grow_put(&items, "\",\"", 3) < 0 || grow_put(&items, text + e.kind_at, e.kind_len) < 0 ||
+            grow_put(&items, "\",\"", 3) < 0 ||
+            grow_put(&items, text + e.actor_at, e.actor_len) < 0 ||
+            grow_put(&items, "\",", 2) < 0 || grow_int(&items, e.millis) < 0 ||
+            grow_put(&items, ",", 1) < 0 || grow_int(&items, e.body_len) < 0 ||
+            grow_put(&items, "]", 1) < 0 ||
+            grow_put(&plain, text + e.body_at, e.body_len) < 0) {
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(NN)", grow_bytes(&items), grow_bytes(&plain));
+done:
+    PyMem_Free(items.data);
+    PyMem_Free(plain.data);
+    PyBuffer_Release(&meta);
+    PyBuffer_Release(&bodies);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
+    {"batch_bundle_parts", batch_bundle_parts, METH_VARARGS, batch_bundle_parts_doc},
+    {"bundle_parts", bundle_parts, METH_VARARGS, bundle_parts_doc},
+    {"prepare_batch", prepare_batch, METH_VARARGS, prepare_batch_doc},
     {"hash_pairs", hash_pairs, METH_O, hash_pairs_doc},
     {"prepare_lines", prepare_lines, METH_VARARGS, prepare_lines_doc},
     {"sha256", (PyCFunction)(void (*)(void))sha256, METH_VARARGS | METH_KEYWORDS, sha256_doc},

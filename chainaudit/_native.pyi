@@ -1,6 +1,6 @@
 # Type stub of the C extension built from _native.c (see chainaudit/native.py).
 
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 MAX_RECORD_BYTES: int
 SHA256_HARDWARE: bool
@@ -17,3 +17,12 @@ def prepare_lines(
 ) -> list[_Record | int]: ...
 def sha256(data: bytes, /, *, portable: bool = False) -> bytes: ...
 def hash_pairs(pairs: bytes, /) -> bytes: ...
+def bundle_parts(
+    first: int, records: list[Any], fields: tuple[int, int, int, int, int], /
+) -> tuple[bytes, bytes]: ...
+def batch_bundle_parts(
+    first: int, meta: bytes, bodies: bytes, start: int, stop: int, /
+) -> tuple[bytes, bytes]: ...
+def prepare_batch(
+    raw: bytes, kinds: frozenset[str] | set[str], salts: bytes, /
+) -> tuple[int, bytes, bytes, bytes, bytes] | None: ...

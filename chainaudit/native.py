@@ -16,7 +16,10 @@ with :data:`chainaudit.records.KINDS`). ``salts`` supplies 16 random bytes, cons
 for each accepted record without a salt of its own (``os.urandom(16 * number_of_lines)`` is
 always enough); :class:`ValueError` if it runs out.
 
-:func:`hash_pairs` computes many RFC 9162 interior nodes in one call (the log's appends).
+:func:`hash_pairs` computes many RFC 9162 interior nodes in one call (the log's appends);
+:func:`bundle_parts` writes the plain form of a record bundle (:mod:`chainaudit.bundles`).
+:func:`prepare_batch` prepares a whole chunk as a :class:`Batch` of byte columns, for bulk
+appends that make no object per record.
 
 Without the extension (a build without a C compiler), :data:`AVAILABLE` is false,
 :func:`prepare_lines` declines every line and :func:`hash_pairs` runs on :mod:`hashlib`, so
@@ -26,7 +29,10 @@ callers work either way.
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 from chainaudit.records import PreparedRecord
 
@@ -51,18 +57,118 @@ def hash_pairs_fallback(pairs: bytes) -> bytes:
     return b"".join(sha256(b"\x01" + pairs[i : i + 64]).digest() for i in range(0, len(pairs), 64))
 
 
+BundleParts = tuple[bytes, bytes]
+"""A run of a record bundle's plain form: header entries joined by commas, and the bodies."""
+
+BATCH_META: Final = struct.Struct("=8Iq2I")
+"""One record in :attr:`Batch.meta`: the offsets and lengths, in :attr:`Batch.bodies`, of its
+body, id, kind and actor, its timestamp in ms, its salted flag and a spare word."""
+
+
+class Batch(NamedTuple):
+    """A chunk's records as columns of bytes (:func:`prepare_batch`): cheap to hand between
+    processes and to append, with no object per record."""
+
+    size: int
+    ids_json: bytes
+    """The record ids as a JSON array."""
+    meta: bytes
+    """:data:`BATCH_META` entries, one per record."""
+    bodies: bytes
+    leaves: bytes
+    """The 32-byte leaf hashes, back to back."""
+
+    def leaf_hashes(self) -> list[bytes]:
+        leaves = self.leaves
+        return [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
+
+    def records(self) -> list[PreparedRecord]:
+        """The records as :class:`PreparedRecord` instances (for the careful paths)."""
+        text = self.bodies
+        out: list[PreparedRecord] = []
+        for (
+            body_at,
+            body_len,
+            id_at,
+            id_len,
+            kind_at,
+            kind_len,
+            actor_at,
+            actor_len,
+            millis,
+            salted,
+            _,
+        ), leaf in zip(BATCH_META.iter_unpack(self.meta), self.leaf_hashes(), strict=True):
+            out.append(
+                PreparedRecord(
+                    text[id_at : id_at + id_len].decode("ascii"),
+                    text[kind_at : kind_at + kind_len].decode("ascii"),
+                    text[actor_at : actor_at + actor_len].decode("ascii"),
+                    millis,
+                    bool(salted),
+                    text[body_at : body_at + body_len],
+                    leaf,
+                )
+            )
+        return out
+
+
+def bundle_parts_fallback(
+    first: int, records: list[Any], fields: tuple[int, int, int, int, int]
+) -> BundleParts:
+    """A run of a record bundle's plain form (:mod:`chainaudit.bundles`): the pure-Python
+    stand-in for the extension's ``bundle_parts``, byte for byte."""
+    at_id, at_kind, at_actor, at_ts, at_body = fields
+    header = json.dumps(
+        [
+            [
+                first + i,
+                r[at_id],
+                r[at_kind],
+                r[at_actor],
+                r[at_ts],
+                -1 if r[at_body] is None else len(r[at_body]),
+            ]
+            for i, r in enumerate(records)
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode("utf-8")
+    return header[1:-1], b"".join(r[at_body] or b"" for r in records)
+
+
 prepare_lines: PrepareLines
 hash_pairs: Callable[[bytes], bytes]
+bundle_parts: Callable[[int, list[Any], tuple[int, int, int, int, int]], BundleParts]
 try:
     from chainaudit import _native
 except ImportError:  # pragma: no cover - the extension is built by every install in this repo
     AVAILABLE = False
     prepare_lines = prepare_lines_fallback
     hash_pairs = hash_pairs_fallback
+    bundle_parts = bundle_parts_fallback
 else:
     AVAILABLE = True
     prepare_lines = _native.prepare_lines
     hash_pairs = _native.hash_pairs
+    bundle_parts = _native.bundle_parts
+
+
+def prepare_batch(raw: bytes, kinds: frozenset[str], salts: bytes) -> Batch | None:
+    """The records of a chunk as a :class:`Batch`, or ``None`` if any non-blank line needs
+    the Python path (then use :func:`prepare_records`); arguments as :func:`prepare_lines`."""
+    if not AVAILABLE:
+        return None
+    columns = _native.prepare_batch(raw, kinds, salts)
+    return None if columns is None else Batch(*columns)
+
+
+def batch_bundle_parts(first: int, batch: Batch, start: int, stop: int) -> BundleParts:
+    """:func:`bundle_parts` for records ``start .. stop - 1`` of ``batch``, the leaves from
+    ``first`` on."""
+    if AVAILABLE:
+        return _native.batch_bundle_parts(first, batch.meta, batch.bodies, start, stop)
+    return bundle_parts_fallback(first, batch.records()[start:stop], (0, 1, 2, 3, 5))
 
 
 def prepare_records(raw: bytes, kinds: frozenset[str], salts: bytes) -> list[PreparedRecord | int]:
@@ -75,10 +181,17 @@ def prepare_records(raw: bytes, kinds: frozenset[str], salts: bytes) -> list[Pre
 
 __all__ = [
     "AVAILABLE",
+    "BATCH_META",
+    "Batch",
+    "BundleParts",
     "PrepareLines",
     "Prepared",
+    "batch_bundle_parts",
+    "bundle_parts",
+    "bundle_parts_fallback",
     "hash_pairs",
     "hash_pairs_fallback",
+    "prepare_batch",
     "prepare_lines",
     "prepare_lines_fallback",
     "prepare_records",

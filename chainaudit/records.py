@@ -181,6 +181,22 @@ def parse_timestamp(value: Any) -> int:
 _timestamps: dict[str, int] = {}
 
 
+def summary(body: bytes) -> tuple[str, str, str, int] | None:
+    """``(id, kind, actor, timestamp_ms)`` as stated by a record's canonical bytes, or ``None``
+    if they do not hold a record with those fields (what the store keeps beside each body,
+    recomputed for :meth:`chainaudit.store.Log.audit`)."""
+    try:
+        document = json.loads(body)
+        return (
+            document["id"],
+            document["kind"],
+            document["actor"],
+            parse_timestamp(document["timestamp"]),
+        )
+    except (ValueError, TypeError, KeyError, RecordError):
+        return None
+
+
 def same_content(stored_body: bytes, candidate: PreparedRecord) -> bool:
     """Return whether a re-submitted record carries the same content as the stored one.
 

@@ -1,13 +1,15 @@
 """The persistent, append-only record log: SQLite in WAL mode.
 
-Two tables hold the log. ``records`` keeps each record's canonical bytes by leaf index;
-``tiles`` keeps the hash of every *perfect, aligned* subtree of the RFC 9162 tree — leaves at
-level 0 and every complete pair above them — packed 256 leaves to a row
-(:mod:`chainaudit.tiles`). Any inclusion or consistency proof, and the root at any past size,
-is then a fold of at most ``2 log2 n`` stored hashes (:func:`chainaudit.merkle.perfect_blocks`),
-read in one query of a few rows. Appending keeps the right border of the tree (the "frontier",
-one hash per set bit of the size) in memory, so appends read only the tiles on the right edge;
-a restart reloads the frontier in ``O(log n)`` reads, never the tree.
+Three tables hold the log. ``bundles`` keeps the records, 256 consecutive leaves to a
+compressed row (:mod:`chainaudit.bundles`); ``record_ids`` maps each record id to its leaf
+index (the idempotency check and lookups by id); ``tiles`` keeps the hash of every *perfect,
+aligned* subtree of the RFC 9162 tree — leaves at level 0 and every complete pair above
+them — packed 256 leaves to a row (:mod:`chainaudit.tiles`). Any inclusion or consistency
+proof, and the root at any past size, is then a fold of at most ``2 log2 n`` stored hashes
+(:func:`chainaudit.merkle.perfect_blocks`), read in one query of a few rows. Appending keeps
+the right border of the tree (the "frontier", one hash per set bit of the size) in memory, so
+appends read only the tiles and the bundle on the right edge; a restart reloads the frontier
+in ``O(log n)`` reads, never the tree.
 
 Appends are group-committed: one transaction per batch, ``synchronous=FULL``, so a batch that
 :meth:`Log.append` has returned from survives a crash of the process or the machine, and a
@@ -20,29 +22,29 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from chainaudit import merkle, native, tiles
+from chainaudit import bundles, merkle, native, tiles
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
-from chainaudit.records import KINDS, PreparedRecord, same_content
+from chainaudit.records import KINDS, PreparedRecord, same_content, summary
 
 DB_NAME: Final = "log.sqlite"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records (
-    idx INTEGER PRIMARY KEY,
-    record_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    body BLOB
+CREATE TABLE IF NOT EXISTS record_ids (
+    record_id TEXT PRIMARY KEY,
+    idx INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bundles (
+    id INTEGER PRIMARY KEY,
+    records BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tiles (
     id INTEGER PRIMARY KEY,
@@ -102,7 +104,8 @@ class AuditFinding:
     """One difference between the stored records and the tree they were committed to."""
 
     problem: str
-    """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``."""
+    """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
+    ``index``."""
     index: int | None
     record_id: str | None
     detail: str
@@ -155,6 +158,8 @@ class Log:
         try:
             if self._has_table("tree"):
                 self._upgrade_from_node_rows()
+            if self._has_table("records"):
+                self._upgrade_to_bundles()
             self._sync()
         except BaseException:
             self._db.close()
@@ -188,7 +193,7 @@ class Log:
                         f"{size} leaves are missing"
                     )
                 batch = Transaction(self, 0, [])
-                batch._write_tiles(batch._grow(leaves))
+                batch._write_tiles(batch._grow(b"".join(leaves)))
                 last = db.execute(
                     "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
                 ).fetchone()
@@ -199,11 +204,49 @@ class Log:
                         "version that wrote it)"
                     )
                 db.execute("DROP TABLE tree")
+                db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _upgrade_to_bundles(self) -> None:
+        """Upgrade a schema-2 log, which kept one ``records`` row per record, to bundles.
+
+        One transaction (nothing changes if it fails) moves every record, unchanged, into
+        :mod:`chainaudit.bundles` rows and its id into ``record_ids``; a damaged log is moved
+        as it is, for :meth:`audit` to report.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._has_table("records"):  # not upgraded meanwhile by another process
+                rows = db.execute(
+                    "SELECT idx, record_id, kind, actor, ts, body FROM records ORDER BY idx"
+                )
+                bundle: list[bundles.Stored] = []
+                for idx, record_id, kind, actor, ts, body in rows:
+                    stored = bundles.Stored(
+                        record_id, kind, actor, ts, idx, None if body is None else _as_bytes(body)
+                    )
+                    if bundle and bundles.key(bundle[0].leaf_index) != bundles.key(idx):
+                        self._put_bundle(bundle)
+                        bundle = []
+                    bundle.append(stored)
+                if bundle:
+                    self._put_bundle(bundle)
+                db.execute("INSERT INTO record_ids SELECT record_id, idx FROM records")
+                db.execute("DROP TABLE records")
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _put_bundle(self, records: Sequence[bundles.Stored]) -> None:
+        blob = bundles.encode_at(records)
+        key = bundles.key(records[0].leaf_index)
+        self._db.execute("INSERT OR REPLACE INTO bundles VALUES (?, ?)", (key, blob))
 
     @classmethod
     def open(cls, data_dir: Path | str, *, kinds: frozenset[str] = KINDS) -> Log:
@@ -314,15 +357,10 @@ class Log:
         record; ``-index - 1``: already stored at ``index``), and the duplicate count. Raises
         :class:`ConflictError` listing every id re-used with different content.
         """
-        ids = [r.record_id for r in records]
-        stored: dict[str, tuple[int, bytes | None]] = {}
-        if ids:
-            for idx, record_id, body in self._db.execute(
-                "SELECT idx, record_id, body FROM records "
-                "WHERE record_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            ):
-                stored[record_id] = (idx, body)
+        stored = {
+            record_id: (entry.index, entry.body)
+            for record_id, entry in self._entries_by_id([r.record_id for r in records]).items()
+        }
         fresh: list[PreparedRecord] = []
         batch: dict[str, PreparedRecord] = {}
         positions: list[int] = []
@@ -441,28 +479,68 @@ class Log:
             raise NotFoundError(f"leaf {leaf_index} is not in the log")
         return self._read_blocks([(0, leaf_index)])[0]
 
-    _ENTRY_SQL = "SELECT r.idx, r.record_id, r.kind, r.actor, r.ts, r.body FROM records r "
+    def _bundles(self, keys: Iterable[int]) -> dict[int, list[bundles.Stored]]:
+        """The decoded bundles among ``keys`` that the store has; raises :class:`StoreError`
+        for one it cannot decode."""
+        found: dict[int, list[bundles.Stored]] = {}
+        for key, blob in self._db.execute(
+            "SELECT id, records FROM bundles WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(keys))),),
+        ):
+            found[key] = self._decode_bundle(key, blob)
+        return found
 
-    def _entries(self, rows: Sequence[tuple[int, str, str, str, int, bytes | None]]) -> list[Entry]:
-        """Join record rows with their leaf hashes; rows the tree does not hold are left out
-        (only a damaged store has them, and :meth:`audit` names them)."""
-        leaves = self._stored_nodes([(0, row[0]) for row in rows])
+    def _decode_bundle(self, key: int, blob: object) -> list[bundles.Stored]:
+        try:
+            return bundles.decode(_as_bytes(blob))
+        except bundles.BundleError as exc:
+            raise StoreError(f"record bundle {key} is damaged: {exc}") from exc
+
+    def _entries_at(self, indexes: Sequence[int]) -> list[Entry]:
+        """The stored records at leaf ``indexes`` with their leaf hashes, in the order given;
+        indexes the store has no record (or no leaf) for are left out (only a damaged store
+        lacks them, and :meth:`audit` names them)."""
+        wanted = set(indexes)
+        stored = {
+            record.leaf_index: record
+            for bundle in self._bundles(bundles.key(i) for i in wanted).values()
+            for record in bundle
+            if record.leaf_index in wanted
+        }
+        return self._with_leaves([stored[i] for i in indexes if i in stored])
+
+    def _with_leaves(self, records: Sequence[bundles.Stored]) -> list[Entry]:
+        leaves = self._stored_nodes([(0, r.leaf_index) for r in records])
         return [
-            Entry(*row, leaf) for row, leaf in zip(rows, leaves, strict=True) if leaf is not None
+            Entry(r.leaf_index, r.record_id, r.kind, r.actor, r.timestamp_ms, r.body, leaf)
+            for r, leaf in zip(records, leaves, strict=True)
+            if leaf is not None
         ]
+
+    def _entries_by_id(self, record_ids: Sequence[str]) -> dict[str, Entry]:
+        """The stored records among ``record_ids``, by id."""
+        if not record_ids:
+            return {}
+        indexes = [
+            idx
+            for (idx,) in self._db.execute(
+                "SELECT idx FROM record_ids WHERE record_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(record_ids)),),
+            )
+        ]
+        wanted = set(record_ids)
+        return {e.record_id: e for e in self._entries_at(indexes) if e.record_id in wanted}
 
     def entry(self, record_id: str) -> Entry:
         """Return the stored record with ``record_id``; :class:`NotFoundError` if absent."""
-        row = self._db.execute(self._ENTRY_SQL + "WHERE r.record_id = ?", (record_id,)).fetchone()
-        entries = self._entries([row]) if row is not None else []
-        if not entries:
+        found = self._entries_by_id([record_id]).get(record_id)
+        if found is None:
             raise NotFoundError(f"no record with id {record_id!r}")
-        return entries[0]
+        return found
 
     def entry_at(self, leaf_index: int) -> Entry:
         """Return the stored record at ``leaf_index``; :class:`NotFoundError` if absent."""
-        row = self._db.execute(self._ENTRY_SQL + "WHERE r.idx = ?", (leaf_index,)).fetchone()
-        entries = self._entries([row]) if row is not None else []
+        entries = self._entries_at([leaf_index])
         if not entries:
             raise NotFoundError(f"no record at leaf index {leaf_index}")
         return entries[0]
@@ -473,6 +551,22 @@ class Log:
             "SELECT signer, signature FROM record_signatures WHERE record_id = ?", (record_id,)
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
+
+    def _stored_from(self, start: int) -> Iterator[bundles.Stored]:
+        """Every stored record from leaf ``start`` on, in leaf order, bundle by bundle."""
+        key, batch = bundles.key(max(start, 0)), 1
+        while True:
+            rows = self._db.execute(
+                "SELECT id, records FROM bundles WHERE id >= ? ORDER BY id LIMIT ?", (key, batch)
+            ).fetchall()
+            batch = min(2 * batch, 64)  # a page of a list needs a bundle or two; a scan, many
+            if not rows:
+                return
+            for row_key, blob in rows:
+                for record in self._decode_bundle(row_key, blob):
+                    if record.leaf_index >= start:
+                        yield record
+            key = rows[-1][0] + 1
 
     def scan(
         self,
@@ -485,29 +579,38 @@ class Log:
         until_ms: int | None = None,
     ) -> list[Entry]:
         """Records from leaf ``start`` on, in log order, matching every given filter."""
-        clauses: list[str] = ["r.idx >= ?"]
-        params: list[object] = [start]
-        for column, value, operator in (
-            ("r.kind", kind, "="),
-            ("r.actor", actor, "="),
-            ("r.ts", since_ms, ">="),
-            ("r.ts", until_ms, "<"),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {operator} ?")
-                params.append(value)
-        sql = self._ENTRY_SQL + f"WHERE {' AND '.join(clauses)} ORDER BY r.idx LIMIT ?"
-        return self._entries(self._db.execute(sql, (*params, limit)).fetchall())
+        matches: list[bundles.Stored] = []
+        for record in self._stored_from(start):
+            if len(matches) >= limit:
+                break
+            if (
+                (kind is None or record.kind == kind)
+                and (actor is None or record.actor == actor)
+                and (since_ms is None or record.timestamp_ms >= since_ms)
+                and (until_ms is None or record.timestamp_ms < until_ms)
+            ):
+                matches.append(record)
+        return self._with_leaves(matches)
+
+    def entries(self, start: int = 0) -> Iterator[Entry]:
+        """Every record from leaf ``start`` on, in log order, with its leaf hash."""
+        batch: list[bundles.Stored] = []
+        for record in self._stored_from(start):
+            batch.append(record)
+            if len(batch) == 4096:
+                yield from self._with_leaves(batch)
+                batch = []
+        yield from self._with_leaves(batch)
 
     def deal_entries(self, deal_id: str) -> list[Entry]:
         """Every record whose payload names ``deal_id`` (as ``payload.deal_id``), in log order."""
-        return self._entries(
-            self._db.execute(
-                self._ENTRY_SQL + "JOIN deal_records d ON d.idx = r.idx WHERE d.deal_id = ? "
-                "ORDER BY r.idx",
-                (deal_id,),
-            ).fetchall()
-        )
+        indexes = [
+            idx
+            for (idx,) in self._db.execute(
+                "SELECT idx FROM deal_records WHERE deal_id = ? ORDER BY idx", (deal_id,)
+            )
+        ]
+        return self._entries_at(indexes)
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
@@ -521,9 +624,10 @@ class Log:
         Reports each record whose bytes no longer hash to the leaf the tree committed
         (``altered``), that sits at another index than the one committed (``reordered``), that
         is missing (``deleted``) or that the tree never committed (``inserted``); each stored
-        node that does not match its children (``tree``); and each recorded checkpoint whose
-        root the stored tree no longer reproduces (``history``). Reads the store sequentially
-        in ``O(n)`` time and ``O(log n)`` memory, plus the mismatching leaves.
+        node that does not match its children (``tree``); each recorded checkpoint whose
+        root the stored tree no longer reproduces (``history``); and each record id that the
+        id index does not map to its record (``index``). Reads the store sequentially in
+        ``O(n)`` time and ``O(log n)`` memory, plus the mismatching leaves.
         """
         self._sync()
         size = self._size
@@ -534,9 +638,7 @@ class Log:
         expected = 0
         committed = self._level(0, size)
         committed_next = 0  # the index of the leaf ``committed`` yields next
-        for idx, record_id, body in self._db.execute(
-            "SELECT idx, record_id, body FROM records ORDER BY idx"
-        ):
+        for idx, record_id, body in self._audit_records(findings):
             report.records_checked += 1
             if idx >= size:
                 findings.append(
@@ -584,6 +686,65 @@ class Log:
         self._audit_history(report.root, size, findings)
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
         return report
+
+    def _audit_records(
+        self, findings: list[AuditFinding]
+    ) -> Iterator[tuple[int, str, bytes | None]]:
+        """Yield ``(index, record id, body)`` of every stored record once, by index; report
+        unreadable bundles, records stored in the wrong bundle or twice, and id index rows
+        that do not lead to their record."""
+        indexed = 0
+        reported: set[str] = set()
+        unreadable: set[int] = set()
+        for key, blob in self._db.execute("SELECT id, records FROM bundles ORDER BY id"):
+            try:
+                records = sorted(self._decode_bundle(key, blob), key=lambda r: r.leaf_index)
+            except StoreError as exc:
+                findings.append(AuditFinding("altered", None, None, str(exc)))
+                unreadable.add(key)
+                continue
+            index_rows = dict(
+                self._db.execute(
+                    "SELECT record_id, idx FROM record_ids "
+                    "WHERE record_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([r.record_id for r in records]),),
+                ).fetchall()
+            )
+            seen: set[int] = set()
+            for record in records:
+                idx, record_id = record.leaf_index, record.record_id
+                if bundles.key(idx) != key or idx in seen:
+                    where = "a second time" if idx in seen else f"in bundle {key}"
+                    findings.append(
+                        AuditFinding("inserted", idx, record_id, f"record for leaf {idx} {where}")
+                    )
+                    continue
+                seen.add(idx)
+                if record.body is not None and summary(record.body) != record[:4]:
+                    findings.append(
+                        AuditFinding(
+                            "altered",
+                            idx,
+                            record_id,
+                            "the id, kind, actor or time stored with the record disagree with "
+                            "its content",
+                        )
+                    )
+                if index_rows.get(record_id) == idx:
+                    indexed += 1
+                else:
+                    findings.append(_index_finding(record_id, idx, index_rows.get(record_id)))
+                    reported.add(record_id)
+                yield idx, record_id, record.body
+        (rows,) = self._db.execute("SELECT count(*) FROM record_ids").fetchone()
+        if rows != indexed:  # rows for no stored record: find them (a damaged store only)
+            rows_by_id = self._db.execute("SELECT record_id, idx FROM record_ids")
+            while rows := rows_by_id.fetchmany(4096):
+                chunk = {rid: idx for rid, idx in rows if bundles.key(idx) not in unreadable}
+                found = self._entries_by_id(list(chunk))
+                for record_id, idx in chunk.items():
+                    if record_id not in found and record_id not in reported:
+                        findings.append(_index_finding(record_id, None, idx))
 
     def _audit_tree(self, size: int, findings: list[AuditFinding]) -> tuple[int, bytes]:
         """Recompute every stored node above the leaves, level by level; return the count
@@ -684,6 +845,13 @@ class Log:
             )
 
 
+def _index_finding(record_id: str, index: int | None, indexed: int | None) -> AuditFinding:
+    """An ``index`` finding: ``record_id`` is stored at ``index`` but indexed at ``indexed``."""
+    stored = "not stored" if index is None else f"stored at leaf {index}"
+    mapped = "not indexed" if indexed is None else f"indexed at leaf {indexed}"
+    return AuditFinding("index", index, record_id, f"record {stored} but {mapped}")
+
+
 def _as_bytes(value: object) -> bytes:
     """Return a stored body as bytes whatever type a manual edit left in the column."""
     if isinstance(value, bytes):
@@ -699,8 +867,10 @@ class Transaction:
         self._log = log
         self.size = size
         self.frontier = frontier
-        self._edge: dict[int, list[list[bytes]]] = {}
+        self._edge: dict[int, list[bytearray]] = {}
         """The tiles this transaction writes to, by key: each a list of levels."""
+        self._open: dict[int, tuple[int, list[native.BundleParts]]] = {}
+        """The partial record bundles this transaction wrote, by key: (records, plain form)."""
 
     def root(self) -> bytes:
         """The root the log will have when this transaction commits."""
@@ -719,14 +889,16 @@ class Transaction:
         """
         db = self._log._db
         first = self.size
-        fresh = self._insert_all_new(records)
-        positions: Sequence[int]
-        if fresh:
-            positions, duplicates = range(len(fresh)), 0
-        else:
+        fresh: Sequence[PreparedRecord] = records
+        positions: Sequence[int] = range(len(records))
+        duplicates = 0
+        if records and not self._index_all_new(json.dumps([r.record_id for r in records])):
             fresh, positions, duplicates = self._log._split_new(records)
-            db.executemany(_INSERT_RECORD, _record_rows(first, fresh))
-        self._write_tiles(self._grow([r[6] for r in fresh]))
+            self._index(fresh)
+        self._write_bundles(
+            first, len(fresh), lambda at, a, b: native.bundle_parts(at, list(fresh[a:b]), FIELDS)
+        )
+        self._write_tiles(self._grow(b"".join([r[6] for r in fresh])))
         bodies = [r[5] for r in fresh]
         if b'"deal_id":' in b"".join(bodies):
             links = [
@@ -749,76 +921,131 @@ class Transaction:
             indexes=tuple(first + i if i >= 0 else -i - 1 for i in positions),
         )
 
-    def _insert_all_new(self, records: Sequence[PreparedRecord]) -> Sequence[PreparedRecord]:
-        """Insert ``records`` on the assumption that none is in the log yet (the bulk case);
-        return them, or nothing, with nothing written, if the assumption fails."""
-        ids = {r[0] for r in records}
-        if not records or len(ids) != len(records):
-            return ()
+    def append_batch(self, batch: native.Batch) -> AppendResult:
+        """:meth:`append` for a chunk prepared as columns (the bulk ingest's fast lane): a
+        batch of new records is written without an object per record; one that re-submits
+        an id, or names a deal, takes :meth:`append` instead, with the same results."""
+        first = self.size
+        ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
+        if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
+            return self.append(batch.records())
+        self._write_bundles(
+            first, batch.size, lambda at, a, b: native.batch_bundle_parts(at, batch, a, b)
+        )
+        self._write_tiles(self._grow(batch.leaves))
+        return AppendResult(
+            appended=batch.size,
+            duplicates=0,
+            first_index=first,
+            tree_size=self.size,
+            root=self.root(),
+            indexes=tuple(range(first, self.size)),
+        )
+
+    def _index_all_new(self, ids_json: str) -> bool:
+        """Map the ids in ``ids_json`` (a JSON array), the next leaves, to their indexes on
+        the assumption that none is in the log or twice in the array (the bulk case); return
+        whether it held (if not, nothing is written)."""
         db = self._log._db
         db.execute("SAVEPOINT all_new")
         try:
-            db.executemany(_INSERT_RECORD, _record_rows(self.size, records))
-        except sqlite3.IntegrityError:  # an id already in the log
+            db.execute(_INSERT_IDS, (self.size, ids_json))
+        except sqlite3.IntegrityError:  # an id already in the log, or twice in the batch
             db.execute("ROLLBACK TO all_new")
-            return ()
+            return False
         finally:
             db.execute("RELEASE all_new")
-        return records
+        return True
 
-    def _tile(self, key: int) -> list[list[bytes]]:
-        """The levels of tile ``key`` as this transaction has them (read once from the store)."""
+    def _index(self, records: Sequence[PreparedRecord]) -> None:
+        """Map the ids of ``records``, the next leaves, to their indexes."""
+        self._log._db.execute(_INSERT_IDS, (self.size, json.dumps([r[0] for r in records])))
+
+    def _write_bundles(
+        self, first: int, count: int, parts: Callable[[int, int, int], native.BundleParts]
+    ) -> None:
+        """Store ``count`` new records, the leaves from ``first`` on, in their bundles, and
+        forget the complete bundles (they never change again). ``parts(leaf, a, b)`` gives
+        the plain form of new records ``a .. b - 1`` as the leaves from ``leaf`` on."""
+        rows: list[tuple[int, bytes]] = []
+        done = 0
+        while done < count:
+            key, position = divmod(first + done, bundles.WIDTH)
+            take = min(count - done, bundles.WIDTH - position)
+            held = self._open.pop(key, None)
+            if held is None:
+                held = (position, [self._stored_parts(key)] if position else [])
+            held[1].append(parts(first + done, done, done + take))
+            rows.append((key, bundles.assemble(held[1])))
+            if position + take < bundles.WIDTH:
+                items = b",".join(run[0] for run in held[1] if run[0])
+                self._open[key] = (position + take, [(items, b"".join(r[1] for r in held[1]))])
+            done += take
+        self._log._db.executemany("INSERT OR REPLACE INTO bundles VALUES (?, ?)", rows)
+
+    def _stored_parts(self, key: int) -> native.BundleParts:
+        """The plain form of stored bundle ``key``, its records kept exactly as stored (in a
+        damaged store too: :meth:`Log.audit` reports what is wrong, appends go on)."""
+        return bundles.parts_at(self._log._bundles([key]).get(key, []))
+
+    def _tile(self, key: int) -> list[bytearray]:
+        """The levels of tile ``key`` as this transaction has them (read once from the store),
+        each its hashes back to back."""
         levels = self._edge.get(key)
         if levels is None:
             row = self._log._read_tiles([key]).get(key)
-            levels = tiles.decode(*row) if row else [[] for _ in range(tiles.HEIGHT)]
-            self._edge[key] = levels
+            stored = tiles.decode(*row) if row else [b""] * tiles.HEIGHT
+            levels = self._edge[key] = [bytearray(level) for level in stored]
         return levels
 
-    def _grow(self, leaves: Sequence[bytes]) -> set[int]:
-        """Extend the tree by ``leaves``: every new perfect subtree into the tiles, level by
-        level (the interior hashes of a level in one native call), then the frontier and the
-        size. Returns the keys of the tiles that changed."""
-        old, new = self.size, self.size + len(leaves)
+    def _grow(self, leaves: bytes) -> set[int]:
+        """Extend the tree by ``leaves`` (leaf hashes back to back): every new perfect subtree
+        into the tiles, level by level (the interior hashes of a level in one native call),
+        then the frontier and the size. Returns the keys of the tiles that changed."""
+        size = merkle.HASH_SIZE
+        old, new = self.size, self.size + len(leaves) // size
         touched: set[int] = set()
         if not leaves:
             return touched
         # The frontier holds one root per set bit of the size, largest first.
         old_roots = dict(zip(_set_bits(old)[::-1], self.frontier, strict=True))
         roots: list[bytes] = []
-        level, nodes = 0, list(leaves)  # the new nodes of ``level``, from index old >> level
+        level, nodes = 0, leaves  # the new nodes of ``level``, from index old >> level
         while True:
             first = old >> level
             self._place(level, first, nodes, touched)
             if new >> level & 1:
-                last = (new >> level) - 1
-                roots.append(nodes[last - first] if last >= first else old_roots[level])
+                last = (new >> level) - 1 - first
+                roots.append(
+                    nodes[last * size : (last + 1) * size] if last >= 0 else old_roots[level]
+                )
             if new >> (level + 1) == old >> (level + 1):  # nothing new above this level
                 roots.extend(old_roots[above] for above in _set_bits(new) if above > level)
                 break
-            row = [old_roots[level], *nodes] if first & 1 else nodes
-            hashes = native.hash_pairs(b"".join(row[: len(row) & ~1]))
-            size = merkle.HASH_SIZE
-            nodes = [hashes[i : i + size] for i in range(0, len(hashes), size)]
+            row = old_roots[level] + nodes if first & 1 else nodes
+            nodes = native.hash_pairs(row[: len(row) // (2 * size) * 2 * size])
             level += 1
         self.size, self.frontier = new, roots[::-1]
         return touched
 
-    def _place(self, level: int, first: int, nodes: Sequence[bytes], touched: set[int]) -> None:
-        """Append ``nodes``, the nodes of ``level`` from index ``first`` on, to their tiles."""
+    def _place(self, level: int, first: int, nodes: bytes, touched: set[int]) -> None:
+        """Append ``nodes`` (hashes back to back), the nodes of ``level`` from index ``first``
+        on, to their tiles."""
+        size = merkle.HASH_SIZE
         group, k = divmod(level, tiles.HEIGHT)
         per_tile = tiles.WIDTH >> k
-        done = 0
-        while done < len(nodes):
+        count, done = len(nodes) // size, 0
+        while done < count:
             tile, position = divmod(first + done, per_tile)
-            take = min(len(nodes) - done, per_tile - position)
+            take = min(count - done, per_tile - position)
             key = (group << tiles.GROUP_SHIFT) | tile
             row = self._tile(key)[k]
-            if len(row) != position:
+            if len(row) != position * size:
                 raise StoreError(
-                    f"tile {key} holds {len(row)} nodes at level {level}, expected {position}"
+                    f"tile {key} holds {len(row) // size} nodes at level {level}, "
+                    f"expected {position}"
                 )
-            row.extend(nodes[done : done + take])
+            row += nodes[done * size : (done + take) * size]
             touched.add(key)
             done += take
 
@@ -831,20 +1058,13 @@ class Transaction:
                 del self._edge[key]
 
 
-_INSERT_RECORD: Final = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_IDS: Final = "INSERT INTO record_ids SELECT value, ? + key FROM json_each(?)"
+FIELDS: Final = bundles.FIELDS
 
 
 def _set_bits(value: int) -> list[int]:
     """The positions of the bits set in ``value``, lowest first."""
     return [bit for bit in range(value.bit_length()) if value >> bit & 1]
-
-
-def _record_rows(
-    first: int, records: Sequence[PreparedRecord]
-) -> Iterator[tuple[int, str, str, str, int, bytes]]:
-    """The ``records`` rows of new records from leaf index ``first`` on."""
-    # PreparedRecord fields: record_id, kind, actor, timestamp_ms, salted, body, leaf_hash
-    return ((first + i, r[0], r[1], r[2], r[3], r[5]) for i, r in enumerate(records))
 
 
 def _deal_of(body: bytes) -> str | None:

@@ -74,14 +74,20 @@ def level_nodes(width: int, blob: bytes, k: int) -> list[bytes]:
     return [blob[i : i + HASH_SIZE] for i in range(start, min(end, len(blob)), HASH_SIZE)]
 
 
-def encode(levels: Sequence[Sequence[bytes]]) -> tuple[int, bytes]:
-    """Return ``(width, blob)`` for a tile given its nodes level by level.
+def encode(levels: Sequence[bytes | bytearray]) -> tuple[int, bytes]:
+    """Return ``(width, blob)`` for a tile given its levels, each its hashes back to back.
 
-    Precondition: ``levels[k]`` holds exactly ``len(levels[0]) >> k`` hashes.
+    Precondition: ``levels[k]`` holds exactly ``width >> k`` hashes, ``width`` being the
+    number ``levels[0]`` holds.
     """
-    return len(levels[0]), b"".join(b"".join(level) for level in levels)
+    return len(levels[0]) // HASH_SIZE, b"".join(levels)
 
 
-def decode(width: int, blob: bytes) -> list[list[bytes]]:
-    """The inverse of :func:`encode`: the tile's nodes as one list per level."""
-    return [level_nodes(width, blob, k) for k in range(HEIGHT)]
+def decode(width: int, blob: bytes) -> list[bytes]:
+    """The inverse of :func:`encode`: the tile's levels, each its hashes back to back (short
+    if the blob is)."""
+    levels = []
+    for k in range(HEIGHT):
+        start = offset(width, k, 0)
+        levels.append(b"" if start is None else blob[start : start + HASH_SIZE * (width >> k)])
+    return levels

@@ -101,14 +101,13 @@ def bench_chainaudit(source: Path, data: Path, count: int, proofs: int) -> dict[
 def bench_store_only(data: Path, fresh: Path, count: int) -> dict[str, Any]:
     """chainaudit's storage alone: the records the CLI prepared, appended to a fresh log in one
     durable transaction (what ``ingest`` does after parsing), for the split of the time."""
-    query = "SELECT record_id, kind, actor, ts, body FROM records ORDER BY idx"
     with Log.open(data) as log:
-        rows = log._db.execute(query).fetchall()
-        leaves = [log.leaf_hash(i) for i in range(count)]
-    prepared = [
-        PreparedRecord(rid, kind, actor, ts, True, body, leaf)
-        for (rid, kind, actor, ts, body), leaf in zip(rows, leaves, strict=True)
-    ]
+        prepared = [
+            PreparedRecord(e.record_id, e.kind, e.actor, e.timestamp_ms, True, e.body, e.leaf_hash)
+            for e in log.entries()
+            if e.body is not None
+        ]
+    assert len(prepared) == count
     os.sync()
     started = time.perf_counter()
     with Log.open(fresh) as log, log.transaction() as batch:
@@ -120,7 +119,7 @@ def bench_store_only(data: Path, fresh: Path, count: int) -> dict[str, Any]:
 
 def bench_pymerkle(data: Path, peer_db: Path, count: int, proofs: int) -> dict[str, Any]:
     with Log.open(data) as log:
-        bodies = [body for (body,) in log._db.execute("SELECT body FROM records ORDER BY idx")]
+        bodies = [e.body for e in log.entries() if e.body is not None]
     tree = SqliteTree(str(peer_db))
     os.sync()
     started = time.perf_counter()

@@ -43,6 +43,7 @@ import httpx
 from eth_account import Account
 from web3 import Web3
 
+from chainaudit import bundles
 from chainaudit.chain import Chain
 from chainaudit.deploy import DEVNET_PARTIES
 from chainaudit.devnet import derive_accounts, free_port, stop_detached
@@ -510,11 +511,20 @@ def main() -> None:
 
     say("\n== 6. Tampering is caught")
     database = sqlite3.connect(DATA / DB_NAME)
+    (index,) = database.execute("SELECT idx FROM record_ids WHERE record_id = 'PO-1001'").fetchone()
     (original,) = database.execute(
-        "SELECT body FROM records WHERE record_id = 'PO-1001'"
+        "SELECT records FROM bundles WHERE id = ?", (bundles.key(index),)
     ).fetchone()
-    forged = original.replace(b'"qty":400', b'"qty":40')
-    database.execute("UPDATE records SET body = ? WHERE record_id = 'PO-1001'", (forged,))
+    forged = [
+        r._replace(body=(r.body or b"").replace(b'"qty":400', b'"qty":40'))
+        if r.record_id == "PO-1001"
+        else r
+        for r in bundles.decode(original)
+    ]
+    database.execute(
+        "UPDATE bundles SET records = ? WHERE id = ?",
+        (bundles.encode_at(forged), bundles.key(index)),
+    )
     database.commit()
     say("   someone edits the purchase order's quantity directly in the database ...")
     audit = cli("audit", "--chain", env=env, check=False)
@@ -522,7 +532,7 @@ def main() -> None:
     if audit.returncode != 1 or not named:
         raise SystemExit("demo: the audit did not catch the altered record")
     say(f"   chainaudit audit (exit {audit.returncode}): {named[0].strip()}")
-    database.execute("UPDATE records SET body = ? WHERE record_id = 'PO-1001'", (original,))
+    database.execute("UPDATE bundles SET records = ? WHERE id = ?", (original, bundles.key(index)))
     database.commit()
     database.close()
     clean = cli("audit", "--chain", env=env)

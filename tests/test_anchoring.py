@@ -31,7 +31,7 @@ from chainaudit.devnet import Devnet, free_port
 from chainaudit.errors import StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
-from tests.tamper import rewrite_tree
+from tests.tamper import rewrite_tree, set_body
 
 
 def records(start: int, count: int) -> list[PreparedRecord]:
@@ -272,7 +272,7 @@ def test_audit_against_chain_catches_a_consistent_rewrite(
     leaves = [log.leaf_hash(i) for i in range(40)]
     leaves[5] = forged.leaf_hash
     db = sqlite3.connect(log.path)
-    db.execute("UPDATE records SET body = ? WHERE idx = 5", (forged.body,))
+    set_body(db, 5, forged.body)
     rewrite_tree(db, leaves)
     db.execute("UPDATE checkpoints SET root = ?", (merkle.root_hash(leaves),))
     db.commit()

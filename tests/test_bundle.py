@@ -33,7 +33,7 @@ from chainaudit.devnet import Devnet
 from chainaudit.errors import InputError, NotFoundError, ProofPendingError, StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
-from tests.tamper import rewrite_node
+from tests.tamper import replace_in_body, rewrite_node, set_body
 
 VALIDATOR = Draft202012Validator(schema())
 
@@ -177,11 +177,8 @@ def test_unknown_record_is_not_found(anchored: Anchored) -> None:
 def test_erased_record_is_left_out_and_altered_record_is_refused(anchored: Anchored) -> None:
     db = sqlite3.connect(anchored.log.path)
     with db:
-        db.execute("UPDATE records SET body = NULL WHERE record_id = 'rec-0000030'")
-        db.execute(
-            "UPDATE records SET body = replace(body, 'CERT-31', 'CERT-99') "
-            "WHERE record_id = 'rec-0000031'"
-        )
+        set_body(db, "rec-0000030", None)
+        replace_in_body(db, "rec-0000031", "CERT-31", "CERT-99")
     db.close()
     erased = build_bundle(anchored.log, anchored.book, "rec-0000030")
     assert "record" not in erased and erased["leaf_index"] == 30

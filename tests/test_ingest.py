@@ -11,8 +11,8 @@ import pytest
 
 from chainaudit import ingest, native
 from chainaudit.errors import ConflictError, RecordError
-from chainaudit.records import KINDS
-from chainaudit.store import Log
+from chainaudit.records import KINDS, prepare
+from chainaudit.store import Log, Transaction
 
 
 def record(i: int) -> dict[str, Any]:
@@ -115,3 +115,71 @@ def test_resubmitted_and_conflicting_ids_in_bulk(tmp_path: Path) -> None:
         with pytest.raises(ConflictError, match="inv-0000003"):
             ingest.ingest_file(log, tmp_path / "c.jsonl")
         assert (log.refresh(), log.root()) == (size, root)
+
+
+def simple(i: int, **payload: Any) -> str:
+    """A record every line of which the native fast path takes (so chunks come as batches)."""
+    return json.dumps(
+        {
+            "id": f"inv-{i:07d}",
+            "kind": "transaction",
+            "timestamp": f"2026-11-{1 + i % 28:02d}T09:{i % 60:02d}:00Z",
+            "actor": "supplier:globex",
+            "payload": {"amount": i * 100, "currency": "USD", **payload},
+            "salt": f"{i:032x}",
+        }
+    )
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the records appended through the byte-column lane."""
+    counted: list[int] = []
+    lane = Transaction.append_batch
+
+    def spy(self: Transaction, batch: native.Batch) -> Any:
+        counted.append(batch.size)
+        return lane(self, batch)
+
+    monkeypatch.setattr(Transaction, "append_batch", spy)
+    return counted
+
+
+@pytest.mark.parametrize("workers", [None, 0, 1, 2])
+def test_the_batch_lane_builds_the_log_the_reference_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: list[int], workers: int | None
+) -> None:
+    count = ingest.PARALLEL_THRESHOLD + 1_234
+    source = tmp_path / "simple.jsonl"
+    source.write_text("\n".join(simple(i) for i in range(count)) + "\n")
+    with Log.open(tmp_path / "fast") as fast:
+        fast.append([prepare(json.loads(simple(10**6)))])  # bundle 0 is partly stored already
+        result = ingest.ingest_file(fast, source, workers=workers)
+        assert (result.appended, result.tree_size) == (count, count + 1)
+        assert sum(batches) == count  # every chunk took the lane
+        fast_entries, fast_root = list(fast.entries()), fast.root()
+        assert fast.audit().clean
+    monkeypatch.setattr(native, "AVAILABLE", False)
+    with Log.open(tmp_path / "reference") as reference:
+        reference.append([prepare(json.loads(simple(10**6)))])
+        ingest.ingest_file(reference, source, workers=0)
+        assert list(reference.entries()) == fast_entries and reference.root() == fast_root
+    assert sum(batches) == count  # the reference path made no batch
+
+
+def test_the_batch_lane_hands_resubmissions_and_deals_to_the_careful_path(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    (tmp_path / "a.jsonl").write_text("\n".join(simple(i) for i in range(100)) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(simple(i) for i in range(50, 150)) + "\n")
+    deals = [simple(200, deal_id="D-1"), simple(201), simple(202, deal_id=7)]
+    (tmp_path / "c.jsonl").write_text("\n".join(deals) + "\n")
+    with Log.open(tmp_path / "data") as log:
+        assert ingest.ingest_file(log, tmp_path / "a.jsonl").appended == 100
+        again = ingest.ingest_file(log, tmp_path / "b.jsonl")
+        assert (again.appended, again.duplicates, log.size) == (50, 50, 150)
+        assert log.entry("inv-0000149").index == 149
+        ingest.ingest_file(log, tmp_path / "c.jsonl")
+        assert [e.record_id for e in log.deal_entries("D-1")] == ["inv-0000200"]
+        assert [e.record_id for e in log.deal_entries("7")] == ["inv-0000202"]
+        assert batches == [100, 100, 3] and log.audit().clean

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chainaudit import merkle
+from chainaudit import bundles, merkle
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
-from tests.tamper import rewrite_node, rewrite_tree
+from tests.tamper import (
+    delete_record,
+    replace_in_body,
+    rewrite_node,
+    rewrite_tree,
+    set_body,
+    stored_records,
+    write_records,
+)
 
 
 def make(i: int, **change: Any) -> PreparedRecord:
@@ -136,11 +145,10 @@ def test_unopenable_store_raises_store_error(tmp_path: Path) -> None:
 # -- audit: every kind of tampering is found and named ----------------------------------------
 
 
-def tamper(log: Log, *statements: str) -> None:
+def tamper(log: Log, edit: Callable[[sqlite3.Connection], None]) -> None:
     db = sqlite3.connect(log.path)
-    for statement in statements:
-        db.execute(statement)
-    db.commit()
+    with db:
+        edit(db)
     db.close()
 
 
@@ -161,34 +169,92 @@ def test_audit_clean(filled: Log) -> None:
 
 
 def test_audit_names_altered_record(filled: Log) -> None:
-    tamper(
-        filled,
-        "UPDATE records SET body = replace(body, '\"amount\":7,', '\"amount\":70,') WHERE idx = 7",
-    )
+    tamper(filled, lambda db: replace_in_body(db, 7, '"amount":7,', '"amount":70,'))
     assert problems(filled) == [("altered", 7, "rec-7")]
 
 
 def test_audit_names_reordered_records(filled: Log) -> None:
-    tamper(
-        filled,
-        "UPDATE records SET idx = -1 WHERE idx = 10",
-        "UPDATE records SET idx = 10 WHERE idx = 42",
-        "UPDATE records SET idx = 42 WHERE idx = -1",
-    )
+    def swap(db: sqlite3.Connection) -> None:
+        records = stored_records(db)
+        records[10], records[42] = (
+            records[42]._replace(leaf_index=10),
+            records[10]._replace(leaf_index=42),
+        )
+        write_records(db, records.values())
+        db.execute("UPDATE record_ids SET idx = 52 - idx WHERE idx IN (10, 42)")
+
+    tamper(filled, swap)
     assert problems(filled) == [("reordered", 10, "rec-42"), ("reordered", 42, "rec-10")]
 
 
 def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
-    tamper(
-        filled,
-        "DELETE FROM records WHERE idx IN (5, 99)",
-        "INSERT INTO records VALUES (100, 'forged', 'transaction', 'x', 0, X'7b7d')",
-    )
+    def edit(db: sqlite3.Connection) -> None:
+        records = stored_records(db)
+        del records[5], records[99]
+        forged = make(100, id="forged")
+        records[100] = bundles.Stored(*forged[:4], 100, forged.body)
+        write_records(db, records.values())
+        db.execute("DELETE FROM record_ids WHERE idx IN (5, 99)")
+        db.execute("INSERT INTO record_ids VALUES ('forged', 100)")
+
+    tamper(filled, edit)
     assert problems(filled) == [
         ("deleted", 5, None),
         ("deleted", 99, None),
         ("inserted", 100, "forged"),
     ]
+
+
+def test_audit_names_records_the_id_index_misleads_about(filled: Log) -> None:
+    def edit(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE record_ids SET idx = 3 WHERE record_id = 'rec-4'")
+        db.execute("DELETE FROM record_ids WHERE record_id = 'rec-8'")
+        db.execute("INSERT INTO record_ids VALUES ('ghost', 50)")
+
+    tamper(filled, edit)
+    assert problems(filled) == [
+        ("index", None, "ghost"),
+        ("index", 4, "rec-4"),
+        ("index", 8, "rec-8"),
+    ]
+    with pytest.raises(NotFoundError):
+        filled.entry("rec-4")  # the index points at rec-3, which is not served as rec-4
+    assert filled.entry_at(4).record_id == "rec-4"
+
+
+def test_audit_reports_a_record_stored_twice_or_in_the_wrong_bundle(filled: Log) -> None:
+    def edit(db: sqlite3.Connection) -> None:
+        records = list(stored_records(db).values())
+        blob = bundles.encode_at([records[1], records[1], records[0]._replace(leaf_index=300)])
+        db.execute("UPDATE bundles SET records = ? WHERE id = 0", (blob,))
+
+    tamper(filled, edit)
+    found = problems(filled)
+    assert ("inserted", 1, "rec-1") in found  # the second copy
+    assert ("inserted", 300, "rec-0") in found  # leaf 300 belongs in bundle 1
+    assert ("deleted", 0, None) in found and ("deleted", 2, None) in found
+
+
+def test_audit_names_a_record_whose_stored_id_disagrees_with_its_content(filled: Log) -> None:
+    def edit(db: sqlite3.Connection) -> None:
+        records = stored_records(db)
+        records[6] = records[6]._replace(record_id="rec-x6")  # the body still says rec-6
+        write_records(db, records.values())
+        db.execute("UPDATE record_ids SET record_id = 'rec-x6' WHERE idx = 6")
+
+    tamper(filled, edit)
+    assert problems(filled) == [("altered", 6, "rec-x6")]
+
+
+def test_audit_reports_an_unreadable_bundle(filled: Log) -> None:
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    report = filled.audit()
+    assert report.findings[0].problem == "altered" and "bundle 0 is damaged" in (
+        report.findings[0].detail
+    )
+    assert [f.index for f in report.findings if f.problem == "deleted"] == list(range(100))
+    with pytest.raises(StoreError, match="bundle 0 is damaged"):
+        filled.entry_at(3)
 
 
 def test_audit_finds_a_rewritten_tree_node(filled: Log) -> None:
@@ -208,7 +274,7 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     leaves[3] = forged.leaf_hash
     db = sqlite3.connect(filled.path)
     with db:
-        db.execute("UPDATE records SET body = ? WHERE idx = 3", (forged.body,))
+        set_body(db, 3, forged.body)
         rewrite_tree(db, leaves)
     db.close()
     found = problems(filled)
@@ -228,3 +294,16 @@ def test_records_naming_a_deal_are_linked_to_it(log: Log) -> None:
     assert [e.record_id for e in log.deal_entries("7")] == ["rec-1", "rec-3"]
     assert [e.record_id for e in log.deal_entries("8")] == ["rec-4"]
     assert log.deal_entries("9") == []
+
+
+def test_appends_go_on_past_a_damaged_edge_bundle_and_keep_the_damage_visible(
+    filled: Log,
+) -> None:
+    tamper(filled, lambda db: delete_record(db, 42))
+    filled.append([make(i) for i in range(100, 110)])
+    assert filled.entry("rec-105").index == 105
+    assert problems(filled) == [("deleted", 42, None)]
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00'"))
+    with pytest.raises(StoreError, match="bundle 0 is damaged"):
+        filled.append([make(200)])
+    assert filled.refresh() == 110

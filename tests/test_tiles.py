@@ -36,8 +36,9 @@ def test_encode_decode_and_offsets() -> None:
             [hashlib.sha256(bytes([k, i % 256, i // 256])).digest() for i in range(width >> k)]
             for k in range(tiles.HEIGHT)
         ]
-        size, blob = tiles.encode(levels)
-        assert size == width and tiles.decode(width, blob) == levels
+        joined = [b"".join(level) for level in levels]
+        size, blob = tiles.encode(joined)
+        assert size == width and tiles.decode(width, blob) == joined
         for k, level in enumerate(levels):
             for position, value in enumerate(level):
                 assert tiles.node(width, blob, k, position) == value
@@ -49,7 +50,9 @@ def leaf_records(count: int) -> list[PreparedRecord]:
     """Cheap stand-ins with distinct leaves (the store only needs the prepared fields)."""
     out = []
     for i in range(count):
-        body = b'{"id":"r-%d"}' % i
+        body = (
+            b'{"actor":"x","id":"r-%d","kind":"transaction","timestamp":"1970-01-01T00:00:00Z"}' % i
+        )
         out.append(
             PreparedRecord(f"r-{i}", "transaction", "x", 0, True, body, merkle.hash_leaf(body))
         )
@@ -123,8 +126,8 @@ def write_schema_1_log(path: Path, leaves: list[bytes]) -> None:
     for record in leaf_records(len(leaves)):
         index = int(record.record_id[2:])
         db.execute(
-            "INSERT INTO records VALUES (?, ?, 'transaction', 'x', 0, ?)",
-            (index, record.record_id, record.body),
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
+            (index, *record[:4], record.body),
         )
     level, width = 0, leaves
     while width:

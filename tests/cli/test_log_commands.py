@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from chainaudit import merkle
 from chainaudit.store import Log
+from tests.tamper import replace_in_body
 
 
 def run(data_dir: Path, *args: str, check_rc: int | None = 0) -> subprocess.CompletedProcess[str]:
@@ -116,10 +118,8 @@ def test_audit_exits_1_and_names_tampered_record(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run(data, "ingest", str(write_jsonl(tmp_path / "a.jsonl", [record(i) for i in range(10)])))
     db = sqlite3.connect(data / "log.sqlite")
-    db.execute(
-        "UPDATE records SET body = replace(body, '\"amount\":500', '\"amount\":900') WHERE idx = 5"
-    )
-    db.commit()
+    with db:
+        replace_in_body(db, 5, '"amount":500', '"amount":900')
     db.close()
     result = run(data, "audit", check_rc=1)
     assert "ALTERED    index 5 record 'inv-0000005'" in result.stdout
@@ -190,15 +190,12 @@ def test_atomic_ingest_killed_midway_leaves_log_unchanged(tmp_path: Path) -> Non
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wal = data / "log.sqlite-wal"
-    deadline = 200
-    while deadline and (not wal.exists() or wal.stat().st_size < 4_000_000):
+    # The parsing child exists only inside the ingest's open write transaction: kill then.
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = 400
+    while deadline and process.poll() is None and not children.read_text().strip():
         deadline -= 1
-        try:
-            process.wait(timeout=0.05)
-            break
-        except subprocess.TimeoutExpired:
-            pass
+        time.sleep(0.01)
     assert process.poll() is None, "ingest finished before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,10 +100,10 @@ class Busy:
                 return entry.record_id
         raise AssertionError(f"no {name} record")
 
-    def sql(self, statement: str, *params: object) -> None:
+    def tamper(self, edit: Callable[[sqlite3.Connection], None]) -> None:
         db = sqlite3.connect(self.log.path)
-        db.execute(statement, params)
-        db.commit()
+        with db:
+            edit(db)
         db.close()
 
 

@@ -17,6 +17,7 @@ from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, World
 from tests.risk.conftest import milestones, rules
+from tests.tamper import replace_in_body
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rules.toml"
 BUYER = "0x1111111111111111111111111111111111111111"
@@ -89,13 +90,8 @@ def test_replay_exits_0_on_a_match_1_on_a_tampered_record_2_on_a_wrong_id(
     assert "matches" in capsys.readouterr().out
 
     db = sqlite3.connect(log.path)
-    body = db.execute(
-        "SELECT body FROM records WHERE record_id = ?", (allowed.record_id,)
-    ).fetchone()[0]
-    tampered = body.replace(b'"amount":"5"', b'"amount":"7"')
-    assert tampered != body
-    db.execute("UPDATE records SET body = ? WHERE record_id = ?", (tampered, allowed.record_id))
-    db.commit()
+    with db:
+        replace_in_body(db, allowed.record_id, '"amount":"5"', '"amount":"7"')
     db.close()
     assert run(data_dir, "risk", "replay", allowed.record_id, "--json") == 1
     report = json.loads(capsys.readouterr().out)

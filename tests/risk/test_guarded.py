@@ -17,6 +17,7 @@ from chainaudit.risk import GuardedEscrow, Outcome, RiskBook, replay_decision
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, DAY, World, h, now, travel
 from tests.risk.conftest import REPORT, gate, indexer, milestones, to_accepted
+from tests.tamper import replace_in_body
 
 
 def payload(log: Log, record_id: str) -> dict[str, Any]:
@@ -258,12 +259,8 @@ def test_every_decision_replays_and_a_tampered_one_does_not(world: World, log: L
     assert payload(log, target)["outcome"] == "review"
 
     db = sqlite3.connect(log.path)
-    body = db.execute("SELECT body FROM records WHERE record_id = ?", (target,)).fetchone()[0]
-    db.execute(
-        "UPDATE records SET body = ? WHERE record_id = ?",
-        (body.replace(b'"outcome":"review"', b'"outcome":"allow"'), target),
-    )
-    db.commit()
+    with db:
+        replace_in_body(db, target, '"outcome":"review"', '"outcome":"allow"')
     report = replay_decision(log, book, target)
     assert not report.matches
     assert any("outcome" in p for p in report.problems)

@@ -16,6 +16,7 @@ from chainaudit.reconcile import ReconcileReport
 from chainaudit.records import prepare
 from tests.escrow_world import AMOUNT
 from tests.risk.conftest import Busy, indexer
+from tests.tamper import delete_record, replace_in_body
 
 
 def kinds(report: ReconcileReport) -> set[str]:
@@ -37,7 +38,7 @@ def test_a_busy_vault_reconciles_and_the_report_is_recorded(busy: Busy) -> None:
 
 def test_a_deleted_event_record_is_a_missing_event(busy: Busy) -> None:
     victim = busy.event_record("MilestoneReleased")
-    busy.sql("DELETE FROM records WHERE record_id = ?", victim)
+    busy.tamper(lambda db: delete_record(db, victim))
     report = busy.reconcile()
     missing = [d for d in report.differences if d.kind == "missing_event"]
     assert len(missing) == 1 and "MilestoneReleased" in missing[0].subject
@@ -47,11 +48,8 @@ def test_a_deleted_event_record_is_a_missing_event(busy: Busy) -> None:
 
 def test_an_altered_event_record_is_reported_with_both_versions(busy: Busy) -> None:
     victim = busy.event_record("MilestoneFunded")
-    busy.sql(
-        "UPDATE records SET body = replace(body, ?, ?) WHERE record_id = ?",
-        f'"amount":"{AMOUNT}"'.encode(),
-        f'"amount":"{AMOUNT - 1}"'.encode(),
-        victim,
+    busy.tamper(
+        lambda db: replace_in_body(db, victim, f'"amount":"{AMOUNT}"', f'"amount":"{AMOUNT - 1}"')
     )
     report = busy.reconcile()
     altered = [d for d in report.differences if d.kind == "altered_event"]
