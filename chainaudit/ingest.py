@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import BinaryIO
 
 from chainaudit import native
 from chainaudit.errors import InputError, RecordError
@@ -27,8 +28,8 @@ CHUNK_BYTES = 1 << 20
 """Records are parsed, handed over and appended a chunk of about this many bytes at a time."""
 PIPE_BYTES = 1 << 20
 """The pipe from a parsing child holds this much (Linux's default limit for F_SETPIPE_SZ)."""
-PARALLEL_THRESHOLD = 20_000
-"""Files with fewer lines than this are parsed in-process (a pool costs more than it saves)."""
+PARALLEL_BYTES = 1 << 21
+"""Files smaller than this are parsed in-process (another process costs more than it saves)."""
 SLOW_SHARE = 0.25
 SLOW_PATH_WORKERS = 2
 FAST_PATH_WORKERS = 1
@@ -122,24 +123,31 @@ def _size(chunk: Chunk) -> int:
     return chunk.size if isinstance(chunk, native.Batch) else len(chunk)
 
 
-def _chunks(data: bytes, kinds: frozenset[str]) -> Iterator[Job]:
-    """Cut ``data`` after a line end at least every :data:`CHUNK_BYTES`."""
-    start, line = 0, 1
-    while start < len(data):
-        end = data.find(b"\n", start + CHUNK_BYTES)
-        end = len(data) if end < 0 else end + 1
-        chunk = data[start:end]
-        count = chunk.count(b"\n")
-        yield line, chunk, count, kinds
-        line += count
-        start = end
+def _chunks(source: BinaryIO, name: str, kinds: frozenset[str]) -> Iterator[Job]:
+    """Read ``source`` to its end in chunks of about :data:`CHUNK_BYTES`, each cut after a
+    line end (the last one may lack it); raises :class:`InputError` if reading fails."""
+    line, carry = 1, b""
+    while True:
+        try:
+            block = source.read(CHUNK_BYTES)
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        if not block:
+            if carry:
+                yield line, carry, carry.count(b"\n"), kinds
+            return
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n") + 1
+        chunk, carry = data[:cut], data[cut:]
+        if chunk:
+            count = chunk.count(b"\n")
+            yield line, chunk, count, kinds
+            line += count
 
 
-def _parsed(data: bytes, lines: int, kinds: frozenset[str], workers: int | None) -> Iterator[Chunk]:
-    """The records of ``data`` (``lines`` lines), chunk by chunk, parsed by ``workers``
-    processes (``None``: chosen from the first chunk, see :data:`FAST_PATH_WORKERS`)."""
-    jobs = _chunks(data, kinds)
-    large = lines >= PARALLEL_THRESHOLD
+def _parsed(jobs: Iterator[Job], large: bool, workers: int | None) -> Iterator[Chunk]:
+    """The records of ``jobs``, chunk by chunk, parsed by ``workers`` processes if the input
+    is ``large`` (``None``: chosen from the first chunk, see :data:`FAST_PATH_WORKERS`)."""
     if workers is None:
         first = next(jobs, None)
         if first is None:
@@ -204,12 +212,15 @@ def _parse_into(jobs: Iterator[Job], sender: Connection) -> None:
         sender.close()
 
 
-def read_input(path: Path) -> bytes:
-    """Read a whole input file; raises :class:`InputError` if it cannot be read."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+def _count_lines(source: BinaryIO) -> int:
+    """The lines of ``source`` from where it stands to its end (the last may lack a line
+    end); the position is restored. For progress reports only."""
+    start, lines, last = source.tell(), 0, b"\n"
+    while block := source.read(1 << 24):
+        lines += block.count(b"\n")
+        last = block[-1:]
+    source.seek(start)
+    return lines + (last != b"\n")
 
 
 def ingest_file(
@@ -232,9 +243,28 @@ def ingest_file(
     :data:`FAST_PATH_WORKERS` describes). Raises
     :class:`InputError` if the file cannot be read.
     """
-    data = read_input(path)
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    kinds = frozenset(log.kinds | KINDS)
+    try:
+        source = path.open("rb")
+        size = os.fstat(source.fileno()).st_size
+        lines = _count_lines(source) if progress is not None else 0
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with source:
+        chunks = _chunks(source, str(path), frozenset(log.kinds | KINDS))
+        return _ingest(
+            log, _parsed(chunks, size >= PARALLEL_BYTES, workers), lines, commit_every, progress
+        )
+
+
+def _ingest(
+    log: Log,
+    parsed: Iterator[Chunk],
+    lines: int,
+    commit_every: int | None,
+    progress: Progress | None,
+) -> IngestResult:
+    """:func:`ingest_file` once the input is open (``lines``: its line count, for
+    ``progress``)."""
     done = appended = duplicates = 0
 
     def absorb(result: AppendResult, count: int, committed: bool) -> None:
@@ -247,7 +277,7 @@ def ingest_file(
 
     if commit_every is None:
         with log.transaction() as batch:
-            for chunk in _parsed(data, lines, kinds, workers):
+            for chunk in parsed:
                 added = (
                     batch.append_batch(chunk)
                     if isinstance(chunk, native.Batch)
@@ -260,7 +290,7 @@ def ingest_file(
         if commit_every < 1:
             raise InputError("commit_every must be at least 1")
         pending: list[PreparedRecord] = []
-        for chunk in _parsed(data, lines, kinds, workers):
+        for chunk in parsed:
             pending.extend(chunk.records() if isinstance(chunk, native.Batch) else chunk)
             while len(pending) >= commit_every:
                 head, pending = pending[:commit_every], pending[commit_every:]

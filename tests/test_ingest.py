@@ -14,6 +14,9 @@ from chainaudit.errors import ConflictError, RecordError
 from chainaudit.records import KINDS, prepare
 from chainaudit.store import Log, Transaction
 
+LARGE = 20_000
+"""Records enough for a file over ``ingest.PARALLEL_BYTES`` (the tests check)."""
+
 
 def record(i: int) -> dict[str, Any]:
     """Mostly simple records, and every few lines one the fast path must hand back."""
@@ -57,10 +60,11 @@ def test_fast_and_reference_paths_build_the_same_log(
 ) -> None:
     """``None`` picks two parser processes here (three lines in seven take the Python path);
     0 parses in the writer's process; 1 hands chunks over from one parser process."""
-    source = write(tmp_path / "mixed.jsonl", ingest.PARALLEL_THRESHOLD + 5_000)
+    source = write(tmp_path / "mixed.jsonl", LARGE + 5_000)
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
     with Log.open(tmp_path / "fast") as fast:
         result = ingest.ingest_file(fast, source, workers=workers)
-        assert result.appended == ingest.PARALLEL_THRESHOLD + 5_000
+        assert result.appended == LARGE + 5_000
         fast_entries = fast.scan(limit=100_000)
         fast_root = fast.root()
     monkeypatch.setattr(native, "AVAILABLE", False)  # prepare_records declines every line
@@ -89,7 +93,7 @@ def test_fast_and_reference_paths_build_the_same_log(
 def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:
-    count = ingest.PARALLEL_THRESHOLD + 3_000
+    count = LARGE + 3_000
     lines = [json.dumps(record(i)) for i in range(count)]
     lines[21_500] = lines[21_500].replace('"amount": ', '"amount": 1.5, "x": ')
     source = tmp_path / "bad.jsonl"
@@ -149,9 +153,10 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_the_batch_lane_builds_the_log_the_reference_path_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: list[int], workers: int | None
 ) -> None:
-    count = ingest.PARALLEL_THRESHOLD + 1_234
+    count = LARGE + 1_234
     source = tmp_path / "simple.jsonl"
     source.write_text("\n".join(simple(i) for i in range(count)) + "\n")
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
     with Log.open(tmp_path / "fast") as fast:
         fast.append([prepare(json.loads(simple(10**6)))])  # bundle 0 is partly stored already
         result = ingest.ingest_file(fast, source, workers=workers)
@@ -183,3 +188,23 @@ def test_the_batch_lane_hands_resubmissions_and_deals_to_the_careful_path(
         assert [e.record_id for e in log.deal_entries("D-1")] == ["inv-0000200"]
         assert [e.record_id for e in log.deal_entries("7")] == ["inv-0000202"]
         assert batches == [100, 100, 3] and log.audit().clean
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
+def test_chunks_cover_the_file_at_line_ends_with_their_first_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", size)
+    data = b"first\n\nthird line\r\n" + b"x" * 100 + b"\nlast, no line end"
+    source = tmp_path / "lines.jsonl"
+    source.write_bytes(data)
+    with source.open("rb") as stream:
+        jobs = list(ingest._chunks(stream, "lines.jsonl", frozenset()))
+    assert b"".join(raw for _, raw, _, _ in jobs) == data
+    line = 1
+    for first, raw, count, _ in jobs:
+        assert (first, count) == (line, raw.count(b"\n"))
+        assert raw.endswith(b"\n") or raw.endswith(b"last, no line end")
+        line += count
+    with source.open("rb") as stream:
+        assert ingest._count_lines(stream) == 5 and stream.tell() == 0
