@@ -76,6 +76,18 @@ def assemble(parts: Sequence[native.BundleParts]) -> bytes:
     return _compressor.compress(b"".join([b"[", items, b"]\n", *(run[1] for run in parts)]))
 
 
+def pack(batch: native.Batch, first: int) -> native.Batch:
+    """``batch`` with the stored forms of the complete bundles its records make if they are
+    the leaves from ``first`` on (:attr:`native.Batch.packed`): the bundles' compression
+    moved off the writer, into the process that parses."""
+    head = -first % WIDTH
+    blobs = []
+    for start in range(head, batch.size - WIDTH + 1, WIDTH):
+        parts = native.batch_bundle_parts(first + start, batch, start, start + WIDTH)
+        blobs.append(assemble([parts]))
+    return batch._replace(first=first, packed=tuple(blobs))
+
+
 def encode_at(records: Sequence[Stored]) -> bytes:
     """Return the stored form of ``records``, each at its own ``leaf_index`` (for upgrades
     and for tests that edit a store the way an attacker could)."""

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO
 
-from chainaudit import native
+from chainaudit import bundles, native
 from chainaudit.errors import InputError, RecordError
 from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, parse_json_line
 from chainaudit.store import AppendResult, Log
@@ -107,9 +107,13 @@ Wire = native.Batch | tuple[tuple[object, ...], ...]
 
 
 def _parse_for_wire(job: Job) -> Wire:
-    """:func:`_parse_chunk` in a worker: a batch as it is (bytes), records field by field,
+    """:func:`_parse_chunk` in a worker, as :func:`_to_wire` sends it."""
+    return _to_wire(_parse_chunk(job))
+
+
+def _to_wire(chunk: Chunk) -> Wire:
+    """A chunk to send to another process: a batch as it is (bytes), records field by field,
     which crosses the process boundary several times cheaper than a list of named tuples."""
-    chunk = _parse_chunk(job)
     return chunk if isinstance(chunk, native.Batch) else tuple(zip(*chunk, strict=True))
 
 
@@ -145,26 +149,33 @@ def _chunks(source: BinaryIO, name: str, kinds: frozenset[str]) -> Iterator[Job]
             line += count
 
 
-def _parsed(jobs: Iterator[Job], large: bool, workers: int | None) -> Iterator[Chunk]:
+def _parsed(
+    jobs: Iterator[Job], large: bool, workers: int | None, first_leaf: Callable[[], int] | None
+) -> Iterator[Chunk]:
     """The records of ``jobs``, chunk by chunk, parsed by ``workers`` processes if the input
-    is ``large`` (``None``: chosen from the first chunk, see :data:`FAST_PATH_WORKERS`)."""
+    is ``large`` (``None``: chosen from the first chunk, see :data:`FAST_PATH_WORKERS`).
+    ``first_leaf()``, asked when the first chunk is wanted, is the leaf the records will
+    start at if all are new: a parsing child then also packs their bundles."""
+    start = first_leaf() if first_leaf is not None else None
     if workers is None:
         first = next(jobs, None)
         if first is None:
             return
         chunk, slow = _prepare(first)
+        if start is not None:
+            start += _size(chunk)
         yield chunk
         workers = SLOW_PATH_WORKERS if slow > SLOW_SHARE * _size(chunk) else FAST_PATH_WORKERS
     if workers < 1 or not large:
         yield from map(_parse_chunk, jobs)
     elif workers == 1:
-        yield from _parsed_by_child(jobs)
+        yield from _parsed_by_child(jobs, start)
     else:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             yield from map(_from_wire, pool.imap(_parse_for_wire, jobs))
 
 
-def _parsed_by_child(jobs: Iterator[Job]) -> Iterator[Chunk]:
+def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chunk]:
     """The chunks of ``jobs`` parsed by one forked child, which runs ahead of the caller by
     what the pipe holds. Unlike a pool, this starts no thread in the caller's process, so
     the writer never waits for the GIL while SQLite and Zstandard work."""
@@ -172,7 +183,7 @@ def _parsed_by_child(jobs: Iterator[Job]) -> Iterator[Chunk]:
     receiver, sender = context.Pipe(duplex=False)
     with contextlib.suppress(OSError, AttributeError):  # fewer, larger reads (Linux only)
         fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    child = context.Process(target=_parse_into, args=(jobs, sender), daemon=True)
+    child = context.Process(target=_parse_into, args=(jobs, sender, next_leaf), daemon=True)
     child.start()
     sender.close()
     try:
@@ -196,12 +207,18 @@ def _parsed_by_child(jobs: Iterator[Job]) -> Iterator[Chunk]:
         receiver.close()
 
 
-def _parse_into(jobs: Iterator[Job], sender: Connection) -> None:
+def _parse_into(jobs: Iterator[Job], sender: Connection, next_leaf: int | None) -> None:
     """The child of :func:`_parsed_by_child`: send each parsed chunk, then ``done`` (or the
-    error that stopped it)."""
+    error that stopped it). With ``next_leaf`` (where the records start if all are new) it
+    also packs each batch's complete bundles (:func:`chainaudit.bundles.pack`)."""
     try:
         for job in jobs:
-            sender.send(("chunk", _parse_for_wire(job)))
+            chunk = _parse_chunk(job)
+            if next_leaf is not None:
+                if isinstance(chunk, native.Batch):
+                    chunk = bundles.pack(chunk, next_leaf)
+                next_leaf += _size(chunk)
+            sender.send(("chunk", _to_wire(chunk)))
         sender.send(("done", None))
     except BrokenPipeError:  # the writer is gone (it failed, or was killed): nothing to tell
         pass
@@ -251,9 +268,9 @@ def ingest_file(
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with source:
         chunks = _chunks(source, str(path), frozenset(log.kinds | KINDS))
-        return _ingest(
-            log, _parsed(chunks, size >= PARALLEL_BYTES, workers), lines, commit_every, progress
-        )
+        first_leaf = (lambda: log.size) if commit_every is None else None
+        parsed = _parsed(chunks, size >= PARALLEL_BYTES, workers, first_leaf)
+        return _ingest(log, parsed, lines, commit_every, progress)
 
 
 def _ingest(

@@ -77,6 +77,13 @@ class Batch(NamedTuple):
     bodies: bytes
     leaves: bytes
     """The 32-byte leaf hashes, back to back."""
+    first: int = -1
+    """The leaf index :attr:`packed` assumed for the first record (-1: nothing packed)."""
+    packed: tuple[bytes, ...] = ()
+    """The stored forms of the complete record bundles that the records make from the first
+    multiple of 256 at or after :attr:`first` on (``chainaudit.bundles.pack``), made by the
+    parsing process ahead of the writer; the writer uses them only if the batch starts at
+    leaf :attr:`first` and all its records are new."""
 
     def leaf_hashes(self) -> list[bytes]:
         leaves = self.leaves

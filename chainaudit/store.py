@@ -929,8 +929,20 @@ class Transaction:
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
         if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
             return self.append(batch.records())
+        packed = batch.packed if batch.first == first else ()
+        head = -first % bundles.WIDTH if packed else batch.size
+        tail = head + len(packed) * bundles.WIDTH
         self._write_bundles(
-            first, batch.size, lambda at, a, b: native.batch_bundle_parts(at, batch, a, b)
+            first, head, lambda at, a, b: native.batch_bundle_parts(at, batch, a, b)
+        )
+        self._log._db.executemany(
+            "INSERT OR REPLACE INTO bundles VALUES (?, ?)",
+            [(bundles.key(first + head) + i, blob) for i, blob in enumerate(packed)],
+        )
+        self._write_bundles(
+            first + tail,
+            batch.size - tail,
+            lambda at, a, b: native.batch_bundle_parts(at, batch, tail + a, tail + b),
         )
         self._write_tiles(self._grow(batch.leaves))
         return AppendResult(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chainaudit import ingest, native
+from chainaudit import bundles, ingest, native
 from chainaudit.errors import ConflictError, RecordError
 from chainaudit.records import KINDS, prepare
 from chainaudit.store import Log, Transaction
@@ -208,3 +208,40 @@ def test_chunks_cover_the_file_at_line_ends_with_their_first_line_numbers(
         line += count
     with source.open("rb") as stream:
         assert ingest._count_lines(stream) == 5 and stream.tell() == 0
+
+
+def test_bundles_packed_ahead_are_dropped_when_resubmissions_shift_the_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parsing child packs bundles assuming every record is new; re-submitted ids in
+    the file move the later records to other leaves, so the writer must not use them."""
+    count = LARGE + 2_000
+    lines = [simple(i) for i in range(count)]
+    lines[9_000:9_000] = [simple(i) for i in range(300)]  # 300 re-submissions mid-file
+    source = tmp_path / "resubmits.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
+    logs = {}
+    for name, workers in (("child", 1), ("reference", 0)):
+        if name == "reference":
+            monkeypatch.setattr(native, "AVAILABLE", False)
+        with Log.open(tmp_path / name) as log:
+            result = ingest.ingest_file(log, source, workers=workers)
+            assert (result.appended, result.duplicates) == (count, 300)
+            assert log.audit().clean
+            logs[name] = (list(log.entries()), log.root())
+    assert logs["child"] == logs["reference"]
+
+
+def test_pack_makes_the_complete_bundles_of_a_batch() -> None:
+    raw = "\n".join(simple(i) for i in range(700)).encode()
+    batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 701))
+    assert batch is not None
+    packed = bundles.pack(batch, 250)  # leaves 250..949: bundles 1 and 2 are complete
+    assert packed.first == 250 and len(packed.packed) == 2
+    records = batch.records()
+    for j, blob in enumerate(packed.packed):
+        stored = bundles.decode(blob)
+        assert [r.leaf_index for r in stored] == list(range(256 * (j + 1), 256 * (j + 2)))
+        assert [r.body for r in stored] == [r.body for r in records[6 + 256 * j : 262 + 256 * j]]
+    assert bundles.pack(batch, 0).packed[1] == bundles.encode(records[256:512], 256)
