@@ -1,6 +1,6 @@
 """The persistent, append-only record log: SQLite in WAL mode.
 
-Three tables hold the log. ``bundles`` keeps the records, 256 consecutive leaves to a
+Three tables hold the log. ``bundles`` keeps the records, 128 consecutive leaves to a
 compressed row (:mod:`chainaudit.bundles`); ``record_ids`` maps each record id to its leaf
 index (the idempotency check and lookups by id); ``tiles`` keeps the hash of every *perfect,
 aligned* subtree of the RFC 9162 tree — leaves at level 0 and every complete pair above
@@ -482,13 +482,20 @@ class Log:
     def _bundles(self, keys: Iterable[int]) -> dict[int, list[bundles.Stored]]:
         """The decoded bundles among ``keys`` that the store has; raises :class:`StoreError`
         for one it cannot decode."""
-        found: dict[int, list[bundles.Stored]] = {}
-        for key, blob in self._db.execute(
-            "SELECT id, records FROM bundles WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted(set(keys))),),
-        ):
-            found[key] = self._decode_bundle(key, blob)
-        return found
+        return {
+            key: self._decode_bundle(key, blob) for key, blob in self._bundle_blobs(keys).items()
+        }
+
+    def _bundle_blobs(self, keys: Iterable[int]) -> dict[int, object]:
+        """The stored rows of the bundles among ``keys``."""
+        wanted = sorted(set(keys))
+        argument: int | str
+        if len(wanted) == 1:
+            query, argument = "SELECT id, records FROM bundles WHERE id = ?", wanted[0]
+        else:
+            query = "SELECT id, records FROM bundles WHERE id IN (SELECT value FROM json_each(?))"
+            argument = json.dumps(wanted)
+        return dict(self._db.execute(query, (argument,)).fetchall())
 
     def _decode_bundle(self, key: int, blob: object) -> list[bundles.Stored]:
         try:
@@ -501,13 +508,23 @@ class Log:
         indexes the store has no record (or no leaf) for are left out (only a damaged store
         lacks them, and :meth:`audit` names them)."""
         wanted = set(indexes)
-        stored = {
-            record.leaf_index: record
-            for bundle in self._bundles(bundles.key(i) for i in wanted).values()
-            for record in bundle
-            if record.leaf_index in wanted
-        }
+        stored: dict[int, bundles.Stored] = {}
+        if len(wanted) <= FEW:  # read only up to each record (the common single lookup)
+            blobs = self._bundle_blobs(bundles.key(i) for i in wanted)
+            for index in wanted:
+                key = bundles.key(index)
+                if key in blobs and (found := self._find(key, blobs[key], index)) is not None:
+                    stored[index] = found
+        else:
+            for bundle in self._bundles(bundles.key(i) for i in wanted).values():
+                stored.update((r.leaf_index, r) for r in bundle if r.leaf_index in wanted)
         return self._with_leaves([stored[i] for i in indexes if i in stored])
+
+    def _find(self, key: int, blob: object, index: int) -> bundles.Stored | None:
+        try:
+            return bundles.find(_as_bytes(blob), index)
+        except bundles.BundleError as exc:
+            raise StoreError(f"record bundle {key} is damaged: {exc}") from exc
 
     def _with_leaves(self, records: Sequence[bundles.Stored]) -> list[Entry]:
         leaves = self._stored_nodes([(0, r.leaf_index) for r in records])
@@ -1070,6 +1087,8 @@ class Transaction:
                 del self._edge[key]
 
 
+FEW: Final = 4
+"""Up to this many records are read from their bundles one by one (:func:`bundles.find`)."""
 _INSERT_IDS: Final = "INSERT INTO record_ids SELECT value, ? + key FROM json_each(?)"
 FIELDS: Final = bundles.FIELDS
 

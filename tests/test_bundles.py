@@ -1,4 +1,4 @@
-"""Record bundles: the stored form of 256 records, and what a damaged one gives."""
+"""Record bundles: the stored form of 128 records, and what a damaged one gives."""
 
 from __future__ import annotations
 
@@ -25,13 +25,27 @@ def stored(i: int, **change: object) -> bundles.Stored:
 
 
 def test_encode_and_decode_round_trip() -> None:
-    records = [stored(i) for i in range(256, 512)]
+    records = [stored(i) for i in range(bundles.WIDTH, 2 * bundles.WIDTH)]
     records[7] = records[7]._replace(body=None)  # erased
-    blob = bundles.encode(list(records), 256)
+    blob = bundles.encode(list(records), bundles.WIDTH)
     assert bundles.decode(blob) == records
     assert bundles.decode(bundles.encode_at(records)) == records
     assert len(blob) < sum(len(r.body or b"") for r in records) / 3  # compressed
-    assert bundles.key(255) == 0 and bundles.key(256) == 1
+    assert bundles.key(127) == 0 and bundles.key(128) == 1 == bundles.WIDTH // 128
+
+
+def test_find_reads_one_record() -> None:
+    records = [stored(i) for i in range(10)]
+    records[4] = records[4]._replace(body=None)
+    blob = bundles.encode(list(records), 0)
+    assert [bundles.find(blob, i) for i in range(10)] == records
+    assert bundles.find(blob, 10) is None
+    twice = bundles.encode_at([records[2], records[3]._replace(leaf_index=2)])
+    assert bundles.find(twice, 2) == records[2]
+    short = compressed(b'[[0,"a","k","x",0,1],[1,"b","k","x",0,5]]\nab')
+    assert bundles.find(short, 0) == bundles.Stored("a", "k", "x", 0, 0, b"a")
+    with pytest.raises(bundles.BundleError, match="runs past"):
+        bundles.find(short, 1)
 
 
 def test_encode_at_keeps_each_records_own_index() -> None:
@@ -49,12 +63,13 @@ def compressed(plain: bytes) -> bytes:
         (b"not zstd", "unreadable bundle"),
         (compressed(b"no header line"), "unreadable bundle"),
         (compressed(b"[[0,\n"), "unreadable bundle"),
-        (compressed(b'[[0,"a","k","x",0]]\n'), "malformed bundle header"),
-        (compressed(b"[5]\n"), "malformed bundle header"),
+        (compressed(b'{"a":1}\n'), "malformed bundle header"),
+        (compressed(b'[[0,"a","k","x",0]]\n'), "malformed bundle entry"),
+        (compressed(b"[5]\n"), "malformed bundle entry 5"),
         (compressed(b'[[0,1,"k","x",0,0]]\n'), "malformed bundle entry"),
         (compressed(b'[[0,"a","k","x",0.5,0]]\n'), "malformed bundle entry"),
-        (compressed(b'[[0,"a","k","x",0,3]]\nab'), "header 3"),
-        (compressed(b'[[0,"a","k","x",0,1]]\nabc'), "header 1"),
+        (compressed(b'[[0,"a","k","x",0,3]]\nab'), "header says 25"),
+        (compressed(b'[[0,"a","k","x",0,1]]\nabc'), "header says 23"),
     ],
 )
 def test_a_damaged_bundle_is_refused_with_a_bundle_error(blob: bytes, message: str) -> None:

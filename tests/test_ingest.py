@@ -237,11 +237,15 @@ def test_pack_makes_the_complete_bundles_of_a_batch() -> None:
     raw = "\n".join(simple(i) for i in range(700)).encode()
     batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 701))
     assert batch is not None
-    packed = bundles.pack(batch, 250)  # leaves 250..949: bundles 1 and 2 are complete
-    assert packed.first == 250 and len(packed.packed) == 2
+    width = bundles.WIDTH
+    packed = bundles.pack(batch, width - 6)  # leaves 122..821: bundles 1 to 5 are complete
+    assert packed.first == width - 6 and len(packed.packed) == (700 - 6) // width
     records = batch.records()
     for j, blob in enumerate(packed.packed):
         stored = bundles.decode(blob)
-        assert [r.leaf_index for r in stored] == list(range(256 * (j + 1), 256 * (j + 2)))
-        assert [r.body for r in stored] == [r.body for r in records[6 + 256 * j : 262 + 256 * j]]
-    assert bundles.pack(batch, 0).packed[1] == bundles.encode(records[256:512], 256)
+        first = width * (j + 1)
+        assert [r.leaf_index for r in stored] == list(range(first, first + width))
+        assert [r.body for r in stored] == [
+            r.body for r in records[6 + width * j : 6 + width * (j + 1)]
+        ]
+    assert bundles.pack(batch, 0).packed[1] == bundles.encode(records[width : 2 * width], width)
