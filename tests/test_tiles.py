@@ -166,3 +166,31 @@ def test_a_damaged_schema_1_log_is_left_as_it_was(tmp_path: Path) -> None:
     assert db.execute("SELECT count(*) FROM tree").fetchone()[0] > 40  # untouched
     assert db.execute("SELECT count(*) FROM tiles").fetchone()[0] == 0
     db.close()
+
+
+def test_a_schema_2_log_is_upgraded_to_record_bundles(tmp_path: Path) -> None:
+    """Schema 2 kept one ``records`` row per record beside the tiles."""
+    with Log.open(tmp_path) as log:
+        log.append(leaf_records(300))
+        before = list(log.entries())
+        root = log.root()
+    db = sqlite3.connect(tmp_path / "log.sqlite")
+    with db:
+        db.execute(
+            "CREATE TABLE records (idx INTEGER PRIMARY KEY, record_id TEXT NOT NULL UNIQUE,"
+            " kind TEXT NOT NULL, actor TEXT NOT NULL, ts INTEGER NOT NULL, body BLOB)"
+        )
+        db.executemany(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.index, e.record_id, e.kind, e.actor, e.timestamp_ms, e.body) for e in before],
+        )
+        db.execute("DROP TABLE bundles")
+        db.execute("DROP TABLE record_ids")
+        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+    db.close()
+    with Log.open(tmp_path) as log:
+        assert not log._has_table("records")
+        assert list(log.entries()) == before and log.root() == root
+        assert log.entry("r-299").index == 299 and log.audit().clean
+        log.append(leaf_records(301)[300:])
+        assert log.entry("r-300").index == 300
