@@ -977,6 +977,41 @@ is_blank(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* Set up a context for `kinds` and `salts` (a set; 16 random bytes per unsalted record);
+   0, or -1 with an exception set (`name` the calling function's). */
+static int
+context_open(context_t *cx, PyObject *kinds, const Py_buffer *salts, const char *name)
+{
+    memset(cx, 0, sizeof *cx);
+    if (!PyAnySet_Check(kinds)) {
+        PyErr_Format(PyExc_TypeError, "%s: kinds must be a set or frozenset", name);
+        return -1;
+    }
+    cx->kinds = kinds;
+    cx->salts = salts->buf;
+    cx->salts_len = (size_t)salts->len;
+    cx->ps.out = PyMem_Malloc(MAX_RECORD_BYTES);
+    cx->ps.scratch = PyMem_Malloc(MAX_RECORD_BYTES);
+    cx->leaf = PyMem_Malloc(MAX_RECORD_BYTES + 1);
+    if (cx->ps.out == NULL || cx->ps.scratch == NULL || cx->leaf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Free what context_open() took (also after it failed). */
+static void
+context_close(context_t *cx)
+{
+    Py_CLEAR(cx->last_kind);
+    PyMem_Free(cx->ps.out);
+    PyMem_Free(cx->ps.scratch);
+    PyMem_Free(cx->ps.members);
+    PyMem_Free(cx->leaf);
+    memset(cx, 0, sizeof *cx);
+}
+
 PyDoc_STRVAR(prepare_lines_doc,
              "prepare_lines(raw, kinds, salts, record_type=None, /)\n--\n\n"
              "Prepare the lines of a JSON Lines chunk.\n\n"
@@ -1000,9 +1035,7 @@ prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
     }
     PyObject *result = NULL;
     context_t cx;
-    memset(&cx, 0, sizeof cx);
-    if (!PyAnySet_Check(kinds)) {
-        PyErr_SetString(PyExc_TypeError, "prepare_lines: kinds must be a set or frozenset");
+    if (context_open(&cx, kinds, &salts, "prepare_lines") < 0) {
         goto done;
     }
     if (record_type != Py_None) {
@@ -1016,16 +1049,6 @@ prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
             goto done;
         }
         cx.record_type = (PyTypeObject *)record_type;
-    }
-    cx.kinds = kinds;
-    cx.salts = salts.buf;
-    cx.salts_len = (size_t)salts.len;
-    cx.ps.out = PyMem_Malloc(MAX_RECORD_BYTES);
-    cx.ps.scratch = PyMem_Malloc(MAX_RECORD_BYTES);
-    cx.leaf = PyMem_Malloc(MAX_RECORD_BYTES + 1);
-    if (cx.ps.out == NULL || cx.ps.scratch == NULL || cx.leaf == NULL) {
-        PyErr_NoMemory();
-        goto done;
     }
     result = PyList_New(0);
     if (result == NULL) {
@@ -1056,11 +1079,7 @@ prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
         p = newline + 1;
     }
 done:
-    Py_XDECREF(cx.last_kind);
-    PyMem_Free(cx.ps.out);
-    PyMem_Free(cx.ps.scratch);
-    PyMem_Free(cx.ps.members);
-    PyMem_Free(cx.leaf);
+    context_close(&cx);
     PyBuffer_Release(&raw);
     PyBuffer_Release(&salts);
     return result;
@@ -1155,19 +1174,7 @@ prepare_batch(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *result = NULL;
     growbuf ids = {NULL, 0, 0}, meta = {NULL, 0, 0}, bodies = {NULL, 0, 0}, leaves = {NULL, 0, 0};
     context_t cx;
-    memset(&cx, 0, sizeof cx);
-    if (!PyAnySet_Check(kinds)) {
-        PyErr_SetString(PyExc_TypeError, "prepare_batch: kinds must be a set or frozenset");
-        goto done;
-    }
-    cx.kinds = kinds;
-    cx.salts = salts.buf;
-    cx.salts_len = (size_t)salts.len;
-    cx.ps.out = PyMem_Malloc(MAX_RECORD_BYTES);
-    cx.ps.scratch = PyMem_Malloc(MAX_RECORD_BYTES);
-    cx.leaf = PyMem_Malloc(MAX_RECORD_BYTES + 1);
-    if (cx.ps.out == NULL || cx.ps.scratch == NULL || cx.leaf == NULL) {
-        PyErr_NoMemory();
+    if (context_open(&cx, kinds, &salts, "prepare_batch") < 0) {
         goto done;
     }
     if (grow_reserve(&bodies, (size_t)raw.len + (size_t)raw.len / 4 + 64) < 0 ||
@@ -1230,11 +1237,7 @@ prepare_batch(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_BuildValue("(nNNNN)", count, grow_bytes(&ids), grow_bytes(&meta),
                            grow_bytes(&bodies), grow_bytes(&leaves));
 done:
-    Py_XDECREF(cx.last_kind);
-    PyMem_Free(cx.ps.out);
-    PyMem_Free(cx.ps.scratch);
-    PyMem_Free(cx.ps.members);
-    PyMem_Free(cx.leaf);
+    context_close(&cx);
     PyMem_Free(ids.data);
     PyMem_Free(meta.data);
     PyMem_Free(bodies.data);
