@@ -15,6 +15,7 @@ Writes reports/bench_log.json and prints a table with the ratios.
 
     .venv/bin/python scripts/bench_log.py                 # 1,000,000 records (a few minutes)
     .venv/bin/python scripts/bench_log.py --records 100000
+    .venv/bin/python scripts/bench_log.py --workers 0     # parse in the writer's process
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def bench_chainaudit(source: Path, data: Path, count: int, proofs: int) -> dict[str, Any]:
+def bench_chainaudit(
+    source: Path, data: Path, count: int, proofs: int, workers: int | None
+) -> dict[str, Any]:
+    command = [sys.executable, "-m", "chainaudit", "--data-dir", str(data), "ingest", "-q"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     os.sync()  # each timed phase starts with no earlier writes still in flight
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "chainaudit", "--data-dir", str(data), "ingest", "-q", str(source)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    subprocess.run([*command, str(source)], check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
     rng = random.Random(11)
     with Log.open(data) as log:
@@ -148,6 +150,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=2000, help="proofs sampled for chainaudit")
     parser.add_argument("--peer-proofs", type=int, default=200, help="proofs sampled for pymerkle")
+    parser.add_argument(
+        "--workers", type=int, help="pass --workers to `chainaudit ingest` (default: its own)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_log.json")
     args = parser.parse_args()
 
@@ -157,7 +162,7 @@ def main() -> None:
         print(f"generating {args.records:,} records ...", flush=True)
         generate(source, args.records)
         print("chainaudit ingest (CLI) ...", flush=True)
-        ours = bench_chainaudit(source, work / "data", args.records, args.proofs)
+        ours = bench_chainaudit(source, work / "data", args.records, args.proofs, args.workers)
         print("chainaudit Log.append alone (records already prepared as objects) ...", flush=True)
         store_only = bench_store_only(work / "data", work / "store-only", args.records)
         print("pymerkle SqliteTree.append_entries ...", flush=True)
@@ -166,6 +171,7 @@ def main() -> None:
     report = {
         "records": args.records,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "ingest_workers": args.workers,
         "chainaudit": ours,
         "chainaudit_store_only": store_only,
         "pymerkle": peer,
