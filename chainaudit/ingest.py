@@ -192,6 +192,7 @@ def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chu
             try:
                 kind, payload = receiver.recv()
             except EOFError:
+                child.join(timeout=5)  # it closed the pipe in exiting: read its exit code
                 raise InputError(
                     f"the parser process stopped unexpectedly (exit code {child.exitcode})"
                 ) from None

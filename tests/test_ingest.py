@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chainaudit import bundles, ingest, native
-from chainaudit.errors import ConflictError, RecordError
+from chainaudit.errors import ConflictError, InputError, RecordError
 from chainaudit.records import KINDS, prepare
 from chainaudit.store import Log, Transaction
 
@@ -249,3 +249,24 @@ def test_pack_makes_the_complete_bundles_of_a_batch() -> None:
             r.body for r in records[6 + width * j : 6 + width * (j + 1)]
         ]
     assert bundles.pack(batch, 0).packed[1] == bundles.encode(records[width : 2 * width], width)
+
+
+def test_a_parsing_child_that_dies_fails_the_ingest_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "simple.jsonl"
+    source.write_text("\n".join(simple(i) for i in range(LARGE + 500)) + "\n")
+    parse = ingest._parse_chunk
+
+    def dies_at_the_third_chunk(job: ingest.Job) -> ingest.Chunk:
+        if job[0] > 2 * 5_000:  # a later chunk: only the child (forked with this patch) gets it
+            os._exit(3)
+        return parse(job)
+
+    monkeypatch.setattr(ingest, "_parse_chunk", dies_at_the_third_chunk)
+    with Log.open(tmp_path / "data") as log:
+        with pytest.raises(
+            InputError, match=r"parser process stopped unexpectedly \(exit code 3\)"
+        ):
+            ingest.ingest_file(log, source, workers=1)
+        assert log.refresh() == 0
