@@ -9,7 +9,9 @@ Measures, on the same generated records:
     appends byte columns that a parsing child prepares beside it, so it can be faster);
   * pymerkle 7's `SqliteTree.append_entries` fed the very same canonical record bytes (so its
     leaves, and its root, equal ours; it does no parsing or validation, which favours it);
-  * inclusion-proof latency (p50/p99) at the final size for both.
+  * inclusion-proof latency (p50/p99) at the final size for both, and chainaudit's lookup of
+    a record by id (`Log.entry`: the id index, then the record out of its compressed bundle;
+    pymerkle has no lookup by id).
 
 Writes reports/bench_log.json and prints a table with the ratios.
 
@@ -93,10 +95,17 @@ def bench_chainaudit(
             log.inclusion_proof(index)
             samples.append(time.perf_counter() - t)
         root = log.root().hex()
+        lookups = []
+        for _ in range(proofs):
+            record_id = f"inv-{rng.randrange(count):09d}"
+            t = time.perf_counter()
+            log.entry(record_id)
+            lookups.append(time.perf_counter() - t)
     return {
         "ingest_seconds": elapsed,
         "ingest_records_per_s": count / elapsed,
         "proof": percentiles(samples),
+        "entry_by_id": percentiles(lookups),
         "root": root,
     }
 
@@ -193,6 +202,8 @@ def main() -> None:
     print(f"{'  Log.append alone':26}{store_only['append_records_per_s']:>14,.0f}{'':>14}")
     for key in ("p50_ms", "p99_ms"):
         print(f"{'proof ' + key:26}{ours['proof'][key]:>14.3f}{peer['proof'][key]:>14.3f}")
+    for key in ("p50_ms", "p99_ms"):
+        print(f"{'record by id ' + key:26}{ours['entry_by_id'][key]:>14.3f}{'—':>14}")
     print(f"\nsame root: {report['same_root']}")
     for name, value in report["ratios"].items():
         print(f"{name}: {value:.2f}")
