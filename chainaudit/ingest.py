@@ -184,7 +184,9 @@ def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chu
     receiver, sender = context.Pipe(duplex=False)
     with contextlib.suppress(OSError, AttributeError):  # fewer, larger reads (Linux only)
         fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    child = context.Process(target=_parse_into, args=(jobs, sender, next_leaf), daemon=True)
+    child = context.Process(
+        target=_parse_into, args=(jobs, sender, receiver, next_leaf), daemon=True
+    )
     child.start()
     sender.close()
     try:
@@ -209,10 +211,16 @@ def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chu
         receiver.close()
 
 
-def _parse_into(jobs: Iterator[Job], sender: Connection, next_leaf: int | None) -> None:
+def _parse_into(
+    jobs: Iterator[Job], sender: Connection, receiver: Connection, next_leaf: int | None
+) -> None:
     """The child of :func:`_parsed_by_child`: send each parsed chunk, then ``done`` (or the
     error that stopped it). With ``next_leaf`` (where the records start if all are new) it
-    also packs each batch's complete bundles (:func:`chainaudit.bundles.pack`)."""
+    also packs each batch's complete bundles (:func:`chainaudit.bundles.pack`).
+
+    The child closes its inherited copy of the pipe's reading end first: then, if the writer
+    dies, sending fails (``BrokenPipeError``) and the child ends instead of blocking."""
+    receiver.close()
     try:
         for job in jobs:
             chunk = _parse_chunk(job)

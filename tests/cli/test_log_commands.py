@@ -179,6 +179,14 @@ def test_acknowledged_batches_survive_kill_9(tmp_path: Path) -> None:
     assert "audit: clean" in run(data, "audit").stdout
 
 
+def _state(pid: int) -> str:
+    """The state letter of process ``pid`` (``Z`` once it has exited), "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def test_atomic_ingest_killed_midway_leaves_log_unchanged(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run(data, "ingest", str(write_jsonl(tmp_path / "a.jsonl", [record(i) for i in range(10)])))
@@ -197,8 +205,15 @@ def test_atomic_ingest_killed_midway_leaves_log_unchanged(tmp_path: Path) -> Non
         deadline -= 1
         time.sleep(0.01)
     assert process.poll() is None, "ingest finished before it could be killed"
+    (child,) = [int(pid) for pid in children.read_text().split()]
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+    # The orphaned parsing child finds the pipe closed and ends instead of hanging on.
+    deadline = 300
+    while deadline and Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        deadline -= 1
+        time.sleep(0.01)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the child lives on"
     with Log.open(data) as log:
         assert log.size == 10 and log.root() == root
         assert log.audit().clean
