@@ -209,11 +209,47 @@ def test_atomic_ingest_killed_midway_leaves_log_unchanged(tmp_path: Path) -> Non
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     # The orphaned parsing child finds the pipe closed and ends instead of hanging on.
-    deadline = 300
-    while deadline and Path(f"/proc/{child}").exists() and "Z" not in _state(child):
-        deadline -= 1
-        time.sleep(0.01)
-    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the child lives on"
+    assert _ended(child), "the parsing child lives on"
     with Log.open(data) as log:
         assert log.size == 10 and log.root() == root
         assert log.audit().clean
+
+
+def _ended(pid: int) -> bool:
+    """Wait up to 3 s for process ``pid`` to exit; whether it did."""
+    deadline = 300
+    while deadline and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        deadline -= 1
+        time.sleep(0.01)
+    return not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def test_parser_processes_end_when_the_writer_is_killed(tmp_path: Path) -> None:
+    """Records the native path declines are parsed by a pool of two processes; they must not
+    outlive a writer killed with SIGKILL (they end on the broken pipe to it)."""
+    slow = [{**record(i), "actor": "supplier:société"} for i in range(60_000)]
+    source = write_jsonl(tmp_path / "slow.jsonl", slow)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chainaudit",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "ingest",
+            str(source),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = 1000
+    while deadline and process.poll() is None and len(children.read_text().split()) < 2:
+        deadline -= 1
+        time.sleep(0.01)
+    assert process.poll() is None, "ingest finished before it could be killed"
+    workers = [int(pid) for pid in children.read_text().split()]
+    assert len(workers) == 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert all(_ended(pid) for pid in workers), "a parser process lives on"
