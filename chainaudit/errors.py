@@ -39,6 +39,15 @@ class ConflictError(ChainauditError):
     """A record id was submitted again with different content."""
 
 
+class ReservedError(RecordError):
+    """A client tried to write a record kind or id namespace reserved for the service."""
+
+    def __init__(self, message: str, *, reserved: str, line: int | None = None) -> None:
+        super().__init__(message, line=line)
+        #: The reserved kind or id prefix the record fell under.
+        self.reserved = reserved
+
+
 class NotFoundError(ChainauditError):
     """A record, checkpoint, anchor or deal does not exist."""
 

@@ -15,6 +15,9 @@ Pure, no I/O except the operating system's random source for salts. A record is 
 * ``salt`` is 16 random bytes in hex, drawn here when the client sends none. It sits inside
   the hashed bytes so an anchored hash reveals nothing about a guessable payload, and a
   payload can later be erased while its proof stays valid.
+* ``submitter`` names who appended the record (:mod:`chainaudit.provenance`): stamped by the
+  API (``key:<key id>``), by ``chainaudit ingest`` (``local:<user>``) or by the service itself
+  (``service:<component>``), never taken from a client.
 
 The leaf data is the RFC 8785 canonical form of the whole object (:mod:`chainaudit.canonical`)
 and the leaf hash is ``SHA-256(0x00 || leaf data)`` (RFC 9162 §2.1.1).
@@ -44,14 +47,15 @@ KINDS: frozenset[str] = frozenset(
 )
 """The record kinds every deployment accepts; more can be declared per log."""
 
-FIELDS = ("id", "kind", "timestamp", "actor", "payload", "salt")
-REQUIRED = frozenset(FIELDS) - {"salt"}
+FIELDS = ("id", "kind", "timestamp", "actor", "payload", "salt", "submitter")
+REQUIRED = frozenset(FIELDS) - {"salt", "submitter"}
 MAX_RECORD_BYTES = 64 * 1024
 SALT_BYTES = 16
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _SALT = re.compile(r"[0-9a-f]{32}")
+_SUBMITTER = re.compile(r"(key|local|service):[A-Za-z0-9._@-]{1,64}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -76,10 +80,20 @@ class PreparedRecord(NamedTuple):
 _salt_pool: list[str] = []
 
 
+def _forget_salts() -> None:
+    _salt_pool.clear()
+
+
+# A forked child must never hand out salts its parent drew too: the pool is emptied in every
+# child, so each process draws its own from the OS.
+os.register_at_fork(after_in_child=_forget_salts)
+
+
 def new_salt() -> str:
     """Return a fresh random salt: 16 bytes from the OS CSPRNG, as lowercase hex.
 
-    Salts are drawn 1,024 at a time (one system call) and handed out once each.
+    Salts are drawn 1,024 at a time (one system call) and handed out once each; the pool
+    does not survive a fork.
     """
     if not _salt_pool:
         pool = os.urandom(SALT_BYTES * 1024).hex()
@@ -93,11 +107,15 @@ def prepare(
     *,
     kinds: Iterable[str] = KINDS,
     salt: str | None = None,
+    submitter: str | None = None,
     domain_checked: bool = False,
 ) -> PreparedRecord:
     """Validate ``record`` and compute its canonical bytes and leaf hash.
 
     ``salt`` overrides the random salt drawn when the record has none (for tests and replays).
+    ``submitter`` stamps who appends the record (``key:…``, ``local:…`` or ``service:…``); a
+    record that already carries a ``submitter`` is then refused, since clients may not set
+    it. Without ``submitter`` a stored record's own field is kept (re-preparing a stored body).
     ``domain_checked`` is for :func:`parse_json_line` only: it promises that the payload came
     from a parser that refused floats and holds no integer over 15 digits and no deep
     nesting, so the payload walk of :func:`chainaudit.canonical.check_value` can be skipped.
@@ -130,6 +148,13 @@ def prepare(
     supplied = record.get("salt")
     if supplied is not None and (type(supplied) is not str or not _SALT.fullmatch(supplied)):
         raise RecordError("salt must be 32 lowercase hex digits (16 bytes)")
+    stamped = record.get("submitter")
+    if submitter is not None:
+        if stamped is not None:
+            raise RecordError("submitter is stamped by the server; remove it from the record")
+        stamped = submitter
+    if stamped is not None and (type(stamped) is not str or not _SUBMITTER.fullmatch(stamped)):
+        raise RecordError("submitter must be key:<id>, local:<user> or service:<name>")
     document = {
         "id": record_id,
         "kind": kind,
@@ -138,6 +163,8 @@ def prepare(
         "payload": payload,
         "salt": supplied or salt or new_salt(),
     }
+    if stamped is not None:
+        document["submitter"] = stamped
     if not actor.isascii():
         check_value(actor, "actor")
     if domain_checked:
