@@ -81,10 +81,12 @@ AnchorStatus = Literal["confirmed", "final"]
 
 _HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_SUBMITTER = re.compile(r"(key|local|service):[A-Za-z0-9._@-]{1,64}")
 _RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _SALT = re.compile(r"[0-9a-f]{32}")
-_RECORD_FIELDS = ("id", "kind", "timestamp", "actor", "payload", "salt")
+_RECORD_FIELDS = ("id", "kind", "timestamp", "actor", "payload", "salt", "submitter")
+_RECORD_REQUIRED = frozenset(_RECORD_FIELDS) - {"submitter"}
 _TOP_FIELDS = frozenset(
     {
         "version",
@@ -418,9 +420,11 @@ def _checksummed(address: str) -> str:
 
 def _record(value: Any) -> dict[str, Any]:
     where = "record"
-    _object(value, where, frozenset(_RECORD_FIELDS), frozenset(_RECORD_FIELDS))
-    patterns = {"id": _RECORD_ID, "kind": _KIND, "salt": _SALT}
+    _object(value, where, frozenset(_RECORD_FIELDS), _RECORD_REQUIRED)
+    patterns = {"id": _RECORD_ID, "kind": _KIND, "salt": _SALT, "submitter": _SUBMITTER}
     for name, pattern in patterns.items():
+        if name not in value:
+            continue  # only the submitter is optional (records written before it existed)
         field = value[name]
         if type(field) is not str or not pattern.fullmatch(field):
             raise InputError(f"record.{name} is malformed")

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from chainaudit import provenance
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file
 from chainaudit.settings import Settings, load_settings
@@ -371,6 +372,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             action="keys.create",
             actor=cli_actor(),
             details={"target_key": key.key_id, "role": key.role, "address": key.address},
+            submitter=provenance.KEYS,
         )
     finally:
         store.close()
@@ -391,6 +393,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
             action="keys.revoke",
             actor=cli_actor(),
             details={"target_key": key.key_id, "role": key.role},
+            submitter=provenance.KEYS,
         )
     finally:
         store.close()

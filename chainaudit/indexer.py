@@ -56,6 +56,7 @@ from typing import Any, Final
 from hexbytes import HexBytes
 from web3 import Web3
 
+from chainaudit import provenance
 from chainaudit.chain import Chain
 from chainaudit.errors import ChainUnavailableError, StoreError
 from chainaudit.escrow import DecodedEvent, EscrowClient
@@ -332,7 +333,8 @@ class Indexer:
                             "timestamp": detected,
                             "actor": INDEXER_ACTOR,
                             "payload": payload,
-                        }
+                        },
+                        submitter=provenance.INDEXER,
                     ),
                 )
                 db.execute(
@@ -455,7 +457,8 @@ class Indexer:
                     "timestamp": _rfc3339(int(block["timestamp"])),
                     "actor": f"eth:{sender}" if sender else INDEXER_ACTOR,
                     "payload": payload,
-                }
+                },
+                submitter=provenance.INDEXER,
             ),
         )
         db.execute(

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from web3 import Web3
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.anchoring import AnchorBook, audit_against_chain
 from chainaudit.canonical import canonicalize
@@ -484,7 +485,8 @@ def _append_report(log: Log, report: ReconcileReport, actor: str) -> str:
                 "differences": differences[:MAX_RECORDED_DIFFERENCES],
                 "differences_sha256": digest,
             },
-        }
+        },
+        submitter=provenance.RECONCILER,
     )
     log.append([record])
     return record.record_id

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.errors import NotFoundError, RecordError, RiskError
 from chainaudit.merkle import hash_leaf
@@ -82,7 +83,8 @@ def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> Prepared
                 "timestamp": now_rfc3339(),
                 "actor": actor,
                 "payload": payload,
-            }
+            },
+            submitter=provenance.RISK,
         )
     except RecordError as exc:
         raise RiskError(f"cannot make decision record {record_id}: {exc}") from exc

@@ -177,7 +177,11 @@ def test_partner_sees_and_writes_only_its_own_records(api: Api) -> None:
 def test_signed_records_store_the_signer_and_refuse_forgeries(api: Api, anvil: Devnet) -> None:
     signer = Account.from_key(anvil.accounts[5].private_key)
     doc = record(7, salt="ab" * 16)
-    leaf = prepare(doc).leaf_hash
+    # The server stamps the submitter (the key's id) inside the hashed bytes, so a client
+    # signing its own record hashes it with that field.
+    key_id = api.tokens["operator"].split("_")[1]
+    leaf = prepare(doc, submitter=f"key:{key_id}").leaf_hash
+    assert leaf != prepare(doc).leaf_hash
     good = sign_record(signer, anvil.chain_id, doc["id"], leaf)
     other_chain = sign_record(signer, anvil.chain_id + 1, doc["id"], leaf)
     with api.client("operator") as client:

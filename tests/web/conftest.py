@@ -49,7 +49,7 @@ LATER_RECORD = "bol-2026-0002"
 
 
 def sample_records(actor_of_invoices: str) -> list[dict[str, Any]]:
-    """A small supply-chain history: purchase orders, invoices, an inspection, a decision."""
+    """A small supply-chain history: purchase orders, invoices, an inspection, a match report."""
     records: list[dict[str, Any]] = []
     for n in range(1, 6):
         records.append(
@@ -87,10 +87,10 @@ def sample_records(actor_of_invoices: str) -> list[dict[str, Any]]:
     )
     records.append(
         {
-            "id": "risk-2026-0001",
-            "kind": "decision",
+            "id": "match-2026-0001",
+            "kind": "document",  # decisions are the service's own (reserved) kind
             "timestamp": "2026-11-20T08:30:00Z",
-            "actor": "risk:engine",
+            "actor": "erp:matching",
             "payload": {"rule": "invoice-matches-po", "outcome": "approve", "score": 12},
         }
     )

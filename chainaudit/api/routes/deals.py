@@ -26,6 +26,7 @@ from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
@@ -261,7 +262,8 @@ def _record(
             "timestamp": now_rfc3339(),
             "actor": actor_of(key),
             "payload": payload,
-        }
+        },
+        submitter=provenance.API,
     )
     svc.writer.submit([record]).result(timeout=60)
 

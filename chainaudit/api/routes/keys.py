@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Admin, ServicesDep, actor_of
 from chainaudit.api.problems import Problem
@@ -57,7 +58,8 @@ async def _audit(svc: ServicesDep, actor: ApiKey, action: str, target: ApiKey) -
                 "role": target.role,
                 "address": target.address,
             },
-        }
+        },
+        submitter=provenance.KEYS,
     )
     await svc.writer.append([record])
 

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.errors import NotFoundError, RecordError, VerificationError
+from chainaudit.errors import NotFoundError, RecordError, ReservedError, VerificationError
 from chainaudit.keys import ApiKey
 from chainaudit.records import PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
@@ -93,9 +94,15 @@ def _prepare_all(
                 f"{where}: a partner key may only append records whose actor "
                 f"is its own address {key.address}",
             )
+        try:
+            provenance.check_client_write(item.kind, item.id)
+        except ReservedError as exc:
+            raise Problem(403, "reserved", f"{where}: {exc}") from exc
         document = item.model_dump(exclude={"signature", "signer"}, exclude_none=True)
         try:
-            record = prepare(document, kinds=svc.kinds)
+            record = prepare(
+                document, kinds=svc.kinds, submitter=provenance.key_submitter(key.key_id)
+            )
         except RecordError as exc:
             raise Problem(
                 422,
@@ -152,7 +159,8 @@ def _action_for(key: ApiKey, records: list[PreparedRecord]) -> Any:
                     "first_index": result.first_index,
                     "leaf_hashes_sha256": digest,
                 },
-            }
+            },
+            submitter=provenance.API,
         )
 
     return follow_up
