@@ -1053,14 +1053,15 @@ class _ContentAudit:
         elif self.first_stamped is None:
             problem = "unstamped"
             detail = (
-                f"{what} with no submitter: written before submitters were stamped (no earlier "
-                "record of this log carries one), so nothing shows the service wrote it"
+                f"no submitter, though only the service writes {what}: the record predates "
+                "submitter stamping (no earlier record of this log carries one), so nothing "
+                "shows the service wrote it"
             )
         else:
             problem = "unentitled"
             detail = (
-                f"{what} with no submitter, appended after leaf {self.first_stamped} was "
-                "stamped: only the service writes it"
+                f"no submitter, though only the service writes {what}, and it was appended "
+                f"after leaf {self.first_stamped} was stamped"
             )
         self.findings.append(AuditFinding(problem, idx, record_id, detail + "; readers ignore it"))
 
@@ -1070,8 +1071,8 @@ def _reserved_what(document: Mapping[str, Any]) -> str:
     kind, record_id = str(document.get("kind", "")), str(document.get("id", ""))
     allowed = provenance.RESERVED_KINDS.get(kind)
     if allowed is not None and document.get("submitter") not in allowed:
-        return f"{kind} records (a reserved kind)"
-    return f"ids under {provenance.reserved_prefix(record_id)!r} (a reserved namespace)"
+        return f"the reserved kind {kind!r}"
+    return f"ids in the reserved namespace {provenance.reserved_prefix(record_id)!r}"
 
 
 def _summary_of(document: Mapping[str, Any]) -> tuple[str, str, str, int] | None:

@@ -466,10 +466,20 @@ def test_audit_names_records_their_submitter_may_not_write(log: Log) -> None:
         ("unentitled", 2, "escrow:31337:0xab:7:0"),
         ("unentitled", 4, "dec-4"),
     ]
-    assert "submitted by 'key:buyer', which may not write decision records" in findings[0].detail
-    assert "escrow_event records (a reserved kind)" in findings[1].detail
-    assert "ids under 'escrow:' (a reserved namespace)" in findings[2].detail
-    assert "with no submitter, appended after leaf 0 was stamped" in findings[3].detail
+    assert findings[0].detail == (
+        "submitted by 'key:buyer', which may not write the reserved kind 'decision'; "
+        "readers ignore it"
+    )
+    assert "'service:api', which may not write the reserved kind 'escrow_event'" in (
+        findings[1].detail
+    )
+    assert "'local:ops', which may not write ids in the reserved namespace 'escrow:'" in (
+        findings[2].detail
+    )
+    assert findings[3].detail == (
+        "no submitter, though only the service writes the reserved kind 'decision', and it was "
+        "appended after leaf 0 was stamped; readers ignore it"
+    )
 
 
 def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: Log) -> None:
@@ -484,4 +494,4 @@ def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: L
         ("unstamped", 2),
         ("unentitled", 4),
     ]
-    assert "written before submitters were stamped" in findings[0].detail
+    assert "the record predates submitter stamping" in findings[0].detail
