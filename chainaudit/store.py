@@ -791,7 +791,10 @@ class Log:
             if implied.pop((str(deal), idx), None) is None and idx not in content.erased:
                 extra.append((str(deal), idx))
         leaves = [idx for _, idx in extra if isinstance(idx, int) and 0 <= idx < self._size]
-        stored = {e.index: e.record_id for e in self._entries_at(leaves)}
+        try:
+            stored = {e.index: e.record_id for e in self._entries_at(leaves)}
+        except StoreError:  # a damaged bundle, reported already: its records count as absent
+            stored = {}
         for deal, idx in extra:
             if isinstance(idx, int) and idx in stored:
                 named = content.deals.get(idx)
@@ -830,7 +833,10 @@ class Log:
         from chainaudit.signing import recover_record_signer  # noqa: PLC0415 - imports web3
 
         chains = [chain_id] if chain_id is not None else self._anchored_chain_ids()
-        entries = self._entries_by_id([str(row[0]) for row in rows])
+        try:
+            entries = self._entries_by_id([str(row[0]) for row in rows])
+        except StoreError:  # a damaged bundle, reported already: its records count as absent
+            entries = {}
         for record_id, signer, signature in rows:
             entry = entries.get(str(record_id))
             if entry is None:

@@ -495,3 +495,12 @@ def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: L
         ("unentitled", 4),
     ]
     assert "the record predates submitter stamping" in findings[0].detail
+
+
+def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(log: Log) -> None:
+    signed_log(log)
+    log.append([make(10, payload={"deal_id": "D-1"})])
+    tamper(log, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    found = problems(log)
+    assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
+    assert [i for p, i, _ in found if p == "deleted"] == list(range(11))
