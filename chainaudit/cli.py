@@ -8,8 +8,8 @@ anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next
 ``verify BUNDLE [--rpc URL]`` and ``verify --consistency OLD NEW`` (:mod:`chainaudit.verify`)
 print one line per check and exit 0 when valid, 1 when a check failed (named on stderr),
 2 when the bundle or the endpoint cannot be used.
-``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`)
-prints one line per finding and exits 1 if there is any.
+``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
+:func:`chainaudit.indexer.audit_index`) prints one line per finding and exits 1 if there is any.
 """
 
 from __future__ import annotations
@@ -236,12 +236,14 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import audit_against_chain  # noqa: PLC0415
     from chainaudit.context import chain_from  # noqa: PLC0415
     from chainaudit.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.indexer import audit_index  # noqa: PLC0415
     from chainaudit.risk.book import audit_tables  # noqa: PLC0415
 
     with _open_log(settings) as log:
         chain = chain_from(settings, args.rpc) if args.chain else None
         report = log.audit(chain_id=None if chain is None else chain.chain_id())
         report.findings.extend(audit_tables(log))
+        report.findings.extend(audit_index(log))
         if chain is not None:
             report.findings.extend(
                 audit_against_chain(log, chain, contract_address(settings, chain))

@@ -112,8 +112,9 @@ class AuditFinding:
     problem: str
     """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
     ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``,
-    ``deal`` (the deal index) and, from :func:`chainaudit.risk.book.audit_tables`, ``risk``
-    (see :meth:`Log.audit`)."""
+    ``deal`` (the deal index) (see :meth:`Log.audit`); ``risk`` from
+    :func:`chainaudit.risk.book.audit_tables` and ``escrow`` from
+    :func:`chainaudit.indexer.audit_index`."""
     index: int | None
     record_id: str | None
     detail: str
