@@ -8,6 +8,8 @@ anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next
 ``verify BUNDLE [--rpc URL]`` and ``verify --consistency OLD NEW`` (:mod:`chainaudit.verify`)
 print one line per check and exit 0 when valid, 1 when a check failed (named on stderr),
 2 when the bundle or the endpoint cannot be used.
+``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
+:func:`chainaudit.indexer.audit_index`) prints one line per finding and exits 1 if there is any.
 """
 
 from __future__ import annotations
@@ -235,11 +237,15 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import audit_against_chain  # noqa: PLC0415
     from chainaudit.context import chain_from  # noqa: PLC0415
     from chainaudit.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.indexer import audit_index  # noqa: PLC0415
+    from chainaudit.risk.book import audit_tables  # noqa: PLC0415
 
     with _open_log(settings) as log:
-        report = log.audit()
-        if args.chain:
-            chain = chain_from(settings, args.rpc)
+        chain = chain_from(settings, args.rpc) if args.chain else None
+        report = log.audit(chain_id=None if chain is None else chain.chain_id())
+        report.findings.extend(audit_tables(log))
+        report.findings.extend(audit_index(log))
+        if chain is not None:
             report.findings.extend(
                 audit_against_chain(log, chain, contract_address(settings, chain))
             )
@@ -915,13 +921,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     audit = commands.add_parser(
-        "audit", help="re-derive every leaf and node; exit 1 on any difference"
+        "audit",
+        help="re-derive every leaf, node and index row from the records, check signatures and "
+        "who submitted each record; exit 1 on any finding",
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument(
         "--chain",
         action="store_true",
-        help="also compare every checkpoint anchored on chain with the log",
+        help="also compare every checkpoint anchored on chain with the log, and check "
+        "signatures for that chain's id (else for the chains the log was anchored on)",
     )
     audit.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
     audit.set_defaults(handler=cmd_audit)

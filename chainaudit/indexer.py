@@ -61,7 +61,7 @@ from chainaudit.chain import Chain
 from chainaudit.errors import ChainUnavailableError, StoreError
 from chainaudit.escrow import DecodedEvent, EscrowClient
 from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Entry, Log
+from chainaudit.store import AuditFinding, Entry, Log
 
 logger = logging.getLogger(__name__)
 
@@ -559,6 +559,146 @@ def events_for_deal(
         if len(batch) < page:
             return found
         start = batch[-1].index + 1
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+_INDEX_COLUMNS: Final = (
+    "record_id, base_id, generation, chain_id, contract, block_number, block_hash, tx_hash, "
+    "log_index, event, deal_id, status"
+)
+
+
+def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
+    """Check the escrow index (``escrow_index_events``) of ``log``'s file against the
+    ``escrow_event`` records of the log.
+
+    Every row must name a record (in the log, or still in the outbox) that is the event the
+    row describes: its id made of the row's base id and generation, and chain, vault, block,
+    transaction, log index, event name and deal as the record's payload states them; a row is
+    ``retracted`` exactly when the record ``<id>:retracted`` exists. Every event record and
+    retraction of a vault the index follows must have its row. Records appended after the
+    index was read are left for the next audit. Returns one ``escrow`` finding per
+    difference; an empty list when the file has no escrow index (none is created). Writes
+    nothing; raises :class:`~chainaudit.errors.StoreError` if the file cannot be read.
+    """
+    size = log.refresh()  # every record below this was flushed before the snapshot below
+    try:
+        db = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the escrow index in {log.path}: {exc}") from exc
+    try:
+        db.execute("BEGIN")  # one snapshot of the rows, the outbox and the vaults followed
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_index_events'"
+        ).fetchone()
+        if found is None:
+            return []
+        rows = db.execute(f"SELECT {_INDEX_COLUMNS} FROM escrow_index_events").fetchall()  # noqa: S608
+        pending = {
+            str(record_id): _payload_of(body)
+            for record_id, body in db.execute("SELECT record_id, body FROM escrow_index_outbox")
+        }
+        vaults = {
+            (int(chain), str(contract))
+            for chain, contract in db.execute("SELECT chain_id, contract FROM escrow_index_cursor")
+        }
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the escrow index in {log.path}: {exc}") from exc
+    finally:
+        db.close()
+    records: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    start = 0
+    while True:
+        batch = log.scan(start=start, limit=page, kind=KIND)
+        for entry in batch:
+            records[entry.record_id] = (entry.index, _payload_of(entry.body))
+        if len(batch) < page:
+            break
+        start = batch[-1].index + 1
+    payloads = {rid: payload for rid, (_, payload) in records.items()}
+    payloads.update((rid, p) for rid, p in pending.items() if rid not in payloads)
+    findings: list[AuditFinding] = []
+    listed: set[str] = set()
+    for row in rows:
+        record_id = str(row[0])
+        listed.add(record_id)
+        problem = _row_problem(row, payloads, f"{record_id}:retracted" in payloads)
+        if problem is not None:
+            where = records.get(record_id, (None, None))[0]
+            findings.append(
+                AuditFinding("escrow", where, record_id, f"escrow index row: {problem}")
+            )
+    for record_id, (index, payload) in sorted(records.items(), key=lambda r: r[1][0]):
+        if index >= size or payload is None:
+            continue
+        vault = (payload.get("chain_id"), payload.get("contract"))
+        if vault not in vaults:
+            continue
+        if payload.get("type") == "event" and record_id not in listed:
+            detail = "an event record of a vault the escrow index follows, missing from the index"
+        elif payload.get("type") == "retraction" and str(payload.get("retracts")) not in listed:
+            detail = f"retracts {payload.get('retracts')!r}, which the escrow index does not list"
+        else:
+            continue
+        findings.append(AuditFinding("escrow", index, record_id, detail))
+    return findings
+
+
+def _payload_of(body: object) -> dict[str, Any] | None:
+    """The payload of a stored record body, if it has one."""
+    try:
+        document = json.loads(body) if isinstance(body, bytes | str) else None
+    except ValueError:
+        return None
+    payload = document.get("payload") if isinstance(document, dict) else None
+    return payload if isinstance(payload, dict) else None
+
+
+def _row_problem(
+    row: Sequence[Any], payloads: Mapping[str, dict[str, Any] | None], retracted: bool
+) -> str | None:
+    """What is wrong with one ``escrow_index_events`` row, or ``None``."""
+    record_id, base, generation = str(row[0]), str(row[1]), row[2]
+    if record_id not in payloads:
+        return "it lists an event record the log does not hold"
+    payload = payloads[record_id]
+    if payload is None or payload.get("type") != "event":
+        return "the log's record under its id is not an escrow event"
+    block_hash = row[6]
+    stated = {
+        "chain_id": row[3],
+        "contract": row[4],
+        "block_number": row[5],
+        "block_hash": _hex(bytes(block_hash)) if isinstance(block_hash, bytes) else block_hash,
+        "tx_hash": row[7],
+        "log_index": row[8],
+        "event": row[9],
+        "deal_id": row[10],
+    }
+    differ = [
+        f"{name} is {value!r}, the record says {payload.get(name)!r}"
+        for name, value in stated.items()
+        if payload.get(name) != value
+    ]
+    try:
+        derived = event_record_id(
+            int(payload["chain_id"]),
+            str(payload["tx_hash"]),
+            int(payload["log_index"]),
+            str(payload["block_hash"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        derived = None
+    if base != derived:
+        differ.append(f"base_id is {base!r}, the record's event gives {derived!r}")
+    if record_id != (base if generation == 0 else f"{base}:{generation}"):
+        differ.append(f"generation {generation!r} of base {base!r} does not give its id")
+    status = RETRACTED if retracted else LIVE
+    if row[11] != status:
+        differ.append(f"status is {row[11]!r}, the records say {status!r}")
+    return "; ".join(differ) or None
 
 
 # -- helpers ----------------------------------------------------------------------------------

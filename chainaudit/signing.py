@@ -13,6 +13,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_utils.exceptions import ValidationError
 from web3 import Web3
 
 from chainaudit.errors import VerificationError
@@ -52,5 +53,5 @@ def recover_record_signer(chain_id: int, record_id: str, leaf_hash: bytes, signa
     try:
         message = encode_typed_data(full_message=record_typed_data(chain_id, record_id, leaf_hash))
         return str(Account.recover_message(message, signature=signature))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ValidationError) as exc:
         raise VerificationError("the record signature is malformed", check="signature") from exc

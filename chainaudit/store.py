@@ -27,11 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
-from chainaudit import bundles, merkle, native, tiles
-from chainaudit.errors import ConflictError, NotFoundError, StoreError
-from chainaudit.records import KINDS, PreparedRecord, same_content, summary
+from chainaudit import bundles, merkle, native, provenance, tiles
+from chainaudit.errors import (
+    ConflictError,
+    NotFoundError,
+    RecordError,
+    StoreError,
+    VerificationError,
+)
+from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, same_content
 
 DB_NAME: Final = "log.sqlite"
 SCHEMA_VERSION: Final = 3
@@ -105,7 +111,10 @@ class AuditFinding:
 
     problem: str
     """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
-    ``index``."""
+    ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``,
+    ``deal`` (the deal index) (see :meth:`Log.audit`); ``risk`` from
+    :func:`chainaudit.risk.book.audit_tables` and ``escrow`` from
+    :func:`chainaudit.indexer.audit_index`."""
     index: int | None
     record_id: str | None
     detail: str
@@ -635,16 +644,33 @@ class Log:
 
     # -- audit -------------------------------------------------------------------------------
 
-    def audit(self) -> AuditReport:
-        """Re-derive every leaf from its stored record and every stored node from the leaves.
+    def audit(self, *, chain_id: int | None = None) -> AuditReport:
+        """Re-derive every leaf from its stored record, every stored node from the leaves, and
+        every derived index row from the records.
 
         Reports each record whose bytes no longer hash to the leaf the tree committed
         (``altered``), that sits at another index than the one committed (``reordered``), that
         is missing (``deleted``) or that the tree never committed (``inserted``); each stored
         node that does not match its children (``tree``); each recorded checkpoint whose
-        root the stored tree no longer reproduces (``history``); and each record id that the
-        id index does not map to its record (``index``). Reads the store sequentially in
-        ``O(n)`` time and ``O(log n)`` memory, plus the mismatching leaves.
+        root the stored tree no longer reproduces (``history``); each record id that the
+        id index does not map to its record (``index``).
+
+        Then what the records say: a record whose content is gone (``erased``: no erasure
+        record exists yet, so every missing content is reported, and its stored id, kind,
+        actor and time can no longer be checked); a record of a reserved kind or id
+        (:mod:`chainaudit.provenance`) whose stamped submitter may not write it
+        (``unentitled``; also one with no submitter appended after the log's first stamped
+        record), or with no submitter at all before that (``unstamped``: written before
+        submitters were stamped, nothing shows the service wrote it, readers ignore it);
+        each ``deal_records`` row the records do not imply and each link they imply that is
+        missing (``deal``); each stored signature that is not the stored signer's EIP-712
+        signature of that record's committed leaf, or whose record the log lacks
+        (``signature``). Signatures are checked for ``chain_id`` when given, else for the
+        chain ids the log was anchored on; a log never anchored names no chain, so its
+        signatures are then reported as not checkable.
+
+        Reads the store sequentially in ``O(n)`` time and ``O(log n)`` memory, plus the
+        mismatching leaves, the deal links and the signatures. Writes nothing.
         """
         self._sync()
         size = self._size
@@ -655,7 +681,8 @@ class Log:
         expected = 0
         committed = self._level(0, size)
         committed_next = 0  # the index of the leaf ``committed`` yields next
-        for idx, record_id, body in self._audit_records(findings):
+        content = _ContentAudit(findings)
+        for idx, record_id, body in self._audit_records(findings, content):
             report.records_checked += 1
             if idx >= size:
                 findings.append(
@@ -701,15 +728,17 @@ class Log:
                 )
         report.nodes_checked, report.root = self._audit_tree(size, findings)
         self._audit_history(report.root, size, findings)
+        self._audit_deal_links(content, findings)
+        self._audit_signatures(chain_id, findings)
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
         return report
 
     def _audit_records(
-        self, findings: list[AuditFinding]
+        self, findings: list[AuditFinding], content: _ContentAudit
     ) -> Iterator[tuple[int, str, bytes | None]]:
         """Yield ``(index, record id, body)`` of every stored record once, by index; report
         unreadable bundles, records stored in the wrong bundle or twice, and id index rows
-        that do not lead to their record."""
+        that do not lead to their record; check each record's content with ``content``."""
         indexed = 0
         reported: set[str] = set()
         unreadable: set[int] = set()
@@ -737,16 +766,7 @@ class Log:
                     )
                     continue
                 seen.add(idx)
-                if record.body is not None and summary(record.body) != record[:4]:
-                    findings.append(
-                        AuditFinding(
-                            "altered",
-                            idx,
-                            record_id,
-                            "the id, kind, actor or time stored with the record disagree with "
-                            "its content",
-                        )
-                    )
+                content.check(record)
                 if index_rows.get(record_id) == idx:
                     indexed += 1
                 else:
@@ -762,6 +782,117 @@ class Log:
                 for record_id, idx in chunk.items():
                     if record_id not in found and record_id not in reported:
                         findings.append(_index_finding(record_id, None, idx))
+
+    def _audit_deal_links(self, content: _ContentAudit, findings: list[AuditFinding]) -> None:
+        """Compare ``deal_records`` with the links the records imply (``content.links``);
+        rows for records whose content is gone cannot be checked and are left alone."""
+        implied = content.links
+        extra: list[tuple[str, object]] = []
+        for deal, idx in self._db.execute("SELECT deal_id, idx FROM deal_records"):
+            if implied.pop((str(deal), idx), None) is None and idx not in content.erased:
+                extra.append((str(deal), idx))
+        leaves = [idx for _, idx in extra if isinstance(idx, int) and 0 <= idx < self._size]
+        try:
+            stored = {e.index: e.record_id for e in self._entries_at(leaves)}
+        except StoreError:  # a damaged bundle, reported already: its records count as absent
+            stored = {}
+        for deal, idx in extra:
+            if isinstance(idx, int) and idx in stored:
+                named = content.deals.get(idx)
+                says = f"its content names deal {named!r}" if named else "its content names no deal"
+                detail = f"linked to deal {deal!r} in the deal index, but {says}"
+                findings.append(AuditFinding("deal", idx, stored[idx], detail))
+            else:
+                findings.append(
+                    AuditFinding(
+                        "deal",
+                        idx if isinstance(idx, int) else None,
+                        None,
+                        f"the deal index links deal {deal!r} to leaf {idx!r}, which holds no "
+                        "stored record",
+                    )
+                )
+        for (deal, idx), record_id in implied.items():
+            findings.append(
+                AuditFinding(
+                    "deal",
+                    idx,
+                    record_id,
+                    f"names deal {deal!r}, but the deal index does not link it (it is missing "
+                    "from the deal's timeline)",
+                )
+            )
+
+    def _audit_signatures(self, chain_id: int | None, findings: list[AuditFinding]) -> None:
+        """Check every stored signature against its record's committed leaf and its stored
+        signer (see :meth:`audit`)."""
+        rows = self._db.execute(
+            "SELECT record_id, signer, signature FROM record_signatures ORDER BY record_id"
+        ).fetchall()
+        if not rows:
+            return
+        from chainaudit.signing import recover_record_signer  # noqa: PLC0415 - imports web3
+
+        chains = [chain_id] if chain_id is not None else self._anchored_chain_ids()
+        try:
+            entries = self._entries_by_id([str(row[0]) for row in rows])
+        except StoreError:  # a damaged bundle, reported already: its records count as absent
+            entries = {}
+        for record_id, signer, signature in rows:
+            entry = entries.get(str(record_id))
+            if entry is None:
+                findings.append(
+                    AuditFinding(
+                        "signature",
+                        None,
+                        str(record_id),
+                        f"a signature by {signer} is stored for a record the log does not hold",
+                    )
+                )
+                continue
+            if not chains:
+                findings.append(
+                    AuditFinding(
+                        "signature",
+                        entry.index,
+                        entry.record_id,
+                        f"stored as signed by {signer}, but no chain id is known to check it "
+                        "with (the log was never anchored): audit with --chain",
+                    )
+                )
+                continue
+            recovered: list[str] = []
+            for chain in chains:
+                try:
+                    recovered.append(
+                        recover_record_signer(chain, entry.record_id, entry.leaf_hash, signature)
+                    )
+                except VerificationError:
+                    recovered.append("")
+            if str(signer).lower() in (r.lower() for r in recovered):
+                continue
+            made_by = ", ".join(
+                f"{r or 'nobody (malformed)'} on chain {c}"
+                for c, r in zip(chains, recovered, strict=True)
+            )
+            findings.append(
+                AuditFinding(
+                    "signature",
+                    entry.index,
+                    entry.record_id,
+                    f"stored as signed by {signer}, but the stored signature of this record's "
+                    f"committed leaf was made by {made_by}",
+                )
+            )
+
+    def _anchored_chain_ids(self) -> list[int]:
+        """The chain ids of the log's anchors (none before it is first anchored)."""
+        if not self._has_table("anchors"):
+            return []
+        return [
+            int(cid)
+            for (cid,) in self._db.execute("SELECT DISTINCT chain_id FROM anchors ORDER BY 1")
+        ]
 
     def _audit_tree(self, size: int, findings: list[AuditFinding]) -> tuple[int, bytes]:
         """Recompute every stored node above the leaves, level by level; return the count
@@ -860,6 +991,109 @@ class Log:
                     f"{stored_root.hex()}",
                 )
             )
+
+
+class _ContentAudit:
+    """What :meth:`Log.audit` checks in each stored record's content, fed the records in
+    leaf order (:meth:`check`); collects the deal links the contents imply."""
+
+    def __init__(self, findings: list[AuditFinding]) -> None:
+        self.findings = findings
+        self.links: dict[tuple[str, int], str] = {}
+        """``(deal id, leaf index)`` -> record id, for every record whose payload names a
+        deal."""
+        self.deals: dict[int, str] = {}
+        """The deal each of those records names, by leaf index."""
+        self.erased: set[int] = set()
+        """The leaf indexes of records whose content is gone."""
+        self.first_stamped: int | None = None
+        """The leaf index of the first record carrying a submitter."""
+
+    def check(self, record: bundles.Stored) -> None:
+        """Check one stored record: its content is there (``erased``), agrees with the id,
+        kind, actor and time stored beside it (``altered``), and was submitted by someone
+        entitled to write it (``unentitled``, ``unstamped``); note the deal it names."""
+        idx, record_id = record.leaf_index, record.record_id
+        if record.body is None:
+            self.erased.add(idx)
+            self.findings.append(
+                AuditFinding(
+                    "erased",
+                    idx,
+                    record_id,
+                    "the record's content is gone and no erasure record covers it (erasure is "
+                    "not supported yet: every missing content is reported); the id, kind, "
+                    "actor and time stored with it can no longer be checked",
+                )
+            )
+            return
+        try:
+            document = json.loads(record.body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or _summary_of(document) != record[:4]:
+            self.findings.append(
+                AuditFinding(
+                    "altered",
+                    idx,
+                    record_id,
+                    "the id, kind, actor or time stored with the record disagree with its content",
+                )
+            )
+            if not isinstance(document, dict):
+                return
+        self._check_submitter(idx, record_id, document)
+        if b'"deal_id":' in record.body and (deal := _deal_in(document)) is not None:
+            self.links[(deal, idx)] = record_id
+            self.deals[idx] = deal
+
+    def _check_submitter(self, idx: int, record_id: str, document: dict[str, Any]) -> None:
+        submitter = document.get("submitter")
+        if submitter is not None and self.first_stamped is None:
+            self.first_stamped = idx
+        if provenance.document_entitled(document):
+            return
+        what = _reserved_what(document)
+        if submitter is not None:
+            problem = "unentitled"
+            detail = f"submitted by {submitter!r}, which may not write {what}"
+        elif self.first_stamped is None:
+            problem = "unstamped"
+            detail = (
+                f"no submitter, though only the service writes {what}: the record predates "
+                "submitter stamping (no earlier record of this log carries one), so nothing "
+                "shows the service wrote it"
+            )
+        else:
+            problem = "unentitled"
+            detail = (
+                f"no submitter, though only the service writes {what}, and it was appended "
+                f"after leaf {self.first_stamped} was stamped"
+            )
+        self.findings.append(AuditFinding(problem, idx, record_id, detail + "; readers ignore it"))
+
+
+def _reserved_what(document: Mapping[str, Any]) -> str:
+    """Which reservation a record breaks: its kind's, else its id's namespace's."""
+    kind, record_id = str(document.get("kind", "")), str(document.get("id", ""))
+    allowed = provenance.RESERVED_KINDS.get(kind)
+    if allowed is not None and document.get("submitter") not in allowed:
+        return f"the reserved kind {kind!r}"
+    return f"ids in the reserved namespace {provenance.reserved_prefix(record_id)!r}"
+
+
+def _summary_of(document: Mapping[str, Any]) -> tuple[str, str, str, int] | None:
+    """``(id, kind, actor, timestamp_ms)`` as a parsed record states them, or ``None`` if it
+    lacks one (what the store keeps beside each body)."""
+    try:
+        return (
+            document["id"],
+            document["kind"],
+            document["actor"],
+            parse_timestamp(document["timestamp"]),
+        )
+    except (KeyError, TypeError, RecordError):
+        return None
 
 
 def _index_finding(record_id: str, index: int | None, indexed: int | None) -> AuditFinding:
@@ -1101,9 +1335,15 @@ def _set_bits(value: int) -> list[int]:
 def _deal_of(body: bytes) -> str | None:
     """The ``payload.deal_id`` of a record's canonical bytes, as a string, if it has one."""
     try:
-        payload = json.loads(body).get("payload", {})
+        document = json.loads(body)
     except ValueError:
         return None
+    return _deal_in(document) if isinstance(document, dict) else None
+
+
+def _deal_in(document: Mapping[str, Any]) -> str | None:
+    """The ``payload.deal_id`` of a parsed record, as a string, if it has one."""
+    payload = document.get("payload", {})
     deal = payload.get("deal_id") if isinstance(payload, dict) else None
     if isinstance(deal, bool) or not isinstance(deal, str | int):
         return None

@@ -5,6 +5,7 @@ reorganisation that drops a block retracts its events and indexes the replacemen
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from chainaudit.escrow import DecodedEvent
-from chainaudit.indexer import Indexer, event_record_id, events_for_deal
+from chainaudit.indexer import Indexer, audit_index, event_record_id, events_for_deal
 from chainaudit.records import PreparedRecord
 from chainaudit.store import Entry, Log
 from tests.escrow_world import AMOUNT, World, h, rpc
@@ -235,6 +236,7 @@ def test_a_reorg_retracts_dropped_events_and_indexes_the_replacement(
         ("event", "MilestoneFunded"),
         ("retraction", "MilestoneFunded"),
     ]
+    assert audit_index(log) == []  # the index agrees with the records, retractions included
 
 
 def test_a_reorg_while_stopped_is_caught_up_after_restart(log: Log, world: World) -> None:
@@ -293,3 +295,56 @@ def test_run_indexes_in_the_background_until_stopped(log: Log, world: World) -> 
     assert not thread.is_alive() and service.last_error is None
     log.refresh()
     assert len(events_for_deal(log, deal_id)) == 4
+
+
+def test_audit_index_names_rows_that_do_not_match_the_event_records(log: Log, world: World) -> None:
+    assert audit_index(log) == []  # no escrow index in the file: nothing checked
+    deal_id = open_and_fund(world)
+    service = indexer(log, world)
+    service.tick()
+    assert audit_index(log) == []
+    funded = next(r for r in escrow_records(log) if payload(r)["event"] == "MilestoneFunded")
+    created = next(r for r in escrow_records(log) if payload(r)["event"] == "DealCreated")
+    first = escrow_records(log)[0]
+    db = sqlite3.connect(log.path)
+    with db:
+        db.execute(
+            "UPDATE escrow_index_events SET deal_id = '999' WHERE record_id = ?",
+            (funded.record_id,),
+        )
+        db.execute(
+            "UPDATE escrow_index_events SET status = 'retracted' WHERE record_id = ?",
+            (created.record_id,),
+        )
+        db.execute("DELETE FROM escrow_index_events WHERE record_id = ?", (first.record_id,))
+        db.execute(
+            "INSERT INTO escrow_index_events SELECT 'escrow:ghost', base_id, generation, "
+            "chain_id, contract, block_number, block_hash, tx_hash, log_index, event, deal_id, "
+            "status FROM escrow_index_events WHERE record_id = ?",
+            (funded.record_id,),
+        )
+    db.close()
+    findings = {f.record_id: (f.problem, f.index, f.detail) for f in audit_index(log)}
+    assert findings == {
+        funded.record_id: (
+            "escrow",
+            funded.index,
+            f"escrow index row: deal_id is '999', the record says '{deal_id}'",
+        ),
+        created.record_id: (
+            "escrow",
+            created.index,
+            "escrow index row: status is 'retracted', the records say 'live'",
+        ),
+        first.record_id: (
+            "escrow",
+            first.index,
+            "an event record of a vault the escrow index follows, missing from the index",
+        ),
+        "escrow:ghost": (
+            "escrow",
+            None,
+            "escrow index row: it lists an event record the log does not hold",
+        ),
+    }
+    service.close()

@@ -90,6 +90,28 @@ def test_fast_and_reference_paths_build_the_same_log(
     assert fast_root != reference_root  # the drawn salts differ
 
 
+def test_the_same_file_ingested_twice_gets_different_salts(tmp_path: Path) -> None:
+    """A large file with no salts, three lines in seven on the Python path: the writer draws
+    salts for its first chunk, then forks a ``Pool(2)``; no salt may repeat, within one
+    ingest or across two."""
+    lines = []
+    for i in range(LARGE + 5_000):
+        doc = record(i)
+        doc.pop("salt", None)
+        lines.append(json.dumps(doc))
+    source = tmp_path / "unsalted.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
+    ingests: list[set[str]] = []
+    for name in ("first", "second"):
+        with Log.open(tmp_path / name) as log:
+            assert ingest.ingest_file(log, source).appended == len(lines)
+            salts = {json.loads(e.body or b"")["salt"] for e in log.entries()}
+            assert len(salts) == len(lines)  # within one ingest, every salt is new
+            ingests.append(salts)
+    assert not ingests[0] & ingests[1]
+
+
 def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:

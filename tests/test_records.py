@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ import rfc8785
 
 from chainaudit import merkle
 from chainaudit.errors import RecordError
-from chainaudit.records import parse_json_line, prepare, same_content
+from chainaudit.records import new_salt, parse_json_line, prepare, same_content
 
 BASE: dict[str, Any] = {
     "id": "po-2026-0001",
@@ -34,6 +36,24 @@ def test_salts_are_random_unless_supplied() -> None:
     assert prepare(BASE).body != prepare(BASE).body
     salted = {**BASE, "salt": "00" * 16}
     assert prepare(salted).body == prepare(salted).body
+
+
+def _draw_salts(count: int) -> tuple[int, bytes]:
+    """In a worker: this process's id and ``count`` salts from :func:`new_salt`, as bytes."""
+    return os.getpid(), bytes.fromhex("".join([new_salt() for _ in range(count)]))
+
+
+def test_a_million_salts_drawn_in_forked_workers_are_distinct() -> None:
+    """Workers forked after the parent drew salts (as ``ingest`` forks its ``Pool(2)``) share
+    no salt with the parent or with each other: the salt pool does not survive a fork."""
+    parent = {bytes.fromhex(new_salt()) for _ in range(10)}  # the pool is part-used now
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        drawn = pool.map(_draw_salts, [125_000] * 8, chunksize=1)
+    assert len({pid for pid, _ in drawn}) == 2  # both workers drew salts
+    salts = {blob[i : i + 16] for _, blob in drawn for i in range(0, len(blob), 16)}
+    assert len(salts) == 1_000_000
+    assert not salts & parent
+    assert not salts & {bytes.fromhex(new_salt()) for _ in range(2_000)}  # nor after the fork
 
 
 def test_same_content_ignores_server_drawn_salt_only() -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
-from chainaudit import bundles, merkle
+from chainaudit import bundles, merkle, provenance
+from chainaudit.anchoring import AnchorBook
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
+from chainaudit.signing import sign_record
 from chainaudit.store import Log
 from tests.tamper import (
     delete_record,
@@ -307,3 +310,197 @@ def test_appends_go_on_past_a_damaged_edge_bundle_and_keep_the_damage_visible(
     with pytest.raises(StoreError, match="bundle 0 is damaged"):
         filled.append([make(200)])
     assert filled.refresh() == 110
+
+
+# -- audit: what the records say, and the indexes derived from them ---------------------------
+
+CHAIN_ID = 31337
+ALICE = Account.from_key("0x" + "a1" * 32)
+MALLORY = Account.from_key("0x" + "3a" * 32)
+
+
+def test_audit_names_an_erased_record_even_when_relabelled(filled: Log) -> None:
+    """No erasure record exists yet: a missing body is always reported, and so is one whose
+    stored id, kind, actor and time were changed to hide what it was."""
+
+    def edit(db: sqlite3.Connection) -> None:
+        records = stored_records(db)
+        records[7] = records[7]._replace(
+            record_id="note-7", kind="document", actor="nobody", timestamp_ms=0, body=None
+        )
+        records[9] = records[9]._replace(body=None)
+        write_records(db, records.values())
+        db.execute("UPDATE record_ids SET record_id = 'note-7' WHERE idx = 7")
+
+    tamper(filled, edit)
+    assert problems(filled) == [("erased", 7, "note-7"), ("erased", 9, "rec-9")]
+
+
+def signed_log(log: Log) -> Log:
+    """Records rec-0 .. rec-9; rec-5 signed by Alice, rec-6 signed by nobody."""
+    records = [make(i) for i in range(10)]
+    signature = sign_record(ALICE, CHAIN_ID, "rec-5", records[5].leaf_hash)
+    log.append(records, {"rec-5": (ALICE.address, signature)})
+    return log
+
+
+def test_audit_checks_signatures_against_the_chain_the_log_was_anchored_on(log: Log) -> None:
+    signed_log(log)
+    assert log.audit(chain_id=CHAIN_ID).clean
+    assert problems(log) == [("signature", 5, "rec-5")]  # never anchored: no chain to check
+    assert "no chain id is known" in log.audit().findings[0].detail
+    assert problems_on(log, CHAIN_ID + 1) == [("signature", 5, "rec-5")]
+    book = AnchorBook(log)
+    book.create(log.size, log.root(), CHAIN_ID, "0x" + "cc" * 20)
+    book.close()
+    assert log.audit().clean
+
+
+def problems_on(log: Log, chain_id: int) -> list[tuple[str, int | None, str | None]]:
+    return [(f.problem, f.index, f.record_id) for f in log.audit(chain_id=chain_id).findings]
+
+
+def test_audit_names_rewritten_signatures(log: Log) -> None:
+    """rec-5 "signed by Mallory", the never-signed rec-6 "signed by Alice" (her signature of
+    rec-5 copied), and a signature of a record the log does not hold."""
+    signed_log(log)
+    (alices,) = log._db.execute("SELECT signature FROM record_signatures").fetchone()
+
+    def edit(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE record_signatures SET signer = ?", (MALLORY.address,))
+        db.execute(
+            "INSERT INTO record_signatures VALUES ('rec-6', ?, ?), ('rec-99', ?, ?)",
+            (ALICE.address, alices, ALICE.address, alices),
+        )
+
+    tamper(log, edit)
+    assert log.signature("rec-5") == (MALLORY.address, alices)  # what the API would serve
+    findings = log.audit(chain_id=CHAIN_ID).findings
+    assert [(f.problem, f.index, f.record_id) for f in findings] == [
+        ("signature", None, "rec-99"),
+        ("signature", 5, "rec-5"),
+        ("signature", 6, "rec-6"),
+    ]
+    assert f"stored as signed by {MALLORY.address}" in findings[1].detail
+    assert f"made by {ALICE.address} on chain {CHAIN_ID}" in findings[1].detail
+    assert "for a record the log does not hold" in findings[0].detail
+    tamper(log, lambda db: db.execute("UPDATE record_signatures SET signature = '0x00'"))
+    assert "nobody (malformed)" in log.audit(chain_id=CHAIN_ID).findings[1].detail
+
+
+@pytest.fixture
+def dealt(log: Log) -> Log:
+    log.append(
+        [
+            make(i, payload={"deal_id": "D-1", "step": i}) if i % 3 == 0 else make(i)
+            for i in range(9)
+        ]
+    )
+    return log
+
+
+def test_audit_names_deal_index_rows_added_removed_or_relinked(dealt: Log) -> None:
+    assert dealt.audit().clean
+    assert [e.index for e in dealt.deal_entries("D-1")] == [0, 3, 6]
+
+    def edit(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM deal_records WHERE idx = 3")  # hidden from the timeline
+        db.execute("INSERT INTO deal_records VALUES ('D-1', 4)")  # smuggled into it
+        db.execute("UPDATE deal_records SET deal_id = 'D-2' WHERE idx = 6")  # moved
+        db.execute("INSERT INTO deal_records VALUES ('D-1', 500)")  # a leaf that is not there
+
+    tamper(dealt, edit)
+    findings = dealt.audit().findings
+    assert [(f.problem, f.index, f.record_id) for f in findings] == [
+        ("deal", 3, "rec-3"),
+        ("deal", 4, "rec-4"),
+        ("deal", 6, "rec-6"),
+        ("deal", 6, "rec-6"),
+        ("deal", 500, None),
+    ]
+    details = {f.detail for f in findings}
+    assert "names deal 'D-1', but the deal index does not link it" in findings[0].detail
+    assert "linked to deal 'D-1' in the deal index, but its content names no deal" in details
+    assert "linked to deal 'D-2' in the deal index, but its content names deal 'D-1'" in details
+
+
+def decision(i: int, submitter: str | None, **change: Any) -> PreparedRecord:
+    record = {
+        "id": f"dec-{i}",
+        "kind": "decision",
+        "timestamp": "2026-11-21T09:30:00Z",
+        "actor": "risk-engine",
+        "payload": {"type": "alert", "alert_id": f"AL-{i}", "transition": "resolved"},
+        **change,
+    }
+    return prepare(record, submitter=submitter)
+
+
+def test_a_log_written_by_current_code_audits_clean(log: Log) -> None:
+    log.append(
+        [
+            make(0),  # an unreserved record needs no submitter
+            make(1, id="po-1", submitter=provenance.key_submitter("k1")),  # via the API
+            decision(2, provenance.RISK),
+            decision(3, provenance.INDEXER, kind="escrow_event", id="escrow:31337:0xab:0:0"),
+            decision(4, provenance.KEYS, kind="admin", id="action-key-created-1"),
+        ]
+    )
+    assert log.audit().clean
+
+
+def test_audit_names_records_their_submitter_may_not_write(log: Log) -> None:
+    log.append(
+        [
+            decision(0, provenance.key_submitter("buyer")),  # a partner's "clearance"
+            decision(1, provenance.API, kind="escrow_event"),  # only the indexer's
+            make(2, id="escrow:31337:0xab:7:0", submitter="local:ops"),  # a squatted id
+            decision(3, provenance.RISK),
+            decision(4, None),  # no submitter, after stamping began: forged
+        ]
+    )
+    findings = log.audit().findings
+    assert [(f.problem, f.index, f.record_id) for f in findings] == [
+        ("unentitled", 0, "dec-0"),
+        ("unentitled", 1, "dec-1"),
+        ("unentitled", 2, "escrow:31337:0xab:7:0"),
+        ("unentitled", 4, "dec-4"),
+    ]
+    assert findings[0].detail == (
+        "submitted by 'key:buyer', which may not write the reserved kind 'decision'; "
+        "readers ignore it"
+    )
+    assert "'service:api', which may not write the reserved kind 'escrow_event'" in (
+        findings[1].detail
+    )
+    assert "'local:ops', which may not write ids in the reserved namespace 'escrow:'" in (
+        findings[2].detail
+    )
+    assert findings[3].detail == (
+        "no submitter, though only the service writes the reserved kind 'decision', and it was "
+        "appended after leaf 0 was stamped; readers ignore it"
+    )
+
+
+def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: Log) -> None:
+    """A log written before submitters existed: its reserved records cannot be attributed to
+    the service, and say so under their own name; once stamping begins, a record without a
+    stamp is a forgery."""
+    log.append([decision(0, None), make(1), decision(2, None)])
+    log.append([decision(3, provenance.RISK), decision(4, None)])
+    findings = log.audit().findings
+    assert [(f.problem, f.index) for f in findings] == [
+        ("unstamped", 0),
+        ("unstamped", 2),
+        ("unentitled", 4),
+    ]
+    assert "the record predates submitter stamping" in findings[0].detail
+
+
+def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(log: Log) -> None:
+    signed_log(log)
+    log.append([make(10, payload={"deal_id": "D-1"})])
+    tamper(log, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    found = problems(log)
+    assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
+    assert [i for p, i, _ in found if p == "deleted"] == list(range(11))

@@ -30,9 +30,9 @@ from typing import Any, Final
 
 from chainaudit.errors import NotFoundError, RecordError, StoreError
 from chainaudit.records import parse_timestamp
-from chainaudit.store import Log
+from chainaudit.store import AuditFinding, Entry, Log
 
-__all__ = ["ALERT_STATUSES", "Alert", "Execution", "RiskBook", "RuleSetEntry"]
+__all__ = ["ALERT_STATUSES", "Alert", "Execution", "RiskBook", "RuleSetEntry", "audit_tables"]
 
 ALERT_STATUSES: Final = ("open", "acknowledged", "resolved")
 RESOLUTIONS: Final = ("cleared", "confirmed")
@@ -452,3 +452,129 @@ def _ms(record: Mapping[str, Any]) -> int:
         return parse_timestamp(record.get("timestamp"))
     except RecordError:
         return 0
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+def audit_tables(log: Log) -> list[AuditFinding]:
+    """Check the risk tables of ``log``'s file against what its decision records imply.
+
+    Reads the stored tables and how far they were synced (``risk_sync``) in one snapshot,
+    rebuilds the tables in memory from the log's records below that point with
+    :meth:`RiskBook.sync` (so they are read exactly as the service reads them), and compares
+    them row by row. Returns one ``risk`` finding per stored row no record implies, per
+    implied row that is missing, and per row whose values differ (naming the columns), plus
+    one if the tables claim a sync point beyond the log; an empty list when they match or when
+    the file has no risk tables (none is created). Writes nothing; raises
+    :class:`~chainaudit.errors.StoreError` if the file cannot be read.
+    """
+    size = log.refresh()
+    try:
+        db = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the risk tables in {log.path}: {exc}") from exc
+    try:
+        db.execute("BEGIN")  # one snapshot: the sync point and the rows it produced
+        tables = [name for (name,) in db.execute(_RISK_TABLES)]
+        if "risk_sync" not in tables:
+            return []
+        synced = int(db.execute("SELECT next_index FROM risk_sync").fetchone()[0])
+        stored = {t: _table_rows(db, t) for t in tables if t != "risk_sync"}
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the risk tables in {log.path}: {exc}") from exc
+    finally:
+        db.close()
+    findings: list[AuditFinding] = []
+    if synced > size:
+        findings.append(
+            AuditFinding(
+                "risk",
+                None,
+                None,
+                f"risk_sync says the tables hold the log's decisions up to leaf {synced}, "
+                f"beyond the log's size {size}",
+            )
+        )
+        synced = size
+    with RiskBook(":memory:") as fresh, _LogPrefix(log.path, synced) as prefix:
+        fresh.sync(prefix)
+        implied = {t: _table_rows(fresh._db, t) for t in (*stored, *_tables(fresh._db))}
+    for table in sorted(implied):
+        findings.extend(_compare(table, stored.get(table, {}), implied[table]))
+    return findings
+
+
+_RISK_TABLES: Final = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'risk\\_%' ESCAPE '\\'"
+)
+
+Row = dict[str, Any]
+
+
+def _tables(db: sqlite3.Connection) -> list[str]:
+    """The risk tables in ``db`` other than ``risk_sync``."""
+    return [name for (name,) in db.execute(_RISK_TABLES) if name != "risk_sync"]
+
+
+def _table_rows(db: sqlite3.Connection, table: str) -> dict[str, Row]:
+    """Every row of ``table``, by its first column (the key of every risk table)."""
+    cursor = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - names from sqlite_master
+    columns = [d[0] for d in cursor.description]
+    return {str(row[0]): dict(zip(columns, row, strict=True)) for row in cursor}
+
+
+def _compare(
+    table: str, stored: Mapping[str, Row], implied: Mapping[str, Row]
+) -> list[AuditFinding]:
+    """The ``risk`` findings of one table: rows only stored, only implied, or different."""
+    findings: list[AuditFinding] = []
+    for key in sorted(stored.keys() | implied.keys()):
+        have, want = stored.get(key), implied.get(key)
+        row = want or have or {}
+        index = row.get("leaf_index", row.get("applied_index"))
+        where = index if isinstance(index, int) else None
+        record_id = row.get("record_id")
+        record = str(record_id) if record_id is not None else None
+        if want is None:
+            detail = f"{table} row {key!r} is implied by no decision record of the log"
+        elif have is None:
+            detail = f"{table} row {key!r} is missing: the log's decision records imply it"
+        else:
+            changed = [c for c in want if have.get(c) != want[c]]
+            if not changed:
+                continue
+            values = "; ".join(
+                f"{c} is {have.get(c)!r}, the records say {want[c]!r}" for c in changed
+            )
+            detail = f"{table} row {key!r} differs from what its decision records imply: {values}"
+        findings.append(AuditFinding("risk", where, record, detail))
+    return findings
+
+
+class _LogPrefix(Log):
+    """``log`` as it was at ``size`` leaves, for replaying exactly what a sync had seen:
+    :meth:`refresh` and :meth:`scan` stop there."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__(path)
+        self._cut = size
+
+    def refresh(self) -> int:
+        return min(super().refresh(), self._cut)
+
+    def scan(
+        self,
+        *,
+        start: int = 0,
+        limit: int = 100,
+        kind: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Entry]:
+        found = super().scan(
+            start=start, limit=limit, kind=kind, actor=actor, since_ms=since_ms, until_ms=until_ms
+        )
+        return [entry for entry in found if entry.index < self._cut]

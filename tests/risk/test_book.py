@@ -7,6 +7,7 @@ import sqlite3
 
 from chainaudit.records import prepare
 from chainaudit.risk import ActionRequest, RiskBook, RiskGate, parse_rule_set, transition_alert
+from chainaudit.risk.book import audit_tables
 from chainaudit.risk.decisions import alert_transition_record
 from chainaudit.store import Log
 from tests.risk.conftest import rules
@@ -71,4 +72,67 @@ def test_tables_rebuild_from_the_log_and_apply_idempotently(log: Log) -> None:
         other.rebuild(log)
         assert {a.alert_id: a for a in other.alerts()} == before
         assert [e.hash for e in other.rule_sets()] == [gate.rule_set.hash]
+    gate.close()
+
+
+def test_audit_tables_rebuilds_what_the_records_imply_and_names_edited_rows(log: Log) -> None:
+    assert audit_tables(log) == []  # a log without risk tables: nothing checked, none created
+    assert (
+        not sqlite3.connect(log.path)
+        .execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_alerts'")
+        .fetchall()
+    )
+    gate = RiskGate(
+        log,
+        parse_rule_set(
+            rules({"id": "big", "type": "amount_above", "severity": "high", "threshold": "10"})
+        ),
+    )
+    held = str(gate.check(hold_request(11), at=1_800_000_000).alert_id)
+    other = str(gate.check(hold_request(12), at=1_800_000_000).alert_id)
+    acknowledged, _ = transition_alert(log, gate.book, held, "acknowledged", by="officer-1")
+    gate.book.sync(log)
+    assert audit_tables(log) == []
+    # a decision appended but not synced yet: the tables are behind, not wrong
+    log.append([alert_transition_record(gate.book, other, "acknowledged", by="officer-2")])
+    assert audit_tables(log) == []
+
+    def edit(sql: str, *params: object) -> None:
+        db = sqlite3.connect(log.path)
+        with db:
+            db.execute(sql, params)
+        db.close()
+
+    # the partner's forged clearance, written straight into the alerts table
+    edit(
+        "UPDATE risk_alerts SET status = 'resolved', resolution = 'cleared', "
+        "resolved_by = 'key:compliance-officer' WHERE alert_id = ?",
+        held,
+    )
+    (finding,) = audit_tables(log)
+    assert (finding.problem, finding.index) == ("risk", log.entry(acknowledged).index)
+    assert f"risk_alerts row {held!r} differs from what its decision records imply" in (
+        finding.detail
+    )
+    assert "status is 'resolved', the records say 'acknowledged'" in finding.detail
+    assert "resolution is 'cleared', the records say None" in finding.detail
+
+    (announcement,) = gate.book.rule_sets()
+    edit("DELETE FROM risk_rule_sets")
+    edit(
+        "INSERT INTO risk_executions VALUES ('dec-x', 'rec-x', 'release', ?, '5', '[]', '3', "
+        "'0xab', 0, 1)",
+        BUYER,
+    )
+    findings = audit_tables(log)
+    assert {f.problem for f in findings} == {"risk"} and len(findings) == 3
+    details = {f.record_id: f.detail for f in findings}
+    assert details[None].startswith(f"risk_alerts row {held!r} differs")
+    rule_set = announcement.record_id
+    assert details[rule_set] == (
+        f"risk_rule_sets row {rule_set!r} is missing: the log's decision records imply it"
+    )
+    assert details["rec-x"] == (
+        "risk_executions row 'dec-x' is implied by no decision record of the log"
+    )
     gate.close()
