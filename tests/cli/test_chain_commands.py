@@ -46,7 +46,7 @@ def test_devnet_deploy_ingest_anchor_and_stop(tmp_path: Path) -> None:
                 json.dumps(
                     {
                         "id": f"r{i}",
-                        "kind": "decision",
+                        "kind": "transaction",
                         "timestamp": "2026-11-21T10:00:00+01:00",
                         "actor": "risk:engine",
                         "payload": {"outcome": "allow", "score": i},
