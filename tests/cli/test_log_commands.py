@@ -58,6 +58,7 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
         root = log.root()
         stamped = {json.loads(e.body or b"")["submitter"] for e in log.entries()}
     assert stamped == {ingest.local_submitter()}  # the user who ran it, inside the hashed bytes
+    assert f"already present) as {ingest.local_submitter()} in " in out
     assert "ingested 25 records (25 new" in out and f"root {root.hex()}" in out
     assert "tree size 25" in out
 
