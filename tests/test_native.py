@@ -753,6 +753,7 @@ def test_mutated_lines_match_or_are_declined(
     newline=st.sampled_from(["\n", "\r\n"]),
     final_newline=st.booleans(),
     seed=st.integers(0, 2**32),
+    submitter=st.sampled_from(SUBMITTERS),
 )
 def test_chunks_match_line_by_line(
     records: list[dict[str, Any]],
@@ -760,6 +761,7 @@ def test_chunks_match_line_by_line(
     newline: str,
     final_newline: bool,
     seed: int,
+    submitter: str | None,
 ) -> None:
     rng = random.Random(seed)
     writer = Writer(rng, 0.05)
@@ -767,17 +769,21 @@ def test_chunks_match_line_by_line(
     rng.shuffle(lines)
     raw = newline.encode().join(lines) + (newline.encode() if final_newline else b"")
     salts = os.urandom(16 * len(lines))
-    result = _native.prepare_lines(raw, ALL_KINDS, salts)
+    kinds, reserved = native._stamping(ALL_KINDS, submitter)
+    result = _native.prepare_lines(raw, kinds, salts, None, submitter, reserved)
     numbered = [(i, line) for i, line in enumerate(raw.split(b"\n")) if line.strip()]
     assert len(result) == len(numbered)
     drawn = 0
     for (number, line), item in zip(numbered, result, strict=True):
-        alone = _native.prepare_lines(line, ALL_KINDS, salts[drawn : drawn + 16])
+        alone = _native.prepare_lines(
+            line, kinds, salts[drawn : drawn + 16], None, submitter, reserved
+        )
         if type(item) is int:
             assert item == number
             assert alone == [0]
             continue
         assert alone == [item]
+        assert json.loads(item[5]).get("submitter") == submitter
         if not item[4]:
             assert json.loads(item[5])["salt"] == salts[drawn : drawn + 16].hex()
             drawn += 16
