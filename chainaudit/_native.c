@@ -14,6 +14,12 @@
  *     as records.prepare() defines it (the timestamp without fractional seconds);
  *   - a canonical body (RFC 8785) of at most MAX_RECORD_BYTES.
  *
+ * An optional submitter (records.prepare's `submitter`, e.g. "local:alice") is stamped into
+ * every body as its "submitter" field; a line carrying its own "submitter" field is declined
+ * (the Python path refuses it). Lines whose id starts with one of the optional reserved
+ * prefixes are declined too (the Python path refuses them for a client; reserved kinds are
+ * declined by leaving them out of `kinds`).
+ *
  * In that domain RFC 8785 is simple: keys sorted bytewise (equal to UTF-16 order for ASCII),
  * no whitespace, strings copied verbatim (nothing in them needs escaping), integers as written.
  * The leaf hash is SHA-256(0x00 || body) (RFC 9162 section 2.1.1), with SHA-256 implemented
@@ -45,6 +51,8 @@
 #define SALT_HEX (2 * SALT_BYTES)
 #define ID_MAX 128
 #define ACTOR_MAX 256
+#define SUBMITTER_NAME_MAX 64 /* records._SUBMITTER: (key|local|service):[A-Za-z0-9._@-]{1,64} */
+#define MAX_RESERVED 32
 
 /* ------------------------------------------------------------------------------------------ */
 /* SHA-256 (FIPS 180-4)                                                                        */
@@ -717,6 +725,11 @@ typedef struct {
     parser_t ps;
     unsigned char *leaf; /* 0x00 followed by the body */
     PyObject *kinds;
+    const char *submitter; /* the stamped submitter (ASCII, valid), or NULL */
+    size_t submitter_len;
+    const char *reserved[MAX_RESERVED]; /* id prefixes to decline (ASCII) */
+    size_t reserved_len[MAX_RESERVED];
+    size_t reserved_count;
     const unsigned char *salts;
     size_t salts_len;
     size_t salts_used;
@@ -832,6 +845,12 @@ prepare_fields(context_t *cx, const unsigned char *line, size_t len, prepared_t 
         (salted && !valid_salt(out + at[F_SALT] + 1, size[F_SALT] - 2))) {
         return DECLINED;
     }
+    for (size_t r = 0; r < cx->reserved_count; r++) {
+        size_t n = cx->reserved_len[r];
+        if (id_len >= n && memcmp(id, cx->reserved[r], n) == 0) {
+            return DECLINED; /* a reserved id: the Python path refuses it */
+        }
+    }
 
     /* The kind: a member of `kinds`. */
     PyObject *kind_str;
@@ -856,9 +875,11 @@ prepare_fields(context_t *cx, const unsigned char *line, size_t len, prepared_t 
         Py_XSETREF(cx->last_kind, Py_NewRef(kind_str));
     }
 
-    /* The body: {"actor":…,"id":…,"kind":…,"payload":…,"salt":"…","timestamp":…}. */
+    /* The body: {"actor":…,"id":…,"kind":…,"payload":…,"salt":"…"[,"submitter":"…"],
+       "timestamp":…} (RFC 8785 key order: salt < submitter < timestamp). */
     size_t body_len = 58 + size[F_ACTOR] + size[F_ID] + size[F_KIND] + size[F_PAYLOAD] +
-                      SALT_HEX + size[F_TIMESTAMP];
+                      SALT_HEX + size[F_TIMESTAMP] +
+                      (cx->submitter ? 15 + cx->submitter_len : 0);
     if (body_len > MAX_RECORD_BYTES) {
         Py_DECREF(kind_str);
         return DECLINED;
@@ -893,6 +914,10 @@ prepare_fields(context_t *cx, const unsigned char *line, size_t len, prepared_t 
     put(&w, (const char *)out + at[F_PAYLOAD], size[F_PAYLOAD]);
     put(&w, ",\"salt\":\"", 9);
     put(&w, (const char *)salt_hex, SALT_HEX);
+    if (cx->submitter) {
+        put(&w, "\",\"submitter\":\"", 15);
+        put(&w, cx->submitter, cx->submitter_len);
+    }
     put(&w, "\",\"timestamp\":", 14);
     put(&w, (const char *)out + at[F_TIMESTAMP], size[F_TIMESTAMP]);
     *w++ = '}';
@@ -977,15 +1002,74 @@ is_blank(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Set up a context for `kinds` and `salts` (a set; 16 random bytes per unsalted record);
-   0, or -1 with an exception set (`name` the calling function's). */
+/* Whether `s` (n bytes) is a valid submitter: (key|local|service):[A-Za-z0-9._@-]{1,64}. */
 static int
-context_open(context_t *cx, PyObject *kinds, const Py_buffer *salts, const char *name)
+valid_submitter(const char *s, size_t n)
+{
+    static const char *const types[] = {"key:", "local:", "service:"};
+    for (int t = 0; t < 3; t++) {
+        size_t k = strlen(types[t]);
+        if (n <= k || n - k > SUBMITTER_NAME_MAX || memcmp(s, types[t], k) != 0) {
+            continue;
+        }
+        for (size_t i = k; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '@' || c == '-')) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Set up a context for `kinds` and `salts` (a set; 16 random bytes per unsalted record), the
+   optional `submitter` (a str or None) and `reserved` id prefixes (a tuple of str, or NULL);
+   0, or -1 with an exception set (`name` the calling function's). The strings are borrowed
+   from the arguments, which outlive the context. */
+static int
+context_open(context_t *cx, PyObject *kinds, const Py_buffer *salts, PyObject *submitter,
+             PyObject *reserved, const char *name)
 {
     memset(cx, 0, sizeof *cx);
     if (!PyAnySet_Check(kinds)) {
         PyErr_Format(PyExc_TypeError, "%s: kinds must be a set or frozenset", name);
         return -1;
+    }
+    if (submitter != NULL && submitter != Py_None) {
+        Py_ssize_t n;
+        const char *text = PyUnicode_Check(submitter) ? PyUnicode_AsUTF8AndSize(submitter, &n)
+                                                      : NULL;
+        if (text == NULL || !valid_submitter(text, (size_t)n)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "%s: submitter must be key:<id>, local:<user> or service:<name>", name);
+            return -1;
+        }
+        cx->submitter = text;
+        cx->submitter_len = (size_t)n;
+    }
+    if (reserved != NULL && reserved != Py_None) {
+        if (!PyTuple_Check(reserved) || PyTuple_GET_SIZE(reserved) > MAX_RESERVED) {
+            PyErr_Format(PyExc_TypeError, "%s: reserved must be a tuple of at most %d str",
+                         name, MAX_RESERVED);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(reserved); i++) {
+            PyObject *prefix = PyTuple_GET_ITEM(reserved, i);
+            Py_ssize_t n;
+            const char *text = PyUnicode_Check(prefix) ? PyUnicode_AsUTF8AndSize(prefix, &n)
+                                                       : NULL;
+            if (text == NULL || n < 1) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s: reserved prefixes must be non-empty str",
+                             name);
+                return -1;
+            }
+            cx->reserved[cx->reserved_count] = text;
+            cx->reserved_len[cx->reserved_count++] = (size_t)n;
+        }
     }
     cx->kinds = kinds;
     cx->salts = salts->buf;
@@ -1013,7 +1097,8 @@ context_close(context_t *cx)
 }
 
 PyDoc_STRVAR(prepare_lines_doc,
-             "prepare_lines(raw, kinds, salts, record_type=None, /)\n--\n\n"
+             "prepare_lines(raw, kinds, salts, record_type=None, submitter=None, reserved=None,\n"
+             "              /)\n--\n\n"
              "Prepare the lines of a JSON Lines chunk.\n\n"
              "Returns one item per non-blank line of ``raw`` (split on b'\\n', numbered from 0):\n"
              "the tuple (record_id, kind, actor, timestamp_ms, salted, body, leaf_hash) when\n"
@@ -1022,20 +1107,23 @@ PyDoc_STRVAR(prepare_lines_doc,
              "set of allowed kinds; ``salts`` supplies 16 random bytes, in order, for each\n"
              "accepted record without a salt (ValueError if it runs out). ``record_type``, a\n"
              "tuple subclass with no fields of its own (a NamedTuple), is the type of the\n"
-             "returned tuples.");
+             "returned tuples. ``submitter`` (key:..., local:..., service:...) is stamped into\n"
+             "every body; a line with its own submitter field is declined, and so is a line\n"
+             "whose id starts with one of the ``reserved`` prefixes (a tuple of str).");
 
 static PyObject *
 prepare_lines(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer raw, salts;
     PyObject *kinds;
-    PyObject *record_type = Py_None;
-    if (!PyArg_ParseTuple(args, "y*Oy*|O:prepare_lines", &raw, &kinds, &salts, &record_type)) {
+    PyObject *record_type = Py_None, *submitter = Py_None, *reserved = Py_None;
+    if (!PyArg_ParseTuple(args, "y*Oy*|OOO:prepare_lines", &raw, &kinds, &salts, &record_type,
+                          &submitter, &reserved)) {
         return NULL;
     }
     PyObject *result = NULL;
     context_t cx;
-    if (context_open(&cx, kinds, &salts, "prepare_lines") < 0) {
+    if (context_open(&cx, kinds, &salts, submitter, reserved, "prepare_lines") < 0) {
         goto done;
     }
     if (record_type != Py_None) {
@@ -1155,7 +1243,7 @@ typedef struct {
 } batch_meta_t;
 
 PyDoc_STRVAR(prepare_batch_doc,
-             "prepare_batch(raw, kinds, salts, /)\n--\n\n"
+             "prepare_batch(raw, kinds, salts, submitter=None, reserved=None, /)\n--\n\n"
              "Prepare every line of a JSON Lines chunk as prepare_lines does, into columns:\n"
              "(count, ids_json, meta, bodies, leaves). ``ids_json`` is the JSON array of the\n"
              "record ids, ``meta`` one 48-byte entry per record (offsets into ``bodies``, the\n"
@@ -1167,14 +1255,15 @@ static PyObject *
 prepare_batch(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer raw, salts;
-    PyObject *kinds;
-    if (!PyArg_ParseTuple(args, "y*Oy*:prepare_batch", &raw, &kinds, &salts)) {
+    PyObject *kinds, *submitter = Py_None, *reserved = Py_None;
+    if (!PyArg_ParseTuple(args, "y*Oy*|OO:prepare_batch", &raw, &kinds, &salts, &submitter,
+                          &reserved)) {
         return NULL;
     }
     PyObject *result = NULL;
     growbuf ids = {NULL, 0, 0}, meta = {NULL, 0, 0}, bodies = {NULL, 0, 0}, leaves = {NULL, 0, 0};
     context_t cx;
-    if (context_open(&cx, kinds, &salts, "prepare_batch") < 0) {
+    if (context_open(&cx, kinds, &salts, submitter, reserved, "prepare_batch") < 0) {
         goto done;
     }
     if (grow_reserve(&bodies, (size_t)raw.len + (size_t)raw.len / 4 + 64) < 0 ||

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chainaudit import provenance
 from chainaudit.errors import ChainauditError, InputError, VerificationError
-from chainaudit.ingest import ingest_file
+from chainaudit.ingest import ingest_file, local_submitter
 from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
 
@@ -90,6 +90,7 @@ def _print_json(value: Any) -> None:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
+    submitter = local_submitter()  # stamped into every record; reserved records are refused
     with _open_log(settings) as log:
         result = ingest_file(
             log,
@@ -97,11 +98,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             commit_every=args.commit_every,
             workers=args.workers,
             progress=None if args.quiet else ProgressBar("ingest"),
+            submitter=submitter,
         )
     elapsed = time.perf_counter() - started
     print(
         f"ingested {result.records} records ({result.appended} new, {result.duplicates} "
-        f"already present) in {elapsed:.2f}s; tree size {result.tree_size}; "
+        f"already present) as {submitter} in {elapsed:.2f}s; tree size {result.tree_size}; "
         f"root {result.root.hex()}"
     )
     return EXIT_OK
@@ -845,7 +847,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="append the records of a JSON Lines file")
+    ingest = commands.add_parser(
+        "ingest",
+        help="append the records of a JSON Lines file, stamped local:<user> (kinds decision, "
+        "escrow_event, admin and the service's id namespaces are refused)",
+    )
     ingest.add_argument("file", help="JSON Lines file, one record per line")
     ingest.add_argument(
         "--commit-every",

@@ -7,6 +7,9 @@ carries a human message, and some carry data (a line number, a check name) as at
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 
 class ChainauditError(Exception):
     """Base class of every error raised by chainaudit."""
@@ -34,6 +37,10 @@ class RecordError(ChainauditError):
         self.line = line
         self.reason = message
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Sent whole from a parsing process to the writer (line number and subclass kept).
+        return functools.partial(type(self), line=self.line), (self.reason,)
+
 
 class ConflictError(ChainauditError):
     """A record id was submitted again with different content."""
@@ -46,6 +53,9 @@ class ReservedError(RecordError):
         super().__init__(message, line=line)
         #: The reserved kind or id prefix the record fell under.
         self.reserved = reserved
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return functools.partial(type(self), reserved=self.reserved, line=self.line), (self.reason,)
 
 
 class NotFoundError(ChainauditError):

@@ -38,6 +38,13 @@ record (kind ``escrow_event``, id ``<event id>:retracted``, payload ``retracts``
 id, ``reason`` = ``"reorg"``), and the cursor moves back so the new canonical blocks are
 indexed. Should a dropped block come back unchanged later, its events are recorded again with
 a generation suffix (``<event id>:1``), since the retraction of the first record stands.
+
+**Squatted ids never stop it.** Should the log already hold one of these ids with other
+content (someone wrote there by direct database access, or an older version let a client do
+it), the record is written under a fresh derived id ``<id>:conflict:<n>`` beside an integrity
+alarm record naming both (:mod:`chainaudit.integrity`), the outbox and the event table are
+rewritten to match in one transaction, a warning is logged, :attr:`Indexer.alarms` counts it,
+and indexing goes on.
 """
 
 from __future__ import annotations
@@ -56,9 +63,9 @@ from typing import Any, Final
 from hexbytes import HexBytes
 from web3 import Web3
 
-from chainaudit import provenance
+from chainaudit import integrity, provenance
 from chainaudit.chain import Chain
-from chainaudit.errors import ChainUnavailableError, StoreError
+from chainaudit.errors import ChainUnavailableError, ConflictError, StoreError
 from chainaudit.escrow import DecodedEvent, EscrowClient
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import AuditFinding, Entry, Log
@@ -168,6 +175,8 @@ class Indexer:
         self.poll_interval = poll_interval
         self.retry_max = retry_max
         self.last_error: str | None = None
+        self.alarms = 0
+        """Integrity alarms (squatted ids) this indexer raised since it started."""
         self._chain_id: int | None = None
         self._input_types = _input_types(self.client.abi)
         try:
@@ -203,9 +212,9 @@ class Indexer:
         Returns how many records this call appended to the log (events and retractions).
         Raises :class:`~chainaudit.errors.ChainError` (``ChainUnavailableError`` when the
         endpoint is down) and :class:`~chainaudit.errors.StoreError`; nothing is lost either
-        way, the next tick resumes. Raises :class:`~chainaudit.errors.ConflictError` if the log
-        already holds one of the indexer's record ids with other content (something else
-        wrote under the ``escrow:`` ids): an integrity alarm, the records stay in the outbox.
+        way, the next tick resumes. A record id the log already holds with other content is
+        no error: the record is diverted to a derived id and an integrity alarm is raised
+        (see the module).
         """
         appended = self._flush()
         self._retract_reorganised()
@@ -263,9 +272,49 @@ class Indexer:
         if not rows:
             return 0
         records = [prepare(json.loads(body)) for _, body in rows]
-        result = self.log.append(records)
+        try:
+            result = self.log.append(records)
+        except ConflictError:
+            self._divert([seq for seq, _ in rows], records)
+            return self._flush()
         self._db.execute("DELETE FROM escrow_index_outbox WHERE seq <= ?", (rows[-1][0],))
         return result.appended
+
+    def _divert(self, seqs: Sequence[int], records: Sequence[PreparedRecord]) -> None:
+        """Rewrite the outbox so that each of ``records`` (outbox rows ``seqs``) whose id the
+        log holds with other content goes under a derived id, followed by its integrity
+        alarm, in one transaction (:func:`chainaudit.integrity.divert_conflicts`). Raises
+        :class:`ConflictError` again if there was nothing to divert (the log changed)."""
+        diverted = integrity.divert_conflicts(
+            self.log,
+            records,
+            submitter=provenance.INDEXER,
+            actor=INDEXER_ACTOR,
+            source="indexer",
+        )
+        if not diverted:
+            raise ConflictError("the indexer's records conflict, but no conflicting id is found")
+        with self._transaction() as db:
+            for position, diversion in diverted.items():
+                new = diversion.relabelled
+                db.execute(
+                    "UPDATE escrow_index_outbox SET record_id = ?, body = ? WHERE seq = ?",
+                    (new.record_id, new.body, seqs[position]),
+                )
+                db.execute(
+                    "UPDATE escrow_index_events SET record_id = ? WHERE record_id = ?",
+                    (new.record_id, diversion.squatted_id),
+                )
+                self._queue(db, diversion.alarm)
+        for diversion in diverted.values():
+            self.alarms += 1
+            logger.warning(
+                "indexer: integrity alarm: record id %s is taken by other content; "
+                "the event is recorded as %s, alarm %s",
+                diversion.squatted_id,
+                diversion.relabelled.record_id,
+                diversion.alarm.record_id,
+            )
 
     @staticmethod
     def _queue(db: sqlite3.Connection, record: PreparedRecord) -> None:

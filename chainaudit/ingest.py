@@ -5,23 +5,31 @@ file is large; the appends run in the calling process, inside the log's write tr
 parsed chunks arrive. By default a whole file is one atomic batch: a bad line anywhere leaves
 the log exactly as it was. With ``commit_every`` the file is committed in batches of that many
 records, each atomic and acknowledged once durable.
+
+Every record is stamped with its submitter (:mod:`chainaudit.provenance`): ``local:<user>``,
+the operating-system user running the ingest, unless the caller names another. A line that
+carries its own ``submitter`` is refused, and so, for a client submitter, is a line of a
+reserved kind or under a reserved id prefix (:class:`~chainaudit.errors.ReservedError`, with
+the line number): only the service writes those.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO
 
-from chainaudit import bundles, native
+from chainaudit import bundles, native, provenance
 from chainaudit.errors import InputError, RecordError
-from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, parse_json_line
+from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, is_submitter, parse_json_line
 from chainaudit.store import AppendResult, Log
 
 CHUNK_BYTES = 1 << 20
@@ -58,8 +66,20 @@ class IngestResult:
     root: bytes
 
 
-Job = tuple[int, bytes, int, frozenset[str]]
-"""One chunk to parse: its first line's number, its bytes, its line count and the kinds."""
+Job = tuple[int, bytes, int, frozenset[str], str]
+"""One chunk to parse: its first line's number, its bytes, its line count, the kinds and the
+submitter to stamp."""
+
+
+def local_submitter() -> str:
+    """The submitter of records ingested on this machine: ``local:<user>``, the operating
+    system user with every character outside ``A-Z a-z 0-9 . _ @ -`` replaced by ``_`` and
+    cut to 64 characters (``local:unknown`` when the user cannot be looked up)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return provenance.local_submitter(re.sub(r"[^A-Za-z0-9._@-]", "_", user)[:64] or "unknown")
 
 
 Chunk = list[PreparedRecord] | native.Batch
@@ -74,15 +94,15 @@ def _prepare(job: Job) -> tuple[Chunk, int]:
     invalid ones included, goes through :func:`parse_json_line`. Returns the chunk and how
     many of its lines took the Python path.
     """
-    first_line, raw, count, kinds = job
+    first_line, raw, count, kinds, submitter = job
     salts = os.urandom(SALT_BYTES * (count + 1))
-    batch = native.prepare_batch(raw, kinds, salts)
+    batch = native.prepare_batch(raw, kinds, salts, submitter)
     if batch is not None:
         return batch, 0
     lines: list[bytes] | None = None
     prepared: list[PreparedRecord] = []
     slow = 0
-    for item in native.prepare_records(raw, kinds, salts):
+    for item in native.prepare_records(raw, kinds, salts, submitter):
         if type(item) is PreparedRecord:
             prepared.append(item)
             continue
@@ -94,7 +114,7 @@ def _prepare(job: Job) -> tuple[Chunk, int]:
             text = lines[item].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecordError(f"not valid UTF-8 ({exc.reason})", line=number) from exc
-        prepared.append(parse_json_line(text, number, kinds=kinds))
+        prepared.append(parse_json_line(text, number, kinds=kinds, submitter=submitter))
         slow += 1
     return prepared, slow
 
@@ -128,9 +148,10 @@ def _size(chunk: Chunk) -> int:
     return chunk.size if isinstance(chunk, native.Batch) else len(chunk)
 
 
-def _chunks(source: BinaryIO, name: str, kinds: frozenset[str]) -> Iterator[Job]:
+def _chunks(source: BinaryIO, name: str, kinds: frozenset[str], submitter: str) -> Iterator[Job]:
     """Read ``source`` to its end in chunks of about :data:`CHUNK_BYTES`, each cut after a
-    line end (the last one may lack it); raises :class:`InputError` if reading fails."""
+    line end (the last one may lack it), to be stamped with ``submitter``; raises
+    :class:`InputError` if reading fails."""
     line, carry = 1, b""
     while True:
         try:
@@ -139,14 +160,14 @@ def _chunks(source: BinaryIO, name: str, kinds: frozenset[str]) -> Iterator[Job]
             raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
         if not block:
             if carry:
-                yield line, carry, carry.count(b"\n"), kinds
+                yield line, carry, carry.count(b"\n"), kinds, submitter
             return
         data = carry + block if carry else block
         cut = data.rfind(b"\n") + 1
         chunk, carry = data[:cut], data[cut:]
         if chunk:
             count = chunk.count(b"\n")
-            yield line, chunk, count, kinds
+            yield line, chunk, count, kinds, submitter
             line += count
 
 
@@ -257,19 +278,27 @@ def ingest_file(
     commit_every: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    submitter: str | None = None,
 ) -> IngestResult:
-    """Append every record of the JSON Lines file at ``path`` to ``log``.
+    """Append every record of the JSON Lines file at ``path`` to ``log``, each stamped with
+    ``submitter`` (default :func:`local_submitter`).
 
     Blank lines are skipped. Without ``commit_every`` the file is appended atomically: any
-    invalid line raises :class:`RecordError` (with its line number), a re-used id raises
+    invalid line raises :class:`RecordError` (with its line number) — a line with its own
+    ``submitter``, or (for a client submitter) of a reserved kind or id, included, the latter
+    as :class:`~chainaudit.errors.ReservedError` — a re-used id raises
     :class:`~chainaudit.errors.ConflictError`, and nothing is written. With ``commit_every``,
     each run of that many records is committed on its own (``progress`` is then called with
     ``committed=True`` after each durable commit) and an error leaves the earlier batches in
     place. ``workers`` parser processes run beside the writer for large files (0: parse in
     this process; 1: one child with a pipe; more: a pool; ``None``: chosen as
     :data:`FAST_PATH_WORKERS` describes). Raises
-    :class:`InputError` if the file cannot be read.
+    :class:`InputError` if the file cannot be read or ``submitter`` is malformed.
     """
+    if submitter is None:
+        submitter = local_submitter()
+    elif not is_submitter(submitter):
+        raise InputError(f"submitter {submitter!r} is not key:<id>, local:<user> or service:<name>")
     try:
         source = path.open("rb")
         size = os.fstat(source.fileno()).st_size
@@ -277,7 +306,7 @@ def ingest_file(
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with source:
-        chunks = _chunks(source, str(path), frozenset(log.kinds | KINDS))
+        chunks = _chunks(source, str(path), frozenset(log.kinds | KINDS), submitter)
         first_leaf = (lambda: log.size) if commit_every is None else None
         parsed = _parsed(chunks, size >= PARALLEL_BYTES, workers, first_leaf)
         return _ingest(log, parsed, lines, commit_every, progress)

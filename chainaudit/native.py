@@ -16,6 +16,13 @@ with :data:`chainaudit.records.KINDS`). ``salts`` supplies 16 random bytes, cons
 for each accepted record without a salt of its own (``os.urandom(16 * number_of_lines)`` is
 always enough); :class:`ValueError` if it runs out.
 
+With a ``submitter`` (:mod:`chainaudit.provenance`), :func:`prepare_batch` and
+:func:`prepare_records` stamp it into every record's canonical body, as
+``records.prepare(..., submitter=...)`` does, and hand back every line that carries its own
+``submitter`` field; for a client submitter (``key:…``, ``local:…``) they also hand back every
+line of a reserved kind or under a reserved id prefix, for the Python path to refuse
+(:func:`chainaudit.records.parse_json_line` raises :class:`~chainaudit.errors.ReservedError`).
+
 :func:`hash_pairs` computes many RFC 9162 interior nodes in one call (the log's appends);
 :func:`bundle_parts` writes the plain form of a record bundle (:mod:`chainaudit.bundles`).
 :func:`prepare_batch` prepares a whole chunk as a :class:`Batch` of byte columns, for bulk
@@ -34,6 +41,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
+from chainaudit import provenance
 from chainaudit.records import PreparedRecord
 
 Prepared = tuple[str, str, str, int, bool, bytes, bytes]
@@ -161,12 +169,30 @@ else:
     bundle_parts = _native.bundle_parts
 
 
-def prepare_batch(raw: bytes, kinds: frozenset[str], salts: bytes) -> Batch | None:
+_CLIENT_RESERVED: Final = tuple(provenance.RESERVED_PREFIXES)
+
+
+def _stamping(
+    kinds: frozenset[str], submitter: str | None
+) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    """The kinds and reserved id prefixes to hand the extension for ``submitter``: a client
+    (not a service) gets neither the reserved kinds nor the reserved ids, which the fast path
+    then declines so that the Python path refuses them by name."""
+    if submitter is None or provenance.is_service(submitter):
+        return kinds, None
+    return kinds - provenance.RESERVED_KINDS.keys(), _CLIENT_RESERVED
+
+
+def prepare_batch(
+    raw: bytes, kinds: frozenset[str], salts: bytes, submitter: str | None = None
+) -> Batch | None:
     """The records of a chunk as a :class:`Batch`, or ``None`` if any non-blank line needs
-    the Python path (then use :func:`prepare_records`); arguments as :func:`prepare_lines`."""
+    the Python path (then use :func:`prepare_records`); arguments as :func:`prepare_lines`,
+    ``submitter`` as the module describes (:class:`ValueError` if it is malformed)."""
     if not AVAILABLE:
         return None
-    columns = _native.prepare_batch(raw, kinds, salts)
+    fast_kinds, reserved = _stamping(kinds, submitter)
+    columns = _native.prepare_batch(raw, fast_kinds, salts, submitter, reserved)
     return None if columns is None else Batch(*columns)
 
 
@@ -178,11 +204,15 @@ def batch_bundle_parts(first: int, batch: Batch, start: int, stop: int) -> Bundl
     return bundle_parts_fallback(first, batch.records()[start:stop], (0, 1, 2, 3, 5))
 
 
-def prepare_records(raw: bytes, kinds: frozenset[str], salts: bytes) -> list[PreparedRecord | int]:
+def prepare_records(
+    raw: bytes, kinds: frozenset[str], salts: bytes, submitter: str | None = None
+) -> list[PreparedRecord | int]:
     """:func:`prepare_lines` with each accepted record built as a :class:`PreparedRecord`
-    by the extension itself (no second pass over the tuples)."""
+    by the extension itself (no second pass over the tuples); ``submitter`` as the module
+    describes (:class:`ValueError` if it is malformed)."""
     if AVAILABLE:
-        return _native.prepare_lines(raw, kinds, salts, PreparedRecord)
+        fast_kinds, reserved = _stamping(kinds, submitter)
+        return _native.prepare_lines(raw, fast_kinds, salts, PreparedRecord, submitter, reserved)
     return [offset for offset in prepare_lines_fallback(raw, kinds, salts) if type(offset) is int]
 
 

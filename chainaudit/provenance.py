@@ -41,9 +41,10 @@ SERVICES: Final = frozenset({INDEXER, RISK, RECONCILER, KEYS, ANCHORING, API})
 RESERVED_KINDS: Final[Mapping[str, frozenset[str]]] = {
     "escrow_event": frozenset({INDEXER}),
     "decision": frozenset({RISK, RECONCILER, API}),
-    "admin": frozenset({KEYS, API, RISK, ANCHORING}),
+    "admin": frozenset({KEYS, API, RISK, ANCHORING, INDEXER}),
 }
-"""Each reserved kind and the services entitled to write it."""
+"""Each reserved kind and the services entitled to write it (the indexer writes ``admin`` only
+for its integrity alarms, :mod:`chainaudit.integrity`)."""
 
 RESERVED_PREFIXES: Final[Mapping[str, frozenset[str]]] = {
     "escrow:": frozenset({INDEXER}),

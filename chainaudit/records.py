@@ -32,8 +32,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from chainaudit import provenance
 from chainaudit.canonical import MAX_DEPTH, canonicalize, canonicalize_checked, check_value
-from chainaudit.errors import RecordError
+from chainaudit.errors import RecordError, ReservedError
 from chainaudit.merkle import hash_leaf
 
 KINDS: frozenset[str] = frozenset(
@@ -150,7 +151,7 @@ def prepare(
         raise RecordError("salt must be 32 lowercase hex digits (16 bytes)")
     stamped = record.get("submitter")
     if submitter is not None:
-        if stamped is not None:
+        if "submitter" in record:
             raise RecordError("submitter is stamped by the server; remove it from the record")
         stamped = submitter
     if stamped is not None and (type(stamped) is not str or not _SUBMITTER.fullmatch(stamped)):
@@ -183,6 +184,12 @@ def prepare(
         body=body,
         leaf_hash=hash_leaf(body),
     )
+
+
+def is_submitter(value: object) -> bool:
+    """Whether ``value`` is a well-formed submitter: ``key:<id>``, ``local:<user>`` or
+    ``service:<name>``, the name 1-64 characters of ``A-Z a-z 0-9 . _ @ -``."""
+    return type(value) is str and _SUBMITTER.fullmatch(value) is not None
 
 
 def parse_timestamp(value: Any) -> int:
@@ -276,11 +283,20 @@ _FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
 
 
 def parse_json_line(
-    line: str, line_number: int | None = None, *, kinds: Iterable[str] = KINDS
+    line: str,
+    line_number: int | None = None,
+    *,
+    kinds: Iterable[str] = KINDS,
+    submitter: str | None = None,
 ) -> PreparedRecord:
     """Parse one JSON Lines record and :func:`prepare` it, tagging errors with the line.
 
-    Raises :class:`RecordError` (with ``line`` set) for invalid JSON and invalid records.
+    With ``submitter`` the record is stamped with it (:func:`prepare`: a line carrying its own
+    ``submitter`` is refused); a client submitter (not ``service:…``) may moreover write no
+    reserved kind or id (:func:`chainaudit.provenance.check_client_write`).
+    Raises :class:`RecordError` (with ``line`` set) for invalid JSON and invalid records, and
+    its subclass :class:`ReservedError` (``reserved`` naming the kind or id prefix) for a
+    reserved record from a client.
     """
     try:
         try:
@@ -288,7 +304,12 @@ def parse_json_line(
             fast = line.count("{") + line.count("[") < MAX_DEPTH
         except _OutOfDomainError:
             value, fast = json.loads(line), False  # the full check names the float's path
-        return prepare(value, kinds=kinds, domain_checked=fast)
+        record = prepare(value, kinds=kinds, submitter=submitter, domain_checked=fast)
+        if submitter is not None and not provenance.is_service(submitter):
+            provenance.check_client_write(record.kind, record.record_id)
+        return record
+    except ReservedError as exc:
+        raise ReservedError(exc.reason, reserved=exc.reserved, line=line_number) from exc
     except RecordError as exc:
         raise RecordError(exc.reason, line=line_number) from exc
     except (ValueError, RecursionError) as exc:

@@ -571,6 +571,18 @@ class Log:
             raise NotFoundError(f"no record at leaf index {leaf_index}")
         return entries[0]
 
+    def count_ids(self, prefix: str) -> int:
+        """How many records have an id starting with ``prefix`` (non-empty; a range scan of
+        the id index)."""
+        if not prefix:
+            raise ValueError("count_ids needs a non-empty prefix")
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM record_ids WHERE record_id >= ? AND record_id < ?",
+            (prefix, upper),
+        ).fetchone()
+        return int(row[0])
+
     def signature(self, record_id: str) -> tuple[str, str] | None:
         """The verified ``(signer, signature)`` stored with a record, if it was signed."""
         row = self._db.execute(

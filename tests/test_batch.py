@@ -33,6 +33,20 @@ def test_a_batch_holds_exactly_what_prepare_lines_gives() -> None:
     assert [r.salted for r in batch.records()] == [False] * 300 + [True]
 
 
+def test_a_stamped_batch_holds_exactly_what_prepare_records_gives() -> None:
+    raw = chunk(50) + record_line(50, salt="cd" * 16) + b"\n"
+    salts = os.urandom(16 * 60)
+    batch = native.prepare_batch(raw, ALL_KINDS, salts, "local:alice")
+    expected = native.prepare_records(raw, ALL_KINDS, salts, "local:alice")
+    assert batch is not None and batch.records() == expected and len(expected) == 51
+    assert {json.loads(r.body)["submitter"] for r in expected} == {"local:alice"}
+    # one reserved line sends the whole chunk to the careful path, which refuses it
+    for reserved in (record_line(7, kind="decision"), record_line(7, id="escrow:1:0x1:0:ab")):
+        odd = chunk(5) + reserved + b"\n"
+        assert native.prepare_batch(odd, ALL_KINDS, salts, "local:alice") is None
+        assert native.prepare_batch(odd, ALL_KINDS, salts, "service:indexer") is not None
+
+
 def test_a_batch_is_refused_as_soon_as_one_line_needs_the_python_path() -> None:
     for odd in (
         record_line(5, actor="émile"),  # non-ASCII

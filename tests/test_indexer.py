@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from chainaudit import integrity, provenance
 from chainaudit.escrow import DecodedEvent
 from chainaudit.indexer import Indexer, audit_index, event_record_id, events_for_deal
-from chainaudit.records import PreparedRecord
+from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Entry, Log
 from tests.escrow_world import AMOUNT, World, h, rpc
 
@@ -348,3 +349,115 @@ def test_audit_index_names_rows_that_do_not_match_the_event_records(log: Log, wo
         ),
     }
     service.close()
+
+
+def squat(log: Log, record_id: str, deal_id: int) -> PreparedRecord:
+    """Write a forged record under ``record_id`` straight into the log, as someone with
+    direct database access could (the API refuses the ``escrow:`` namespace)."""
+    forged = prepare(
+        {
+            "id": record_id,
+            "kind": "escrow_event",
+            "timestamp": "2026-11-21T09:30:00Z",
+            "actor": "eth:mallory",
+            "payload": {"type": "event", "event": "DealCreated", "deal_id": str(deal_id)},
+        },
+        submitter="key:mallory",
+    )
+    log.append([forged])
+    return forged
+
+
+def test_a_squatted_event_id_raises_an_alarm_and_indexing_goes_on(
+    log: Log, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: a record written under the next event's id used to fail every tick for ever
+    (ConflictError); now the event goes under a derived id beside an integrity alarm."""
+    client = world.client
+    service = indexer(log, world, confirmations=2)
+    rpc(world.w3, "evm_mine")
+    service.tick()
+    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
+    events = client.events(0, deal_id=deal_id)
+    assert service.tick() == 0  # mined, not yet confirmed: the squatter gets there first
+    squatted = expected_ids(world, events)[1]  # the first MilestoneCreated
+    forged = squat(log, squatted, deal_id)
+
+    rpc(world.w3, "evm_mine")
+    with caplog.at_level("WARNING", logger="chainaudit.indexer"):
+        assert service.tick() == len(events) + 1  # the events and one alarm
+    assert service.pending() == 0 and service.alarms == 1
+    assert f"integrity alarm: record id {squatted} is taken" in caplog.text
+
+    diverted = log.entry(f"{squatted}:conflict:1")
+    document = json.loads(diverted.body or b"")
+    assert document["submitter"] == "service:indexer"
+    assert document["payload"]["event"] == "MilestoneCreated"
+    assert document["payload"]["log_index"] == events[1].log_index
+    [alarm] = [e for e in log.scan(kind="admin", limit=1000) if e.record_id.startswith("integ")]
+    body = json.loads(alarm.body or b"")
+    assert body["submitter"] == "service:indexer" and body["actor"] == "chainaudit:indexer"
+    assert body["payload"] == {
+        "type": "integrity-alarm",
+        "alarm": "id-conflict",
+        "source": "indexer",
+        "squatted_id": squatted,
+        "squatted_leaf_index": log.entry(squatted).index,
+        "squatted_leaf_hash": forged.leaf_hash.hex(),
+        "squatted_submitter": "key:mallory",
+        "expected_leaf_hash": body["payload"]["expected_leaf_hash"],
+        "written_as": diverted.record_id,
+        "written_leaf_hash": diverted.leaf_hash.hex(),
+    }
+    assert body["payload"]["expected_leaf_hash"] not in (forged.leaf_hash.hex(), "")
+    assert provenance.document_entitled(body) and provenance.document_entitled(document)
+    assert integrity.count_alarms(log) == 1
+    others = set(expected_ids(world, events)) - {squatted}
+    assert others <= {r.record_id for r in escrow_records(log)}
+
+    # A later real event is still indexed, and the alarm is not raised again.
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
+    rpc(world.w3, "evm_mine")
+    assert service.tick() == 1
+    funded = client.events(0, deal_id=deal_id)[-1]
+    assert escrow_records(log)[-1].record_id == expected_ids(world, [funded])[0]
+    assert service.tick() == 0 and integrity.count_alarms(log) == 1 and service.alarms == 1
+
+
+def test_a_crash_after_the_diversion_writes_each_record_once(
+    log: Log, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The diversion is committed to the outbox before the append: a crash right after it
+    leaves the derived record and the alarm to the next indexer, which appends them once."""
+    client = world.client
+    first = indexer(log, world, confirmations=2)
+    rpc(world.w3, "evm_mine")
+    first.tick()
+    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(1)).deal_id
+    events = client.events(0, deal_id=deal_id)
+    squatted = expected_ids(world, events)[0]
+    squat(log, squatted, deal_id)
+    rpc(world.w3, "evm_mine")
+    real_append = log.append
+    calls: list[int] = []
+
+    def crash_on_retry(records: list[PreparedRecord], *args: Any) -> Any:
+        calls.append(len(records))
+        if len(calls) > 1:
+            raise SystemExit("killed after the diversion")
+        return real_append(records, *args)
+
+    monkeypatch.setattr(log, "append", crash_on_retry)
+    with pytest.raises(SystemExit):
+        first.tick()
+    monkeypatch.undo()
+    assert first.pending() == len(events) + 1  # the events, one of them relabelled, the alarm
+    first.close()
+    size = log.refresh()
+
+    restarted = indexer(log, world, confirmations=2)
+    assert restarted.tick() == len(events) + 1 and restarted.alarms == 0
+    assert log.size == size + len(events) + 1
+    assert integrity.count_alarms(log) == 1
+    assert log.entry(f"{squatted}:conflict:1").kind == "escrow_event"
+    assert restarted.tick() == 0

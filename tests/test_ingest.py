@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chainaudit import bundles, ingest, native
-from chainaudit.errors import ConflictError, InputError, RecordError
+from chainaudit.errors import ConflictError, InputError, RecordError, ReservedError
 from chainaudit.records import KINDS, prepare
 from chainaudit.store import Log, Transaction
 
@@ -72,6 +72,9 @@ def test_fast_and_reference_paths_build_the_same_log(
         ingest.ingest_file(reference, source, workers=0)
         reference_entries = reference.scan(limit=100_000)
         reference_root = reference.root()
+    stamp = ingest.local_submitter()
+    for entries in (fast_entries, reference_entries):  # both paths stamp every record
+        assert {json.loads(e.body or b"")["submitter"] for e in entries} == {stamp}
     drawn = [i for i, e in enumerate(fast_entries) if i % 7 == 4]
     assert drawn  # records without a salt differ only by the salt the server drew
     for i, (ours, theirs) in enumerate(zip(fast_entries, reference_entries, strict=True)):
@@ -124,6 +127,73 @@ def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
         with pytest.raises(RecordError, match=r"line 21501: .*float"):
             ingest.ingest_file(log, source)
         assert log.size == 0 and log.refresh() == 0
+
+
+@pytest.mark.parametrize("workers", [None, 0, 1, 2])
+@pytest.mark.parametrize(
+    ("change", "reserved"),
+    [
+        ({"kind": "decision"}, "decision"),  # a line the fast path would take, but for its kind
+        ({"kind": "escrow_event", "actor": "société"}, "escrow_event"),  # a Python-path line
+        ({"id": "escrow:31337:0xab:0:cd"}, "escrow:"),
+        ({"id": "risk:alert:AL-1", "timestamp": "2026-11-21T09:30:00.5Z"}, "risk:"),
+        ({"submitter": "service:indexer"}, None),  # a client may not stamp itself
+    ],
+)
+def test_a_reserved_or_self_stamped_line_in_a_large_file_is_refused_and_nothing_is_written(
+    tmp_path: Path, workers: int | None, change: dict[str, Any], reserved: str | None
+) -> None:
+    count = LARGE + 3_000
+    lines = [simple(i) for i in range(count)]
+    lines[22_222] = json.dumps({**json.loads(lines[22_222]), **change})
+    source = tmp_path / "reserved.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
+    with Log.open(tmp_path / "data") as log:
+        with pytest.raises(RecordError, match="line 22223: ") as caught:
+            ingest.ingest_file(log, source, workers=workers)
+        if reserved is None:
+            assert "submitter is stamped by the server" in str(caught.value)
+        else:
+            assert isinstance(caught.value, ReservedError) and caught.value.reserved == reserved
+            assert repr(reserved) in str(caught.value)
+        assert log.size == 0 and log.refresh() == 0
+
+
+def test_a_service_submitter_may_ingest_reserved_records_and_a_bad_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "service.jsonl"
+    source.write_text(json.dumps({**json.loads(simple(1)), "kind": "decision"}) + "\n")
+    with Log.open(tmp_path / "data") as log:
+        ingest.ingest_file(log, source, submitter="service:risk")
+        assert json.loads(log.entry("inv-0000001").body or b"")["submitter"] == "service:risk"
+        with pytest.raises(InputError, match="submitter 'alice' is not"):
+            ingest.ingest_file(log, source, submitter="alice")
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("alice", "local:alice"),
+        ("J. Doe/ä", "local:J._Doe__"),
+        ("u" * 80, "local:" + "u" * 64),
+        ("", "local:unknown"),
+    ],
+)
+def test_the_local_submitter_is_the_os_user_made_safe(
+    monkeypatch: pytest.MonkeyPatch, user: str, expected: str
+) -> None:
+    monkeypatch.setattr(ingest.getpass, "getuser", lambda: user)
+    assert ingest.local_submitter() == expected
+
+
+def test_the_local_submitter_without_a_user_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> str:
+        raise KeyError("no passwd entry")
+
+    monkeypatch.setattr(ingest.getpass, "getuser", missing)
+    assert ingest.local_submitter() == "local:unknown"
 
 
 def test_resubmitted_and_conflicting_ids_in_bulk(tmp_path: Path) -> None:
@@ -221,10 +291,11 @@ def test_chunks_cover_the_file_at_line_ends_with_their_first_line_numbers(
     source = tmp_path / "lines.jsonl"
     source.write_bytes(data)
     with source.open("rb") as stream:
-        jobs = list(ingest._chunks(stream, "lines.jsonl", frozenset()))
-    assert b"".join(raw for _, raw, _, _ in jobs) == data
+        jobs = list(ingest._chunks(stream, "lines.jsonl", frozenset(), "local:alice"))
+    assert b"".join(raw for _, raw, _, _, _ in jobs) == data
+    assert {submitter for *_, submitter in jobs} == {"local:alice"}
     line = 1
-    for first, raw, count, _ in jobs:
+    for first, raw, count, _, _ in jobs:
         assert (first, count) == (line, raw.count(b"\n"))
         assert raw.endswith(b"\n") or raw.endswith(b"last, no line end")
         line += count

@@ -20,8 +20,8 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainaudit import _native, merkle, native
-from chainaudit.errors import RecordError
+from chainaudit import _native, merkle, native, provenance
+from chainaudit.errors import RecordError, ReservedError
 from chainaudit.records import (
     KINDS,
     MAX_RECORD_BYTES,
@@ -39,22 +39,37 @@ SALT = bytes(range(0xA0, 0xB0))
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def prepare_one(line: bytes, kinds: frozenset[str] = ALL_KINDS) -> Any:
-    """The C result for a single non-blank line: a tuple, or 0 (declined)."""
-    result = _native.prepare_lines(line, kinds, SALT)
+SUBMITTERS = (None, "local:alice", "key:k-1", "service:indexer")
+"""No stamp, two client submitters (refused reserved records) and a service one."""
+
+
+def prepare_one(
+    line: bytes, kinds: frozenset[str] = ALL_KINDS, submitter: str | None = None
+) -> Any:
+    """The C result for a single non-blank line: a tuple, or 0 (declined); with
+    ``submitter``, called as ``native.prepare_records`` calls it (client submitters get
+    neither the reserved kinds nor the reserved ids)."""
+    if submitter is None:
+        result = _native.prepare_lines(line, kinds, SALT)
+    else:
+        fast_kinds, reserved = native._stamping(kinds, submitter)
+        result = _native.prepare_lines(line, fast_kinds, SALT, None, submitter, reserved)
     assert len(result) == 1, result
     return result[0]
 
 
-def check_line(line: bytes, kinds: frozenset[str] = ALL_KINDS) -> PreparedRecord | None:
-    """Run ``line`` through both paths; return the accepted record, or None if C declined.
+def check_line(
+    line: bytes, kinds: frozenset[str] = ALL_KINDS, submitter: str | None = None
+) -> PreparedRecord | None:
+    """Run ``line`` through both paths, stamped with ``submitter``; return the accepted
+    record, or None if C declined.
 
     Fails if C accepts a line the Python path refuses, or prepares it differently.
     """
-    item = prepare_one(line, kinds)
+    item = prepare_one(line, kinds, submitter)
     try:
         text = line.decode("utf-8")
-        expected = parse_json_line(text, 0, kinds=kinds)
+        expected = parse_json_line(text, 0, kinds=kinds, submitter=submitter)
     except (RecordError, UnicodeDecodeError):
         assert item == 0, f"C accepted a line the Python path refuses: {line!r}"
         return None
@@ -69,10 +84,11 @@ def check_line(line: bytes, kinds: frozenset[str] = ALL_KINDS) -> PreparedRecord
         # The Python path drew its own random salt: compare with the salt C used instead.
         document = json.loads(got.body)
         assert document["salt"] == SALT.hex()
-        assert got == prepare(json.loads(text), kinds=kinds, salt=SALT.hex())
+        assert got == prepare(json.loads(text), kinds=kinds, salt=SALT.hex(), submitter=submitter)
         assert got[:5] == expected[:5]
         assert document == {**json.loads(expected.body), "salt": SALT.hex()}
     assert got.body == rfc8785.dumps(json.loads(got.body))
+    assert json.loads(got.body).get("submitter") == submitter
     assert got.leaf_hash == hashlib.sha256(b"\x00" + got.body).digest()
     for value, kind in zip(got, (str, str, str, int, bool, bytes, bytes), strict=True):
         assert type(value) is kind
@@ -496,7 +512,12 @@ def valid_timestamps(draw: st.DrawFn) -> str:
     return f"{year:04d}-{month:02d}-{day:02d}T{clock}{zone}"
 
 
-valid_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}", fullmatch=True)
+valid_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}", fullmatch=True) | st.builds(
+    str.__add__,
+    st.sampled_from(sorted(provenance.RESERVED_PREFIXES)),
+    st.from_regex(r"[A-Za-z0-9._:@/-]{0,100}", fullmatch=True),
+)
+"""Ids, some under a reserved prefix (refused from a client submitter)."""
 valid_actors = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'),
     min_size=1,
@@ -588,6 +609,8 @@ def noisy_records(draw: st.DrawFn) -> dict[str, Any]:
         del record[draw(st.sampled_from(sorted(record)))]
     if draw(st.integers(0, 9)) == 0:
         record[draw(any_text)] = draw(noisy_values)
+    if draw(st.integers(0, 9)) == 0:  # a client's own submitter (refused when stamping)
+        record["submitter"] = draw(st.sampled_from(["local:mallory", "service:risk", None, 7]))
     return record
 
 
@@ -660,20 +683,38 @@ class Writer:
 
 
 @FUZZ
-@given(record=valid_records(), seed=st.integers(0, 2**32), noise=st.sampled_from([0, 0.5]))
-def test_valid_records_are_taken_and_match(record: dict[str, Any], seed: int, noise: float) -> None:
+@given(
+    record=valid_records(),
+    seed=st.integers(0, 2**32),
+    noise=st.sampled_from([0, 0.5]),
+    submitter=st.sampled_from(SUBMITTERS),
+)
+def test_valid_records_are_taken_and_match(
+    record: dict[str, Any], seed: int, noise: float, submitter: str | None
+) -> None:
     line = Writer(random.Random(seed), noise, tricks=False).line(record)
-    got = check_line(line)
+    got = check_line(line, submitter=submitter)
+    client = submitter is not None and not provenance.is_service(submitter)
+    if client and not provenance.entitled(submitter, record["kind"], record["id"]):
+        assert got is None, line  # reserved: C declines, the Python path refuses by name
+        with pytest.raises(ReservedError):
+            parse_json_line(line.decode(), 1, kinds=ALL_KINDS, submitter=submitter)
+        return
     assert got is not None, line
     assert got.salted == ("salt" in record)
 
 
 @FUZZ
-@given(record=noisy_records(), seed=st.integers(0, 2**32), noise=st.sampled_from([0, 0.05, 0.3]))
+@given(
+    record=noisy_records(),
+    seed=st.integers(0, 2**32),
+    noise=st.sampled_from([0, 0.05, 0.3]),
+    submitter=st.sampled_from(SUBMITTERS),
+)
 def test_noisy_records_match_or_are_declined(
-    record: dict[str, Any], seed: int, noise: float
+    record: dict[str, Any], seed: int, noise: float, submitter: str | None
 ) -> None:
-    check_line(Writer(random.Random(seed), noise).line(record))
+    check_line(Writer(random.Random(seed), noise).line(record), submitter=submitter)
 
 
 MUTATION_BYTES = b'{}[]",:\\ \t\r\x0b\x00\x7f\x80\xc3\xa9-+.eE0123456789truefalsnl"abcxyz'
@@ -687,9 +728,10 @@ MUTATION_BYTES = b'{}[]",:\\ \t\r\x0b\x00\x7f\x80\xc3\xa9-+.eE0123456789truefals
         min_size=1,
         max_size=4,
     ),
+    submitter=st.sampled_from(SUBMITTERS),
 )
 def test_mutated_lines_match_or_are_declined(
-    record: dict[str, Any], edits: list[tuple[int, int, int]]
+    record: dict[str, Any], edits: list[tuple[int, int, int]], submitter: str | None
 ) -> None:
     line = bytearray(json.dumps(record).encode())
     for action, position, byte in edits:
@@ -701,7 +743,7 @@ def test_mutated_lines_match_or_are_declined(
         elif at < len(line):
             line[at] = byte
     if line.strip():
-        check_line(bytes(line))
+        check_line(bytes(line), submitter=submitter)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -711,6 +753,7 @@ def test_mutated_lines_match_or_are_declined(
     newline=st.sampled_from(["\n", "\r\n"]),
     final_newline=st.booleans(),
     seed=st.integers(0, 2**32),
+    submitter=st.sampled_from(SUBMITTERS),
 )
 def test_chunks_match_line_by_line(
     records: list[dict[str, Any]],
@@ -718,6 +761,7 @@ def test_chunks_match_line_by_line(
     newline: str,
     final_newline: bool,
     seed: int,
+    submitter: str | None,
 ) -> None:
     rng = random.Random(seed)
     writer = Writer(rng, 0.05)
@@ -725,17 +769,21 @@ def test_chunks_match_line_by_line(
     rng.shuffle(lines)
     raw = newline.encode().join(lines) + (newline.encode() if final_newline else b"")
     salts = os.urandom(16 * len(lines))
-    result = _native.prepare_lines(raw, ALL_KINDS, salts)
+    kinds, reserved = native._stamping(ALL_KINDS, submitter)
+    result = _native.prepare_lines(raw, kinds, salts, None, submitter, reserved)
     numbered = [(i, line) for i, line in enumerate(raw.split(b"\n")) if line.strip()]
     assert len(result) == len(numbered)
     drawn = 0
     for (number, line), item in zip(numbered, result, strict=True):
-        alone = _native.prepare_lines(line, ALL_KINDS, salts[drawn : drawn + 16])
+        alone = _native.prepare_lines(
+            line, kinds, salts[drawn : drawn + 16], None, submitter, reserved
+        )
         if type(item) is int:
             assert item == number
             assert alone == [0]
             continue
         assert alone == [item]
+        assert json.loads(item[5]).get("submitter") == submitter
         if not item[4]:
             assert json.loads(item[5])["salt"] == salts[drawn : drawn + 16].hex()
             drawn += 16
@@ -764,3 +812,64 @@ def test_records_are_built_as_prepared_records() -> None:
     for wrong in (dict, int, type("Widened", (tuple,), {})):  # the last one has a __dict__
         with pytest.raises(TypeError, match="record_type must be a tuple subclass"):
             _native.prepare_lines(line, frozenset(KINDS), os.urandom(16), wrong)
+
+
+# --- the submitter stamp and reserved records -----------------------------------------------
+
+
+def test_the_submitter_is_stamped_between_salt_and_timestamp() -> None:
+    line = record_line(4, salt="ab" * 16)
+    for submitter in ("local:alice", "key:k_1.x@y-z", "service:indexer", "local:" + "u" * 64):
+        got = check_line(line, submitter=submitter)
+        assert got is not None
+        assert f'"salt":"{"ab" * 16}","submitter":"{submitter}","timestamp":'.encode() in got.body
+    plain = check_line(line)
+    assert plain is not None and b"submitter" not in plain.body
+    stamped = native.prepare_records(line, ALL_KINDS, b"", "local:alice")
+    assert stamped == [parse_json_line(line.decode(), 1, submitter="local:alice")]
+
+
+def test_a_line_with_its_own_submitter_is_declined_and_refused() -> None:
+    for value in ("local:mallory", "service:risk", None):
+        line = record_line(2, submitter=value)
+        assert prepare_one(line, submitter="local:alice") == 0
+        with pytest.raises(RecordError, match="submitter is stamped by the server") as caught:
+            parse_json_line(line.decode(), 9, submitter="local:alice")
+        assert caught.value.line == 9
+
+
+@pytest.mark.parametrize("kind", sorted(provenance.RESERVED_KINDS))
+def test_reserved_kinds_are_declined_for_a_client_and_taken_for_the_service(kind: str) -> None:
+    line = record_line(1, kind=kind)
+    for client in ("local:alice", "key:k-1"):
+        assert prepare_one(line, submitter=client) == 0
+        with pytest.raises(ReservedError) as caught:
+            parse_json_line(line.decode(), 3, submitter=client)
+        assert (caught.value.reserved, caught.value.line) == (kind, 3)
+        assert native.prepare_batch(line, ALL_KINDS, SALT, client) is None
+    assert check_line(line, submitter="service:risk") is not None
+    assert check_line(line) is not None  # no stamp: the plain fast path, as before
+
+
+@pytest.mark.parametrize("prefix", sorted(provenance.RESERVED_PREFIXES))
+def test_reserved_ids_are_declined_for_a_client_and_taken_for_the_service(prefix: str) -> None:
+    line = record_line(1, id=f"{prefix}x-1")
+    assert prepare_one(line, submitter="local:alice") == 0
+    with pytest.raises(ReservedError) as caught:
+        parse_json_line(line.decode(), 5, submitter="local:alice")
+    assert caught.value.reserved == prefix and f"line 5: record id {prefix}x-1" in str(
+        caught.value
+    ).replace("'", "")
+    assert check_line(line, submitter="service:api") is not None
+    # a reserved prefix elsewhere in an id, or a near miss, is not reserved
+    assert check_line(record_line(1, id=f"x-{prefix}1"), submitter="local:alice") is not None
+
+
+@pytest.mark.parametrize(
+    "bad", ["alice", "local:", "local:a b", "local:é", "user:alice", "local:" + "u" * 65, 5]
+)
+def test_a_malformed_submitter_is_an_argument_error(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError), match="submitter must be"):
+        _native.prepare_lines(record_line(1), ALL_KINDS, SALT, None, bad)
+    with pytest.raises((ValueError, TypeError), match="submitter must be"):
+        _native.prepare_batch(record_line(1), ALL_KINDS, SALT, bad)

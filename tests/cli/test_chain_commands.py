@@ -46,10 +46,10 @@ def test_devnet_deploy_ingest_anchor_and_stop(tmp_path: Path) -> None:
                 json.dumps(
                     {
                         "id": f"r{i}",
-                        "kind": "transaction",  # decisions are the service's own
+                        "kind": "transaction",
                         "timestamp": "2026-11-21T10:00:00+01:00",
-                        "actor": "buyer:acme",
-                        "payload": {"amount": i, "currency": "USD"},
+                        "actor": "risk:engine",
+                        "payload": {"outcome": "allow", "score": i},
                     }
                 )
                 + "\n"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chainaudit import merkle
+from chainaudit import ingest, merkle
 from chainaudit.store import Log
 from tests.tamper import replace_in_body
 
@@ -56,6 +56,9 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
     out = run(data, "ingest", str(source)).stdout
     with Log.open(data) as log:
         root = log.root()
+        stamped = {json.loads(e.body or b"")["submitter"] for e in log.entries()}
+    assert stamped == {ingest.local_submitter()}  # the user who ran it, inside the hashed bytes
+    assert f"already present) as {ingest.local_submitter()} in " in out
     assert "ingested 25 records (25 new" in out and f"root {root.hex()}" in out
     assert "tree size 25" in out
 
@@ -82,6 +85,27 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
         ([json.dumps(record(99, payload={"amount": 1.5}))], "line 4: payload.amount: floating"),
         ([json.dumps(record(99, kind="rumour"))], "line 4: kind must be one of"),
         (["[]"], "line 4: a record must be a JSON object"),
+        # only the server stamps who submitted a record
+        (
+            [json.dumps(record(99, submitter="service:risk"))],
+            "line 4: submitter is stamped by the server",
+        ),
+        # only the service writes what moves money or risk (issue 12), whoever runs ingest
+        ([json.dumps(record(99, kind="decision"))], "line 4: kind 'decision' is reserved"),
+        ([json.dumps(record(99, kind="escrow_event"))], "line 4: kind 'escrow_event' is reserved"),
+        ([json.dumps(record(99, kind="admin"))], "line 4: kind 'admin' is reserved"),
+        (
+            [json.dumps(record(99, id="escrow:31337:0xab:0:cd"))],
+            "line 4: record id 'escrow:31337:0xab:0:cd' is in the reserved namespace 'escrow:'",
+        ),
+        (
+            [json.dumps(record(99, id="action-deal.release-0x01"))],
+            "line 4: record id 'action-deal.release-0x01' is in the reserved namespace 'action-'",
+        ),
+        (
+            [json.dumps(record(99, id="risk:alert:AL-1"))],
+            "line 4: record id 'risk:alert:AL-1' is in the reserved namespace 'risk:'",
+        ),
     ],
 )
 def test_bad_line_exits_2_and_writes_nothing(

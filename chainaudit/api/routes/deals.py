@@ -26,7 +26,7 @@ from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
 
-from chainaudit import provenance
+from chainaudit import integrity, provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
@@ -265,7 +265,16 @@ def _record(
         },
         submitter=provenance.API,
     )
-    svc.writer.submit([record]).result(timeout=60)
+    # The transaction is sent: a taken action id (a relayed transaction's hash is known before
+    # it is sent) must not fail the request; the record goes under a derived id with an alarm.
+    integrity.append_diverting(
+        lambda records: svc.writer.submit(records).result(timeout=60),
+        svc.reader,
+        [record],
+        submitter=provenance.API,
+        actor=integrity.API_ACTOR,
+        source="api.deal-action",
+    )
 
 
 def _response(result: TxResult | GuardedResult, deal: Deal | None) -> dict[str, Any]:

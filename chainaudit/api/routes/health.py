@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from chainaudit import integrity
 from chainaudit.api.auth import ServicesDep
 from chainaudit.api.problems import problem_response
 
@@ -43,7 +44,8 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(svc: ServicesDep) -> str:
-    """Prometheus text format: records appended, anchors by status, anchor lag, latency."""
+    """Prometheus text format: records appended, anchors by status, anchor lag, integrity
+    alarms, latency."""
     log = svc.reader()
     book = svc.anchor_book()
     anchors = book.all()
@@ -71,6 +73,10 @@ def metrics(svc: ServicesDep) -> str:
         "# HELP chainaudit_anchor_lag_seconds Age of the oldest leaf not yet anchored.",
         "# TYPE chainaudit_anchor_lag_seconds gauge",
         f"chainaudit_anchor_lag_seconds {lag_seconds:.3f}",
+        "# HELP chainaudit_integrity_alarms_total Integrity alarms in the log: a service "
+        "record whose id another record had taken, written under a derived id.",
+        "# TYPE chainaudit_integrity_alarms_total counter",
+        f'chainaudit_integrity_alarms_total{{alarm="id-conflict"}} {integrity.count_alarms(log)}',
         "# HELP chainaudit_http_requests_total Requests by method, route and status.",
         "# TYPE chainaudit_http_requests_total counter",
     ]

@@ -28,7 +28,16 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 
 class RecordIn(BaseModel):
     """A record to append. ``salt`` is drawn by the server unless given (it must be given
-    when the record is signed, since the signature covers the leaf hash)."""
+    when the record is signed, since the signature covers the leaf hash).
+
+    The server stamps ``submitter: "key:<key id>"`` into the record's hashed canonical bytes
+    (the key id is the middle part of the token ``ca_<key id>_<secret>``); a client may not
+    send ``submitter`` itself (422). A signed record's EIP-712 signature therefore covers the
+    leaf hash of the record *with* that field: ``records.prepare(record,
+    submitter="key:<key id>").leaf_hash``. Kinds ``decision``, ``escrow_event``, ``admin`` and
+    ids under ``escrow:``, ``action-``, ``risk:``, ``reconcile:``, ``integrity:`` and the other
+    prefixes of :data:`chainaudit.provenance.RESERVED_PREFIXES` are written only by the service:
+    403 ``reserved`` for every key, admin and operator included."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,7 +48,10 @@ class RecordIn(BaseModel):
     payload: dict[str, Any]
     salt: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     signature: str | None = Field(
-        default=None, pattern=r"^0x[0-9a-fA-F]{130}$", description="EIP-712 AuditRecord signature"
+        default=None,
+        pattern=r"^0x[0-9a-fA-F]{130}$",
+        description="EIP-712 AuditRecord signature over the record id and the leaf hash of the "
+        'record as stored, i.e. with the "submitter": "key:<key id>" field the server stamps',
     )
     signer: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
 
@@ -71,7 +83,10 @@ class RecordOut(BaseModel):
     kind: str
     actor: str
     timestamp_ms: int
-    record: dict[str, Any] | None = Field(description="null once the content was erased")
+    record: dict[str, Any] | None = Field(
+        description="the stored record, its server-stamped submitter included (key:<key id>, "
+        "local:<user> or service:<component>); null once the content was erased"
+    )
     signer: str | None = None
 
 
