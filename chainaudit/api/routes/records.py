@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
@@ -15,11 +14,12 @@ from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
+from chainaudit.api.visibility import RecordView, Viewer
 from chainaudit.errors import NotFoundError, RecordError, ReservedError, VerificationError
 from chainaudit.keys import ApiKey
 from chainaudit.records import PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
-from chainaudit.store import AppendResult, Entry
+from chainaudit.store import AppendResult
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -73,6 +73,11 @@ class RecordOut(BaseModel):
     timestamp_ms: int
     record: dict[str, Any] | None = Field(description="null once the content was erased")
     signer: str | None = None
+    redacted: bool = Field(
+        default=False,
+        description="true when the record is shown redacted to what concerns the key "
+        "(a decision shown to a deal's party): it then no longer hashes to leaf_hash",
+    )
 
 
 class RecordPage(BaseModel):
@@ -200,11 +205,9 @@ async def append_batch(batch: BatchIn, key: Writer, svc: ServicesDep) -> AppendO
     return await _append(svc, key, batch.records)
 
 
-def _visible(key: ApiKey, entry: Entry) -> bool:
-    return key.role != "partner" or entry.actor == key.address
-
-
-def record_out(svc: Services, entry: Entry) -> RecordOut:
+def record_out(svc: Services, view: RecordView) -> RecordOut:
+    """The record as the key of ``view`` may see it (redacted decisions say so)."""
+    entry = view.entry
     signed = svc.reader().signature(entry.record_id)
     return RecordOut(
         record_id=entry.record_id,
@@ -213,26 +216,30 @@ def record_out(svc: Services, entry: Entry) -> RecordOut:
         kind=entry.kind,
         actor=entry.actor,
         timestamp_ms=entry.timestamp_ms,
-        record=json.loads(entry.body) if entry.body is not None else None,
+        record=view.document,
         signer=signed[0] if signed else None,
+        redacted=view.redacted,
     )
 
 
-def visible_entry(svc: Services, key: ApiKey, record_id: str) -> Entry:
-    """The record if it exists and the key may see it; 404 otherwise (no existence leak)."""
+def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
+    """The record as ``key`` may see it (:class:`~chainaudit.api.visibility.Viewer`, the one
+    visibility rule); 404 when it does not exist or the key may not see it (no existence
+    leak)."""
     try:
         entry = svc.reader().entry(record_id)
     except NotFoundError as exc:
         raise Problem(404, "not-found", f"no record with id {record_id!r}") from exc
-    if not _visible(key, entry):
+    view = Viewer(svc, key).view(entry)
+    if view is None:
         raise Problem(404, "not-found", f"no record with id {record_id!r}")
-    return entry
+    return view
 
 
 @router.get("/{record_id}", response_model=RecordOut)
 async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
-    """One record with its leaf index and hash."""
-    return record_out(svc, visible_entry(svc, key, record_id))
+    """One record with its leaf index and hash, as the key may see it (404 when it may not)."""
+    return await run_in_threadpool(lambda: record_out(svc, visible_entry(svc, key, record_id)))
 
 
 @router.get("", response_model=RecordPage)
@@ -246,7 +253,9 @@ async def list_records(
     cursor: Annotated[int, Query(ge=0, le=2**48)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RecordPage:
-    """Records in log order from leaf ``cursor``, filtered by kind, actor and time."""
+    """Records in log order from leaf ``cursor``, filtered by kind, actor and time; each
+    shown as ``GET /v1/records/{id}`` would show it to the key. A partner's list holds its own
+    records (those with its address as actor)."""
     if key.role == "partner":
         if actor is not None and actor != key.address:
             return RecordPage(items=[], next_cursor=None)
@@ -271,7 +280,9 @@ async def list_records(
     )
     more = len(entries) > limit
     entries = entries[:limit]
+    viewer = Viewer(svc, key)
+    views = [v for v in (viewer.view(e) for e in entries) if v is not None]
     return RecordPage(
-        items=[record_out(svc, e) for e in entries],
+        items=[record_out(svc, v) for v in views],
         next_cursor=entries[-1].index + 1 if more and entries else None,
     )
