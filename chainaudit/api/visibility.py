@@ -8,8 +8,8 @@ of a record; nothing else decides it.
 * **A partner** (a key bound to an address ``A``) sees:
 
   1. its own records whole: those it appended (``actor == A``) and the service's records of
-     the actions it took through the API (``actor == "key:<its key id>"``, written by a
-     service);
+     the deal actions it took through the API (``transaction`` records with
+     ``actor == "key:<its key id>"``, written by a service);
   2. the records the service wrote about a deal of this service's vault it is a party to,
      for the part of the deal that concerns it (:func:`read_scope`): escrow events and the
      API's action records whole, ``decision`` records **redacted** to what concerns it
@@ -221,7 +221,11 @@ class Viewer:
         """Whether ``entry`` is the partner's own record (rule 1); needs no chain read."""
         if self.key.address is not None and entry.actor == self.key.address:
             return True
-        if entry.actor == f"key:{self.key.key_id}" and document is not None:
+        if (
+            entry.actor == f"key:{self.key.key_id}"
+            and entry.kind == "transaction"
+            and document is not None
+        ):
             return provenance.is_service(_submitter(document)) and trusted(document)
         return False
 

@@ -337,6 +337,7 @@ def test_visibility_is_one_rule_for_every_read(api: DealsApi, tmp_path: Path) ->
     assert _act(api, "buyer", deal_id, 1, "fund").status_code == 200
     created_record = indexed(api, deal_id, "DealCreated")
     funded_0 = indexed(api, deal_id, "MilestoneFunded", 0)
+    indexed(api, deal_id, "MilestoneFunded", 1)  # the indexer has caught up: lists hold still
 
     # a party that must not see the buyer's note: records, list, proof, bundle, trace
     with api.client("supplier") as supplier:
@@ -347,6 +348,15 @@ def test_visibility_is_one_rule_for_every_read(api: DealsApi, tmp_path: Path) ->
         assert note_id not in {r["record_id"] for r in listed}
         everything = supplier.get("/v1/records", params={"limit": 1000}).json()["items"]
         assert note_id not in {r["record_id"] for r in everything}
+        assert created_record in {r["record_id"] for r in everything}  # as GET shows it
+        paged: list[str] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            got = supplier.get("/v1/records", params={"limit": 2, "cursor": cursor}).json()
+            assert len(got["items"]) <= 2
+            paged += [r["record_id"] for r in got["items"]]
+            cursor = got["next_cursor"]
+        assert paged == [r["record_id"] for r in everything]
         assert supplier.get(f"/v1/statements/{a['buyer']}").status_code == 403
         assert supplier.get("/v1/alerts").status_code == 403
         # what concerns it: the deal's events, and their proofs
@@ -380,6 +390,7 @@ def test_visibility_is_one_rule_for_every_read(api: DealsApi, tmp_path: Path) ->
         for record_id in (created_record, funded_0, offered, note_id):
             assert financier.get(f"/v1/records/{record_id}").status_code == 404
             assert financier.get(f"/v1/records/{record_id}/proof").status_code == 404
+        assert financier.get("/v1/records", params={"limit": 1000}).json()["items"] == []
 
     # after accepting, it sees what concerns it: the deal-wide records and milestone 1's
     accepted = _act(

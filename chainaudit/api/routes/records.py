@@ -24,6 +24,8 @@ from chainaudit.store import AppendResult
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
+PARTNER_SCAN_BUDGET = 20_000
+"""The most records one page of a partner's list examines (it may see few of them)."""
 
 
 class RecordIn(BaseModel):
@@ -253,13 +255,12 @@ async def list_records(
     cursor: Annotated[int, Query(ge=0, le=2**48)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RecordPage:
-    """Records in log order from leaf ``cursor``, filtered by kind, actor and time; each
-    shown as ``GET /v1/records/{id}`` would show it to the key. A partner's list holds its own
-    records (those with its address as actor)."""
-    if key.role == "partner":
-        if actor is not None and actor != key.address:
-            return RecordPage(items=[], next_cursor=None)
-        actor = key.address
+    """Records in log order from leaf ``cursor``, filtered by kind, actor and time, each
+    shown as ``GET /v1/records/{id}`` shows it to the key (:mod:`chainaudit.api.visibility`):
+    the records a key may not see are left out. A partner's page may hold fewer than
+    ``limit`` records while ``next_cursor`` is set (at most
+    :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null at
+    the end of the log."""
     try:
         since_ms = parse_timestamp(since) if since is not None else None
         until_ms = parse_timestamp(until) if until is not None else None
@@ -270,19 +271,39 @@ async def list_records(
             f"since/until: {exc}",
             errors=[{"field": "query.since", "message": str(exc)}],
         ) from exc
-    entries = svc.reader().scan(
-        start=cursor,
-        limit=limit + 1,
-        kind=kind,
-        actor=actor,
-        since_ms=since_ms,
-        until_ms=until_ms,
-    )
-    more = len(entries) > limit
-    entries = entries[:limit]
-    viewer = Viewer(svc, key)
-    views = [v for v in (viewer.view(e) for e in entries) if v is not None]
-    return RecordPage(
-        items=[record_out(svc, v) for v in views],
-        next_cursor=entries[-1].index + 1 if more and entries else None,
-    )
+
+    def page() -> RecordPage:
+        log = svc.reader()
+        viewer = Viewer(svc, key)
+        budget = None if viewer.sees_everything else PARTNER_SCAN_BUDGET
+        shown: list[RecordView] = []
+        start, examined = cursor, 0
+        while True:
+            chunk = limit + 1 if budget is None else 1_000
+            entries = log.scan(
+                start=start,
+                limit=chunk,
+                kind=kind,
+                actor=actor,
+                since_ms=since_ms,
+                until_ms=until_ms,
+            )
+            for entry in entries:
+                examined += 1
+                view = viewer.view(entry)
+                if view is not None:
+                    shown.append(view)
+                    if len(shown) > limit:
+                        return RecordPage(
+                            items=[record_out(svc, v) for v in shown[:limit]],
+                            next_cursor=shown[limit - 1].entry.index + 1,
+                        )
+                if budget is not None and examined >= budget:
+                    return RecordPage(
+                        items=[record_out(svc, v) for v in shown], next_cursor=entry.index + 1
+                    )
+            if len(entries) < chunk:
+                return RecordPage(items=[record_out(svc, v) for v in shown], next_cursor=None)
+            start = entries[-1].index + 1
+
+    return await run_in_threadpool(page)
