@@ -586,7 +586,8 @@ def events_for_deal(
 
     ``chain_id`` and ``contract`` narrow the search when one log indexes several vaults.
     Scans every ``escrow_event`` record with :meth:`Log.scan` (``O(escrow events)``);
-    records whose content was erased are skipped.
+    records whose content was erased are skipped, and so are records the indexer did not
+    write (a stamped submitter not entitled to the kind, :mod:`chainaudit.provenance`).
     """
     wanted = str(deal_id)
     vault = Web3.to_checksum_address(contract) if contract else None
@@ -597,7 +598,10 @@ def events_for_deal(
         for entry in batch:
             if entry.body is None:
                 continue
-            payload = json.loads(entry.body).get("payload", {})
+            document = json.loads(entry.body)
+            if not provenance.document_entitled(document):
+                continue  # not written by the indexer: `chainaudit reconcile` reports it
+            payload = document.get("payload", {})
             if payload.get("deal_id") != wanted:
                 continue
             if chain_id is not None and payload.get("chain_id") != chain_id:

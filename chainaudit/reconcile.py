@@ -1,6 +1,7 @@
 """Reconciliation: the escrow on chain, its events in the log, and the log's anchors, compared.
 
-:func:`reconcile` compares three views and reports every difference:
+:func:`reconcile` compares three views, checks who wrote the reserved records, and reports
+every difference:
 
 1. **events** — every log the vault emitted up to the indexer's cursor block against the
    live ``escrow_event`` records of the log: an event on chain with no record is *missing*,
@@ -12,7 +13,11 @@
    credit, and per token the vault's ``balanceOf`` against both what the events say it
    received minus paid out, and what the contract itself owes (escrowed funds plus credits).
    Tokens sent to the vault outside the contract's functions show up here;
-3. **anchors** — leaves waiting for an anchor longer than the batch interval, and (with the
+3. **provenance** — every record of a reserved kind (``decision``, ``escrow_event``,
+   ``admin``) or id namespace whose stamped submitter was not entitled to write it
+   (:mod:`chainaudit.provenance`) is an ``unentitled_record``: a forged record that reached
+   the log behind the service's back. The event replay above never reads such records;
+4. **anchors** — leaves waiting for an anchor longer than the batch interval, and (with the
    ``AuditAnchor`` address) every checkpoint on chain that the log no longer reproduces
    (:func:`~chainaudit.anchoring.audit_against_chain`).
 
@@ -59,8 +64,9 @@ class Difference:
 
     ``kind`` is one of ``missing_event``, ``extra_event``, ``altered_event``,
     ``unreadable_event``, ``indexer``, ``books``, ``deal``, ``milestone``, ``accounting``,
-    ``credit``, ``balance``, ``unanchored``, ``anchor_history``; ``chain`` and ``log`` hold
-    the two figures when there are two (amounts as decimal strings).
+    ``credit``, ``balance``, ``unentitled_record``, ``unanchored``, ``anchor_history``;
+    ``chain`` and ``log`` hold the two figures when there are two (amounts as decimal
+    strings).
     """
 
     kind: str
@@ -142,6 +148,7 @@ def reconcile(
     for problem in ledger.problems:
         report.differences.append(Difference("books", "event replay", problem))
     _compare_books(report, client, ledger, block)
+    _check_provenance(report, log)
     _check_anchors(report, log, chain, anchor_contract, max_unanchored_seconds, now_ms)
     if append:
         report.record_id = _append_report(log, report, actor)
@@ -416,6 +423,42 @@ def _compare_books(
                 )
             )
     report.checked["tokens"] = len(tokens)
+
+
+# -- provenance -----------------------------------------------------------------------------------
+
+
+def _check_provenance(report: ReconcileReport, log: Log) -> None:
+    """Report every record of a reserved kind or id namespace whose stamped submitter was not
+    entitled to write it (:func:`chainaudit.provenance.entitled`): a forged decision or escrow
+    event that reached the log without going through the service. Readers ignore such
+    records; this names each one. Erased bodies are skipped (their content is gone)."""
+    checked = 0
+    for entry in log.entries():
+        if entry.kind not in provenance.RESERVED_KINDS and (
+            provenance.reserved_prefix(entry.record_id) is None
+        ):
+            continue
+        checked += 1
+        if entry.body is None:
+            continue
+        try:
+            document = json.loads(entry.body)
+        except ValueError:
+            document = None
+        if isinstance(document, Mapping) and provenance.document_entitled(document):
+            continue
+        stamped = document.get("submitter") if isinstance(document, Mapping) else None
+        report.differences.append(
+            Difference(
+                "unentitled_record",
+                f"record {entry.record_id}",
+                f"a {entry.kind!r} record at leaf {entry.index} stamped by "
+                f"{stamped if isinstance(stamped, str) else 'no submitter'}, which may not "
+                "write it: only the service writes this kind or id; every reader ignores it",
+            )
+        )
+    report.checked["reserved_records"] = checked
 
 
 # -- anchors --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,7 +33,7 @@ from chainaudit.errors import InputError
 from chainaudit.risk.ledger import Ledger, Movement, indexed_events
 from chainaudit.store import Log
 
-__all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "build_statement"]
+__all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "build_statement", "csv_cell"]
 
 CSV_COLUMNS: Final = (
     "timestamp",
@@ -115,14 +116,29 @@ class Statement:
         }
 
     def to_csv(self) -> str:
-        """The lines as CSV (RFC 4180, a header row, ``\\r\\n`` line ends)."""
+        """The lines as CSV (RFC 4180, a header row, ``\\r\\n`` line ends), every cell
+        neutralised against spreadsheet formulas (:func:`csv_cell`)."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
         for line in self.lines:
             row = line.to_json()
-            writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+            writer.writerow([csv_cell(row[c]) for c in CSV_COLUMNS])
         return out.getvalue()
+
+
+FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
+"""Cells starting with one of these are read as formulas by spreadsheet programs."""
+
+
+def csv_cell(value: object) -> str:
+    """``value`` as a CSV cell that no spreadsheet program runs as a formula: ``None`` is
+    empty; text that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+    prefixed with ``'`` (OWASP's CSV-injection advice), everything else is ``str(value)``."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def build_statement(
@@ -133,12 +149,16 @@ def build_statement(
     chain_id: int | None = None,
     contract: str | None = None,
     bundles: bool = False,
+    shown: Callable[[str], bool] | None = None,
 ) -> Statement:
     """The statement of ``party`` from the log's indexed escrow events.
 
-    ``chain_id`` / ``contract`` restrict it to one vault. With ``bundles``, the proof bundle
-    of every anchored line is built too. Raises :class:`~chainaudit.errors.InputError` for
-    a malformed address.
+    Only events the indexer wrote count (:func:`~chainaudit.risk.ledger.indexed_events`): a
+    forged event or retraction neither adds nor removes a line. ``chain_id`` / ``contract``
+    restrict it to one vault. ``shown`` (a record id → whether the reader may see it) drops
+    the lines, and their amounts from the totals, of records the reader may not see. With
+    ``bundles``, the proof bundle of every anchored line is built too. Raises
+    :class:`~chainaudit.errors.InputError` for a malformed address.
     """
     try:
         address = Web3.to_checksum_address(party)
@@ -149,6 +169,8 @@ def build_statement(
     ledger = Ledger.replay(events)
     statement = Statement(party=address, generated_at=now_rfc3339(), tree_size=log.size)
     for movement in ledger.movements_of(address):
+        if shown is not None and not shown(movement.event.record_id):
+            continue
         statement.lines.append(_line(book, movement))
         _add(statement.totals, movement)
     if bundles:

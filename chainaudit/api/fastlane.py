@@ -3,7 +3,9 @@
 Auditors fetch inclusion proofs in bulk, and FastAPI's per-request machinery (dependency
 injection, response-model validation) costs more than the proof itself (two indexed SQLite
 reads). This pure ASGI layer answers exactly the successful case of that request with the
-same authentication, rate limit, visibility rule and JSON body as the regular route, and
+same authentication, rate limit and JSON body as the regular route, serving only records the
+key sees under the cheap part of the one visibility rule (:mod:`chainaudit.api.visibility`:
+officers' and auditors' keys, a partner's own records), and
 hands everything else — any other path, query parameters, a missing or bad key, a refused
 role, an unknown record — to the FastAPI app unchanged, so every error still comes from one
 place as an RFC 9457 problem.
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainaudit.api.auth import READERS, RateLimiter
 from chainaudit.api.services import Services
+from chainaudit.api.visibility import Viewer, document_of
 from chainaudit.errors import ChainauditError
 from chainaudit.keys import ApiKey
 
@@ -74,8 +77,9 @@ class ProofFastLane:
         try:
             log = self.services.reader()
             entry = log.entry(record_id)
-            if key.role == "partner" and entry.actor != key.address:
-                return None
+            viewer = Viewer(self.services, key)
+            if not viewer.sees_everything and not viewer.own(entry, document_of(entry)):
+                return None  # the regular route applies the whole rule (it may read the chain)
             root, proof = log.inclusion_proof_with_root(entry.index, log.size)
         except ChainauditError:
             return None

@@ -2,7 +2,11 @@
 
 The log is the evidence; these tables only make it quick to query. :meth:`RiskBook.sync`
 reads the ``decision`` records appended since its last run (any process may have appended
-them) and applies them:
+them) and applies those whose stamped ``submitter`` is entitled to write them
+(:func:`chainaudit.provenance.document_entitled`: the risk service, for alerts, rule sets and
+executions under ``risk:`` ids). A decision record that reached the log any other way — a
+forged clearance written straight into the database, a record with no submitter — is never
+applied: it opens, moves or clears no alert (``chainaudit reconcile`` reports it). The tables:
 
 * ``risk_rule_sets``: every rule-set announcement (hash, version, record id);
 * ``risk_alerts``: every alert and its status (open → acknowledged → resolved), from the
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from chainaudit.errors import NotFoundError, RecordError, StoreError
+from chainaudit.provenance import document_entitled
 from chainaudit.records import parse_timestamp
 from chainaudit.store import AuditFinding, Entry, Log
 
@@ -203,7 +208,8 @@ class RiskBook:
     # -- syncing with the log ----------------------------------------------------------------
 
     def sync(self, log: Log, *, page: int = 2_000) -> int:
-        """Apply every decision record appended since the last sync; return how many."""
+        """Apply every entitled decision record appended since the last sync; return how
+        many were applied (records of unentitled submitters are skipped, never applied)."""
         with self._lock:
             size = log.refresh()  # every leaf below this size is committed
             start = int(self._db.execute("SELECT next_index FROM risk_sync").fetchone()[0])
@@ -218,6 +224,8 @@ class RiskBook:
                             document = json.loads(entry.body)
                         except ValueError:
                             continue  # an altered record: `chainaudit audit` reports it
+                        if not isinstance(document, Mapping) or not document_entitled(document):
+                            continue  # not written by the risk service: `reconcile` reports it
                         payload = document.get("payload")
                         if isinstance(payload, Mapping):
                             applied += self._apply(db, entry.index, document, payload)

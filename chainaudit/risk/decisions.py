@@ -339,6 +339,7 @@ def replay_decision(log: Log, book: RiskBook, record_id: str) -> ReplayReport:
     """Re-evaluate the ``risk_decision`` record ``record_id`` and compare.
 
     Checks, in order: the record's stored bytes still hash to the leaf the log committed;
+    its stamped submitter was entitled to write it (:mod:`chainaudit.provenance`);
     its inputs still hash to ``inputs_sha256``; the rule set ``rule_set_hash`` is announced in
     the log (and its rules hash to that); evaluating those inputs with it gives the recorded
     outcome, severity, owner, clearances and fired rules with the same figures.
@@ -373,6 +374,11 @@ def replay_decision(log: Log, book: RiskBook, record_id: str) -> ReplayReport:
         return report
     report.recorded_outcome = payload.get("outcome")
     report.rule_set_hash = recorded_hash
+    if not provenance.document_entitled(document):
+        report.problems.append(
+            f"the record was not written by the risk service (submitter "
+            f"{document.get('submitter') or 'none'}): no reader uses it"
+        )
     try:
         if inputs_sha256(inputs) != payload.get("inputs_sha256"):
             report.problems.append("the inputs no longer hash to the recorded inputs_sha256")

@@ -25,6 +25,7 @@ from eth_account.signers.local import LocalAccount
 
 from chainaudit.errors import NotFoundError, RiskError
 from chainaudit.escrow import EscrowClient, TxResult
+from chainaudit.provenance import document_entitled
 from chainaudit.risk.decisions import make_record
 from chainaudit.store import Log
 
@@ -92,7 +93,8 @@ def record_step(
 
 
 def incident_steps(log: Log, incident_id: str, *, page: int = 5_000) -> list[IncidentStep]:
-    """Every step of ``incident_id`` in log order; :class:`NotFoundError` if it has none."""
+    """Every step of ``incident_id`` in log order, from the records the risk service wrote
+    (a step forged into the log is ignored); :class:`NotFoundError` if it has none."""
     found: list[IncidentStep] = []
     start = 0
     while True:
@@ -101,8 +103,11 @@ def incident_steps(log: Log, incident_id: str, *, page: int = 5_000) -> list[Inc
             if entry.body is None or incident_id.encode() not in entry.body:
                 continue
             try:
-                payload = json.loads(entry.body)["payload"]
-            except (ValueError, KeyError):
+                document = json.loads(entry.body)
+                if not document_entitled(document):
+                    continue  # not written by the risk service: `reconcile` reports it
+                payload = document["payload"]
+            except (ValueError, KeyError, AttributeError):
                 continue
             if payload.get("incident_id") != incident_id or "step" not in payload:
                 continue

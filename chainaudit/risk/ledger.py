@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chainaudit.escrow import MilestoneStatus
+from chainaudit.provenance import document_entitled
 from chainaudit.store import Entry, Log
 
 __all__ = [
@@ -77,8 +78,11 @@ def indexed_events(
     """The live escrow events of ``log`` in chain order (block, log index), and the
     ``(record id, reason)`` of every ``escrow_event`` record that could not be read.
 
-    Retracted events (a retraction record names them) are left out, and so are events of
-    another chain or vault when ``chain_id`` / ``contract`` are given. Erased records are
+    Only records the indexer wrote count (their stamped ``submitter`` is entitled to the
+    ``escrow_event`` kind, :func:`chainaudit.provenance.document_entitled`): an event or a
+    retraction that reached the log any other way is ignored (``chainaudit reconcile``
+    reports it). Retracted events (a retraction record names them) are left out, and so are
+    events of another chain or vault when ``chain_id`` / ``contract`` are given. Erased records are
     skipped silently (their content is gone by design).
     """
     cache = EventCache(chain_id=chain_id, contract=contract, page=page)
@@ -87,7 +91,10 @@ def indexed_events(
 
 class EventCache:
     """The live escrow events of a log, read incrementally: :meth:`update` parses only the
-    records appended since its last call (the log is append-only). Thread-safe."""
+    records appended since its last call (the log is append-only). Thread-safe.
+
+    Records whose stamped submitter is not entitled to write escrow events are skipped (their
+    ids collect in :attr:`unentitled`), so a forged event or retraction changes no book."""
 
     def __init__(
         self, *, chain_id: int | None = None, contract: str | None = None, page: int = 5_000
@@ -96,6 +103,8 @@ class EventCache:
         self.contract = contract.lower() if contract else None
         self.page = page
         self.unreadable: list[tuple[str, str]] = []
+        self.unentitled: list[str] = []
+        """Ids of ``escrow_event`` records whose submitter is not the indexer (ignored)."""
         self._events: dict[str, IndexedEvent] = {}
         self._retracted: set[str] = set()
         self._next = 0
@@ -122,7 +131,11 @@ class EventCache:
         if entry.body is None:
             return
         try:
-            payload = json.loads(entry.body)["payload"]
+            document = json.loads(entry.body)
+            if not document_entitled(document):
+                self.unentitled.append(entry.record_id)
+                return  # not written by the indexer: neither an event nor a retraction
+            payload = document["payload"]
             if payload.get("type") == "retraction":
                 self._retracted.add(str(payload["retracts"]))
                 return

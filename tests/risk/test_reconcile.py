@@ -59,7 +59,12 @@ def test_an_altered_event_record_is_reported_with_both_versions(busy: Busy) -> N
     assert funded and (funded[0].chain, funded[0].log) == (str(AMOUNT), str(AMOUNT - 1))
 
 
-def test_a_forged_event_record_is_an_extra_event(busy: Busy) -> None:
+@pytest.mark.parametrize("submitter", [None, "key:mallory", "service:risk"])
+def test_a_forged_event_record_is_reported_and_changes_no_book(
+    busy: Busy, submitter: str | None
+) -> None:
+    """An escrow event written behind the indexer's back (no submitter, a partner's key, or
+    another service) is named by reconcile and never replayed: the books stay as the chain's."""
     client = busy.world.client
     last = busy.log.entry(busy.event_record("ReceivableFinanced")).body or b""
     last_block = json.loads(last)["payload"]["block_number"]
@@ -88,12 +93,55 @@ def test_a_forged_event_record_is_an_extra_event(busy: Busy) -> None:
                     "fundedTotal": "5",
                 },
             },
-        }
+        },
+        submitter=submitter,
+    )
+    busy.log.append([forged])
+    report = busy.reconcile(append=False)
+    assert [(d.kind, d.subject) for d in report.differences] == [
+        ("unentitled_record", "record escrow:forged:1")
+    ]
+    assert (submitter or "no submitter") in report.differences[0].detail
+
+
+def test_an_entitled_event_record_the_chain_never_emitted_is_an_extra_event(busy: Busy) -> None:
+    """An event stamped by the indexer itself but absent on chain (a record altered in place
+    after it was written, say) is still compared with the chain and replayed."""
+    client = busy.world.client
+    last = busy.log.entry(busy.event_record("ReceivableFinanced")).body or b""
+    last_block = json.loads(last)["payload"]["block_number"]
+    forged = prepare(
+        {
+            "id": "escrow:forged:2",
+            "kind": EVENT_KIND,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "actor": "chainaudit:indexer",
+            "payload": {
+                "type": "event",
+                "chain_id": client.chain_id,
+                "contract": client.address,
+                "block_number": last_block,
+                "block_hash": "0x" + "11" * 32,
+                "tx_hash": "0x" + "22" * 32,
+                "tx_from": busy.world.buyer.address,
+                "log_index": 0,
+                "event": "MilestoneFunded",
+                "deal_id": str(busy.deal_id),
+                "args": {
+                    "dealId": str(busy.deal_id),
+                    "milestone": 0,
+                    "buyer": busy.world.buyer.address,
+                    "amount": "5",
+                    "fundedTotal": "5",
+                },
+            },
+        },
+        submitter="service:indexer",
     )
     busy.log.append([forged])
     report = busy.reconcile()
     extra = [d for d in report.differences if d.kind == "extra_event"]
-    assert [d.subject for d in extra] == ["record escrow:forged:1"]
+    assert [d.subject for d in extra] == ["record escrow:forged:2"]
     assert {"balance", "milestone"} <= kinds(report)  # replayed, it breaks the books too
 
 

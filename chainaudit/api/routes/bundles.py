@@ -46,14 +46,18 @@ async def record_bundle(
         int | None, Query(ge=1, le=2**48, description="add a consistency proof from this size")
     ] = None,
 ) -> dict[str, Any]:
-    """The record's proof bundle v1 (409 with Retry-After while its leaf is not anchored)."""
-    visible_entry(svc, key, record_id)
+    """The record's proof bundle v1 (409 with Retry-After while its leaf is not anchored).
+
+    404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``); a
+    record the key sees only redacted is bundled without its content (the leaf hash alone).
+    """
+    view = await run_in_threadpool(visible_entry, svc, key, record_id)
     try:
         return build_bundle(
             svc.reader(),
             svc.anchor_book(),
             record_id,
-            include_record=include_record,
+            include_record=include_record and not view.redacted,
             since_size=since_size,
         )
     except ProofPendingError as exc:

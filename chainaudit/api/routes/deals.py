@@ -11,7 +11,6 @@ the audit log with the acting key's id and the deal id, so it appears in the dea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -31,6 +30,7 @@ from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
+from chainaudit.api.visibility import Viewer, document_of, read_scope, trusted
 from chainaudit.chain import SignedTx, broadcast, wait_for_receipt
 from chainaudit.errors import EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
@@ -213,14 +213,28 @@ def _roles_of(deal: Deal, address: str | None) -> set[str]:
     return roles
 
 
-def _read_deal(svc: Services, key: ApiKey, deal_id: int) -> Deal:
+def _read_deal(svc: Services, key: ApiKey, deal_id: int, *, acting: bool = False) -> Deal:
+    """The deal, if the key may see it (404 otherwise, with no existence leak).
+
+    A partner reads a deal it has a part in (:func:`~chainaudit.api.visibility.read_scope`:
+    a financing offer grants no read access until accepted); with ``acting`` the deal is
+    read for an action, and a financier offered a milestone's claim may then act on it.
+    """
     client = _escrow(svc)
     if not 1 <= deal_id <= client.deal_count():
         raise Problem(404, "not-found", f"no deal {deal_id}")
     deal = client.deal(deal_id)
-    if key.role == "partner" and not _roles_of(deal, key.address):
-        raise Problem(404, "not-found", f"no deal {deal_id}")  # no existence leak
+    if key.role == "partner":
+        allowed = _roles_of(deal, key.address) if acting else _reads(deal, key)
+        if not allowed:
+            raise Problem(404, "not-found", f"no deal {deal_id}")  # no existence leak
     return deal
+
+
+def _reads(deal: Deal, key: ApiKey) -> bool:
+    """Whether a partner's key has any read access to ``deal`` (accepted financing counts,
+    an offer does not)."""
+    return read_scope(deal, key.address) is not False
 
 
 def _signer(svc: Services, key: ApiKey) -> LocalAccount:
@@ -355,7 +369,7 @@ async def list_deals(
         found: list[dict[str, Any]] = []
         for deal_id in range(client.deal_count(), 0, -1):
             deal = client.deal(deal_id)
-            if key.role == "partner" and not _roles_of(deal, key.address):
+            if key.role == "partner" and not _reads(deal, key):
                 continue
             found.append(deal_json(deal, token_decimals=svc.token_decimals(deal.token)))
             if len(found) >= limit:
@@ -430,7 +444,7 @@ async def milestone_action(
 ) -> dict[str, Any]:
     """Take ``action`` on a milestone as the calling partner, in its role in the deal."""
     args = body or ActionIn()
-    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id, acting=True))
     if not 0 <= milestone < len(deal.milestones):
         raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
     signer = _signer(svc, key)
@@ -531,7 +545,7 @@ def _finance(
 @router.post("/deals/{deal_id}/reclaim")
 async def reclaim(deal_id: DealId, key: Writer, svc: ServicesDep) -> dict[str, Any]:
     """After the long-stop date the buyer reclaims unreleased, undisputed funds."""
-    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id, acting=True))
     signer = _signer(svc, key)
     if "buyer" not in _roles_of(deal, key.address):
         raise Problem(403, "forbidden", "only the deal's buyer reclaims after the long stop")
@@ -664,18 +678,33 @@ def _decode_tx(raw: bytes) -> tuple[str, bytes]:
 @router.get("/deals/{deal_id}/trace")
 async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any]:
     """The deal's whole timeline: indexed on-chain events and off-chain records (decisions,
-    actions) in log order, each with its leaf index, proof status and anchor transaction."""
+    actions) in log order, each with its leaf index, proof status and anchor transaction.
+
+    Each record is shown as ``GET /v1/records/{id}`` shows it to the key
+    (:mod:`chainaudit.api.visibility`: a partner sees what concerns it, decisions redacted,
+    and nothing of a deal it was merely offered financing on); a record of a reserved kind
+    whose submitter was not entitled to write it is never on the timeline."""
     await _run(lambda: _read_deal(svc, key, deal_id))
+    return await run_in_threadpool(_trace, svc, key, deal_id)
+
+
+def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
     log = svc.reader()
-    entries = log.deal_entries(str(deal_id))
+    viewer = Viewer(svc, key)
     anchors = sorted(
         (a for a in svc.anchor_book().all() if a.status in ("confirmed", "final")),
         key=lambda a: a.tree_size,
     )
     final_size = max((a.tree_size for a in anchors if a.status == "final"), default=0)
     out = []
-    for entry in entries:
-        document = json.loads(entry.body) if entry.body is not None else {}
+    for entry in log.deal_entries(str(deal_id)):
+        stored = document_of(entry)
+        if stored is not None and not trusted(stored):
+            continue  # forged: `chainaudit reconcile` reports it, no reader uses it
+        view = viewer.view(entry)
+        if view is None:
+            continue
+        document = view.document or {}
         payload = document.get("payload", {})
         covering = next((a for a in anchors if a.tree_size > entry.index), None)
         status = "final" if entry.index < final_size else "anchored" if covering else "pending"
@@ -697,6 +726,7 @@ async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any
                 else None,
                 "checkpoint_seq": covering.seq if covering else None,
                 "payload": payload,
+                "redacted": view.redacted,
             }
         )
     return {"deal_id": deal_id, "entries": out}

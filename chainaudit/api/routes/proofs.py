@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from chainaudit.api.auth import Operator, Reader, ServicesDep
@@ -62,8 +63,9 @@ async def inclusion(
     svc: ServicesDep,
     tree_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
 ) -> InclusionOut:
-    """The record's RFC 9162 inclusion proof in the tree of ``tree_size`` (default: now)."""
-    entry = visible_entry(svc, key, record_id)
+    """The record's RFC 9162 inclusion proof in the tree of ``tree_size`` (default: now);
+    404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``)."""
+    entry = (await run_in_threadpool(visible_entry, svc, key, record_id)).entry
     log = svc.reader()
     size = tree_size or log.size
     if entry.index >= size or size > log.size:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
@@ -15,15 +14,18 @@ from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
+from chainaudit.api.visibility import RecordView, Viewer
 from chainaudit.errors import NotFoundError, RecordError, ReservedError, VerificationError
 from chainaudit.keys import ApiKey
 from chainaudit.records import PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
-from chainaudit.store import AppendResult, Entry
+from chainaudit.store import AppendResult
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
+PARTNER_SCAN_BUDGET = 20_000
+"""The most records one page of a partner's list examines (it may see few of them)."""
 
 
 class RecordIn(BaseModel):
@@ -88,6 +90,11 @@ class RecordOut(BaseModel):
         "local:<user> or service:<component>); null once the content was erased"
     )
     signer: str | None = None
+    redacted: bool = Field(
+        default=False,
+        description="true when the record is shown redacted to what concerns the key "
+        "(a decision shown to a deal's party): it then no longer hashes to leaf_hash",
+    )
 
 
 class RecordPage(BaseModel):
@@ -215,11 +222,9 @@ async def append_batch(batch: BatchIn, key: Writer, svc: ServicesDep) -> AppendO
     return await _append(svc, key, batch.records)
 
 
-def _visible(key: ApiKey, entry: Entry) -> bool:
-    return key.role != "partner" or entry.actor == key.address
-
-
-def record_out(svc: Services, entry: Entry) -> RecordOut:
+def record_out(svc: Services, view: RecordView) -> RecordOut:
+    """The record as the key of ``view`` may see it (redacted decisions say so)."""
+    entry = view.entry
     signed = svc.reader().signature(entry.record_id)
     return RecordOut(
         record_id=entry.record_id,
@@ -228,26 +233,30 @@ def record_out(svc: Services, entry: Entry) -> RecordOut:
         kind=entry.kind,
         actor=entry.actor,
         timestamp_ms=entry.timestamp_ms,
-        record=json.loads(entry.body) if entry.body is not None else None,
+        record=view.document,
         signer=signed[0] if signed else None,
+        redacted=view.redacted,
     )
 
 
-def visible_entry(svc: Services, key: ApiKey, record_id: str) -> Entry:
-    """The record if it exists and the key may see it; 404 otherwise (no existence leak)."""
+def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
+    """The record as ``key`` may see it (:class:`~chainaudit.api.visibility.Viewer`, the one
+    visibility rule); 404 when it does not exist or the key may not see it (no existence
+    leak)."""
     try:
         entry = svc.reader().entry(record_id)
     except NotFoundError as exc:
         raise Problem(404, "not-found", f"no record with id {record_id!r}") from exc
-    if not _visible(key, entry):
+    view = Viewer(svc, key).view(entry)
+    if view is None:
         raise Problem(404, "not-found", f"no record with id {record_id!r}")
-    return entry
+    return view
 
 
 @router.get("/{record_id}", response_model=RecordOut)
 async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
-    """One record with its leaf index and hash."""
-    return record_out(svc, visible_entry(svc, key, record_id))
+    """One record with its leaf index and hash, as the key may see it (404 when it may not)."""
+    return await run_in_threadpool(lambda: record_out(svc, visible_entry(svc, key, record_id)))
 
 
 @router.get("", response_model=RecordPage)
@@ -261,11 +270,12 @@ async def list_records(
     cursor: Annotated[int, Query(ge=0, le=2**48)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RecordPage:
-    """Records in log order from leaf ``cursor``, filtered by kind, actor and time."""
-    if key.role == "partner":
-        if actor is not None and actor != key.address:
-            return RecordPage(items=[], next_cursor=None)
-        actor = key.address
+    """Records in log order from leaf ``cursor``, filtered by kind, actor and time, each
+    shown as ``GET /v1/records/{id}`` shows it to the key (:mod:`chainaudit.api.visibility`):
+    the records a key may not see are left out. A partner's page may hold fewer than
+    ``limit`` records while ``next_cursor`` is set (at most
+    :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null at
+    the end of the log."""
     try:
         since_ms = parse_timestamp(since) if since is not None else None
         until_ms = parse_timestamp(until) if until is not None else None
@@ -276,17 +286,39 @@ async def list_records(
             f"since/until: {exc}",
             errors=[{"field": "query.since", "message": str(exc)}],
         ) from exc
-    entries = svc.reader().scan(
-        start=cursor,
-        limit=limit + 1,
-        kind=kind,
-        actor=actor,
-        since_ms=since_ms,
-        until_ms=until_ms,
-    )
-    more = len(entries) > limit
-    entries = entries[:limit]
-    return RecordPage(
-        items=[record_out(svc, e) for e in entries],
-        next_cursor=entries[-1].index + 1 if more and entries else None,
-    )
+
+    def page() -> RecordPage:
+        log = svc.reader()
+        viewer = Viewer(svc, key)
+        budget = None if viewer.sees_everything else PARTNER_SCAN_BUDGET
+        shown: list[RecordView] = []
+        start, examined = cursor, 0
+        while True:
+            chunk = limit + 1 if budget is None else 1_000
+            entries = log.scan(
+                start=start,
+                limit=chunk,
+                kind=kind,
+                actor=actor,
+                since_ms=since_ms,
+                until_ms=until_ms,
+            )
+            for entry in entries:
+                examined += 1
+                view = viewer.view(entry)
+                if view is not None:
+                    shown.append(view)
+                    if len(shown) > limit:
+                        return RecordPage(
+                            items=[record_out(svc, v) for v in shown[:limit]],
+                            next_cursor=shown[limit - 1].entry.index + 1,
+                        )
+                if budget is not None and examined >= budget:
+                    return RecordPage(
+                        items=[record_out(svc, v) for v in shown], next_cursor=entry.index + 1
+                    )
+            if len(entries) < chunk:
+                return RecordPage(items=[record_out(svc, v) for v in shown], next_cursor=None)
+            start = entries[-1].index + 1
+
+    return await run_in_threadpool(page)

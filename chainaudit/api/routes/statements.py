@@ -2,8 +2,9 @@
 escrow, each with the record that proves it and its proof status — as JSON or CSV.
 
 The same statement as ``chainaudit statement`` (:mod:`chainaudit.statements`). A partner key
-reads only the statement of its own address; admins, operators, auditors and regulators read
-any.
+reads only the statement of its own address, and of it only the lines whose records it may
+see (:mod:`chainaudit.api.visibility`, the rule of ``GET /v1/records/{id}``); admins,
+operators, auditors and regulators read any. Lines come only from records the indexer wrote.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
+from chainaudit.api.visibility import Viewer
+from chainaudit.errors import NotFoundError
+from chainaudit.keys import ApiKey
 from chainaudit.statements import build_statement
 
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
@@ -30,9 +34,23 @@ AddressPath = Annotated[
 ]
 
 
-def _statement(svc: Services, address: str, bundles: bool) -> Any:
+def _statement(svc: Services, key: ApiKey, address: str, bundles: bool) -> Any:
     log = svc.reader()
-    return build_statement(log, svc.anchor_book(), address, bundles=bundles)
+    viewer = Viewer(svc, key)
+
+    def shown(record_id: str) -> bool:
+        try:
+            return viewer.view(log.entry(record_id)) is not None
+        except NotFoundError:
+            return False
+
+    return build_statement(
+        log,
+        svc.anchor_book(),
+        address,
+        bundles=bundles,
+        shown=None if viewer.sees_everything else shown,
+    )
 
 
 @router.get(
@@ -57,7 +75,7 @@ async def get_statement(
     (``pending``, ``anchored``, ``final``), and totals per token."""
     if key.role == "partner" and (key.address or "").lower() != address.lower():
         raise Problem(403, "forbidden", "a partner key reads only its own address's statement")
-    statement = await run_in_threadpool(_statement, svc, address, bundles)
+    statement = await run_in_threadpool(_statement, svc, key, address, bundles)
     if format == "csv":
         name = f"statement-{address.lower()}.csv"
         return Response(
