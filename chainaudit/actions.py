@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from chainaudit import provenance
 from chainaudit.records import prepare
 from chainaudit.store import AppendResult, Log
 
@@ -29,9 +30,16 @@ def cli_actor() -> str:
 
 
 def record_action(
-    log: Log, *, action: str, actor: str, details: dict[str, Any], kind: str = "admin"
+    log: Log,
+    *,
+    action: str,
+    actor: str,
+    details: dict[str, Any],
+    kind: str = "admin",
+    submitter: str = provenance.KEYS,
 ) -> AppendResult:
-    """Append an action record and return where it landed."""
+    """Append an action record, stamped with the service identity ``submitter`` (key
+    management by default), and return where it landed."""
     record = prepare(
         {
             "id": f"action-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}",
@@ -39,6 +47,7 @@ def record_action(
             "timestamp": now_rfc3339(),
             "actor": actor,
             "payload": {"action": action, **details},
-        }
+        },
+        submitter=submitter,
     )
     return log.append([record])

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     compliance_key: SecretStr | None = Field(
         default=None, description="key holding COMPLIANCE_ROLE, for holds placed via the API"
     )
+    officer_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="private keys of officers' own on-chain accounts (each holding "
+        "COMPLIANCE_ROLE), found by the address bound to the officer's API key; a JSON list",
+    )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = None

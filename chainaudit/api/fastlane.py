@@ -67,7 +67,7 @@ class ProofFastLane:
         if not record_id or "/" in record_id:
             return None
         key = self._key(scope)
-        if key is None or key.role not in READERS:
+        if key is None or key.role not in READERS or key.expired():
             return None
         if self.limiter.take(key.key_id) > 0:
             return None  # the regular route answers 429 (and spends one more token)

@@ -24,6 +24,7 @@ from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from chainaudit.toolchain import project_root
@@ -179,6 +180,19 @@ class Services:
             )
             self._guarded = GuardedEscrow(client, gate, compliance=self.compliance_account)
         return self._guarded
+
+    @property
+    def guarded(self) -> GuardedEscrow | None:
+        """The guarded escrow, when :meth:`guard` has built it."""
+        return self._guarded
+
+    def officer_account(self, key: ApiKey) -> LocalAccount:
+        """The officer's own on-chain account (bound to ``key``), for holds it signs.
+
+        Raises :class:`~chainaudit.errors.ConfigError` when the key is bound to no account
+        or no signing key of that account is configured (:func:`~chainaudit.risk.operators.
+        officer_account`)."""
+        return officer_account(self.settings, key.address)
 
     def _start_anchorer(self) -> None:
         try:
