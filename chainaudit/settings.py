@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     rate_limit_burst: float = Field(default=200.0, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=10_000, ge=1)
+    read_audit_batch: int = Field(
+        default=256, ge=1, description="reads by auditors, regulators, admins per read: record"
+    )
+    read_audit_seconds: float = Field(
+        default=5.0, gt=0, description="the longest a logged read waits to be written"
+    )
 
     # -- web page ---------------------------------------------------------------------------
     public_rpc_url: str | None = Field(

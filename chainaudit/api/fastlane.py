@@ -79,6 +79,7 @@ class ProofFastLane:
             root, proof = log.inclusion_proof_with_root(entry.index, log.size)
         except ChainauditError:
             return None
+        self.services.reads.note(key, "proof", record_id)
         return json.dumps(
             {
                 "record_id": entry.record_id,

@@ -13,6 +13,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from chainaudit.anchoring import AnchorBook, Anchorer
+from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.context import anchorer_from, chain_from
@@ -66,6 +67,11 @@ class Services:
         self.kinds = frozenset(settings.record_kinds)
         Log(self.log_path, kinds=self.kinds).close()  # create the schema before any reader
         self.writer = GroupWriter(self.log_path, self.kinds)
+        self.reads = ReadAudit(
+            self.writer,
+            max_reads=settings.read_audit_batch,
+            max_seconds=settings.read_audit_seconds,
+        )
         self.keys = KeyStore(self.log_path)
         self.metrics = Metrics()
         self.chain: Chain = chain_from(settings)
@@ -89,6 +95,7 @@ class Services:
 
     def start(self) -> None:
         self.writer.start()
+        self.reads.start()
         self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
@@ -214,6 +221,7 @@ class Services:
             self._anchor_thread.join(timeout=30)
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=30)
+        self.reads.stop()  # the last reads, while the writer still runs
         self.writer.stop()
 
     # -- per-thread readers -----------------------------------------------------------------

@@ -49,13 +49,15 @@ async def record_bundle(
     """The record's proof bundle v1 (409 with Retry-After while its leaf is not anchored)."""
     visible_entry(svc, key, record_id)
     try:
-        return build_bundle(
+        bundle = build_bundle(
             svc.reader(),
             svc.anchor_book(),
             record_id,
             include_record=include_record,
             since_size=since_size,
         )
+        svc.reads.note(key, "bundle", record_id)
+        return bundle
     except ProofPendingError as exc:
         raise Problem(409, "proof-pending", str(exc), headers={"Retry-After": "30"}) from exc
     except InputError as exc:

@@ -712,4 +712,5 @@ async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any
                 "payload": payload,
             }
         )
+    svc.reads.note(key, "trace", str(deal_id), count=len(out))
     return {"deal_id": deal_id, "entries": out}

@@ -224,7 +224,9 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> Entry:
 @router.get("/{record_id}", response_model=RecordOut)
 async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
     """One record with its leaf index and hash."""
-    return record_out(svc, visible_entry(svc, key, record_id))
+    found = record_out(svc, visible_entry(svc, key, record_id))
+    svc.reads.note(key, "record", record_id)
+    return found
 
 
 @router.get("", response_model=RecordPage)
@@ -263,6 +265,13 @@ async def list_records(
     )
     more = len(entries) > limit
     entries = entries[:limit]
+    query = {"kind": kind, "actor": actor, "since": since, "until": until, "cursor": cursor}
+    svc.reads.note(
+        key,
+        "records",
+        " ".join(f"{k}={v}" for k, v in query.items() if v is not None),
+        count=len(entries),
+    )
     return RecordPage(
         items=[record_out(svc, e) for e in entries],
         next_cursor=entries[-1].index + 1 if more and entries else None,
