@@ -300,3 +300,57 @@ def test_requests_are_checked_before_they_are_recorded(officers: Officers) -> No
             "alert_id",
         )
         assert one.get("/v1/approvals/APR-0000000000000000").status_code == 404
+
+
+def test_pausing_and_activating_rules_over_http_need_a_second_officer(
+    officers: Officers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = officers.world
+    monkeypatch.setenv("CHAINAUDIT_PAUSER_KEY", world.admin.key.hex())
+    with officers.client("officer1") as one:
+        pause = one.post("/v1/approvals", json={"action": "escrow.pause", "note": "stolen key"})
+        assert pause.status_code == 201, pause.text
+        pause_id = pause.json()["approval_id"]
+        _refused(one.post(f"/v1/approvals/{pause_id}/approve"), 403, "cannot approve")
+        assert not world.client.paused()
+        new_rules = {**RULES, "version": "approvals-test-2"}
+        activate = one.post(
+            "/v1/approvals", json={"action": "rules.activate", "params": {"rules": new_rules}}
+        )
+        assert activate.status_code == 201, activate.text
+        assert activate.json()["params"]["version"] == "approvals-test-2"
+        _refused(
+            one.post(f"/v1/approvals/{activate.json()['approval_id']}/approve"),
+            403,
+            "cannot approve",
+        )
+    with officers.client("officer2") as two:
+        paused = two.post(f"/v1/approvals/{pause_id}/approve")
+        assert paused.status_code == 200, paused.text
+        assert world.client.paused()
+        assert paused.json()["result"]["tx_hash"].startswith("0x")
+        activated = two.post(f"/v1/approvals/{activate.json()['approval_id']}/approve")
+        assert activated.status_code == 200, activated.text
+        announcement = _record(two, activated.json()["result"]["record_id"])
+        assert announcement["payload"]["rules"]["version"] == "approvals-test-2"
+        assert announcement["actor"] == activated.json()["decided_by"]
+    with officers.client("officer1") as one:
+        unpause = one.post("/v1/approvals", json={"action": "escrow.unpause"}).json()
+    with officers.client("officer2") as two:
+        assert two.post(f"/v1/approvals/{unpause['approval_id']}/approve").status_code == 200
+    assert not world.client.paused()
+
+
+def test_an_approved_action_that_cannot_run_is_recorded_as_failed(officers: Officers) -> None:
+    alert_id = _held_alert(officers.settings)
+    with officers.client("officer1") as one:
+        asked = one.post(f"/v1/alerts/{alert_id}/resolve", json={"resolution": "cleared"})
+        approval_id = asked.json()["approval_id"]
+        confirmed = one.post(f"/v1/alerts/{alert_id}/resolve", json={"resolution": "confirmed"})
+        assert confirmed.status_code == 200  # confirming keeps money blocked: one officer
+    with officers.client("officer2") as two:
+        _refused(two.post(f"/v1/approvals/{approval_id}/approve"), 409, "cannot be resolved")
+        failed = two.get(f"/v1/approvals/{approval_id}").json()
+        assert failed["status"] == "failed" and "cannot be resolved" in failed["error"]
+        assert len(failed["records"]) == 3
+        assert two.get(f"/v1/alerts/{alert_id}").json()["resolution"] == "confirmed"
