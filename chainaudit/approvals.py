@@ -8,7 +8,8 @@ API key (``CHAINAUDIT_API_KEY``), checked against the local key store.
 
 The controlled actions (:data:`ACTIONS`) — clearing an alert, lifting or shortening a
 compliance hold, activating a new rule set, pausing or unpausing the escrow, creating an admin,
-operator or partner key — are never carried out on one officer's word:
+operator or partner key, rotating someone else's such key — are never carried out on one
+officer's word:
 
 1. the **maker** requests the action (:func:`request`): a ``requested`` record;
 2. a **checker**, a different officer (:func:`check_checker`: not the requester, not the same
@@ -64,12 +65,14 @@ ACTIONS: Final[Mapping[str, str]] = {
     "escrow.pause": "pause the escrow (no new deals, funding or financing)",
     "escrow.unpause": "resume new business on the escrow",
     "keys.create": "create an admin, operator or partner API key",
+    "keys.rotate": "give another holder's admin, operator or partner key a new secret",
 }
 """Every controlled action and what it does."""
 
 ROLES_FOR: Final[Mapping[str, tuple[str, ...]]] = {
     **{action: ("admin", "operator") for action in ACTIONS},
     "keys.create": ("admin",),
+    "keys.rotate": ("admin",),
 }
 """The officer roles that may request and approve each action."""
 
@@ -171,7 +174,7 @@ class Approval:
 
 def submitter_for(action: str) -> str:
     """The service identity that stamps the step records of ``action``."""
-    return provenance.KEYS if action == "keys.create" else provenance.RISK
+    return provenance.KEYS if action.startswith("keys.") else provenance.RISK
 
 
 def record_id(approval_id: str, step: str) -> str:

@@ -410,9 +410,14 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
+        target = store.get(args.key_id)
+        if target.role in KEY_ROLES_NEEDING_TWO and store.has_active_admin():
+            params = {"key_id": args.key_id, "expires_ms": _expiry(args.expires_in)}
+            return _request(log, "keys.rotate", params)
         key, token = store.rotate(args.key_id, expires_ms=_expiry(args.expires_in))
         record_action(
             log,

@@ -11,7 +11,11 @@ checker's authority, through the same code paths the single-officer commands use
 ``rules.activate`` :func:`~chainaudit.risk.decisions.announce_rule_set`;
 ``escrow.pause`` / ``escrow.unpause``  :mod:`chainaudit.risk.incidents`, with the pauser key;
 ``keys.create``    :meth:`chainaudit.keys.KeyStore.create` (the token goes to the checker only,
-                   never into the log).
+                   never into the log);
+``keys.rotate``    :meth:`chainaudit.keys.KeyStore.rotate` (likewise). A holder rotating its
+                   own key needs no one: the new token is then seen by no one else, which is
+                   how a new officer makes sure the admins who issued its key no longer
+                   know it.
 
 Every record written carries the approval id, so the log links each effect to its two officers.
 """
@@ -42,6 +46,7 @@ __all__ = ["Context", "check_params", "execute"]
 _ALERT: Final = re.compile(r"^AL-[0-9a-f]{16}$")
 _HASH: Final = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _INCIDENT: Final = re.compile(r"^INC-[0-9]{8}-[0-9a-f]{6}$")
+_KEY_ID: Final = re.compile(r"^[0-9a-f]{12}$")
 KEY_ROLES_NEEDING_TWO: Final = ("admin", "operator", "partner")
 """Key roles whose creation is a controlled action (auditor and regulator keys read only)."""
 
@@ -73,6 +78,13 @@ def _match(params: Mapping[str, Any], name: str, pattern: re.Pattern[str], what:
     return value
 
 
+def _expires(params: Mapping[str, Any]) -> int | None:
+    expires = params.get("expires_ms")
+    if expires is not None and (type(expires) is not int or expires <= now_ms()):
+        raise _bad("expires_ms must be a time in the future (Unix milliseconds)")
+    return expires
+
+
 def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised parameters of a request for ``action``.
 
@@ -86,6 +98,7 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "escrow.pause": ("incident_id", "note"),
         "escrow.unpause": ("incident_id", "note"),
         "keys.create": ("role", "name", "address", "expires_ms"),
+        "keys.rotate": ("key_id", "expires_ms"),
     }
     if action not in known:
         raise _bad(f"unknown action {action!r}")
@@ -123,6 +136,9 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
     elif action in ("escrow.pause", "escrow.unpause"):
         if params.get("incident_id") is not None:
             out["incident_id"] = _match(params, "incident_id", _INCIDENT, "an incident id")
+    elif action == "keys.rotate":
+        key_id = _match(params, "key_id", _KEY_ID, "a key id (12 hex digits)")
+        return {"key_id": key_id, "expires_ms": _expires(params)}
     else:  # keys.create
         role = params.get("role")
         if role not in KEY_ROLES_NEEDING_TWO:
@@ -137,10 +153,7 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
             address = Web3.to_checksum_address(address)
         elif role == "partner":
             raise _bad("a partner key needs the Ethereum address it acts for")
-        expires = params.get("expires_ms")
-        if expires is not None and (type(expires) is not int or expires <= now_ms()):
-            raise _bad("expires_ms must be a time in the future (Unix milliseconds)")
-        return {"role": role, "name": name, "address": address, "expires_ms": expires}
+        return {"role": role, "name": name, "address": address, "expires_ms": _expires(params)}
     note = _note(params)
     if note is not None:
         out["note"] = note
@@ -155,8 +168,9 @@ class Context:
     officers' and the pauser's keys; ``escrow``: returns the escrow client (called only by
     actions on chain); ``keys``: the key store (for ``keys.create``); ``checker``: the
     approving officer; ``on_rules``: told the rule set a ``rules.activate`` brought into force
-    (the API's gate switches to it); ``secrets``: filled with what the checker alone may see
-    (a created key's token), never recorded.
+    (the API's gate switches to it); ``on_key_change``: told a key id whose secret changed
+    (the API forgets its cached authentications); ``secrets``: filled with what the checker
+    alone may see (a created or rotated key's token), never recorded.
     """
 
     log: Log
@@ -165,6 +179,7 @@ class Context:
     escrow: Callable[[], EscrowClient] | None = None
     keys: KeyStore | None = None
     on_rules: Callable[[RuleSet], None] | None = None
+    on_key_change: Callable[[str], None] | None = None
     secrets: dict[str, str] = field(default_factory=dict)
 
     def client(self) -> EscrowClient:
@@ -252,4 +267,12 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
         )
         ctx.secrets["token"] = token
         return {"key_id": key.key_id, "role": key.role, "address": key.address}
+    if approval.action == "keys.rotate":
+        if ctx.keys is None:
+            raise ApprovalError("no key store here", status=503)
+        key, token = ctx.keys.rotate(p["key_id"], expires_ms=p.get("expires_ms"))
+        ctx.secrets["token"] = token
+        if ctx.on_key_change is not None:
+            ctx.on_key_change(key.key_id)
+        return {"key_id": key.key_id, "role": key.role, "rotated_ms": key.rotated_ms}
     raise ApprovalError(f"unknown action {approval.action!r}", status=422)

@@ -354,3 +354,34 @@ def test_an_approved_action_that_cannot_run_is_recorded_as_failed(officers: Offi
         assert failed["status"] == "failed" and "cannot be resolved" in failed["error"]
         assert len(failed["records"]) == 3
         assert two.get(f"/v1/alerts/{alert_id}").json()["resolution"] == "confirmed"
+
+
+def test_a_holder_rotates_its_own_key_alone_another_officers_key_takes_two_admins(
+    officers: Officers,
+) -> None:
+    officer_id = officers.tokens["officer1"].split("_")[1]
+    with officers.client("officer1") as own:
+        mine = own.post(f"/v1/keys/{officer_id}/rotate", json={})
+        assert mine.status_code == 200, mine.text  # no one else ever saw this token
+        assert own.get("/v1/approvals").status_code == 401  # the old token is refused at once
+    officers.tokens["officer1"] = mine.json()["token"]
+    with officers.client("officer1") as own:
+        assert own.get("/v1/approvals").status_code == 200
+        _refused(
+            own.post(f"/v1/keys/{officers.tokens['officer2'].split('_')[1]}/rotate"),
+            403,
+            "only admins rotate another holder's key",
+        )
+    with officers.client("admin1") as one:
+        asked = one.post(f"/v1/keys/{officer_id}/rotate", json={})
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["action"] == "keys.rotate"
+        _refused(one.post(f"/v1/approvals/{asked.json()['approval_id']}/approve"), 403, "cannot")
+    with officers.client("officer1") as own:
+        assert own.get("/v1/approvals").status_code == 200  # still its own token
+    with officers.client("admin2") as two:
+        done = two.post(f"/v1/approvals/{asked.json()['approval_id']}/approve")
+        assert done.status_code == 200, done.text
+        assert done.json()["token"].startswith(f"ca_{officer_id}_")
+    with officers.client("officer1") as own:
+        assert own.get("/v1/approvals").status_code == 401

@@ -178,6 +178,7 @@ async def approve(
             escrow=lambda: _escrow(svc),
             keys=svc.keys,
             on_rules=_on_rules(svc),
+            on_key_change=svc.forget_key,
         )
         done = approvals.approve(
             log,

@@ -4,7 +4,8 @@ Auditor and regulator keys are created by one admin; admin, operator and partner
 two (``POST /v1/keys`` answers 202 with a ``keys.create`` request that a second admin
 approves at ``/v1/approvals/{id}/approve``, which returns the token). A key may expire
 (``expires_ms``); ``POST /v1/keys/{id}/rotate`` gives it a new secret (the old token stops
-working at once) and a new expiry.
+working at once) and a new expiry: by the holder itself alone, by one admin for auditor and
+regulator keys, by two admins for another holder's admin, operator or partner key.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
-from chainaudit.api.auth import Admin, ServicesDep, actor_of
+from chainaudit.api.auth import Admin, Principal, ServicesDep, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.controls import KEY_ROLES_NEEDING_TWO
@@ -122,13 +123,32 @@ async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreate
     return KeyCreated(**_public(created).model_dump(), token=token)
 
 
-@router.post("/{key_id}/rotate", response_model=KeyCreated)
+@router.post(
+    "/{key_id}/rotate",
+    response_model=KeyCreated,
+    responses={202: {"model": ApprovalOut, "description": "another holder's key: requested"}},
+)
 async def rotate_key(
-    key_id: str, key: Admin, svc: ServicesDep, body: KeyRotate | None = None
-) -> KeyCreated:
-    """Give a key a new secret (the old token is refused from now on) and a new expiry
-    (none unless given); returns the new token once."""
+    key_id: str, key: Principal, svc: ServicesDep, body: KeyRotate | None = None
+) -> KeyCreated | JSONResponse:
+    """Give a key a new secret (the old token is refused from now on) and a new expiry (none
+    unless given); returns the new token once.
+
+    A holder rotates its own key alone (then no one else ever saw the token); an admin rotates
+    an auditor's or regulator's key alone; another holder's admin, operator or partner key
+    needs a second admin (202 with a ``keys.rotate`` request)."""
     expires = body.expires_ms if body is not None else None
+    if key_id != key.key_id:
+        if key.role != "admin":
+            raise Problem(403, "forbidden", "only admins rotate another holder's key")
+        try:
+            target = await run_in_threadpool(svc.keys.get, key_id)
+        except NotFoundError as exc:
+            raise Problem(404, "not-found", str(exc)) from exc
+        if target.role in KEY_ROLES_NEEDING_TWO:
+            params = {"key_id": key_id, "expires_ms": expires}
+            requested = await create_request(svc, key, "keys.rotate", params, None)
+            return JSONResponse(status_code=202, content=requested.model_dump())
     try:
         rotated, token = await run_in_threadpool(svc.keys.rotate, key_id, expires_ms=expires)
     except NotFoundError as exc:
