@@ -173,6 +173,15 @@ def test_keys_need_two_admins_once_an_admin_exists(
         "role": "operator",
         "address": None,
     }
+    # rotating the operator's key (its token would go to the admin) takes two admins as well
+    rotate = _request(monkeypatch, capsys, admin1, data_dir, "keys", "rotate", created.key_id)
+    _refuse_self_approval(monkeypatch, capsys, admin1, data_dir, rotate)
+    store = KeyStore(data_dir / DB_NAME)
+    assert store.authenticate(token) is not None  # unchanged so far
+    assert run_as(monkeypatch, admin2, data_dir, "approvals", "approve", rotate) == 0
+    rotated = capsys.readouterr().out.strip().splitlines()[-1]
+    assert store.authenticate(token) is None and store.authenticate(rotated) is not None
+    store.close()
 
 
 def test_pausing_unpausing_and_lifting_a_hold_need_two_officers(
