@@ -36,10 +36,10 @@ def record_action(
     actor: str,
     details: dict[str, Any],
     kind: str = "admin",
-    submitter: str = provenance.API,
+    submitter: str = provenance.KEYS,
 ) -> AppendResult:
-    """Append an action record, stamped with the service ``submitter``, and return where it
-    landed."""
+    """Append an action record, stamped with the service identity ``submitter`` (key
+    management by default), and return where it landed."""
     record = prepare(
         {
             "id": f"action-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}",

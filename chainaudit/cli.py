@@ -10,6 +10,13 @@ print one line per check and exit 0 when valid, 1 when a check failed (named on 
 2 when the bundle or the endpoint cannot be used.
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`) prints one line per finding and exits 1 if there is any.
+
+Controlled actions need two officers (:mod:`chainaudit.approvals`): ``risk resolve --cleared``,
+``risk hold lift``, a ``risk hold renew`` that shortens a hold, ``risk rules`` with a changed
+rule set, ``pause``, ``unpause`` and ``keys create`` of an admin, operator or partner key (once
+an admin key exists) record a request; a second officer runs ``approvals approve ID``. An
+officer identifies with its own API key in ``CHAINAUDIT_API_KEY`` (checked against the local
+key store); the requester's key cannot approve.
 """
 
 from __future__ import annotations
@@ -369,23 +376,69 @@ def _key_store(settings: Settings) -> tuple[Log, KeyStore]:
     return log, KeyStore(log.path)
 
 
+def _expiry(days: float | None) -> int | None:
+    return None if days is None else int(time.time() * 1000 + days * 86_400_000)
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
-        key, token = store.create(args.role, name=args.name, address=args.address)
+        if args.role in KEY_ROLES_NEEDING_TWO and store.has_active_admin():
+            params = {
+                "role": args.role,
+                "name": args.name,
+                "address": args.address,
+                "expires_ms": _expiry(args.expires_in),
+            }
+            return _request(log, "keys.create", params)
+        # auditors and regulators; or the bootstrap, before any admin key exists
+        key, token = store.create(
+            args.role, name=args.name, address=args.address, expires_ms=_expiry(args.expires_in)
+        )
         record_action(
             log,
             action="keys.create",
             actor=cli_actor(),
-            details={"target_key": key.key_id, "role": key.role, "address": key.address},
+            details={
+                "target_key": key.key_id,
+                "role": key.role,
+                "address": key.address,
+                "expires_ms": key.expires_ms,
+            },
             submitter=provenance.KEYS,
         )
     finally:
         store.close()
         log.close()
     print(f"created {key.role} key {key.key_id} ({key.name}); token (shown once):")
+    print(token)
+    return EXIT_OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
+
+    log, store = _key_store(settings)
+    try:
+        target = store.get(args.key_id)
+        if target.role in KEY_ROLES_NEEDING_TWO and store.has_active_admin():
+            params = {"key_id": args.key_id, "expires_ms": _expiry(args.expires_in)}
+            return _request(log, "keys.rotate", params)
+        key, token = store.rotate(args.key_id, expires_ms=_expiry(args.expires_in))
+        record_action(
+            log,
+            action="keys.rotate",
+            actor=cli_actor(),
+            details={"target_key": key.key_id, "role": key.role, "expires_ms": key.expires_ms},
+        )
+    finally:
+        store.close()
+        log.close()
+    print(f"rotated key {key.key_id} ({key.name}); the old token no longer works; new token:")
     print(token)
     return EXIT_OK
 
@@ -411,6 +464,8 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.keys import format_ms  # noqa: PLC0415
+
     log, store = _key_store(settings)
     try:
         keys = store.list()
@@ -418,8 +473,116 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
         log.close()
     for key in keys:
-        state = "active" if key.active else "revoked"
-        print(f"{key.key_id}  {key.role:9}  {state:7}  {key.address or '-':42}  {key.name}")
+        state = "revoked" if not key.active else "expired" if key.expired() else "active"
+        expiry = "" if key.expires_ms is None else f"  (expires {format_ms(key.expires_ms)})"
+        print(f"{key.key_id}  {key.role:9}  {state:7}  {key.address or '-':42}  {key.name}{expiry}")
+    return EXIT_OK
+
+
+# -- maker-checker ------------------------------------------------------------------------------
+
+OFFICER_KEY_ENV = "CHAINAUDIT_API_KEY"
+
+
+def _officer(log: Log) -> Any:
+    """The officer running this command, from the API key in ``CHAINAUDIT_API_KEY``.
+
+    Raises :class:`InputError` without a key, for an unknown, revoked or expired one, and
+    :class:`~chainaudit.approvals.ApprovalError` for a key that is not an officer's.
+    """
+    from chainaudit.approvals import Officer  # noqa: PLC0415
+    from chainaudit.keys import KeyStore  # noqa: PLC0415
+
+    token = os.environ.get(OFFICER_KEY_ENV, "").strip()
+    if not token:
+        raise InputError(
+            f"this action needs two officers: set {OFFICER_KEY_ENV} to your own admin or "
+            "operator API key to request or approve it"
+        )
+    store = KeyStore(log.path)
+    try:
+        key = store.authenticate(token)
+    finally:
+        store.close()
+    if key is None:
+        raise InputError(f"the API key in {OFFICER_KEY_ENV} is unknown or revoked")
+    if key.expired():
+        raise InputError(key.expiry_detail())
+    return Officer.of_key(key)
+
+
+def _request(log: Log, action: str, params: dict[str, Any], note: str | None = None) -> int:
+    """Record the calling officer's request for ``action``; print how to approve it."""
+    from chainaudit.approvals import request  # noqa: PLC0415
+    from chainaudit.controls import check_params  # noqa: PLC0415
+
+    maker = _officer(log)
+    approval = request(log.append, action, check_params(action, params), maker, note)
+    print(
+        f"approval {approval.approval_id} requested ({action}) by {maker.actor}; a second "
+        f"officer approves it with `chainaudit approvals approve {approval.approval_id}`"
+    )
+    return EXIT_OK
+
+
+def _print_approval(approval: Any) -> None:
+    decided = f", {approval.status} by {approval.decided_by}" if approval.decided_by else ""
+    print(
+        f"{approval.approval_id}  {approval.status:9} {approval.action:15} requested by "
+        f"{approval.requested_by}{decided}  {json.dumps(approval.params, sort_keys=True)[:200]}"
+    )
+
+
+def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit import approvals, controls  # noqa: PLC0415
+    from chainaudit.keys import KeyStore  # noqa: PLC0415
+
+    with _open_log(settings) as log:
+        if args.approvals_action == "list":
+            found = approvals.pending(log)
+            if args.json:
+                _print_json([a.to_json() for a in found])
+            else:
+                for approval in found:
+                    _print_approval(approval)
+                print(f"{len(found)} pending request(s)")
+            return EXIT_OK
+        if args.approvals_action == "show":
+            approval = approvals.load(log, args.approval_id)
+            if args.json:
+                _print_json(approval.to_json())
+            else:
+                _print_approval(approval)
+            return EXIT_OK
+        checker = _officer(log)
+        if args.approvals_action == "reject":
+            done = approvals.reject(log, log.append, args.approval_id, checker, args.note)
+            _print_approval(done)
+            return EXIT_OK
+        store = KeyStore(log.path)
+        ctx = controls.Context(
+            log=log,
+            settings=settings,
+            checker=checker,
+            escrow=lambda: _escrow_client(settings, args),
+            keys=store,
+        )
+        try:
+            done = approvals.approve(
+                log,
+                log.append,
+                args.approval_id,
+                checker,
+                lambda approval: controls.execute(ctx, approval),
+                args.note,
+            )
+        finally:
+            store.close()
+    _print_approval(done)
+    print(f"executed: {json.dumps(done.result, sort_keys=True)}")
+    if "token" in ctx.secrets:
+        print("token of the new key (shown once):")
+        print(ctx.secrets["token"])
     return EXIT_OK
 
 
@@ -445,6 +608,12 @@ def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
     path = rules_path(settings, args.rules)
     rule_set = load_rule_file(path)
     with _open_log(settings) as log, RiskBook(log.path) as book:
+        book.sync(log)
+        latest = book.latest_rule_set()
+        if latest is not None and latest.hash != rule_set.hash:  # a change: two officers
+            print(f"rule set {rule_set.version!r} from {path}: hash {rule_set.hash}")
+            params = {"rules": dict(rule_set.document), "source": str(path)}
+            return _request(log, "rules.activate", params)
         announced = announce_rule_set(log, book, rule_set, actor=cli_actor(), source=str(path))
     state = "announced as" if announced.changed else "unchanged since"
     print(
@@ -501,6 +670,10 @@ def _transition(args: argparse.Namespace, settings: Settings, transition: str) -
     from chainaudit.risk.decisions import transition_alert  # noqa: PLC0415
 
     resolution = getattr(args, "resolution", None)
+    if resolution == "cleared":
+        with _open_log(settings) as log:
+            params = {"alert_id": args.alert_id, "note": args.note}
+            return _request(log, "alert.clear", {k: v for k, v in params.items() if v})
     with _open_log(settings) as log, RiskBook(log.path) as book:
         record_id, alert = transition_alert(
             log,
@@ -530,9 +703,20 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.risk.operators import operator_account  # noqa: PLC0415
 
     client = _escrow_client(settings, args)
-    officer = operator_account(settings, "compliance")
     actor = cli_actor()
+    shortens = False
+    if args.hold_action == "renew":
+        deal = client.deal(args.deal_id)
+        if not 0 <= args.milestone < len(deal.milestones):
+            raise InputError(f"deal {args.deal_id} has no milestone {args.milestone}")
+        hold = deal.milestones[args.milestone].hold
+        shortens = hold is not None and hold.active and deal.timestamp + args.duration < hold.until
+    officer = (
+        None if args.hold_action == "lift" or shortens else operator_account(settings, "compliance")
+    )
     with _open_log(settings) as log:
+        if officer is None:
+            _officer(log)  # refuse before writing the reason when no officer asks
         reason = holds.reason_record(
             log,
             deal_id=args.deal_id,
@@ -541,21 +725,31 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
             by=actor,
             alert_id=args.alert,
         )
+        if officer is None:  # lifting or shortening frees money: a request for two officers
+            params: dict[str, Any] = {
+                "deal_id": args.deal_id,
+                "milestone": args.milestone,
+                "reason_hash": "0x" + reason.leaf_hash.hex(),
+            }
+            if args.hold_action == "lift":
+                params |= {"alert_id": args.alert} if args.alert else {}
+            else:
+                params["duration"] = args.duration
+            if args.note:
+                params["note"] = args.note
+            print(f"reason record {reason.record_id} (hash {reason.leaf_hash.hex()})")
+            action = "hold.lift" if args.hold_action == "lift" else "hold.shorten"
+            return _request(log, action, params)
         common: dict[str, Any] = {"reason_hash": reason.leaf_hash, "by": actor, "note": args.note}
         if args.hold_action == "place":
             done = holds.place_hold(
                 log, client, officer, args.deal_id, args.milestone, duration=args.duration,
                 alert_id=args.alert, **common,
             )  # fmt: skip
-        elif args.hold_action == "renew":
+        else:
             done = holds.renew_hold(
                 log, client, officer, args.deal_id, args.milestone, duration=args.duration,
                 alert_id=args.alert, **common,
-            )  # fmt: skip
-        else:
-            done = holds.lift_hold(
-                log, client, officer, args.deal_id, args.milestone, alert_id=args.alert,
-                **common,
             )  # fmt: skip
     until = f" until {done.until}" if done.until else ""
     print(
@@ -567,20 +761,15 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _emergency(args: argparse.Namespace, settings: Settings, action: str) -> int:
-    from chainaudit.actions import cli_actor  # noqa: PLC0415
-    from chainaudit.risk.incidents import emergency_pause, emergency_unpause  # noqa: PLC0415
-    from chainaudit.risk.operators import operator_account  # noqa: PLC0415
+    from chainaudit.errors import RiskError  # noqa: PLC0415
+    from chainaudit.risk.incidents import incident_steps  # noqa: PLC0415
 
-    client = _escrow_client(settings, args)
-    pauser = operator_account(settings, "pauser")
-    run = emergency_pause if action == "pause" else emergency_unpause
     with _open_log(settings) as log:
-        tx, record_id = run(
-            log, client, pauser, actor=cli_actor(), incident_id=args.incident, note=args.note
-        )
-    state = "paused: new deals, funding and financing stop" if action == "pause" else "resumed"
-    print(f"escrow {client.address} {state} (tx {tx.tx_hash}); record {record_id}")
-    return EXIT_OK
+        steps = [] if args.incident is None else incident_steps(log, args.incident)
+        if any(step.step == "reviewed" for step in steps):  # refused before asking anyone
+            raise RiskError(f"incident {args.incident} was reviewed and is closed")
+        params = {"incident_id": args.incident, "note": args.note}
+        return _request(log, f"escrow.{action}", {k: v for k, v in params.items() if v})
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
@@ -769,8 +958,8 @@ def _register_risk_commands(commands: Any) -> None:
     hold.set_defaults(handler=cmd_risk_hold)
 
     for name, handler, text in (
-        ("pause", cmd_pause, "pause the escrow: no new deals, funding or financing (admin)"),
-        ("unpause", cmd_unpause, "resume new business on the escrow (admin)"),
+        ("pause", cmd_pause, "request a pause of the escrow: no new deals, funding or financing"),
+        ("unpause", cmd_unpause, "request that the escrow resume new business"),
     ):
         emergency = commands.add_parser(name, help=text)
         emergency.add_argument("--incident", metavar="ID", help="record it as the incident's step")
@@ -951,8 +1140,25 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key; prints its token once")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", required=True, help="who or what the key is for")
-    create.add_argument("--address", help="the Ethereum address a partner key acts for")
+    create.add_argument(
+        "--address",
+        help="the Ethereum address a partner key acts for, or an officer's own on-chain account",
+    )
+    create.add_argument(
+        "--expires-in", type=_positive_float, metavar="DAYS", help="the key expires after DAYS"
+    )
     create.set_defaults(handler=cmd_keys_create)
+    rotate = key_commands.add_parser(
+        "rotate", help="give a key a new secret (the old token stops working); prints it once"
+    )
+    rotate.add_argument("key_id")
+    rotate.add_argument(
+        "--expires-in",
+        type=_positive_float,
+        metavar="DAYS",
+        help="the new token expires after DAYS",
+    )
+    rotate.set_defaults(handler=cmd_keys_rotate)
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=cmd_keys_revoke)
@@ -989,7 +1195,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     anchor.set_defaults(handler=cmd_anchor)
     _register_risk_commands(commands)
+    _register_approval_commands(commands)
     return parser
+
+
+def _register_approval_commands(commands: Any) -> None:
+    """``approvals list|show|approve|reject`` (maker-checker, :mod:`chainaudit.approvals`)."""
+    approvals = commands.add_parser(
+        "approvals",
+        help="requests for two-officer actions: list, show, approve, reject",
+        description=(
+            "Clearing alerts, lifting or shortening holds, activating rule sets, pausing and "
+            "creating admin, operator or partner keys need two officers. Approve or reject "
+            f"with your own API key in ${OFFICER_KEY_ENV}; the requester cannot approve."
+        ),
+    )
+    steps = approvals.add_subparsers(dest="approvals_action", required=True, metavar="ACTION")
+    listing = steps.add_parser("list", help="the pending requests")
+    listing.add_argument("--json", action="store_true")
+    show = steps.add_parser("show", help="one request and where it stands")
+    show.add_argument("approval_id")
+    show.add_argument("--json", action="store_true")
+    for name, text in (
+        ("approve", "approve a request as a second officer, and run it"),
+        ("reject", "reject a request as a second officer"),
+    ):
+        decide = steps.add_parser(name, help=text)
+        decide.add_argument("approval_id")
+        decide.add_argument("--note")
+        if name == "approve":
+            decide.add_argument("--escrow", metavar="ADDRESS", help="default: deployments file")
+            decide.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    approvals.set_defaults(handler=cmd_approvals)
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -1004,6 +1241,16 @@ def _whole_number(text: str, minimum: int) -> int:
 
 def _positive_int(text: str) -> int:
     return _whole_number(text, 1)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
 
 
 def _non_negative_int(text: str) -> int:

@@ -1,9 +1,17 @@
 """API keys: random bearer tokens, stored only as hashes, bound to a role.
 
 A token reads ``ca_<key id>_<secret>``; the store keeps the key id, the SHA-256 of the secret
-(secrets are 256-bit random, so a fast hash is safe), the role and, for partners, the Ethereum
-address the key acts for. Keys are created and revoked with ``chainaudit keys``; each of those
-actions is appended to the audit log by the caller.
+(secrets are 256-bit random, so a fast hash is safe), the role and an Ethereum address: for
+partners the address the key acts for (required), for officers (admin and operator keys) the
+officer's own on-chain account, which holds the escrow's compliance role (optional; holds an
+officer places or lifts are signed with it). Auditor and regulator keys have no address.
+
+A key may carry an expiry (``expires_ms``): after it, the token still identifies the key but
+:meth:`ApiKey.expired` is true and the API answers 401 naming the moment. :meth:`KeyStore.rotate`
+gives a key a new secret (the old token stops working at once) and optionally a new expiry; the
+key id, role and address stay, so the officer's identity does too. Keys are created, rotated and
+revoked with ``chainaudit keys`` or ``/v1/keys``; each action is appended to the audit log by the
+caller.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from chainaudit.errors import InputError, NotFoundError, StoreError
 
 ROLES: Final = ("admin", "operator", "partner", "auditor", "regulator")
 READ_ONLY_ROLES: Final = ("auditor", "regulator")
+OFFICER_ROLES: Final = ("admin", "operator")
+"""The roles of officers: the people who may request and approve controlled actions."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -32,9 +42,25 @@ CREATE TABLE IF NOT EXISTS api_keys (
     role TEXT NOT NULL,
     address TEXT,
     created_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
+    revoked_ms INTEGER,
+    expires_ms INTEGER,
+    rotated_ms INTEGER
 );
 """
+_ADDED_COLUMNS: Final = (("expires_ms", "INTEGER"), ("rotated_ms", "INTEGER"))
+"""Columns added after the first release: tables of older data directories get them in place."""
+_COLUMNS: Final = "key_id, name, role, address, created_ms, revoked_ms, expires_ms, rotated_ms"
+_SELECT: Final = f"SELECT {_COLUMNS} FROM api_keys"  # noqa: S608 - constant column names
+
+
+def now_ms() -> int:
+    """The current time in Unix milliseconds."""
+    return int(time.time() * 1000)
+
+
+def format_ms(ms: int) -> str:
+    """``ms`` (Unix milliseconds) as an RFC 3339 UTC time to the second, e.g. ``2026-…Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +73,32 @@ class ApiKey:
     address: str | None
     created_ms: int
     revoked_ms: int | None
+    expires_ms: int | None = None
+    rotated_ms: int | None = None
 
     @property
     def active(self) -> bool:
+        """Not revoked (an expired key is still active until revoked; see :meth:`expired`)."""
         return self.revoked_ms is None
+
+    @property
+    def officer(self) -> bool:
+        """Whether the key belongs to an officer (admin or operator)."""
+        return self.role in OFFICER_ROLES
+
+    def expired(self, at_ms: int | None = None) -> bool:
+        """Whether the key's expiry has passed at ``at_ms`` (default: now)."""
+        return self.expires_ms is not None and (now_ms() if at_ms is None else at_ms) >= (
+            self.expires_ms
+        )
+
+    def expiry_detail(self) -> str:
+        """The 401 reason of an expired key (names the moment and the remedy)."""
+        assert self.expires_ms is not None
+        return (
+            f"API key {self.key_id} expired at {format_ms(self.expires_ms)}; "
+            "ask an admin to rotate it"
+        )
 
 
 def _hash(secret: str) -> bytes:
@@ -75,36 +123,89 @@ class KeyStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+            for column, kind in _ADDED_COLUMNS:
+                if column not in present:  # a key store from before expiry: upgrade in place
+                    try:
+                        self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:
+                        if "duplicate column" not in str(exc):  # another process was first
+                            raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the key store at {path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
 
-    def create(self, role: str, *, name: str, address: str | None = None) -> tuple[ApiKey, str]:
+    def create(
+        self,
+        role: str,
+        *,
+        name: str,
+        address: str | None = None,
+        expires_ms: int | None = None,
+    ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its token (shown once, never stored).
 
-        Raises :class:`InputError` for an unknown role, a partner without a valid address, or an
-        address on a non-partner key.
+        ``address``: required for a partner (the address it acts for), optional for an officer
+        (its own on-chain account), refused for auditors and regulators. ``expires_ms``: when
+        the key stops working (Unix ms, in the future), or ``None`` for no expiry.
+        Raises :class:`InputError` for an unknown role, a missing or invalid address, an
+        address on an auditor or regulator key, a bad name or an expiry in the past.
         """
         if role not in ROLES:
             raise InputError(f"role must be one of: {', '.join(ROLES)}")
-        if role == "partner":
-            if address is None or not Web3.is_address(address):
-                raise InputError("a partner key needs the Ethereum address it acts for")
+        if role == "partner" and address is None:
+            raise InputError("a partner key needs the Ethereum address it acts for")
+        if address is not None:
+            if role in READ_ONLY_ROLES:
+                raise InputError(
+                    "only partner and officer (admin, operator) keys are bound to an address"
+                )
+            if not Web3.is_address(address):
+                raise InputError(f"{address!r} is not an Ethereum address")
             address = Web3.to_checksum_address(address)
-        elif address is not None:
-            raise InputError("only partner keys are bound to an address")
         if not 0 < len(name) <= 100:
             raise InputError("name must be 1-100 characters")
+        now = now_ms()
+        _check_expiry(expires_ms, now)
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        now = int(time.time() * 1000)
         self._db.execute(
-            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (key_id, _hash(secret), name, role, address, now),
+            "INSERT INTO api_keys (key_id, name, role, address, created_ms, expires_ms, "
+            "secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, name, role, address, now, expires_ms, _hash(secret)),
         )
-        return ApiKey(key_id, name, role, address, now, None), f"ca_{key_id}_{secret}"
+        return ApiKey(key_id, name, role, address, now, None, expires_ms), f"ca_{key_id}_{secret}"
+
+    def rotate(self, key_id: str, *, expires_ms: int | None = None) -> tuple[ApiKey, str]:
+        """Give key ``key_id`` a new secret and expiry; returns the key and its new token.
+
+        The old token stops working at once; id, name, role and address are kept.
+        ``expires_ms`` is the new expiry (``None``: none). Raises :class:`NotFoundError` for
+        an unknown key, :class:`InputError` for a revoked key or an expiry in the past.
+        """
+        key = self.get(key_id)
+        if not key.active:
+            raise InputError(f"API key {key_id} is revoked; create a new key instead")
+        now = now_ms()
+        _check_expiry(expires_ms, now)
+        secret = secrets.token_urlsafe(32)
+        self._db.execute(
+            "UPDATE api_keys SET secret_hash = ?, expires_ms = ?, rotated_ms = ? "
+            "WHERE key_id = ? AND revoked_ms IS NULL",
+            (_hash(secret), expires_ms, now, key_id),
+        )
+        return self.get(key_id), f"ca_{key_id}_{secret}"
+
+    def has_active_admin(self) -> bool:
+        """Whether some admin key is neither revoked nor expired (bootstrap is over then)."""
+        row = self._db.execute(
+            "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_ms IS NULL "
+            "AND (expires_ms IS NULL OR expires_ms > ?) LIMIT 1",
+            (now_ms(),),
+        ).fetchone()
+        return row is not None
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (idempotent); raises :class:`NotFoundError` for an unknown id."""
@@ -115,26 +216,19 @@ class KeyStore:
         return self.get(key_id)
 
     def get(self, key_id: str) -> ApiKey:
-        row = self._db.execute(
-            "SELECT key_id, name, role, address, created_ms, revoked_ms FROM api_keys "
-            "WHERE key_id = ?",
-            (key_id,),
-        ).fetchone()
+        row = self._db.execute(_SELECT + " WHERE key_id = ?", (key_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no API key {key_id!r}")
         return ApiKey(*row)
 
     def list(self) -> list[ApiKey]:
-        return [
-            ApiKey(*row)
-            for row in self._db.execute(
-                "SELECT key_id, name, role, address, created_ms, revoked_ms FROM api_keys "
-                "ORDER BY created_ms"
-            )
-        ]
+        return [ApiKey(*row) for row in self._db.execute(_SELECT + " ORDER BY created_ms")]
 
     def authenticate(self, token: str) -> ApiKey | None:
-        """Return the active key a token belongs to, or ``None`` (constant-time compare)."""
+        """Return the unrevoked key a token belongs to, or ``None`` (constant-time compare).
+
+        An expired key is returned: the caller refuses it with :meth:`ApiKey.expiry_detail`.
+        """
         parsed = parse_token(token)
         if parsed is None:
             return None
@@ -147,3 +241,8 @@ class KeyStore:
         if not hmac.compare_digest(row[0], _hash(secret)):
             return None
         return self.get(key_id)
+
+
+def _check_expiry(expires_ms: int | None, now: int) -> None:
+    if expires_ms is not None and expires_ms <= now:
+        raise InputError(f"the expiry {format_ms(expires_ms)} is not in the future")

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     compliance_key: SecretStr | None = Field(
         default=None, description="key holding COMPLIANCE_ROLE, for holds placed via the API"
     )
+    officer_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="private keys of officers' own on-chain accounts (each holding "
+        "COMPLIANCE_ROLE), found by the address bound to the officer's API key; a JSON list",
+    )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = None
@@ -62,6 +67,12 @@ class Settings(BaseSettings):
     rate_limit_burst: float = Field(default=200.0, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=10_000, ge=1)
+    read_audit_batch: int = Field(
+        default=256, ge=1, description="reads by auditors, regulators, admins per read: record"
+    )
+    read_audit_seconds: float = Field(
+        default=5.0, gt=0, description="the longest a logged read waits to be written"
+    )
 
     # -- web page ---------------------------------------------------------------------------
     public_rpc_url: str | None = Field(

@@ -247,7 +247,10 @@ def main() -> None:
         )
     }
     tokens["operator"] = store.create("operator", name="operations desk")[1]
-    tokens["compliance"] = store.create("operator", name="compliance officer")[1]
+    # the compliance officer's key is bound to its own account holding COMPLIANCE_ROLE
+    tokens["compliance"] = store.create(
+        "operator", name="compliance officer", address=address["compliance"]
+    )[1]
     tokens["auditor"] = store.create("auditor", name="external auditor")[1]
     store.close()
     (WORK / "keys.json").write_text(json.dumps(tokens, indent=2) + "\n")
@@ -449,20 +452,30 @@ def main() -> None:
         say(f"   {NAMES[approver]} approved it (tx {short(approved['tx_hash'])})")
     alert = held["alert_id"]
     api.call("compliance", "POST", f"/v1/alerts/{alert}/acknowledge", {"note": "reviewing"})
-    resolved = api.call(
-        "compliance",
+    # clearing and lifting free money: the operations desk asks, a second officer approves
+    asked = api.call(
+        "operator",
         "POST",
         f"/v1/alerts/{alert}/resolve",
         {"resolution": "cleared", "note": "two approvers signed off"},
+        expect=202,
     )
-    reason = api.call("auditor", "GET", f"/v1/records/{resolved['record_id']}")["leaf_hash"]
-    api.call(
-        "compliance",
+    cleared = api.call("compliance", "POST", f"/v1/approvals/{asked['approval_id']}/approve")
+    resolution = cleared["result"]["record_id"]
+    reason = api.call("auditor", "GET", f"/v1/records/{resolution}")["leaf_hash"]
+    asked = api.call(
+        "operator",
         "POST",
         f"/v1/deals/{deal_id}/milestones/1/hold/lift",
         {"reason_hash": "0x" + reason, "alert_id": alert},
+        expect=202,
     )
-    say(f"   {NAMES['compliance']} cleared alert {alert} and lifted the hold")
+    lifted = api.call("compliance", "POST", f"/v1/approvals/{asked['approval_id']}/approve")
+    say(
+        f"   the operations desk asked to clear alert {alert} and lift the hold; "
+        f"{NAMES['compliance']} approved both as the second officer (lift tx "
+        f"{short(lifted['result']['tx_hash'])}, signed with the officer's own key)"
+    )
     paid = api.act("financier", deal_id, 1, "release")
     say(
         f"   milestone 2 released: {money(m2)} credited to {NAMES['financier']} "

@@ -20,6 +20,7 @@ from chainaudit.api.auth import RateLimiter
 from chainaudit.api.fastlane import ProofFastLane
 from chainaudit.api.routes import (
     alerts,
+    approvals,
     bundles,
     deals,
     health,
@@ -143,6 +144,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         bundles.router,
         deals.router,
         alerts.router,
+        approvals.router,
         statements.router,
         keys.router,
         health.router,

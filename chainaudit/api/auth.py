@@ -55,7 +55,8 @@ async def principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> ApiKey:
-    """The API key of the request; 401 without a valid key, 429 over its rate."""
+    """The API key of the request; 401 without a valid key (naming the expiry of an expired
+    one), 429 over its rate."""
     token = bearer.credentials if bearer is not None else header
     if not token:
         raise Problem(
@@ -71,6 +72,13 @@ async def principal(
             "unauthenticated",
             "the API key is unknown or revoked",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    if key.expired():
+        raise Problem(
+            401,
+            "key-expired",
+            key.expiry_detail(),
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     limiter: RateLimiter = request.app.state.limiter
     wait = limiter.take(key.key_id)

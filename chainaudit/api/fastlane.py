@@ -70,7 +70,7 @@ class ProofFastLane:
         if not record_id or "/" in record_id:
             return None
         key = self._key(scope)
-        if key is None or key.role not in READERS:
+        if key is None or key.role not in READERS or key.expired():
             return None
         if self.limiter.take(key.key_id) > 0:
             return None  # the regular route answers 429 (and spends one more token)
@@ -83,6 +83,7 @@ class ProofFastLane:
             root, proof = log.inclusion_proof_with_root(entry.index, log.size)
         except ChainauditError:
             return None
+        self.services.reads.note(key, "proof", record_id)
         return json.dumps(
             {
                 "record_id": entry.record_id,

@@ -13,6 +13,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from chainaudit.anchoring import AnchorBook, Anchorer
+from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.context import anchorer_from, chain_from
@@ -24,6 +25,7 @@ from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from chainaudit.toolchain import project_root
@@ -65,6 +67,11 @@ class Services:
         self.kinds = frozenset(settings.record_kinds)
         Log(self.log_path, kinds=self.kinds).close()  # create the schema before any reader
         self.writer = GroupWriter(self.log_path, self.kinds)
+        self.reads = ReadAudit(
+            self.writer,
+            max_reads=settings.read_audit_batch,
+            max_seconds=settings.read_audit_seconds,
+        )
         self.keys = KeyStore(self.log_path)
         self.metrics = Metrics()
         self.chain: Chain = chain_from(settings)
@@ -88,6 +95,7 @@ class Services:
 
     def start(self) -> None:
         self.writer.start()
+        self.reads.start()
         self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
@@ -180,6 +188,19 @@ class Services:
             self._guarded = GuardedEscrow(client, gate, compliance=self.compliance_account)
         return self._guarded
 
+    @property
+    def guarded(self) -> GuardedEscrow | None:
+        """The guarded escrow, when :meth:`guard` has built it."""
+        return self._guarded
+
+    def officer_account(self, key: ApiKey) -> LocalAccount:
+        """The officer's own on-chain account (bound to ``key``), for holds it signs.
+
+        Raises :class:`~chainaudit.errors.ConfigError` when the key is bound to no account
+        or no signing key of that account is configured (:func:`~chainaudit.risk.operators.
+        officer_account`)."""
+        return officer_account(self.settings, key.address)
+
     def _start_anchorer(self) -> None:
         try:
             self.anchorer = anchorer_from(
@@ -200,6 +221,7 @@ class Services:
             self._anchor_thread.join(timeout=30)
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=30)
+        self.reads.stop()  # the last reads, while the writer still runs
         self.writer.stop()
 
     # -- per-thread readers -----------------------------------------------------------------

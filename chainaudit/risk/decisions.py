@@ -74,7 +74,8 @@ def alert_id_for(decision_id: str) -> str:
 
 
 def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> PreparedRecord:
-    """A ``decision`` record with ``payload``, timestamped now; ``RiskError`` if invalid."""
+    """A ``decision`` record with ``payload``, timestamped now and stamped with the risk
+    service's submitter (:data:`chainaudit.provenance.RISK`); ``RiskError`` if invalid."""
     try:
         return prepare(
             {
@@ -249,12 +250,17 @@ def alert_transition_record(
     by: str,
     note: str | None = None,
     resolution: str | None = None,
+    approval_id: str | None = None,
 ) -> PreparedRecord:
     """The record moving alert ``alert_id`` to ``acknowledged`` or ``resolved``.
 
+    Clearing (``resolution="cleared"``) frees the held action, so it needs a second officer:
+    ``approval_id`` names the executed maker-checker request (:mod:`chainaudit.approvals`)
+    and is recorded in the payload; ``by`` is then the approving officer.
     Raises :class:`NotFoundError` for an unknown alert and
-    :class:`~chainaudit.errors.RiskError` for a transition its status does not allow or a
-    resolution other than ``cleared`` / ``confirmed`` (required to resolve).
+    :class:`~chainaudit.errors.RiskError` for a transition its status does not allow, a
+    resolution other than ``cleared`` / ``confirmed`` (required to resolve), or a clearance
+    without ``approval_id``.
     """
     if transition not in _TRANSITIONS:
         raise RiskError(f"an alert can be acknowledged or resolved, not {transition!r}")
@@ -265,6 +271,11 @@ def alert_transition_record(
         raise RiskError("resolving an alert needs a resolution: cleared or confirmed")
     if transition != "resolved" and resolution is not None:
         raise RiskError("only a resolution carries cleared / confirmed")
+    if resolution == "cleared" and approval_id is None:
+        raise RiskError(
+            f"clearing alert {alert_id} needs two officers: request it (action alert.clear) "
+            "and have a second officer approve it"
+        )
     if note is not None and len(note) > 2_000:
         raise RiskError("the note is limited to 2,000 characters")
     return make_record(
@@ -281,6 +292,7 @@ def alert_transition_record(
             "by": by,
             "note": note,
             "resolution": resolution,
+            **({} if approval_id is None else {"approval_id": approval_id}),
         },
     )
 
@@ -294,11 +306,20 @@ def transition_alert(
     by: str,
     note: str | None = None,
     resolution: str | None = None,
+    approval_id: str | None = None,
 ) -> tuple[str, Alert]:
-    """Append the transition record of an alert and apply it; returns ``(record id, alert)``."""
+    """Append the transition record of an alert and apply it; returns ``(record id, alert)``.
+
+    Errors as :func:`alert_transition_record` (a clearance needs ``approval_id``)."""
     book.sync(log)
     record = alert_transition_record(
-        book, alert_id, transition, by=by, note=note, resolution=resolution
+        book,
+        alert_id,
+        transition,
+        by=by,
+        note=note,
+        resolution=resolution,
+        approval_id=approval_id,
     )
     log.append([record])
     book.sync(log)

@@ -9,6 +9,7 @@ GuardedEscrow` calls :meth:`RiskGate.check` before every money-moving escrow act
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from chainaudit.risk.decisions import (
     alert_opened_record,
     announce_rule_set,
     decision_record,
+    find_rule_set,
     make_record,
     new_record_id,
 )
@@ -35,6 +37,8 @@ from chainaudit.settings import Settings
 from chainaudit.store import Log
 
 __all__ = ["GateDecision", "RiskGate", "rules_path"]
+
+logger = logging.getLogger(__name__)
 
 RULES_FILE = "rules.toml"
 
@@ -77,6 +81,13 @@ class RiskGate:
     thread (a ``Log`` serves one thread at a time; the API passes ``services.reader``).
     ``contract`` and ``chain_id`` restrict the history to one escrow vault. ``actor`` is the
     records' actor. The gate is thread-safe when ``log`` is a per-thread callable.
+
+    ``activate``: with ``True`` (the default, for a rule set given in code) ``rule_set`` is
+    announced if it is not the version in force. With ``False`` (a rule *file*, see
+    :meth:`from_file`) a new version comes into force only through an approved
+    ``rules.activate`` request (:mod:`chainaudit.approvals`, two officers): when the log
+    already announces another version, the gate keeps using that one, rebuilt from the log,
+    and logs a warning; only the very first rule set of a log is announced from the file.
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class RiskGate:
         chain_id: int | None = None,
         actor: str = DECISION_ACTOR,
         source: Path | None = None,
+        activate: bool = True,
     ) -> None:
         self._log_source = log
         self.rule_set = rule_set
@@ -99,18 +111,48 @@ class RiskGate:
         self.book = RiskBook(first.path)
         self._lock = threading.Lock()
         self._events = EventCache(chain_id=chain_id, contract=contract)
+        if not activate:
+            self.book.sync(first)
+            latest = self.book.latest_rule_set()
+            if latest is not None and latest.hash != rule_set.hash:
+                logger.warning(
+                    "risk: the rule file %s (hash %s) is not the rule set in force (%s); it "
+                    "comes into force only through an approved rules.activate request",
+                    source,
+                    rule_set.hash,
+                    latest.hash,
+                )
+                self.rule_set = find_rule_set(first, self.book, latest.hash)
         self.announcement: Announcement = announce_rule_set(
-            first, self.book, rule_set, actor=actor, source=None if source is None else str(source)
+            first,
+            self.book,
+            self.rule_set,
+            actor=actor,
+            source=None if source is None else str(source),
         )
 
     @classmethod
     def from_file(cls, log: Log | Callable[[], Log], path: Path | str, **options: Any) -> RiskGate:
-        """Load the rule file at ``path``, announce it if its hash changed, and build a gate.
+        """Load the rule file at ``path`` and build a gate over the rule set in force.
 
+        The file's rules are announced only when the log has no rule set yet; otherwise a
+        differing file waits for an approved ``rules.activate`` (``activate=False``).
         Raises :class:`~chainaudit.errors.RiskError` for a missing or invalid rule file.
         """
         source = Path(path)
+        options.setdefault("activate", False)
         return cls(log, load_rule_file(source), source=source, **options)
+
+    def use(self, rule_set: RuleSet) -> None:
+        """Evaluate with ``rule_set`` from now on: one whose activation was approved and
+        announced (:func:`chainaudit.controls.execute` did that). Raises
+        :class:`~chainaudit.errors.NotFoundError` if it is not announced in the log."""
+        with self._lock:
+            self.book.sync(self.log)
+            find_rule_set(self.log, self.book, rule_set.hash)
+            entry = self.book.rule_sets(rule_set.hash)[-1]
+            self.rule_set = rule_set
+            self.announcement = Announcement(entry.record_id, rule_set.hash, changed=False)
 
     @property
     def log(self) -> Log:
@@ -119,18 +161,26 @@ class RiskGate:
         return source if isinstance(source, Log) else source()
 
     def reload(self) -> bool:
-        """Re-read the rule file (when the gate was built from one); announce and use the new
-        version if its hash changed. Returns whether the rules changed."""
-        if self.source is None:
-            return False
-        fresh = load_rule_file(self.source)
-        if fresh.hash == self.rule_set.hash:
-            return False
+        """Follow the rule set in force: switch to the version the log announced last (an
+        approved activation) if it is not the one in use. A changed rule *file* alone changes
+        nothing (a warning is logged): it needs an approved ``rules.activate``. Returns
+        whether the rules changed."""
+        if self.source is not None:
+            fresh = load_rule_file(self.source)
+            if fresh.hash != self.rule_set.hash:
+                logger.warning(
+                    "risk: the rule file %s changed (hash %s); request its activation "
+                    "(action rules.activate) to bring it into force",
+                    self.source,
+                    fresh.hash,
+                )
         with self._lock:
-            self.announcement = announce_rule_set(
-                self.log, self.book, fresh, actor=self.actor, source=str(self.source)
-            )
-            self.rule_set = fresh
+            self.book.sync(self.log)
+            latest = self.book.latest_rule_set()
+            if latest is None or latest.hash == self.rule_set.hash:
+                return False
+            self.rule_set = find_rule_set(self.log, self.book, latest.hash)
+            self.announcement = Announcement(latest.record_id, latest.hash, changed=False)
         return True
 
     def close(self) -> None:

@@ -91,13 +91,15 @@ def renew_hold(
     by: str,
     note: str | None = None,
     alert_id: str | None = None,
+    approval_id: str | None = None,
 ) -> HoldResult:
-    """Extend an active hold to ``duration`` seconds from now and record it."""
+    """Renew an active hold to end ``duration`` seconds from now and record it
+    (``approval_id``: the approved request, when the renewal shortens the hold)."""
     tx = client.renew_hold(officer, deal_id, milestone, reason_hash, duration)
     until = int(tx.event("ComplianceHoldRenewed").args["until"])
     return _hold_record(
         log, "renewed", tx, officer, deal_id, milestone, reason_hash, until, by, note,
-        None, alert_id,
+        None, alert_id, approval_id,
     )  # fmt: skip
 
 
@@ -112,12 +114,14 @@ def lift_hold(
     by: str,
     note: str | None = None,
     alert_id: str | None = None,
+    approval_id: str | None = None,
 ) -> HoldResult:
-    """Lift an active hold and record it."""
+    """Lift an active hold and record it (``approval_id``: the approved request to lift it;
+    the API and the CLI lift only through one)."""
     tx = client.lift_hold(officer, deal_id, milestone, reason_hash)
     return _hold_record(
         log, "lifted", tx, officer, deal_id, milestone, reason_hash, None, by, note,
-        None, alert_id,
+        None, alert_id, approval_id,
     )  # fmt: skip
 
 
@@ -134,6 +138,7 @@ def _hold_record(
     note: str | None,
     decision_id: str | None,
     alert_id: str | None,
+    approval_id: str | None = None,
 ) -> HoldResult:
     if note is not None and len(note) > 2_000:
         raise RiskError("the note is limited to 2,000 characters")
@@ -151,6 +156,8 @@ def _hold_record(
         "decision_id": decision_id,
         "alert_id": alert_id,
     }
+    if approval_id is not None:
+        payload["approval_id"] = approval_id
     record = make_record(new_record_id(f"risk:hold:{transition}"), DECISION_ACTOR, payload)
     log.append([record])
     return HoldResult(tx, record.record_id, until)

@@ -24,7 +24,7 @@ from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ConfigError
 from chainaudit.settings import DEVNET_MNEMONIC, Settings
 
-__all__ = ["ROLES", "escrow_address", "operator_account"]
+__all__ = ["ROLES", "escrow_address", "officer_account", "operator_account"]
 
 ROLES: Final = ("pauser", "compliance")
 
@@ -46,6 +46,42 @@ def operator_account(settings: Settings, role: str) -> LocalAccount:
         index = DEVNET_PARTIES["compliance"] if role == "compliance" else DEVNET_PARTIES["operator"]
         return load_account(private_key=accounts[index].private_key)
     raise ConfigError(f"no {role} key: set CHAINAUDIT_{role.upper()}_KEY")
+
+
+def officer_account(settings: Settings, address: str | None) -> LocalAccount:
+    """The signing key of an officer's own on-chain account ``address`` (the address bound to
+    the officer's API key, holding ``COMPLIANCE_ROLE``): holds an officer places, renews or
+    lifts are signed with it, never with a key shared by all officers.
+
+    Looked up among ``officer_keys`` and ``compliance_key`` of the settings and the
+    ``CHAINAUDIT_COMPLIANCE_KEY`` environment variable (the officer's own key on the command
+    line); in development also among the devnet's well-known accounts. Raises
+    :class:`ConfigError` when ``address`` is ``None`` (the key is bound to no account) or no
+    key of that address is configured.
+    """
+    if address is None:
+        raise ConfigError(
+            "this officer's API key is bound to no on-chain account: create the officer's key "
+            "with --address (the officer's own account holding COMPLIANCE_ROLE)"
+        )
+    candidates = [k.get_secret_value() for k in settings.officer_keys]
+    if settings.compliance_key is not None:
+        candidates.append(settings.compliance_key.get_secret_value())
+    if os.environ.get("CHAINAUDIT_COMPLIANCE_KEY"):
+        candidates.append(os.environ["CHAINAUDIT_COMPLIANCE_KEY"])
+    if settings.environment == "development":
+        devnet = derive_accounts(load_devnet_settings().mnemonic, 10)
+        candidates.extend(a.private_key for a in devnet)
+    for candidate in candidates:
+        account = load_account(private_key=candidate)
+        if account.address.lower() == address.lower():
+            if settings.environment == "production" and _is_devnet_key(candidate):
+                raise ConfigError("in production an officer key must not be a public devnet key")
+            return account
+    raise ConfigError(
+        f"no signing key of officer account {address} is configured "
+        "(CHAINAUDIT_OFFICER_KEYS, or CHAINAUDIT_COMPLIANCE_KEY on the command line)"
+    )
 
 
 def _is_devnet_key(private_key: str) -> bool:

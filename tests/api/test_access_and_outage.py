@@ -3,6 +3,8 @@ down: reads and appends keep working, chain-bound writes answer 503 with Retry-A
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,40 @@ def test_chain_down_reads_and_appends_work_chain_writes_503(chain_down: Any) -> 
         assert response.status_code == 503 and response.headers["retry-after"]
         ready = c.get("/readyz")
         assert ready.status_code == 503 and "chain: failed" in ready.json()["detail"]
+
+
+def test_an_expired_key_gets_401_naming_when_and_a_rotated_key_works(api: Api) -> None:
+    with api.client("admin") as admin:
+        expires = int(time.time() * 1000) + 1_500
+        created = admin.post(
+            "/v1/keys", json={"name": "short-lived", "role": "auditor", "expires_ms": expires}
+        ).json()
+        assert created["expires_ms"] == expires
+        with httpx.Client(base_url=api.url, headers={"X-API-Key": created["token"]}) as temp:
+            assert temp.get("/v1/anchors").status_code == 200
+            time.sleep(max(0.0, expires / 1000 - time.time()) + 0.2)
+            refused = temp.get("/v1/anchors")
+            assert refused.status_code == 401
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            problem = refused.json()
+            assert problem["type"].endswith("/key-expired")
+            stamp = datetime.fromtimestamp(expires / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert problem["detail"] == (
+                f"API key {created['key_id']} expired at {stamp}; ask an admin to rotate it"
+            )
+            proof = temp.get("/v1/records/nothing/proof")  # the fast lane refuses it too
+            assert proof.status_code == 401 and proof.json()["type"].endswith("/key-expired")
+        rotated = admin.post(f"/v1/keys/{created['key_id']}/rotate", json={})
+        assert rotated.status_code == 200, rotated.text
+        assert rotated.json()["key_id"] == created["key_id"] and rotated.json()["rotated_ms"]
+        assert rotated.json()["expires_ms"] is None
+        with httpx.Client(base_url=api.url, headers={"X-API-Key": created["token"]}) as old:
+            assert old.get("/v1/anchors").json()["detail"] == "the API key is unknown or revoked"
+        with httpx.Client(base_url=api.url, headers={"X-API-Key": rotated.json()["token"]}) as new:
+            assert new.get("/v1/anchors").status_code == 200
+        assert admin.post("/v1/keys/000000000000/rotate").status_code == 404
+        actions = admin.get("/v1/records", params={"kind": "admin"}).json()["items"]
+        assert [a["record"]["payload"]["action"] for a in actions][-2:] == [
+            "keys.create",
+            "keys.rotate",
+        ]

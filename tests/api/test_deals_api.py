@@ -87,7 +87,8 @@ def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
     }
     tokens["stranger"] = tokens.pop("auditor")
     tokens["auditor"] = store.create("auditor", name="auditor")[1]
-    tokens["operator"] = store.create("operator", name="operator")[1]
+    # the operator is a compliance officer: its key is bound to its own COMPLIANCE_ROLE account
+    tokens["operator"] = store.create("operator", name="operator", address=officer)[1]
     store.close()
     with ServerThread(settings, free_port()) as server:
         yield DealsApi(server.url, addresses, tokens, devnet, client.address)

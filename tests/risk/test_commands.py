@@ -16,6 +16,7 @@ from chainaudit.records import prepare
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, World
+from tests.officers import issue, requested, run_as
 from tests.risk.conftest import milestones, rules
 from tests.tamper import replace_in_body
 
@@ -47,8 +48,26 @@ def request(amount: int = 300_000 * 10**6) -> ActionRequest:
     )
 
 
+def _two_officers(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
+    approve: tuple[str, ...] = (),
+    maker: str | None = None,
+    checker: str | None = None,
+) -> None:
+    """Run a controlled command as one officer and approve it as another."""
+    maker = maker or issue(data_dir)
+    checker = checker or issue(data_dir)
+    capsys.readouterr()
+    assert run_as(monkeypatch, maker, data_dir, *argv) == 0
+    approval = requested(capsys.readouterr().out)
+    assert run_as(monkeypatch, checker, data_dir, "approvals", "approve", approval, *approve) == 0
+
+
 def test_rules_are_announced_only_when_their_hash_changes(
-    data_dir: Path, log: Log, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, log: Log, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = data_dir / "rules.toml"
     target.write_text(EXAMPLE.read_text())
@@ -57,9 +76,11 @@ def test_rules_are_announced_only_when_their_hash_changes(
     assert run(data_dir, "risk", "rules") == 0
     assert "unchanged since" in capsys.readouterr().out
     target.write_text(EXAMPLE.read_text().replace("max_count = 10", "max_count = 12"))
-    assert run(data_dir, "risk", "rules") == 0
+    assert run(data_dir, "risk", "rules") == 2  # a new rule set needs two officers
+    assert "needs two officers" in capsys.readouterr().err
+    _two_officers(data_dir, monkeypatch, capsys, "risk", "rules")
     target.write_text(EXAMPLE.read_text())  # back to the first version: announced again
-    assert run(data_dir, "risk", "rules") == 0
+    _two_officers(data_dir, monkeypatch, capsys, "risk", "rules")
     announced = [p for p in payloads(log) if p["type"] == "rule_set"]
     assert len(announced) == 3
     assert announced[0]["rule_set_hash"] == announced[2]["rule_set_hash"]
@@ -117,7 +138,7 @@ def test_replay_exits_0_on_a_match_1_on_a_tampered_record_2_on_a_wrong_id(
 
 
 def test_alert_life_cycle_and_clearance(
-    data_dir: Path, log: Log, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, log: Log, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = RiskGate(
         log,
@@ -147,7 +168,17 @@ def test_alert_life_cycle_and_clearance(
     assert run(data_dir, "risk", "ack", alert_id, "--note", "looking") == 0
     assert run(data_dir, "risk", "ack", alert_id) == 2  # already acknowledged
     assert "cannot be acknowledged" in capsys.readouterr().err
-    assert run(data_dir, "risk", "resolve", alert_id, "--cleared", "--note", "PO checked") == 0
+    _two_officers(
+        data_dir,
+        monkeypatch,
+        capsys,
+        "risk",
+        "resolve",
+        alert_id,
+        "--cleared",
+        "--note",
+        "PO checked",
+    )
     assert run(data_dir, "risk", "alerts", "--status", "open", "--json") == 0
     capsys.readouterr()
     assert run(data_dir, "risk", "alerts", "--json") == 0
@@ -184,15 +215,37 @@ def test_incident_with_pause_and_unpause(
     assert incident.startswith("INC-")
     assert run(data_dir, "incident", "step", incident, "assessed", "--note", "2 deals") == 0
     assert run(data_dir, "incident", "step", incident, "decided", "--note", "pause") == 0
-    assert run(data_dir, "pause", "--incident", incident, *escrow) == 0
+    one, two = issue(data_dir), issue(data_dir)
+    pair = {"maker": one, "checker": two}
+    _two_officers(
+        data_dir,
+        monkeypatch,
+        capsys,
+        "pause",
+        "--incident",
+        incident,
+        approve=tuple(escrow),
+        **pair,
+    )
     assert world.client.paused()
     with pytest.raises(Exception, match="SupplyChainEscrowPaused"):
         world.client.create_deal(world.buyer, world.params(), milestones(world, "paused"))
-    assert run(data_dir, "unpause", "--incident", incident, *escrow, "--note", "rotated") == 0
+    _two_officers(
+        data_dir,
+        monkeypatch,
+        capsys,
+        "unpause",
+        "--incident",
+        incident,
+        "--note",
+        "rotated",
+        approve=tuple(escrow),
+        **pair,
+    )
     assert not world.client.paused()
     assert run(data_dir, "incident", "close", incident, "--note", "post-mortem done") == 0
     assert run(data_dir, "incident", "step", incident, "handled") == 2  # closed
-    assert run(data_dir, "pause", "--incident", incident, *escrow) == 2  # closed: not paused
+    assert run_as(monkeypatch, one, data_dir, "pause", "--incident", incident) == 2  # closed
     assert not world.client.paused()
     capsys.readouterr()
     assert run(data_dir, "incident", "show", incident, "--json") == 0
@@ -209,15 +262,21 @@ def test_incident_with_pause_and_unpause(
     assert all(s["details"]["tx_hash"].startswith("0x") for s in steps[3:5])
     assert run(data_dir, "incident", "show", "INC-nope") == 2
 
-    assert run(data_dir, "pause", *escrow) == 0  # no incident: an emergency record
+    _two_officers(data_dir, monkeypatch, capsys, "pause", approve=tuple(escrow), **pair)
     assert next(p for p in payloads(log) if p["type"] == "emergency")["action"] == "pause"
     monkeypatch.setenv("CHAINAUDIT_PAUSER_KEY", world.stranger.key.hex())
-    assert run(data_dir, "unpause", *escrow) == 2  # no PAUSER_ROLE
-    assert "Unauthorized" in capsys.readouterr().err and world.client.paused()
+    assert run_as(monkeypatch, one, data_dir, "unpause") == 0
+    approval = requested(capsys.readouterr().out)
+    assert run_as(monkeypatch, two, data_dir, "approvals", "approve", approval, *escrow) == 2
+    assert "Unauthorized" in capsys.readouterr().err and world.client.paused()  # no PAUSER_ROLE
 
 
 def test_hold_commands_use_a_recorded_reason(
-    world: World, data_dir: Path, log: Log, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    data_dir: Path,
+    log: Log,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CHAINAUDIT_RPC_URL", world.devnet.rpc_url)
     monkeypatch.setenv("CHAINAUDIT_COMPLIANCE_KEY", world.officer.key.hex())
@@ -251,20 +310,9 @@ def test_hold_commands_use_a_recorded_reason(
     )
     assert hold.reason_hash == log.entry(reason_id).leaf_hash
     assert reasons[0]["reason"].startswith("sanctions")
-    assert (
-        run(
-            data_dir,
-            "risk",
-            "hold",
-            "lift",
-            str(deal_id),
-            "0",
-            "--reason",
-            "false positive",
-            *escrow,
-        )
-        == 0
-    )
+    lift = ("risk", "hold", "lift", str(deal_id), "0", "--reason", "false positive", *escrow)
+    checker = issue(data_dir, address=world.officer.address)  # signs with its own account
+    _two_officers(data_dir, monkeypatch, capsys, *lift, approve=tuple(escrow), checker=checker)
     assert client.deal(deal_id).milestones[0].hold is None
     holds = [p for p in payloads(log) if p["type"] == "hold"]
     assert [p["transition"] for p in holds] == ["placed", "lifted"]

@@ -18,6 +18,7 @@ from chainaudit.reconcile import reconcile
 from chainaudit.risk import GuardedEscrow, Outcome, RiskGate, transition_alert
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, World
+from tests.officers import issue, requested, run_as
 from tests.risk.conftest import indexer, milestones, to_accepted
 
 RULES = f"""
@@ -42,7 +43,11 @@ owner = "treasury@example.com"
 
 
 def test_rule_firing_hold_two_person_approval_release_replay_reconcile(
-    world: World, data_dir: Path, log: Log, capsys: pytest.CaptureFixture[str]
+    world: World,
+    data_dir: Path,
+    log: Log,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = world.client
     cli = ["--data-dir", str(data_dir)]
@@ -72,15 +77,12 @@ def test_rule_firing_hold_two_person_approval_release_replay_reconcile(
     )
     structuring_alert = str(funded.decision.alert_id)
     transition_alert(log, gate.book, structuring_alert, "acknowledged", by="cli:analyst")
-    transition_alert(
-        log,
-        gate.book,
-        structuring_alert,
-        "resolved",
-        by="cli:analyst",
-        resolution="cleared",
-        note="a fixed-price purchase order",
-    )
+    analyst, treasurer = issue(data_dir), issue(data_dir)  # two officers clear an alert
+    clear = ("risk", "resolve", structuring_alert, "--cleared", "--note", "a fixed-price PO")
+    capsys.readouterr()
+    assert run_as(monkeypatch, analyst, data_dir, *clear) == 0
+    approval = requested(capsys.readouterr().out)
+    assert run_as(monkeypatch, treasurer, data_dir, "approvals", "approve", approval) == 0
     to_accepted(world, deal_id)
 
     # 2. A hold: the release is above the treasury's threshold. Nothing is sent and the
@@ -96,7 +98,12 @@ def test_rule_firing_hold_two_person_approval_release_replay_reconcile(
     # The treasury reviews: acknowledges, clears the alert, and lifts the hold with the
     # resolution record's leaf hash as the reason.
     assert main([*cli, "risk", "ack", hold_alert, "--note", "checking the contract"]) == 0
-    assert main([*cli, "risk", "resolve", hold_alert, "--cleared", "--note", "signed PO"]) == 0
+    capsys.readouterr()
+    clear = ("risk", "resolve", hold_alert, "--cleared", "--note", "signed PO")
+    assert run_as(monkeypatch, treasurer, data_dir, *clear) == 0
+    approval = requested(capsys.readouterr().out)
+    assert run_as(monkeypatch, treasurer, data_dir, "approvals", "approve", approval) == 2
+    assert run_as(monkeypatch, analyst, data_dir, "approvals", "approve", approval) == 0
     log.refresh()
     resolution = gate.book.alert(hold_alert).records[-1]
     guarded.lift_hold(

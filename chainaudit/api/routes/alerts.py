@@ -5,7 +5,9 @@ A ``review`` or ``hold`` decision raises an alert (severity, responsible owner, 
 them; admins and operators acknowledge and resolve them, each transition appended to the log
 as a ``decision`` record with the acting key. Resolving says whether the risk was
 ``cleared`` (the same action may proceed: the gate then allows it) or ``confirmed``.
-Partners do not see alerts.
+Clearing needs two officers: ``resolve`` with ``cleared`` answers ``202`` with the recorded
+request (action ``alert.clear``), which a different officer approves at
+``POST /v1/approvals/{id}/approve``. Partners do not see alerts.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainaudit.api.auth import Operator, ServicesDep, actor_of, require
 from chainaudit.api.problems import Problem
+from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
 from chainaudit.errors import NotFoundError, RiskError
 from chainaudit.keys import ApiKey
@@ -153,9 +157,24 @@ async def acknowledge_alert(
     return await _transition(request, svc, key, alert_id, "acknowledged", note, None)
 
 
-@router.post("/{alert_id}/resolve", response_model=TransitionOut)
+@router.post(
+    "/{alert_id}/resolve",
+    response_model=TransitionOut,
+    responses={202: {"model": ApprovalOut, "description": "clearing: the request recorded"}},
+)
 async def resolve_alert(
     request: Request, alert_id: AlertId, body: ResolveIn, key: Operator, svc: ServicesDep
-) -> TransitionOut:
-    """Resolve an open or acknowledged alert as cleared or confirmed (409 when resolved)."""
+) -> TransitionOut | JSONResponse:
+    """Resolve an open or acknowledged alert (409 when resolved): ``confirmed`` at once;
+    ``cleared`` is requested (202) and takes effect when a second officer approves it."""
+    if body.resolution == "cleared":
+        try:
+            alert = _book(request, svc).alert(alert_id)
+        except NotFoundError as exc:
+            raise Problem(404, "not-found", str(exc)) from exc
+        if alert.status == "resolved":
+            raise Problem(409, "alert-transition", f"alert {alert_id} is resolved already")
+        params = {"alert_id": alert_id} | ({} if body.note is None else {"note": body.note})
+        requested = await create_request(svc, key, "alert.clear", params, body.note)
+        return JSONResponse(status_code=202, content=requested.model_dump())
     return await _transition(request, svc, key, alert_id, "resolved", body.note, body.resolution)

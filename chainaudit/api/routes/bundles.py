@@ -53,13 +53,15 @@ async def record_bundle(
     """
     view = await run_in_threadpool(visible_entry, svc, key, record_id)
     try:
-        return build_bundle(
+        bundle = build_bundle(
             svc.reader(),
             svc.anchor_book(),
             record_id,
             include_record=include_record and not view.redacted,
             since_size=since_size,
         )
+        svc.reads.note(key, "bundle", record_id)
+        return bundle
     except ProofPendingError as exc:
         raise Problem(409, "proof-pending", str(exc), headers={"Retry-After": "30"}) from exc
     except InputError as exc:

@@ -21,6 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
@@ -29,14 +30,15 @@ from chainaudit import integrity, provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.problems import Problem
+from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer, document_of, read_scope, trusted
 from chainaudit.chain import SignedTx, broadcast, wait_for_receipt
-from chainaudit.errors import EscrowError, RiskHoldError
+from chainaudit.errors import ConfigError, EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
-from chainaudit.risk import GuardedResult, HoldResult
+from chainaudit.risk import GuardedResult, HoldResult, holds
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -558,7 +560,10 @@ async def reclaim(deal_id: DealId, key: Writer, svc: ServicesDep) -> dict[str, A
     return _response(result, after)
 
 
-@router.post("/deals/{deal_id}/milestones/{milestone}/hold/{verb}")
+@router.post(
+    "/deals/{deal_id}/milestones/{milestone}/hold/{verb}",
+    responses={202: {"model": ApprovalOut, "description": "lift or shorten: request recorded"}},
+)
 async def compliance_hold(
     deal_id: DealId,
     milestone: MilestoneIndex,
@@ -566,39 +571,57 @@ async def compliance_hold(
     body: HoldIn,
     key: Operator,
     svc: ServicesDep,
-) -> dict[str, Any]:
-    """Place, renew or lift a compliance hold (signed by the service's compliance officer)."""
+) -> Any:
+    """Place, renew or lift a compliance hold, signed with the calling officer's own on-chain
+    account (the address bound to its key, holding ``COMPLIANCE_ROLE``).
+
+    Placing, and renewing to end later, act at once. Lifting, and renewing to end sooner
+    than the hold does now, free money: they answer 202 with a maker-checker request
+    (``hold.lift`` / ``hold.shorten``) that a second officer approves."""
     deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
     if not 0 <= milestone < len(deal.milestones):
         raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
     client = _escrow(svc)
-    if svc.compliance_account is None:
-        raise Problem(
-            503,
-            "not-configured",
-            "no compliance officer key is configured",
-            headers={"Retry-After": "60"},
+    hold = deal.milestones[milestone].hold
+    duration = body.duration or 7 * 86_400
+    active = hold is not None and hold.active
+    shortens = (
+        verb == "renew" and active and deal.timestamp + duration < (hold.until if hold else 0)
+    )
+    if verb == "lift" or shortens:
+        params: dict[str, Any] = {
+            "deal_id": deal_id,
+            "milestone": milestone,
+            "reason_hash": body.reason_hash,
+        }
+        if verb == "lift":
+            params |= {} if body.alert_id is None else {"alert_id": body.alert_id}
+        else:
+            params["duration"] = duration
+        requested = await create_request(
+            svc, key, "hold.lift" if verb == "lift" else "hold.shorten", params, None
         )
-    guarded = svc.guard(client)
+        return JSONResponse(status_code=202, content=requested.model_dump())
+    try:
+        officer = svc.officer_account(key)
+    except ConfigError as exc:
+        raise Problem(409, "officer-account-required", str(exc)) from exc
     reason = bytes.fromhex(body.reason_hash[2:])
     by = actor_of(key)
-    calls: dict[str, Callable[[], HoldResult]] = {
-        "place": lambda: guarded.place_hold(
-            deal_id,
-            milestone,
-            reason_hash=reason,
-            by=by,
-            duration=body.duration,
-            alert_id=body.alert_id,
-        ),
-        "renew": lambda: guarded.renew_hold(
-            deal_id, milestone, reason_hash=reason, by=by, duration=body.duration
-        ),
-        "lift": lambda: guarded.lift_hold(
-            deal_id, milestone, reason_hash=reason, by=by, alert_id=body.alert_id
-        ),
-    }
-    held: HoldResult = await _run(calls[verb])
+
+    def act() -> HoldResult:
+        log = svc.reader()
+        if verb == "place":
+            return holds.place_hold(
+                log, client, officer, deal_id, milestone, reason_hash=reason, by=by,
+                duration=duration, alert_id=body.alert_id,
+            )  # fmt: skip
+        return holds.renew_hold(
+            log, client, officer, deal_id, milestone, reason_hash=reason, by=by,
+            duration=duration, alert_id=body.alert_id,
+        )  # fmt: skip
+
+    held: HoldResult = await _run(act)
     result = held.tx
     after = await _run(lambda: client.deal(deal_id))
     await run_in_threadpool(
@@ -610,6 +633,7 @@ async def compliance_hold(
         result,
         milestone=milestone,
         reason_hash=body.reason_hash,
+        officer=officer.address,
     )
     return _response(result, after)
 
@@ -729,4 +753,5 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
                 "redacted": view.redacted,
             }
         )
+    svc.reads.note(key, "trace", str(deal_id), count=len(out))
     return {"deal_id": deal_id, "entries": out}

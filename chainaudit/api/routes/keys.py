@@ -1,15 +1,26 @@
-"""``/v1/keys``: API key management (admin only). Every change is an audit record."""
+"""``/v1/keys``: API key management (admin only). Every change is an audit record.
+
+Auditor and regulator keys are created by one admin; admin, operator and partner keys need
+two (``POST /v1/keys`` answers 202 with a ``keys.create`` request that a second admin
+approves at ``/v1/approvals/{id}/approve``, which returns the token). A key may expire
+(``expires_ms``); ``POST /v1/keys/{id}/rotate`` gives it a new secret (the old token stops
+working at once) and a new expiry: by the holder itself alone, by one admin for auditor and
+regulator keys, by two admins for another holder's admin, operator or partner key.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
-from chainaudit.api.auth import Admin, ServicesDep, actor_of
+from chainaudit.api.auth import Admin, Principal, ServicesDep, actor_of
 from chainaudit.api.problems import Problem
+from chainaudit.api.routes.approvals import ApprovalOut, create_request
+from chainaudit.controls import KEY_ROLES_NEEDING_TWO
 from chainaudit.errors import InputError, NotFoundError
 from chainaudit.keys import ROLES, ApiKey
 from chainaudit.records import prepare
@@ -22,7 +33,18 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     role: str = Field(description=f"one of {', '.join(ROLES)}")
-    address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    address: str | None = Field(
+        default=None,
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="partners: the address it acts for; officers: their own on-chain account",
+    )
+    expires_ms: int | None = Field(default=None, gt=0, description="expiry, Unix ms")
+
+
+class KeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_ms: int | None = Field(default=None, gt=0, description="the new expiry, Unix ms")
 
 
 class KeyPublic(BaseModel):
@@ -32,6 +54,8 @@ class KeyPublic(BaseModel):
     address: str | None
     created_ms: int
     revoked_ms: int | None
+    expires_ms: int | None
+    rotated_ms: int | None
 
 
 class KeyCreated(KeyPublic):
@@ -57,6 +81,7 @@ async def _audit(svc: ServicesDep, actor: ApiKey, action: str, target: ApiKey) -
                 "target_key": target.key_id,
                 "role": target.role,
                 "address": target.address,
+                "expires_ms": target.expires_ms,
             },
         },
         submitter=provenance.KEYS,
@@ -69,11 +94,26 @@ async def list_keys(key: Admin, svc: ServicesDep) -> list[KeyPublic]:
     return [_public(k) for k in svc.keys.list()]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
-async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreated:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyCreated,
+    responses={202: {"model": ApprovalOut, "description": "admin, operator, partner: requested"}},
+)
+async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreated | JSONResponse:
+    """Create an auditor or regulator key (201 with its token); for an admin, operator or
+    partner key record a ``keys.create`` request (202) for a second admin to approve."""
+    if body.role in KEY_ROLES_NEEDING_TWO:
+        params = body.model_dump()
+        requested = await create_request(svc, key, "keys.create", params, None)
+        return JSONResponse(status_code=202, content=requested.model_dump())
     try:
         created, token = await run_in_threadpool(
-            svc.keys.create, body.role, name=body.name, address=body.address
+            svc.keys.create,
+            body.role,
+            name=body.name,
+            address=body.address,
+            expires_ms=body.expires_ms,
         )
     except InputError as exc:
         raise Problem(
@@ -81,6 +121,43 @@ async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreate
         ) from exc
     await _audit(svc, key, "keys.create", created)
     return KeyCreated(**_public(created).model_dump(), token=token)
+
+
+@router.post(
+    "/{key_id}/rotate",
+    response_model=KeyCreated,
+    responses={202: {"model": ApprovalOut, "description": "another holder's key: requested"}},
+)
+async def rotate_key(
+    key_id: str, key: Principal, svc: ServicesDep, body: KeyRotate | None = None
+) -> KeyCreated | JSONResponse:
+    """Give a key a new secret (the old token is refused from now on) and a new expiry (none
+    unless given); returns the new token once.
+
+    A holder rotates its own key alone (then no one else ever saw the token); an admin rotates
+    an auditor's or regulator's key alone; another holder's admin, operator or partner key
+    needs a second admin (202 with a ``keys.rotate`` request)."""
+    expires = body.expires_ms if body is not None else None
+    if key_id != key.key_id:
+        if key.role != "admin":
+            raise Problem(403, "forbidden", "only admins rotate another holder's key")
+        try:
+            target = await run_in_threadpool(svc.keys.get, key_id)
+        except NotFoundError as exc:
+            raise Problem(404, "not-found", str(exc)) from exc
+        if target.role in KEY_ROLES_NEEDING_TWO:
+            params = {"key_id": key_id, "expires_ms": expires}
+            requested = await create_request(svc, key, "keys.rotate", params, None)
+            return JSONResponse(status_code=202, content=requested.model_dump())
+    try:
+        rotated, token = await run_in_threadpool(svc.keys.rotate, key_id, expires_ms=expires)
+    except NotFoundError as exc:
+        raise Problem(404, "not-found", str(exc)) from exc
+    except InputError as exc:
+        raise Problem(409, "key-state", str(exc)) from exc
+    svc.forget_key(rotated.key_id)
+    await _audit(svc, key, "keys.rotate", rotated)
+    return KeyCreated(**_public(rotated).model_dump(), token=token)
 
 
 @router.delete("/{key_id}", response_model=KeyPublic)

@@ -71,6 +71,7 @@ async def inclusion(
     if entry.index >= size or size > log.size:
         raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
     root, proof = log.inclusion_proof_with_root(entry.index, size)
+    svc.reads.note(key, "proof", record_id)
     return InclusionOut(
         record_id=entry.record_id,
         leaf_index=entry.index,

@@ -256,7 +256,9 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
 @router.get("/{record_id}", response_model=RecordOut)
 async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
     """One record with its leaf index and hash, as the key may see it (404 when it may not)."""
-    return await run_in_threadpool(lambda: record_out(svc, visible_entry(svc, key, record_id)))
+    found = await run_in_threadpool(lambda: record_out(svc, visible_entry(svc, key, record_id)))
+    svc.reads.note(key, "record", record_id)
+    return found
 
 
 @router.get("", response_model=RecordPage)
@@ -321,4 +323,12 @@ async def list_records(
                 return RecordPage(items=[record_out(svc, v) for v in shown], next_cursor=None)
             start = entries[-1].index + 1
 
-    return await run_in_threadpool(page)
+    result = await run_in_threadpool(page)
+    query = {"kind": kind, "actor": actor, "since": since, "until": until, "cursor": cursor}
+    svc.reads.note(
+        key,
+        "records",
+        " ".join(f"{k}={v}" for k, v in query.items() if v is not None),
+        count=len(result.items),
+    )
+    return result

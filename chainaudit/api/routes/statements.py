@@ -76,6 +76,7 @@ async def get_statement(
     if key.role == "partner" and (key.address or "").lower() != address.lower():
         raise Problem(403, "forbidden", "a partner key reads only its own address's statement")
     statement = await run_in_threadpool(_statement, svc, key, address, bundles)
+    svc.reads.note(key, "statement", address, format=format)
     if format == "csv":
         name = f"statement-{address.lower()}.csv"
         return Response(

@@ -1,0 +1,83 @@
+"""The key store on a real SQLite file: expiry, rotation, officer addresses, and the in-place
+upgrade of a key table from before expiry."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from chainaudit.errors import InputError, NotFoundError
+from chainaudit.keys import KeyStore, format_ms, now_ms
+
+OFFICER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+
+
+def test_an_old_key_table_is_upgraded_in_place_and_its_keys_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    store = KeyStore(path)
+    key, token = store.create("auditor", name="before the upgrade")
+    store.close()
+    db = sqlite3.connect(path)  # rebuild the table as the first release made it
+    with db:
+        db.execute("ALTER TABLE api_keys RENAME TO old")
+        db.execute(
+            "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, secret_hash BLOB NOT NULL, "
+            "name TEXT NOT NULL, role TEXT NOT NULL, address TEXT, created_ms INTEGER NOT NULL, "
+            "revoked_ms INTEGER)"
+        )
+        db.execute(
+            "INSERT INTO api_keys SELECT key_id, secret_hash, name, role, address, created_ms, "
+            "revoked_ms FROM old"
+        )
+        db.execute("DROP TABLE old")
+    db.close()
+    upgraded = KeyStore(path)
+    found = upgraded.authenticate(token)
+    assert found is not None and found.key_id == key.key_id
+    assert (found.expires_ms, found.rotated_ms, found.expired()) == (None, None, False)
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(api_keys)")}
+    assert {"expires_ms", "rotated_ms"} <= columns
+    KeyStore(path).close()  # opening an upgraded store again changes nothing
+    upgraded.close()
+
+
+def test_expiry_and_rotation(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "log.sqlite")
+    soon = now_ms() + 300
+    key, token = store.create("regulator", name="regulator", expires_ms=soon)
+    assert not key.expired() and key.expired(soon)
+    with pytest.raises(InputError, match="not in the future"):
+        store.create("auditor", name="late", expires_ms=now_ms() - 1)
+    time.sleep(0.4)
+    expired = store.authenticate(token)
+    assert expired is not None and expired.expired()  # identified, refused by the caller
+    assert expired.expiry_detail() == (
+        f"API key {key.key_id} expired at {format_ms(soon)}; ask an admin to rotate it"
+    )
+    rotated, new_token = store.rotate(key.key_id, expires_ms=now_ms() + 3_600_000)
+    assert rotated.key_id == key.key_id and rotated.rotated_ms is not None
+    assert store.authenticate(token) is None  # the old secret is refused at once
+    fresh = store.authenticate(new_token)
+    assert fresh is not None and not fresh.expired()
+    store.revoke(key.key_id)
+    with pytest.raises(InputError, match="revoked"):
+        store.rotate(key.key_id)
+    with pytest.raises(NotFoundError):
+        store.rotate("000000000000")
+    store.close()
+
+
+def test_officer_keys_may_bind_their_own_account_read_only_keys_may_not(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "log.sqlite")
+    officer, _ = store.create("operator", name="compliance", address=OFFICER.lower())
+    assert (officer.address, officer.officer) == (OFFICER, True)
+    assert store.create("admin", name="admin")[0].address is None
+    with pytest.raises(InputError, match="only partner and officer"):
+        store.create("auditor", name="auditor", address=OFFICER)
+    with pytest.raises(InputError, match="needs the Ethereum address"):
+        store.create("partner", name="partner")
+    assert store.has_active_admin()
+    store.close()
