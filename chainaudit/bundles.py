@@ -21,6 +21,7 @@ removed from or moved inside a bundle is visible to :meth:`chainaudit.store.Log.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
@@ -34,8 +35,25 @@ WIDTH: Final = 1 << HEIGHT
 LEVEL: Final = 1
 """Zstandard level: about 1 GB/s and 7-8x smaller on typical records."""
 
-_compressor = zstandard.ZstdCompressor(level=LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+_codecs = threading.local()
+"""One compressor and decompressor per thread: a zstandard context is not safe to share
+between threads (the API reads bundles from many at once, beside its writer thread)."""
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    try:
+        return _codecs.compressor  # type: ignore[no-any-return]
+    except AttributeError:
+        _codecs.compressor = zstandard.ZstdCompressor(level=LEVEL)
+        return _codecs.compressor  # type: ignore[no-any-return]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    try:
+        return _codecs.decompressor  # type: ignore[no-any-return]
+    except AttributeError:
+        _codecs.decompressor = zstandard.ZstdDecompressor()
+        return _codecs.decompressor  # type: ignore[no-any-return]
 
 
 class Stored(NamedTuple):
@@ -74,7 +92,7 @@ def assemble(parts: Sequence[native.BundleParts]) -> bytes:
     """Return the stored form of a bundle from its runs (:func:`native.bundle_parts`), in
     leaf order."""
     items = b",".join(run[0] for run in parts if run[0])
-    return _compressor.compress(b"".join([b"[", items, b"]\n", *(run[1] for run in parts)]))
+    return _compressor().compress(b"".join([b"[", items, b"]\n", *(run[1] for run in parts)]))
 
 
 def pack(batch: native.Batch, first: int) -> native.Batch:
@@ -148,7 +166,7 @@ def find(blob: bytes, leaf_index: int) -> Stored | None:
 def _open(blob: bytes) -> tuple[bytes, int, list[Any]]:
     """The plain form of a stored bundle, where its bodies start, and its parsed header."""
     try:
-        plain = _decompressor.decompress(blob)
+        plain = _decompressor().decompress(blob)
         end = plain.index(b"\n")
         header = json.loads(plain[:end])
     except (zstandard.ZstdError, ValueError) as exc:

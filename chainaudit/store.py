@@ -682,8 +682,19 @@ class Log:
         signatures are then reported as not checkable.
 
         Reads the store sequentially in ``O(n)`` time and ``O(log n)`` memory, plus the
-        mismatching leaves, the deal links and the signatures. Writes nothing.
+        mismatching leaves, the deal links and the signatures, all in one read transaction
+        (one WAL snapshot), so appends made meanwhile by other connections are not seen
+        half-written. Writes nothing.
         """
+        if self._db.in_transaction:
+            return self._audit(chain_id)
+        self._db.execute("BEGIN")  # deferred: the first read pins the snapshot
+        try:
+            return self._audit(chain_id)
+        finally:
+            self._db.execute("COMMIT")
+
+    def _audit(self, chain_id: int | None) -> AuditReport:
         self._sync()
         size = self._size
         report = AuditReport(tree_size=size, records_checked=0, nodes_checked=0, root=b"")

@@ -147,7 +147,9 @@ def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
         check=False,
     )
     if check and result.returncode != 0:
-        raise SystemExit(f"demo: chainaudit {' '.join(args)} failed:\n{result.stderr}")
+        raise SystemExit(
+            f"demo: chainaudit {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+        )
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import zstandard
@@ -32,6 +33,29 @@ def test_encode_and_decode_round_trip() -> None:
     assert bundles.decode(bundles.encode_at(records)) == records
     assert len(blob) < sum(len(r.body or b"") for r in records) / 3  # compressed
     assert bundles.key(127) == 0 and bundles.key(128) == 1 == bundles.WIDTH // 128
+
+
+def test_threads_encode_and_decode_at_once() -> None:
+    """The API decodes bundles on many threads beside its writer: each thread has its own
+    zstandard context (a shared one corrupts output or raises under concurrent use)."""
+    records = [stored(i) for i in range(bundles.WIDTH)]
+    blob = bundles.encode(list(records), 0)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(300):
+                assert bundles.decode(blob) == records
+                assert bundles.decode(bundles.encode(list(records), 0)) == records
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
 
 
 def test_find_reads_one_record() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,34 @@ def test_a_log_written_by_current_code_audits_clean(log: Log) -> None:
         ]
     )
     assert log.audit().clean
+
+
+def test_audit_reads_one_snapshot_while_another_connection_appends(log: Log) -> None:
+    """An audit running beside a live writer (the API appending read records, say) sees the
+    log as of one moment: never an id indexed whose record is not yet visible."""
+    log.append([make(0)])
+    writer = Log(log.path)
+    done = threading.Event()
+
+    def append_many() -> None:
+        try:
+            for batch in range(1, 150):
+                writer.append([make(batch * 4 + k) for k in range(4)])
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=append_many)
+    thread.start()
+    audits = 0
+    try:
+        while not done.is_set() or audits == 0:
+            report = log.audit()
+            assert report.clean, report.findings[:3]
+            audits += 1
+    finally:
+        thread.join()
+        writer.close()
+    assert audits > 1 and log.audit().records_checked == 1 + 149 * 4
 
 
 def test_audit_names_records_their_submitter_may_not_write(log: Log) -> None:
