@@ -47,7 +47,7 @@ def test_threads_encode_and_decode_at_once() -> None:
             for _ in range(300):
                 assert bundles.decode(blob) == records
                 assert bundles.decode(bundles.encode(list(records), 0)) == records
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
