@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from chainaudit import provenance
 from chainaudit.errors import NotFoundError, RecordError, StoreError
 from chainaudit.provenance import document_entitled
 from chainaudit.records import parse_timestamp
@@ -224,8 +225,14 @@ class RiskBook:
                             document = json.loads(entry.body)
                         except ValueError:
                             continue  # an altered record: `chainaudit audit` reports it
-                        if not isinstance(document, Mapping) or not document_entitled(document):
-                            continue  # not written by the risk service: `reconcile` reports it
+                        if (
+                            not isinstance(document, Mapping)
+                            or not document_entitled(document)
+                            or document.get("submitter") != provenance.RISK
+                        ):
+                            # not written by the risk service: a forged record (`reconcile`
+                            # reports it) or another service's decision (a reconciliation)
+                            continue
                         payload = document.get("payload")
                         if isinstance(payload, Mapping):
                             applied += self._apply(db, entry.index, document, payload)

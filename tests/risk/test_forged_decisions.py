@@ -18,7 +18,9 @@ from chainaudit.store import Log
 from tests.risk.conftest import rules
 from tests.risk.test_book import hold_request
 
-FORGERS = [None, "key:0123456789ab", "service:indexer"]  # none may write decisions
+FORGERS = [None, "key:0123456789ab", "service:indexer", "service:api", "service:reconciler"]
+"""None of these may write the decisions the risk book applies (alerts, rule sets, executions):
+the API and the reconciler write decisions of their own, never risk ones."""
 
 
 def forged(record_id: str, payload: dict[str, Any], submitter: str | None) -> Any:
