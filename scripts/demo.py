@@ -153,6 +153,33 @@ def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
     return result
 
 
+def edit_record(database: sqlite3.Connection, record_id: str, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` in one stored record's body behind the system's back, as an
+    intruder with the database file would. Read, change and write happen under the database's
+    write lock, so records the running service appends meanwhile (read-audit records, say)
+    are kept."""
+    database.execute("BEGIN IMMEDIATE")
+    try:
+        (index,) = database.execute(
+            "SELECT idx FROM record_ids WHERE record_id = ?", (record_id,)
+        ).fetchone()
+        (blob,) = database.execute(
+            "SELECT records FROM bundles WHERE id = ?", (bundles.key(index),)
+        ).fetchone()
+        edited = [
+            r._replace(body=(r.body or b"").replace(old, new)) if r.record_id == record_id else r
+            for r in bundles.decode(blob)
+        ]
+        database.execute(
+            "UPDATE bundles SET records = ? WHERE id = ?",
+            (bundles.encode_at(edited), bundles.key(index)),
+        )
+        database.execute("COMMIT")
+    except BaseException:
+        database.execute("ROLLBACK")
+        raise
+
+
 def stop() -> None:
     """Stop a demo left running (API, then Anvil); harmless when none is."""
     if SERVE_PID.exists():
@@ -525,30 +552,15 @@ def main() -> None:
     say("   " + verdict.stdout.strip().splitlines()[-1])
 
     say("\n== 6. Tampering is caught")
-    database = sqlite3.connect(DATA / DB_NAME)
-    (index,) = database.execute("SELECT idx FROM record_ids WHERE record_id = 'PO-1001'").fetchone()
-    (original,) = database.execute(
-        "SELECT records FROM bundles WHERE id = ?", (bundles.key(index),)
-    ).fetchone()
-    forged = [
-        r._replace(body=(r.body or b"").replace(b'"qty":400', b'"qty":40'))
-        if r.record_id == "PO-1001"
-        else r
-        for r in bundles.decode(original)
-    ]
-    database.execute(
-        "UPDATE bundles SET records = ? WHERE id = ?",
-        (bundles.encode_at(forged), bundles.key(index)),
-    )
-    database.commit()
+    database = sqlite3.connect(DATA / DB_NAME, isolation_level=None)
+    edit_record(database, "PO-1001", b'"qty":400', b'"qty":40')
     say("   someone edits the purchase order's quantity directly in the database ...")
     audit = cli("audit", "--chain", env=env, check=False)
     named = [line for line in audit.stdout.splitlines() if "PO-1001" in line]
     if audit.returncode != 1 or not named:
         raise SystemExit("demo: the audit did not catch the altered record")
     say(f"   chainaudit audit (exit {audit.returncode}): {named[0].strip()}")
-    database.execute("UPDATE bundles SET records = ? WHERE id = ?", (original, bundles.key(index)))
-    database.commit()
+    edit_record(database, "PO-1001", b'"qty":40', b'"qty":400')
     database.close()
     clean = cli("audit", "--chain", env=env)
     say("   restored; " + clean.stdout.strip().splitlines()[-1].split(";")[0])
