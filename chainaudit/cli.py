@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from chainaudit import provenance
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file
+from chainaudit.jsonlimits import restore_recursion_limit
 from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
 
@@ -999,6 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore_recursion_limit()  # and keep it: a deep input must raise, never overflow the stack
     try:
         overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
         settings = load_settings(**overrides)

@@ -33,7 +33,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from chainaudit.canonical import MAX_DEPTH, canonicalize, canonicalize_checked, check_value
-from chainaudit.errors import RecordError
+from chainaudit.errors import JsonNestingError, RecordError
+from chainaudit.jsonlimits import check_nesting
 from chainaudit.merkle import hash_leaf
 
 KINDS: frozenset[str] = frozenset(
@@ -284,6 +285,7 @@ def parse_json_line(
     """
     try:
         try:
+            check_nesting(line, source="the record")  # before any parser: see jsonlimits
             value = _decode(line)
             fast = line.count("{") + line.count("[") < MAX_DEPTH
         except _OutOfDomainError:
@@ -291,5 +293,7 @@ def parse_json_line(
         return prepare(value, kinds=kinds, domain_checked=fast)
     except RecordError as exc:
         raise RecordError(exc.reason, line=line_number) from exc
+    except JsonNestingError as exc:
+        raise RecordError(str(exc), line=line_number) from exc
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"invalid JSON: {exc}", line=line_number) from exc

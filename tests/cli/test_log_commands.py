@@ -82,6 +82,10 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
         ([json.dumps(record(99, payload={"amount": 1.5}))], "line 4: payload.amount: floating"),
         ([json.dumps(record(99, kind="rumour"))], "line 4: kind must be one of"),
         (["[]"], "line 4: a record must be a JSON object"),
+        (
+            ['{"id": "deep", "payload": ' + "[" * 200_000 + "]" * 200_000 + "}"],
+            "line 4: the record nests arrays and objects 200001 levels deep; at most 64",
+        ),
     ],
 )
 def test_bad_line_exits_2_and_writes_nothing(

@@ -282,6 +282,8 @@ def test_unusable_input_exits_2_with_one_line(env: Env, tmp_path: Path) -> None:
     junk.write_text("{")
     shape = tmp_path / "shape.json"
     shape.write_text(json.dumps({"version": 1}))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
     results = run_many(
         env,
         ["verify", str(tmp_path / "missing.json")],
@@ -293,6 +295,7 @@ def test_unusable_input_exits_2_with_one_line(env: Env, tmp_path: Path) -> None:
         ["proof", "inv-0000003", "--since", "99", "-o", "-"],
         ["proof", "inv-0000003", "-o", str(tmp_path / "no-dir" / "b.json")],
         ["verify", str(env.old), "--confirmations", "0"],
+        ["verify", str(deep), "--rpc", env.rpc],
     )
     expected = [
         "cannot read",
@@ -304,6 +307,7 @@ def test_unusable_input_exits_2_with_one_line(env: Env, tmp_path: Path) -> None:
         "between 1 and the log's size 40",
         "cannot write",
         "argument --confirmations: 0 must be at least 1",
+        "deep.json nests arrays and objects 200000 levels deep; at most 64 are allowed",
     ]
     for message, result in zip(expected, results, strict=True):
         assert result.returncode == 2, (result.args, result.stdout, result.stderr)
