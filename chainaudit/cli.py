@@ -183,9 +183,30 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.chain import Chain  # noqa: PLC0415
     from chainaudit.verify import verify_bundle, verify_consistency_bundles  # noqa: PLC0415
 
+    if (
+        args.rpc
+        and not args.trust_bundle_contract
+        and (args.contract is None or args.chain_id is None)
+    ):
+        missing = " and ".join(
+            flag
+            for flag, value in (
+                ("--contract ADDRESS", args.contract),
+                ("--chain-id ID", args.chain_id),
+            )
+            if value is None
+        )
+        raise InputError(
+            f"verify --rpc needs the anchor you trust: pass {missing} (from a source you trust, "
+            "not from the bundle: anyone can deploy an AuditAnchor), or --trust-bundle-contract "
+            "to accept the bundle's own contract and chain with a warning"
+        )
     chain = Chain(args.rpc, timeout=settings.rpc_timeout) if args.rpc else None
     pins = {
-        "confirmations": args.confirmations,
+        "confirmations": settings.confirmations
+        if args.confirmations is None
+        else args.confirmations,
+        "finality": settings.finality if args.finality is None else args.finality,
         "expected_chain_id": args.chain_id,
         "expected_contract": args.contract,
     }
@@ -216,6 +237,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         width = max(len(check.name) for check in verdict.checks)
         for check in verdict.checks:
             print(f"{marks[check.status]} {check.name:{width}}  {check.detail}")
+        for warning in verdict.warnings:
+            print(f"WARNING: {warning}")
         if not verdict.valid:
             print(f"INVALID: failed check(s): {', '.join(verdict.failed)}")
         elif verdict.chain_checked:
@@ -904,14 +927,34 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--confirmations",
         type=_positive_int,
-        default=1,
         metavar="N",
-        help="blocks the anchor must be under, counting its own (default 1)",
+        help="blocks the anchor must be under, counting its own (default: "
+        "$CHAINAUDIT_CONFIRMATIONS, else 1)",
     )
     verify.add_argument(
-        "--chain-id", type=_positive_int, metavar="ID", help="the chain id you expect"
+        "--finality",
+        type=_positive_int,
+        metavar="N",
+        help="blocks the anchor must be under for a bundle that claims status 'final' "
+        "(default: $CHAINAUDIT_FINALITY, else 12); a false claim fails the block check",
     )
-    verify.add_argument("--contract", metavar="ADDRESS", help="the AuditAnchor address you trust")
+    verify.add_argument(
+        "--chain-id",
+        type=_positive_int,
+        metavar="ID",
+        help="the chain id you trust (required with --rpc)",
+    )
+    verify.add_argument(
+        "--contract",
+        metavar="ADDRESS",
+        help="the AuditAnchor address you trust (required with --rpc)",
+    )
+    verify.add_argument(
+        "--trust-bundle-contract",
+        action="store_true",
+        help="with --rpc and no --contract/--chain-id, accept the contract and chain the "
+        "bundle names; the verdict then carries a warning",
+    )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=cmd_verify)
 

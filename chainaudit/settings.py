@@ -54,8 +54,18 @@ class Settings(BaseSettings):
     # -- anchoring --------------------------------------------------------------------------
     max_batch_records: int = Field(default=10_000, ge=1)
     max_batch_seconds: float = Field(default=60.0, gt=0)
-    confirmations: int = Field(default=1, ge=1)
-    finality: int = Field(default=12, ge=1)
+    confirmations: int = Field(
+        default=1,
+        ge=1,
+        description="blocks an anchor must be under (its own counted) to be confirmed; also "
+        "the default of `verify --confirmations` and of POST /v1/verify",
+    )
+    finality: int = Field(
+        default=12,
+        ge=1,
+        description="blocks an anchor must be under to be final; a bundle claiming 'final' "
+        "is checked against it (`verify --finality`, POST /v1/verify)",
+    )
 
     # -- API --------------------------------------------------------------------------------
     rate_limit_per_second: float = Field(default=100.0, gt=0)

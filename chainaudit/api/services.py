@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.writer import GroupWriter
@@ -244,6 +245,16 @@ class Services:
         if self._chain_id is None:
             self._chain_id = self.chain.chain_id()
         return self._chain_id
+
+    def anchor_contract(self) -> str:
+        """The EIP-55 address of this service's ``AuditAnchor`` (settings, else the deployments
+        file); :class:`ConfigError` when none is configured."""
+        if self.anchorer is not None:
+            return self.anchorer.contract_address
+        try:
+            return str(Web3.to_checksum_address(contract_address(self.settings, self.chain)))
+        except ValueError as exc:
+            raise ConfigError(f"the AuditAnchor address is not an address: {exc}") from exc
 
     def chain_ready(self) -> tuple[bool, str]:
         try:

@@ -17,13 +17,11 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from web3 import Web3
 
 from chainaudit import __version__
 from chainaudit.api.auth import Principal, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.deploy import contract_address
 from chainaudit.errors import ChainauditError
 
 router = APIRouter(tags=["web"])
@@ -80,11 +78,9 @@ class ConfigOut(BaseModel):
 
 
 def _anchor_contract(svc: Services) -> str | None:
-    if svc.anchorer is not None:
-        return svc.anchorer.contract_address
     try:
-        return str(Web3.to_checksum_address(contract_address(svc.settings, svc.chain)))
-    except (ChainauditError, ValueError):
+        return svc.anchor_contract()
+    except ChainauditError:
         return None
 
 
