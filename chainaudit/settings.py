@@ -73,10 +73,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=10_000, ge=1)
 
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics to anyone; by default it needs an API key (any role but "
+        "partner), e.g. a Prometheus bearer token",
+    )
+
     # -- web page ---------------------------------------------------------------------------
     public_rpc_url: str | None = Field(
         default=None,
-        description="the chain endpoint the web page's browser verifier calls (default: rpc_url)",
+        description="the chain endpoint /v1/config shows browsers (default: rpc_url, unless "
+        "it carries user info, a query string or a key-like path segment: then none)",
     )
 
     @model_validator(mode="after")

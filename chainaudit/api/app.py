@@ -23,6 +23,7 @@ from chainaudit.api.routes import (
     alerts,
     bundles,
     deals,
+    docs,
     health,
     keys,
     proofs,
@@ -189,6 +190,8 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         version=__version__,
         description="Provable audit trails and escrowed payments for supply-chain finance.",
         lifespan=lifespan,
+        docs_url=None,  # served offline with a CSP by routes/docs.py
+        redoc_url=None,
         responses={
             "default": {
                 "description": "An RFC 9457 problem",
@@ -210,6 +213,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         keys.router,
         health.router,
         web.router,
+        docs.router,
     ):
         app.include_router(router)
     app.add_middleware(NestingLimit, limit=MAX_JSON_DEPTH)

@@ -680,9 +680,9 @@
     $("config-version").textContent = config.version;
     $("config-chain").textContent = config.chain_id ?? "unknown";
     $("config-contract").textContent = config.anchor_contract ?? "not configured";
-    $("config-rpc").textContent = config.rpc_url;
+    $("config-rpc").textContent = config.rpc_url ?? "not published (enter your own)";
     // Prefill the verifier's trust settings once; the user may replace them.
-    if (!$("rpc-url").value) $("rpc-url").value = config.rpc_url;
+    if (!$("rpc-url").value && config.rpc_url) $("rpc-url").value = config.rpc_url;
     if (!$("expected-chain").value && config.chain_id !== null) {
       $("expected-chain").value = String(config.chain_id);
     }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
-from chainaudit.api.auth import ServicesDep
+from chainaudit.api.auth import ServicesDep, _bearer, _header, principal, require
 from chainaudit.api.problems import problem_response
 
 router = APIRouter(tags=["health"])
@@ -41,9 +43,29 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+METRICS_ROLES = ("admin", "operator", "auditor", "regulator")
+"""Who may read ``/metrics`` unless ``metrics_public`` is set (not partners: the counters
+describe every partner's traffic)."""
+
+
+async def metrics_reader(
+    request: Request,
+    svc: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> None:
+    """Admit anyone when ``metrics_public`` is set, else a key of :data:`METRICS_ROLES`
+    (401 without one, 403 for a partner's)."""
+    if svc.settings.metrics_public:
+        return
+    key = await principal(request, svc, bearer, header)
+    await require(*METRICS_ROLES)(key)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 def metrics(svc: ServicesDep) -> str:
-    """Prometheus text format: records appended, anchors by status, anchor lag, latency."""
+    """Prometheus text format: records appended, anchors by status, anchor lag, latency.
+    Needs an API key (any role but partner) unless the ``metrics_public`` setting is on."""
     log = svc.reader()
     book = svc.anchor_book()
     anchors = book.all()
