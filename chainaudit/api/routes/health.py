@@ -23,7 +23,9 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
-    """Ready when the database answers and the chain endpoint answers."""
+    """Ready when the database answers, the chain endpoint answers, and each configured
+    contract (``AuditAnchor``, and ``SupplyChainEscrow`` when there is one) has code and
+    answers a view call; otherwise 503 naming what failed."""
     checks: dict[str, str] = {}
     try:
         svc.reader()
@@ -32,6 +34,8 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
         checks["database"] = f"failed: {exc}"
     ok, detail = svc.chain_ready()
     checks["chain"] = "ok" if ok else f"failed: {detail}"
+    if ok:
+        checks.update(svc.contracts_ready())
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", "checks": checks}
     return problem_response(
