@@ -5,9 +5,12 @@ arguments, unreadable files, invalid JSON or records). Errors print one line on 
 
 ``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
 anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
-``verify BUNDLE [--rpc URL]`` and ``verify --consistency OLD NEW`` (:mod:`chainaudit.verify`)
-print one line per check and exit 0 when valid, 1 when a check failed (named on stderr),
-2 when the bundle or the endpoint cannot be used.
+``verify BUNDLE [--rpc URL --chain-id ID --contract ADDRESS]`` and ``verify --consistency OLD
+NEW`` (:mod:`chainaudit.verify`) print one line per check and exit 0 when valid, 1 when a check
+failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
+comes without the chain and contract to trust (``--trust-bundle-contract`` accepts the
+bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
+it is parsed (:mod:`chainaudit.jsonlimits`).
 """
 
 from __future__ import annotations
