@@ -41,17 +41,19 @@ def served(tmp_path: Path, anvil: Devnet) -> Iterator[tuple[str, subprocess.Pope
     """`chainaudit serve` in its own process (the real entry point and its imports)."""
     settings = make_settings(tmp_path, anvil)
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chainaudit", "serve", "--port", str(port)],
-        env=settings_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:  # a file, not a pipe nobody reads
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chainaudit", "serve", "--port", str(port)],
+            env=settings_env(settings),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, log.read_text(errors="replace")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 break
