@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 from web3 import Web3
 
-from chainaudit import merkle
+from chainaudit import jsonlimits, merkle
 from chainaudit.anchoring import FINAL, AnchorBook
 from chainaudit.canonical import canonicalize
 from chainaudit.errors import InputError, ProofPendingError, RecordError, StoreError
@@ -307,32 +307,14 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InputError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
 def loads_bundle(text: str | bytes, *, source: str = "bundle") -> Bundle:
     """Parse a bundle from JSON text; see :func:`parse_bundle`.
 
-    Raises :class:`InputError` naming ``source`` for text that is not UTF-8, not JSON, holds
+    Raises :class:`InputError` naming ``source`` for text that is not UTF-8, not JSON, nested
+    deeper than :data:`~chainaudit.jsonlimits.MAX_JSON_DEPTH` (checked before parsing), holds
     a duplicate object key (which parsers may resolve differently), or is not a bundle.
     """
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{source}: not valid UTF-8 ({exc.reason})") from exc
-    try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates)
-    except InputError as exc:
-        raise InputError(f"{source}: {exc}") from exc
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{source}: not valid JSON ({exc})") from exc
+    value = jsonlimits.loads(text, source=source)
     try:
         return parse_bundle(value)
     except InputError as exc:

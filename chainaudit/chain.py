@@ -33,7 +33,10 @@ from web3.exceptions import (
 from web3.types import TxParams, TxReceipt
 
 from chainaudit.errors import ChainError, ChainUnavailableError, ConfigError
+from chainaudit.jsonlimits import restore_recursion_limit
 from chainaudit.toolchain import ContractArtifact
+
+restore_recursion_limit()  # web3 imported py_ecc, which raised it to 100,000: see jsonlimits
 
 T = TypeVar("T")
 Call = ContractFunction | ContractConstructor

@@ -5,9 +5,13 @@ arguments, unreadable files, invalid JSON or records). Errors print one line on 
 
 ``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
 anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
-``verify BUNDLE [--rpc URL]`` and ``verify --consistency OLD NEW`` (:mod:`chainaudit.verify`)
-print one line per check and exit 0 when valid, 1 when a check failed (named on stderr),
-2 when the bundle or the endpoint cannot be used.
+``verify BUNDLE [--rpc URL --chain-id ID --contract ADDRESS]`` and ``verify --consistency OLD
+NEW`` (:mod:`chainaudit.verify`) print one line per check and exit 0 when valid, 1 when a check
+failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
+comes without the chain and contract to trust (``--trust-bundle-contract`` accepts the
+bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
+it is parsed (:mod:`chainaudit.jsonlimits`).
+
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`) prints one line per finding and exits 1 if there is any.
 
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from chainaudit import provenance
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file, local_submitter
+from chainaudit.jsonlimits import restore_recursion_limit
 from chainaudit.settings import Settings, load_settings
 from chainaudit.store import Log
 
@@ -193,9 +198,30 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.chain import Chain  # noqa: PLC0415
     from chainaudit.verify import verify_bundle, verify_consistency_bundles  # noqa: PLC0415
 
+    if (
+        args.rpc
+        and not args.trust_bundle_contract
+        and (args.contract is None or args.chain_id is None)
+    ):
+        missing = " and ".join(
+            flag
+            for flag, value in (
+                ("--contract ADDRESS", args.contract),
+                ("--chain-id ID", args.chain_id),
+            )
+            if value is None
+        )
+        raise InputError(
+            f"verify --rpc needs the anchor you trust: pass {missing} (from a source you trust, "
+            "not from the bundle: anyone can deploy an AuditAnchor), or --trust-bundle-contract "
+            "to accept the bundle's own contract and chain with a warning"
+        )
     chain = Chain(args.rpc, timeout=settings.rpc_timeout) if args.rpc else None
     pins = {
-        "confirmations": args.confirmations,
+        "confirmations": settings.confirmations
+        if args.confirmations is None
+        else args.confirmations,
+        "finality": settings.finality if args.finality is None else args.finality,
         "expected_chain_id": args.chain_id,
         "expected_contract": args.contract,
     }
@@ -226,6 +252,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         width = max(len(check.name) for check in verdict.checks)
         for check in verdict.checks:
             print(f"{marks[check.status]} {check.name:{width}}  {check.detail}")
+        for warning in verdict.warnings:
+            print(f"WARNING: {warning}")
         if not verdict.valid:
             print(f"INVALID: failed check(s): {', '.join(verdict.failed)}")
         elif verdict.chain_checked:
@@ -1104,14 +1132,34 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--confirmations",
         type=_positive_int,
-        default=1,
         metavar="N",
-        help="blocks the anchor must be under, counting its own (default 1)",
+        help="blocks the anchor must be under, counting its own (default: "
+        "$CHAINAUDIT_CONFIRMATIONS, else 1)",
     )
     verify.add_argument(
-        "--chain-id", type=_positive_int, metavar="ID", help="the chain id you expect"
+        "--finality",
+        type=_positive_int,
+        metavar="N",
+        help="blocks the anchor must be under for a bundle that claims status 'final' "
+        "(default: $CHAINAUDIT_FINALITY, else 12); a false claim fails the block check",
     )
-    verify.add_argument("--contract", metavar="ADDRESS", help="the AuditAnchor address you trust")
+    verify.add_argument(
+        "--chain-id",
+        type=_positive_int,
+        metavar="ID",
+        help="the chain id you trust (required with --rpc)",
+    )
+    verify.add_argument(
+        "--contract",
+        metavar="ADDRESS",
+        help="the AuditAnchor address you trust (required with --rpc)",
+    )
+    verify.add_argument(
+        "--trust-bundle-contract",
+        action="store_true",
+        help="with --rpc and no --contract/--chain-id, accept the contract and chain the "
+        "bundle names; the verdict then carries a warning",
+    )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=cmd_verify)
 
@@ -1261,6 +1309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore_recursion_limit()  # and keep it: a deep input must raise, never overflow the stack
     try:
         overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
         settings = load_settings(**overrides)

@@ -86,6 +86,18 @@ class InputError(ChainauditError):
     """An input file or argument cannot be used: unreadable, not UTF-8, wrong shape."""
 
 
+class JsonNestingError(InputError):
+    """A JSON input nests arrays and objects deeper than the limit
+    (:data:`chainaudit.jsonlimits.MAX_JSON_DEPTH`); refused before any parser runs."""
+
+    def __init__(self, message: str, *, depth: int, limit: int) -> None:
+        super().__init__(message)
+        #: How deeply the input nests (an upper bound for invalid JSON).
+        self.depth = depth
+        #: The deepest nesting allowed.
+        self.limit = limit
+
+
 class ProofPendingError(ChainauditError):
     """A record is in the log but no anchored checkpoint covers it yet.
 

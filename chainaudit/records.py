@@ -34,7 +34,8 @@ from typing import Any, NamedTuple
 
 from chainaudit import provenance
 from chainaudit.canonical import MAX_DEPTH, canonicalize, canonicalize_checked, check_value
-from chainaudit.errors import RecordError, ReservedError
+from chainaudit.errors import JsonNestingError, RecordError, ReservedError
+from chainaudit.jsonlimits import check_nesting
 from chainaudit.merkle import hash_leaf
 
 KINDS: frozenset[str] = frozenset(
@@ -300,6 +301,7 @@ def parse_json_line(
     """
     try:
         try:
+            check_nesting(line, source="the record")  # before any parser: see jsonlimits
             value = _decode(line)
             fast = line.count("{") + line.count("[") < MAX_DEPTH
         except _OutOfDomainError:
@@ -312,5 +314,7 @@ def parse_json_line(
         raise ReservedError(exc.reason, reserved=exc.reserved, line=line_number) from exc
     except RecordError as exc:
         raise RecordError(exc.reason, line=line_number) from exc
+    except JsonNestingError as exc:
+        raise RecordError(str(exc), line=line_number) from exc
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"invalid JSON: {exc}", line=line_number) from exc

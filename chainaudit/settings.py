@@ -59,8 +59,18 @@ class Settings(BaseSettings):
     # -- anchoring --------------------------------------------------------------------------
     max_batch_records: int = Field(default=10_000, ge=1)
     max_batch_seconds: float = Field(default=60.0, gt=0)
-    confirmations: int = Field(default=1, ge=1)
-    finality: int = Field(default=12, ge=1)
+    confirmations: int = Field(
+        default=1,
+        ge=1,
+        description="blocks an anchor must be under (its own counted) to be confirmed; also "
+        "the default of `verify --confirmations` and of POST /v1/verify",
+    )
+    finality: int = Field(
+        default=12,
+        ge=1,
+        description="blocks an anchor must be under to be final; a bundle claiming 'final' "
+        "is checked against it (`verify --finality`, POST /v1/verify)",
+    )
 
     # -- API --------------------------------------------------------------------------------
     rate_limit_per_second: float = Field(default=100.0, gt=0)
@@ -74,10 +84,17 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="the longest a logged read waits to be written"
     )
 
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics to anyone; by default it needs an API key (any role but "
+        "partner), e.g. a Prometheus bearer token",
+    )
+
     # -- web page ---------------------------------------------------------------------------
     public_rpc_url: str | None = Field(
         default=None,
-        description="the chain endpoint the web page's browser verifier calls (default: rpc_url)",
+        description="the chain endpoint /v1/config shows browsers (default: rpc_url, unless "
+        "it carries user info, a query string or a key-like path segment: then none)",
     )
 
     @model_validator(mode="after")

@@ -22,13 +22,20 @@
     and the block number the bundle names.
 ``block``
     The canonical block at ``anchor.block_number`` has ``anchor.block_hash`` (the anchor was
-    not reorganised away) and is at least ``confirmations`` deep.
+    not reorganised away) and is at least ``confirmations`` deep; a bundle whose
+    ``anchor.status`` claims ``"final"`` must be at least ``finality`` deep
+    (:data:`DEFAULT_FINALITY` unless the auditor says otherwise): the claim is checked, never
+    believed.
 ``transaction``
     The receipt of ``anchor.tx_hash`` succeeded in that block and holds
     ``CheckpointAnchored(seq, treeSize, root)`` emitted by the contract.
 
 Without a chain endpoint the last five are skipped and the verdict says so: the bundle is then
 known to be internally consistent, not anchored. Nothing is read from the operator's server.
+With an endpoint but no ``expected_contract`` (or no ``expected_chain_id``) the verdict carries
+a warning: the bundle's own contract (or the endpoint's chain) was trusted, and anyone can
+deploy an ``AuditAnchor`` holding any checkpoint. ``chainaudit verify --rpc`` refuses to judge
+without both pins unless told ``--trust-bundle-contract``.
 
 A failed check is a :class:`Check` with status ``"fail"`` in the :class:`Verdict`, never an
 exception. Exceptions are only for input that cannot be used
@@ -64,6 +71,8 @@ from chainaudit.errors import (
 __all__ = [
     "CHAIN_CHECKS",
     "CHECKPOINT_ANCHORED_TOPIC",
+    "DEFAULT_CONFIRMATIONS",
+    "DEFAULT_FINALITY",
     "Check",
     "Verdict",
     "verify_bundle",
@@ -77,6 +86,23 @@ CHECKPOINT_ANCHORED_TOPIC: Final = bytes(
     Web3.keccak(text="CheckpointAnchored(uint256,uint64,bytes32)")
 )
 """topic0 of ``AuditAnchor``'s ``CheckpointAnchored(seq, treeSize, root)`` event."""
+
+DEFAULT_CONFIRMATIONS: Final = 1
+"""Blocks an anchor must be under, counting its own, for a bundle to verify."""
+
+DEFAULT_FINALITY: Final = 12
+"""Blocks an anchor must be under, counting its own, for a bundle's ``"final"`` status claim
+to hold (the same default as the anchoring service's ``finality`` setting)."""
+
+UNPINNED_CONTRACT: Final = (
+    "the AuditAnchor address was not pinned: the bundle's own contract {contract} was "
+    "trusted, and anyone can deploy an AuditAnchor holding any checkpoint; pin the address "
+    "you trust (--contract)"
+)
+UNPINNED_CHAIN: Final = (
+    "the chain id was not pinned: chain {chain_id} was taken from the endpoint and the "
+    "bundle; pin the chain you trust (--chain-id)"
+)
 
 _NO_CHAIN: Final = "skipped: no chain endpoint given, so the anchor was not checked"
 
@@ -109,6 +135,8 @@ class Verdict:
     checks: tuple[Check, ...]
     chain_checked: bool
     """Whether the anchor was checked against a chain endpoint."""
+    warnings: tuple[str, ...] = ()
+    """What the verdict rests on without the auditor having pinned it (see the module)."""
 
     @property
     def valid(self) -> bool:
@@ -139,6 +167,7 @@ class Verdict:
             "chain_checked": self.chain_checked,
             "failed": list(self.failed),
             "checks": [check.to_json() for check in self.checks],
+            "warnings": list(self.warnings),
         }
 
 
@@ -261,6 +290,7 @@ def _chain_checks(
     bundle: Bundle,
     chain: Chain,
     confirmations: int,
+    finality: int,
     expected_chain_id: int | None,
     expected_contract: str | None,
 ) -> list[Check]:
@@ -362,7 +392,14 @@ def _chain_checks(
                 "block",
                 f"block {number} has {depth} confirmation(s); {confirmations} are required",
             )
-        return _pass("block", f"block {number} is canonical with {depth} confirmation(s)")
+        if anchor.status == "final" and depth < finality:
+            return _fail(
+                "block",
+                f"the bundle says the anchor is final, but block {number} has {depth} "
+                f"confirmation(s) and final takes {finality}: the status claim is false",
+            )
+        claim = f"; final as claimed (at least {finality})" if anchor.status == "final" else ""
+        return _pass("block", f"block {number} is canonical with {depth} confirmation(s){claim}")
 
     checks.append(_guard("block", block))
 
@@ -415,6 +452,7 @@ def _bundle_checks(
     bundle: Bundle,
     chain: Chain | None,
     confirmations: int,
+    finality: int,
     expected_chain_id: int | None,
     expected_contract: str | None,
     *,
@@ -433,7 +471,9 @@ def _bundle_checks(
     else:
         try:
             checks.extend(
-                _chain_checks(bundle, chain, confirmations, expected_chain_id, expected_contract)
+                _chain_checks(
+                    bundle, chain, confirmations, finality, expected_chain_id, expected_contract
+                )
             )
         except requests.RequestException as exc:  # an HTTP error status, a redirect loop...
             raise ChainUnavailableError(
@@ -443,11 +483,15 @@ def _bundle_checks(
 
 
 def _check_pins(
-    confirmations: int, expected_chain_id: int | None, expected_contract: str | None
+    confirmations: int,
+    finality: int,
+    expected_chain_id: int | None,
+    expected_contract: str | None,
 ) -> str | None:
     """Check the auditor's own parameters; return the pinned contract address checksummed."""
-    if isinstance(confirmations, bool) or not isinstance(confirmations, int) or confirmations < 1:
-        raise InputError(f"confirmations must be a whole number of at least 1, not {confirmations}")
+    for name, value in (("confirmations", confirmations), ("finality", finality)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a whole number of at least 1, not {value}")
     if expected_chain_id is not None and (
         isinstance(expected_chain_id, bool)
         or not isinstance(expected_chain_id, int)
@@ -463,11 +507,30 @@ def _check_pins(
     return str(Web3.to_checksum_address(expected_contract))
 
 
+def _warnings(
+    bundles: tuple[Bundle, ...],
+    chain: Chain | None,
+    expected_chain_id: int | None,
+    expected_contract: str | None,
+) -> tuple[str, ...]:
+    if chain is None:
+        return ()
+    warnings = []
+    if expected_contract is None:
+        for contract in dict.fromkeys(b.anchor.contract for b in bundles):
+            warnings.append(UNPINNED_CONTRACT.format(contract=contract))
+    if expected_chain_id is None:
+        for chain_id in dict.fromkeys(b.anchor.chain_id for b in bundles):
+            warnings.append(UNPINNED_CHAIN.format(chain_id=chain_id))
+    return tuple(warnings)
+
+
 def verify_bundle(
     bundle: Bundle | Mapping[str, Any],
     *,
     chain: Chain | None,
-    confirmations: int = 1,
+    confirmations: int = DEFAULT_CONFIRMATIONS,
+    finality: int = DEFAULT_FINALITY,
     expected_chain_id: int | None = None,
     expected_contract: str | None = None,
 ) -> Verdict:
@@ -475,18 +538,26 @@ def verify_bundle(
 
     ``bundle`` is a parsed :class:`Bundle` or its JSON object. ``chain`` is the auditor's own
     endpoint (``None``: skip the chain checks). ``confirmations`` is the depth the anchoring
-    block must have. ``expected_chain_id`` and ``expected_contract`` pin the chain and the
-    ``AuditAnchor`` address the auditor trusts; a bundle naming others fails.
+    block must have; ``finality`` the depth a bundle claiming ``"final"`` must have.
+    ``expected_chain_id`` and ``expected_contract`` pin the chain and the ``AuditAnchor``
+    address the auditor trusts; a bundle naming others fails, and without them the verdict
+    carries a warning (:attr:`Verdict.warnings`).
 
     Raises:
         InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
         ChainUnavailableError: the endpoint cannot be reached or is not a JSON-RPC endpoint
             (nothing was proved).
     """
-    expected_contract = _check_pins(confirmations, expected_chain_id, expected_contract)
+    expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
     parsed = _as_bundle(bundle)
-    checks = _bundle_checks(parsed, chain, confirmations, expected_chain_id, expected_contract)
-    return Verdict(tuple(checks), chain_checked=chain is not None)
+    checks = _bundle_checks(
+        parsed, chain, confirmations, finality, expected_chain_id, expected_contract
+    )
+    return Verdict(
+        tuple(checks),
+        chain_checked=chain is not None,
+        warnings=_warnings((parsed,), chain, expected_chain_id, expected_contract),
+    )
 
 
 def verify_consistency_bundles(
@@ -494,7 +565,8 @@ def verify_consistency_bundles(
     new: Bundle | Mapping[str, Any],
     chain: Chain | None,
     *,
-    confirmations: int = 1,
+    confirmations: int = DEFAULT_CONFIRMATIONS,
+    finality: int = DEFAULT_FINALITY,
     expected_chain_id: int | None = None,
     expected_contract: str | None = None,
 ) -> Verdict:
@@ -511,7 +583,7 @@ def verify_consistency_bundles(
             ``old``'s size.
         ChainUnavailableError: the endpoint cannot be reached.
     """
-    expected_contract = _check_pins(confirmations, expected_chain_id, expected_contract)
+    expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
     before, after = _as_bundle(old), _as_bundle(new)
     old_size = before.checkpoint.tree_size
     proof = after.consistency
@@ -526,7 +598,7 @@ def verify_consistency_bundles(
             f"old checkpoint has size {old_size}; fetch it with "
             f"`chainaudit proof RECORD_ID --since {old_size} -o new.json`"
         )
-    pins = (chain, confirmations, expected_chain_id, expected_contract)
+    pins = (chain, confirmations, finality, expected_chain_id, expected_contract)
     checks = [_prefixed("old", c) for c in _bundle_checks(before, *pins, with_consistency=False)]
     checks += [_prefixed("new", c) for c in _bundle_checks(after, *pins, with_consistency=False)]
     old_root = before.checkpoint.root
@@ -542,7 +614,11 @@ def verify_consistency_bundles(
     else:
         checks.append(_check_consistency(after, old_size, old_root, "consistency"))
     checks.append(_check_sequence(before, after))
-    return Verdict(tuple(checks), chain_checked=chain is not None)
+    return Verdict(
+        tuple(checks),
+        chain_checked=chain is not None,
+        warnings=_warnings((before, after), chain, expected_chain_id, expected_contract),
+    )
 
 
 def _prefixed(prefix: str, check: Check) -> Check:

@@ -268,10 +268,38 @@ def test_wrong_chain_id_skips_the_other_chain_checks(setup: Setup) -> None:
     assert [statuses(verdict)[n] for n in ALL_CHECKS[3:]] == ["skip"] * 4
 
 
-def test_status_is_not_trusted_and_not_needed(setup: Setup) -> None:
-    bundle = copy.deepcopy(setup.bundle)
-    bundle["anchor"]["status"] = "final"
-    assert verify_bundle(bundle, chain=setup.chain).valid
+def test_a_final_status_is_checked_against_the_finality(setup: Setup) -> None:
+    depth = setup.chain.block_number() - setup.bundle["anchor"]["block_number"] + 1
+    assert setup.bundle["anchor"]["status"] == "confirmed"
+    assert verify_bundle(setup.bundle, chain=setup.chain, finality=depth + 100).valid
+    claimed = copy.deepcopy(setup.bundle)
+    claimed["anchor"]["status"] = "final"
+    early = verify_bundle(claimed, chain=setup.chain, finality=depth + 100)
+    assert early.failed == ("block",)
+    assert f"has {depth} confirmation(s) and final takes {depth + 100}" in (
+        early.check("block").detail
+    )
+    due = verify_bundle(claimed, chain=setup.chain, finality=depth)
+    assert due.valid and f"final as claimed (at least {depth})" in due.check("block").detail
+    for bad in (0, True):
+        with pytest.raises(InputError, match="finality"):
+            verify_bundle(claimed, chain=setup.chain, finality=bad)
+
+
+def test_unpinned_verdicts_carry_warnings(setup: Setup) -> None:
+    unpinned = verify_bundle(setup.bundle, chain=setup.chain)
+    assert unpinned.valid
+    assert [w.split(":")[0] for w in unpinned.warnings] == [
+        "the AuditAnchor address was not pinned",
+        "the chain id was not pinned",
+    ]
+    assert setup.contract in unpinned.warnings[0]
+    assert unpinned.to_json()["warnings"] == list(unpinned.warnings)
+    pinned = verify_bundle(
+        setup.bundle, chain=setup.chain, expected_chain_id=31337, expected_contract=setup.contract
+    )
+    assert pinned.warnings == ()
+    assert verify_bundle(setup.bundle, chain=None).warnings == ()
 
 
 def test_a_forged_tree_passes_offline_and_fails_on_chain(setup: Setup) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainaudit import __version__
@@ -23,6 +24,7 @@ from chainaudit.api.routes import (
     approvals,
     bundles,
     deals,
+    docs,
     health,
     keys,
     proofs,
@@ -31,6 +33,8 @@ from chainaudit.api.routes import (
     web,
 )
 from chainaudit.api.services import Metrics, Services
+from chainaudit.errors import JsonNestingError
+from chainaudit.jsonlimits import MAX_JSON_DEPTH, check_nesting, restore_recursion_limit
 from chainaudit.settings import Settings
 
 
@@ -78,6 +82,65 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class NestingLimit:
+    """Refuse request bodies nested deeper than ``limit`` (422, before any JSON parser runs).
+
+    FastAPI parses a JSON body before it resolves the route's dependencies, authentication
+    included, so without this an unauthenticated, deeply nested body reached ``json.loads``.
+    The body is read here (:class:`BodyLimit`, outside, has already capped its size), checked
+    with :func:`chainaudit.jsonlimits.check_nesting` (in a worker thread when large, to keep
+    the event loop free), then replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            if len(body) > 65_536:
+                await run_in_threadpool(check_nesting, body, limit=self.limit, source="the body")
+            else:
+                check_nesting(body, limit=self.limit, source="the body")
+        except JsonNestingError as exc:
+            response = problems.problem_response(
+                422,
+                "nesting-too-deep",
+                str(exc),
+                instance=scope.get("path"),
+                errors=[{"pointer": "", "message": str(exc)}],
+            )
+            await response(scope, receive, send)
+            return
+        replayed: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+        await self.app(scope, _replay(replayed, receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that returns ``messages`` first, then defers to ``receive``."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
 class Observe:
     """Count requests and their latency by route (a pure ASGI middleware: no extra task or
     thread per request)."""
@@ -112,6 +175,7 @@ class _TooLarge(Exception):  # noqa: N818 - internal control flow
 
 def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     """Build the API for ``settings``; services start with the app's lifespan."""
+    restore_recursion_limit()
     services = Services(settings, run_anchorer=run_anchorer)
 
     @asynccontextmanager
@@ -127,6 +191,8 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         version=__version__,
         description="Provable audit trails and escrowed payments for supply-chain finance.",
         lifespan=lifespan,
+        docs_url=None,  # served offline with a CSP by routes/docs.py
+        redoc_url=None,
         responses={
             "default": {
                 "description": "An RFC 9457 problem",
@@ -149,8 +215,10 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         keys.router,
         health.router,
         web.router,
+        docs.router,
     ):
         app.include_router(router)
+    app.add_middleware(NestingLimit, limit=MAX_JSON_DEPTH)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ProofFastLane, services=services, limiter=app.state.limiter)
     app.add_middleware(Observe, metrics=services.metrics)

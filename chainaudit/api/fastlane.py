@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 from typing import Final
-from urllib.parse import unquote
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainaudit.api.auth import READERS, RateLimiter
@@ -27,8 +27,19 @@ from chainaudit.errors import ChainauditError
 from chainaudit.keys import ApiKey
 
 ROUTE: Final = SimpleNamespace(path="/v1/records/{record_id}/proof")
-PREFIX: Final = "/v1/records/"
-SUFFIX: Final = "/proof"
+_PATH_REGEX, _, _CONVERTORS = compile_path(ROUTE.path)
+
+
+def proof_record_id(path: str) -> str | None:
+    """The ``{record_id}`` of ``GET /v1/records/{record_id}/proof`` in an ASGI ``path``
+    (already percent-decoded once by the server), matched exactly as the regular route's
+    router matches it — Starlette's own compiled pattern and convertor, nothing decoded
+    again — or ``None`` when the path is not that route's."""
+    match = _PATH_REGEX.match(path)
+    if match is None:
+        return None
+    record_id: str = _CONVERTORS["record_id"].convert(match["record_id"])
+    return record_id
 
 
 class ProofFastLane:
@@ -58,16 +69,10 @@ class ProofFastLane:
         await send({"type": "http.response.body", "body": body})
 
     def _try(self, scope: Scope) -> bytes | None:
-        path: str = scope["path"]
-        if (
-            scope["method"] != "GET"
-            or scope.get("query_string")
-            or not path.startswith(PREFIX)
-            or not path.endswith(SUFFIX)
-        ):
+        if scope["method"] != "GET" or scope.get("query_string") or scope.get("root_path"):
             return None
-        record_id = unquote(path[len(PREFIX) : -len(SUFFIX)])
-        if not record_id or "/" in record_id:
+        record_id = proof_record_id(scope["path"])
+        if not record_id:
             return None
         key = self._key(scope)
         if key is None or key.role not in READERS or key.expired():

@@ -7,11 +7,14 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
+from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
@@ -266,6 +269,54 @@ class Services:
         if self._chain_id is None:
             self._chain_id = self.chain.chain_id()
         return self._chain_id
+
+    def anchor_contract(self) -> str:
+        """The EIP-55 address of this service's ``AuditAnchor`` (settings, else the deployments
+        file); :class:`ConfigError` when none is configured."""
+        if self.anchorer is not None:
+            return self.anchorer.contract_address
+        try:
+            return str(Web3.to_checksum_address(contract_address(self.settings, self.chain)))
+        except ValueError as exc:
+            raise ConfigError(f"the AuditAnchor address is not an address: {exc}") from exc
+
+    def contracts_ready(self) -> dict[str, str]:
+        """For each configured contract (``AuditAnchor`` always; ``SupplyChainEscrow`` when
+        configured or deployed), ``"ok"`` when code is at its address and a view call
+        answers, else ``"failed: ..."`` saying which check failed and where."""
+        checks: dict[str, str] = {}
+        try:
+            anchor = self.anchor_contract()
+        except ChainauditError as exc:
+            checks["AuditAnchor"] = f"failed: not configured: {exc}"
+        else:
+            onchain = self.chain.contract(anchor, AUDIT_ANCHOR_ABI)
+            checks["AuditAnchor"] = self._contract_answers(
+                anchor, "checkpointCount()", onchain.functions.checkpointCount().call
+            )
+        escrow = self.escrow
+        if escrow is not None:
+            checks["SupplyChainEscrow"] = self._contract_answers(
+                escrow.address, "paused()", escrow.contract.functions.paused().call
+            )
+        elif self.settings.escrow_contract:
+            checks["SupplyChainEscrow"] = (
+                f"failed: the configured escrow {self.settings.escrow_contract} could not be "
+                "connected (see the log)"
+            )
+        return checks
+
+    def _contract_answers(self, address: str, call: str, run: Callable[[], object]) -> str:
+        try:
+            if not self.chain.code_at(address):
+                return (
+                    f"failed: no contract code at {address} (a restarted devnet? run "
+                    "`chainaudit deploy` and update the settings)"
+                )
+            self.chain.run(call, run)
+        except ChainauditError as exc:
+            return f"failed: {address} does not answer {call}: {exc}"
+        return "ok"
 
     def chain_ready(self) -> tuple[bool, str]:
         try:

@@ -22,6 +22,7 @@
 
   const CHAIN_CHECKS = ["chain_id", "contract", "checkpoint", "block", "transaction"];
   const MAX_DEPTH = 32; // as chainaudit/canonical.py
+  const MAX_JSON_DEPTH = 64; // as chainaudit/jsonlimits.py: checked before JSON.parse
   const MAX_INCLUSION_HASHES = 64;
   const MAX_CONSISTENCY_HASHES = 128;
   const MAX_TREE_SIZE = 2 ** 48 - 1;
@@ -229,8 +230,76 @@
     return hexToBytes(value);
   }
 
+  // Before JSON.parse: what it would silently resolve. JSON.parse keeps the last of two equal
+  // keys (a bundle could then show one record and hash another) and rounds number literals to
+  // the nearest double (124999.99999999999999 becomes 125000), where chainaudit's Python
+  // verifier refuses both. This tokenizer reads the raw text once and refuses any repeated
+  // key in an object, any number literal that is not an exact integer (a fraction, an
+  // exponent, or beyond ±(2^53−1)), and nesting deeper than MAX_JSON_DEPTH. It does not check
+  // the rest of the grammar: JSON.parse does, right after.
+  const STRING_TOKEN = /"(?:[^"\\]|\\.)*"/y;
+  const NUMBER_TOKEN = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+
+  function scanJson(text) {
+    const stack = []; // one entry per open array or object: null, or {keys, expectKey}
+    let i = 0;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"') {
+        STRING_TOKEN.lastIndex = i;
+        const match = STRING_TOKEN.exec(text);
+        if (!match) return; // unterminated: JSON.parse reports it
+        const top = stack[stack.length - 1];
+        if (top && top.expectKey) {
+          let key;
+          try {
+            key = JSON.parse(match[0]);
+          } catch (error) {
+            return; // an invalid escape: JSON.parse reports it
+          }
+          if (top.keys.has(key)) {
+            throw new BundleError(`the key ${JSON.stringify(key)} appears twice in one ` +
+              `object (at character ${i}): parsers disagree on which one counts, so the ` +
+              "bundle is refused");
+          }
+          top.keys.add(key);
+          top.expectKey = false;
+        }
+        i += match[0].length;
+      } else if (c === "{" || c === "[") {
+        if (stack.length >= MAX_JSON_DEPTH) {
+          throw new BundleError(`the JSON nests deeper than ${MAX_JSON_DEPTH} levels ` +
+            `(at character ${i})`);
+        }
+        stack.push(c === "{" ? { keys: new Set(), expectKey: true } : null);
+        i += 1;
+      } else if (c === "}" || c === "]") {
+        stack.pop();
+        i += 1;
+      } else if (c === ",") {
+        const top = stack[stack.length - 1];
+        if (top) top.expectKey = true;
+        i += 1;
+      } else if (c === "-" || (c >= "0" && c <= "9")) {
+        NUMBER_TOKEN.lastIndex = i;
+        const match = NUMBER_TOKEN.exec(text);
+        if (!match) return; // JSON.parse reports it
+        const literal = match[0];
+        if (match[1] !== undefined || match[2] !== undefined ||
+            !Number.isSafeInteger(Number(literal))) {
+          throw new BundleError(`the number ${literal} (at character ${i}) is not an exact ` +
+            "integer within ±(2^53−1); amounts are integers in minor units or decimal strings");
+        }
+        i += literal.length;
+      } else {
+        i += 1;
+      }
+    }
+  }
+
   function parseBundle(text) {
     let doc;
+    scanJson(text);
     try {
       doc = JSON.parse(text);
     } catch (error) {
@@ -363,12 +432,13 @@
       return fail("record", `the record cannot be canonicalised (RFC 8785): ${error.message}`);
     }
     const leaf = await hashLeaf(data);
+    const hashed = new TextDecoder().decode(data); // what was hashed, shown on the page
     if (!sameBytes(leaf, b.leafHash)) {
-      return fail("record", `the record's canonical bytes hash to leaf ${short(leaf)}, the ` +
-        `bundle says ${short(b.leafHash)}: the record was altered`);
+      return { ...fail("record", `the record's canonical bytes hash to leaf ${short(leaf)}, ` +
+        `the bundle says ${short(b.leafHash)}: the record was altered`), hashed };
     }
-    return pass("record", `record ${b.record.id} hashes to leaf ${short(leaf)} ` +
-      "(RFC 8785, RFC 9162 §2.1.1)");
+    return { ...pass("record", `record ${b.record.id} hashes to leaf ${short(leaf)} ` +
+      "(RFC 8785, RFC 9162 §2.1.1)"), hashed };
   }
 
   async function checkInclusion(b) {
@@ -680,9 +750,9 @@
     $("config-version").textContent = config.version;
     $("config-chain").textContent = config.chain_id ?? "unknown";
     $("config-contract").textContent = config.anchor_contract ?? "not configured";
-    $("config-rpc").textContent = config.rpc_url;
+    $("config-rpc").textContent = config.rpc_url ?? "not published (enter your own)";
     // Prefill the verifier's trust settings once; the user may replace them.
-    if (!$("rpc-url").value) $("rpc-url").value = config.rpc_url;
+    if (!$("rpc-url").value && config.rpc_url) $("rpc-url").value = config.rpc_url;
     if (!$("expected-chain").value && config.chain_id !== null) {
       $("expected-chain").value = String(config.chain_id);
     }
@@ -934,6 +1004,7 @@
     const text = input.value.trim();
     input.scrollTop = 0; // show the record's start next to the verdict
     list.replaceChildren();
+    $("hashed").hidden = true;
     if (!text) {
       setVerdict("error", "Nothing to verify", "Paste or drop a proof bundle first.");
       return;
@@ -953,6 +1024,11 @@
       const item = checkItem(check);
       items.get(check.name).replaceWith(item);
       items.set(check.name, item);
+      if (check.hashed !== undefined) {
+        // The record exactly as this browser hashed it: RFC 8785 bytes, not the pasted text.
+        $("hashed-record").textContent = check.hashed;
+        $("hashed").hidden = false;
+      }
     };
     try {
       const bundle = parseBundle(text);
@@ -990,6 +1066,7 @@
     $("bundle-input").value = "";
     $("checks").replaceChildren();
     $("verdict").hidden = true;
+    $("hashed").hidden = true;
   }
 
   async function loadFile(file) {

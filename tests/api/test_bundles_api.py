@@ -6,8 +6,16 @@ import time
 from typing import Any
 
 import jsonschema
+from eth_account import Account
 
-from chainaudit.bundle import schema
+from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.bundle import build_bundle, schema
+from chainaudit.chain import Chain
+from chainaudit.deploy import deploy_contracts
+from chainaudit.devnet import Devnet
+from chainaudit.records import prepare
+from chainaudit.store import Log
+from chainaudit.verify import verify_bundle
 from tests.api.conftest import Api
 
 
@@ -70,3 +78,49 @@ def test_bundle_fetch_and_verify(api: Api) -> None:
         )
     with api.client("other_partner") as stranger:
         assert stranger.get("/v1/records/b-2/bundle").status_code == 404
+
+
+def test_verify_pins_the_services_own_contract_and_chain(api: Api, anvil: Devnet) -> None:
+    """A bundle anchored in an AuditAnchor an attacker deployed on the same chain is internally
+    flawless, and its contract holds its checkpoint: only the pin refuses it."""
+    _append_and_anchor(api)
+    chain = Chain(anvil.rpc_url)
+    attacker = Account.from_key(anvil.accounts[5].private_key)
+    theirs = deploy_contracts(chain, attacker)["AuditAnchor"].address
+    forged_dir = api.settings.data_dir.parent / "forged"
+    with Log.open(forged_dir) as log:
+        log.append(
+            [
+                prepare(
+                    {
+                        "id": f"b-{i}",
+                        "kind": "document",
+                        "timestamp": "2026-11-21T09:30:00Z",
+                        "actor": "inspector:sgs",
+                        "payload": {"lot": i, "result": "passed, trust me"},
+                    }
+                )
+                for i in range(6)
+            ]
+        )
+        anchorer = Anchorer(log, chain, attacker, theirs, policy=AnchorPolicy(finality=10_000))
+        anchorer.anchor_now(timeout=60)
+        anchorer.close()
+        book = AnchorBook(log)
+        forged = build_bundle(log, book, "b-2")
+        book.close()
+    assert verify_bundle(forged, chain=chain).valid  # unpinned, it would pass
+    with api.client("auditor") as auditor:
+        verdict = auditor.post("/v1/verify", json=forged).json()
+        assert verdict["valid"] is False and verdict["failed"] == ["contract"], verdict
+        contract = next(c for c in verdict["checks"] if c["name"] == "contract")
+        assert f"you expect {api.settings.anchor_contract}" in contract["detail"]
+        genuine = auditor.get("/v1/records/b-2/bundle").json()
+        ok = auditor.post("/v1/verify", json=genuine).json()
+        assert ok["valid"] and ok["warnings"] == [], ok
+        claimed = {**genuine, "anchor": {**genuine["anchor"], "status": "final"}}
+        depth = chain.block_number() - genuine["anchor"]["block_number"] + 1
+        assert depth < api.settings.finality  # a few blocks: the attacker's deployment
+        refused = auditor.post("/v1/verify", json=claimed).json()
+        assert refused["failed"] == ["block"], refused
+        assert "the bundle says the anchor is final" in refused["checks"][5]["detail"]

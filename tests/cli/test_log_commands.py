@@ -106,6 +106,10 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
             [json.dumps(record(99, id="risk:alert:AL-1"))],
             "line 4: record id 'risk:alert:AL-1' is in the reserved namespace 'risk:'",
         ),
+        (
+            ['{"id": "deep", "payload": ' + "[" * 200_000 + "]" * 200_000 + "}"],
+            "line 4: the record nests arrays and objects 200001 levels deep; at most 64",
+        ),
     ],
 )
 def test_bad_line_exits_2_and_writes_nothing(

@@ -32,9 +32,15 @@ class Env:
     other_contract: str
     old: Path  # the bundle of inv-0000003 at size 20 (checkpoint 0)
     env: dict[str, str]
+    key: str  # the deployer's and anchorer's private key
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "chainaudit", "--data-dir", str(self.data), *args]
+
+    @property
+    def pinned(self) -> list[str]:
+        """``--rpc`` with the chain and the contract an auditor trusts."""
+        return ["--rpc", self.rpc, "--chain-id", "31337", "--contract", self.contract]
 
 
 def run(
@@ -109,6 +115,7 @@ def env(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env
             "CHAINAUDIT_DEPLOYMENTS_DIR": str(root / "deployments"),
             "PYTHONIOENCODING": "utf-8",
         },
+        key=anvil.accounts[0].private_key,
     )
     with Log.open(setup.data) as log:
         anchorer = Anchorer(log, chain, account, contract, policy=AnchorPolicy(finality=10_000))
@@ -136,9 +143,9 @@ def test_proof_bundle_verifies_with_and_without_a_chain(env: Env, tmp_path: Path
 
     online, offline, as_json = run_many(
         env,
-        ["verify", str(bundle), "--rpc", env.rpc],
+        ["verify", str(bundle), *env.pinned],
         ["verify", str(bundle)],
-        ["verify", str(bundle), "--rpc", env.rpc, "--json", "--contract", env.contract],
+        ["verify", str(bundle), *env.pinned, "--json"],
     )
     assert online.returncode == 0, online.stdout + online.stderr
     lines = online.stdout.splitlines()
@@ -159,6 +166,7 @@ def test_proof_bundle_verifies_with_and_without_a_chain(env: Env, tmp_path: Path
     assert verdict["valid"] is True and verdict["chain_checked"] is True
     assert [c["name"] for c in verdict["checks"]] == CHECKS
     assert {c["status"] for c in verdict["checks"]} == {"pass"}
+    assert verdict["warnings"] == []
 
 
 def test_plain_proof_without_output_is_unchanged(env: Env) -> None:
@@ -211,7 +219,7 @@ def test_tampered_bundles_exit_1_naming_the_failed_check(env: Env, tmp_path: Pat
         _tamper(document, what)
         paths[what] = tmp_path / f"{what}.json"
         paths[what].write_text(json.dumps(document))
-    results = run_many(env, *(["verify", str(paths[w]), "--rpc", env.rpc] for w in cases))
+    results = run_many(env, *(["verify", str(paths[w]), *env.pinned] for w in cases))
     for (what, first), result in zip(cases.items(), results, strict=True):
         assert result.returncode == 1, (what, result.stdout, result.stderr)
         assert f"✗ {first}" in result.stdout
@@ -225,7 +233,7 @@ def test_record_can_be_withheld_and_piped(env: Env) -> None:
     assert made.returncode == 0, made.stderr
     document = json.loads(made.stdout)
     assert "record" not in document and document["leaf_index"] == 12
-    checked = run(env, "verify", "-", "--rpc", env.rpc, stdin=made.stdout)
+    checked = run(env, "verify", "-", *env.pinned, stdin=made.stdout)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "- record" in checked.stdout and "withheld or erased" in checked.stdout
     assert checked.stdout.splitlines()[-1].startswith("VALID: the leaf is leaf 12")
@@ -243,9 +251,9 @@ def test_consistency_between_an_old_and_a_new_bundle(env: Env, tmp_path: Path) -
     (tmp_path / "forked.json").write_text(json.dumps(forked))
     ok, offline, tampered, reversed_, no_proof = run_many(
         env,
-        ["verify", "--consistency", str(env.old), str(new), "--rpc", env.rpc],
+        ["verify", "--consistency", str(env.old), str(new), *env.pinned],
         ["verify", "--consistency", str(env.old), str(new)],
-        ["verify", "--consistency", str(env.old), str(tmp_path / "forked.json"), "--rpc", env.rpc],
+        ["verify", "--consistency", str(env.old), str(tmp_path / "forked.json"), *env.pinned],
         ["verify", "--consistency", str(new), str(env.old)],
         ["verify", "--consistency", str(env.old), str(env.old)],
     )
@@ -266,9 +274,9 @@ def test_pins_and_confirmations(env: Env) -> None:
     old = str(env.old)
     other, chain_id, deep, matching = run_many(
         env,
-        ["verify", old, "--rpc", env.rpc, "--contract", env.other_contract],
-        ["verify", old, "--rpc", env.rpc, "--chain-id", "1"],
-        ["verify", old, "--rpc", env.rpc, "--confirmations", "100000"],
+        ["verify", old, "--rpc", env.rpc, "--chain-id", "31337", "--contract", env.other_contract],
+        ["verify", old, "--rpc", env.rpc, "--chain-id", "1", "--contract", env.contract],
+        ["verify", old, *env.pinned, "--confirmations", "100000"],
         ["verify", old, "--rpc", env.rpc, "--chain-id", "31337", "--contract", env.contract],
     )
     assert other.returncode == 1 and "✗ contract" in other.stdout
@@ -282,17 +290,22 @@ def test_unusable_input_exits_2_with_one_line(env: Env, tmp_path: Path) -> None:
     junk.write_text("{")
     shape = tmp_path / "shape.json"
     shape.write_text(json.dumps({"version": 1}))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
     results = run_many(
         env,
         ["verify", str(tmp_path / "missing.json")],
         ["verify", str(junk)],
         ["verify", str(shape)],
-        ["verify", str(env.old), "--rpc", f"http://127.0.0.1:{free_port()}"],
+        ["verify", str(env.old), *env.pinned[2:], "--rpc", f"http://127.0.0.1:{free_port()}"],
         ["verify", str(env.old), "--consistency", str(env.old), str(env.old)],
         ["proof", "inv-0000003", "--no-record"],
         ["proof", "inv-0000003", "--since", "99", "-o", "-"],
         ["proof", "inv-0000003", "-o", str(tmp_path / "no-dir" / "b.json")],
         ["verify", str(env.old), "--confirmations", "0"],
+        ["verify", str(deep)],
+        ["verify", str(env.old), "--rpc", env.rpc],
+        ["verify", str(env.old), "--rpc", env.rpc, "--chain-id", "31337"],
     )
     expected = [
         "cannot read",
@@ -304,6 +317,9 @@ def test_unusable_input_exits_2_with_one_line(env: Env, tmp_path: Path) -> None:
         "between 1 and the log's size 40",
         "cannot write",
         "argument --confirmations: 0 must be at least 1",
+        "deep.json nests arrays and objects 200000 levels deep; at most 64 are allowed",
+        "verify --rpc needs the anchor you trust: pass --contract ADDRESS and --chain-id ID",
+        "verify --rpc needs the anchor you trust: pass --contract ADDRESS (from a source",
     ]
     for message, result in zip(expected, results, strict=True):
         assert result.returncode == 2, (result.args, result.stdout, result.stderr)
@@ -318,3 +334,101 @@ def test_plain_ascii_terminal_gets_ascii_marks(env: Env) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("ok   record")
     assert result.stdout.splitlines()[2].startswith("-    chain_id")
+
+
+def _forged_bundle(env: Env, tmp_path: Path) -> Path:
+    """inv-0000005 with an altered amount, in a log of the attacker's own, anchored in an
+    AuditAnchor the attacker deployed (``env.other_contract``): internally flawless."""
+    forged_data = tmp_path / "forged-data"
+    chain = Chain(env.rpc)
+    account = Account.from_key(env.key)
+    with Log.open(forged_data) as log:
+        log.append(
+            [
+                prepare(
+                    {
+                        "id": f"inv-{i:07d}",
+                        "kind": "transaction",
+                        "timestamp": "2026-11-21T09:30:00Z",
+                        "actor": "supplier:globex",
+                        "payload": {"amount": 999_999_999, "currency": "EUR"},
+                    }
+                )
+                for i in range(8)
+            ]
+        )
+        anchorer = Anchorer(
+            log, chain, account, env.other_contract, policy=AnchorPolicy(finality=10_000)
+        )
+        anchorer.anchor_now(timeout=60)
+        anchorer.close()
+    path = tmp_path / "forged.json"
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chainaudit",
+            "--data-dir",
+            str(forged_data),
+            "proof",
+            "inv-0000005",
+            "-o",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env.env,
+    )
+    assert made.returncode == 0, made.stderr
+    return path
+
+
+def test_a_bundle_from_an_attackers_contract_is_not_valid(env: Env, tmp_path: Path) -> None:
+    forged = str(_forged_bundle(env, tmp_path))
+    unpinned, chain_only, pinned, trusting = run_many(
+        env,
+        ["verify", forged, "--rpc", env.rpc],
+        ["verify", forged, "--rpc", env.rpc, "--chain-id", "31337"],
+        ["verify", forged, *env.pinned],
+        ["verify", forged, "--rpc", env.rpc, "--trust-bundle-contract"],
+    )
+    for refused in (unpinned, chain_only):
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "VALID" not in refused.stdout
+        assert "--contract ADDRESS" in refused.stderr
+        assert "--trust-bundle-contract" in refused.stderr
+    assert pinned.returncode == 1, pinned.stdout
+    assert "✗ contract" in pinned.stdout and "INVALID: failed check(s): contract" in pinned.stdout
+    assert f"you expect {env.contract}" in pinned.stdout
+    # told to trust the bundle's contract, the verdict says what it rested on
+    assert trusting.returncode == 0, trusting.stdout + trusting.stderr
+    assert (
+        f"WARNING: the AuditAnchor address was not pinned: the bundle's own contract "
+        f"{env.other_contract} was trusted" in trusting.stdout
+    )
+    assert "WARNING: the chain id was not pinned" in trusting.stdout
+
+
+def test_a_final_claim_is_checked_against_the_finality(env: Env, tmp_path: Path) -> None:
+    document = json.loads(env.old.read_text())
+    assert document["anchor"]["status"] == "confirmed"
+    document["anchor"]["status"] = "final"
+    claimed = tmp_path / "claimed.json"
+    claimed.write_text(json.dumps(document))
+    strict, lenient, help_ = run_many(
+        env,
+        ["verify", str(claimed), *env.pinned, "--finality", "100000"],
+        ["verify", str(claimed), *env.pinned, "--finality", "1"],
+        ["verify", "--help"],
+    )
+    assert strict.returncode == 1, strict.stdout
+    assert "✗ block" in strict.stdout
+    assert "the bundle says the anchor is final" in strict.stdout
+    assert "final takes 100000" in strict.stdout
+    assert lenient.returncode == 0, lenient.stdout
+    assert "final as claimed (at least 1)" in lenient.stdout
+    configured = run(env, "verify", str(claimed), *env.pinned, CHAINAUDIT_FINALITY="100000")
+    assert configured.returncode == 1 and "final takes 100000" in configured.stdout
+    assert "$CHAINAUDIT_FINALITY, else 12" in " ".join(help_.stdout.split())

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from chainaudit import merkle
+from chainaudit.bundle import loads_bundle
 from chainaudit.canonical import canonicalize
-from chainaudit.errors import RecordError, VerificationError
+from chainaudit.errors import InputError, RecordError, VerificationError
+from chainaudit.verify import verify_bundle
 from tests.web.conftest import Site
 
 CANONICAL_CASES = [
@@ -170,3 +173,108 @@ def test_consistency_checking_matches_the_python_reference(verifier: Page) -> No
         cases,
     )
     assert results == expected
+
+
+# -- what JSON.parse would silently resolve is refused before parsing (issue 14) --------------
+
+
+def _verify_text(page: Page, site: Site, text: str) -> None:
+    page.goto("/#verify")
+    expect(page.locator("#rpc-url")).to_have_value(site.rpc_url)  # /v1/config has loaded
+    page.fill("#bundle-input", text)
+    page.click("#verify-button")
+    expect(page.locator("#verdict")).to_be_visible()
+
+
+def _refused(page: Page, says: str) -> None:
+    assert page.locator("#verdict").get_attribute("data-verdict") == "error"
+    expect(page.locator("#verdict-title")).to_have_text("This is not a proof bundle")
+    expect(page.locator("#verdict-detail")).to_contain_text(says)
+    assert page.locator("#checks li").count() == 0
+    expect(page.locator("#hashed")).to_be_hidden()
+
+
+def test_a_bundle_with_a_duplicate_record_key_is_refused(page: Page, site: Site) -> None:
+    """A forged record first and the genuine one last: JSON.parse keeps the last, so the
+    page used to show the forged one and judge the genuine one valid."""
+    forged = {**site.bundle["record"], "payload": {"type": "invoice", "amount": 1}}
+    text = '{"record": ' + json.dumps(forged) + ", " + json.dumps(site.bundle)[1:]
+    assert json.loads(text) == site.bundle  # what a last-key-wins parser sees
+    _verify_text(page, site, text)
+    _refused(page, 'the key "record" appears twice in one object')
+    # the Python verifier refuses the same text
+    with pytest.raises(InputError, match="duplicate JSON key 'record'"):
+        loads_bundle(text)
+
+
+def test_a_duplicate_key_hidden_by_an_escape_is_refused(page: Page, site: Site) -> None:
+    text = json.dumps(site.bundle).replace('"leaf_index"', '"leaf_index": 0, "leaf\\u005findex"')
+    _verify_text(page, site, text)
+    _refused(page, 'the key "leaf_index" appears twice')
+
+
+def test_a_chosen_file_with_a_duplicate_key_is_refused(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    path = tmp_path / "twice.json"
+    path.write_text('{"version": 1, ' + json.dumps(site.bundle)[1:], encoding="utf-8")
+    page.goto("/#verify")
+    expect(page.locator("#rpc-url")).to_have_value(site.rpc_url)
+    page.set_input_files("#bundle-file", str(path))
+    expect(page.locator("#verdict")).to_be_visible()
+    _refused(page, 'the key "version" appears twice')
+
+
+def test_an_amount_that_is_not_an_exact_integer_is_refused(page: Page, site: Site) -> None:
+    """124999.99999999999999 is 125000 to JSON.parse: the browser used to hash 125000 (valid)
+    while chainaudit's verifier refuses the float (invalid)."""
+    with site.client("auditor") as http:
+        bundle = http.get("/v1/records/po-2026-0001/bundle").json()
+    assert bundle["record"]["payload"]["amount"] == 125_000
+    text = json.dumps(bundle).replace('"amount": 125000', '"amount": 124999.99999999999999')
+    assert json.loads(text)["record"]["payload"]["amount"] == 124999.99999999999999 == 125000.0
+    _verify_text(page, site, text)
+    _refused(page, "the number 124999.99999999999999")
+    expect(page.locator("#verdict-detail")).to_contain_text("is not an exact integer")
+    assert not verify_bundle(loads_bundle(text), chain=None).valid  # the reference agrees
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("leaf_index", "{}e0"), "e0 (at character"),
+        (("tree_size", "9007199254740993"), "the number 9007199254740993"),
+        (("version", "{}.0"), "the number 1.0"),
+    ],
+)
+def test_other_inexact_numbers_are_refused(
+    page: Page, site: Site, change: tuple[str, str], says: str
+) -> None:
+    field, literal = change
+    value = site.bundle[field]
+    text = json.dumps(site.bundle).replace(
+        f'"{field}": {value}', f'"{field}": {literal.format(value)}', 1
+    )
+    json.loads(text)  # valid JSON: only the scan before parsing refuses it
+    _verify_text(page, site, text)
+    _refused(page, says)
+
+
+def test_nesting_beyond_the_limit_is_refused_before_parsing(page: Page, site: Site) -> None:
+    text = json.dumps({**site.bundle, "record": {"deep": "x"}}).replace(
+        '"x"', "[" * 200_000 + "]" * 200_000
+    )
+    _verify_text(page, site, text)
+    _refused(page, "the JSON nests deeper than 64 levels")
+
+
+def test_the_page_shows_the_canonical_record_it_hashed(page: Page, site: Site) -> None:
+    record = site.bundle["record"]
+    reordered = {"record": dict(reversed(list(record.items())))}
+    text = json.dumps({**site.bundle, **reordered}, indent=4)
+    _verify_text(page, site, text)
+    assert page.locator("#verdict").get_attribute("data-verdict") == "valid"
+    expect(page.locator("#hashed")).to_be_visible()
+    shown = page.locator("#hashed-record").text_content()
+    assert shown == canonicalize(record).decode("utf-8")
+    assert merkle.hash_leaf(shown.encode()).hex() == site.bundle["leaf_hash"][2:]

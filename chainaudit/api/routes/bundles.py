@@ -18,7 +18,7 @@ from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
 from chainaudit.bundle import build_bundle, parse_bundle, schema
 from chainaudit.errors import InputError, ProofPendingError
-from chainaudit.verify import verify_bundle
+from chainaudit.verify import Verdict, verify_bundle
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
@@ -34,6 +34,7 @@ class VerdictOut(BaseModel):
     chain_checked: bool
     failed: list[str]
     checks: list[CheckOut]
+    warnings: list[str]
 
 
 @router.get("/records/{record_id}/bundle", tags=["records"])
@@ -75,18 +76,33 @@ async def verify(
     key: Reader,
     svc: ServicesDep,
     bundle: Annotated[dict[str, Any], Body(description="a proof bundle v1", openapi_examples={})],
-    confirmations: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    confirmations: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="default: the service's `confirmations` setting"),
+    ] = None,
 ) -> VerdictOut:
-    """Run every check of ``chainaudit verify`` on a bundle against this service's chain."""
+    """Run every check of ``chainaudit verify`` on a bundle against this service's chain,
+    pinned to this service's own ``AuditAnchor`` and chain id (a bundle anchored anywhere
+    else is not valid), with a ``"final"`` status claim checked against the service's
+    ``finality`` setting."""
     try:
         parsed = parse_bundle(bundle)
     except InputError as exc:
         raise Problem(
             422, "invalid-bundle", str(exc), errors=[{"field": "body", "message": str(exc)}]
         ) from exc
-    verdict = await run_in_threadpool(
-        verify_bundle, parsed, chain=svc.chain, confirmations=confirmations
-    )
+
+    def run() -> Verdict:
+        return verify_bundle(
+            parsed,
+            chain=svc.chain,
+            confirmations=svc.settings.confirmations if confirmations is None else confirmations,
+            finality=svc.settings.finality,
+            expected_chain_id=svc.chain_id(),
+            expected_contract=svc.anchor_contract(),
+        )
+
+    verdict = await run_in_threadpool(run)
     return VerdictOut(**verdict.to_json())
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
 from chainaudit import integrity
-from chainaudit.api.auth import ServicesDep
+from chainaudit.api.auth import ServicesDep, _bearer, _header, principal, require
 from chainaudit.api.problems import problem_response
 
 router = APIRouter(tags=["health"])
@@ -22,7 +24,9 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
-    """Ready when the database answers and the chain endpoint answers."""
+    """Ready when the database answers, the chain endpoint answers, and each configured
+    contract (``AuditAnchor``, and ``SupplyChainEscrow`` when there is one) has code and
+    answers a view call; otherwise 503 naming what failed."""
     checks: dict[str, str] = {}
     try:
         svc.reader()
@@ -31,6 +35,8 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
         checks["database"] = f"failed: {exc}"
     ok, detail = svc.chain_ready()
     checks["chain"] = "ok" if ok else f"failed: {detail}"
+    if ok:
+        checks.update(svc.contracts_ready())
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", "checks": checks}
     return problem_response(
@@ -42,10 +48,30 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+METRICS_ROLES = ("admin", "operator", "auditor", "regulator")
+"""Who may read ``/metrics`` unless ``metrics_public`` is set (not partners: the counters
+describe every partner's traffic)."""
+
+
+async def metrics_reader(
+    request: Request,
+    svc: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> None:
+    """Admit anyone when ``metrics_public`` is set, else a key of :data:`METRICS_ROLES`
+    (401 without one, 403 for a partner's)."""
+    if svc.settings.metrics_public:
+        return
+    key = await principal(request, svc, bearer, header)
+    await require(*METRICS_ROLES)(key)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 def metrics(svc: ServicesDep) -> str:
     """Prometheus text format: records appended, anchors by status, anchor lag, integrity
-    alarms, latency."""
+    alarms, latency. Needs an API key (any role but partner) unless the ``metrics_public``
+    setting is on."""
     log = svc.reader()
     book = svc.anchor_book()
     anchors = book.all()

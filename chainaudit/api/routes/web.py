@@ -9,21 +9,21 @@ so its verdict never rests on this server's word.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Final
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from web3 import Web3
 
 from chainaudit import __version__
 from chainaudit.api.auth import Principal, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.deploy import contract_address
 from chainaudit.errors import ChainauditError
 
 router = APIRouter(tags=["web"])
@@ -74,17 +74,41 @@ async def asset(name: str) -> Response:
 
 class ConfigOut(BaseModel):
     chain_id: int | None = Field(description="null while the chain endpoint does not answer")
-    rpc_url: str = Field(description="the chain endpoint for browsers (JSON-RPC over HTTP)")
+    rpc_url: str | None = Field(
+        description="the chain endpoint for browsers (JSON-RPC over HTTP): the "
+        "`public_rpc_url` setting, else `rpc_url` when it carries no credential; else null"
+    )
     anchor_contract: str | None = Field(description="the AuditAnchor address, EIP-55")
     version: str
 
 
-def _anchor_contract(svc: Services) -> str | None:
-    if svc.anchorer is not None:
-        return svc.anchorer.contract_address
+_KEY_LIKE: Final = re.compile(r"[A-Za-z0-9_-]{16,}")
+"""A path segment long and random enough to be an API key (``/v3/<key>``, ``/<token>``)."""
+
+
+def publishable_rpc_url(public_rpc_url: str | None, rpc_url: str) -> str | None:
+    """The chain endpoint ``/v1/config`` may show anyone: ``public_rpc_url`` when set (the
+    operator said it is public), else ``rpc_url`` unless it may carry a credential — user
+    info, a query string or fragment, or a key-like path segment — in which case ``None``."""
+    if public_rpc_url:
+        return public_rpc_url
     try:
-        return str(Web3.to_checksum_address(contract_address(svc.settings, svc.chain)))
-    except (ChainauditError, ValueError):
+        parts = urlsplit(rpc_url)
+    except ValueError:
+        return None
+    if parts.username or parts.password or "@" in parts.netloc:
+        return None
+    if parts.query or parts.fragment:
+        return None
+    if any(_KEY_LIKE.fullmatch(segment) for segment in parts.path.split("/")):
+        return None
+    return rpc_url
+
+
+def _anchor_contract(svc: Services) -> str | None:
+    try:
+        return svc.anchor_contract()
+    except ChainauditError:
         return None
 
 
@@ -95,7 +119,7 @@ def _config(svc: Services) -> ConfigOut:
         chain_id = None
     return ConfigOut(
         chain_id=chain_id,
-        rpc_url=svc.settings.public_rpc_url or svc.settings.rpc_url,
+        rpc_url=publishable_rpc_url(svc.settings.public_rpc_url, svc.settings.rpc_url),
         anchor_contract=_anchor_contract(svc),
         version=__version__,
     )
@@ -103,7 +127,8 @@ def _config(svc: Services) -> ConfigOut:
 
 @router.get("/v1/config", response_model=ConfigOut)
 async def config(svc: ServicesDep) -> ConfigOut:
-    """Public: the chain id, the chain endpoint for browsers and the AuditAnchor address."""
+    """Public: the chain id, the chain endpoint for browsers (never one carrying a
+    credential) and the AuditAnchor address."""
     return await run_in_threadpool(_config, svc)
 
 
