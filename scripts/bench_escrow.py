@@ -60,11 +60,11 @@ class Bench:
         names = ["admin", "buyer", "supplier", "arbiter", "financier", "insp1", "insp2", "insp3"]
         self.a = dict(zip(names, accounts, strict=False))
         self.relayer = accounts[8]
-        deployed = deploy_escrow(chain, self.a["admin"], None)
+        deployed = deploy_escrow(chain, self.a["admin"], None, arbiters=[self.a["arbiter"].address])
         self.token = deployed["MockStablecoin"].address
         self.client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
         for name in ("insp1", "insp2", "insp3"):
-            self.client.register_inspector(self.a[name])
+            self.client.register_inspector(self.a["admin"], self.a[name].address)
         for name in ("buyer", "financier"):
             mint(chain, self.a["admin"], self.token, self.a[name].address, 10**9 * 10**6)
             self.client.approve_token(self.a[name], self.token)

@@ -273,9 +273,23 @@ def test_revert_at_receipt_is_decoded_from_the_mined_transaction(world: World) -
 
 def test_financing_moves_the_claim_and_refuses_double_financing(world: World) -> None:
     client, supplier, financier = world.client, world.supplier, world.financier
-    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
-    client.fund(world.buyer, deal_id, 0, AMOUNT)
     invoice, advance = h("invoice 42"), AMOUNT * 97 // 100
+    first, second = world.milestones(2)
+    planned = [
+        dataclasses.replace(first, invoice_hash=invoice),
+        dataclasses.replace(second, invoice_hash=h("invoice 44")),
+    ]
+    created = client.create_deal(world.buyer, world.params(), planned)
+    deal_id = created.deal_id
+    assert [e.args["invoiceHash"] for e in created.named("InvoiceDeclared")] == [
+        invoice,
+        h("invoice 44"),
+    ]
+    with refused("SupplyChainEscrowInvoiceAlreadyDeclared"):
+        client.create_deal(
+            world.buyer, world.params(), [dataclasses.replace(first, invoice_hash=invoice)]
+        )
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
     expires = now(world.w3) + DAY
     client.offer_financing(
         supplier,
@@ -298,12 +312,12 @@ def test_financing_moves_the_claim_and_refuses_double_financing(world: World) ->
         client.accept_financing(financier, deal_id, 0, advance=advance - 1, invoice_hash=invoice)
     financed = client.accept_financing(financier, deal_id, 0, advance=advance, invoice_hash=invoice)
     assert financed.event("ReceivableFinanced").args["advance"] == advance
-    assert client.is_invoice_financed(invoice)
+    assert client.is_invoice_financed(invoice, supplier=supplier.address, buyer=world.buyer.address)
     state = client.deal(deal_id).milestones[0]
     assert state.payee == financier.address and state.financed and state.offer is None
     assert client.credit_of(supplier.address, world.token) == advance
 
-    with refused("SupplyChainEscrowInvoiceAlreadyFinanced") as double:
+    with refused("SupplyChainEscrowInvoiceNotDeclared") as elsewhere:
         client.offer_financing(
             supplier,
             deal_id,
@@ -313,18 +327,18 @@ def test_financing_moves_the_claim_and_refuses_double_financing(world: World) ->
             invoice_hash=invoice,
             expires_at=expires,
         )
-    assert double.value.arguments == {"invoiceHash": invoice}
-    with refused("SupplyChainEscrowAlreadyFinanced") as again:
+    assert elsewhere.value.arguments == {"dealId": deal_id, "milestone": 1, "invoiceHash": invoice}
+    with refused("SupplyChainEscrowInvoiceAlreadyFinanced") as double:
         client.offer_financing(
             supplier,
             deal_id,
             0,
             financier=financier.address,
             advance=advance,
-            invoice_hash=h("invoice 43"),
+            invoice_hash=invoice,
             expires_at=expires,
         )
-    assert again.value.arguments["payee"] == financier.address
+    assert double.value.arguments == {"invoiceHash": invoice}
 
     client.offer_financing(
         supplier,

@@ -37,7 +37,9 @@ interface ISupplyChainEscrow {
         Approver,
         Financier,
         BuyerOrSupplier,
-        BuyerOrApprover
+        BuyerOrApprover,
+        Payee, // the milestone's payee: the financier once financed, else the supplier
+        BuyerOrPayee
     }
 
     /// @notice What a buyer submits to open a deal (the buyer is the caller).
@@ -77,11 +79,16 @@ interface ISupplyChainEscrow {
     /// @param documentHash Hash of the purchase order or contract clause (non-zero).
     /// @param proofLeaf When non-zero, the RFC 9162 leaf hash of a record that must be proven
     /// included in an anchored checkpoint before the milestone can be accepted.
+    /// @param invoiceHash When non-zero, the invoice this milestone pays, declared by the buyer
+    /// at creation: the only invoice its claim can be financed under. Registered as the
+    /// commitment `keccak256(abi.encode(supplier, buyer, invoiceHash))`, which no other deal
+    /// may declare again.
     struct MilestoneParams {
         uint96 amount;
         uint40 dueDate;
         bytes32 documentHash;
         bytes32 proofLeaf;
+        bytes32 invoiceHash;
     }
 
     /// @notice A deal as returned by {getDeal}.
@@ -158,6 +165,21 @@ interface ISupplyChainEscrow {
     /// @notice `inspector` registered with registry id `id`.
     event InspectorRegistered(address indexed inspector, uint256 id);
 
+    /// @notice A milestone's claim can be financed only under `invoiceHash`, registered as the
+    /// commitment `commitment` (supplier, buyer and invoice hash).
+    event InvoiceDeclared(
+        uint256 indexed dealId, uint256 indexed milestone, bytes32 invoiceHash, bytes32 indexed commitment
+    );
+
+    /// @notice The registrar accredited `arbiter` for new deals, or withdrew its accreditation.
+    event ArbiterAccreditationUpdated(address indexed arbiter, bool accredited, address indexed registrar);
+
+    /// @notice The admin scheduled a rise of the total-hold cap, effective at `effectiveAt`.
+    event HoldCapChangeScheduled(uint256 cap, uint256 effectiveAt);
+
+    /// @notice The total-hold cap per milestone changed to `cap` seconds.
+    event HoldCapChanged(uint256 cap);
+
     /// @notice New business was paused by `account`.
     event Paused(address indexed account);
 
@@ -206,6 +228,17 @@ interface ISupplyChainEscrow {
     /// @notice A checker approved the release of a milestone.
     event ReleaseApproved(
         uint256 indexed dealId, uint256 indexed milestone, address indexed approver, uint256 approvals
+    );
+
+    /// @notice A release request was withdrawn (its approvals dropped) by `actor`.
+    event ReleaseRequestWithdrawn(uint256 indexed dealId, uint256 indexed milestone, address indexed actor);
+
+    /// @notice The milestone went to the arbiter: its payee escalated a release stuck on
+    /// approvals, or the long stop passed while the milestone was accepted or financed but not
+    /// releasable. If the arbiter does not rule within the dispute timeout, `defaultPayeeBps`
+    /// applies.
+    event MilestoneEscalated(
+        uint256 indexed dealId, uint256 indexed milestone, address indexed actor, uint256 defaultPayeeBps
     );
 
     /// @notice The milestone's funds were credited to `payee`.
@@ -334,4 +367,13 @@ interface ISupplyChainEscrow {
     error SupplyChainEscrowNotPaused();
     error SupplyChainEscrowInspectorNotRegistered(address inspector);
     error SupplyChainEscrowRegistryFull();
+    error SupplyChainEscrowArbiterNotAccredited(address arbiter);
+    error SupplyChainEscrowInvoiceAlreadyDeclared(bytes32 invoiceHash);
+    error SupplyChainEscrowInvoiceNotDeclared(uint256 dealId, uint256 milestone, bytes32 invoiceHash);
+    error SupplyChainEscrowHoldCapExceeded(uint256 dealId, uint256 milestone, uint256 total, uint256 cap);
+    error SupplyChainEscrowInvalidHoldCap(uint256 cap);
+    error SupplyChainEscrowHoldCapChangeNotReady(uint256 effectiveAt);
+    error SupplyChainEscrowApprovalDeadlinePending(uint256 dealId, uint256 milestone, uint256 deadline);
+    error SupplyChainEscrowNothingToEscalate(uint256 dealId, uint256 milestone);
+    error SupplyChainEscrowRebasingToken(address token);
 }

@@ -33,7 +33,6 @@ contract EscrowHandler is TestBase {
     uint256 public ghostDeposited; // funding + advances
     uint256 public ghostWithdrawn;
     mapping(uint256 => uint256) public ghostFunded;
-    uint256 public invoiceNonce;
     /// @dev Successful actions by kind, to check that the fuzzer reaches every stage.
     mapping(bytes32 => uint256) public successes;
 
@@ -67,6 +66,12 @@ contract EscrowHandler is TestBase {
             _isHolder[account] = true;
             creditHolders.push(account);
         }
+    }
+
+    /// @dev The invoice declared for milestone `m` of deal `id` (deal ids start at 1 and every
+    /// deal of the vault is created by this handler).
+    function _invoiceOf(uint256 id, uint256 m) internal pure returns (bytes32) {
+        return keccak256(abi.encode("invoice", id, m));
     }
 
     function dealCount() external view returns (uint256) {
@@ -134,6 +139,7 @@ contract EscrowHandler is TestBase {
             ms[i].amount = uint96(1 + (uint256(keccak256(abi.encode(amountSeed, i))) % 1_000_000e6));
             ms[i].dueDate = uint40(_now() + 1 days + i);
             ms[i].documentHash = keccak256(abi.encode("po", dealIds.length, i));
+            ms[i].invoiceHash = _invoiceOf(dealIds.length + 1, i);
         }
         vm.prank(buyer);
         try escrow.createDeal(p, ms) returns (uint256 id) {
@@ -237,7 +243,8 @@ contract EscrowHandler is TestBase {
         (uint256 id, uint256 m, bool ok) = _pick(seed);
         if (!ok) return;
         uint96 advance = uint96(1 + advanceSeed % escrow.getMilestone(id, m).amount);
-        bytes32 invoice = keccak256(abi.encode("invoice", invoiceNonce++));
+        // a declared invoice of another milestone half of the time: always refused
+        bytes32 invoice = _invoiceOf(id, advanceSeed % 2 == 0 ? m : m + 1);
         vm.prank(supplier);
         try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(_now() + 1 days)) {
             vm.prank(financier);
