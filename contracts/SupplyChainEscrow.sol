@@ -229,7 +229,8 @@ contract SupplyChainEscrow is EscrowStorage {
         MilestoneParams[] calldata milestones
     ) private {
         Milestone[MAX_MILESTONES] storage slots = _milestones[dealId];
-        uint256 lastDue = uint256(params.longStop) - params.inspectionWindow; // longStop > now > window
+        // the long stop is a future timestamp, far above any window (<= 365 days)
+        uint256 lastDue = uint256(params.longStop) - params.inspectionWindow;
         uint256 count = milestones.length;
         for (uint256 i; i < count; ++i) {
             MilestoneParams calldata p = milestones[i];
@@ -244,9 +245,7 @@ contract SupplyChainEscrow is EscrowStorage {
                 if (address(_anchor) == address(0)) revert SupplyChainEscrowNoAnchor();
                 _proofLeaves[dealId][i] = p.proofLeaf;
                 flags = _FLAG_PROOF_REQUIRED;
-                emit ProofGateSet(dealId, i, p.proofLeaf);
             }
-            if (p.invoiceHash != bytes32(0)) _declareInvoice(dealId, i, buyer, params.supplier, p.invoiceHash);
             // One SSTORE (layout: declaration order of {Milestone}; funded = attestations = 0).
             uint256 word = uint256(p.amount) | uint256(p.dueDate) << 192
                 | uint256(uint8(MilestoneStatus.Open)) << 232 | uint256(flags) << 240;
@@ -256,6 +255,9 @@ contract SupplyChainEscrow is EscrowStorage {
                 sstore(slot.slot, word)
             }
             emit MilestoneCreated(dealId, i, p.amount, p.dueDate, p.documentHash);
+            // after MilestoneCreated, so that a reader replaying events knows the milestone
+            if (flags != 0) emit ProofGateSet(dealId, i, p.proofLeaf);
+            if (p.invoiceHash != bytes32(0)) _declareInvoice(dealId, i, buyer, params.supplier, p.invoiceHash);
         }
     }
 
