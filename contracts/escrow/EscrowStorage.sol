@@ -139,13 +139,16 @@ abstract contract EscrowStorage is
         bool allowed;
     }
 
+    // The state is shared by the two halves of the vault: a variable written by one half and
+    // read by the other looks uninitialized to slither, which analyses each contract alone
+    // (and it does not see the inline-assembly SSTOREs of {SupplyChainEscrow-_storeDeal} and
+    // {SupplyChainEscrow-_createMilestones} as initializations). Every variable here is
+    // written by one of {SupplyChainEscrow} and {SupplyChainEscrowControls}.
+    // slither-disable-start uninitialized-state
     Config internal _config;
     HoldCapChange internal _pendingHoldCap;
 
     mapping(uint256 dealId => Deal) internal _deals;
-    // Written with one SSTORE per milestone in {SupplyChainEscrow-_createMilestones} (inline
-    // assembly), which slither does not see as an initialization.
-    // slither-disable-next-line uninitialized-state
     mapping(uint256 dealId => Milestone[MAX_MILESTONES]) internal _milestones;
     mapping(uint256 dealId => MilestoneState[MAX_MILESTONES]) internal _states;
     /// @dev Total seconds each milestone has been (or is scheduled to be) on hold; 8 per slot.
@@ -169,6 +172,7 @@ abstract contract EscrowStorage is
     mapping(address inspector => mapping(uint256 nonce => bool)) internal _usedNonces;
     mapping(address token => TokenInfo) internal _tokenInfo;
     mapping(uint16 tokenId => address) internal _tokens;
+    // slither-disable-end uninitialized-state
 
     constructor(address initialAdmin, uint48 adminTransferDelay)
         AccessControlDefaultAdminRules(adminTransferDelay, initialAdmin)
@@ -197,13 +201,6 @@ abstract contract EscrowStorage is
         if (flags & (_FLAG_PROOF_REQUIRED | _FLAG_PROOF_VERIFIED) == _FLAG_PROOF_REQUIRED) {
             revert SupplyChainEscrowProofRequired(dealId, milestone);
         }
-    }
-
-    function _requireAccepted(Deal storage deal, uint256 dealId, uint256 milestone, Milestone memory m)
-        internal
-        view
-    {
-        _requireAccepted(deal, dealId, milestone, m, _states[dealId][milestone].stageAt);
     }
 
     /// @dev Returns true when the milestone is only deemed accepted (window passed).
