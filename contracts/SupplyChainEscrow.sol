@@ -278,7 +278,7 @@ contract SupplyChainEscrow is EscrowStorage {
     /// until the milestone is fully funded.
     /// @dev Requirements: not paused; caller is the buyer; milestone `Open`; long-stop date not
     /// passed; 0 < amount <= unfunded remainder; the vault's balance rises by exactly `amount`
-    /// (fee-on-transfer and rebasing tokens are refused); the caller approved the vault.
+    /// (fee-on-transfer tokens are refused); the caller approved the vault.
     /// Emits {MilestoneFunded}.
     function fund(uint256 dealId, uint256 milestone, uint256 amount) external nonReentrant {
         _requireNotPaused();
@@ -936,7 +936,8 @@ contract SupplyChainEscrow is EscrowStorage {
 
     /// @dev Pulls `amount` of `token` from the caller (only ever `msg.sender`, so nobody can
     /// spend another account's allowance) and checks that the vault received exactly that
-    /// much, which refuses fee-on-transfer and rebasing tokens. Callers are `nonReentrant` and
+    /// much, which refuses fee-on-transfer tokens (and rebases at transfer; tokens declaring a
+    /// rebasing share interface are refused at allow-listing). Callers are `nonReentrant` and
     /// have already written their effects.
     function _pullExact(address token, uint256 amount) private {
         IERC20 erc20 = IERC20(token);

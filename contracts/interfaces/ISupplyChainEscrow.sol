@@ -21,7 +21,7 @@ interface ISupplyChainEscrow {
         Shipped, // the supplier declared shipment with a document hash
         Inspected, // k inspectors attested; the inspection window runs
         Accepted, // the buyer accepted (deemed acceptance is checked at release)
-        Disputed, // frozen until the arbiter rules or the dispute times out
+        Disputed, // a dispute or an escalation: frozen until the arbiter rules or it times out
         Released, // final: funds credited to the payee
         Settled, // final: dispute split credited to the payee and the buyer
         Refunded // final: funds credited back to the buyer after the long-stop date
@@ -44,19 +44,25 @@ interface ISupplyChainEscrow {
 
     /// @notice What a buyer submits to open a deal (the buyer is the caller).
     /// @param supplier Receives the milestone payments unless a milestone is financed.
-    /// @param arbiter Settles disputes as a basis-point split.
+    /// @param arbiter Settles disputes and escalations as a basis-point split; accredited by the
+    /// registrar.
     /// @param financier Optional: when non-zero, the only financier that may take over a claim.
     /// @param token An allow-listed ERC-20 token without transfer fees or rebasing.
-    /// @param inspectors 1 to 6 distinct registered inspectors.
+    /// @param inspectors 1 to 6 distinct inspectors registered by the registrar.
     /// @param inspectorThreshold k: the number of inspector attestations that complete inspection.
     /// @param inspectionWindow Seconds after inspection during which the buyer may dispute; after
     /// it the milestone is deemed accepted.
     /// @param disputeTimeout Seconds after which anyone may apply the default dispute outcome.
     /// @param defaultPayeeBps Payee share (basis points) of the default dispute outcome.
-    /// @param longStop Timestamp after which the buyer may reclaim unreleased, undisputed funds.
+    /// @param longStop Timestamp after which the buyer may reclaim the funds of milestones neither
+    /// accepted nor financed (each milestone's long stop is pushed back by its hold time, and
+    /// never falls inside its inspection window); accepted or financed milestones then go to
+    /// their payee or to the arbiter. Every due date plus the inspection window must fit before
+    /// it.
     /// @param approvalThreshold Releases of milestones above this amount need approvals.
     /// @param approvalsRequired k approvals from distinct approvers (0 = no maker-checker).
-    /// @param approvers Up to 16 distinct approvers.
+    /// @param approvers Up to 16 distinct approvers, none of them the buyer, the supplier or the
+    /// financier.
     struct DealParams {
         address supplier;
         address arbiter;
