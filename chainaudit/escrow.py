@@ -889,6 +889,16 @@ class EscrowClient:
         Emits ``InspectorRegistered`` the first time."""
         return self._send(registrar, "registerInspector", _address(inspector))
 
+    def revoke_inspector(self, registrar: LocalAccount, inspector: str) -> TxResult:
+        """Withdraw ``inspector``'s accreditation: new deals may no longer name it (existing
+        deals keep it; :meth:`register_inspector` reinstates it). Preconditions:
+        ``REGISTRAR_ROLE``; registered, not revoked. Emits ``InspectorRevoked``."""
+        return self._send(registrar, "revokeInspector", _address(inspector))
+
+    def is_inspector_accredited(self, inspector: str) -> bool:
+        """Whether new deals may name ``inspector`` (registered, not revoked)."""
+        return bool(self._call("isInspectorAccredited", _address(inspector)))
+
     def set_arbiter_accredited(
         self, registrar: LocalAccount, arbiter: str, accredited: bool = True
     ) -> TxResult:

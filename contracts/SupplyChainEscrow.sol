@@ -196,8 +196,9 @@ contract SupplyChainEscrow is EscrowStorage {
             if (inspector == address(0)) revert SupplyChainEscrowZeroAddress();
             if (inspector == buyer || inspector == params.supplier || inspector == params.arbiter
                 || inspector == params.financier) revert SupplyChainEscrowDuplicateParty(inspector);
-            uint96 id = _inspectorIds[inspector];
-            if (id == 0) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+            InspectorEntry memory entry = _inspectors[inspector];
+            if (entry.id == 0 || entry.revoked) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+            uint96 id = entry.id;
             for (uint256 j; j < i; ++j) {
                 if (uint16(packed >> (16 * j)) == id) revert SupplyChainEscrowDuplicateParty(inspector);
             }
@@ -608,6 +609,11 @@ contract SupplyChainEscrow is EscrowStorage {
         _forward();
     }
 
+    /// @notice See {SupplyChainEscrowControls-revokeInspector}.
+    function revokeInspector(address) external {
+        _forward();
+    }
+
     /// @notice See {SupplyChainEscrowControls-setArbiterAccredited}.
     function setArbiterAccredited(address, bool) external {
         _forward();
@@ -802,7 +808,7 @@ contract SupplyChainEscrow is EscrowStorage {
 
     /// @notice The registry id of `inspector` (0: not registered).
     function inspectorId(address inspector) external view returns (uint256) {
-        return _inspectorIds[inspector];
+        return _inspectors[inspector].id;
     }
 
     /// @notice Whether `account` is a release approver of deal `dealId`.
@@ -836,6 +842,12 @@ contract SupplyChainEscrow is EscrowStorage {
         uint256 slot = _invoiceMilestone[commitment];
         if (slot == 0) return (false, 0, 0);
         return (true, slot >> 8, (slot & 0xff) - 1);
+    }
+
+    /// @notice Whether `inspector` may be named by new deals (registered and not revoked).
+    function isInspectorAccredited(address inspector) external view returns (bool) {
+        InspectorEntry memory entry = _inspectors[inspector];
+        return entry.id != 0 && !entry.revoked;
     }
 
     /// @notice Whether `arbiter` may be named by new deals.
@@ -924,7 +936,7 @@ contract SupplyChainEscrow is EscrowStorage {
 
     /// @dev The 1-based position of `account` among the deal's inspectors (0: not one).
     function _inspectorIndex(Deal storage deal, address account) private view returns (uint256) {
-        uint256 id = _inspectorIds[account];
+        uint256 id = _inspectors[account].id;
         if (id == 0) return 0;
         uint256 ids = deal.inspectorIds;
         uint256 n = deal.inspectorCount;

@@ -19,21 +19,40 @@ contract SupplyChainEscrowControls is EscrowStorage {
     // ==========================================================================================
 
     /// @notice Registers `inspector`, giving it a registry id; deals name only registered
-    /// inspectors. Registering again is a no-op that returns the same id.
+    /// inspectors. Registering again returns the same id (and reinstates a revoked inspector).
     /// @dev Requirements: caller has `REGISTRAR_ROLE`; `inspector` non-zero; fewer than 65,535
-    /// inspectors registered. Emits {InspectorRegistered} on first registration.
+    /// inspectors registered. Emits {InspectorRegistered} on first registration and on
+    /// reinstatement.
     /// @return id The inspector's id (ids start at 1).
     function registerInspector(address inspector) external onlyRole(REGISTRAR_ROLE) returns (uint16 id) {
         if (inspector == address(0)) revert SupplyChainEscrowZeroAddress();
-        id = _inspectorIds[inspector];
-        if (id != 0) return id;
+        InspectorEntry memory entry = _inspectors[inspector];
+        id = entry.id;
+        if (id != 0) {
+            if (entry.revoked) {
+                _inspectors[inspector].revoked = false;
+                emit InspectorRegistered(inspector, id);
+            }
+            return id;
+        }
         uint16 count = _config.inspectorCount;
         if (count == type(uint16).max) revert SupplyChainEscrowRegistryFull();
         id = count + 1;
         _config.inspectorCount = id;
-        _inspectorIds[inspector] = id;
+        _inspectors[inspector] = InspectorEntry({id: id, revoked: false});
         _inspectorById[id] = inspector;
         emit InspectorRegistered(inspector, id);
+    }
+
+    /// @notice Withdraws an inspector's accreditation: new deals may no longer name it;
+    /// existing deals keep it (their parties chose it), as they keep their arbiter.
+    /// @dev Requirements: caller has `REGISTRAR_ROLE`; `inspector` registered and not revoked.
+    /// Emits {InspectorRevoked}.
+    function revokeInspector(address inspector) external onlyRole(REGISTRAR_ROLE) {
+        InspectorEntry memory entry = _inspectors[inspector];
+        if (entry.id == 0 || entry.revoked) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+        _inspectors[inspector].revoked = true;
+        emit InspectorRevoked(inspector, msg.sender);
     }
 
     /// @notice Accredits `arbiter` for new deals, or withdraws its accreditation (existing deals

@@ -134,6 +134,12 @@ abstract contract EscrowStorage is
         bytes32 invoiceHash;
     }
 
+    /// @dev One slot, read once per inspector when a deal names it.
+    struct InspectorEntry {
+        uint16 id;
+        bool revoked; // new deals may not name it; existing deals keep it
+    }
+
     struct TokenInfo {
         uint16 id;
         bool allowed;
@@ -162,7 +168,7 @@ abstract contract EscrowStorage is
     mapping(uint256 dealId => Controls) internal _controls;
     /// @dev Approver index + 1 (0: not an approver).
     mapping(uint256 dealId => mapping(address account => uint256)) internal _approverIndex;
-    mapping(address inspector => uint16) internal _inspectorIds;
+    mapping(address inspector => InspectorEntry) internal _inspectors;
     mapping(uint16 id => address) internal _inspectorById;
     mapping(address arbiter => bool) internal _accreditedArbiters;
     mapping(address account => mapping(address token => uint256)) internal _credits;

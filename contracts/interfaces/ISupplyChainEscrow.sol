@@ -168,8 +168,11 @@ interface ISupplyChainEscrow {
     /// anchored checkpoint.
     event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash);
 
-    /// @notice `inspector` registered with registry id `id`.
+    /// @notice `inspector` registered (or was reinstated) with registry id `id`.
     event InspectorRegistered(address indexed inspector, uint256 id);
+
+    /// @notice The registrar withdrew `inspector`'s accreditation: new deals may not name it.
+    event InspectorRevoked(address indexed inspector, address indexed registrar);
 
     /// @notice A milestone's claim can be financed only under `invoiceHash`, registered as the
     /// commitment `commitment` (supplier, buyer and invoice hash).

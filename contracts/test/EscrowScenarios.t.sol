@@ -349,6 +349,33 @@ contract EscrowScenariosTest is EscrowFixture {
         escrow.createDeal(p, _milestones(1, AMOUNT));
     }
 
+    /// The registrar withdraws an inspector's accreditation: new deals cannot name it, an
+    /// existing deal keeps it; registering it again reinstates it under the same id.
+    function test_scenario5_registrarRevokesAnInspector() public {
+        uint256 id = _standardDeal();
+        bytes32 role = escrow.REGISTRAR_ROLE();
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, role));
+        escrow.revokeInspector(inspector1);
+        vm.expectEmit(true, true, false, true, address(escrow));
+        emit I.InspectorRevoked(inspector1, admin);
+        vm.prank(admin);
+        escrow.revokeInspector(inspector1);
+        assertTrue(!escrow.isInspectorAccredited(inspector1), "revoked");
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInspectorNotRegistered.selector, inspector1));
+        escrow.revokeInspector(inspector1);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInspectorNotRegistered.selector, inspector1));
+        escrow.createDeal(_params(1, 1), _milestones(1, AMOUNT));
+        _toInspected(id, 0); // inspector1 still attests on the existing deal
+        vm.prank(admin);
+        assertEq(escrow.registerInspector(inspector1), 1, "same id");
+        assertTrue(escrow.isInspectorAccredited(inspector1), "reinstated");
+        vm.prank(buyer);
+        escrow.createDeal(_params(1, 1), _milestones(1, AMOUNT));
+    }
+
     // ------------------------------------------------------------------ 6. late inspection
 
     function test_scenario6_termsKeepTheWindowBeforeTheLongStop() public {
