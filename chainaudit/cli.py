@@ -343,13 +343,19 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     chain = chain_from(settings, args.rpc)
     deployer = anchorer_account(settings)
     officers = tuple(args.compliance or ())
-    if not officers and settings.environment == "development":
+    arbiters: tuple[str, ...] = ()
+    inspectors: tuple[str, ...] = ()
+    if settings.environment == "development":
         from chainaudit.deploy import DEVNET_PARTIES  # noqa: PLC0415
         from chainaudit.devnet import derive_accounts  # noqa: PLC0415
         from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
 
         accounts = derive_accounts(devnet_settings().mnemonic, 10)
-        officers = (accounts[DEVNET_PARTIES["compliance"]].address,)
+        if not officers:
+            officers = (accounts[DEVNET_PARTIES["compliance"]].address,)
+        # the devnet's arbiter and inspector are accredited (deals may name only those)
+        arbiters = (accounts[DEVNET_PARTIES["arbiter"]].address,)
+        inspectors = (accounts[DEVNET_PARTIES["inspector"]].address,)
     deployed = deploy_contracts(
         chain,
         deployer,
@@ -357,6 +363,8 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         directory=settings.deployments_dir,
         escrow=not args.no_escrow,
         compliance_officers=officers,
+        arbiters=arbiters,
+        inspectors=inspectors,
     )
     for name, contract in deployed.items():
         print(f"{name} deployed at {contract.address} (tx {contract.tx_hash[:12]}...)")

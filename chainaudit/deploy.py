@@ -45,10 +45,13 @@ def deploy_contracts(
     directory: Path | None = None,
     escrow: bool = False,
     compliance_officers: tuple[str, ...] = (),
+    arbiters: tuple[str, ...] = (),
+    inspectors: tuple[str, ...] = (),
 ) -> dict[str, Deployed]:
     """Deploy ``AuditAnchor`` with ``deployer`` as admin and ``anchorer`` (default: the
     deployer) holding ANCHORER_ROLE; with ``escrow``, also the ``SupplyChainEscrow`` vault
-    bound to it and its devnet stablecoin (``compliance_officers`` get COMPLIANCE_ROLE).
+    bound to it and its devnet stablecoin (``compliance_officers`` get COMPLIANCE_ROLE;
+    ``arbiters`` are accredited and ``inspectors`` registered by the deployer as registrar).
     Writes ``<directory>/<chain_id>.json`` when given."""
     artifacts = compile_contracts()
     anchor = deploy(
@@ -62,7 +65,14 @@ def deploy_contracts(
     deployed = {"AuditAnchor": anchor}
     if escrow:
         deployed.update(
-            deploy_escrow(chain, deployer, anchor.address, compliance_officers=compliance_officers)
+            deploy_escrow(
+                chain,
+                deployer,
+                anchor.address,
+                compliance_officers=compliance_officers,
+                arbiters=arbiters,
+                inspectors=inspectors,
+            )
         )
     if directory is not None:
         write_deployment(directory, chain.chain_id(), deployer.address, deployed)

@@ -136,6 +136,8 @@ class Party(IntEnum):
     FINANCIER = 5
     BUYER_OR_SUPPLIER = 6
     BUYER_OR_APPROVER = 7
+    PAYEE = 8
+    BUYER_OR_PAYEE = 9
 
 
 _ENUMS: Final[dict[str, type[IntEnum]]] = {
@@ -216,13 +218,16 @@ class MilestoneParams:
 
     ``document_hash`` names the purchase order or contract clause; a non-zero ``proof_leaf``
     (an RFC 9162 leaf hash of a record of the audit log) gates acceptance on a proof that the
-    record is in an anchored checkpoint.
+    record is in an anchored checkpoint. A non-zero ``invoice_hash`` declares the invoice the
+    milestone pays: its claim can be financed only under that invoice, and no other deal
+    between the same supplier and buyer may declare it again.
     """
 
     amount: int
     due_date: int
     document_hash: bytes
     proof_leaf: bytes = ZERO_HASH
+    invoice_hash: bytes = ZERO_HASH
 
     def as_abi(self) -> tuple[Any, ...]:
         """The ABI tuple, in the field order of the Solidity struct."""
@@ -231,6 +236,7 @@ class MilestoneParams:
             self.due_date,
             _bytes32(self.document_hash),
             _bytes32(self.proof_leaf),
+            _bytes32(self.invoice_hash),
         )
 
     @classmethod
@@ -241,6 +247,7 @@ class MilestoneParams:
             due_date=int(value["dueDate"]),
             document_hash=bytes(value["documentHash"]),
             proof_leaf=bytes(value["proofLeaf"]),
+            invoice_hash=bytes(value["invoiceHash"]),
         )
 
 
@@ -875,11 +882,58 @@ class EscrowClient:
         """Resume new business. Preconditions: ``PAUSER_ROLE``; paused. Emits ``Unpaused``."""
         return self._send(pauser, "unpause")
 
-    def register_inspector(self, inspector: LocalAccount) -> TxResult:
+    def register_inspector(self, registrar: LocalAccount, inspector: str) -> TxResult:
         """Register ``inspector`` in the vault's inspector registry (deals name only
         registered inspectors); a no-op for one already registered.
+        Preconditions: ``registrar`` has ``REGISTRAR_ROLE``.
         Emits ``InspectorRegistered`` the first time."""
-        return self._send(inspector, "registerInspector")
+        return self._send(registrar, "registerInspector", _address(inspector))
+
+    def revoke_inspector(self, registrar: LocalAccount, inspector: str) -> TxResult:
+        """Withdraw ``inspector``'s accreditation: new deals may no longer name it (existing
+        deals keep it; :meth:`register_inspector` reinstates it). Preconditions:
+        ``REGISTRAR_ROLE``; registered, not revoked. Emits ``InspectorRevoked``."""
+        return self._send(registrar, "revokeInspector", _address(inspector))
+
+    def is_inspector_accredited(self, inspector: str) -> bool:
+        """Whether new deals may name ``inspector`` (registered, not revoked)."""
+        return bool(self._call("isInspectorAccredited", _address(inspector)))
+
+    def set_arbiter_accredited(
+        self, registrar: LocalAccount, arbiter: str, accredited: bool = True
+    ) -> TxResult:
+        """Accredit ``arbiter`` for new deals (or withdraw its accreditation).
+        Preconditions: ``registrar`` has ``REGISTRAR_ROLE``. Emits
+        ``ArbiterAccreditationUpdated``."""
+        return self._send(registrar, "setArbiterAccredited", _address(arbiter), accredited)
+
+    def is_arbiter_accredited(self, arbiter: str) -> bool:
+        """Whether new deals may name ``arbiter``."""
+        return bool(self._call("isArbiterAccredited", _address(arbiter)))
+
+    def set_hold_cap(self, admin: LocalAccount, cap: int) -> TxResult:
+        """Change the cap on a milestone's total hold time (seconds): a lower cap applies at
+        once, a higher one 7 days later (:meth:`apply_hold_cap`). Preconditions: ``admin``
+        has ``DEFAULT_ADMIN_ROLE``; 30 days <= cap <= 365 days.
+        Emits ``HoldCapChanged`` or ``HoldCapChangeScheduled``."""
+        return self._send(admin, "setHoldCap", cap)
+
+    def apply_hold_cap(self, caller: LocalAccount) -> TxResult:
+        """Apply a scheduled rise of the hold cap once due; anyone may call.
+        Emits ``HoldCapChanged``."""
+        return self._send(caller, "applyHoldCap")
+
+    def hold_cap(self) -> tuple[int, int, int]:
+        """``(cap, pending_cap, pending_at)``: the total-hold cap in seconds and a scheduled
+        rise (zeros: none)."""
+        cap, pending, at = self._call("holdCap")
+        return int(cap), int(pending), int(at)
+
+    def hold_time(self, deal_id: int, milestone: int) -> tuple[int, int]:
+        """``(held_seconds, long_stop)``: the milestone's total hold time (past and scheduled)
+        and its own long stop (the deal's, pushed back by that time)."""
+        held, long_stop = self._call("holdTime", deal_id, milestone)
+        return int(held), int(long_stop)
 
     # -- deals -------------------------------------------------------------------------------
 
@@ -889,12 +943,15 @@ class EscrowClient:
         """Open a deal with ``buyer`` as the buyer; the new id is ``result.deal_id``.
 
         Preconditions (checked by the contract): not paused; token allow-listed; 1-16
-        milestones with non-zero amounts and document hashes, due dates in the future and not
-        after ``long_stop``; distinct, non-zero parties; 1-6 registered inspectors, none a
-        party, ``1 <= threshold <= inspectors``; a consistent approval policy; windows in
-        ``(0, 365 days]``; ``default_payee_bps <= 10000``; an anchor for proof leaves.
-        Emits ``DealCreated``, ``DealControlsSet`` (financier or approvers),
-        ``MilestoneCreated`` per milestone and ``ProofGateSet`` per proof-gated milestone.
+        milestones with non-zero amounts and document hashes, due dates in the future with
+        ``due_date + inspection_window <= long_stop``; distinct, non-zero parties; an
+        accredited arbiter; 1-6 registered inspectors, none a party,
+        ``1 <= threshold <= inspectors``; a consistent approval policy whose approvers are none
+        of the buyer, supplier or financier; windows in ``(0, 365 days]``;
+        ``default_payee_bps <= 10000``; an anchor for proof leaves; declared invoices new for
+        this supplier and buyer. Emits ``DealCreated``, ``DealControlsSet`` (financier or
+        approvers), ``MilestoneCreated`` per milestone, ``ProofGateSet`` per proof-gated
+        milestone and ``InvoiceDeclared`` per declared invoice.
         """
         return self._send(buyer, "createDeal", params.as_abi(), [m.as_abi() for m in milestones])
 
@@ -1054,10 +1111,36 @@ class EscrowClient:
         return self._send(caller, "applyDisputeTimeout", deal_id, milestone)
 
     def reclaim_after_long_stop(self, buyer: LocalAccount, deal_id: int) -> TxResult:
-        """After the long-stop date, credit every unreleased, undisputed milestone back to the
-        buyer. Preconditions: the buyer; past the long stop; something to reclaim.
-        Emits ``MilestoneRefunded`` per closed milestone."""
+        """After the long-stop date, credit back to the buyer every milestone that is neither
+        accepted (nor deemed accepted) nor financed and whose own long stop (pushed back by its
+        hold time, never before its inspection window ends) has passed. Preconditions: the
+        buyer; past the long stop; something to reclaim. Emits ``MilestoneRefunded`` per
+        closed milestone."""
         return self._send(buyer, "reclaimAfterLongStop", deal_id)
+
+    def settle_after_long_stop(
+        self, caller: LocalAccount, deal_id: int, milestone: int
+    ) -> TxResult:
+        """Close one milestone past its own long stop; anyone may call. Not accepted nor
+        financed: refunded to the buyer. Accepted: released to the payee, or escalated to the
+        arbiter (default: the payee in full) when a hold or missing approvals stand in the
+        way. Financed but not accepted: escalated (default: the deal's split).
+        Emits ``MilestoneRefunded``, ``MilestoneReleased`` or ``MilestoneEscalated``."""
+        return self._send(caller, "settleAfterLongStop", deal_id, milestone)
+
+    def withdraw_release_request(
+        self, caller: LocalAccount, deal_id: int, milestone: int
+    ) -> TxResult:
+        """Withdraw a pending release request and its approvals (its initiator or the buyer),
+        so it can be made again. Emits ``ReleaseRequestWithdrawn``."""
+        return self._send(caller, "withdrawReleaseRequest", deal_id, milestone)
+
+    def escalate_release(self, payee: LocalAccount, deal_id: int, milestone: int) -> TxResult:
+        """The payee sends an accepted milestone whose approvals are still missing after the
+        approval deadline (end of the inspection window plus the dispute timeout) to the
+        arbiter; if the arbiter does not rule in time the payee is paid in full.
+        Emits ``MilestoneEscalated``."""
+        return self._send(payee, "escalateRelease", deal_id, milestone)
 
     # -- financing ---------------------------------------------------------------------------
 
@@ -1074,9 +1157,11 @@ class EscrowClient:
     ) -> TxResult:
         """Offer a milestone's claim to ``financier`` for ``advance``; replaces an earlier offer.
 
-        Preconditions: not paused; the supplier; milestone not final, disputed, financed or on
-        hold; ``financier`` not a party (and the designated one if set);
-        ``0 < advance <= amount``; invoice never financed; ``expires_at`` in the future.
+        Preconditions: not paused; the supplier (the payee: a financed milestone cannot be
+        financed again); milestone not final, disputed or on hold; ``financier`` not a party
+        (and the designated one if set); ``0 < advance <= amount``; ``invoice_hash`` the
+        invoice declared for this milestone at creation, never financed; ``expires_at`` in the
+        future.
         Emits ``FinancingOffered``.
         """
         return self._send(
@@ -1312,9 +1397,19 @@ class EscrowClient:
         fn = self.token(token).functions.allowance(_address(owner), self.address)
         return int(self.chain.run("allowance", fn.call))
 
-    def is_invoice_financed(self, invoice_hash: bytes) -> bool:
-        """Whether ``invoice_hash`` was financed already, in any deal."""
-        return bool(self._call("isInvoiceFinanced", _bytes32(invoice_hash)))
+    def invoice_commitment(self, supplier: str, buyer: str, invoice_hash: bytes) -> bytes:
+        """The registry key of an invoice declared by a deal between ``supplier`` and
+        ``buyer``."""
+        return bytes(
+            self._call(
+                "invoiceCommitment", _address(supplier), _address(buyer), _bytes32(invoice_hash)
+            )
+        )
+
+    def is_invoice_financed(self, invoice_hash: bytes, *, supplier: str, buyer: str) -> bool:
+        """Whether the invoice ``invoice_hash`` of ``supplier`` to ``buyer`` was financed."""
+        commitment = self.invoice_commitment(supplier, buyer, invoice_hash)
+        return bool(self._call("isInvoiceFinanced", commitment))
 
     def is_nonce_used(self, inspector: str, nonce: int) -> bool:
         """Whether ``inspector``'s attestation ``nonce`` was used or invalidated."""

@@ -20,7 +20,12 @@ from chainaudit.toolchain import ContractArtifact, compile_contracts
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
-ESCROW_ROLES: tuple[str, ...] = ("TOKEN_MANAGER_ROLE", "PAUSER_ROLE", "COMPLIANCE_ROLE")
+ESCROW_ROLES: tuple[str, ...] = (
+    "TOKEN_MANAGER_ROLE",
+    "PAUSER_ROLE",
+    "COMPLIANCE_ROLE",
+    "REGISTRAR_ROLE",
+)
 """The operating roles of ``SupplyChainEscrow`` (granted by ``DEFAULT_ADMIN_ROLE``)."""
 
 ADMIN_DELAY_SECONDS = 2 * 24 * 3600
@@ -52,6 +57,8 @@ def deploy_escrow(
     compliance_officers: Sequence[str] = (),
     pausers: Sequence[str] = (),
     token_managers: Sequence[str] = (),
+    arbiters: Sequence[str] = (),
+    inspectors: Sequence[str] = (),
     admin_delay: int = ADMIN_DELAY_SECONDS,
 ) -> dict[str, Deployed]:
     """Deploy ``MockStablecoin`` and ``SupplyChainEscrow`` for a devnet and make them usable.
@@ -64,7 +71,8 @@ def deploy_escrow(
     stablecoin (it can :func:`mint`), holds ``DEFAULT_ADMIN_ROLE`` of the escrow (transfers
     wait ``admin_delay`` seconds) and every operating role of :data:`ESCROW_ROLES`; each
     address in ``compliance_officers``, ``pausers`` and ``token_managers`` gets that role too.
-    The stablecoin is allow-listed for new deals.
+    The stablecoin is allow-listed for new deals; ``admin``, as registrar, accredits each of
+    ``arbiters`` and registers each of ``inspectors`` (deals may name only those).
 
     Raises :class:`~chainaudit.errors.ConfigError` for a malformed address,
     :class:`~chainaudit.errors.ChainError` when a transaction fails (saying so when the
@@ -72,10 +80,13 @@ def deploy_escrow(
     :class:`~chainaudit.errors.ToolchainError` when the contracts cannot be compiled.
     """
     anchor = _checksum(anchor_address) if anchor_address else ZERO_ADDRESS
+    arbiter_list = [_checksum(a) for a in arbiters]
+    inspector_list = [_checksum(a) for a in inspectors]
     extra = {
         "COMPLIANCE_ROLE": [_checksum(a) for a in compliance_officers],
         "PAUSER_ROLE": [_checksum(a) for a in pausers],
         "TOKEN_MANAGER_ROLE": [_checksum(a) for a in token_managers],
+        "REGISTRAR_ROLE": [],
     }
     artifacts = escrow_artifacts()
     token = deploy(
@@ -106,6 +117,10 @@ def deploy_escrow(
         for holder in dict.fromkeys([admin.address, *extra[role_name]]):
             transact(chain, admin, vault.functions.grantRole(role, holder))
     transact(chain, admin, vault.functions.setTokenAllowed(token.address, True))
+    for arbiter in dict.fromkeys(arbiter_list):
+        transact(chain, admin, vault.functions.setArbiterAccredited(arbiter, True))
+    for inspector in dict.fromkeys(inspector_list):
+        transact(chain, admin, vault.functions.registerInspector(inspector))
     return {"MockStablecoin": token, "SupplyChainEscrow": escrow}
 
 

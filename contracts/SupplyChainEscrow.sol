@@ -3,228 +3,102 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControlDefaultAdminRules} from
-    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
-import {ISupplyChainEscrow} from "./interfaces/ISupplyChainEscrow.sol";
+import {EscrowStorage} from "./escrow/EscrowStorage.sol";
+import {SupplyChainEscrowControls} from "./SupplyChainEscrowControls.sol";
 
 /// @title SupplyChainEscrow
 /// @notice One vault holding many supply-chain-finance deals. A buyer escrows an allow-listed
-/// ERC-20 token milestone by milestone; the supplier ships; k-of-n inspectors attest; the buyer
-/// accepts (or the milestone is deemed accepted when its inspection window passes without a
-/// dispute); the funds are then credited to the payee: the supplier, or the financier that
-/// bought the claim. Every milestone has an exit: disputes settled by the arbiter in basis
-/// points, a default outcome after the dispute timeout, and a refund to the buyer after the
-/// deal's long-stop date.
+/// ERC-20 token milestone by milestone; the supplier ships; k-of-n accredited inspectors
+/// attest; the buyer accepts (or the milestone is deemed accepted when its inspection window
+/// passes without a dispute); the funds are then credited to the payee: the supplier, or the
+/// financier that bought the claim. Every milestone has an exit: disputes settled by an
+/// accredited arbiter in basis points, a default outcome after the dispute timeout, and the
+/// long stop: a milestone neither accepted nor financed is refunded to the buyer; an accepted
+/// one is paid to its payee, or goes to the arbiter (default: the payee) when a hold or missing
+/// approvals stand in the way; a financed one not accepted goes to the arbiter.
 ///
 /// @dev Design choices:
 /// - Pull payments: releases, settlements, refunds and financing advances credit a balance per
 ///   (account, token); {withdraw} pays it out. A payee that cannot receive tokens only blocks
 ///   its own withdrawal.
 /// - Only the buyer funds a deal, so a refund always goes back to whoever paid.
-/// - Financing: the supplier consents with an on-chain offer ({offerFinancing}); the financier
-///   takes it with {acceptFinancing}, paying the advance (credited to the supplier) in the same
-///   transaction. A global invoice-hash registry refuses to finance an invoice twice.
+/// - Financing: an invoice is declared per milestone at creation and registered under a
+///   commitment to (supplier, buyer, invoice hash), unique across deals; only the milestone's
+///   payee offers its claim ({offerFinancing}) under that invoice; the financier takes it with
+///   {acceptFinancing}, paying the advance (credited to the supplier) in the same transaction,
+///   and takes over the payee's right to dispute.
+/// - No party approves its own deal; a stuck release request can be withdrawn and re-made,
+///   and after the approval deadline the payee can escalate it to the arbiter.
+/// - Holds are bounded: a milestone's total hold time is capped (a vault setting the admin can
+///   raise only with a delay) and pushes the milestone's long stop back by as much.
 /// - No role can move deal funds: there is no sweep, no upgrade and no admin transfer path.
 ///   Pausing stops new deals, funding and financing only; withdrawals, releases, refunds,
 ///   disputes and rulings keep working.
-/// - Tokens with transfer fees or rebasing are refused: every deposit must raise the vault's
-///   balance by exactly the amount sent.
-/// - Storage is packed for gas: a deal takes three slots (its inspectors are ids of a
-///   permissionless inspector registry, packed in the deal), a milestone one slot at creation
-///   (a second is written lazily from shipment on). The pause flag shares a slot with the deal
-///   counter, so opening a deal reads and writes that slot once.
-contract SupplyChainEscrow is
-    ISupplyChainEscrow,
-    AccessControlDefaultAdminRules,
-    ReentrancyGuardTransient,
-    EIP712
-{
+/// - Fee-on-transfer tokens are refused at every deposit (the vault's balance must rise by
+///   exactly the amount sent); tokens declaring a rebasing share interface are refused at
+///   allow-listing.
+/// - Split for EIP-170: the registries, holds, approvals, long-stop settlement, financing
+///   offers and administration live in {SupplyChainEscrowControls}, deployed by the
+///   constructor and reached by `delegatecall` from thin forwarders here, on this contract's
+///   storage ({EscrowStorage}). `fund`, `acceptFinancing` and `release` stay here.
+/// - Storage is packed for gas: a deal takes three slots (its inspectors are ids of the
+///   inspector registry, packed in the deal), a milestone one slot at creation (a second is
+///   written lazily from shipment on). The pause flag shares a slot with the deal counter, so
+///   opening a deal reads and writes that slot once.
+contract SupplyChainEscrow is EscrowStorage {
     using SafeERC20 for IERC20;
-
-    /// @notice Role allowed to add and remove tokens from the allow-list.
-    bytes32 public constant TOKEN_MANAGER_ROLE = keccak256("TOKEN_MANAGER_ROLE");
-    /// @notice Role allowed to pause and unpause new business.
-    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
-    /// @notice Role allowed to place, renew and lift compliance holds.
-    bytes32 public constant COMPLIANCE_ROLE = keccak256("COMPLIANCE_ROLE");
 
     /// @notice EIP-712 type of a relayed inspector attestation.
     bytes32 public constant ATTESTATION_TYPEHASH = keccak256(
         "InspectionAttestation(address inspector,uint256 dealId,uint256 milestone,bytes32 reportHash,uint256 nonce,uint256 deadline)"
     );
 
-    /// @notice Maximum number of milestones per deal.
-    uint256 public constant MAX_MILESTONES = 16;
-    /// @notice Maximum number of inspectors per deal (their registry ids are packed in the deal).
-    uint256 public constant MAX_INSPECTORS = 6;
-    /// @notice Maximum number of release approvers per deal.
-    uint256 public constant MAX_APPROVERS = 16;
-    /// @notice Maximum length of a compliance hold (it can be renewed).
-    uint256 public constant MAX_HOLD_DURATION = 30 days;
-    /// @notice Maximum inspection window and dispute timeout.
-    uint256 public constant MAX_PERIOD = 365 days;
-    /// @notice 100% in basis points.
-    uint256 public constant BPS = 10_000;
-
-    uint8 private constant _FLAG_PROOF_REQUIRED = 1;
-    uint8 private constant _FLAG_PROOF_VERIFIED = 2;
-
-    /// @dev Three slots. The token is stored as its allow-list id.
-    struct Deal {
-        // slot 0
-        address buyer;
-        uint16 tokenId;
-        uint8 milestoneCount;
-        uint8 inspectorCount;
-        uint8 inspectorThreshold;
-        uint8 approvalsRequired;
-        uint16 defaultPayeeBps;
-        uint32 inspectionWindow;
-        // slot 1
-        address supplier;
-        uint40 longStop;
-        uint32 disputeTimeout;
-        // slot 2
-        address arbiter;
-        uint96 inspectorIds; // registry id of inspector i in bits [16 i, 16 i + 16)
-    }
-
-    /// @dev Written only for deals naming a financier or requiring release approvals.
-    struct Controls {
-        address financier;
-        uint96 approvalThreshold;
-    }
-
-    /// @dev One slot read and written by every new deal.
-    struct Config {
-        uint64 nextDealId;
-        uint16 tokenCount;
-        uint16 inspectorCount;
-        bool paused;
-    }
-
-    /// @dev One slot, written at creation.
-    struct Milestone {
-        uint96 amount;
-        uint96 funded;
-        uint40 dueDate;
-        MilestoneStatus status;
-        uint8 flags;
-        uint8 attestations;
-    }
-
-    /// @dev One slot, written lazily (shipment, attestation, financing, holds).
-    struct MilestoneState {
-        address payee; // zero: the supplier
-        uint40 stageAt;
-        uint40 holdUntil;
-        uint16 attested; // bitmap of inspector indexes
-    }
-
-    struct Dispute {
-        address openedBy;
-        uint40 openedAt;
-        uint16 payeeBps;
-    }
-
-    struct ReleaseApproval {
-        address initiator;
-        uint16 approvedBitmap;
-        uint8 approvals;
-    }
-
-    struct FinancingOffer {
-        address financier;
-        uint96 advance;
-        uint40 expiresAt;
-        bytes32 invoiceHash;
-    }
-
-    struct TokenInfo {
-        uint16 id;
-        bool allowed;
-    }
-
     IAuditAnchor private immutable _anchor;
-
-    Config private _config;
-
-    mapping(uint256 dealId => Deal) private _deals;
-    // Written with one SSTORE per milestone in {_createMilestones} (inline assembly), which
-    // slither does not see as an initialization.
-    // slither-disable-next-line uninitialized-state
-    mapping(uint256 dealId => Milestone[MAX_MILESTONES]) private _milestones;
-    mapping(uint256 dealId => MilestoneState[MAX_MILESTONES]) private _states;
-    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _shippingDocs;
-    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _proofLeaves;
-    mapping(uint256 dealId => bytes32[MAX_MILESTONES]) private _holdReasons;
-    mapping(uint256 dealId => Dispute[MAX_MILESTONES]) private _disputes;
-    mapping(uint256 dealId => ReleaseApproval[MAX_MILESTONES]) private _approvals;
-    mapping(uint256 dealId => FinancingOffer[MAX_MILESTONES]) private _offers;
-    mapping(uint256 dealId => Controls) private _controls;
-    /// @dev Approver index + 1 (0: not an approver).
-    mapping(uint256 dealId => mapping(address account => uint256)) private _approverIndex;
-    mapping(address inspector => uint16) private _inspectorIds;
-    mapping(uint16 id => address) private _inspectorById;
-    mapping(address account => mapping(address token => uint256)) private _credits;
-    mapping(bytes32 invoiceHash => bool) private _financedInvoices;
-    mapping(address inspector => mapping(uint256 nonce => bool)) private _usedNonces;
-    mapping(address token => TokenInfo) private _tokenInfo;
-    mapping(uint16 tokenId => address) private _tokens;
+    /// @dev The controls half of the vault, deployed by the constructor and reached by
+    /// `delegatecall` (it runs on this contract's storage).
+    address private immutable _controlsModule;
 
     /// @param initialAdmin Holder of `DEFAULT_ADMIN_ROLE` (grants the other roles).
     /// @param adminTransferDelay Delay of a default-admin transfer (AccessControlDefaultAdminRules).
     /// @param anchor The AuditAnchor used by proof-gated milestones (zero: no proof gates).
     constructor(address initialAdmin, uint48 adminTransferDelay, IAuditAnchor anchor)
-        AccessControlDefaultAdminRules(adminTransferDelay, initialAdmin)
-        EIP712("SupplyChainEscrow", "1")
+        EscrowStorage(initialAdmin, adminTransferDelay)
     {
         _anchor = anchor;
+        _controlsModule = address(new SupplyChainEscrowControls());
         // Start at 1 so that id 0 never names a deal, and so that the first deal pays for a
         // non-zero to non-zero counter update like every other.
         _config.nextDealId = 1;
+        _config.holdCap = DEFAULT_HOLD_CAP;
     }
 
     // ==========================================================================================
     // Deals
     // ==========================================================================================
 
-    /// @notice Registers the caller as an inspector, giving it a registry id; deals name only
-    /// registered inspectors. Registering again is a no-op that returns the same id.
-    /// @dev Permissionless. Emits {InspectorRegistered} on first registration.
-    /// @return id The caller's inspector id (ids start at 1).
-    function registerInspector() external returns (uint16 id) {
-        id = _inspectorIds[msg.sender];
-        if (id != 0) return id;
-        uint16 count = _config.inspectorCount;
-        if (count == type(uint16).max) revert SupplyChainEscrowRegistryFull();
-        id = count + 1;
-        _config.inspectorCount = id;
-        _inspectorIds[msg.sender] = id;
-        _inspectorById[id] = msg.sender;
-        emit InspectorRegistered(msg.sender, id);
-    }
-
     /// @notice Opens a deal; the caller is the buyer.
     /// @dev Requirements:
     /// - not paused; `params.token` allow-listed;
     /// - 1 to {MAX_MILESTONES} milestones, each with a non-zero amount and document hash and a
-    ///   due date in the future, not after `params.longStop`;
+    ///   due date in the future such that `dueDate + inspectionWindow <= params.longStop` (an
+    ///   inspection on time has its whole window before the long stop);
     /// - supplier, arbiter (and financier when set) non-zero and distinct from the buyer and
-    ///   from each other;
+    ///   from each other; the arbiter accredited by the registrar ({setArbiterAccredited});
     /// - 1 to {MAX_INSPECTORS} distinct registered inspectors ({registerInspector}), none of
     ///   them a named party, and 1 <= threshold <= inspectors;
     /// - approvers: none with `approvalsRequired == 0`, else 1 <= approvalsRequired <= approvers
-    ///   <= {MAX_APPROVERS}, distinct, none the supplier or the financier;
+    ///   <= {MAX_APPROVERS}, distinct, none the buyer, the supplier or the financier (no party
+    ///   approves its own deal);
     /// - 0 < inspectionWindow, disputeTimeout <= {MAX_PERIOD}; defaultPayeeBps <= {BPS};
-    /// - a milestone with a proof leaf needs an anchor.
+    /// - a milestone with a proof leaf needs an anchor;
+    /// - a declared invoice hash not yet declared by any deal between the same supplier and
+    ///   buyer (nor twice in this one).
     /// Emits {DealCreated}, {DealControlsSet} when a financier or approvers are named, one
-    /// {MilestoneCreated} per milestone and one {ProofGateSet} per proof-gated milestone.
+    /// {MilestoneCreated} per milestone, one {ProofGateSet} per proof-gated milestone and one
+    /// {InvoiceDeclared} per declared invoice.
     /// @return dealId The new deal's id (ids start at 1).
     function createDeal(DealParams calldata params, MilestoneParams[] calldata milestones)
         external
@@ -239,6 +113,7 @@ contract SupplyChainEscrow is
         _checkTerms(params);
         address buyer = msg.sender;
         _checkNamedParties(buyer, params.supplier, params.arbiter, params.financier);
+        if (!_accreditedArbiters[params.arbiter]) revert SupplyChainEscrowArbiterNotAccredited(params.arbiter);
         uint96 inspectorIds = _inspectorIdsOf(buyer, params);
 
         dealId = config.nextDealId;
@@ -246,9 +121,9 @@ contract SupplyChainEscrow is
         _config = config;
         _storeDeal(dealId, buyer, info.id, inspectorIds, uint8(count), params);
         if (params.financier != address(0) || params.approvalsRequired != 0) {
-            _registerControls(dealId, params);
+            _registerControls(dealId, buyer, params);
         }
-        _createMilestones(dealId, params.longStop, milestones);
+        _createMilestones(dealId, buyer, params, milestones);
     }
 
     function _storeDeal(
@@ -321,8 +196,9 @@ contract SupplyChainEscrow is
             if (inspector == address(0)) revert SupplyChainEscrowZeroAddress();
             if (inspector == buyer || inspector == params.supplier || inspector == params.arbiter
                 || inspector == params.financier) revert SupplyChainEscrowDuplicateParty(inspector);
-            uint96 id = _inspectorIds[inspector];
-            if (id == 0) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+            InspectorEntry memory entry = _inspectors[inspector];
+            if (entry.id == 0 || entry.revoked) revert SupplyChainEscrowInspectorNotRegistered(inspector);
+            uint96 id = entry.id;
             for (uint256 j; j < i; ++j) {
                 if (uint16(packed >> (16 * j)) == id) revert SupplyChainEscrowDuplicateParty(inspector);
             }
@@ -330,13 +206,14 @@ contract SupplyChainEscrow is
         }
     }
 
-    function _registerControls(uint256 dealId, DealParams calldata params) private {
+    function _registerControls(uint256 dealId, address buyer, DealParams calldata params) private {
         _controls[dealId] = Controls({financier: params.financier, approvalThreshold: params.approvalThreshold});
         uint256 n = params.approvers.length;
         for (uint256 i; i < n; ++i) {
             address approver = params.approvers[i];
             if (approver == address(0)) revert SupplyChainEscrowZeroAddress();
-            if (approver == params.supplier || approver == params.financier || _approverIndex[dealId][approver] != 0) {
+            if (approver == buyer || approver == params.supplier || approver == params.financier
+                || _approverIndex[dealId][approver] != 0) {
                 revert SupplyChainEscrowDuplicateParty(approver);
             }
             _approverIndex[dealId][approver] = i + 1;
@@ -346,15 +223,22 @@ contract SupplyChainEscrow is
         );
     }
 
-    function _createMilestones(uint256 dealId, uint40 longStop, MilestoneParams[] calldata milestones) private {
+    function _createMilestones(
+        uint256 dealId,
+        address buyer,
+        DealParams calldata params,
+        MilestoneParams[] calldata milestones
+    ) private {
         Milestone[MAX_MILESTONES] storage slots = _milestones[dealId];
+        // the long stop is a future timestamp, far above any window (<= 365 days)
+        uint256 lastDue = uint256(params.longStop) - params.inspectionWindow;
         uint256 count = milestones.length;
         for (uint256 i; i < count; ++i) {
             MilestoneParams calldata p = milestones[i];
             if (p.amount == 0) revert SupplyChainEscrowZeroAmount();
             if (p.documentHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
             // slither-disable-next-line timestamp
-            if (p.dueDate <= block.timestamp || p.dueDate > longStop) {
+            if (p.dueDate <= block.timestamp || p.dueDate > lastDue) {
                 revert SupplyChainEscrowInvalidDueDate(i, p.dueDate);
             }
             uint8 flags;
@@ -362,7 +246,6 @@ contract SupplyChainEscrow is
                 if (address(_anchor) == address(0)) revert SupplyChainEscrowNoAnchor();
                 _proofLeaves[dealId][i] = p.proofLeaf;
                 flags = _FLAG_PROOF_REQUIRED;
-                emit ProofGateSet(dealId, i, p.proofLeaf);
             }
             // One SSTORE (layout: declaration order of {Milestone}; funded = attestations = 0).
             uint256 word = uint256(p.amount) | uint256(p.dueDate) << 192
@@ -373,7 +256,19 @@ contract SupplyChainEscrow is
                 sstore(slot.slot, word)
             }
             emit MilestoneCreated(dealId, i, p.amount, p.dueDate, p.documentHash);
+            // after MilestoneCreated, so that a reader replaying events knows the milestone
+            if (flags != 0) emit ProofGateSet(dealId, i, p.proofLeaf);
+            if (p.invoiceHash != bytes32(0)) _declareInvoice(dealId, i, buyer, params.supplier, p.invoiceHash);
         }
+    }
+
+    function _declareInvoice(uint256 dealId, uint256 milestone, address buyer, address supplier, bytes32 invoiceHash)
+        private
+    {
+        bytes32 commitment = _invoiceCommitment(supplier, buyer, invoiceHash);
+        if (_invoiceMilestone[commitment] != 0) revert SupplyChainEscrowInvoiceAlreadyDeclared(invoiceHash);
+        _invoiceMilestone[commitment] = _invoiceSlotOf(dealId, milestone);
+        emit InvoiceDeclared(dealId, milestone, invoiceHash, commitment);
     }
 
     // ==========================================================================================
@@ -384,7 +279,7 @@ contract SupplyChainEscrow is
     /// until the milestone is fully funded.
     /// @dev Requirements: not paused; caller is the buyer; milestone `Open`; long-stop date not
     /// passed; 0 < amount <= unfunded remainder; the vault's balance rises by exactly `amount`
-    /// (fee-on-transfer and rebasing tokens are refused); the caller approved the vault.
+    /// (fee-on-transfer tokens are refused); the caller approved the vault.
     /// Emits {MilestoneFunded}.
     function fund(uint256 dealId, uint256 milestone, uint256 amount) external nonReentrant {
         _requireNotPaused();
@@ -525,44 +420,6 @@ contract SupplyChainEscrow is
     // Release (with maker-checker approvals)
     // ==========================================================================================
 
-    /// @notice Starts the maker-checker approval of a release above the deal's approval
-    /// threshold; the caller (maker) cannot approve it.
-    /// @dev Requirements: the deal requires approvals and the milestone amount exceeds the
-    /// threshold; caller is the buyer or an approver; the milestone is accepted or deemed
-    /// accepted; no release request yet. Emits {ReleaseRequested}.
-    function requestRelease(uint256 dealId, uint256 milestone) external {
-        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
-        Milestone memory m = ms;
-        if (!_needsApproval(deal, dealId, m.amount)) revert SupplyChainEscrowApprovalNotRequired(dealId, milestone);
-        if (msg.sender != deal.buyer && _approverIndex[dealId][msg.sender] == 0) {
-            revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.BuyerOrApprover);
-        }
-        _requireAccepted(deal, dealId, milestone, m);
-        ReleaseApproval storage approval = _approvals[dealId][milestone];
-        address initiator = approval.initiator;
-        if (initiator != address(0)) revert SupplyChainEscrowReleaseAlreadyRequested(dealId, milestone, initiator);
-        approval.initiator = msg.sender;
-        emit ReleaseRequested(dealId, milestone, msg.sender);
-    }
-
-    /// @notice Approves a requested release (checker).
-    /// @dev Requirements: caller is an approver of the deal, not the initiator, and has not
-    /// approved this request yet; a release was requested. Emits {ReleaseApproved}.
-    function approveRelease(uint256 dealId, uint256 milestone) external {
-        _load(dealId, milestone);
-        uint256 index = _approverIndex[dealId][msg.sender];
-        if (index == 0) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Approver);
-        ReleaseApproval memory a = _approvals[dealId][milestone];
-        if (a.initiator == address(0)) revert SupplyChainEscrowReleaseNotRequested(dealId, milestone);
-        if (a.initiator == msg.sender) revert SupplyChainEscrowInitiatorCannotApprove(dealId, milestone, msg.sender);
-        uint16 bit = uint16(1 << (index - 1));
-        if (a.approvedBitmap & bit != 0) revert SupplyChainEscrowAlreadyApproved(dealId, milestone, msg.sender);
-        uint8 approvals = a.approvals + 1;
-        _approvals[dealId][milestone] =
-            ReleaseApproval({initiator: a.initiator, approvedBitmap: a.approvedBitmap | bit, approvals: approvals});
-        emit ReleaseApproved(dealId, milestone, msg.sender, approvals);
-    }
-
     /// @notice Credits an accepted (or deemed accepted) milestone to its payee; anyone may call.
     /// @dev Requirements: milestone `Accepted`, or `Inspected` with its inspection window
     /// passed and its record proven when gated; no active compliance hold; enough approvals
@@ -581,12 +438,8 @@ contract SupplyChainEscrow is
                 revert SupplyChainEscrowApprovalsMissing(dealId, milestone, approvals, deal.approvalsRequired);
             }
         }
-        address payee = st.payee == address(0) ? deal.supplier : st.payee;
-
-        ms.status = MilestoneStatus.Released;
         if (deemed) emit MilestoneAccepted(dealId, milestone, msg.sender, true);
-        _credits[payee][_tokens[deal.tokenId]] += m.funded;
-        emit MilestoneReleased(dealId, milestone, payee, msg.sender, m.funded);
+        _releaseTo(deal, ms, dealId, milestone, _payeeOf(deal, st.payee), m.funded);
     }
 
     // ==========================================================================================
@@ -594,31 +447,40 @@ contract SupplyChainEscrow is
     // ==========================================================================================
 
     /// @notice Opens a dispute on a milestone, freezing it (and only it).
-    /// @dev Requirements: caller is the buyer or the supplier; the long-stop date has not
-    /// passed; milestone `Funded`, `Shipped`, or `Inspected` within its inspection window;
-    /// `reasonHash` non-zero. Compliance holds and pausing do not block disputes.
-    /// Emits {DisputeOpened}.
+    /// @dev The right to dispute belongs to the buyer and to the payee: the supplier, or, once
+    /// the claim is financed, the financier (the supplier sold it). Requirements: caller is the
+    /// buyer or the payee; milestone `Funded` or `Shipped` before its long stop (the deal's,
+    /// pushed back by the milestone's hold time), or `Inspected` within its inspection window
+    /// (even past the long stop: the window always runs in full); `reasonHash` non-zero.
+    /// Compliance holds and pausing do not block disputes. Emits {DisputeOpened}.
     function openDispute(uint256 dealId, uint256 milestone, bytes32 reasonHash) external {
         (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
-        if (msg.sender != deal.buyer && msg.sender != deal.supplier) {
-            revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.BuyerOrSupplier);
+        MilestoneState memory st = _states[dealId][milestone];
+        if (msg.sender != deal.buyer && msg.sender != _payeeOf(deal, st.payee)) {
+            revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.BuyerOrPayee);
         }
         if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
-        uint256 longStop = deal.longStop;
-        // slither-disable-next-line timestamp
-        if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
         MilestoneStatus status = ms.status;
         if (status == MilestoneStatus.Inspected) {
-            uint256 windowEnd = uint256(_states[dealId][milestone].stageAt) + deal.inspectionWindow;
+            uint256 windowEnd = uint256(st.stageAt) + deal.inspectionWindow;
             // slither-disable-next-line timestamp
             if (block.timestamp > windowEnd) revert SupplyChainEscrowWindowClosed(dealId, milestone, windowEnd);
-        } else if (status != MilestoneStatus.Funded && status != MilestoneStatus.Shipped) {
+        } else if (status == MilestoneStatus.Funded || status == MilestoneStatus.Shipped) {
+            uint256 longStop = _longStopOf(deal, dealId, milestone);
+            // slither-disable-next-line timestamp
+            if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
+        } else {
             revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
         }
 
         ms.status = MilestoneStatus.Disputed;
-        _disputes[dealId][milestone] =
-            Dispute({openedBy: msg.sender, openedAt: uint40(block.timestamp), payeeBps: 0});
+        _disputes[dealId][milestone] = Dispute({
+            openedBy: msg.sender,
+            openedAt: uint40(block.timestamp),
+            payeeBps: 0,
+            defaultBps: deal.defaultPayeeBps,
+            escalated: false
+        });
         emit DisputeOpened(dealId, milestone, msg.sender, reasonHash);
     }
 
@@ -635,17 +497,20 @@ contract SupplyChainEscrow is
         _settle(deal, ms, dealId, milestone, payeeBps, false, rulingHash);
     }
 
-    /// @notice Applies the deal's default outcome to a dispute that outlived the dispute
-    /// timeout; anyone may call.
+    /// @notice Applies the default outcome to a dispute or escalation that outlived the deal's
+    /// dispute timeout; anyone may call. The default is the deal's `defaultPayeeBps` for a
+    /// dispute, and the one fixed at escalation ({MilestoneEscalated}: the whole amount to the
+    /// payee of an accepted milestone) for an escalation.
     /// @dev Requirements: milestone `Disputed` for longer than the deal's dispute timeout.
     /// Emits {DisputeSettled} with `byDefault` set.
     function applyDisputeTimeout(uint256 dealId, uint256 milestone) external {
         (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
         _requireStatus(dealId, milestone, ms.status, MilestoneStatus.Disputed);
-        uint256 endsAt = uint256(_disputes[dealId][milestone].openedAt) + deal.disputeTimeout;
+        Dispute memory d = _disputes[dealId][milestone];
+        uint256 endsAt = uint256(d.openedAt) + deal.disputeTimeout;
         // slither-disable-next-line timestamp
         if (block.timestamp <= endsAt) revert SupplyChainEscrowDisputeTimeoutPending(dealId, milestone, endsAt);
-        _settle(deal, ms, dealId, milestone, deal.defaultPayeeBps, true, bytes32(0));
+        _settle(deal, ms, dealId, milestone, d.defaultBps, true, bytes32(0));
     }
 
     function _settle(
@@ -671,99 +536,17 @@ contract SupplyChainEscrow is
         emit DisputeSettled(dealId, milestone, msg.sender, payeeBps, payeeAmount, buyerAmount, byDefault, rulingHash);
     }
 
-    /// @notice After the long-stop date, returns every unreleased, undisputed milestone's
-    /// escrowed funds to the buyer (credited for withdrawal) and closes those milestones.
-    /// @dev Requirements: caller is the buyer; `block.timestamp > longStop`; at least one
-    /// milestone is neither final nor disputed. Compliance holds and pausing do not block it.
-    /// Emits one {MilestoneRefunded} per closed milestone.
-    /// @return refunded The total amount credited to the buyer.
-    function reclaimAfterLongStop(uint256 dealId) external returns (uint256 refunded) {
-        Deal storage deal = _deals[dealId];
-        address buyer = deal.buyer;
-        if (buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
-        if (msg.sender != buyer) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Buyer);
-        uint256 longStop = deal.longStop;
-        // slither-disable-next-line timestamp
-        if (block.timestamp <= longStop) revert SupplyChainEscrowLongStopNotReached(dealId, longStop);
-
-        Milestone[MAX_MILESTONES] storage slots = _milestones[dealId];
-        uint256 count = deal.milestoneCount;
-        bool closedAny = false;
-        for (uint256 i; i < count; ++i) {
-            Milestone storage ms = slots[i];
-            MilestoneStatus status = ms.status;
-            if (_isFinal(status) || status == MilestoneStatus.Disputed) continue;
-            uint256 amount = ms.funded;
-            ms.status = MilestoneStatus.Refunded;
-            refunded += amount;
-            closedAny = true;
-            emit MilestoneRefunded(dealId, i, buyer, amount);
-        }
-        if (!closedAny) revert SupplyChainEscrowNothingToReclaim(dealId);
-        if (refunded != 0) _credits[buyer][_tokens[deal.tokenId]] += refunded;
-    }
-
     // ==========================================================================================
     // Receivables financing
     // ==========================================================================================
-
-    /// @notice Offers the milestone's claim to `financier` for an `advance` paid to the
-    /// supplier; replaces any earlier offer for the milestone.
-    /// @dev Requirements: not paused; caller is the supplier; milestone not final, not disputed,
-    /// not financed, not on hold; `financier` non-zero, not the buyer, supplier or arbiter, and
-    /// the deal's designated financier when there is one; 0 < advance <= milestone amount;
-    /// `invoiceHash` non-zero and never financed; `expiresAt` in the future.
-    /// Emits {FinancingOffered}.
-    function offerFinancing(
-        uint256 dealId,
-        uint256 milestone,
-        address financier,
-        uint96 advance,
-        bytes32 invoiceHash,
-        uint40 expiresAt
-    ) external {
-        _requireNotPaused();
-        (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
-        if (msg.sender != deal.supplier) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Supplier);
-        if (financier == address(0)) revert SupplyChainEscrowZeroAddress();
-        if (financier == deal.buyer || financier == deal.supplier || financier == deal.arbiter) {
-            revert SupplyChainEscrowDuplicateParty(financier);
-        }
-        address designated = _controls[dealId].financier;
-        if (designated != address(0) && financier != designated) {
-            revert SupplyChainEscrowUnauthorized(dealId, financier, Party.Financier);
-        }
-        uint256 amount = ms.amount;
-        if (advance == 0 || advance > amount) revert SupplyChainEscrowInvalidAdvance(advance, amount);
-        if (invoiceHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
-        if (_financedInvoices[invoiceHash]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
-        // slither-disable-next-line timestamp
-        if (expiresAt <= block.timestamp) revert SupplyChainEscrowInvalidDuration(expiresAt);
-        _requireFinanceable(dealId, milestone, ms.status);
-
-        _offers[dealId][milestone] =
-            FinancingOffer({financier: financier, advance: advance, expiresAt: expiresAt, invoiceHash: invoiceHash});
-        emit FinancingOffered(dealId, milestone, financier, advance, invoiceHash, expiresAt);
-    }
-
-    /// @notice Withdraws the supplier's financing offer. Emits {FinancingOfferCancelled}.
-    /// @dev Requirements: caller is the supplier; an offer exists. Works while paused.
-    function cancelFinancingOffer(uint256 dealId, uint256 milestone) external {
-        (Deal storage deal,) = _load(dealId, milestone);
-        if (msg.sender != deal.supplier) revert SupplyChainEscrowUnauthorized(dealId, msg.sender, Party.Supplier);
-        if (_offers[dealId][milestone].financier == address(0)) {
-            revert SupplyChainEscrowNoFinancingOffer(dealId, milestone);
-        }
-        delete _offers[dealId][milestone];
-        emit FinancingOfferCancelled(dealId, milestone, msg.sender);
-    }
 
     /// @notice Takes the supplier's financing offer: the caller pays `advance` (credited to the
     /// supplier) and becomes the milestone's payee, atomically.
     /// @dev `advance` and `invoiceHash` repeat the offer's terms so that a replaced offer cannot
     /// surprise the financier. Pending release approvals are reset (the payee changed).
     /// Requirements: not paused; an unexpired offer to the caller with these terms; milestone
-    /// not final, not disputed, not financed, not on hold; invoice never financed; the vault
+    /// not final, not disputed, not financed, not on hold; the invoice (declared for this
+    /// milestone at creation, checked when offered) never financed; the vault
     /// receives exactly `advance` from the caller (allowance needed).
     /// Emits {ReceivableFinanced}.
     function acceptFinancing(uint256 dealId, uint256 milestone, uint96 advance, bytes32 invoiceHash)
@@ -782,83 +565,20 @@ contract SupplyChainEscrow is
         if (block.timestamp > offer.expiresAt) {
             revert SupplyChainEscrowFinancingOfferExpired(dealId, milestone, offer.expiresAt);
         }
-        if (_financedInvoices[invoiceHash]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
+        address supplier = deal.supplier;
+        bytes32 commitment = _invoiceCommitment(supplier, deal.buyer, invoiceHash);
+        if (_financedInvoices[commitment]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
         _requireFinanceable(dealId, milestone, ms.status);
 
-        address supplier = deal.supplier;
         address token = _tokens[deal.tokenId];
         _states[dealId][milestone].payee = msg.sender;
-        _financedInvoices[invoiceHash] = true;
+        _financedInvoices[commitment] = true;
         delete _offers[dealId][milestone];
         delete _approvals[dealId][milestone];
         _credits[supplier][token] += advance;
         emit ReceivableFinanced(dealId, milestone, msg.sender, supplier, advance, invoiceHash);
 
         _pullExact(token, advance);
-    }
-
-    // ==========================================================================================
-    // Compliance holds
-    // ==========================================================================================
-
-    /// @notice Places a compliance hold on a milestone: it blocks release and financing (never
-    /// disputes, rulings or the long-stop refund) until lifted or expired.
-    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; milestone not final; no active hold;
-    /// 0 < duration <= {MAX_HOLD_DURATION}; `reasonHash` non-zero. Emits {ComplianceHoldPlaced}.
-    function placeHold(uint256 dealId, uint256 milestone, bytes32 reasonHash, uint256 duration)
-        external
-        onlyRole(COMPLIANCE_ROLE)
-    {
-        (, Milestone storage ms) = _load(dealId, milestone);
-        MilestoneStatus status = ms.status;
-        if (_isFinal(status)) revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
-        MilestoneState storage st = _states[dealId][milestone];
-        uint256 current = st.holdUntil;
-        // slither-disable-next-line timestamp
-        if (current > block.timestamp) revert SupplyChainEscrowOnHold(dealId, milestone, current);
-        uint40 until = _holdEnd(reasonHash, duration);
-        st.holdUntil = until;
-        _holdReasons[dealId][milestone] = reasonHash;
-        emit ComplianceHoldPlaced(dealId, milestone, msg.sender, reasonHash, until);
-    }
-
-    /// @notice Extends an active hold to `duration` seconds from now.
-    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; an active hold; milestone not final;
-    /// 0 < duration <= {MAX_HOLD_DURATION}; `reasonHash` non-zero. Emits {ComplianceHoldRenewed}.
-    function renewHold(uint256 dealId, uint256 milestone, bytes32 reasonHash, uint256 duration)
-        external
-        onlyRole(COMPLIANCE_ROLE)
-    {
-        (, Milestone storage ms) = _load(dealId, milestone);
-        MilestoneStatus status = ms.status;
-        if (_isFinal(status)) revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
-        MilestoneState storage st = _states[dealId][milestone];
-        // slither-disable-next-line timestamp
-        if (st.holdUntil <= block.timestamp) revert SupplyChainEscrowNoActiveHold(dealId, milestone);
-        uint40 until = _holdEnd(reasonHash, duration);
-        st.holdUntil = until;
-        _holdReasons[dealId][milestone] = reasonHash;
-        emit ComplianceHoldRenewed(dealId, milestone, msg.sender, reasonHash, until);
-    }
-
-    /// @notice Lifts an active hold.
-    /// @dev Requirements: caller has `COMPLIANCE_ROLE`; an active hold; `reasonHash` (the
-    /// decision record) non-zero. Emits {ComplianceHoldLifted}.
-    function liftHold(uint256 dealId, uint256 milestone, bytes32 reasonHash) external onlyRole(COMPLIANCE_ROLE) {
-        _load(dealId, milestone);
-        if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
-        MilestoneState storage st = _states[dealId][milestone];
-        // slither-disable-next-line timestamp
-        if (st.holdUntil <= block.timestamp) revert SupplyChainEscrowNoActiveHold(dealId, milestone);
-        st.holdUntil = 0;
-        delete _holdReasons[dealId][milestone];
-        emit ComplianceHoldLifted(dealId, milestone, msg.sender, reasonHash);
-    }
-
-    function _holdEnd(bytes32 reasonHash, uint256 duration) private view returns (uint40) {
-        if (reasonHash == bytes32(0)) revert SupplyChainEscrowZeroHash();
-        if (duration == 0 || duration > MAX_HOLD_DURATION) revert SupplyChainEscrowInvalidDuration(duration);
-        return uint40(block.timestamp + duration);
     }
 
     // ==========================================================================================
@@ -875,42 +595,123 @@ contract SupplyChainEscrow is
         IERC20(token).safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Adds `token` to, or removes it from, the allow-list of new deals. Removing a
-    /// token never affects existing deals.
-    /// @dev Requirements: caller has `TOKEN_MANAGER_ROLE`; `token` is a contract.
-    /// Emits {TokenAllowListUpdated}.
-    function setTokenAllowed(address token, bool allowed) external onlyRole(TOKEN_MANAGER_ROLE) {
-        if (token.code.length == 0) revert SupplyChainEscrowZeroAddress();
-        TokenInfo memory info = _tokenInfo[token];
-        if (info.id == 0) {
-            info.id = ++_config.tokenCount;
-            _tokens[info.id] = token;
-        }
-        info.allowed = allowed;
-        _tokenInfo[token] = info;
-        emit TokenAllowListUpdated(token, allowed, msg.sender);
-    }
-
-    /// @notice Stops new deals, funding and financing (never withdrawals, releases, refunds,
-    /// disputes or rulings).
-    /// @dev Requirements: caller has `PAUSER_ROLE`; not paused. Emits {Paused}.
-    function pause() external onlyRole(PAUSER_ROLE) {
-        _requireNotPaused();
-        _config.paused = true;
-        emit Paused(msg.sender);
-    }
-
-    /// @notice Resumes new business.
-    /// @dev Requirements: caller has `PAUSER_ROLE`; paused. Emits {Unpaused}.
-    function unpause() external onlyRole(PAUSER_ROLE) {
-        if (!_config.paused) revert SupplyChainEscrowNotPaused();
-        _config.paused = false;
-        emit Unpaused(msg.sender);
-    }
-
     /// @notice Whether new business is paused.
     function paused() external view returns (bool) {
         return _config.paused;
+    }
+
+    // ==========================================================================================
+    // Controls (forwarded to SupplyChainEscrowControls; documented there)
+    // ==========================================================================================
+
+    /// @notice See {SupplyChainEscrowControls-registerInspector}.
+    function registerInspector(address) external returns (uint16) {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-revokeInspector}.
+    function revokeInspector(address) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-setArbiterAccredited}.
+    function setArbiterAccredited(address, bool) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-requestRelease}.
+    function requestRelease(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-approveRelease}.
+    function approveRelease(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-withdrawReleaseRequest}.
+    function withdrawReleaseRequest(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-escalateRelease}.
+    function escalateRelease(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-reclaimAfterLongStop}.
+    function reclaimAfterLongStop(uint256) external returns (uint256) {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-settleAfterLongStop}.
+    function settleAfterLongStop(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-offerFinancing}.
+    function offerFinancing(uint256, uint256, address, uint96, bytes32, uint40) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-cancelFinancingOffer}.
+    function cancelFinancingOffer(uint256, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-placeHold}.
+    function placeHold(uint256, uint256, bytes32, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-renewHold}.
+    function renewHold(uint256, uint256, bytes32, uint256) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-liftHold}.
+    function liftHold(uint256, uint256, bytes32) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-setHoldCap}.
+    function setHoldCap(uint32) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-applyHoldCap}.
+    function applyHoldCap() external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-setTokenAllowed}.
+    function setTokenAllowed(address, bool) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-pause}.
+    function pause() external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-unpause}.
+    function unpause() external {
+        _forward();
+    }
+
+    /// @dev Runs the current call's function of the controls module on this contract's storage
+    /// and returns (or reverts) with its result; never returns to the caller.
+    function _forward() private {
+        address module = _controlsModule;
+        // slither-disable-next-line assembly
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, 0, calldatasize())
+            let ok := delegatecall(gas(), module, ptr, calldatasize(), 0, 0)
+            returndatacopy(ptr, 0, returndatasize())
+            if iszero(ok) { revert(ptr, returndatasize()) }
+            return(ptr, returndatasize())
+        }
     }
 
     // ==========================================================================================
@@ -1007,7 +808,7 @@ contract SupplyChainEscrow is
 
     /// @notice The registry id of `inspector` (0: not registered).
     function inspectorId(address inspector) external view returns (uint256) {
-        return _inspectorIds[inspector];
+        return _inspectors[inspector].id;
     }
 
     /// @notice Whether `account` is a release approver of deal `dealId`.
@@ -1026,9 +827,53 @@ contract SupplyChainEscrow is
         return _credits[account][token];
     }
 
-    /// @notice Whether `invoiceHash` was already financed (in any deal).
-    function isInvoiceFinanced(bytes32 invoiceHash) external view returns (bool) {
-        return _financedInvoices[invoiceHash];
+    /// @notice Whether the invoice `commitment` ({invoiceCommitment}) was financed.
+    function isInvoiceFinanced(bytes32 commitment) external view returns (bool) {
+        return _financedInvoices[commitment];
+    }
+
+    /// @notice The registry key of an invoice declared in a deal between `supplier` and `buyer`.
+    function invoiceCommitment(address supplier, address buyer, bytes32 invoiceHash) external pure returns (bytes32) {
+        return _invoiceCommitment(supplier, buyer, invoiceHash);
+    }
+
+    /// @notice The deal and milestone that declared the invoice `commitment` (found false: none).
+    function invoiceMilestone(bytes32 commitment) external view returns (bool found, uint256 dealId, uint256 milestone) {
+        uint256 slot = _invoiceMilestone[commitment];
+        if (slot == 0) return (false, 0, 0);
+        return (true, slot >> 8, (slot & 0xff) - 1);
+    }
+
+    /// @notice Whether `inspector` may be named by new deals (registered and not revoked).
+    function isInspectorAccredited(address inspector) external view returns (bool) {
+        InspectorEntry memory entry = _inspectors[inspector];
+        return entry.id != 0 && !entry.revoked;
+    }
+
+    /// @notice Whether `arbiter` may be named by new deals.
+    function isArbiterAccredited(address arbiter) external view returns (bool) {
+        return _accreditedArbiters[arbiter];
+    }
+
+    /// @notice A milestone's total hold time (past and scheduled, in seconds) and its own
+    /// long stop: the deal's pushed back by that time.
+    function holdTime(uint256 dealId, uint256 milestone) external view returns (uint256 heldSeconds, uint256 longStop) {
+        (Deal storage deal,) = _load(dealId, milestone);
+        return (_heldTotal[dealId][milestone], _longStopOf(deal, dealId, milestone));
+    }
+
+    /// @notice The cap on a milestone's total hold time, and a scheduled rise (zero: none).
+    function holdCap() external view returns (uint256 cap, uint256 pendingCap, uint256 pendingAt) {
+        HoldCapChange memory change = _pendingHoldCap;
+        return (_config.holdCap, change.cap, change.effectiveAt);
+    }
+
+    /// @notice Whether the milestone is with the arbiter by escalation rather than a dispute,
+    /// and the payee share applied if the arbiter does not rule in time.
+    function escalation(uint256 dealId, uint256 milestone) external view returns (bool escalated, uint256 defaultBps) {
+        _load(dealId, milestone);
+        Dispute memory d = _disputes[dealId][milestone];
+        return (d.escalated, d.defaultBps);
     }
 
     /// @notice Whether `nonce` of `inspector` was used or cancelled.
@@ -1089,71 +934,9 @@ contract SupplyChainEscrow is
     // Internal helpers
     // ==========================================================================================
 
-    function _load(uint256 dealId, uint256 milestone) private view returns (Deal storage deal, Milestone storage ms) {
-        deal = _deals[dealId];
-        if (deal.buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
-        if (milestone >= deal.milestoneCount) revert SupplyChainEscrowUnknownMilestone(dealId, milestone);
-        ms = _milestones[dealId][milestone];
-    }
-
-    function _requireStatus(uint256 dealId, uint256 milestone, MilestoneStatus actual, MilestoneStatus expected)
-        private
-        pure
-    {
-        if (actual != expected) revert SupplyChainEscrowInvalidStatus(dealId, milestone, actual);
-    }
-
-    function _requireProof(uint256 dealId, uint256 milestone, uint8 flags) private pure {
-        if (flags & (_FLAG_PROOF_REQUIRED | _FLAG_PROOF_VERIFIED) == _FLAG_PROOF_REQUIRED) {
-            revert SupplyChainEscrowProofRequired(dealId, milestone);
-        }
-    }
-
-    function _requireAccepted(Deal storage deal, uint256 dealId, uint256 milestone, Milestone memory m)
-        private
-        view
-    {
-        _requireAccepted(deal, dealId, milestone, m, _states[dealId][milestone].stageAt);
-    }
-
-    /// @dev Returns true when the milestone is only deemed accepted (window passed).
-    function _requireAccepted(
-        Deal storage deal,
-        uint256 dealId,
-        uint256 milestone,
-        Milestone memory m,
-        uint40 inspectedAt
-    ) private view returns (bool deemed) {
-        if (m.status == MilestoneStatus.Accepted) return false;
-        if (m.status != MilestoneStatus.Inspected) revert SupplyChainEscrowInvalidStatus(dealId, milestone, m.status);
-        uint256 windowEnd = uint256(inspectedAt) + deal.inspectionWindow;
-        // slither-disable-next-line timestamp
-        if (block.timestamp <= windowEnd) revert SupplyChainEscrowWindowOpen(dealId, milestone, windowEnd);
-        _requireProof(dealId, milestone, m.flags);
-        return true;
-    }
-
-    function _requireFinanceable(uint256 dealId, uint256 milestone, MilestoneStatus status) private view {
-        if (_isFinal(status) || status == MilestoneStatus.Disputed) {
-            revert SupplyChainEscrowInvalidStatus(dealId, milestone, status);
-        }
-        MilestoneState memory st = _states[dealId][milestone];
-        if (st.payee != address(0)) revert SupplyChainEscrowAlreadyFinanced(dealId, milestone, st.payee);
-        // slither-disable-next-line timestamp
-        if (st.holdUntil > block.timestamp) revert SupplyChainEscrowOnHold(dealId, milestone, st.holdUntil);
-    }
-
-    function _needsApproval(Deal storage deal, uint256 dealId, uint256 amount) private view returns (bool) {
-        return deal.approvalsRequired != 0 && amount > _controls[dealId].approvalThreshold;
-    }
-
-    function _requireNotPaused() private view {
-        if (_config.paused) revert SupplyChainEscrowPaused();
-    }
-
     /// @dev The 1-based position of `account` among the deal's inspectors (0: not one).
     function _inspectorIndex(Deal storage deal, address account) private view returns (uint256) {
-        uint256 id = _inspectorIds[account];
+        uint256 id = _inspectors[account].id;
         if (id == 0) return 0;
         uint256 ids = deal.inspectorIds;
         uint256 n = deal.inspectorCount;
@@ -1163,13 +946,10 @@ contract SupplyChainEscrow is
         return 0;
     }
 
-    function _isFinal(MilestoneStatus status) private pure returns (bool) {
-        return status >= MilestoneStatus.Released;
-    }
-
     /// @dev Pulls `amount` of `token` from the caller (only ever `msg.sender`, so nobody can
     /// spend another account's allowance) and checks that the vault received exactly that
-    /// much, which refuses fee-on-transfer and rebasing tokens. Callers are `nonReentrant` and
+    /// much, which refuses fee-on-transfer tokens (and rebases at transfer; tokens declaring a
+    /// rebasing share interface are refused at allow-listing). Callers are `nonReentrant` and
     /// have already written their effects.
     function _pullExact(address token, uint256 amount) private {
         IERC20 erc20 = IERC20(token);

@@ -256,7 +256,7 @@ def main() -> None:
     chain = Chain(rpc)
     operator = Account.from_key(who["operator"].private_key)
     escrow = EscrowClient(chain, contracts["SupplyChainEscrow"])
-    escrow.register_inspector(Account.from_key(who["inspector"].private_key))
+    escrow.register_inspector(operator, address["inspector"])  # a no-op: `deploy` did it
     for party, amount in (("buyer", 500_000 * UNIT), ("financier", 200_000 * UNIT)):
         mint(chain, operator, contracts["MockStablecoin"], address[party], amount)
         say(f"   faucet: {money(amount)} minted to {NAMES[party]}")
@@ -349,7 +349,12 @@ def main() -> None:
             "approval_threshold": 50_000 * UNIT,
             "milestones": [
                 {"amount": m1, "due_date": now + 30 * DAY, "document_hash": h("PO-1001/1")},
-                {"amount": m2, "due_date": now + 60 * DAY, "document_hash": h("PO-1001/2")},
+                {
+                    "amount": m2,
+                    "due_date": now + 60 * DAY,
+                    "document_hash": h("PO-1001/2"),
+                    "invoice_hash": h("INV-7781"),
+                },
             ],
         },
     )
@@ -461,7 +466,10 @@ def main() -> None:
         },
         expect=409,
     )
-    say(f"   financing INV-7781 again (under deal {second}) is refused: {refused['error']}")
+    say(
+        f"   financing INV-7781 again under deal {second} (which did not declare it) "
+        f"is refused: {refused['error']}"
+    )
 
     say("\n== 4. A risk rule holds the payment; two approvers clear it")
     api.act("supplier", deal_id, 1, "ship", document_hash=h("BL-78"))

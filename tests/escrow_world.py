@@ -144,12 +144,16 @@ def make_world(devnet: Devnet, *, anchor: str | None = None) -> World:
         rpc(w3, "anvil_setBalance", account.address, hex(10**21))
     admin = accounts["admin"]
     deployed = deploy_escrow(
-        chain, admin, anchor, compliance_officers=[accounts["officer"].address]
+        chain,
+        admin,
+        anchor,
+        compliance_officers=[accounts["officer"].address],
+        arbiters=[accounts["arbiter"].address],
     )
     token = deployed["MockStablecoin"].address
     client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
     for role in ("inspector1", "inspector2", "inspector3"):
-        client.register_inspector(accounts[role])
+        client.register_inspector(admin, accounts[role].address)
     for role in ("buyer", "financier"):
         mint(chain, admin, token, accounts[role].address, 1_000_000 * 10**6)
         client.approve_token(accounts[role], token)

@@ -34,7 +34,7 @@ def test_demo_plays_the_whole_scenario_and_stops(tmp_path: Path) -> None:
             "funded milestone 1",
             "milestone 1 released",
             "now owns milestone 2's claim",
-            "is refused: SupplyChainEscrowInvoiceAlreadyFinanced",
+            "is refused: SupplyChainEscrowInvoiceNotDeclared",
             "matched rule large-release: held",
             "Bob (approver) approved it",
             "milestone 2 released: 61,337.25 mUSDC credited to First Factor Bank",

@@ -81,8 +81,16 @@ def test_escrow_fits_the_eip170_code_size_limit() -> None:
 def test_deploy_escrow_allow_lists_the_token_and_grants_roles(world: World) -> None:
     client = world.client
     assert client.is_token_allowed(world.token)
-    for role in ("TOKEN_MANAGER_ROLE", "PAUSER_ROLE", "COMPLIANCE_ROLE", "DEFAULT_ADMIN_ROLE"):
+    for role in (
+        "TOKEN_MANAGER_ROLE",
+        "PAUSER_ROLE",
+        "COMPLIANCE_ROLE",
+        "REGISTRAR_ROLE",
+        "DEFAULT_ADMIN_ROLE",
+    ):
         assert client.has_role(role, world.admin.address), role
+    assert client.is_arbiter_accredited(world.arbiter.address)
+    assert not client.is_arbiter_accredited(world.stranger.address)
     assert client.has_role("COMPLIANCE_ROLE", world.officer.address)
     assert not client.has_role("PAUSER_ROLE", world.officer.address)
     assert client.inspector_id(world.inspector1.address) == 1
@@ -273,9 +281,23 @@ def test_revert_at_receipt_is_decoded_from_the_mined_transaction(world: World) -
 
 def test_financing_moves_the_claim_and_refuses_double_financing(world: World) -> None:
     client, supplier, financier = world.client, world.supplier, world.financier
-    deal_id = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
-    client.fund(world.buyer, deal_id, 0, AMOUNT)
     invoice, advance = h("invoice 42"), AMOUNT * 97 // 100
+    first, second = world.milestones(2)
+    planned = [
+        dataclasses.replace(first, invoice_hash=invoice),
+        dataclasses.replace(second, invoice_hash=h("invoice 44")),
+    ]
+    created = client.create_deal(world.buyer, world.params(), planned)
+    deal_id = created.deal_id
+    assert [e.args["invoiceHash"] for e in created.named("InvoiceDeclared")] == [
+        invoice,
+        h("invoice 44"),
+    ]
+    with refused("SupplyChainEscrowInvoiceAlreadyDeclared"):
+        client.create_deal(
+            world.buyer, world.params(), [dataclasses.replace(first, invoice_hash=invoice)]
+        )
+    client.fund(world.buyer, deal_id, 0, AMOUNT)
     expires = now(world.w3) + DAY
     client.offer_financing(
         supplier,
@@ -298,12 +320,12 @@ def test_financing_moves_the_claim_and_refuses_double_financing(world: World) ->
         client.accept_financing(financier, deal_id, 0, advance=advance - 1, invoice_hash=invoice)
     financed = client.accept_financing(financier, deal_id, 0, advance=advance, invoice_hash=invoice)
     assert financed.event("ReceivableFinanced").args["advance"] == advance
-    assert client.is_invoice_financed(invoice)
+    assert client.is_invoice_financed(invoice, supplier=supplier.address, buyer=world.buyer.address)
     state = client.deal(deal_id).milestones[0]
     assert state.payee == financier.address and state.financed and state.offer is None
     assert client.credit_of(supplier.address, world.token) == advance
 
-    with refused("SupplyChainEscrowInvoiceAlreadyFinanced") as double:
+    with refused("SupplyChainEscrowInvoiceNotDeclared") as elsewhere:
         client.offer_financing(
             supplier,
             deal_id,
@@ -313,18 +335,18 @@ def test_financing_moves_the_claim_and_refuses_double_financing(world: World) ->
             invoice_hash=invoice,
             expires_at=expires,
         )
-    assert double.value.arguments == {"invoiceHash": invoice}
-    with refused("SupplyChainEscrowAlreadyFinanced") as again:
+    assert elsewhere.value.arguments == {"dealId": deal_id, "milestone": 1, "invoiceHash": invoice}
+    with refused("SupplyChainEscrowInvoiceAlreadyFinanced") as double:
         client.offer_financing(
             supplier,
             deal_id,
             0,
             financier=financier.address,
             advance=advance,
-            invoice_hash=h("invoice 43"),
+            invoice_hash=invoice,
             expires_at=expires,
         )
-    assert again.value.arguments["payee"] == financier.address
+    assert double.value.arguments == {"invoiceHash": invoice}
 
     client.offer_financing(
         supplier,
@@ -487,6 +509,55 @@ def test_maker_checker_release_needs_k_approvals(world: World) -> None:
         client.release(world.buyer, deal_id, 0)
     client.approve_release(world.approver3, deal_id, 0)
     assert client.release(world.buyer, deal_id, 0).event("MilestoneReleased")
+
+
+def test_accepted_money_reaches_its_payee_when_approvals_never_come(world: World) -> None:
+    """Issue 13 through the client: the buyer cannot approve its own deal; a stuck request is
+    withdrawn; the payee escalates after the approval deadline and the arbiter's silence pays
+    it; at the long stop an accepted milestone is paid, never refunded."""
+    client = world.client
+    with refused("SupplyChainEscrowDuplicateParty"):
+        client.create_deal(
+            world.buyer,
+            world.params(approvers=[world.buyer.address], approvals_required=1),
+            world.milestones(1),
+        )
+    params = world.params(
+        approvers=[world.approver1.address, world.approver2.address],
+        approvals_required=2,
+        approval_threshold=1,
+    )
+    deal_id = client.create_deal(world.buyer, params, world.milestones(2)).deal_id
+    to_accepted(world, deal_id, 0)
+    client.request_release(world.approver1, deal_id, 0)
+    withdrawn = client.withdraw_release_request(world.buyer, deal_id, 0)
+    assert withdrawn.event("ReleaseRequestWithdrawn").args["actor"] == world.buyer.address
+    assert client.deal(deal_id).milestones[0].approval is None
+    with refused("SupplyChainEscrowApprovalDeadlinePending"):
+        client.escalate_release(world.supplier, deal_id, 0)
+    travel(world.w3, WINDOW + TIMEOUT + 1)
+    escalated = client.escalate_release(world.supplier, deal_id, 0)
+    assert escalated.event("MilestoneEscalated").args["defaultPayeeBps"] == 10_000
+    assert client.deal(deal_id).milestones[0].status is MilestoneStatus.DISPUTED
+    travel(world.w3, TIMEOUT + 1)
+    client.apply_dispute_timeout(world.stranger, deal_id, 0)
+    assert client.credit_of(world.supplier.address, world.token) == AMOUNT
+
+    # milestone 1: accepted, never approved, a hold on it; the long stop pays the payee
+    to_accepted(world, deal_id, 1)
+    client.place_hold(world.officer, deal_id, 1, h("kyc"), 10 * DAY)
+    held, long_stop = client.hold_time(deal_id, 1)
+    assert (held, long_stop) == (10 * DAY, params.long_stop + 10 * DAY)
+    assert client.hold_cap() == (90 * DAY, 0, 0)
+    travel(world.w3, long_stop - now(world.w3) + 1)
+    with refused("SupplyChainEscrowNothingToReclaim"):
+        client.reclaim_after_long_stop(world.buyer, deal_id)
+    settled = client.settle_after_long_stop(world.stranger, deal_id, 1)
+    assert settled.event("MilestoneEscalated")  # approvals missing: the arbiter decides
+    travel(world.w3, TIMEOUT + 1)
+    client.apply_dispute_timeout(world.stranger, deal_id, 1)
+    assert client.credit_of(world.supplier.address, world.token) == 2 * AMOUNT
+    assert client.credit_of(world.buyer.address, world.token) == 0
 
 
 def test_compliance_hold_blocks_release_until_lifted(world: World) -> None:

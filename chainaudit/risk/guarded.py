@@ -375,7 +375,11 @@ class GuardedEscrow:
         open_ms = [
             m
             for m in deal.milestones
-            if not m.status.final and m.status is not MilestoneStatus.DISPUTED
+            if not m.status.final
+            and m.status not in (MilestoneStatus.DISPUTED, MilestoneStatus.ACCEPTED)
+            # accepted or financed money is never refunded by default
+            and not m.deemed_accepted
+            and not m.financed
         ]
         request = ActionRequest(
             action="refund",

@@ -44,6 +44,7 @@ _STATUS_OF: Final = {
     "MilestoneInspected": MilestoneStatus.INSPECTED,
     "MilestoneAccepted": MilestoneStatus.ACCEPTED,
     "DisputeOpened": MilestoneStatus.DISPUTED,
+    "MilestoneEscalated": MilestoneStatus.DISPUTED,
 }
 
 

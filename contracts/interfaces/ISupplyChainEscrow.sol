@@ -21,7 +21,7 @@ interface ISupplyChainEscrow {
         Shipped, // the supplier declared shipment with a document hash
         Inspected, // k inspectors attested; the inspection window runs
         Accepted, // the buyer accepted (deemed acceptance is checked at release)
-        Disputed, // frozen until the arbiter rules or the dispute times out
+        Disputed, // a dispute or an escalation: frozen until the arbiter rules or it times out
         Released, // final: funds credited to the payee
         Settled, // final: dispute split credited to the payee and the buyer
         Refunded // final: funds credited back to the buyer after the long-stop date
@@ -37,24 +37,32 @@ interface ISupplyChainEscrow {
         Approver,
         Financier,
         BuyerOrSupplier,
-        BuyerOrApprover
+        BuyerOrApprover,
+        Payee, // the milestone's payee: the financier once financed, else the supplier
+        BuyerOrPayee
     }
 
     /// @notice What a buyer submits to open a deal (the buyer is the caller).
     /// @param supplier Receives the milestone payments unless a milestone is financed.
-    /// @param arbiter Settles disputes as a basis-point split.
+    /// @param arbiter Settles disputes and escalations as a basis-point split; accredited by the
+    /// registrar.
     /// @param financier Optional: when non-zero, the only financier that may take over a claim.
     /// @param token An allow-listed ERC-20 token without transfer fees or rebasing.
-    /// @param inspectors 1 to 6 distinct registered inspectors.
+    /// @param inspectors 1 to 6 distinct inspectors registered by the registrar.
     /// @param inspectorThreshold k: the number of inspector attestations that complete inspection.
     /// @param inspectionWindow Seconds after inspection during which the buyer may dispute; after
     /// it the milestone is deemed accepted.
     /// @param disputeTimeout Seconds after which anyone may apply the default dispute outcome.
     /// @param defaultPayeeBps Payee share (basis points) of the default dispute outcome.
-    /// @param longStop Timestamp after which the buyer may reclaim unreleased, undisputed funds.
+    /// @param longStop Timestamp after which the buyer may reclaim the funds of milestones neither
+    /// accepted nor financed (each milestone's long stop is pushed back by its hold time, and
+    /// never falls inside its inspection window); accepted or financed milestones then go to
+    /// their payee or to the arbiter. Every due date plus the inspection window must fit before
+    /// it.
     /// @param approvalThreshold Releases of milestones above this amount need approvals.
     /// @param approvalsRequired k approvals from distinct approvers (0 = no maker-checker).
-    /// @param approvers Up to 16 distinct approvers.
+    /// @param approvers Up to 16 distinct approvers, none of them the buyer, the supplier or the
+    /// financier.
     struct DealParams {
         address supplier;
         address arbiter;
@@ -77,11 +85,16 @@ interface ISupplyChainEscrow {
     /// @param documentHash Hash of the purchase order or contract clause (non-zero).
     /// @param proofLeaf When non-zero, the RFC 9162 leaf hash of a record that must be proven
     /// included in an anchored checkpoint before the milestone can be accepted.
+    /// @param invoiceHash When non-zero, the invoice this milestone pays, declared by the buyer
+    /// at creation: the only invoice its claim can be financed under. Registered as the
+    /// commitment `keccak256(abi.encode(supplier, buyer, invoiceHash))`, which no other deal
+    /// may declare again.
     struct MilestoneParams {
         uint96 amount;
         uint40 dueDate;
         bytes32 documentHash;
         bytes32 proofLeaf;
+        bytes32 invoiceHash;
     }
 
     /// @notice A deal as returned by {getDeal}.
@@ -155,8 +168,26 @@ interface ISupplyChainEscrow {
     /// anchored checkpoint.
     event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash);
 
-    /// @notice `inspector` registered with registry id `id`.
+    /// @notice `inspector` registered (or was reinstated) with registry id `id`.
     event InspectorRegistered(address indexed inspector, uint256 id);
+
+    /// @notice The registrar withdrew `inspector`'s accreditation: new deals may not name it.
+    event InspectorRevoked(address indexed inspector, address indexed registrar);
+
+    /// @notice A milestone's claim can be financed only under `invoiceHash`, registered as the
+    /// commitment `commitment` (supplier, buyer and invoice hash).
+    event InvoiceDeclared(
+        uint256 indexed dealId, uint256 indexed milestone, bytes32 invoiceHash, bytes32 indexed commitment
+    );
+
+    /// @notice The registrar accredited `arbiter` for new deals, or withdrew its accreditation.
+    event ArbiterAccreditationUpdated(address indexed arbiter, bool accredited, address indexed registrar);
+
+    /// @notice The admin scheduled a rise of the total-hold cap, effective at `effectiveAt`.
+    event HoldCapChangeScheduled(uint256 cap, uint256 effectiveAt);
+
+    /// @notice The total-hold cap per milestone changed to `cap` seconds.
+    event HoldCapChanged(uint256 cap);
 
     /// @notice New business was paused by `account`.
     event Paused(address indexed account);
@@ -206,6 +237,17 @@ interface ISupplyChainEscrow {
     /// @notice A checker approved the release of a milestone.
     event ReleaseApproved(
         uint256 indexed dealId, uint256 indexed milestone, address indexed approver, uint256 approvals
+    );
+
+    /// @notice A release request was withdrawn (its approvals dropped) by `actor`.
+    event ReleaseRequestWithdrawn(uint256 indexed dealId, uint256 indexed milestone, address indexed actor);
+
+    /// @notice The milestone went to the arbiter: its payee escalated a release stuck on
+    /// approvals, or the long stop passed while the milestone was accepted or financed but not
+    /// releasable. If the arbiter does not rule within the dispute timeout, `defaultPayeeBps`
+    /// applies.
+    event MilestoneEscalated(
+        uint256 indexed dealId, uint256 indexed milestone, address indexed actor, uint256 defaultPayeeBps
     );
 
     /// @notice The milestone's funds were credited to `payee`.
@@ -334,4 +376,13 @@ interface ISupplyChainEscrow {
     error SupplyChainEscrowNotPaused();
     error SupplyChainEscrowInspectorNotRegistered(address inspector);
     error SupplyChainEscrowRegistryFull();
+    error SupplyChainEscrowArbiterNotAccredited(address arbiter);
+    error SupplyChainEscrowInvoiceAlreadyDeclared(bytes32 invoiceHash);
+    error SupplyChainEscrowInvoiceNotDeclared(uint256 dealId, uint256 milestone, bytes32 invoiceHash);
+    error SupplyChainEscrowHoldCapExceeded(uint256 dealId, uint256 milestone, uint256 total, uint256 cap);
+    error SupplyChainEscrowInvalidHoldCap(uint256 cap);
+    error SupplyChainEscrowHoldCapChangeNotReady(uint256 effectiveAt);
+    error SupplyChainEscrowApprovalDeadlinePending(uint256 dealId, uint256 milestone, uint256 deadline);
+    error SupplyChainEscrowNothingToEscalate(uint256 dealId, uint256 milestone);
+    error SupplyChainEscrowRebasingToken(address token);
 }

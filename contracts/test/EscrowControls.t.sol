@@ -43,7 +43,7 @@ contract EscrowControlsTest is EscrowFixture {
         _toInspected(id, 0);
         vm.prank(stranger);
         vm.expectRevert(
-            abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.BuyerOrSupplier)
+            abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.BuyerOrPayee)
         );
         escrow.openDispute(id, 0, REASON_HASH);
         vm.prank(buyer);
@@ -141,7 +141,7 @@ contract EscrowControlsTest is EscrowFixture {
         assertEq(usdc.balanceOf(financier), financierBefore - 950e6, "advance paid");
         assertEq(escrow.creditOf(supplier, address(usdc)), 950e6, "supplier credited");
         assertEq(escrow.getMilestone(id, 0).payee, financier, "payee");
-        assertTrue(escrow.isInvoiceFinanced(INVOICE_HASH), "registry");
+        assertTrue(escrow.isInvoiceFinanced(escrow.invoiceCommitment(supplier, buyer, INVOICE_HASH)), "registry");
         (address offered,,,) = escrow.getFinancingOffer(id, 0);
         assertEq(offered, address(0), "offer consumed");
         _attest(id, 0, inspector1);
@@ -159,30 +159,26 @@ contract EscrowControlsTest is EscrowFixture {
         _offer(id, 0, 900e6, INVOICE_HASH);
         vm.prank(financier);
         escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
-        // same invoice on another milestone, or in another deal
+        bytes32 commitment = escrow.invoiceCommitment(supplier, buyer, INVOICE_HASH);
+        assertTrue(escrow.isInvoiceFinanced(commitment), "registry");
+        // the invoice is milestone 0's: another milestone cannot be financed under it
         vm.prank(supplier);
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceNotDeclared.selector, id, 1, INVOICE_HASH));
         escrow.offerFinancing(id, 1, financier, 900e6, INVOICE_HASH, uint40(_now() + 1));
-        uint256 other = _standardDeal();
-        vm.prank(supplier);
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
-        escrow.offerFinancing(other, 0, financier, 900e6, INVOICE_HASH, uint40(_now() + 1));
+        // nor can another deal between the same parties declare it again
+        I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
+        ms[0].invoiceHash = INVOICE_HASH;
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyDeclared.selector, INVOICE_HASH));
+        escrow.createDeal(_params(1, 1), ms);
         // the same milestone cannot be financed twice
         vm.prank(supplier);
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowAlreadyFinanced.selector, id, 0, financier));
-        escrow.offerFinancing(id, 0, financier, 900e6, keccak256("other"), uint40(_now() + 1));
-    }
-
-    function test_financing_sameInvoiceOfferedTwice_secondAcceptFails() public {
-        uint256 id = _standardDeal();
-        uint256 other = _standardDeal();
-        _offer(id, 0, 900e6, INVOICE_HASH);
-        _offer(other, 0, 900e6, INVOICE_HASH);
-        vm.prank(financier);
-        escrow.acceptFinancing(id, 0, 900e6, INVOICE_HASH);
-        vm.prank(financier);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceAlreadyFinanced.selector, INVOICE_HASH));
-        escrow.acceptFinancing(other, 0, 900e6, INVOICE_HASH);
+        escrow.offerFinancing(id, 0, financier, 900e6, INVOICE_HASH, uint40(_now() + 1));
+        // (nor can its payee, now the financier, offer it)
+        vm.prank(financier);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, financier, I.Party.Payee));
+        escrow.offerFinancing(id, 0, address(0xF2), 900e6, INVOICE_HASH, uint40(_now() + 1));
     }
 
     function test_financing_reverts() public {
@@ -195,7 +191,7 @@ contract EscrowControlsTest is EscrowFixture {
         escrow.offerFinancing(id, 0, financier, 0, INVOICE_HASH, uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidAdvance.selector, AMOUNT + 1, AMOUNT));
         escrow.offerFinancing(id, 0, financier, AMOUNT + 1, INVOICE_HASH, uint40(_now() + 1));
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroHash.selector));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvoiceNotDeclared.selector, id, 0, bytes32(0)));
         escrow.offerFinancing(id, 0, financier, 1, bytes32(0), uint40(_now() + 1));
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowDuplicateParty.selector, buyer));
         escrow.offerFinancing(id, 0, buyer, 1, INVOICE_HASH, uint40(_now() + 1));
@@ -205,7 +201,7 @@ contract EscrowControlsTest is EscrowFixture {
         escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(_now()));
         vm.stopPrank();
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Supplier));
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowUnauthorized.selector, id, stranger, I.Party.Payee));
         escrow.offerFinancing(id, 0, financier, 1, INVOICE_HASH, uint40(_now() + 1));
 
         _offer(id, 0, 900e6, INVOICE_HASH);
@@ -270,6 +266,7 @@ contract EscrowControlsTest is EscrowFixture {
     function _approvalDeal() internal returns (uint256 id) {
         I.MilestoneParams[] memory ms = _milestones(2, AMOUNT);
         ms[1].amount = 100e6; // below the threshold
+        ms[0].invoiceHash = INVOICE_HASH;
         id = _create(_withApprovals(_params(3, 2), 500e6, 2), ms);
     }
 
@@ -417,15 +414,25 @@ contract EscrowControlsTest is EscrowFixture {
         vm.stopPrank();
     }
 
-    function test_hold_neverBlocksLongStopRefund() public {
+    /// A hold pushes the milestone's long stop back by its length; it never turns the refund
+    /// of a milestone that was not accepted into anything else, only delays it.
+    function test_hold_delaysLongStopRefundByItsLength() public {
         uint256 id = _standardDeal();
-        _toAccepted(id, 0);
+        _toShipped(id, 0);
         vm.warp(START + 180 days - 1 days);
         vm.prank(officer);
         escrow.placeHold(id, 0, REASON_HASH, 30 days);
+        (uint256 held, uint256 longStop) = escrow.holdTime(id, 0);
+        assertEq(held, 30 days, "held");
+        assertEq(longStop, START + 210 days, "long stop pushed back");
         vm.warp(START + 180 days + 1);
         vm.prank(buyer);
-        escrow.reclaimAfterLongStop(id);
+        escrow.reclaimAfterLongStop(id); // milestone 1 (never funded) closes
+        _assertStatus(id, 0, I.MilestoneStatus.Shipped);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowLongStopNotReached.selector, id, START + 210 days));
+        escrow.settleAfterLongStop(id, 0);
+        vm.warp(START + 210 days + 1);
+        escrow.settleAfterLongStop(id, 0);
         _assertStatus(id, 0, I.MilestoneStatus.Refunded);
         assertEq(escrow.creditOf(buyer, address(usdc)), AMOUNT, "refund");
     }
@@ -478,10 +485,13 @@ contract EscrowControlsTest is EscrowFixture {
         bytes32 tokenRole = noAnchor.TOKEN_MANAGER_ROLE();
         vm.prank(admin);
         noAnchor.grantRole(tokenRole, admin);
-        vm.prank(admin);
+        bytes32 registrarRole = noAnchor.REGISTRAR_ROLE();
+        vm.startPrank(admin);
+        noAnchor.grantRole(registrarRole, admin);
         noAnchor.setTokenAllowed(address(usdc), true);
-        vm.prank(inspector1);
-        noAnchor.registerInspector();
+        noAnchor.registerInspector(inspector1);
+        noAnchor.setArbiterAccredited(arbiter, true);
+        vm.stopPrank();
         I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
         ms[0].proofLeaf = keccak256("leaf");
         I.DealParams memory p = _params(1, 1);

@@ -36,7 +36,7 @@ contract EscrowInvariantTest is EscrowFixture {
 
     /// @dev Read by forge: only the handler's actions (not its getters) are called.
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory selectors = new bytes4[](17);
+        bytes4[] memory selectors = new bytes4[](20);
         selectors[0] = EscrowHandler.createDeal.selector;
         selectors[1] = EscrowHandler.fund.selector;
         selectors[2] = EscrowHandler.ship.selector;
@@ -54,6 +54,9 @@ contract EscrowInvariantTest is EscrowFixture {
         selectors[14] = EscrowHandler.withdraw.selector;
         selectors[15] = EscrowHandler.warp.selector;
         selectors[16] = EscrowHandler.advance.selector; // twice: weight the happy path
+        selectors[17] = EscrowHandler.settleAfterLongStop.selector;
+        selectors[18] = EscrowHandler.approvals.selector;
+        selectors[19] = EscrowHandler.escalate.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector({addr: address(handler), selectors: selectors});
     }
@@ -108,6 +111,50 @@ contract EscrowInvariantTest is EscrowFixture {
         }
     }
 
+    /// An accepted (or deemed accepted) or financed milestone is never refunded to the buyer:
+    /// only a ruling (or the default of a dispute or escalation) can give the buyer a share.
+    function invariant_acceptedOrFinancedNeverRefunded() public view {
+        uint256 deals = handler.dealCount();
+        for (uint256 i; i < deals; ++i) {
+            uint256 id = handler.dealIds(i);
+            uint256 n = escrow.getDeal(id).milestoneCount;
+            for (uint256 m; m < n; ++m) {
+                if (handler.acceptedOrFinanced(id, m)) {
+                    assertTrue(escrow.getMilestone(id, m).status != I.MilestoneStatus.Refunded, "refunded");
+                }
+            }
+        }
+    }
+
+    /// No milestone's total hold time exceeds the cap, and its long stop moved by exactly it.
+    function invariant_holdTimeWithinCap() public view {
+        (uint256 cap,,) = escrow.holdCap();
+        uint256 deals = handler.dealCount();
+        for (uint256 i; i < deals; ++i) {
+            uint256 id = handler.dealIds(i);
+            I.DealView memory d = escrow.getDeal(id);
+            for (uint256 m; m < d.milestoneCount; ++m) {
+                (uint256 held, uint256 longStop) = escrow.holdTime(id, m);
+                assertTrue(held <= cap, "hold time over the cap");
+                assertEq(longStop, uint256(d.longStop) + held, "long stop moved by the hold time");
+            }
+        }
+    }
+
+    /// No invoice commitment is financed twice, and each financed one names the milestone
+    /// that declared it, now paid to a financier.
+    function invariant_noInvoiceFinancedTwice() public view {
+        uint256 count = handler.financedCommitmentCount();
+        for (uint256 i; i < count; ++i) {
+            bytes32 commitment = handler.financedCommitments(i);
+            assertEq(handler.financings(commitment), 1, "financed twice");
+            assertTrue(escrow.isInvoiceFinanced(commitment), "registry");
+            (bool found, uint256 id, uint256 m) = escrow.invoiceMilestone(commitment);
+            assertTrue(found, "declared");
+            assertEq(escrow.getMilestone(id, m).payee, financier, "paid to the financier");
+        }
+    }
+
     function test_handlerSanity() public {
         handler.createDeal(1, 5, 0);
         handler.fund(0, 0);
@@ -121,5 +168,28 @@ contract EscrowInvariantTest is EscrowFixture {
         handler.warp(9 days);
         handler.reclaim(0);
         assertEq(handler.successes("reclaim"), 1, "reclaimed");
+    }
+
+    /// The new actions reach their targets: a maker-checker deal escalated by the payee and
+    /// settled by default, and a deemed-accepted milestone paid at its long stop.
+    function test_handlerSanity_escalationAndLongStop() public {
+        handler.createDeal(1, 5, 0x81); // two milestones, 1 inspector, approvals required
+        handler.advance(0); // fund m0
+        handler.advance(0); // ship
+        handler.advance(0); // attest (threshold 1)
+        handler.advance(0); // accept
+        handler.escalate(0); // warps past the approval deadline
+        assertEq(handler.successes("escalate"), 1, "escalated");
+        handler.applyTimeout(0);
+        assertEq(handler.successes("timeout"), 1, "default applied");
+        assertEq(escrow.creditOf(supplier, address(usdc)), escrow.getMilestone(1, 0).amount, "payee paid");
+        handler.createDeal(0, 7, 0);
+        uint256 seed = 1; // deal index 1, milestone 0
+        handler.advance(seed);
+        handler.advance(seed);
+        handler.advance(seed); // inspected, never accepted
+        handler.settleAfterLongStop(seed); // warps past the long stop
+        assertEq(handler.successes("settle"), 1, "settled");
+        assertEq(uint256(escrow.getMilestone(2, 0).status), uint256(I.MilestoneStatus.Released), "paid, not refunded");
     }
 }

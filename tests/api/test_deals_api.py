@@ -54,11 +54,12 @@ def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
         directory=tmp_path / "deployments",
         escrow=True,
         compliance_officers=(officer,),
+        arbiters=(accounts[DEVNET_PARTIES["arbiter"]].address,),
     )
     client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
     inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)
     if client.inspector_id(inspector.address) == 0:
-        client.register_inspector(inspector)
+        client.register_inspector(operator, inspector.address)
     addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
     mint(chain, operator, deployed["MockStablecoin"].address, addresses["buyer"], 10 * AMOUNT)
     settings = Settings(

@@ -3,6 +3,7 @@ after every test), a fresh log per test, and helpers that walk deals through the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -111,7 +112,9 @@ class Busy:
 def busy(world: World, log: Log) -> Busy:
     """A deal with a release, a withdrawal and a financed milestone, indexed and anchored."""
     client = world.client
-    deal_id = client.create_deal(world.buyer, world.params(), milestones(world, "rc", 2)).deal_id
+    planned = milestones(world, "rc", 2)
+    planned[1] = dataclasses.replace(planned[1], invoice_hash=h("invoice rc"))
+    deal_id = client.create_deal(world.buyer, world.params(), planned).deal_id
     client.fund(world.buyer, deal_id, 0, AMOUNT)
     client.fund(world.buyer, deal_id, 1, AMOUNT)
     to_accepted(world, deal_id, 0)

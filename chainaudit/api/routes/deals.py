@@ -90,6 +90,9 @@ class MilestoneIn(BaseModel):
     due_date: int = Field(gt=0, lt=2**40, description="Unix seconds")
     document_hash: str = Field(pattern=HASH, description="purchase order or contract clause")
     proof_leaf: str | None = Field(default=None, pattern=HASH, description="proof-gate leaf")
+    invoice_hash: str | None = Field(
+        default=None, pattern=HASH, description="the invoice this milestone pays (financing)"
+    )
 
 
 class DealCreate(BaseModel):
@@ -416,6 +419,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
             due_date=m.due_date,
             document_hash=bytes.fromhex(m.document_hash[2:]),
             proof_leaf=bytes.fromhex(m.proof_leaf[2:]) if m.proof_leaf else b"\x00" * 32,
+            invoice_hash=bytes.fromhex(m.invoice_hash[2:]) if m.invoice_hash else b"\x00" * 32,
         )
         for m in body.milestones
     ]

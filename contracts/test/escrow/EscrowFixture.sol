@@ -46,6 +46,7 @@ abstract contract EscrowFixture is TestBase {
     bytes32 internal constant REPORT_HASH = keccak256("inspection report");
     bytes32 internal constant REASON_HASH = keccak256("reason");
     bytes32 internal constant INVOICE_HASH = keccak256("invoice 42");
+    bytes32 internal constant INVOICE_HASH_2 = keccak256("invoice 43");
 
     function setUp() public virtual {
         vm.warp(START);
@@ -59,14 +60,13 @@ abstract contract EscrowFixture is TestBase {
         escrow.grantRole(escrow.TOKEN_MANAGER_ROLE(), admin);
         escrow.grantRole(escrow.PAUSER_ROLE(), admin);
         escrow.grantRole(escrow.COMPLIANCE_ROLE(), officer);
+        escrow.grantRole(escrow.REGISTRAR_ROLE(), admin);
         escrow.setTokenAllowed(address(usdc), true);
+        escrow.registerInspector(inspector1);
+        escrow.registerInspector(inspector2);
+        escrow.registerInspector(inspector3);
+        escrow.setArbiterAccredited(arbiter, true);
         vm.stopPrank();
-        vm.prank(inspector1);
-        escrow.registerInspector();
-        vm.prank(inspector2);
-        escrow.registerInspector();
-        vm.prank(inspector3);
-        escrow.registerInspector();
         usdc.mint(buyer, 1_000_000e6);
         usdc.mint(financier, 1_000_000e6);
         vm.prank(buyer);
@@ -106,7 +106,8 @@ abstract contract EscrowFixture is TestBase {
                 amount: amount,
                 dueDate: uint40(START + 30 days * (i + 1)),
                 documentHash: keccak256(abi.encode("PO", i)),
-                proofLeaf: bytes32(0)
+                proofLeaf: bytes32(0),
+                invoiceHash: bytes32(0)
             });
         }
     }
@@ -136,8 +137,18 @@ abstract contract EscrowFixture is TestBase {
         dealId = escrow.createDeal(p, ms);
     }
 
-    /// @dev A deal with 2 milestones of AMOUNT, 3 inspectors, threshold 2.
+    /// @dev A deal with 2 milestones of AMOUNT, 3 inspectors, threshold 2, declaring the
+    /// invoices INVOICE_HASH (milestone 0) and INVOICE_HASH_2 (milestone 1). The same buyer and
+    /// supplier cannot declare them again: a second deal uses {_plainDeal}.
     function _standardDeal() internal returns (uint256) {
+        ISupplyChainEscrow.MilestoneParams[] memory ms = _milestones(2, AMOUNT);
+        ms[0].invoiceHash = INVOICE_HASH;
+        ms[1].invoiceHash = INVOICE_HASH_2;
+        return _create(_params(3, 2), ms);
+    }
+
+    /// @dev {_standardDeal} without invoices.
+    function _plainDeal() internal returns (uint256) {
         return _create(_params(3, 2), _milestones(2, AMOUNT));
     }
 

@@ -33,9 +33,16 @@ contract EscrowHandler is TestBase {
     uint256 public ghostDeposited; // funding + advances
     uint256 public ghostWithdrawn;
     mapping(uint256 => uint256) public ghostFunded;
-    uint256 public invoiceNonce;
     /// @dev Successful actions by kind, to check that the fuzzer reaches every stage.
     mapping(bytes32 => uint256) public successes;
+    /// @dev Milestones seen accepted (or deemed accepted) or financed: never refunded after.
+    mapping(uint256 => mapping(uint256 => bool)) public acceptedOrFinanced;
+    /// @dev Successful financings per invoice commitment.
+    mapping(bytes32 => uint256) public financings;
+    bytes32[] public financedCommitments;
+    /// @dev Release approvers of the deals created with a maker-checker policy.
+    address public constant APPROVER_A = address(0xA11);
+    address public constant APPROVER_B = address(0xA12);
 
     constructor(
         SupplyChainEscrow escrow_,
@@ -69,6 +76,12 @@ contract EscrowHandler is TestBase {
         }
     }
 
+    /// @dev The invoice declared for milestone `m` of deal `id` (deal ids start at 1 and every
+    /// deal of the vault is created by this handler).
+    function _invoiceOf(uint256 id, uint256 m) internal pure returns (bytes32) {
+        return keccak256(abi.encode("invoice", id, m));
+    }
+
     function dealCount() external view returns (uint256) {
         return dealIds.length;
     }
@@ -100,7 +113,21 @@ contract EscrowHandler is TestBase {
         return _pick(seed);
     }
 
+    /// @dev Records which milestones of deal `id` are (deemed) accepted or financed; called
+    /// before and after every action that can close a milestone.
+    function _mark(uint256 id) internal {
+        I.DealView memory d = escrow.getDeal(id);
+        for (uint256 m; m < d.milestoneCount; ++m) {
+            I.MilestoneView memory v = escrow.getMilestone(id, m);
+            bool deemed = v.status == I.MilestoneStatus.Inspected && _now() > v.stageAt + d.inspectionWindow;
+            if (v.status == I.MilestoneStatus.Accepted || deemed || v.payee != d.supplier) {
+                acceptedOrFinanced[id][m] = true;
+            }
+        }
+    }
+
     function _afterAction(uint256 id) internal {
+        _mark(id);
         uint256 n = escrow.getDeal(id).milestoneCount;
         for (uint256 m; m < n; ++m) {
             I.MilestoneStatus s = escrow.getMilestone(id, m).status;
@@ -116,6 +143,10 @@ contract EscrowHandler is TestBase {
     // ------------------------------------------------------------------ actions
 
     function createDeal(uint8 milestones, uint96 amountSeed, uint8 threshold) external {
+        _createDeal(milestones, amountSeed, threshold);
+    }
+
+    function _createDeal(uint8 milestones, uint96 amountSeed, uint8 threshold) internal {
         if (dealIds.length >= 8) return;
         uint256 n = 1 + milestones % 3;
         I.DealParams memory p;
@@ -129,11 +160,20 @@ contract EscrowHandler is TestBase {
         p.disputeTimeout = 5 days;
         p.defaultPayeeBps = uint16(amountSeed % 10_001);
         p.longStop = uint40(_now() + 20 days);
+        if (threshold & 0x80 != 0) {
+            // maker-checker: releases above 1 unit need both approvers
+            p.approvers = new address[](2);
+            p.approvers[0] = APPROVER_A;
+            p.approvers[1] = APPROVER_B;
+            p.approvalThreshold = 1;
+            p.approvalsRequired = 2;
+        }
         I.MilestoneParams[] memory ms = new I.MilestoneParams[](n);
         for (uint256 i; i < n; ++i) {
             ms[i].amount = uint96(1 + (uint256(keccak256(abi.encode(amountSeed, i))) % 1_000_000e6));
             ms[i].dueDate = uint40(_now() + 1 days + i);
             ms[i].documentHash = keccak256(abi.encode("po", dealIds.length, i));
+            ms[i].invoiceHash = _invoiceOf(dealIds.length + 1, i);
         }
         vm.prank(buyer);
         try escrow.createDeal(p, ms) returns (uint256 id) {
@@ -226,6 +266,7 @@ contract EscrowHandler is TestBase {
         if (!ok) return;
         uint256 longStop = escrow.getDeal(id).longStop;
         if (_now() <= longStop && seed % 2 == 0) vm.warp(longStop + 1);
+        _mark(id);
         vm.prank(buyer);
         try escrow.reclaimAfterLongStop(id) {
             successes["reclaim"]++;
@@ -237,13 +278,16 @@ contract EscrowHandler is TestBase {
         (uint256 id, uint256 m, bool ok) = _pick(seed);
         if (!ok) return;
         uint96 advance = uint96(1 + advanceSeed % escrow.getMilestone(id, m).amount);
-        bytes32 invoice = keccak256(abi.encode("invoice", invoiceNonce++));
+        // a declared invoice of another milestone half of the time: always refused
+        bytes32 invoice = _invoiceOf(id, advanceSeed % 2 == 0 ? m : m + 1);
         vm.prank(supplier);
         try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(_now() + 1 days)) {
             vm.prank(financier);
             try escrow.acceptFinancing(id, m, advance, invoice) {
                 ghostDeposited += advance;
                 successes["finance"]++;
+                bytes32 commitment = escrow.invoiceCommitment(supplier, buyer, invoice);
+                if (financings[commitment]++ == 0) financedCommitments.push(commitment);
             } catch {}
         } catch {}
         _afterAction(id);
@@ -296,6 +340,56 @@ contract EscrowHandler is TestBase {
             } catch {}
         }
         _afterAction(id);
+    }
+
+    /// @dev Anyone closes a milestone after its own long stop (often warping there first).
+    function settleAfterLongStop(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pick(seed);
+        if (!ok) return;
+        (, uint256 longStop) = escrow.holdTime(id, m);
+        if (_now() <= longStop && (seed >> 64) % 2 == 0) vm.warp(longStop + 3 days + 1);
+        _mark(id);
+        try escrow.settleAfterLongStop(id, m) {
+            successes["settle"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    /// @dev The maker-checker steps: request (buyer), approve (an approver), withdraw (buyer).
+    function approvals(uint256 seed, uint8 action) external {
+        (uint256 id, uint256 m, bool ok) = _pick(seed);
+        if (!ok) return;
+        if (action % 4 == 0) {
+            vm.prank(buyer);
+            try escrow.requestRelease(id, m) {} catch {}
+        } else if (action % 4 == 1) {
+            vm.prank(APPROVER_A);
+            try escrow.approveRelease(id, m) {} catch {}
+        } else if (action % 4 == 2) {
+            vm.prank(APPROVER_B);
+            try escrow.approveRelease(id, m) {} catch {}
+        } else {
+            vm.prank(buyer);
+            try escrow.withdrawReleaseRequest(id, m) {} catch {}
+        }
+        _afterAction(id);
+    }
+
+    /// @dev The payee escalates a release stuck on approvals (often after the deadline).
+    function escalate(uint256 seed) external {
+        (uint256 id, uint256 m, bool ok) = _pickIn(seed, I.MilestoneStatus.Accepted);
+        if (!ok) return;
+        if (seed % 2 == 0) vm.warp(_now() + 8 days + 1);
+        address payee = escrow.getMilestone(id, m).payee;
+        vm.prank(payee);
+        try escrow.escalateRelease(id, m) {
+            successes["escalate"]++;
+        } catch {}
+        _afterAction(id);
+    }
+
+    function financedCommitmentCount() external view returns (uint256) {
+        return financedCommitments.length;
     }
 
     function togglePause(uint8 seed) external {

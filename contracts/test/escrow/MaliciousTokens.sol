@@ -84,3 +84,33 @@ contract ReentrantToken is TestToken {
         }
     }
 }
+
+/// @notice A share-based rebasing token (stETH-like): balances are shares times a rate that
+/// the token can cut (a negative rebase), so a holder's balance shrinks without any transfer.
+/// Declares `sharesOf`, which the vault's allow-list refuses.
+contract SharesRebaseToken is TestToken {
+    uint256 public ratePercent = 100;
+
+    constructor() TestToken("SHARES") {}
+
+    function sharesOf(address account) external view returns (uint256) {
+        return super.balanceOf(account);
+    }
+
+    function balanceOf(address account) public view override returns (uint256) {
+        return super.balanceOf(account) * ratePercent / 100;
+    }
+
+    function rebase(uint256 newRatePercent) external {
+        ratePercent = newRatePercent;
+    }
+}
+
+/// @notice An Aave-like interest-bearing token that declares `scaledBalanceOf`.
+contract ScaledBalanceToken is TestToken {
+    constructor() TestToken("SCALED") {}
+
+    function scaledBalanceOf(address account) external view returns (uint256) {
+        return balanceOf(account);
+    }
+}
