@@ -164,10 +164,6 @@ class JsonBody:
         return None
 
 
-NestingLimit = JsonBody
-"""The former name of :class:`JsonBody` (it checked only the nesting)."""
-
-
 def _body_problem(
     slug: str, exc: Exception, instance: str, pointer: str, **where: int
 ) -> JSONResponse:

@@ -14,16 +14,25 @@ expected format, e.g. ``"RFC 3339 with a time zone, e.g. 2026-11-21T09:30:00Z"``
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any, Final, Union
 
 from pydantic import BaseModel
 
 from chainaudit.jsonlimits import pointer_token
 
-__all__ = ["explain", "model_shape"]
+__all__ = ["PATTERNS", "explain", "model_shape"]
+
+PATTERNS: Final = {
+    r"^0x[0-9a-fA-F]{64}$": "0x followed by 64 hex digits (32 bytes)",
+    r"^0x[0-9a-fA-F]{40}$": "an Ethereum address: 0x followed by 40 hex digits",
+    r"^0x[0-9a-fA-F]{130}$": "0x followed by 130 hex digits (a 65-byte signature)",
+    r"^[0-9a-f]{32}$": "32 lowercase hex digits",
+}
+"""The regular expressions of request fields, in words."""
 
 
 def explain(errors: Sequence[Any], body_model: type[BaseModel] | None) -> list[dict[str, Any]]:
@@ -95,7 +104,17 @@ def _body_message(
         target = _field_model(owner, name)
         if target is not None:
             return f"{label} must be {model_shape(target)}"
-    return _value_message(kind, ctx, error, label, hint)
+    message = _value_message(kind, ctx, error, label, hint)
+    example = _example(owner, name) if hint is None else None
+    return f"{message} (e.g. {example})" if example is not None else message
+
+
+def _example(owner: type[BaseModel] | None, name: str | None) -> str | None:
+    """The first documented example of the field ``name`` of ``owner``, as JSON."""
+    field = owner.model_fields.get(name or "") if owner is not None else None
+    if field is None or not field.examples:
+        return None
+    return json.dumps(field.examples[0])
 
 
 def _value_message(kind: str, ctx: dict[str, Any], error: Any, label: str, hint: str | None) -> str:
@@ -139,7 +158,10 @@ def _value_message(kind: str, ctx: dict[str, Any], error: Any, label: str, hint:
         word, field = comparisons[kind]
         return f"{label} must be {word} {ctx.get(field)}"
     if kind == "string_pattern_mismatch":
-        return f"{label} must match the pattern {ctx.get('pattern')}"
+        pattern = str(ctx.get("pattern"))
+        if pattern in PATTERNS:
+            return f"{label} must be {PATTERNS[pattern]}"
+        return f"{label} must match the pattern {pattern}"
     if kind == "literal_error":
         return f"{label} must be one of {ctx.get('expected')}"
     if kind == "enum":

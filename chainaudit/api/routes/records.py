@@ -53,6 +53,8 @@ class RecordIn(BaseModel):
     hints: ClassVar[dict[str, str]] = {
         "id": "1-128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or digit, "
         'e.g. "po-2026-0001" (no "/": the id is part of the URL /v1/records/{id})',
+        "kind": 'a record kind, e.g. "transaction" (GET /v1/records?kind=x answers an '
+        "unknown kind with the list)",
         "timestamp": "RFC 3339 with a time zone, e.g. 2026-11-21T09:30:00Z",
         "actor": "1-256 printable characters, e.g. buyer:acme",
         "payload": 'a JSON object, e.g. {"amount": 125000, "currency": "USD"}',
@@ -290,6 +292,12 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
     """The record as ``key`` may see it (:class:`~chainaudit.api.visibility.Viewer`, the one
     visibility rule); 404 when it does not exist or the key may not see it (no existence
     leak)."""
+    if not record_id:
+        raise Problem(
+            404,
+            "not-found",
+            "no record id given: GET /v1/records/{id}, or list them with GET /v1/records",
+        )
     try:
         entry = svc.reader().entry(record_id)
     except NotFoundError as exc:
