@@ -98,6 +98,30 @@ class JsonNestingError(InputError):
         self.limit = limit
 
 
+class JsonSyntaxError(InputError):
+    """A JSON input is not valid JSON; says where (a byte offset, and a line and column)."""
+
+    def __init__(self, message: str, *, offset: int, line: int, column: int) -> None:
+        super().__init__(message)
+        #: The 0-based byte offset in the UTF-8 input where the parser stopped.
+        self.offset = offset
+        #: The 1-based line of that byte.
+        self.line = line
+        #: The 1-based column (in characters) of that byte.
+        self.column = column
+
+
+class DuplicateKeyError(InputError):
+    """A JSON object in the input names the same member twice."""
+
+    def __init__(self, message: str, *, key: str, pointer: str) -> None:
+        super().__init__(message)
+        #: The repeated member name.
+        self.key = key
+        #: The RFC 6901 JSON pointer of the repeated member (of its second occurrence's object).
+        self.pointer = pointer
+
+
 class ProofPendingError(ChainauditError):
     """A record is in the log but no anchored checkpoint covers it yet.
 

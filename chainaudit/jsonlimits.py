@@ -28,7 +28,7 @@ from array import array
 from itertools import accumulate
 from typing import Any, Final
 
-from chainaudit.errors import InputError, JsonNestingError
+from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
 
 __all__ = [
     "DEFAULT_RECURSION_LIMIT",
@@ -36,6 +36,7 @@ __all__ = [
     "check_nesting",
     "loads",
     "nesting_depth",
+    "pointer_token",
     "restore_recursion_limit",
 ]
 
@@ -96,28 +97,106 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise InputError(f"duplicate JSON key {key!r}")
+            raise _Duplicate(key)
         result[key] = value
     return result
+
+
+class _Duplicate(Exception):  # noqa: N818 - internal control flow
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _Marked:
+    """Stands for an object with a repeated member in the second, locating parse."""
+
+    def __init__(self, key: str, pairs: list[tuple[str, Any]]) -> None:
+        self.key = key
+        self.pairs = pairs
+
+
+def _mark_duplicates(pairs: list[tuple[str, Any]]) -> Any:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return _Marked(key, pairs)
+        seen.add(key)
+    return dict(pairs)
+
+
+def pointer_token(part: str | int) -> str:
+    """One reference token of an RFC 6901 JSON pointer (``~`` and ``/`` escaped)."""
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
+def _find_marked(value: Any, path: str) -> tuple[str, str] | None:
+    """The pointer and key of the first object in ``value`` marked as repeating a member."""
+    if isinstance(value, _Marked):
+        for key, child in value.pairs:
+            found = _find_marked(child, f"{path}/{pointer_token(key)}")
+            if found is not None:
+                return found
+        return f"{path}/{pointer_token(value.key)}", value.key
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for name, child in children:
+        found = _find_marked(child, f"{path}/{pointer_token(name)}")
+        if found is not None:
+            return found
+    return None
+
+
+def _locate_duplicate(text: str, key: str) -> tuple[str, str]:
+    """Where the (first innermost) repeated member of ``text`` is: ``(pointer, key)``."""
+    found = _find_marked(json.loads(text, object_pairs_hook=_mark_duplicates), "")
+    return found if found is not None else ("", key)
 
 
 def loads(text: str | bytes, *, source: str = "JSON input", limit: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON text after :func:`check_nesting`, refusing duplicate object keys.
 
     Raises :class:`~chainaudit.errors.InputError` (naming ``source``) for text that is not
-    UTF-8, not JSON, nested too deeply (:class:`~chainaudit.errors.JsonNestingError`) or
-    holding a duplicate key.
+    UTF-8, not JSON (:class:`~chainaudit.errors.JsonSyntaxError`, with the byte offset, line
+    and column where the parser stopped), nested too deeply
+    (:class:`~chainaudit.errors.JsonNestingError`) or holding a duplicate key
+    (:class:`~chainaudit.errors.DuplicateKeyError`, with the JSON pointer of the member).
     """
     check_nesting(text, limit=limit, source=source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"{source}: not valid UTF-8 ({exc.reason})") from exc
+            raise JsonSyntaxError(
+                f"{source}: not valid UTF-8 at byte {exc.start} ({exc.reason})",
+                offset=exc.start,
+                line=exc.object[: exc.start].count(b"\n") + 1,
+                column=exc.start - exc.object.rfind(b"\n", 0, exc.start),
+            ) from exc
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
-    except InputError as exc:
-        raise InputError(f"{source}: {exc}") from exc
+    except _Duplicate as exc:
+        pointer, key = _locate_duplicate(text, exc.key)
+        raise DuplicateKeyError(
+            f"{source}: duplicate JSON key {key!r} at {pointer or '/'}; "
+            "every member of an object must have its own name",
+            key=key,
+            pointer=pointer,
+        ) from None
+    except json.JSONDecodeError as exc:
+        offset = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+        raise JsonSyntaxError(
+            f"{source}: not valid JSON at byte {offset} (line {exc.lineno}, column "
+            f"{exc.colno}): {exc.msg}",
+            offset=offset,
+            line=exc.lineno,
+            column=exc.colno,
+        ) from exc
     except (ValueError, RecursionError) as exc:
         raise InputError(f"{source}: not valid JSON ({exc})") from exc
 

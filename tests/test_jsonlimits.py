@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from chainaudit import jsonlimits
-from chainaudit.errors import InputError, JsonNestingError
+from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,31 @@ def test_importing_the_chain_edge_leaves_the_default_recursion_limit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "1000"
+
+
+@pytest.mark.parametrize(
+    ("text", "pointer"),
+    [
+        ('{"a": 1, "a": 2}', "/a"),
+        ('{"p": {"amount": 1, "amount": 2}}', "/p/amount"),
+        ('[0, {"x": [{"k/~": 1, "k/~": 1}]}]', "/1/x/0/k~1~0"),
+        ('{"a": {"b": 1}, "a": 2, "c": {"d": 1, "d": 1}}', "/c/d"),
+    ],
+)
+def test_a_duplicate_key_is_refused_with_its_pointer(text: str, pointer: str) -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        jsonlimits.loads(text, source="the body")
+    assert caught.value.pointer == pointer
+    assert f"at {pointer}" in str(caught.value)
+
+
+def test_a_syntax_error_names_its_byte_offset() -> None:
+    text = '{"name": "é\u20ac",\n "x": }'.encode()
+    with pytest.raises(JsonSyntaxError) as caught:
+        jsonlimits.loads(text, source="the body")
+    offset = text.index(b"}")
+    assert (caught.value.offset, caught.value.line, caught.value.column) == (offset, 2, 7)
+    assert f"at byte {offset} (line 2, column 7)" in str(caught.value)
+    with pytest.raises(JsonSyntaxError, match="not valid UTF-8 at byte 3") as bad:
+        jsonlimits.loads(b'["a\xff"]')
+    assert bad.value.offset == 3

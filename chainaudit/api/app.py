@@ -7,15 +7,18 @@ app's lifespan.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainaudit import __version__
+from chainaudit import __version__, jsonlimits
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
 from chainaudit.api.fastlane import ProofFastLane
@@ -33,8 +36,8 @@ from chainaudit.api.routes import (
     web,
 )
 from chainaudit.api.services import Metrics, Services
-from chainaudit.errors import JsonNestingError
-from chainaudit.jsonlimits import MAX_JSON_DEPTH, check_nesting, restore_recursion_limit
+from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
+from chainaudit.jsonlimits import MAX_JSON_DEPTH, restore_recursion_limit
 from chainaudit.settings import Settings
 
 
@@ -77,19 +80,26 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problems.problem_response(
-            413, "payload-too-large", f"request bodies are limited to {self.limit} bytes"
+            413,
+            "payload-too-large",
+            f"request bodies are limited to {self.limit} bytes",
+            instance=scope["path"],
         )
         await response(scope, receive, send)
 
 
-class NestingLimit:
-    """Refuse request bodies nested deeper than ``limit`` (422, before any JSON parser runs).
+class JsonBody:
+    """Check every request body before FastAPI (or any other JSON parser) sees it.
 
-    FastAPI parses a JSON body before it resolves the route's dependencies, authentication
-    included, so without this an unauthenticated, deeply nested body reached ``json.loads``.
-    The body is read here (:class:`BodyLimit`, outside, has already capped its size), checked
-    with :func:`chainaudit.jsonlimits.check_nesting` (in a worker thread when large, to keep
-    the event loop free), then replayed to the app.
+    A non-empty body must be declared JSON (``Content-Type: application/json`` or
+    ``application/<something>+json``, UTF-8): anything else is refused with 415. It must then
+    nest at most ``limit`` levels (checked before any parser runs: FastAPI parses a JSON body
+    before it resolves the route's dependencies, authentication included, so without this an
+    unauthenticated, deeply nested body reached ``json.loads``), be valid JSON and name no
+    member of an object twice; each is refused with 422 saying where
+    (:func:`chainaudit.jsonlimits.loads`: the byte offset of a syntax error, the JSON pointer
+    of a duplicate key). The body is read here (:class:`BodyLimit`, outside, has already
+    capped its size), parsed in a worker thread when large, then replayed to the app.
     """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_JSON_DEPTH) -> None:
@@ -110,23 +120,86 @@ class NestingLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        try:
-            if len(body) > 65_536:
-                await run_in_threadpool(check_nesting, body, limit=self.limit, source="the body")
-            else:
-                check_nesting(body, limit=self.limit, source="the body")
-        except JsonNestingError as exc:
-            response = problems.problem_response(
-                422,
-                "nesting-too-deep",
-                str(exc),
-                instance=scope.get("path"),
-                errors=[{"pointer": "", "message": str(exc)}],
-            )
-            await response(scope, receive, send)
+        refusal = await self._check(scope, body) if body else None
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         replayed: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
         await self.app(scope, _replay(replayed, receive), send)
+
+    async def _check(self, scope: Scope, body: bytes) -> JSONResponse | None:
+        instance: str = scope["path"]
+        declared = _content_type(scope)
+        if not _is_json(declared):
+            got = f"got {declared!r}" if declared else "none was given"
+            message = f"send the body as JSON with `Content-Type: application/json` (UTF-8); {got}"
+            return problems.problem_response(
+                415,
+                "unsupported-media-type",
+                message,
+                instance=instance,
+                errors=[{"in": "header", "pointer": "/content-type", "message": message}],
+            )
+        try:
+            if len(body) > 65_536:
+                await run_in_threadpool(jsonlimits.loads, body, limit=self.limit, source="the body")
+            else:
+                jsonlimits.loads(body, limit=self.limit, source="the body")
+        except JsonNestingError as exc:
+            return _body_problem("nesting-too-deep", exc, instance, "")
+        except JsonSyntaxError as exc:
+            return _body_problem(
+                "invalid-json",
+                exc,
+                instance,
+                "",
+                offset=exc.offset,
+                line=exc.line,
+                column=exc.column,
+            )
+        except DuplicateKeyError as exc:
+            return _body_problem("duplicate-key", exc, instance, exc.pointer)
+        except InputError as exc:
+            return _body_problem("invalid-json", exc, instance, "")
+        return None
+
+
+def _body_problem(
+    slug: str, exc: Exception, instance: str, pointer: str, **where: int
+) -> JSONResponse:
+    message = str(exc)
+    return problems.problem_response(
+        422,
+        slug,
+        message,
+        instance=instance,
+        errors=[{"in": "body", "pointer": pointer, "message": message, **where}],
+    )
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return str(value.decode("latin-1").strip())
+    return ""
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether ``content_type`` declares UTF-8 JSON (``application/json``, ``…+json``)."""
+    media, _, parameters = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return False
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -139,6 +212,11 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+_CONVERTOR: Final = re.compile(r"\{(\w+):\w+\}")
+"""A path parameter's convertor, left out of the route label (``{record_id:path}`` is
+``{record_id}`` in the metrics)."""
 
 
 class Observe:
@@ -165,7 +243,7 @@ class Observe:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = _CONVERTOR.sub(r"{\1}", getattr(scope.get("route"), "path", "unmatched"))
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
 
@@ -205,9 +283,9 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     problems.install(app)
 
     for router in (
-        records.router,
-        proofs.router,
+        proofs.router,  # before records: /v1/records/{id:path}/proof wins over /{id:path}
         bundles.router,
+        records.router,
         deals.router,
         alerts.router,
         approvals.router,
@@ -218,7 +296,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         docs.router,
     ):
         app.include_router(router)
-    app.add_middleware(NestingLimit, limit=MAX_JSON_DEPTH)
+    app.add_middleware(JsonBody, limit=MAX_JSON_DEPTH)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ProofFastLane, services=services, limiter=app.state.limiter)
     app.add_middleware(Observe, metrics=services.metrics)

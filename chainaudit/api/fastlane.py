@@ -21,12 +21,13 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainaudit.api.auth import READERS, RateLimiter
+from chainaudit.api.routes.proofs import PROOF_PATH
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer, document_of
 from chainaudit.errors import ChainauditError
 from chainaudit.keys import ApiKey
 
-ROUTE: Final = SimpleNamespace(path="/v1/records/{record_id}/proof")
+ROUTE: Final = SimpleNamespace(path=PROOF_PATH)
 _PATH_REGEX, _, _CONVERTORS = compile_path(ROUTE.path)
 
 

@@ -14,8 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chainaudit.api.validation import explain
 from chainaudit.errors import (
     ChainError,
     ChainUnavailableError,
@@ -76,19 +78,19 @@ def problem_response(
     slug: str,
     detail: str,
     *,
+    instance: str,
     title: str | None = None,
-    instance: str | None = None,
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    """A problem document answering the request for ``instance`` (its path)."""
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
+        "instance": instance,
     }
-    if instance:
-        body["instance"] = instance
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -97,14 +99,28 @@ def problem_schema() -> dict[str, Any]:
     """The OpenAPI schema of a problem document (referenced by every error response)."""
     return {
         "type": "object",
-        "required": ["type", "title", "status", "detail"],
+        "required": ["type", "title", "status", "detail", "instance"],
         "properties": {
             "type": {"type": "string", "format": "uri"},
             "title": {"type": "string"},
             "status": {"type": "integer"},
             "detail": {"type": "string"},
             "instance": {"type": "string"},
-            "errors": {"type": "array", "items": {"type": "object"}},
+            "errors": {
+                "type": "array",
+                "description": "for a request that does not fit: each offending part, "
+                "`in` (body, query, path or header), `pointer` (RFC 6901, into that part) "
+                "and `message` (what to send instead)",
+                "items": {
+                    "type": "object",
+                    "required": ["pointer", "message"],
+                    "properties": {
+                        "in": {"type": "string"},
+                        "pointer": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
         },
     }
 
@@ -126,18 +142,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error.get("loc", ())),
-                "message": str(error.get("msg", "")),
-            }
-            for error in exc.errors()
-        ]
-        fields = ", ".join(e["field"] for e in errors[:5])
+        errors = explain(exc.errors(), _body_model(request))
+        summary = "; ".join(
+            f"{e['in']} {e['pointer'] or '(whole)'}: {e['message']}" for e in errors[:3]
+        )
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         return problem_response(
             422,
             "validation",
-            f"invalid request: {fields}",
+            f"the request does not fit this endpoint: {summary}{more}",
             instance=request.url.path,
             errors=errors,
         )
@@ -187,6 +200,15 @@ def install(app: FastAPI) -> None:
             "an unexpected error occurred; it has been logged",
             instance=request.url.path,
         )
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the body the matched route takes, if any."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model
+    return None
 
 
 def _simple_handler(status: int, slug: str) -> Any:

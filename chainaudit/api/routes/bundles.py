@@ -37,7 +37,7 @@ class VerdictOut(BaseModel):
     warnings: list[str]
 
 
-@router.get("/records/{record_id}/bundle", tags=["records"])
+@router.get("/records/{record_id:path}/bundle", tags=["records"])
 async def record_bundle(
     record_id: str,
     key: Reader,
@@ -67,7 +67,10 @@ async def record_bundle(
         raise Problem(409, "proof-pending", str(exc), headers={"Retry-After": "30"}) from exc
     except InputError as exc:
         raise Problem(
-            422, "validation", str(exc), errors=[{"field": "query.since_size", "message": str(exc)}]
+            422,
+            "validation",
+            str(exc),
+            errors=[{"in": "query", "pointer": "/since_size", "message": str(exc)}],
         ) from exc
 
 
@@ -89,7 +92,10 @@ async def verify(
         parsed = parse_bundle(bundle)
     except InputError as exc:
         raise Problem(
-            422, "invalid-bundle", str(exc), errors=[{"field": "body", "message": str(exc)}]
+            422,
+            "invalid-bundle",
+            str(exc),
+            errors=[{"in": "body", "pointer": "", "message": str(exc)}],
         ) from exc
 
     def run() -> Verdict:

@@ -342,7 +342,7 @@ def _b32(value: str | None, field: str) -> bytes:
             422,
             "validation",
             f"{field} is required for this action",
-            errors=[{"field": f"body.{field}", "message": "required"}],
+            errors=[{"in": "body", "pointer": f"/{field}", "message": f"{field} is required"}],
         )
     return bytes.fromhex(value[2:])
 
@@ -353,7 +353,7 @@ def _need(value: int | str | None, field: str) -> Any:
             422,
             "validation",
             f"{field} is required for this action",
-            errors=[{"field": f"body.{field}", "message": "required"}],
+            errors=[{"in": "body", "pointer": f"/{field}", "message": f"{field} is required"}],
         )
     return value
 
@@ -396,7 +396,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
             422,
             "validation",
             "token is required",
-            errors=[{"field": "body.token", "message": "required"}],
+            errors=[{"in": "body", "pointer": "/token", "message": "token is required"}],
         )
     params = DealParams(
         supplier=body.supplier,

@@ -43,6 +43,7 @@ def readyz(svc: ServicesDep) -> JSONResponse | dict[str, object]:
         503,
         "not-ready",
         "; ".join(f"{k}: {v}" for k, v in checks.items()),
+        instance="/readyz",
         headers={"Retry-After": "5"},
         checks=checks,
     )

@@ -117,7 +117,7 @@ async def create_key(body: KeyCreate, key: Admin, svc: ServicesDep) -> KeyCreate
         )
     except InputError as exc:
         raise Problem(
-            422, "validation", str(exc), errors=[{"field": "body", "message": str(exc)}]
+            422, "validation", str(exc), errors=[{"in": "body", "pointer": "", "message": str(exc)}]
         ) from exc
     await _audit(svc, key, "keys.create", created)
     return KeyCreated(**_public(created).model_dump(), token=token)

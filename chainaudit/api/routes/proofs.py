@@ -3,7 +3,7 @@ the anchors with their status."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -56,7 +56,13 @@ class ConsistencyOut(BaseModel):
     proof: list[str]
 
 
-@router.get("/records/{record_id}/proof", response_model=InclusionOut, tags=["records"])
+PROOF_PATH: Final = "/v1/records/{record_id:path}/proof"
+"""The path of the inclusion proof route, shared with the fast lane
+(:mod:`chainaudit.api.fastlane`) so that both match and decode a path alike. ``:path``: an id
+with ``/`` (from ``chainaudit ingest`` or an older log) is readable too."""
+
+
+@router.get(PROOF_PATH.removeprefix("/v1"), response_model=InclusionOut, tags=["records"])
 async def inclusion(
     record_id: str,
     key: Reader,
@@ -107,6 +113,17 @@ async def consistency(
     to_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
 ) -> ConsistencyOut:
     """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now)."""
+    if to_size is not None and from_size > to_size:
+        message = (
+            f"from_size ({from_size}) is larger than to_size ({to_size}): a consistency proof "
+            "goes from an older, smaller tree to a newer one"
+        )
+        raise Problem(
+            422,
+            "validation",
+            message,
+            errors=[{"in": "query", "pointer": "/from_size", "message": message}],
+        )
     log = svc.reader()
     new = to_size or log.size
     try:

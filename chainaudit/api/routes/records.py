@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -17,13 +17,16 @@ from chainaudit.api.services import Services
 from chainaudit.api.visibility import RecordView, Viewer
 from chainaudit.errors import NotFoundError, RecordError, ReservedError, VerificationError
 from chainaudit.keys import ApiKey
-from chainaudit.records import PreparedRecord, parse_timestamp, prepare
+from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
 from chainaudit.store import AppendResult
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
+NEW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+"""The grammar of ids the API accepts for new records: :data:`chainaudit.records._ID`
+without ``/``, which would make the id two segments of the URL ``/v1/records/{id}``."""
 PARTNER_SCAN_BUDGET = 20_000
 """The most records one page of a partner's list examines (it may see few of them)."""
 
@@ -42,8 +45,32 @@ class RecordIn(BaseModel):
     403 ``reserved`` for every key, admin and operator included."""
 
     model_config = ConfigDict(extra="forbid")
+    shape: ClassVar[str] = (
+        'a JSON object {"id", "kind", "timestamp", "actor", "payload"} (optional: "salt", '
+        '"signature", "signer"), e.g. {"id": "po-1", "kind": "transaction", "timestamp": '
+        '"2026-11-21T09:30:00Z", "actor": "buyer:acme", "payload": {"amount": 125000}}'
+    )
+    hints: ClassVar[dict[str, str]] = {
+        "id": "1-128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or digit, "
+        'e.g. "po-2026-0001" (no "/": the id is part of the URL /v1/records/{id})',
+        "kind": 'a record kind, e.g. "transaction" (GET /v1/records?kind=x answers an '
+        "unknown kind with the list)",
+        "timestamp": "RFC 3339 with a time zone, e.g. 2026-11-21T09:30:00Z",
+        "actor": "1-256 printable characters, e.g. buyer:acme",
+        "payload": 'a JSON object, e.g. {"amount": 125000, "currency": "USD"}',
+        "salt": "32 lowercase hex digits (omit it and the server draws one)",
+        "signature": "0x followed by 130 hex digits (an EIP-712 AuditRecord signature)",
+        "signer": "an Ethereum address: 0x followed by 40 hex digits",
+    }
 
-    id: str = Field(min_length=1, max_length=128, examples=["po-2026-0001"])
+    id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=NEW_ID,
+        examples=["po-2026-0001"],
+        description='No "/": new ids must be readable at /v1/records/{id} (ids with "/" '
+        "already in a log, e.g. from `chainaudit ingest`, stay readable there)",
+    )
     kind: str = Field(min_length=1, max_length=32, examples=["transaction"])
     timestamp: str = Field(min_length=20, max_length=40, examples=["2026-11-21T09:30:00Z"])
     actor: str = Field(min_length=1, max_length=256, examples=["buyer:acme"])
@@ -59,9 +86,22 @@ class RecordIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Records to append all or nothing: ``{"records": [record, ...]}``."""
 
-    records: list[RecordIn] = Field(min_length=1, max_length=10_000)
+    model_config = ConfigDict(extra="forbid")
+    shape: ClassVar[str] = (
+        'a JSON object {"records": [record, ...]} holding 1 to 10,000 records, each as '
+        "POST /v1/records takes it"
+    )
+    hints: ClassVar[dict[str, str]] = {
+        "records": 'a JSON array of 1 to 10,000 records; the body is {"records": [record, ...]}'
+    }
+
+    records: list[RecordIn] = Field(
+        min_length=1,
+        json_schema_extra={"maxItems": 10_000},  # the setting, checked by the route: 413
+        description="1 to max_records_per_request (10,000) records; more get 413",
+    )
 
 
 class Appended(BaseModel):
@@ -103,12 +143,13 @@ class RecordPage(BaseModel):
 
 
 def _prepare_all(
-    svc: Services, key: ApiKey, items: list[RecordIn]
+    svc: Services, key: ApiKey, items: list[RecordIn], batch: bool
 ) -> tuple[list[PreparedRecord], dict[str, tuple[str, str]]]:
     prepared: list[PreparedRecord] = []
     signatures: dict[str, tuple[str, str]] = {}
     for position, item in enumerate(items):
         where = f"records[{position}]" if len(items) > 1 else "record"
+        pointer = f"/records/{position}" if batch else ""
         if key.role == "partner" and item.actor != key.address:
             raise Problem(
                 403,
@@ -130,7 +171,7 @@ def _prepare_all(
                 422,
                 "invalid-record",
                 f"{where}: {exc}",
-                errors=[{"field": where, "message": str(exc)}],
+                errors=[{"in": "body", "pointer": pointer, "message": str(exc)}],
             ) from exc
         if item.signature is not None:
             signatures[record.record_id] = _check_signature(svc, item, record, where)
@@ -188,8 +229,8 @@ def _action_for(key: ApiKey, records: list[PreparedRecord]) -> Any:
     return follow_up
 
 
-async def _append(svc: Services, key: ApiKey, items: list[RecordIn]) -> AppendOut:
-    prepared, signatures = await run_in_threadpool(_prepare_all, svc, key, items)
+async def _append(svc: Services, key: ApiKey, items: list[RecordIn], *, batch: bool) -> AppendOut:
+    prepared, signatures = await run_in_threadpool(_prepare_all, svc, key, items, batch)
     result = await svc.writer.append(prepared, signatures, _action_for(key, prepared))
     first_new = result.first_index
     return AppendOut(
@@ -207,7 +248,7 @@ async def _append(svc: Services, key: ApiKey, items: list[RecordIn]) -> AppendOu
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AppendOut)
 async def append_record(record: RecordIn, key: Writer, svc: ServicesDep) -> AppendOut:
     """Append one record (idempotent: the same id and content again is not a new leaf)."""
-    return await _append(svc, key, [record])
+    return await _append(svc, key, [record], batch=False)
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=AppendOut)
@@ -217,9 +258,17 @@ async def append_batch(batch: BatchIn, key: Writer, svc: ServicesDep) -> AppendO
         raise Problem(
             413,
             "too-many-records",
-            f"at most {svc.settings.max_records_per_request} records per request",
+            f"at most {svc.settings.max_records_per_request} records per request; "
+            f"this one holds {len(batch.records)}: split it",
+            errors=[
+                {
+                    "in": "body",
+                    "pointer": "/records",
+                    "message": f"at most {svc.settings.max_records_per_request} records",
+                }
+            ],
         )
-    return await _append(svc, key, batch.records)
+    return await _append(svc, key, batch.records, batch=True)
 
 
 def record_out(svc: Services, view: RecordView) -> RecordOut:
@@ -243,6 +292,12 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
     """The record as ``key`` may see it (:class:`~chainaudit.api.visibility.Viewer`, the one
     visibility rule); 404 when it does not exist or the key may not see it (no existence
     leak)."""
+    if not record_id:
+        raise Problem(
+            404,
+            "not-found",
+            "no record id given: GET /v1/records/{id}, or list them with GET /v1/records",
+        )
     try:
         entry = svc.reader().entry(record_id)
     except NotFoundError as exc:
@@ -253,12 +308,58 @@ def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
     return view
 
 
-@router.get("/{record_id}", response_model=RecordOut)
+@router.get("/{record_id:path}", response_model=RecordOut)
 async def get_record(record_id: str, key: Reader, svc: ServicesDep) -> RecordOut:
-    """One record with its leaf index and hash, as the key may see it (404 when it may not)."""
+    """One record with its leaf index and hash, as the key may see it (404 when it may not).
+
+    An id with ``/`` (the API refuses them for new records; a log may hold them from
+    ``chainaudit ingest``) is read as it is, ``/v1/records/a/b``, or encoded,
+    ``/v1/records/a%2Fb``. This route is registered after ``…/{id}/proof`` and
+    ``…/{id}/bundle``, which therefore win for an id whose last segment is ``proof`` or
+    ``bundle``."""
     found = await run_in_threadpool(lambda: record_out(svc, visible_entry(svc, key, record_id)))
     svc.reads.note(key, "record", record_id)
     return found
+
+
+def check_filters(
+    svc: Services, kind: str | None, since: str | None, until: str | None
+) -> tuple[int | None, int | None]:
+    """Validate the list filters (422 saying why: an unknown kind, a time that is not RFC 3339,
+    ``since`` after ``until``); return ``since`` and ``until`` in milliseconds."""
+    errors: list[dict[str, str]] = []
+    if kind is not None and kind not in svc.kinds | KINDS:
+        allowed = ", ".join(sorted(svc.kinds | KINDS))
+        errors.append(
+            {"in": "query", "pointer": "/kind", "message": f"kind must be one of: {allowed}"}
+        )
+    times: dict[str, int | None] = {}
+    for name, value in (("since", since), ("until", until)):
+        try:
+            times[name] = parse_timestamp(value) if value is not None else None
+        except RecordError:
+            times[name] = None
+            errors.append(
+                {
+                    "in": "query",
+                    "pointer": f"/{name}",
+                    "message": f"{name} must be RFC 3339 with a time zone, e.g. "
+                    f"2026-11-21T09:30:00Z; got {value!r}",
+                }
+            )
+    since_ms, until_ms = times["since"], times["until"]
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        errors.append(
+            {
+                "in": "query",
+                "pointer": "/since",
+                "message": f"since ({since}) is after until ({until}): since is inclusive, "
+                "until exclusive, so since must not be later than until",
+            }
+        )
+    if errors:
+        raise Problem(422, "validation", "; ".join(e["message"] for e in errors), errors=errors)
+    return since_ms, until_ms
 
 
 @router.get("", response_model=RecordPage)
@@ -278,16 +379,7 @@ async def list_records(
     ``limit`` records while ``next_cursor`` is set (at most
     :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null at
     the end of the log."""
-    try:
-        since_ms = parse_timestamp(since) if since is not None else None
-        until_ms = parse_timestamp(until) if until is not None else None
-    except RecordError as exc:
-        raise Problem(
-            422,
-            "validation",
-            f"since/until: {exc}",
-            errors=[{"field": "query.since", "message": str(exc)}],
-        ) from exc
+    since_ms, until_ms = check_filters(svc, kind, since, until)
 
     def page() -> RecordPage:
         log = svc.reader()
