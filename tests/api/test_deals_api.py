@@ -99,7 +99,11 @@ def _h(text: str) -> str:
     return Web3.to_hex(Web3.keccak(text=text))
 
 
-def _create(api: DealsApi, **extra: Any) -> dict[str, Any]:
+def _create(
+    api: DealsApi, *, invoices: dict[int, str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Open a two-milestone deal as the buyer; ``invoices`` declares an invoice hash per
+    milestone (a milestone can be financed only against the invoice declared at creation)."""
     start = now(Web3(Web3.HTTPProvider(api.devnet.rpc_url)))
     a = api.addresses
     body = {
@@ -117,6 +121,8 @@ def _create(api: DealsApi, **extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+    for milestone, invoice in (invoices or {}).items():
+        body["milestones"][milestone]["invoice_hash"] = invoice  # type: ignore[index]
     with api.client("buyer") as buyer:
         response = buyer.post("/v1/deals", json=body)
     assert response.status_code == 201, response.text
