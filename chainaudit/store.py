@@ -606,6 +606,17 @@ class Log:
                         yield record
             key = rows[-1][0] + 1
 
+    def records_from(self, start: int = 0) -> Iterator[bundles.Stored]:
+        """Every stored record from leaf ``start`` on, in leaf order, without its leaf hash
+        (what derived indexes following the log read, e.g.
+        :class:`chainaudit.record_index.RecordIndex`)."""
+        return self._stored_from(start)
+
+    def entries_at(self, indexes: Sequence[int]) -> list[Entry]:
+        """The records at leaf ``indexes`` with their leaf hashes, in the order given (a
+        derived index's matches); indexes with no stored record are left out."""
+        return self._entries_at(indexes)
+
     def scan(
         self,
         *,

@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
@@ -29,6 +29,7 @@ from web3 import Web3
 from chainaudit import integrity, provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
+from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
@@ -362,24 +363,44 @@ def _need(value: int | str | None, field: str) -> Any:
 async def list_deals(
     key: Reader,
     svc: ServicesDep,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[
+        int | None,
+        Query(ge=2, le=2**63, description="list the deals with a lower id (the next page)"),
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """Deals, newest first (a partner sees only its own)."""
+    """Deals, newest first, ``limit`` to a page; a ``Link: <…?before=N>; rel="next"``
+    header names the next page. A partner sees only the deals it is a party of, and only
+    those are read from the chain: their ids come from the party index the escrow indexer
+    keeps (:func:`chainaudit.indexer.deals_of`), so a deal appears in a partner's list once
+    the indexer has recorded its ``DealCreated`` event (``GET /v1/deals/{id}`` reads it at
+    once). Each deal read costs :data:`~chainaudit.api.budget.DEAL_READ` units of the key's
+    work budget (429 ``work-budget`` once it is spent)."""
     client = _escrow(svc)
+    svc.budget.check(key.key_id)
 
-    def read() -> list[dict[str, Any]]:
+    def read() -> tuple[list[dict[str, Any]], int, int | None]:
+        if key.role == "partner":
+            ids = svc.party_deals(key.address, before=before, limit=limit + 1)
+        else:
+            top = client.deal_count() if before is None else min(before - 1, client.deal_count())
+            ids = list(range(top, max(top - limit - 1, 0), -1))
+        more = len(ids) > limit
+        ids = ids[:limit]
         found: list[dict[str, Any]] = []
-        for deal_id in range(client.deal_count(), 0, -1):
+        for deal_id in ids:
             deal = client.deal(deal_id)
             if key.role == "partner" and not _reads(deal, key):
-                continue
+                continue  # the chain says otherwise than the index (e.g. not yet financed)
             found.append(deal_json(deal, token_decimals=svc.token_decimals(deal.token)))
-            if len(found) >= limit:
-                break
-        return found
+        return found, len(ids), ids[-1] if more else None
 
-    result: list[dict[str, Any]] = await _run(read)
-    return result
+    result, read_count, last = await _run(read)
+    svc.budget.charge(key.key_id, read_count * DEAL_READ)
+    if last is not None:
+        response.headers["Link"] = f'</v1/deals?limit={limit}&before={last}>; rel="next"'
+    return list(result)
 
 
 @router.post("/deals", status_code=201)
