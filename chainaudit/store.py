@@ -113,8 +113,9 @@ class AuditFinding:
     """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
     ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``,
     ``deal`` (the deal index) (see :meth:`Log.audit`); ``risk`` from
-    :func:`chainaudit.risk.book.audit_tables` and ``escrow`` from
-    :func:`chainaudit.indexer.audit_index`."""
+    :func:`chainaudit.risk.book.audit_tables`, ``escrow`` from
+    :func:`chainaudit.indexer.audit_index` and ``record-index`` from
+    :func:`chainaudit.record_index.audit_record_index`."""
     index: int | None
     record_id: str | None
     detail: str
