@@ -780,6 +780,12 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
         if found is None:
             return []
         rows = db.execute(f"SELECT {_INDEX_COLUMNS} FROM escrow_index_events").fetchall()  # noqa: S608
+        has_parties = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_deal_parties'"
+        ).fetchone()
+        party_rows = (
+            db.execute("SELECT * FROM escrow_deal_parties").fetchall() if has_parties else []
+        )
         pending = {
             str(record_id): _payload_of(body)
             for record_id, body in db.execute("SELECT record_id, body FROM escrow_index_outbox")
@@ -828,6 +834,64 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
         else:
             continue
         findings.append(AuditFinding("escrow", index, record_id, detail))
+    if has_parties:
+        findings.extend(_audit_parties(rows, party_rows, payloads, records))
+    return findings
+
+
+def _audit_parties(
+    rows: Sequence[Sequence[Any]],
+    party_rows: Sequence[Sequence[Any]],
+    payloads: Mapping[str, dict[str, Any] | None],
+    records: Mapping[str, tuple[int, dict[str, Any] | None]],
+) -> list[AuditFinding]:
+    """Compare the party index with the parties the indexed party events name (an event
+    whose record's content is unknown, e.g. erased, is left alone)."""
+    implied: set[tuple[Any, ...]] = set()
+    unknown: set[str] = set()
+    for row in rows:
+        record_id, chain_id, contract, event, deal_id = (
+            str(row[0]),
+            row[3],
+            row[4],
+            str(row[9]),
+            row[10],
+        )
+        if event not in PARTY_ROLES or deal_id is None:
+            continue
+        payload = payloads.get(record_id)
+        args = payload.get("args") if payload is not None else None
+        if not isinstance(args, Mapping):
+            unknown.add(record_id)
+            continue
+        implied.update(
+            (party, chain_id, contract, int(deal_id), role, record_id)
+            for party, role in deal_parties(event, args)
+        )
+    stored = {tuple(row) for row in party_rows}
+    findings: list[AuditFinding] = []
+    for party, _, _, deal_id, role, record_id in sorted(stored - implied, key=str):
+        if record_id in unknown:
+            continue
+        findings.append(
+            AuditFinding(
+                "escrow",
+                records.get(record_id, (None, None))[0],
+                record_id,
+                f"party index: makes {party} the {role} of deal {deal_id}, which the event "
+                "does not",
+            )
+        )
+    for party, _, _, deal_id, role, record_id in sorted(implied - stored, key=str):
+        findings.append(
+            AuditFinding(
+                "escrow",
+                records.get(record_id, (None, None))[0],
+                record_id,
+                f"party index: the event makes {party} the {role} of deal {deal_id}, missing "
+                "from the party index",
+            )
+        )
     return findings
 
 
