@@ -584,6 +584,19 @@ class Log:
         ).fetchone()
         return int(row[0])
 
+    def ids_with_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        """``(record id, leaf index)`` of every record whose id starts with ``prefix``
+        (non-empty), in leaf order (a range scan of the id index)."""
+        if not prefix:
+            raise ValueError("ids_with_prefix needs a non-empty prefix")
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._db.execute(
+            "SELECT record_id, idx FROM record_ids WHERE record_id >= ? AND record_id < ? "
+            "AND idx < ? ORDER BY idx",
+            (prefix, upper, self._size),
+        )
+        return [(str(record_id), int(idx)) for record_id, idx in rows]
+
     def signature(self, record_id: str) -> tuple[str, str] | None:
         """The verified ``(signer, signature)`` stored with a record, if it was signed."""
         row = self._db.execute(
