@@ -30,6 +30,7 @@ from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk.ledger import EventCache
 from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
@@ -82,6 +83,8 @@ class Services:
         self.record_index = RecordIndex(self.log_path)
         """The log's records by kind, actor, time and party (followed by a thread)."""
         self.budget = WorkBudget(settings.work_budget_per_minute)
+        self.events = EventCache()
+        """Every vault's live escrow events, read incrementally (statements)."""
         self._index_thread: threading.Thread | None = None
         self.chain: Chain = chain_from(settings)
         self.run_anchorer = run_anchorer
