@@ -17,8 +17,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process is up."""
+async def healthz() -> dict[str, str]:
+    """The process is up (answered on the event loop: no thread of the pool is needed, so
+    it answers however busy the pool is)."""
     return {"status": "ok"}
 
 

@@ -89,14 +89,18 @@ def anchor_out(data: dict[str, Any]) -> AnchorOut:
 @router.get("/checkpoints/latest", response_model=CheckpointOut)
 async def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
     """The log's current size and root, and the newest anchored checkpoint."""
-    log = svc.reader()
-    anchored = svc.anchor_book().latest_anchored()
-    return CheckpointOut(
-        tree_size=log.size,
-        root=log.root().hex(),
-        latest_anchor=anchor_out(anchored.public()) if anchored else None,
-        unanchored_records=log.size - (anchored.tree_size if anchored else 0),
-    )
+
+    def read() -> CheckpointOut:
+        log = svc.reader()
+        anchored = svc.anchor_book().latest_anchored()
+        return CheckpointOut(
+            tree_size=log.size,
+            root=log.root().hex(),
+            latest_anchor=anchor_out(anchored.public()) if anchored else None,
+            unanchored_records=log.size - (anchored.tree_size if anchored else 0),
+        )
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/consistency", response_model=ConsistencyOut)
@@ -129,7 +133,7 @@ async def anchors(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AnchorOut]:
     """Anchors, newest first, with their status."""
-    rows = svc.anchor_book().all()[::-1][:limit]
+    rows = (await run_in_threadpool(lambda: svc.anchor_book().all()))[::-1][:limit]
     return [anchor_out(a.public()) for a in rows]
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
+from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import RecordView, Viewer
@@ -340,8 +341,10 @@ async def list_records(
     records it might see (its own, the escrow events naming it, the records of its deals).
     A partner's page may hold fewer than ``limit`` records while ``next_cursor`` is set (at
     most :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null
-    at the end of the log. Every record examined costs a unit of the key's work budget
-    (:mod:`chainaudit.api.budget`): 429 ``work-budget`` once it is spent."""
+    at the end of the log. Every record examined costs a unit of the key's work budget, every
+    deal read from the chain to decide what a partner sees
+    :data:`~chainaudit.api.budget.DEAL_READ` (:mod:`chainaudit.api.budget`): 429
+    ``work-budget`` once it is spent."""
     try:
         since_ms = parse_timestamp(since) if since is not None else None
         until_ms = parse_timestamp(until) if until is not None else None
@@ -366,7 +369,8 @@ async def list_records(
                 entries = log.entries_at(index.matching(filters, start=cursor, limit=limit + 1))
             views = [v for e in entries if (v := viewer.view(e)) is not None]
             return _paged(svc, views, limit, None), len(entries)
-        return _partner_page(svc, log, index, viewer, filters, cursor, limit)
+        page, examined = _partner_page(svc, log, index, viewer, filters, cursor, limit)
+        return page, examined + viewer.deals_read * DEAL_READ
 
     result, examined = await run_in_threadpool(page)
     svc.budget.charge(key.key_id, examined)
