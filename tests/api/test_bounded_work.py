@@ -115,9 +115,19 @@ def test_a_partners_list_examines_only_the_records_it_might_see(big_log: Served)
         assert served.services.budget.spent(served.key_id("partner")) - spent == 3
 
 
-def test_filters_read_the_index(big_log: Served) -> None:
+def test_filters_read_the_index(big_log: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the record index, each filtered page decoded every record bundle of the log
+    up to its matches (all 391 here)."""
     served = big_log
     spent = served.services.budget.spent(served.key_id("auditor"))
+    decoded: list[int] = []
+    decode = Log._decode_bundle
+
+    def counted(self: Log, key: int, blob: object) -> Any:
+        decoded.append(key)
+        return decode(self, key, blob)
+
+    monkeypatch.setattr(Log, "_decode_bundle", counted)
     with served.client("auditor") as auditor:
         found = auditor.get(
             "/v1/records",
@@ -138,6 +148,8 @@ def test_filters_read_the_index(big_log: Served) -> None:
         assert all(r["timestamp_ms"] < until for r in by_actor["items"])
     # 3 + 1 + at most 101: the matching rows only, never a scan of the 50,000
     assert served.services.budget.spent(served.key_id("auditor")) - spent <= 105
+    # the bundles holding the 105 matches (about 22), not all 391 of the log
+    assert len(decoded) <= 40, f"{len(decoded)} record bundles decoded"
 
 
 def test_healthz_stays_responsive_while_clients_list_records(big_log: Served) -> None:
