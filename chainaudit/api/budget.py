@@ -5,9 +5,10 @@ lists records or deals may cost thousands of times more than one that reads a re
 work budget counts that cost in **work units** — one per record examined, :data:`DEAL_READ`
 per deal read from the chain — in a token bucket per key, refilled at
 ``work_budget_per_minute`` units a minute up to one minute's worth. A request is refused
-(429 ``work-budget``, with ``Retry-After``) when the key's bucket is empty; otherwise it runs,
-bounded per page, and its cost is charged afterwards (the bucket may go below zero, and the
-next request waits until it is positive again).
+(429 ``work-budget``, with ``Retry-After``) when the key's bucket cannot pay what it is
+expected to cost (a page of ``limit`` records, ``limit`` deals); otherwise it runs, bounded
+per page, and what it actually cost is charged afterwards (the bucket may go below zero, and
+the next request waits until it can pay again).
 """
 
 from __future__ import annotations
@@ -40,26 +41,29 @@ class WorkBudget:
         units, last = self._buckets.get(key_id, (float(self.per_minute), now))
         return min(float(self.per_minute), units + (now - last) * self._rate)
 
-    def wait(self, key_id: str) -> float:
-        """0 when ``key_id`` may start a request now, else the seconds until it may."""
+    def wait(self, key_id: str, units: int = 1) -> float:
+        """0 when ``key_id`` has ``units`` (at most a minute's worth) to spend now, else the
+        seconds until it has."""
+        need = min(max(units, 1), self.per_minute)
         now = time.monotonic()
         with self._lock:
-            units = self._level(key_id, now)
-            self._buckets[key_id] = (units, now)
-            return 0.0 if units > 0 else (1 - units) / self._rate
+            level = self._level(key_id, now)
+            self._buckets[key_id] = (level, now)
+            return 0.0 if level >= need else (need - level) / self._rate
 
-    def check(self, key_id: str) -> None:
-        """Raise 429 ``work-budget`` (with ``Retry-After``) when the key's budget is spent."""
-        wait = self.wait(key_id)
+    def check(self, key_id: str, units: int = 1) -> None:
+        """Raise 429 ``work-budget`` (with ``Retry-After``) when the key's budget cannot pay
+        ``units``, what the request is expected to cost (at most a minute's worth)."""
+        wait = self.wait(key_id, units)
         if wait > 0:
             raise Problem(
                 429,
                 "work-budget",
-                f"this key's work budget of {self.per_minute} units a minute is spent (one "
-                "unit per record examined, "
-                f"{DEAL_READ} per deal read from the chain); retry after {math.ceil(wait)} s, "
-                "and make each request cheaper: narrow a record list with kind, actor, since "
-                "and until, and lower limit",
+                f"this key's work budget of {self.per_minute} units a minute cannot pay for "
+                f"this request (about {units} units: one per record examined, {DEAL_READ} per "
+                f"deal read from the chain); retry after {math.ceil(wait)} s, and make each "
+                "request cheaper: narrow a record list with kind, actor, since and until, and "
+                "lower limit",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
 

@@ -206,6 +206,14 @@ def test_the_work_budget_refuses_with_429(big_log: Served) -> None:
             assert 30 <= int(refused.headers["Retry-After"]) <= 60
         with served.client("auditor") as auditor:  # another key's budget is its own
             assert auditor.get("/v1/records", params={"limit": 1}).status_code == 200
+        served.services.budget = WorkBudget(1_200)  # 20 units a second
+        with served.client("regulator") as regulator:
+            assert regulator.get("/v1/records", params={"limit": 500}).status_code == 200
+            # a page the rest cannot pay for is refused before it runs; a cheaper one is not
+            expensive = regulator.get("/v1/records", params={"limit": 1000})
+            assert expensive.status_code == 429, expensive.status_code
+            assert "about 1001 units" in expensive.json()["detail"]
+            assert regulator.get("/v1/records", params={"limit": 10}).status_code == 200
     finally:
         served.services.budget = budget
 

@@ -378,7 +378,7 @@ async def list_deals(
     once). Each deal read costs :data:`~chainaudit.api.budget.DEAL_READ` units of the key's
     work budget (429 ``work-budget`` once it is spent)."""
     client = _escrow(svc)
-    svc.budget.check(key.key_id)
+    svc.budget.check(key.key_id, limit * DEAL_READ)
 
     def read() -> tuple[list[dict[str, Any]], int, int | None]:
         if key.role == "partner":

@@ -357,7 +357,7 @@ async def list_records(
         ) from exc
 
     filters = Filters(kind=kind, actor=actor, since_ms=since_ms, until_ms=until_ms)
-    svc.budget.check(key.key_id)
+    svc.budget.check(key.key_id, limit + 1)
 
     def page() -> tuple[RecordPage, int]:
         log, index = svc.indexed()
