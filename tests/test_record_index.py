@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chainaudit import provenance
+from chainaudit import provenance, record_index
 from chainaudit.record_index import Filters, RecordIndex, audit_record_index
 from chainaudit.records import prepare
 from chainaudit.store import Log
@@ -160,3 +160,23 @@ def test_the_audit_command_names_an_edited_record_index(tmp_path: Path) -> None:
     db.close()
     result = run(data, "audit", check_rc=1)
     assert "RECORD-INDEX index 3 record 'r-3'" in result.stdout
+
+
+@pytest.mark.parametrize("narrow", [10_000, 1], ids=["time index", "leaf order"])
+def test_time_filters_agree_with_the_records_narrow_or_wide(
+    log: Log, narrow: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(record_index, "NARROW", narrow)
+    with RecordIndex(log.path) as index:
+        index.sync(log)
+        entries = list(log.entries())
+        for since, until in ((27, 28), (0, 27), (26, None), (None, 1)):
+            lo = None if since is None else log.entry(f"r-{since}").timestamp_ms
+            hi = None if until is None else log.entry(f"r-{until}").timestamp_ms
+            expected = [
+                e.index
+                for e in entries
+                if (lo is None or e.timestamp_ms >= lo) and (hi is None or e.timestamp_ms < hi)
+            ]
+            found = index.matching(Filters(since_ms=lo, until_ms=hi), start=5, limit=50)
+            assert found == [i for i in expected if i >= 5][:50], (since, until)
