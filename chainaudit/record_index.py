@@ -143,6 +143,9 @@ class RecordIndex:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30.0, check_same_thread=False
             )
+            # derived rows: a crash may lose the last sync (cursor and rows together), never
+            # split them, and the next sync redoes it
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO record_index_cursor VALUES (1, 0)")
         except sqlite3.Error as exc:
