@@ -18,7 +18,7 @@ from eth_account import Account
 from web3 import Web3
 
 from chainaudit import provenance
-from chainaudit.api.budget import WorkBudget
+from chainaudit.api.budget import DEAL_READ, WorkBudget
 from chainaudit.api.server import ServerThread
 from chainaudit.api.services import Services
 from chainaudit.chain import Chain
@@ -344,3 +344,10 @@ def test_outsiders_deals_neither_appear_in_nor_slow_a_partners_deal_list(vault: 
         assert f"before={outsiders[-5]}" in page.headers["Link"]
         older = auditor.get("/v1/deals", params={"limit": 5, "before": outsiders[-5]})
         assert [d["deal_id"] for d in older.json()] == outsiders[-6:-11:-1]
+        # a trace costs its deal read and one unit per record of the deal
+        key_id = vault.tokens["auditor"].split("_")[1]
+        spent = svc.budget.spent(key_id)
+        timeline = auditor.get(f"/v1/deals/{mine}/trace")
+        assert timeline.status_code == 200, timeline.text
+        entries = timeline.json()["entries"]
+        assert entries and svc.budget.spent(key_id) - spent == DEAL_READ + len(entries)

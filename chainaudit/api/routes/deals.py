@@ -728,12 +728,18 @@ async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any
     Each record is shown as ``GET /v1/records/{id}`` shows it to the key
     (:mod:`chainaudit.api.visibility`: a partner sees what concerns it, decisions redacted,
     and nothing of a deal it was merely offered financing on); a record of a reserved kind
-    whose submitter was not entitled to write it is never on the timeline."""
+    whose submitter was not entitled to write it is never on the timeline. Each record on
+    the deal's index costs a unit of the key's work budget, the deal read
+    :data:`~chainaudit.api.budget.DEAL_READ` (429 ``work-budget`` once it is spent)."""
+    svc.budget.check(key.key_id, DEAL_READ)
     await _run(lambda: _read_deal(svc, key, deal_id))
-    return await run_in_threadpool(_trace, svc, key, deal_id)
+    result, examined = await run_in_threadpool(_trace, svc, key, deal_id)
+    svc.budget.charge(key.key_id, DEAL_READ + examined)
+    return result
 
 
-def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
+def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], int]:
+    """The timeline as :func:`trace` returns it, and how many records were examined."""
     log = svc.reader()
     viewer = Viewer(svc, key)
     anchors = sorted(
@@ -742,7 +748,8 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
     )
     final_size = max((a.tree_size for a in anchors if a.status == "final"), default=0)
     out = []
-    for entry in log.deal_entries(str(deal_id)):
+    entries = log.deal_entries(str(deal_id))
+    for entry in entries:
         stored = document_of(entry)
         if stored is not None and not trusted(stored):
             continue  # forged: `chainaudit reconcile` reports it, no reader uses it
@@ -775,4 +782,4 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
             }
         )
     svc.reads.note(key, "trace", str(deal_id), count=len(out))
-    return {"deal_id": deal_id, "entries": out}
+    return {"deal_id": deal_id, "entries": out}, len(entries) + viewer.deals_read * DEAL_READ
