@@ -293,6 +293,11 @@ class Services:
             self._local.book = book
         return book
 
+    def cached_key(self, token: str) -> ApiKey | None:
+        """The key of ``token`` if :meth:`authenticate` found it lately (no database read)."""
+        cached = self._auth_cache.get(token)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def authenticate(self, token: str) -> ApiKey | None:
         """The key of ``token``, cached for :data:`AUTH_CACHE_SECONDS` (revocations through the
         API take effect at once, others within that time)."""
