@@ -193,6 +193,34 @@ def test_healthz_stays_responsive_while_clients_list_records(big_log: Served) ->
     assert max(latencies) < 2.0, latencies
 
 
+def test_healthz_answers_while_the_thread_pool_is_full(big_log: Served) -> None:
+    """Every worker thread of the pool (40) waits in a record list; ``/healthz`` needs none."""
+    served = big_log
+    lock = served.services.record_index._lock
+    statuses: list[int] = []
+
+    def wait_in_a_list() -> None:
+        with served.client("operator") as operator:
+            statuses.append(operator.get("/v1/records", params={"kind": "document"}).status_code)
+
+    waiting = [threading.Thread(target=wait_in_a_list) for _ in range(48)]
+    lock.acquire()
+    try:
+        for thread in waiting:
+            thread.start()
+        time.sleep(1.0)  # every list is in the pool, waiting for the index
+        with httpx.Client(base_url=served.url, timeout=10) as client:
+            began = time.monotonic()
+            assert client.get("/healthz").status_code == 200
+            took = time.monotonic() - began
+    finally:
+        lock.release()
+        for thread in waiting:
+            thread.join(timeout=60)
+    assert took < 1.0, f"/healthz took {took:.2f} s"
+    assert statuses == [200] * len(waiting)
+
+
 def test_the_work_budget_refuses_with_429(big_log: Served) -> None:
     served = big_log
     budget = served.services.budget
