@@ -104,13 +104,14 @@ async def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
 
 
 @router.get("/consistency", response_model=ConsistencyOut)
-async def consistency(
+def consistency(
     key: Reader,
     svc: ServicesDep,
     from_size: Annotated[int, Query(ge=1, le=2**48)],
     to_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
 ) -> ConsistencyOut:
-    """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now)."""
+    """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now).
+    (A plain function: FastAPI runs it in the thread pool, off the event loop.)"""
     log = svc.reader()
     new = to_size or log.size
     try:
