@@ -66,11 +66,15 @@ async def inclusion(
     """The record's RFC 9162 inclusion proof in the tree of ``tree_size`` (default: now);
     404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``)."""
     entry = (await run_in_threadpool(visible_entry, svc, key, record_id)).entry
-    log = svc.reader()
-    size = tree_size or log.size
-    if entry.index >= size or size > log.size:
-        raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
-    root, proof = log.inclusion_proof_with_root(entry.index, size)
+
+    def prove() -> tuple[int, bytes, list[bytes]]:
+        log = svc.reader()
+        size = tree_size or log.size
+        if entry.index >= size or size > log.size:
+            raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
+        return size, *log.inclusion_proof_with_root(entry.index, size)
+
+    size, root, proof = await run_in_threadpool(prove)
     svc.reads.note(key, "proof", record_id)
     return InclusionOut(
         record_id=entry.record_id,
