@@ -320,20 +320,22 @@ def load(log: Log, approval_id: str, *, at_ms: int | None = None) -> Approval:
     )
 
 
-def pending(log: Log, *, page: int = 5_000) -> list[Approval]:
-    """Every request still pending, oldest first (a scan of the ``admin`` records)."""
+def pending(log: Log) -> list[Approval]:
+    """Every request still pending, oldest first (a range scan of the id index over the
+    ``approval:…:requested`` records: the requests only, never the whole log)."""
+    requested = [
+        index
+        for record_id, index in log.ids_with_prefix(PREFIX)
+        if record_id.endswith(":requested")
+    ]
     found: list[Approval] = []
-    start = 0
-    while True:
-        batch = log.scan(start=start, limit=page, kind=KIND)
-        for entry in batch:
-            if entry.record_id.startswith(PREFIX) and entry.record_id.endswith(":requested"):
-                approval = load(log, entry.record_id[len(PREFIX) : -len(":requested")])
-                if approval.status == "pending":
-                    found.append(approval)
-        if len(batch) < page:
-            return found
-        start = batch[-1].index + 1
+    for entry in log.entries_at(requested):
+        if entry.kind != KIND:
+            continue
+        approval = load(log, entry.record_id[len(PREFIX) : -len(":requested")])
+        if approval.status == "pending":
+            found.append(approval)
+    return found
 
 
 def check_checker(approval: Approval, checker: Officer) -> None:

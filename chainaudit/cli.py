@@ -13,7 +13,8 @@ bundle's own, with a warning in the verdict). Every JSON input is checked for ne
 it is parsed (:mod:`chainaudit.jsonlimits`).
 
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
-:func:`chainaudit.indexer.audit_index`) prints one line per finding and exits 1 if there is any.
+:func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
+prints one line per finding and exits 1 if there is any.
 
 Controlled actions need two officers (:mod:`chainaudit.approvals`): ``risk resolve --cleared``,
 ``risk hold lift``, a ``risk hold renew`` that shortens a hold, ``risk rules`` with a changed
@@ -275,6 +276,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.context import chain_from  # noqa: PLC0415
     from chainaudit.deploy import contract_address  # noqa: PLC0415
     from chainaudit.indexer import audit_index  # noqa: PLC0415
+    from chainaudit.record_index import audit_record_index  # noqa: PLC0415
     from chainaudit.risk.book import audit_tables  # noqa: PLC0415
 
     with _open_log(settings) as log:
@@ -282,6 +284,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         report = log.audit(chain_id=None if chain is None else chain.chain_id())
         report.findings.extend(audit_tables(log))
         report.findings.extend(audit_index(log))
+        report.findings.extend(audit_record_index(log))
         if chain is not None:
             report.findings.extend(
                 audit_against_chain(log, chain, contract_address(settings, chain))

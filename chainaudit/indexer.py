@@ -58,6 +58,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from hexbytes import HexBytes
@@ -65,7 +66,7 @@ from web3 import Web3
 
 from chainaudit import integrity, provenance
 from chainaudit.chain import Chain
-from chainaudit.errors import ChainUnavailableError, ConflictError, StoreError
+from chainaudit.errors import ChainUnavailableError, ConflictError, NotFoundError, StoreError
 from chainaudit.escrow import DecodedEvent, EscrowClient
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import AuditFinding, Entry, Log
@@ -114,12 +115,53 @@ CREATE TABLE IF NOT EXISTS escrow_index_events (
 CREATE INDEX IF NOT EXISTS escrow_index_events_by_block
     ON escrow_index_events (chain_id, contract, block_number);
 CREATE INDEX IF NOT EXISTS escrow_index_events_by_base ON escrow_index_events (base_id);
+CREATE TABLE IF NOT EXISTS escrow_deal_parties (
+    party TEXT NOT NULL,
+    chain_id INTEGER NOT NULL,
+    contract TEXT NOT NULL,
+    deal_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    PRIMARY KEY (party, chain_id, contract, deal_id, role, record_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS escrow_deal_parties_by_record ON escrow_deal_parties (record_id);
 CREATE TABLE IF NOT EXISTS escrow_index_outbox (
     seq INTEGER PRIMARY KEY,
     record_id TEXT NOT NULL UNIQUE,
     body BLOB NOT NULL
 );
 """
+
+
+PARTY_ROLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "DealCreated": (
+        ("buyer", "buyer"),
+        ("supplier", "supplier"),
+        ("arbiter", "arbiter"),
+        ("inspectors", "inspector"),
+    ),
+    "DealControlsSet": (("financier", "financier"), ("approvers", "approver")),
+    "ReceivableFinanced": (("financier", "financier"),),
+}
+"""The events that make an address a party of a deal, and the role each argument gives (a
+financing *offer* makes no party: :func:`chainaudit.api.visibility.read_scope`)."""
+
+
+def deal_parties(event: str, args: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(address in lower case, role)`` of every party event ``event`` with decoded JSON
+    ``args`` names (see :data:`PARTY_ROLES`); the zero address names no one."""
+    found: list[tuple[str, str]] = []
+    for name, role in PARTY_ROLES.get(event, ()):
+        value = args.get(name)
+        for address in value if isinstance(value, list) else [value]:
+            if isinstance(address, str) and address.startswith("0x"):
+                try:
+                    named = int(address, 16)
+                except ValueError:
+                    continue
+                if named:
+                    found.append((address.lower(), role))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +229,42 @@ class Indexer:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the indexer tables in {log.path}: {exc}") from exc
+        self._backfill_parties()
+
+    def _backfill_parties(self) -> None:
+        """Derive the party rows of the party events recorded before the party index
+        existed (an upgrade in place), from their records in the log or the outbox."""
+        missing = self._db.execute(
+            "SELECT e.record_id, e.chain_id, e.contract, e.deal_id, e.event "
+            "FROM escrow_index_events e WHERE e.event IN (SELECT value FROM json_each(?)) "
+            "AND NOT EXISTS (SELECT 1 FROM escrow_deal_parties p WHERE p.record_id = e.record_id)",
+            (json.dumps(list(PARTY_ROLES)),),
+        ).fetchall()
+        if not missing:
+            return
+        outbox = {
+            str(record_id): _payload_of(body)
+            for record_id, body in self._db.execute(
+                "SELECT record_id, body FROM escrow_index_outbox"
+            )
+        }
+        rows: list[tuple[str, int, str, int, str, str]] = []
+        for record_id, chain_id, contract, deal_id, event in missing:
+            payload = outbox.get(record_id)
+            if payload is None:
+                try:
+                    payload = _payload_of(self.log.entry(record_id).body)
+                except (NotFoundError, StoreError):
+                    payload = None  # not appended yet, or a damaged log `audit` reports
+            args = payload.get("args") if payload is not None else None
+            if deal_id is None or not isinstance(args, Mapping):
+                continue
+            rows.extend(
+                (party, chain_id, contract, int(deal_id), role, record_id)
+                for party, role in deal_parties(event, args)
+            )
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO escrow_deal_parties VALUES (?,?,?,?,?,?)", rows)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -527,6 +605,14 @@ class Indexer:
                 LIVE,
             ),
         )
+        if payload["deal_id"] is not None:
+            db.executemany(
+                "INSERT OR IGNORE INTO escrow_deal_parties VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (party, self.chain_id, self.contract, int(payload["deal_id"]), role, record_id)
+                    for party, role in deal_parties(payload["event"], payload["args"])
+                ],
+            )
 
     def _payload(
         self,
@@ -571,6 +657,52 @@ class Indexer:
 
 
 # -- queries ----------------------------------------------------------------------------------
+
+
+def deals_of(
+    path: Path,
+    chain_id: int,
+    contract: str,
+    party: str,
+    *,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """The ids of the deals of vault ``contract`` on ``chain_id`` that ``party`` is a party
+    of (buyer, supplier, arbiter, inspector, financier or approver) according to the events
+    indexed into the log at ``path`` that no reorganisation retracted, newest first: below
+    ``before`` when given, at most ``limit``. Reads only the party index (no chain call);
+    an empty list when the file has no party index yet. Raises
+    :class:`~chainaudit.errors.StoreError` if the file cannot be read."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the party index in {path}: {exc}") from exc
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_deal_parties'"
+        ).fetchone()
+        if found is None:
+            return []
+        rows = db.execute(
+            "SELECT DISTINCT p.deal_id FROM escrow_deal_parties p "
+            "JOIN escrow_index_events e ON e.record_id = p.record_id "
+            "WHERE p.party = ? AND p.chain_id = ? AND p.contract = ? AND e.status = ? "
+            "AND p.deal_id < ? ORDER BY p.deal_id DESC LIMIT ?",
+            (
+                party.lower(),
+                chain_id,
+                Web3.to_checksum_address(contract),
+                LIVE,
+                2**63 - 1 if before is None else before,
+                -1 if limit is None else limit,
+            ),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the party index in {path}: {exc}") from exc
+    finally:
+        db.close()
+    return [int(deal_id) for (deal_id,) in rows]
 
 
 def events_for_deal(
@@ -648,6 +780,12 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
         if found is None:
             return []
         rows = db.execute(f"SELECT {_INDEX_COLUMNS} FROM escrow_index_events").fetchall()  # noqa: S608
+        has_parties = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_deal_parties'"
+        ).fetchone()
+        party_rows = (
+            db.execute("SELECT * FROM escrow_deal_parties").fetchall() if has_parties else []
+        )
         pending = {
             str(record_id): _payload_of(body)
             for record_id, body in db.execute("SELECT record_id, body FROM escrow_index_outbox")
@@ -696,6 +834,64 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
         else:
             continue
         findings.append(AuditFinding("escrow", index, record_id, detail))
+    if has_parties:
+        findings.extend(_audit_parties(rows, party_rows, payloads, records))
+    return findings
+
+
+def _audit_parties(
+    rows: Sequence[Sequence[Any]],
+    party_rows: Sequence[Sequence[Any]],
+    payloads: Mapping[str, dict[str, Any] | None],
+    records: Mapping[str, tuple[int, dict[str, Any] | None]],
+) -> list[AuditFinding]:
+    """Compare the party index with the parties the indexed party events name (an event
+    whose record's content is unknown, e.g. erased, is left alone)."""
+    implied: set[tuple[Any, ...]] = set()
+    unknown: set[str] = set()
+    for row in rows:
+        record_id, chain_id, contract, event, deal_id = (
+            str(row[0]),
+            row[3],
+            row[4],
+            str(row[9]),
+            row[10],
+        )
+        if event not in PARTY_ROLES or deal_id is None:
+            continue
+        payload = payloads.get(record_id)
+        args = payload.get("args") if payload is not None else None
+        if not isinstance(args, Mapping):
+            unknown.add(record_id)
+            continue
+        implied.update(
+            (party, chain_id, contract, int(deal_id), role, record_id)
+            for party, role in deal_parties(event, args)
+        )
+    stored = {tuple(row) for row in party_rows}
+    findings: list[AuditFinding] = []
+    for party, _, _, deal_id, role, record_id in sorted(stored - implied, key=str):
+        if record_id in unknown:
+            continue
+        findings.append(
+            AuditFinding(
+                "escrow",
+                records.get(record_id, (None, None))[0],
+                record_id,
+                f"party index: makes {party} the {role} of deal {deal_id}, which the event "
+                "does not",
+            )
+        )
+    for party, _, _, deal_id, role, record_id in sorted(implied - stored, key=str):
+        findings.append(
+            AuditFinding(
+                "escrow",
+                records.get(record_id, (None, None))[0],
+                record_id,
+                f"party index: the event makes {party} the {role} of deal {deal_id}, missing "
+                "from the party index",
+            )
+        )
     return findings
 
 

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # -- API --------------------------------------------------------------------------------
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: float = Field(default=200.0, ge=1)
+    work_budget_per_minute: int = Field(
+        default=200_000,
+        ge=1,
+        description="work units a key may spend a minute (one per record a list examines, "
+        "50 per deal read from the chain); over it, 429 work-budget with Retry-After",
+    )
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=10_000, ge=1)
     read_audit_batch: int = Field(

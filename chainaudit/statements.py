@@ -30,7 +30,7 @@ from chainaudit.actions import now_rfc3339
 from chainaudit.anchoring import FINAL, AnchorBook
 from chainaudit.bundle import build_bundle
 from chainaudit.errors import InputError
-from chainaudit.risk.ledger import Ledger, Movement, indexed_events
+from chainaudit.risk.ledger import EventCache, Ledger, Movement, indexed_events
 from chainaudit.store import Log
 
 __all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "build_statement", "csv_cell"]
@@ -150,6 +150,7 @@ def build_statement(
     contract: str | None = None,
     bundles: bool = False,
     shown: Callable[[str], bool] | None = None,
+    events: EventCache | None = None,
 ) -> Statement:
     """The statement of ``party`` from the log's indexed escrow events.
 
@@ -157,7 +158,9 @@ def build_statement(
     forged event or retraction neither adds nor removes a line. ``chain_id`` / ``contract``
     restrict it to one vault. ``shown`` (a record id → whether the reader may see it) drops
     the lines, and their amounts from the totals, of records the reader may not see. With
-    ``bundles``, the proof bundle of every anchored line is built too. Raises
+    ``bundles``, the proof bundle of every anchored line is built too. ``events`` (a
+    long-lived :class:`~chainaudit.risk.ledger.EventCache` of all vaults, the API's) reads
+    only the records appended since its last use instead of every escrow event. Raises
     :class:`~chainaudit.errors.InputError` for a malformed address.
     """
     try:
@@ -165,8 +168,11 @@ def build_statement(
     except (ValueError, TypeError) as exc:
         raise InputError(f"{party!r} is not an Ethereum address") from exc
     log.refresh()
-    events, _ = indexed_events(log, chain_id=chain_id, contract=contract)
-    ledger = Ledger.replay(events)
+    if events is not None and chain_id is None and contract is None:
+        found = events.update(log)
+    else:
+        found, _ = indexed_events(log, chain_id=chain_id, contract=contract)
+    ledger = Ledger.replay(found)
     statement = Statement(party=address, generated_at=now_rfc3339(), tree_size=log.size)
     for movement in ledger.movements_of(address):
         if shown is not None and not shown(movement.event.record_id):

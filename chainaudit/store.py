@@ -113,8 +113,9 @@ class AuditFinding:
     """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
     ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``,
     ``deal`` (the deal index) (see :meth:`Log.audit`); ``risk`` from
-    :func:`chainaudit.risk.book.audit_tables` and ``escrow`` from
-    :func:`chainaudit.indexer.audit_index`."""
+    :func:`chainaudit.risk.book.audit_tables`, ``escrow`` from
+    :func:`chainaudit.indexer.audit_index` and ``record-index`` from
+    :func:`chainaudit.record_index.audit_record_index`."""
     index: int | None
     record_id: str | None
     detail: str
@@ -583,6 +584,19 @@ class Log:
         ).fetchone()
         return int(row[0])
 
+    def ids_with_prefix(self, prefix: str) -> list[tuple[str, int]]:
+        """``(record id, leaf index)`` of every record whose id starts with ``prefix``
+        (non-empty), in leaf order (a range scan of the id index)."""
+        if not prefix:
+            raise ValueError("ids_with_prefix needs a non-empty prefix")
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._db.execute(
+            "SELECT record_id, idx FROM record_ids WHERE record_id >= ? AND record_id < ? "
+            "AND idx < ? ORDER BY idx",
+            (prefix, upper, self._size),
+        )
+        return [(str(record_id), int(idx)) for record_id, idx in rows]
+
     def signature(self, record_id: str) -> tuple[str, str] | None:
         """The verified ``(signer, signature)`` stored with a record, if it was signed."""
         row = self._db.execute(
@@ -605,6 +619,17 @@ class Log:
                     if record.leaf_index >= start:
                         yield record
             key = rows[-1][0] + 1
+
+    def records_from(self, start: int = 0) -> Iterator[bundles.Stored]:
+        """Every stored record from leaf ``start`` on, in leaf order, without its leaf hash
+        (what derived indexes following the log read, e.g.
+        :class:`chainaudit.record_index.RecordIndex`)."""
+        return self._stored_from(start)
+
+    def entries_at(self, indexes: Sequence[int]) -> list[Entry]:
+        """The records at leaf ``indexes`` with their leaf hashes, in the order given (a
+        derived index's matches); indexes with no stored record are left out."""
+        return self._entries_at(indexes)
 
     def scan(
         self,

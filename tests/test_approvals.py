@@ -74,3 +74,32 @@ def test_old_requests_expire_and_forged_steps_are_ignored(log: Log) -> None:
     log.append([forged])
     assert approvals.load(log, asked.approval_id).status == "pending"
     assert [a.approval_id for a in approvals.pending(log)] == [asked.approval_id]
+
+
+def test_pending_reads_the_requests_only_not_the_log(log: Log) -> None:
+    """``GET /v1/approvals`` used to scan every ``admin`` record (one per API write)."""
+    noise = [
+        prepare(
+            {
+                "id": f"action-append-{i}",
+                "kind": "admin",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "key:aaaaaaaaaaaa",
+                "payload": {"action": "records.append", "n": i},
+            },
+            submitter=provenance.API,
+        )
+        for i in range(5_000)
+    ]
+    log.append(noise)
+    asked = approvals.request(log.append, "escrow.pause", {"note": "x"}, ALICE)
+    decoded: list[int] = []
+    decode = log._decode_bundle
+
+    def counted(key: int, blob: object) -> Any:
+        decoded.append(key)
+        return decode(key, blob)
+
+    log._decode_bundle = counted  # type: ignore[method-assign]
+    assert [a.approval_id for a in approvals.pending(log)] == [asked.approval_id]
+    assert len(decoded) <= 2, f"{len(decoded)} record bundles decoded"  # the request's own

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from chainaudit.api.problems import Problem
@@ -65,7 +66,9 @@ async def principal(
             "send an API key as `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = svc.authenticate(token)
+    key = svc.cached_key(token)
+    if key is None:  # the key store is SQLite: read it off the event loop
+        key = await run_in_threadpool(svc.authenticate, token)
     if key is None:
         raise Problem(
             401,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
 
@@ -37,6 +38,8 @@ class ServerThread:
     ) -> None:
         self.url = f"http://{host}:{port}"
         self._server = uvicorn.Server(_config(settings, host, port, run_anchorer=run_anchorer))
+        self.app: Any = self._server.config.app
+        """The served FastAPI app (tests reach its ``state.services``)."""
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
 
     def start(self, timeout: float = 30.0) -> ServerThread:

@@ -16,6 +16,7 @@ from web3 import Web3
 
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
+from chainaudit.api.budget import WorkBudget
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
@@ -25,9 +26,11 @@ from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigError
 from chainaudit.escrow import EscrowClient
-from chainaudit.indexer import Indexer
+from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
+from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk.ledger import EventCache
 from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
@@ -77,6 +80,12 @@ class Services:
         )
         self.keys = KeyStore(self.log_path)
         self.metrics = Metrics()
+        self.record_index = RecordIndex(self.log_path)
+        """The log's records by kind, actor, time and party (followed by a thread)."""
+        self.budget = WorkBudget(settings.work_budget_per_minute)
+        self.events = EventCache()
+        """Every vault's live escrow events, read incrementally (statements)."""
+        self._index_thread: threading.Thread | None = None
         self.chain: Chain = chain_from(settings)
         self.run_anchorer = run_anchorer
         self.anchorer: Anchorer | None = None
@@ -99,6 +108,10 @@ class Services:
     def start(self) -> None:
         self.writer.start()
         self.reads.start()
+        self._index_thread = threading.Thread(
+            target=self._follow_log, name="chainaudit-record-index", daemon=True
+        )
+        self._index_thread.start()
         self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
@@ -224,8 +237,43 @@ class Services:
             self._anchor_thread.join(timeout=30)
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=30)
+        if self._index_thread is not None:
+            self._index_thread.join(timeout=30)
         self.reads.stop()  # the last reads, while the writer still runs
         self.writer.stop()
+
+    def _follow_log(self) -> None:
+        """Keep :attr:`record_index` caught up with the log (a request syncs the rest)."""
+        with Log(self.log_path, kinds=self.kinds) as log:
+            while not self._stop.is_set():
+                try:
+                    self.record_index.sync(log)
+                except ChainauditError:
+                    logger.exception("record index: sync failed")
+                self._stop.wait(0.5)
+
+    def indexed(self) -> tuple[Log, RecordIndex]:
+        """This thread's reader and the record index, caught up with every record the reader
+        sees (the records appended since the follower's last run are indexed now)."""
+        log = self.reader()
+        self.record_index.sync(log)
+        return log, self.record_index
+
+    def party_deals(
+        self, address: str | None, *, before: int | None = None, limit: int | None = None
+    ) -> list[int]:
+        """The ids of this vault's deals ``address`` is a party of, newest first, from the
+        indexer's party index (no chain call; empty without a vault or an address)."""
+        if self.escrow is None or address is None:
+            return []
+        return deals_of(
+            self.log_path,
+            self.chain_id(),
+            self.escrow.address,
+            address,
+            before=before,
+            limit=limit,
+        )
 
     # -- per-thread readers -----------------------------------------------------------------
 
@@ -244,6 +292,11 @@ class Services:
             book = AnchorBook(self.reader())
             self._local.book = book
         return book
+
+    def cached_key(self, token: str) -> ApiKey | None:
+        """The key of ``token`` if :meth:`authenticate` found it lately (no database read)."""
+        cached = self._auth_cache.get(token)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The key of ``token``, cached for :data:`AUTH_CACHE_SECONDS` (revocations through the

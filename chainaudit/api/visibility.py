@@ -217,6 +217,11 @@ class Viewer:
         """Officers and auditors see every record whole."""
         return self.key.role != "partner"
 
+    @property
+    def deals_read(self) -> int:
+        """How many deals this viewer read from the chain (each once)."""
+        return len(self._scopes)
+
     def own(self, entry: Entry, document: Mapping[str, Any] | None) -> bool:
         """Whether ``entry`` is the partner's own record (rule 1); needs no chain read."""
         if self.key.address is not None and entry.actor == self.key.address:

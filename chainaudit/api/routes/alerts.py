@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,7 +107,9 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
 ) -> AlertPage:
     """Alerts, newest first, by status and deal."""
-    alerts = _book(request, svc).alerts(status=status, deal_id=deal_id, limit=limit)
+    alerts = await run_in_threadpool(
+        lambda: _book(request, svc).alerts(status=status, deal_id=deal_id, limit=limit)
+    )
     return AlertPage(items=[_out(a) for a in alerts])
 
 
@@ -116,7 +119,7 @@ async def get_alert(
 ) -> AlertOut:
     """One alert."""
     try:
-        return _out(_book(request, svc).alert(alert_id))
+        return _out(await run_in_threadpool(lambda: _book(request, svc).alert(alert_id)))
     except NotFoundError as exc:
         raise Problem(404, "not-found", str(exc)) from exc
 
@@ -130,18 +133,21 @@ async def _transition(
     note: str | None,
     resolution: str | None,
 ) -> TransitionOut:
-    book = _book(request, svc)
+    book = await run_in_threadpool(_book, request, svc)
     try:
-        record = alert_transition_record(
-            book, alert_id, transition, by=actor_of(key), note=note, resolution=resolution
+        record = await run_in_threadpool(
+            lambda: alert_transition_record(
+                book, alert_id, transition, by=actor_of(key), note=note, resolution=resolution
+            )
         )
     except NotFoundError as exc:
         raise Problem(404, "not-found", str(exc)) from exc
     except RiskError as exc:
         raise Problem(409, "alert-transition", str(exc)) from exc
     await svc.writer.append([record])
-    book.sync(svc.reader())
-    return TransitionOut(record_id=record.record_id, alert=_out(book.alert(alert_id)))
+    await run_in_threadpool(lambda: book.sync(svc.reader()))
+    alert = await run_in_threadpool(book.alert, alert_id)
+    return TransitionOut(record_id=record.record_id, alert=_out(alert))
 
 
 @router.post("/{alert_id}/acknowledge", response_model=TransitionOut)
@@ -169,7 +175,7 @@ async def resolve_alert(
     ``cleared`` is requested (202) and takes effect when a second officer approves it."""
     if body.resolution == "cleared":
         try:
-            alert = _book(request, svc).alert(alert_id)
+            alert = await run_in_threadpool(lambda: _book(request, svc).alert(alert_id))
         except NotFoundError as exc:
             raise Problem(404, "not-found", str(exc)) from exc
         if alert.status == "resolved":

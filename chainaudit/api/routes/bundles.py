@@ -54,12 +54,14 @@ async def record_bundle(
     """
     view = await run_in_threadpool(visible_entry, svc, key, record_id)
     try:
-        bundle = build_bundle(
-            svc.reader(),
-            svc.anchor_book(),
-            record_id,
-            include_record=include_record and not view.redacted,
-            since_size=since_size,
+        bundle = await run_in_threadpool(
+            lambda: build_bundle(
+                svc.reader(),
+                svc.anchor_book(),
+                record_id,
+                include_record=include_record and not view.redacted,
+                since_size=since_size,
+            )
         )
         svc.reads.note(key, "bundle", record_id)
         return bundle

@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
@@ -29,6 +29,7 @@ from web3 import Web3
 from chainaudit import integrity, provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
+from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
@@ -365,24 +366,44 @@ def _need(value: int | str | None, field: str) -> Any:
 async def list_deals(
     key: Reader,
     svc: ServicesDep,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[
+        int | None,
+        Query(ge=2, le=2**63, description="list the deals with a lower id (the next page)"),
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """Deals, newest first (a partner sees only its own)."""
+    """Deals, newest first, ``limit`` to a page; a ``Link: <…?before=N>; rel="next"``
+    header names the next page. A partner sees only the deals it is a party of, and only
+    those are read from the chain: their ids come from the party index the escrow indexer
+    keeps (:func:`chainaudit.indexer.deals_of`), so a deal appears in a partner's list once
+    the indexer has recorded its ``DealCreated`` event (``GET /v1/deals/{id}`` reads it at
+    once). Each deal read costs :data:`~chainaudit.api.budget.DEAL_READ` units of the key's
+    work budget (429 ``work-budget`` once it is spent)."""
     client = _escrow(svc)
+    svc.budget.check(key.key_id, limit * DEAL_READ)
 
-    def read() -> list[dict[str, Any]]:
+    def read() -> tuple[list[dict[str, Any]], int, int | None]:
+        if key.role == "partner":
+            ids = svc.party_deals(key.address, before=before, limit=limit + 1)
+        else:
+            top = client.deal_count() if before is None else min(before - 1, client.deal_count())
+            ids = list(range(top, max(top - limit - 1, 0), -1))
+        more = len(ids) > limit
+        ids = ids[:limit]
         found: list[dict[str, Any]] = []
-        for deal_id in range(client.deal_count(), 0, -1):
+        for deal_id in ids:
             deal = client.deal(deal_id)
             if key.role == "partner" and not _reads(deal, key):
-                continue
+                continue  # the chain says otherwise than the index (e.g. not yet financed)
             found.append(deal_json(deal, token_decimals=svc.token_decimals(deal.token)))
-            if len(found) >= limit:
-                break
-        return found
+        return found, len(ids), ids[-1] if more else None
 
-    result: list[dict[str, Any]] = await _run(read)
-    return result
+    result, read_count, last = await _run(read)
+    svc.budget.charge(key.key_id, read_count * DEAL_READ)
+    if last is not None:
+        response.headers["Link"] = f'</v1/deals?limit={limit}&before={last}>; rel="next"'
+    return list(result)
 
 
 @router.post("/deals", status_code=201)
@@ -711,12 +732,18 @@ async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any
     Each record is shown as ``GET /v1/records/{id}`` shows it to the key
     (:mod:`chainaudit.api.visibility`: a partner sees what concerns it, decisions redacted,
     and nothing of a deal it was merely offered financing on); a record of a reserved kind
-    whose submitter was not entitled to write it is never on the timeline."""
+    whose submitter was not entitled to write it is never on the timeline. Each record on
+    the deal's index costs a unit of the key's work budget, the deal read
+    :data:`~chainaudit.api.budget.DEAL_READ` (429 ``work-budget`` once it is spent)."""
+    svc.budget.check(key.key_id, DEAL_READ)
     await _run(lambda: _read_deal(svc, key, deal_id))
-    return await run_in_threadpool(_trace, svc, key, deal_id)
+    result, examined = await run_in_threadpool(_trace, svc, key, deal_id)
+    svc.budget.charge(key.key_id, DEAL_READ + examined)
+    return result
 
 
-def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
+def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], int]:
+    """The timeline as :func:`trace` returns it, and how many records were examined."""
     log = svc.reader()
     viewer = Viewer(svc, key)
     anchors = sorted(
@@ -725,7 +752,8 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
     )
     final_size = max((a.tree_size for a in anchors if a.status == "final"), default=0)
     out = []
-    for entry in log.deal_entries(str(deal_id)):
+    entries = log.deal_entries(str(deal_id))
+    for entry in entries:
         stored = document_of(entry)
         if stored is not None and not trusted(stored):
             continue  # forged: `chainaudit reconcile` reports it, no reader uses it
@@ -758,4 +786,4 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
             }
         )
     svc.reads.note(key, "trace", str(deal_id), count=len(out))
-    return {"deal_id": deal_id, "entries": out}
+    return {"deal_id": deal_id, "entries": out}, len(entries) + viewer.deals_read * DEAL_READ

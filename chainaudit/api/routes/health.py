@@ -17,8 +17,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process is up."""
+async def healthz() -> dict[str, str]:
+    """The process is up (answered on the event loop: no thread of the pool is needed, so
+    it answers however busy the pool is)."""
     return {"status": "ok"}
 
 
@@ -71,8 +72,8 @@ async def metrics_reader(
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 def metrics(svc: ServicesDep) -> str:
     """Prometheus text format: records appended, anchors by status, anchor lag, integrity
-    alarms, latency. Needs an API key (any role but partner) unless the ``metrics_public``
-    setting is on."""
+    alarms, record index lag, latency. Needs an API key (any role but partner) unless the
+    ``metrics_public`` setting is on."""
     log = svc.reader()
     book = svc.anchor_book()
     anchors = book.all()
@@ -104,6 +105,10 @@ def metrics(svc: ServicesDep) -> str:
         "record whose id another record had taken, written under a derived id.",
         "# TYPE chainaudit_integrity_alarms_total counter",
         f'chainaudit_integrity_alarms_total{{alarm="id-conflict"}} {integrity.count_alarms(log)}',
+        "# HELP chainaudit_record_index_lag_records Leaves the record index has not indexed "
+        "yet (record lists index them before answering).",
+        "# TYPE chainaudit_record_index_lag_records gauge",
+        f"chainaudit_record_index_lag_records {max(0, log.size - svc.record_index.next_index)}",
         "# HELP chainaudit_http_requests_total Requests by method, route and status.",
         "# TYPE chainaudit_http_requests_total counter",
     ]

@@ -91,7 +91,7 @@ async def _audit(svc: ServicesDep, actor: ApiKey, action: str, target: ApiKey) -
 
 @router.get("", response_model=list[KeyPublic])
 async def list_keys(key: Admin, svc: ServicesDep) -> list[KeyPublic]:
-    return [_public(k) for k in svc.keys.list()]
+    return [_public(k) for k in await run_in_threadpool(svc.keys.list)]
 
 
 @router.post(

@@ -72,11 +72,15 @@ async def inclusion(
     """The record's RFC 9162 inclusion proof in the tree of ``tree_size`` (default: now);
     404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``)."""
     entry = (await run_in_threadpool(visible_entry, svc, key, record_id)).entry
-    log = svc.reader()
-    size = tree_size or log.size
-    if entry.index >= size or size > log.size:
-        raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
-    root, proof = log.inclusion_proof_with_root(entry.index, size)
+
+    def prove() -> tuple[int, bytes, list[bytes]]:
+        log = svc.reader()
+        size = tree_size or log.size
+        if entry.index >= size or size > log.size:
+            raise Problem(404, "not-found", f"leaf {entry.index} is not in a tree of size {size}")
+        return size, *log.inclusion_proof_with_root(entry.index, size)
+
+    size, root, proof = await run_in_threadpool(prove)
     svc.reads.note(key, "proof", record_id)
     return InclusionOut(
         record_id=entry.record_id,
@@ -95,24 +99,29 @@ def anchor_out(data: dict[str, Any]) -> AnchorOut:
 @router.get("/checkpoints/latest", response_model=CheckpointOut)
 async def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
     """The log's current size and root, and the newest anchored checkpoint."""
-    log = svc.reader()
-    anchored = svc.anchor_book().latest_anchored()
-    return CheckpointOut(
-        tree_size=log.size,
-        root=log.root().hex(),
-        latest_anchor=anchor_out(anchored.public()) if anchored else None,
-        unanchored_records=log.size - (anchored.tree_size if anchored else 0),
-    )
+
+    def read() -> CheckpointOut:
+        log = svc.reader()
+        anchored = svc.anchor_book().latest_anchored()
+        return CheckpointOut(
+            tree_size=log.size,
+            root=log.root().hex(),
+            latest_anchor=anchor_out(anchored.public()) if anchored else None,
+            unanchored_records=log.size - (anchored.tree_size if anchored else 0),
+        )
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/consistency", response_model=ConsistencyOut)
-async def consistency(
+def consistency(
     key: Reader,
     svc: ServicesDep,
     from_size: Annotated[int, Query(ge=1, le=2**48)],
     to_size: Annotated[int | None, Query(ge=1, le=2**48)] = None,
 ) -> ConsistencyOut:
-    """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now)."""
+    """The RFC 9162 consistency proof from ``from_size`` to ``to_size`` (default: now).
+    (A plain function: FastAPI runs it in the thread pool, off the event loop.)"""
     if to_size is not None and from_size > to_size:
         message = (
             f"from_size ({from_size}) is larger than to_size ({to_size}): a consistency proof "
@@ -146,7 +155,7 @@ async def anchors(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AnchorOut]:
     """Anchors, newest first, with their status."""
-    rows = svc.anchor_book().all()[::-1][:limit]
+    rows = (await run_in_threadpool(lambda: svc.anchor_book().all()))[::-1][:limit]
     return [anchor_out(a.public()) for a in rows]
 
 

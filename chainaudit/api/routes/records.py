@@ -12,14 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
+from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import RecordView, Viewer
-from chainaudit.errors import NotFoundError, RecordError, ReservedError, VerificationError
+from chainaudit.errors import (
+    ChainauditError,
+    NotFoundError,
+    RecordError,
+    ReservedError,
+    VerificationError,
+)
 from chainaudit.keys import ApiKey
+from chainaudit.record_index import Filters, RecordIndex
 from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
-from chainaudit.store import AppendResult
+from chainaudit.store import AppendResult, Log
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -27,8 +35,9 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 NEW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """The grammar of ids the API accepts for new records: :data:`chainaudit.records._ID`
 without ``/``, which would make the id two segments of the URL ``/v1/records/{id}``."""
-PARTNER_SCAN_BUDGET = 20_000
-"""The most records one page of a partner's list examines (it may see few of them)."""
+PARTNER_SCAN_BUDGET = 2_000
+"""The most records one page of a partner's list examines: only records it might see are
+examined (from the record index), but the visibility rule may still hide some of them."""
 
 
 class RecordIn(BaseModel):
@@ -288,6 +297,59 @@ def record_out(svc: Services, view: RecordView) -> RecordOut:
     )
 
 
+def _paged(svc: Services, shown: list[RecordView], limit: int, resume: int | None) -> RecordPage:
+    """A page of the first ``limit`` of ``shown`` (``limit + 1`` were asked for, to know if
+    there are more); when there are none, ``next_cursor`` is ``resume``."""
+    if len(shown) > limit:
+        return RecordPage(
+            items=[record_out(svc, v) for v in shown[:limit]],
+            next_cursor=shown[limit - 1].entry.index + 1,
+        )
+    return RecordPage(items=[record_out(svc, v) for v in shown], next_cursor=resume)
+
+
+def _partner_page(
+    svc: Services,
+    log: Log,
+    index: RecordIndex,
+    viewer: Viewer,
+    filters: Filters,
+    cursor: int,
+    limit: int,
+) -> tuple[RecordPage, int]:
+    """A partner's page: only the records it might see are read (its own, the escrow
+    events naming it, the records of the deals the party index lists it in:
+    :meth:`~chainaudit.record_index.RecordIndex.candidates`), at most
+    :data:`PARTNER_SCAN_BUDGET` of them; the visibility rule decides each. Returns the page
+    and how many records were examined."""
+    key = viewer.key
+    actors = [f"key:{key.key_id}"] + ([key.address] if key.address else [])
+    try:
+        deals = [str(d) for d in svc.party_deals(key.address)]
+    except ChainauditError:
+        deals = []  # the chain or the party index cannot be read: show nothing of deals
+    shown: list[RecordView] = []
+    start, examined = cursor, 0
+    while True:
+        chunk = min(limit + 1, PARTNER_SCAN_BUDGET - examined)
+        found = index.candidates(
+            filters, start=start, limit=chunk, actors=actors, party=key.address, deals=deals
+        )
+        entries = log.entries_at(found)
+        examined += len(found)
+        for entry in entries:
+            view = viewer.view(entry)
+            if view is not None:
+                shown.append(view)
+                if len(shown) > limit:
+                    return _paged(svc, shown, limit, None), examined
+        if len(found) < chunk:
+            return _paged(svc, shown, limit, None), examined
+        start = found[-1] + 1
+        if examined >= PARTNER_SCAN_BUDGET:
+            return _paged(svc, shown, limit, start), examined
+
+
 def visible_entry(svc: Services, key: ApiKey, record_id: str) -> RecordView:
     """The record as ``key`` may see it (:class:`~chainaudit.api.visibility.Viewer`, the one
     visibility rule); 404 when it does not exist or the key may not see it (no existence
@@ -375,47 +437,35 @@ async def list_records(
 ) -> RecordPage:
     """Records in log order from leaf ``cursor``, filtered by kind, actor and time, each
     shown as ``GET /v1/records/{id}`` shows it to the key (:mod:`chainaudit.api.visibility`):
-    the records a key may not see are left out. A partner's page may hold fewer than
-    ``limit`` records while ``next_cursor`` is set (at most
-    :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null at
-    the end of the log."""
+    the records a key may not see are left out. Filters read the record index
+    (:mod:`chainaudit.record_index`), never the whole log; a partner's list reads only the
+    records it might see (its own, the escrow events naming it, the records of its deals).
+    A partner's page may hold fewer than ``limit`` records while ``next_cursor`` is set (at
+    most :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null
+    at the end of the log. Every record examined costs a unit of the key's work budget, every
+    deal read from the chain to decide what a partner sees
+    :data:`~chainaudit.api.budget.DEAL_READ` (:mod:`chainaudit.api.budget`): 429
+    ``work-budget`` once it is spent."""
     since_ms, until_ms = check_filters(svc, kind, since, until)
 
-    def page() -> RecordPage:
-        log = svc.reader()
-        viewer = Viewer(svc, key)
-        budget = None if viewer.sees_everything else PARTNER_SCAN_BUDGET
-        shown: list[RecordView] = []
-        start, examined = cursor, 0
-        while True:
-            chunk = limit + 1 if budget is None else 1_000
-            entries = log.scan(
-                start=start,
-                limit=chunk,
-                kind=kind,
-                actor=actor,
-                since_ms=since_ms,
-                until_ms=until_ms,
-            )
-            for entry in entries:
-                examined += 1
-                view = viewer.view(entry)
-                if view is not None:
-                    shown.append(view)
-                    if len(shown) > limit:
-                        return RecordPage(
-                            items=[record_out(svc, v) for v in shown[:limit]],
-                            next_cursor=shown[limit - 1].entry.index + 1,
-                        )
-                if budget is not None and examined >= budget:
-                    return RecordPage(
-                        items=[record_out(svc, v) for v in shown], next_cursor=entry.index + 1
-                    )
-            if len(entries) < chunk:
-                return RecordPage(items=[record_out(svc, v) for v in shown], next_cursor=None)
-            start = entries[-1].index + 1
+    filters = Filters(kind=kind, actor=actor, since_ms=since_ms, until_ms=until_ms)
+    svc.budget.check(key.key_id, limit + 1)
 
-    result = await run_in_threadpool(page)
+    def page() -> tuple[RecordPage, int]:
+        log, index = svc.indexed()
+        viewer = Viewer(svc, key)
+        if viewer.sees_everything:
+            if filters.empty:
+                entries = log.scan(start=cursor, limit=limit + 1)
+            else:
+                entries = log.entries_at(index.matching(filters, start=cursor, limit=limit + 1))
+            views = [v for e in entries if (v := viewer.view(e)) is not None]
+            return _paged(svc, views, limit, None), len(entries)
+        page, examined = _partner_page(svc, log, index, viewer, filters, cursor, limit)
+        return page, examined + viewer.deals_read * DEAL_READ
+
+    result, examined = await run_in_threadpool(page)
+    svc.budget.charge(key.key_id, examined)
     query = {"kind": kind, "actor": actor, "since": since, "until": until, "cursor": cursor}
     svc.reads.note(
         key,

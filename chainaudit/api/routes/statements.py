@@ -50,6 +50,7 @@ def _statement(svc: Services, key: ApiKey, address: str, bundles: bool) -> Any:
         address,
         bundles=bundles,
         shown=None if viewer.sees_everything else shown,
+        events=svc.events,
     )
 
 

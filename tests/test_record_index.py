@@ -1,0 +1,182 @@
+"""The record index follows the log from a cursor, answers filters and a partner's
+candidates from SQLite indexes, upgrades an existing log in place and is audited."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainaudit import provenance, record_index
+from chainaudit.record_index import Filters, RecordIndex, audit_record_index
+from chainaudit.records import prepare
+from chainaudit.store import Log
+from tests.cli.test_log_commands import run
+
+PARTNER = "0x00000000000000000000000000000000000000aa"
+OTHER = "0x00000000000000000000000000000000000000bb"
+
+
+def _record(i: int, **change: Any) -> dict[str, Any]:
+    return {
+        "id": f"r-{i}",
+        "kind": "transaction",
+        "timestamp": f"2026-11-{1 + i % 28:02d}T09:30:00Z",
+        "actor": f"supplier:{i % 5}",
+        "payload": {"amount": i},
+        **change,
+    }
+
+
+def _event(i: int, args: dict[str, Any], deal: str = "7") -> dict[str, Any]:
+    return _record(
+        i,
+        kind="escrow_event",
+        actor="chainaudit:indexer",
+        payload={"type": "event", "event": "MilestoneFunded", "deal_id": deal, "args": args},
+    )
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Log:
+    log = Log(tmp_path / "log.sqlite")
+    submitter = provenance.local_submitter("test")
+    records = [prepare(_record(i), submitter=submitter) for i in range(1_000)]
+    records.append(prepare(_record(1_000, actor=PARTNER, kind="document"), submitter=submitter))
+    records.append(
+        prepare(_event(1_001, {"buyer": PARTNER.upper().replace("0X", "0x")}), submitter=submitter)
+    )
+    records.append(prepare(_event(1_002, {"buyer": OTHER}, deal="8"), submitter=submitter))
+    records.append(prepare(_record(1_003, payload={"deal_id": 9}), submitter=submitter))
+    log.append(records)
+    return log
+
+
+def test_sync_indexes_every_record_once_and_catches_up(log: Log) -> None:
+    with RecordIndex(log.path) as index:
+        assert index.sync(log) == 1_004
+        assert index.sync(log) == 0 and index.next_index == 1_004
+        log.append([prepare(_record(2_000), submitter=provenance.local_submitter("t"))])
+        assert index.sync(log) == 1 and index.next_index == 1_005
+
+
+def test_filters_and_partner_candidates(log: Log) -> None:
+    with RecordIndex(log.path) as index:
+        index.sync(log)
+        assert index.matching(Filters(kind="document"), start=0, limit=10) == [1_000]
+        assert index.matching(Filters(kind="document"), start=1_001, limit=10) == []
+        by_actor = index.matching(Filters(actor="supplier:2"), start=0, limit=1_000)
+        assert len(by_actor) == 200 and all(i % 5 == 2 for i in by_actor)
+        since = Filters(since_ms=log.entry("r-27").timestamp_ms, actor="supplier:2")
+        assert index.matching(since, start=0, limit=3) == [27, 167, 307]  # the 28th of the month
+        # a partner: its own records, the events naming it, the records of its deals
+        assert index.candidates(
+            Filters(), start=0, limit=10, actors=[PARTNER], party=PARTNER, deals=["9"]
+        ) == [1_000, 1_001, 1_003]
+        assert index.candidates(
+            Filters(kind="escrow_event"),
+            start=0,
+            limit=10,
+            actors=[PARTNER],
+            party=PARTNER,
+            deals=[],
+        ) == [1_001]
+        assert index.candidates(
+            Filters(), start=1_001, limit=1, actors=[PARTNER], party=PARTNER, deals=["9"]
+        ) == [1_001]
+        nobody = "0x00000000000000000000000000000000000000cc"
+        assert (
+            index.candidates(Filters(), start=0, limit=10, actors=[nobody], party=nobody, deals=[])
+            == []
+        )
+
+
+def test_an_existing_log_is_upgraded_in_place(tmp_path: Path, log: Log) -> None:
+    """A log written before the index existed has no index tables; opening the index
+    creates them and the first sync indexes every record already there."""
+    db = sqlite3.connect(log.path)
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert "record_index" not in tables
+    with RecordIndex(log.path) as index:
+        assert index.next_index == 0
+        index.sync(log)
+        assert index.matching(Filters(kind="escrow_event"), start=0, limit=10) == [1_001, 1_002]
+    assert audit_record_index(log) == []
+
+
+def _tampered(log: Log, sql: str) -> list[str]:
+    with RecordIndex(log.path) as index:
+        index.sync(log)
+    assert audit_record_index(log) == []
+    db = sqlite3.connect(log.path)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    return [f.detail for f in audit_record_index(log)]
+
+
+def test_audit_names_an_altered_row(log: Log) -> None:
+    details = _tampered(log, "UPDATE record_index SET actor = 'x' WHERE idx = 5")
+    assert len(details) == 1 and "the record says" in details[0]
+
+
+def test_audit_names_a_deleted_row(log: Log) -> None:
+    details = _tampered(log, "DELETE FROM record_index WHERE idx = 1000")
+    assert details == ["record index: missing from the index"]
+
+
+def test_audit_names_a_forged_party_and_a_hidden_one(log: Log) -> None:
+    forged = _tampered(log, f"INSERT INTO record_parties VALUES ('{OTHER}', 1001)")
+    assert forged == [f"record index: party {OTHER} not named by the record"]
+
+
+def test_audit_names_a_removed_party(log: Log) -> None:
+    hidden = _tampered(log, "DELETE FROM record_parties WHERE idx = 1001")
+    assert hidden == [f"record index: names {PARTNER}, missing from the index"]
+
+
+def test_audit_of_a_log_with_no_index_finds_nothing_and_creates_nothing(log: Log) -> None:
+    assert audit_record_index(log) == []
+    db = sqlite3.connect(log.path)
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_index'").fetchone() is None
+    db.close()
+
+
+def test_the_audit_command_names_an_edited_record_index(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Log.open(data) as log:
+        submitter = provenance.local_submitter("test")
+        log.append([prepare(_record(i), submitter=submitter) for i in range(10)])
+        with RecordIndex(log.path) as index:
+            index.sync(log)
+        path = log.path
+    run(data, "audit")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE record_index SET kind = 'document' WHERE idx = 3")
+    db.commit()
+    db.close()
+    result = run(data, "audit", check_rc=1)
+    assert "RECORD-INDEX index 3 record 'r-3'" in result.stdout
+
+
+@pytest.mark.parametrize("narrow", [10_000, 1], ids=["time index", "leaf order"])
+def test_time_filters_agree_with_the_records_narrow_or_wide(
+    log: Log, narrow: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(record_index, "NARROW", narrow)
+    with RecordIndex(log.path) as index:
+        index.sync(log)
+        entries = list(log.entries())
+        for since, until in ((27, 28), (0, 27), (26, None), (None, 1)):
+            lo = None if since is None else log.entry(f"r-{since}").timestamp_ms
+            hi = None if until is None else log.entry(f"r-{until}").timestamp_ms
+            expected = [
+                e.index
+                for e in entries
+                if (lo is None or e.timestamp_ms >= lo) and (hi is None or e.timestamp_ms < hi)
+            ]
+            found = index.matching(Filters(since_ms=lo, until_ms=hi), start=5, limit=50)
+            assert found == [i for i in expected if i >= 5][:50], (since, until)
