@@ -89,7 +89,18 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _open_log(settings: Settings) -> Log:
+def _open_log(settings: Settings, *, create: bool = False) -> Log:
+    """The log in the data directory. Only commands that write records pass ``create``: a
+    command that reads refuses a directory with no log rather than leave an empty one there
+    (which a later ``audit`` would call clean)."""
+    from chainaudit.store import DB_NAME  # noqa: PLC0415
+
+    if not create and not (settings.data_dir / DB_NAME).is_file():
+        raise InputError(
+            f"no log at {settings.data_dir.resolve()} (no {DB_NAME} there): give the data "
+            "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
+            "the current folder), or start a log with `chainaudit ingest FILE`"
+        )
     return Log.open(settings.data_dir, kinds=settings.record_kinds)
 
 
@@ -102,8 +113,12 @@ def _print_json(value: Any) -> None:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
+    try:  # before the log is opened: a mistyped file name must not leave an empty log
+        Path(args.file).open("rb").close()
+    except OSError as exc:
+        raise InputError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
     submitter = local_submitter()  # stamped into every record; reserved records are refused
-    with _open_log(settings) as log:
+    with _open_log(settings, create=True) as log:
         result = ingest_file(
             log,
             Path(args.file),
@@ -392,15 +407,17 @@ def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.api.server import serve  # noqa: PLC0415
 
-    print(f"serving the API at http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops it")
-    serve(settings, host=args.host, port=args.port)
+    def announce(url: str) -> None:
+        print(f"serving the API at {url} (docs at /docs); Ctrl-C stops it", flush=True)
+
+    serve(settings, host=args.host, port=args.port, on_started=announce)
     return EXIT_OK
 
 
-def _key_store(settings: Settings) -> tuple[Log, KeyStore]:
+def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeyStore]:
     from chainaudit.keys import KeyStore  # noqa: PLC0415
 
-    log = _open_log(settings)
+    log = _open_log(settings, create=create)
     return log, KeyStore(log.path)
 
 
@@ -412,7 +429,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
     from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
 
-    log, store = _key_store(settings)
+    log, store = _key_store(settings, create=True)
     try:
         if args.role in KEY_ROLES_NEEDING_TWO and store.has_active_admin():
             params = {
@@ -635,7 +652,7 @@ def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
 
     path = rules_path(settings, args.rules)
     rule_set = load_rule_file(path)
-    with _open_log(settings) as log, RiskBook(log.path) as book:
+    with _open_log(settings, create=True) as log, RiskBook(log.path) as book:
         book.sync(log)
         latest = book.latest_rule_set()
         if latest is not None and latest.hash != rule_set.hash:  # a change: two officers
@@ -812,7 +829,7 @@ def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk import incidents  # noqa: PLC0415
 
-    with _open_log(settings) as log:
+    with _open_log(settings, create=args.incident_action != "show") as log:
         if args.incident_action == "open":
             incident_id = incidents.open_incident(
                 log, title=args.title, actor=cli_actor(), severity=args.severity, note=args.note
@@ -850,7 +867,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError:
         anchor = None
     limit = args.max_unanchored_seconds or settings.max_batch_seconds
-    with _open_log(settings) as log:
+    with _open_log(settings, create=True) as log:
         if args.index:
             indexer = Indexer(
                 log,
@@ -1180,7 +1197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = commands.add_parser("serve", help="run the HTTP API with the anchoring service")
     server.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    server.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    server.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0: any free port)"
+    )
     server.set_defaults(handler=cmd_serve)
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
@@ -1244,7 +1263,21 @@ def build_parser() -> argparse.ArgumentParser:
     anchor.set_defaults(handler=cmd_anchor)
     _register_risk_commands(commands)
     _register_approval_commands(commands)
+    _add_version(parser)
     return parser
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version`` on the program and on every command and sub-command."""
+    from chainaudit import __version__  # noqa: PLC0415
+
+    parser.add_argument(
+        "--version", action="version", version=f"chainaudit {__version__}", help="print the version"
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                _add_version(sub)
 
 
 def _register_approval_commands(commands: Any) -> None:
