@@ -8,8 +8,10 @@ only once it accepts connections; `--version` everywhere.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -353,3 +355,122 @@ def test_version_everywhere() -> None:
     for result in results:
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"chainaudit {__version__}\n"
+
+
+# -- --json everywhere, hashes in 0x-hex ----------------------------------------------------
+
+BARE_HASH = re.compile(r"^[0-9a-f]{64}$")
+# stored inside decision records as they were hashed: renaming it would change old records
+BARE_BY_DESIGN = {"rule_set_hash"}
+
+
+def _bare_hashes(value: object, where: str = "$") -> list[str]:
+    """Every string in ``value`` that is a hash written without ``0x``."""
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            if key not in BARE_BY_DESIGN
+            for found in _bare_hashes(item, f"{where}.{key}")
+        ]
+    if isinstance(value, list):
+        return [
+            found for i, item in enumerate(value) for found in _bare_hashes(item, f"{where}[{i}]")
+        ]
+    return [where] if isinstance(value, str) and BARE_HASH.match(value) else []
+
+
+def test_every_command_that_prints_a_result_takes_json() -> None:
+    from chainaudit.cli import NO_RESULT_COMMANDS, build_parser  # noqa: PLC0415
+
+    def leaves(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield parser
+        for action in subs:
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from leaves(sub)
+
+    found = list(leaves(build_parser()))
+    assert len(found) >= 30
+    for parser in found:
+        options = {o for a in parser._actions for o in a.option_strings}
+        assert "--version" in options, parser.prog
+        if parser.prog.split()[-1] not in NO_RESULT_COMMANDS:
+            assert "--json" in options, parser.prog
+
+
+def test_json_results_use_the_shared_names_and_0x_hashes(anvil: Devnet, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"po-{i}",
+                    "kind": "transaction",
+                    "timestamp": "2026-11-21T09:30:00Z",
+                    "actor": "buyer:acme",
+                    "payload": {"amount": i},
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
+    env = {
+        **NO_DATA_ENV,
+        "CHAINAUDIT_DATA_DIR": str(data),
+        "CHAINAUDIT_RPC_URL": anvil.rpc_url,
+        "CHAINAUDIT_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+    }
+
+    def one(*args: str) -> object:
+        (result,) = run_all([args], env=env)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        document = json.loads(result.stdout)  # one JSON document, nothing else
+        assert _bare_hashes(document) == [], (args, _bare_hashes(document))
+        return document
+
+    ingested = one("ingest", "-q", str(source), "--json")
+    assert isinstance(ingested, dict) and ingested["appended"] == 5
+    assert ingested["checkpoint"]["tree_size"] == 5
+    deployed = one("deploy", "--no-escrow", "--json")
+    assert isinstance(deployed, dict) and deployed["chain_id"] == 31337
+    contract = deployed["contracts"]["AuditAnchor"]["address"]
+    anchored = one("anchor", "--json")
+    assert isinstance(anchored, dict)
+    assert anchored["anchor"]["contract"] == contract
+    assert anchored["checkpoint"] == ingested["checkpoint"]
+    written = one("proof", "po-2", "-o", str(tmp_path / "b.json"), "--json")
+    assert isinstance(written, dict)
+    bundle = json.loads((tmp_path / "b.json").read_text())
+    for name in ("leaf_index", "leaf_hash", "tree_size", "checkpoint"):
+        assert written[name] == bundle[name], name
+    plain = one("proof", "po-2", "--json")
+    assert isinstance(plain, dict)
+    assert plain["checkpoint"] == bundle["checkpoint"]  # the same names for the same things
+    assert plain["inclusion_proof"] == bundle["inclusion_proof"]
+    assert plain["leaf_hash"] == bundle["leaf_hash"]
+    audit = one("audit", "--json")
+    assert isinstance(audit, dict) and audit["checkpoint"] == bundle["checkpoint"]
+    verdict = one("verify", str(tmp_path / "b.json"), "--rpc", anvil.rpc_url, "--chain-id",
+                  "31337", "--contract", contract, "--json")  # fmt: skip
+    assert isinstance(verdict, dict) and verdict["valid"] is True
+    created = one("keys", "create", "--role", "auditor", "--name", "a", "--json")
+    assert isinstance(created, dict) and created["state"] == "active" and created["token"]
+    listed = one("keys", "list", "--json")
+    assert isinstance(listed, list) and [k["key_id"] for k in listed] == [created["key_id"]]
+    assert "token" not in listed[0]
+    revoked = one("keys", "revoke", created["key_id"], "--json")
+    assert isinstance(revoked, dict) and revoked["state"] == "revoked"
+    opened = one("incident", "open", "--title", "t", "--json")
+    assert isinstance(opened, dict) and opened["step"] == "detected"
+    step = one("incident", "close", str(opened["incident_id"]), "--json")
+    assert isinstance(step, dict) and step["closed"] is True
+    assert isinstance(one("incident", "show", str(opened["incident_id"]), "--json"), list)
+    assert one("approvals", "list", "--json") == []
+    assert isinstance(one("risk", "alerts", "--json"), list)
+    assert isinstance(one("statement", "0x" + "11" * 20, "--json"), dict)
+    stopped = one("devnet", "--stop", "--json")
+    assert stopped == {"stopped": False}
