@@ -121,7 +121,7 @@ class AnchorRecord:
         return {
             "id": self.id,
             "tree_size": self.tree_size,
-            "root": self.root.hex(),
+            "root": _hex(self.root),
             "status": self.status,
             "chain_id": self.chain_id,
             "contract": self.contract,

@@ -123,7 +123,9 @@ def _emit(text: str, result: dict[str, Any] | list[Any]) -> None:
 
 def _hex(value: bytes) -> str:
     """A hash as every JSON of the project writes it: ``0x`` and lowercase hex."""
-    return "0x" + value.hex()
+    from chainaudit.wire import hex0x  # noqa: PLC0415
+
+    return hex0x(value)
 
 
 # -- commands ---------------------------------------------------------------------------------

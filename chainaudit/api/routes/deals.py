@@ -39,6 +39,7 @@ from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, T
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
 from chainaudit.risk import GuardedResult, HoldResult, holds
+from chainaudit.wire import hex0x
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -736,7 +737,7 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> dict[str, Any]:
             {
                 "record_id": entry.record_id,
                 "leaf_index": entry.index,
-                "leaf_hash": entry.leaf_hash.hex(),
+                "leaf_hash": hex0x(entry.leaf_hash),
                 "kind": entry.kind,
                 "actor": entry.actor,
                 "timestamp": datetime.fromtimestamp(entry.timestamp_ms / 1000, UTC)
