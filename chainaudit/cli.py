@@ -478,6 +478,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     def announce(url: str) -> None:
         print(f"serving the API at {url} (docs at /docs); Ctrl-C stops it", flush=True)
 
+    try:  # the service keeps its log and state there: a writer, it may create it
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc} "
+            "(choose another with --data-dir or CHAINAUDIT_DATA_DIR)"
+        ) from exc
     serve(settings, host=args.host, port=args.port, on_started=announce)
     return EXIT_OK
 

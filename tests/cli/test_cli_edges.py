@@ -308,6 +308,15 @@ def test_serve_refuses_a_busy_or_invalid_port_in_one_line(tmp_path: Path) -> Non
     for result in (taken, too_big, negative):
         assert "serving" not in result.stdout
 
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (no_dir,) = run_all([["--data-dir", str(blocker / "data"), "serve", "--port", "0"]])
+    assert assert_one_line(no_dir) == (
+        f"chainaudit: cannot create the data directory {blocker / 'data'}: Not a directory "
+        "(choose another with --data-dir or CHAINAUDIT_DATA_DIR)"
+    )
+    assert no_dir.stdout == ""
+
 
 @pytest.fixture
 def serving(tmp_path: Path, anvil: Devnet) -> Iterator[tuple[subprocess.Popen[str], int]]:
