@@ -1,7 +1,15 @@
 """The ``chainaudit`` command line.
 
 Exit codes: 0 success, 1 a verification or audit failure, 2 a usage or input error (bad
-arguments, unreadable files, invalid JSON or records). Errors print one line on stderr.
+arguments, unreadable files, invalid JSON or records, no log at the data directory, a chain
+endpoint that cannot be reached). Errors print one line on stderr, saying where and what to do
+(the data directory and ``--data-dir``/``CHAINAUDIT_DATA_DIR``; the endpoint and
+``chainaudit devnet --detach``; a revert by its contract's custom error and arguments).
+
+Only commands that write records create a log; every other command refuses a data directory
+without one. ``--version`` works on every command; ``--json`` prints the result of every
+command that has one as a single JSON document, with the names and ``0x``-hex hashes of
+``docs/json.md`` (shared with the API and proof bundles).
 
 ``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
 anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
@@ -381,9 +389,16 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_OK
     with Devnet(port=args.port) as devnet:
-        print(f"devnet running at {devnet.rpc_url} (chain id {devnet.chain_id}); Ctrl-C stops it")
-        for account in devnet.accounts[:3]:
-            print(f"  account {account.address}")
+        _emit(
+            f"devnet running at {devnet.rpc_url} (chain id {devnet.chain_id}); Ctrl-C stops it\n"
+            + "\n".join(f"  account {account.address}" for account in devnet.accounts[:3]),
+            {
+                "rpc_url": devnet.rpc_url,
+                "chain_id": devnet.chain_id,
+                "accounts": [account.address for account in devnet.accounts[:3]],
+            },
+        )
+        sys.stdout.flush()
         try:
             while devnet.is_running():
                 time.sleep(0.5)
