@@ -4,7 +4,7 @@ One scheme everywhere: hashes (leaf hashes, roots, proof nodes, transaction and 
 are ``0x`` and 64 lowercase hex digits; the names are the proof bundle's (``leaf_index``,
 ``leaf_hash``, ``tree_size``, ``inclusion_proof``, ``checkpoint: {tree_size, root}``,
 ``anchor: {chain_id, contract, tx_hash, block_number, block_hash, checkpoint_seq, status}``);
-a record is named by ``record_id``. Readers accept hashes with or without ``0x``.
+a record is named by ``record_id``. Readers accept hex digits in either case.
 """
 
 from __future__ import annotations

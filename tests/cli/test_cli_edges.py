@@ -244,6 +244,28 @@ def test_an_anchor_revert_is_decoded_to_the_contracts_error(
     assert decoded in checks["checkpoint"]["detail"]
 
 
+def test_a_refused_anchor_names_the_contracts_error(anvil: Devnet, tmp_path: Path) -> None:
+    chain = Chain(anvil.rpc_url)
+    contract = deploy_contracts(chain, Account.from_key(anvil.accounts[0].private_key))
+    data = tmp_path / "data"
+    with Log.open(data) as log:
+        _append(log, 0, 2)
+    outsider = anvil.accounts[1]  # holds no ANCHORER_ROLE on the contract
+    env = {
+        **NO_DATA_ENV,
+        "CHAINAUDIT_DATA_DIR": str(data),
+        "CHAINAUDIT_RPC_URL": anvil.rpc_url,
+        "CHAINAUDIT_ANCHOR_CONTRACT": contract["AuditAnchor"].address,
+        "CHAINAUDIT_ANCHORER_KEY": outsider.private_key,
+    }
+    (refused,) = run_all([["anchor", "--timeout", "3"]], env=env)
+    line = assert_one_line(refused)
+    assert (
+        f"reverted with AccessControlUnauthorizedAccount(account={outsider.address}, "
+        "neededRole=0x" in line
+    ), line
+
+
 def test_every_anchor_error_decodes_with_its_arguments() -> None:
     def data(signature: str, types: list[str], values: list[object]) -> bytes:
         return keccak(text=signature)[:4] + abi_encode(types, values)
