@@ -90,11 +90,16 @@ AUDIT_ANCHOR_ERRORS: Final[list[dict[str, Any]]] = [
     _error("AuditAnchorUnexpectedProof", [("proofLength", "uint256")]),
     _error("AuditAnchorUnknownCheckpoint", [("seq", "uint256"), ("count", "uint256")]),
     _error("AccessControlUnauthorizedAccount", [("account", "address"), ("neededRole", "bytes32")]),
+    _error("AccessControlBadConfirmation", []),
+    _error("AccessControlEnforcedDefaultAdminDelay", [("schedule", "uint48")]),
+    _error("AccessControlEnforcedDefaultAdminRules", []),
+    _error("AccessControlInvalidDefaultAdmin", [("defaultAdmin", "address")]),
+    _error("SafeCastOverflowedUintDowncast", [("bits", "uint8"), ("value", "uint256")]),
     _error("Error", [("message", "string")]),
     _error("Panic", [("code", "uint256")]),
 ]
-"""The custom errors ``AuditAnchor`` reverts with (its own and OpenZeppelin's access control),
-and Solidity's ``Error(string)`` and ``Panic(uint256)``."""
+"""Every custom error ``AuditAnchor`` can revert with (its own, OpenZeppelin's access control
+and SafeCast), and Solidity's ``Error(string)`` and ``Panic(uint256)``."""
 
 
 def _selector(entry: dict[str, Any]) -> bytes:

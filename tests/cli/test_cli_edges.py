@@ -505,3 +505,23 @@ def test_json_results_use_the_shared_names_and_0x_hashes(anvil: Devnet, tmp_path
     assert isinstance(one("statement", "0x" + "11" * 20, "--json"), dict)
     stopped = one("devnet", "--stop", "--json")
     assert stopped == {"stopped": False}
+
+
+def test_the_decoded_errors_are_the_compiled_contracts() -> None:
+    """Every custom error ``AuditAnchor`` can revert with is known to the decoder, with the
+    same parameter names and types (compiled artifacts are cached)."""
+    from chainaudit.anchor_abi import AUDIT_ANCHOR_ERRORS  # noqa: PLC0415
+    from chainaudit.toolchain import compile_contracts  # noqa: PLC0415
+
+    compiled = {
+        entry["name"]: [(p["name"], p["type"]) for p in entry["inputs"]]
+        for entry in compile_contracts()["AuditAnchor"].abi
+        if entry["type"] == "error"
+    }
+    known = {
+        entry["name"]: [(p["name"], p["type"]) for p in entry["inputs"]]
+        for entry in AUDIT_ANCHOR_ERRORS
+    }
+    assert set(known) - set(compiled) == {"Error", "Panic"}  # Solidity's own
+    for name, params in compiled.items():
+        assert known[name] == params, name
