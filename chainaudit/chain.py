@@ -55,7 +55,8 @@ DEVNET_HINT: Final = (
 
 
 def shown_endpoint(rpc_url: str) -> str:
-    """``rpc_url`` without any credential (``user:password@`` or a query string)."""
+    """``rpc_url`` as messages may show it: scheme, host and port. A credential can sit in
+    ``user:password@``, the path (``/v3/<key>``) or the query: none of them is shown."""
     try:
         parts = urlsplit(rpc_url)
         host = parts.hostname or ""
@@ -64,7 +65,8 @@ def shown_endpoint(rpc_url: str) -> str:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
         return "<unparsable URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    path = "" if parts.path in ("", "/") else "/…"
+    return f"{parts.scheme}://{host}{port}{path}"
 
 
 def _reason(exc: BaseException) -> str:

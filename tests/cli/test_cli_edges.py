@@ -137,7 +137,7 @@ def test_an_unreachable_chain_is_one_line_with_the_endpoint_and_the_hint(tmp_pat
     env = {
         **NO_DATA_ENV,
         "CHAINAUDIT_DATA_DIR": str(data),
-        "CHAINAUDIT_RPC_URL": f"http://auditor:s3cret-token@127.0.0.1:{port}",
+        "CHAINAUDIT_RPC_URL": f"http://auditor:s3cret-token@127.0.0.1:{port}/v3/s3cret-key",
         "CHAINAUDIT_RPC_TIMEOUT": "5",
         "CHAINAUDIT_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
     }
@@ -153,7 +153,7 @@ def test_an_unreachable_chain_is_one_line_with_the_endpoint_and_the_hint(tmp_pat
     )
     for result in results:
         line = assert_one_line(result)
-        assert f"chain endpoint unreachable at {down} (connection refused)" in line, line
+        assert f"chain endpoint unreachable at {down}/… (connection refused)" in line, line
         assert line.endswith(
             "start the local devnet with `chainaudit devnet --detach`, or point --rpc / "
             "CHAINAUDIT_RPC_URL at a running node"
