@@ -34,10 +34,10 @@ $(PY_STAMP): pyproject.toml chainaudit/_native.c
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
-	# Not `npm ci`: the @foundry-rs wrappers list platform packages the registry does not have
-	# for every platform, so the lock file cannot mention them and `npm ci` refuses it. `npm
-	# install` installs exactly the locked versions and leaves the lock file unchanged.
-	npm install --no-audit --no-fund --loglevel=error
+	# The locked versions, and the tracked lock file left byte for byte as it is: a plain
+	# `npm install` rewrites it whenever this npm would format or annotate it differently from
+	# the npm that wrote it (a dirty tree after `make demo`); `--no-save` never writes it.
+	npm install --no-save --prefer-offline --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(SLITHER_STAMP):

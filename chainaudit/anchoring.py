@@ -121,7 +121,7 @@ class AnchorRecord:
         return {
             "id": self.id,
             "tree_size": self.tree_size,
-            "root": self.root.hex(),
+            "root": _hex(self.root),
             "status": self.status,
             "chain_id": self.chain_id,
             "contract": self.contract,
@@ -305,9 +305,11 @@ class Anchorer:
             if done is not None and done.tree_size >= target and done.status in until:
                 return done
             if time.monotonic() > deadline:
+                active = self.book.active()  # a refused transaction is noted on its anchor
+                reason = self.last_error or (active.last_error if active else None)
                 raise ChainError(
                     f"anchoring did not finish within {timeout}s"
-                    + (f": {self.last_error}" if self.last_error else "")
+                    + (f": {reason}" if reason else "")
                 )
             if self.last_error:
                 time.sleep(delay)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 import requests
 from eth_account import Account
@@ -32,6 +33,7 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, TxReceipt
 
+from chainaudit.anchor_abi import decode_anchor_revert
 from chainaudit.errors import ChainError, ChainUnavailableError, ConfigError
 from chainaudit.jsonlimits import restore_recursion_limit
 from chainaudit.toolchain import ContractArtifact
@@ -45,18 +47,87 @@ GAS_HEADROOM = 1.25
 """Gas limit = estimate x this, so that a state change between estimate and inclusion fits."""
 
 
+DEVNET_HINT: Final = (
+    "start the local devnet with `chainaudit devnet --detach`, or point --rpc / "
+    "CHAINAUDIT_RPC_URL at a running node"
+)
+"""What to do when the chain endpoint cannot be reached (the end of every such message)."""
+
+
+def shown_endpoint(rpc_url: str) -> str:
+    """``rpc_url`` as messages may show it: scheme, host and port. A credential can sit in
+    ``user:password@``, the path (``/v3/<key>``) or the query: none of them is shown."""
+    try:
+        parts = urlsplit(rpc_url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<unparsable URL>"
+    path = "" if parts.path in ("", "/") else "/…"
+    return f"{parts.scheme}://{host}{port}{path}"
+
+
+def _reason(exc: BaseException) -> str:
+    """A few words on why a transport failed, instead of urllib3's nested repr."""
+    if isinstance(exc, (requests.Timeout, TimeoutError)):
+        return "timed out"
+    text = str(exc)
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("Temporary failure in name resolution", "unknown host"),
+        ("No route to host", "no route to host"),
+        ("Network is unreachable", "network unreachable"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "the endpoint closed the connection"),
+        ("Read timed out", "timed out"),
+    ):
+        if needle in text:
+            return reason
+    return "cannot connect"
+
+
+def unreachable(what: str, rpc_url: str, exc: BaseException) -> ChainUnavailableError:
+    """The one-line error for an endpoint that cannot be reached: where, why, what to do."""
+    return ChainUnavailableError(
+        f"{what}: chain endpoint unreachable at {shown_endpoint(rpc_url)} ({_reason(exc)}); "
+        + DEVNET_HINT
+    )
+
+
+def _revert_bytes(exc: ContractLogicError) -> bytes:
+    """The revert data of a web3 contract error (empty when it carries none)."""
+    data: Any = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return b""
+    return b""
+
+
 @contextmanager
-def _rpc(what: str) -> Iterator[None]:
+def _rpc(what: str, rpc_url: str) -> Iterator[None]:
     """Translate transport and node failures of one RPC interaction into chainaudit errors."""
     try:
         yield
     except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
-        raise ChainUnavailableError(f"{what}: chain endpoint unreachable ({exc})") from exc
+        raise unreachable(what, rpc_url, exc) from exc
     except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
         raise ChainUnavailableError(
-            f"{what}: the endpoint does not answer as an Ethereum JSON-RPC node ({exc})"
+            f"{what}: {shown_endpoint(rpc_url)} does not answer as an Ethereum JSON-RPC node "
+            f"(HTTP {status})"
         ) from exc
     except ContractLogicError as exc:
+        decoded = decode_anchor_revert(_revert_bytes(exc))
+        if decoded is not None:
+            raise ChainError(f"{what}: reverted with {decoded}") from exc
         raise ChainError(f"{what}: reverted: {exc}") from exc
     except (Web3Exception, ValueError) as exc:
         raise ChainError(f"{what}: {exc}") from exc
@@ -78,7 +149,7 @@ class Chain:
 
     def run(self, what: str, call: Callable[[], T]) -> T:
         """Run ``call`` (which uses :attr:`w3`) under the error translation."""
-        with _rpc(what):
+        with _rpc(what, self.rpc_url):
             return call()
 
     def chain_id(self) -> int:

@@ -1,7 +1,15 @@
 """The ``chainaudit`` command line.
 
 Exit codes: 0 success, 1 a verification or audit failure, 2 a usage or input error (bad
-arguments, unreadable files, invalid JSON or records). Errors print one line on stderr.
+arguments, unreadable files, invalid JSON or records, no log at the data directory, a chain
+endpoint that cannot be reached). Errors print one line on stderr, saying where and what to do
+(the data directory and ``--data-dir``/``CHAINAUDIT_DATA_DIR``; the endpoint and
+``chainaudit devnet --detach``; a revert by its contract's custom error and arguments).
+
+Only commands that write records create a log; every other command refuses a data directory
+without one. ``--version`` works on every command; ``--json`` prints the result of every
+command that has one as a single JSON document, with the names and ``0x``-hex hashes of
+``docs/json.md`` (shared with the API and proof bundles).
 
 ``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
 anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
@@ -90,7 +98,18 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _open_log(settings: Settings) -> Log:
+def _open_log(settings: Settings, *, create: bool = False) -> Log:
+    """The log in the data directory. Only commands that write records pass ``create``: a
+    command that reads refuses a directory with no log rather than leave an empty one there
+    (which a later ``audit`` would call clean)."""
+    from chainaudit.store import DB_NAME  # noqa: PLC0415
+
+    if not create and not (settings.data_dir / DB_NAME).is_file():
+        raise InputError(
+            f"no log at {settings.data_dir.resolve()} (no {DB_NAME} there): give the data "
+            "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
+            "the current folder), or start a log with `chainaudit ingest FILE`"
+        )
     return Log.open(settings.data_dir, kinds=settings.record_kinds)
 
 
@@ -98,13 +117,37 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+_json_output = False
+"""Set by :func:`main` from ``--json``: print each command's result as one JSON document."""
+
+
+def _emit(text: str, result: dict[str, Any] | list[Any]) -> None:
+    """Print a command's result: ``text`` for people, or ``result`` as JSON with ``--json``
+    (field names and ``0x``-hex hashes as in ``docs/json.md``)."""
+    if _json_output:
+        _print_json(result)
+    else:
+        print(text)
+
+
+def _hex(value: bytes) -> str:
+    """A hash as every JSON of the project writes it: ``0x`` and lowercase hex."""
+    from chainaudit.wire import hex0x  # noqa: PLC0415
+
+    return hex0x(value)
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
+    try:  # before the log is opened: a mistyped file name must not leave an empty log
+        Path(args.file).open("rb").close()
+    except OSError as exc:
+        raise InputError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
     submitter = local_submitter()  # stamped into every record; reserved records are refused
-    with _open_log(settings) as log:
+    with _open_log(settings, create=True) as log:
         result = ingest_file(
             log,
             Path(args.file),
@@ -114,10 +157,18 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             submitter=submitter,
         )
     elapsed = time.perf_counter() - started
-    print(
+    _emit(
         f"ingested {result.records} records ({result.appended} new, {result.duplicates} "
         f"already present) as {submitter} in {elapsed:.2f}s; tree size {result.tree_size}; "
-        f"root {result.root.hex()}"
+        f"root {result.root.hex()}",
+        {
+            "records": result.records,
+            "appended": result.appended,
+            "duplicates": result.duplicates,
+            "submitter": submitter,
+            "seconds": round(elapsed, 3),
+            "checkpoint": {"tree_size": result.tree_size, "root": _hex(result.root)},
+        },
     )
     return EXIT_OK
 
@@ -149,27 +200,38 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     write_bundle(bundle, args.output)
     anchor = bundle["anchor"]
-    print(
+    _emit(
         f"wrote the proof bundle of record {args.record_id} (leaf {bundle['leaf_index']}, "
         f"tree size {bundle['tree_size']}, checkpoint {anchor['checkpoint_seq']} on chain "
         f"{anchor['chain_id']}, {anchor['status']}) to {args.output}"
-        + ("" if "record" in bundle else "; the record itself is not included")
+        + ("" if "record" in bundle else "; the record itself is not included"),
+        {
+            "file": str(args.output),
+            "record_id": args.record_id,
+            "record_included": "record" in bundle,
+            "leaf_index": bundle["leaf_index"],
+            "leaf_hash": bundle["leaf_hash"],
+            "tree_size": bundle["tree_size"],
+            "checkpoint": bundle["checkpoint"],
+            "anchor": anchor,
+        },
     )
     return EXIT_OK
 
 
 def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
-    """The inclusion proof at the log's current size, anchored or not (bare hex)."""
+    """The inclusion proof at the log's current size, anchored or not: a bundle's fields
+    without the record and the anchor (``docs/json.md``)."""
     with _open_log(settings) as log:
         entry = log.entry(args.record_id)
         size = log.size
         proof = {
             "record_id": entry.record_id,
             "leaf_index": entry.index,
-            "leaf_hash": entry.leaf_hash.hex(),
+            "leaf_hash": _hex(entry.leaf_hash),
             "tree_size": size,
-            "inclusion_proof": [h.hex() for h in log.inclusion_proof(entry.index, size)],
-            "root": log.root().hex(),
+            "inclusion_proof": [_hex(h) for h in log.inclusion_proof(entry.index, size)],
+            "checkpoint": {"tree_size": size, "root": _hex(log.root())},
         }
     _print_json(proof)
     return EXIT_OK
@@ -296,7 +358,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
                 "tree_size": report.tree_size,
                 "records_checked": report.records_checked,
                 "nodes_checked": report.nodes_checked,
-                "root": report.root.hex(),
+                "root": _hex(report.root),
+                "checkpoint": {"tree_size": report.tree_size, "root": _hex(report.root)},
                 "findings": [asdict(f) for f in report.findings],
             }
         )
@@ -319,18 +382,26 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
     devnet_dir = settings.data_dir / "devnet"
     if args.stop:
         stopped = stop_detached(devnet_dir / "anvil.pid")
-        print("devnet stopped" if stopped else "no devnet was running")
+        _emit("devnet stopped" if stopped else "no devnet was running", {"stopped": stopped})
         return EXIT_OK
     if args.detach:
         started = start_detached(devnet_dir, port=args.port)
-        print(
-            f"devnet running at {started.rpc_url} (chain id {started.chain_id}, pid {started.pid})"
+        _emit(
+            f"devnet running at {started.rpc_url} (chain id {started.chain_id}, pid {started.pid})",
+            {"rpc_url": started.rpc_url, "chain_id": started.chain_id, "pid": started.pid},
         )
         return EXIT_OK
     with Devnet(port=args.port) as devnet:
-        print(f"devnet running at {devnet.rpc_url} (chain id {devnet.chain_id}); Ctrl-C stops it")
-        for account in devnet.accounts[:3]:
-            print(f"  account {account.address}")
+        _emit(
+            f"devnet running at {devnet.rpc_url} (chain id {devnet.chain_id}); Ctrl-C stops it\n"
+            + "\n".join(f"  account {account.address}" for account in devnet.accounts[:3]),
+            {
+                "rpc_url": devnet.rpc_url,
+                "chain_id": devnet.chain_id,
+                "accounts": [account.address for account in devnet.accounts[:3]],
+            },
+        )
+        sys.stdout.flush()
         try:
             while devnet.is_running():
                 time.sleep(0.5)
@@ -369,9 +440,24 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         arbiters=arbiters,
         inspectors=inspectors,
     )
-    for name, contract in deployed.items():
-        print(f"{name} deployed at {contract.address} (tx {contract.tx_hash[:12]}...)")
-    print(f"wrote {settings.deployments_dir / f'{chain.chain_id()}.json'}")
+    written = settings.deployments_dir / f"{chain.chain_id()}.json"
+    _emit(
+        "\n".join(
+            [
+                f"{name} deployed at {c.address} (tx {c.tx_hash[:12]}...)"
+                for name, c in deployed.items()
+            ]
+            + [f"wrote {written}"]
+        ),
+        {
+            "chain_id": chain.chain_id(),
+            "file": str(written),
+            "contracts": {
+                name: {"address": c.address, "tx_hash": c.tx_hash, "block_number": c.block_number}
+                for name, c in deployed.items()
+            },
+        },
+    )
     return EXIT_OK
 
 
@@ -393,9 +479,21 @@ def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             anchorer.close()
     tx = "0x" + done.tx_hash.hex() if done.tx_hash else "?"
-    print(
+    _emit(
         f"anchored tree size {done.tree_size} root {done.root.hex()} as checkpoint "
-        f"{done.seq} ({done.status}) in block {done.block_number}, tx {tx}"
+        f"{done.seq} ({done.status}) in block {done.block_number}, tx {tx}",
+        {
+            "checkpoint": {"tree_size": done.tree_size, "root": _hex(done.root)},
+            "anchor": {
+                "chain_id": done.chain_id,
+                "contract": done.contract,
+                "checkpoint_seq": done.seq,
+                "status": done.status,
+                "block_number": done.block_number,
+                "block_hash": _hex(done.block_hash) if done.block_hash else None,
+                "tx_hash": _hex(done.tx_hash) if done.tx_hash else None,
+            },
+        },
     )
     return EXIT_OK
 
@@ -403,15 +501,24 @@ def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.api.server import serve  # noqa: PLC0415
 
-    print(f"serving the API at http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops it")
-    serve(settings, host=args.host, port=args.port)
+    def announce(url: str) -> None:
+        print(f"serving the API at {url} (docs at /docs); Ctrl-C stops it", flush=True)
+
+    try:  # the service keeps its log and state there: a writer, it may create it
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc} "
+            "(choose another with --data-dir or CHAINAUDIT_DATA_DIR)"
+        ) from exc
+    serve(settings, host=args.host, port=args.port, on_started=announce)
     return EXIT_OK
 
 
-def _key_store(settings: Settings) -> tuple[Log, KeyStore]:
+def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeyStore]:
     from chainaudit.keys import KeyStore  # noqa: PLC0415
 
-    log = _open_log(settings)
+    log = _open_log(settings, create=create)
     return log, KeyStore(log.path)
 
 
@@ -423,7 +530,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
     from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
 
-    log, store = _key_store(settings)
+    log, store = _key_store(settings, create=True)
     try:
         if args.role in KEY_ROLES_NEEDING_TWO and store.has_active_admin():
             params = {
@@ -452,8 +559,10 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
         log.close()
-    print(f"created {key.role} key {key.key_id} ({key.name}); token (shown once):")
-    print(token)
+    _emit(
+        f"created {key.role} key {key.key_id} ({key.name}); token (shown once):\n{token}",
+        {**_key_json(key), "token": token},
+    )
     return EXIT_OK
 
 
@@ -477,8 +586,11 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
         log.close()
-    print(f"rotated key {key.key_id} ({key.name}); the old token no longer works; new token:")
-    print(token)
+    _emit(
+        f"rotated key {key.key_id} ({key.name}); the old token no longer works; new token:\n"
+        + token,
+        {**_key_json(key), "token": token},
+    )
     return EXIT_OK
 
 
@@ -498,7 +610,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
         log.close()
-    print(f"revoked key {key.key_id} ({key.name})")
+    _emit(f"revoked key {key.key_id} ({key.name})", _key_json(key))
     return EXIT_OK
 
 
@@ -511,11 +623,32 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
         log.close()
+    if _json_output:
+        _print_json([_key_json(key) for key in keys])
+        return EXIT_OK
     for key in keys:
-        state = "revoked" if not key.active else "expired" if key.expired() else "active"
+        state = _key_state(key)
         expiry = "" if key.expires_ms is None else f"  (expires {format_ms(key.expires_ms)})"
         print(f"{key.key_id}  {key.role:9}  {state:7}  {key.address or '-':42}  {key.name}{expiry}")
     return EXIT_OK
+
+
+def _key_state(key: Any) -> str:
+    return "revoked" if not key.active else "expired" if key.expired() else "active"
+
+
+def _key_json(key: Any) -> dict[str, Any]:
+    """A key's public description (never its secret) as JSON."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "address": key.address,
+        "state": _key_state(key),
+        "created_ms": key.created_ms,
+        "expires_ms": key.expires_ms,
+        "revoked_ms": key.revoked_ms,
+    }
 
 
 # -- maker-checker ------------------------------------------------------------------------------
@@ -557,14 +690,18 @@ def _request(log: Log, action: str, params: dict[str, Any], note: str | None = N
 
     maker = _officer(log)
     approval = request(log.append, action, check_params(action, params), maker, note)
-    print(
+    _emit(
         f"approval {approval.approval_id} requested ({action}) by {maker.actor}; a second "
-        f"officer approves it with `chainaudit approvals approve {approval.approval_id}`"
+        f"officer approves it with `chainaudit approvals approve {approval.approval_id}`",
+        approval.to_json(),
     )
     return EXIT_OK
 
 
 def _print_approval(approval: Any) -> None:
+    if _json_output:
+        _print_json(approval.to_json())
+        return
     decided = f", {approval.status} by {approval.decided_by}" if approval.decided_by else ""
     print(
         f"{approval.approval_id}  {approval.status:9} {approval.action:15} requested by "
@@ -617,6 +754,10 @@ def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             store.close()
+    if _json_output:
+        token = {"token": ctx.secrets["token"]} if "token" in ctx.secrets else {}
+        _print_json({**done.to_json(), **token})
+        return EXIT_OK
     _print_approval(done)
     print(f"executed: {json.dumps(done.result, sort_keys=True)}")
     if "token" in ctx.secrets:
@@ -646,7 +787,7 @@ def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
 
     path = rules_path(settings, args.rules)
     rule_set = load_rule_file(path)
-    with _open_log(settings) as log, RiskBook(log.path) as book:
+    with _open_log(settings, create=True) as log, RiskBook(log.path) as book:
         book.sync(log)
         latest = book.latest_rule_set()
         if latest is not None and latest.hash != rule_set.hash:  # a change: two officers
@@ -655,9 +796,17 @@ def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
             return _request(log, "rules.activate", params)
         announced = announce_rule_set(log, book, rule_set, actor=cli_actor(), source=str(path))
     state = "announced as" if announced.changed else "unchanged since"
-    print(
+    _emit(
         f"rule set {rule_set.version!r} ({len(rule_set.rules)} rules) from {path}: hash "
-        f"{rule_set.hash}; {state} record {announced.record_id}"
+        f"{rule_set.hash}; {state} record {announced.record_id}",
+        {
+            "version": rule_set.version,
+            "rules": len(rule_set.rules),
+            "file": str(path),
+            "rule_set_hash": rule_set.hash,
+            "changed": announced.changed,
+            "record_id": announced.record_id,
+        },
     )
     return EXIT_OK
 
@@ -724,7 +873,10 @@ def _transition(args: argparse.Namespace, settings: Settings, transition: str) -
             resolution=resolution,
         )
     extra = f" ({resolution})" if resolution else ""
-    print(f"alert {alert.alert_id} {alert.status}{extra}; record {record_id}")
+    _emit(
+        f"alert {alert.alert_id} {alert.status}{extra}; record {record_id}",
+        {"alert": alert.to_json(), "record_id": record_id},
+    )
     return EXIT_OK
 
 
@@ -776,7 +928,8 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
                 params["duration"] = args.duration
             if args.note:
                 params["note"] = args.note
-            print(f"reason record {reason.record_id} (hash {reason.leaf_hash.hex()})")
+            if not _json_output:  # with --json, the request below is the one document
+                print(f"reason record {reason.record_id} (hash {reason.leaf_hash.hex()})")
             action = "hold.lift" if args.hold_action == "lift" else "hold.shorten"
             return _request(log, action, params)
         common: dict[str, Any] = {"reason_hash": reason.leaf_hash, "by": actor, "note": args.note}
@@ -791,10 +944,20 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
                 alert_id=args.alert, **common,
             )  # fmt: skip
     until = f" until {done.until}" if done.until else ""
-    print(
+    _emit(
         f"hold {args.hold_action}: deal {args.deal_id} milestone {args.milestone}{until}; "
         f"reason record {reason.record_id} (hash {reason.leaf_hash.hex()}); tx {done.tx.tx_hash}; "
-        f"record {done.record_id}"
+        f"record {done.record_id}",
+        {
+            "action": args.hold_action,
+            "deal_id": args.deal_id,
+            "milestone": args.milestone,
+            "until": done.until,
+            "reason_record_id": reason.record_id,
+            "reason_hash": _hex(reason.leaf_hash),
+            "tx_hash": done.tx.tx_hash,
+            "record_id": done.record_id,
+        },
     )
     return EXIT_OK
 
@@ -823,12 +986,15 @@ def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk import incidents  # noqa: PLC0415
 
-    with _open_log(settings) as log:
+    with _open_log(settings, create=args.incident_action != "show") as log:
         if args.incident_action == "open":
             incident_id = incidents.open_incident(
                 log, title=args.title, actor=cli_actor(), severity=args.severity, note=args.note
             )
-            print(f"incident {incident_id} opened (detected)")
+            _emit(
+                f"incident {incident_id} opened (detected)",
+                {"incident_id": incident_id, "step": "detected"},
+            )
             return EXIT_OK
         if args.incident_action in ("step", "close"):
             step = "reviewed" if args.incident_action == "close" else args.step
@@ -836,7 +1002,15 @@ def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
                 log, args.incident_id, step, actor=cli_actor(), note=args.note
             )
             closed = " and closed" if step == "reviewed" else ""
-            print(f"incident {args.incident_id}: {step} recorded{closed}; record {record_id}")
+            _emit(
+                f"incident {args.incident_id}: {step} recorded{closed}; record {record_id}",
+                {
+                    "incident_id": args.incident_id,
+                    "step": step,
+                    "closed": step == "reviewed",
+                    "record_id": record_id,
+                },
+            )
             return EXIT_OK
         steps = incidents.incident_steps(log, args.incident_id)
     if args.json:
@@ -861,7 +1035,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError:
         anchor = None
     limit = args.max_unanchored_seconds or settings.max_batch_seconds
-    with _open_log(settings) as log:
+    with _open_log(settings, create=True) as log:
         if args.index:
             indexer = Indexer(
                 log,
@@ -915,7 +1089,7 @@ def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             book.close()
-    if args.format == "csv":
+    if args.format == "csv" and not _json_output:
         text = statement.to_csv()
     else:
         text = json.dumps(statement.to_json(), indent=2, sort_keys=True) + "\n"
@@ -927,9 +1101,15 @@ def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise InputError(f"cannot write {args.output}: {exc}") from exc
         pending = sum(1 for line in statement.lines if line.proof_status == "pending")
-        print(
+        _emit(
             f"wrote the statement of {statement.party} ({len(statement.lines)} movement(s), "
-            f"{pending} not anchored yet) to {args.output}"
+            f"{pending} not anchored yet) to {args.output}",
+            {
+                "file": str(args.output),
+                "party": statement.party,
+                "movements": len(statement.lines),
+                "pending": pending,
+            },
         )
     return EXIT_OK
 
@@ -1191,7 +1371,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = commands.add_parser("serve", help="run the HTTP API with the anchoring service")
     server.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    server.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    server.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0: any free port)"
+    )
     server.set_defaults(handler=cmd_serve)
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
@@ -1255,7 +1437,32 @@ def build_parser() -> argparse.ArgumentParser:
     anchor.set_defaults(handler=cmd_anchor)
     _register_risk_commands(commands)
     _register_approval_commands(commands)
+    _add_common_flags(parser)
     return parser
+
+
+NO_RESULT_COMMANDS = frozenset({"serve"})
+"""Commands that print no result (they run until stopped): no ``--json``."""
+
+
+def _add_common_flags(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--version`` on the program and on every command and sub-command; ``--json`` on
+    every command that prints a result (each prints one JSON document with it)."""
+    from chainaudit import __version__  # noqa: PLC0415
+
+    parser.add_argument(
+        "--version", action="version", version=f"chainaudit {__version__}", help="print the version"
+    )
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in commands:
+        for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+            _add_common_flags(sub, top=False)
+    has_json = any("--json" in a.option_strings for a in parser._actions)
+    name = parser.prog.split()[-1]
+    if not top and not commands and not has_json and name not in NO_RESULT_COMMANDS:
+        parser.add_argument(
+            "--json", action="store_true", help="print the result as one JSON document"
+        )
 
 
 def _register_approval_commands(commands: Any) -> None:
@@ -1321,6 +1528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     restore_recursion_limit()  # and keep it: a deep input must raise, never overflow the stack
+    global _json_output  # noqa: PLW0603 - one flag for every command's printing helpers
+    _json_output = bool(getattr(args, "json", False))
     try:
         overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
         settings = load_settings(**overrides)
@@ -1335,6 +1544,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (e.g. `head`) went away: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
         return EXIT_OK
+    except OSError as exc:
+        if not type(exc).__module__.startswith(("requests", "urllib3")):
+            raise
+        # a transport error raised outside chainaudit.chain's translation: the same one line
+        from chainaudit.chain import unreachable  # noqa: PLC0415
+
+        rpc = getattr(args, "rpc", None) or os.environ.get("CHAINAUDIT_RPC_URL")
+        rpc = rpc or str(Settings.model_fields["rpc_url"].default)
+        print(f"chainaudit: {unreachable('chain', rpc, exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("chainaudit: interrupted", file=sys.stderr)
         return 130

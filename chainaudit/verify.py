@@ -59,7 +59,7 @@ from chainaudit import merkle
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.bundle import Bundle, parse_bundle
 from chainaudit.canonical import canonicalize
-from chainaudit.chain import Chain
+from chainaudit.chain import Chain, shown_endpoint
 from chainaudit.errors import (
     ChainError,
     ChainUnavailableError,
@@ -309,7 +309,8 @@ def _chain_checks(
             raise
         except ChainError as exc:  # the first call: an endpoint that fails it is unusable
             raise ChainUnavailableError(
-                f"{chain.rpc_url} does not answer as an Ethereum JSON-RPC endpoint: {exc}"
+                f"{shown_endpoint(chain.rpc_url)} does not answer as an Ethereum JSON-RPC "
+                f"endpoint: {exc}"
             ) from exc
         if actual != anchor.chain_id:
             return _fail(
@@ -477,7 +478,8 @@ def _bundle_checks(
             )
         except requests.RequestException as exc:  # an HTTP error status, a redirect loop...
             raise ChainUnavailableError(
-                f"{chain.rpc_url} does not answer as an Ethereum JSON-RPC endpoint: {exc}"
+                f"{shown_endpoint(chain.rpc_url)} does not answer as an Ethereum JSON-RPC "
+                f"endpoint: {exc}"
             ) from exc
     return checks
 
@@ -579,14 +581,21 @@ def verify_consistency_bundles(
     ``sequence`` (the same chain and contract, sequence numbers in the order of the sizes).
 
     Raises:
-        InputError: a bundle is malformed, or ``new`` carries no consistency proof from
-            ``old``'s size.
+        InputError: a bundle is malformed, the two are given in the wrong order, or ``new``
+            carries no consistency proof from ``old``'s size.
         ChainUnavailableError: the endpoint cannot be reached.
     """
     expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
     before, after = _as_bundle(old), _as_bundle(new)
     old_size = before.checkpoint.tree_size
     proof = after.consistency
+    new_size = after.checkpoint.tree_size
+    if new_size < old_size or (proof is None and before.consistency is not None):
+        raise InputError(
+            f"the bundles are in the wrong order: the first (size {old_size}) is newer than the "
+            f"second (size {new_size}); give the older bundle first, then the newer one made "
+            "with `proof --since`: verify --consistency OLD NEW"
+        )
     if proof is None:
         raise InputError(
             "the new bundle carries no consistency proof; fetch it with "

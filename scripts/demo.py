@@ -392,7 +392,7 @@ def main() -> None:
     }
     api.call("inspector", "POST", "/v1/records", certificate)
     cert_hash = api.call("auditor", "GET", "/v1/records/CERT-SGS-4411")["leaf_hash"]
-    attested = api.act("inspector", deal_id, 0, "attest", document_hash="0x" + cert_hash)
+    attested = api.act("inspector", deal_id, 0, "attest", document_hash=cert_hash)
     say(
         f"   {NAMES['inspector']} recorded certificate CERT-SGS-4411 and attested milestone 1 "
         f"(tx {short(attested['tx_hash'])})"
@@ -504,7 +504,7 @@ def main() -> None:
         "operator",
         "POST",
         f"/v1/deals/{deal_id}/milestones/1/hold/lift",
-        {"reason_hash": "0x" + reason, "alert_id": alert},
+        {"reason_hash": reason, "alert_id": alert},
         expect=202,
     )
     lifted = api.call("compliance", "POST", f"/v1/approvals/{asked['approval_id']}/approve")

@@ -26,6 +26,7 @@ from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer, document_of
 from chainaudit.errors import ChainauditError
 from chainaudit.keys import ApiKey
+from chainaudit.wire import hex0x
 
 ROUTE: Final = SimpleNamespace(path=PROOF_PATH)
 _PATH_REGEX, _, _CONVERTORS = compile_path(ROUTE.path)
@@ -94,10 +95,10 @@ class ProofFastLane:
             {
                 "record_id": entry.record_id,
                 "leaf_index": entry.index,
-                "leaf_hash": entry.leaf_hash.hex(),
+                "leaf_hash": hex0x(entry.leaf_hash),
                 "tree_size": log.size,
-                "root": root.hex(),
-                "inclusion_proof": [h.hex() for h in proof],
+                "inclusion_proof": [hex0x(h) for h in proof],
+                "checkpoint": {"tree_size": log.size, "root": hex0x(root)},
             },
             separators=(",", ":"),
         ).encode()

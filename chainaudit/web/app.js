@@ -878,8 +878,8 @@
       api(`/v1/records?cursor=${Math.max(0, cp.tree_size - RECENT)}&limit=${RECENT}`),
     ]);
     const anchorBody = $("anchors-table").tBodies[0];
-    anchorBody.replaceChildren(...(anchors.ok ? anchors.data.map(anchorRow) : []));
-    $("anchors-empty").hidden = !anchors.ok || anchors.data.length > 0;
+    anchorBody.replaceChildren(...(anchors.ok ? anchors.data.items.map(anchorRow) : []));
+    $("anchors-empty").hidden = !anchors.ok || anchors.data.items.length > 0;
     const recordBody = $("records-table").tBodies[0];
     const items = records.ok ? records.data.items.slice().reverse() : [];
     recordBody.replaceChildren(...items.map(recordRow));

@@ -141,9 +141,9 @@ def test_the_stored_record_names_its_key_inside_the_hashed_bytes(api: Api, role:
     assert stamped["submitter"] == f"key:{key_id(api, role)}"
     assert provenance.document_entitled(stamped)
     expected = prepare(doc, submitter=f"key:{key_id(api, role)}")
-    assert got["leaf_hash"] == expected.leaf_hash.hex()
+    assert got["leaf_hash"] == "0x" + expected.leaf_hash.hex()
     body = json.dumps(stamped, separators=(",", ":"), sort_keys=True).encode()
-    assert merkle.hash_leaf(body).hex() == got["leaf_hash"]
+    assert "0x" + merkle.hash_leaf(body).hex() == got["leaf_hash"]
 
 
 def test_a_squatted_deal_action_id_raises_an_alarm_and_the_request_succeeds(

@@ -57,25 +57,26 @@ def test_append_read_prove_and_list(api: Api) -> None:
         leaf = merkle.hash_leaf(
             json.dumps(got["record"], separators=(",", ":"), sort_keys=True).encode()
         )
-        assert leaf.hex() == got["leaf_hash"]
+        assert "0x" + leaf.hex() == got["leaf_hash"]  # 0x-hex everywhere (issue 14)
 
         proof = client.get("/v1/records/api-3/proof").json()
         merkle.verify_inclusion(
-            bytes.fromhex(proof["leaf_hash"]),
+            _bytes(proof["leaf_hash"]),
             proof["leaf_index"],
             proof["tree_size"],
-            [bytes.fromhex(h) for h in proof["inclusion_proof"]],
-            bytes.fromhex(proof["root"]),
+            [_bytes(h) for h in proof["inclusion_proof"]],
+            _bytes(proof["checkpoint"]["root"]),
         )
+        assert proof["checkpoint"]["tree_size"] == proof["tree_size"]
         latest = client.get("/v1/checkpoints/latest").json()
-        assert latest["tree_size"] == 8 and latest["root"] == proof["root"]
+        assert latest["tree_size"] == 8 and latest["root"] == proof["checkpoint"]["root"]
         consistency = client.get("/v1/consistency", params={"from_size": 3}).json()
         merkle.verify_consistency(
             3,
             8,
-            [bytes.fromhex(h) for h in consistency["proof"]],
-            bytes.fromhex(consistency["from_root"]),
-            bytes.fromhex(consistency["to_root"]),
+            [_bytes(h) for h in consistency["proof"]],
+            _bytes(consistency["from_root"]),
+            _bytes(consistency["to_root"]),
         )
 
         page = client.get("/v1/records", params={"kind": "transaction", "limit": 4}).json()
@@ -231,3 +232,9 @@ def test_proof_fast_lane_answers_like_the_regular_route(api: Api) -> None:
         assert_problem(anonymous.get("/v1/records/api-4/proof"), 401, "unauthenticated")
     with api.client("other_partner") as stranger:
         assert_problem(stranger.get("/v1/records/api-4/proof"), 404, "not-found")
+
+
+def _bytes(value: str) -> bytes:
+    """A hash from the API's JSON: ``0x`` and 64 hex digits, nothing else (issue 14)."""
+    assert value.startswith("0x") and len(value) == 66, value
+    return bytes.fromhex(value[2:])

@@ -63,14 +63,17 @@ def test_ingest_proof_audit_round_trip(tmp_path: Path) -> None:
     assert "tree size 25" in out
 
     proof = json.loads(run(data, "proof", "inv-0000011").stdout)
-    assert proof["leaf_index"] == 11 and proof["tree_size"] == 25 and proof["root"] == root.hex()
+    assert proof["leaf_index"] == 11 and proof["tree_size"] == 25
+    # the names and 0x-hex of a bundle (docs/json.md, issue 14)
+    assert proof["checkpoint"] == {"tree_size": 25, "root": "0x" + root.hex()}
     merkle.verify_inclusion(
-        bytes.fromhex(proof["leaf_hash"]),
+        bytes.fromhex(proof["leaf_hash"].removeprefix("0x")),
         proof["leaf_index"],
         proof["tree_size"],
-        [bytes.fromhex(h) for h in proof["inclusion_proof"]],
+        [bytes.fromhex(h.removeprefix("0x")) for h in proof["inclusion_proof"]],
         root,
     )
+    assert all(h.startswith("0x") for h in [proof["leaf_hash"], *proof["inclusion_proof"]])
     audit = run(data, "audit")
     assert "audit: clean" in audit.stdout
 

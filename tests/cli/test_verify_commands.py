@@ -169,7 +169,7 @@ def test_proof_bundle_verifies_with_and_without_a_chain(env: Env, tmp_path: Path
     assert verdict["warnings"] == []
 
 
-def test_plain_proof_without_output_is_unchanged(env: Env) -> None:
+def test_plain_proof_without_output_has_the_bundle_names(env: Env) -> None:
     plain = run(env, "proof", "inv-0000038")  # not anchored: the plain proof needs no anchor
     assert plain.returncode == 0, plain.stderr
     proof = json.loads(plain.stdout)
@@ -180,8 +180,9 @@ def test_plain_proof_without_output_is_unchanged(env: Env) -> None:
         "leaf_hash",
         "tree_size",
         "inclusion_proof",
-        "root",
+        "checkpoint",
     }
+    assert set(proof["checkpoint"]) == {"tree_size", "root"}  # a bundle's names and 0x-hex
 
 
 def test_unanchored_record_is_pending(env: Env, tmp_path: Path) -> None:
@@ -267,7 +268,8 @@ def test_consistency_between_an_old_and_a_new_bundle(env: Env, tmp_path: Path) -
     assert "INVALID: failed check(s): consistency" in tampered.stdout
     for unusable in (reversed_, no_proof):
         assert unusable.returncode == 2
-        assert "--since 20 -o new.json" in unusable.stderr or "--since 37" in unusable.stderr
+    assert "--since 20 -o new.json" in no_proof.stderr
+    assert "the bundles are in the wrong order" in reversed_.stderr  # issue 14
 
 
 def test_pins_and_confirmations(env: Env) -> None:

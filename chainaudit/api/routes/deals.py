@@ -40,6 +40,7 @@ from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, T
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
 from chainaudit.risk import GuardedResult, HoldResult, holds
+from chainaudit.wire import hex0x
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -768,7 +769,7 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], in
             {
                 "record_id": entry.record_id,
                 "leaf_index": entry.index,
-                "leaf_hash": entry.leaf_hash.hex(),
+                "leaf_hash": hex0x(entry.leaf_hash),
                 "kind": entry.kind,
                 "actor": entry.actor,
                 "timestamp": datetime.fromtimestamp(entry.timestamp_ms / 1000, UTC)

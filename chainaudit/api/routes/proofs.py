@@ -13,17 +13,27 @@ from chainaudit.api.auth import Operator, Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
 from chainaudit.errors import NotFoundError
+from chainaudit.wire import hex0x
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
 
+class CheckpointRef(BaseModel):
+    """A checkpoint of the log, as a proof bundle names it."""
+
+    tree_size: int
+    root: str = Field(description="0x-hex RFC 9162 root hash")
+
+
 class InclusionOut(BaseModel):
+    """A bundle's fields without the record and the anchor (``docs/json.md``)."""
+
     record_id: str
     leaf_index: int
-    leaf_hash: str
+    leaf_hash: str = Field(description="0x-hex")
     tree_size: int
-    root: str
-    inclusion_proof: list[str]
+    inclusion_proof: list[str] = Field(description="0x-hex, RFC 9162 §2.1.3.1 PATH")
+    checkpoint: CheckpointRef
 
 
 class AnchorOut(BaseModel):
@@ -85,10 +95,10 @@ async def inclusion(
     return InclusionOut(
         record_id=entry.record_id,
         leaf_index=entry.index,
-        leaf_hash=entry.leaf_hash.hex(),
+        leaf_hash=hex0x(entry.leaf_hash),
         tree_size=size,
-        root=root.hex(),
-        inclusion_proof=[h.hex() for h in proof],
+        inclusion_proof=[hex0x(h) for h in proof],
+        checkpoint=CheckpointRef(tree_size=size, root=hex0x(root)),
     )
 
 
@@ -105,7 +115,7 @@ async def latest_checkpoint(key: Reader, svc: ServicesDep) -> CheckpointOut:
         anchored = svc.anchor_book().latest_anchored()
         return CheckpointOut(
             tree_size=log.size,
-            root=log.root().hex(),
+            root=hex0x(log.root()),
             latest_anchor=anchor_out(anchored.public()) if anchored else None,
             unanchored_records=log.size - (anchored.tree_size if anchored else 0),
         )
@@ -140,23 +150,36 @@ def consistency(
         return ConsistencyOut(
             from_size=from_size,
             to_size=new,
-            from_root=log.root_at(from_size).hex(),
-            to_root=log.root_at(new).hex(),
-            proof=[h.hex() for h in proof],
+            from_root=hex0x(log.root_at(from_size)),
+            to_root=hex0x(log.root_at(new)),
+            proof=[hex0x(h) for h in proof],
         )
     except NotFoundError as exc:
         raise Problem(404, "not-found", str(exc)) from exc
 
 
-@router.get("/anchors", response_model=list[AnchorOut])
+class AnchorPage(BaseModel):
+    items: list[AnchorOut]
+    next_cursor: int | None = Field(description="pass as `cursor` for the next (older) page")
+
+
+@router.get("/anchors", response_model=AnchorPage)
 async def anchors(
     key: Reader,
     svc: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[AnchorOut]:
-    """Anchors, newest first, with their status."""
-    rows = (await run_in_threadpool(lambda: svc.anchor_book().all()))[::-1][:limit]
-    return [anchor_out(a.public()) for a in rows]
+    cursor: Annotated[
+        int | None, Query(ge=1, description="an anchor id: the page starts below it")
+    ] = None,
+) -> AnchorPage:
+    """Anchors, newest first, with their status; paged like ``GET /v1/records``."""
+    anchors = await run_in_threadpool(lambda: svc.anchor_book().all())
+    rows = [a for a in anchors[::-1] if cursor is None or a.id < cursor]
+    page = rows[:limit]
+    more = len(rows) > limit
+    return AnchorPage(
+        items=[anchor_out(a.public()) for a in page], next_cursor=page[-1].id if more else None
+    )
 
 
 class AnchorRequested(BaseModel):

@@ -28,6 +28,7 @@ from chainaudit.record_index import Filters, RecordIndex
 from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, prepare
 from chainaudit.signing import recover_record_signer
 from chainaudit.store import AppendResult, Log
+from chainaudit.wire import hex0x
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -246,7 +247,7 @@ async def _append(svc: Services, key: ApiKey, items: list[RecordIn], *, batch: b
         appended=result.appended,
         duplicates=result.duplicates,
         tree_size=result.tree_size,
-        root=result.root.hex(),
+        root=hex0x(result.root),
         results=[
             Appended(record_id=r.record_id, leaf_index=i, duplicate=i < first_new)
             for r, i in zip(prepared, result.indexes, strict=True)
@@ -287,7 +288,7 @@ def record_out(svc: Services, view: RecordView) -> RecordOut:
     return RecordOut(
         record_id=entry.record_id,
         leaf_index=entry.index,
-        leaf_hash=entry.leaf_hash.hex(),
+        leaf_hash=hex0x(entry.leaf_hash),
         kind=entry.kind,
         actor=entry.actor,
         timestamp_ms=entry.timestamp_ms,
