@@ -18,13 +18,14 @@ FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 SNAPSHOT_FILTER := --match-path 'contracts/test/Escrow*' --no-match-test invariant
 
 .PHONY: help setup test test-py test-contracts gas-check lint slither browser demo demo-stop \
-	bench clean
+	bench fuzz clean
 
 help:
 	@echo "make demo       set everything up, then run the demo"
 	@echo "make test       set everything up, then run the whole test suite"
 	@echo "make lint       ruff, mypy --strict, slither"
 	@echo "make bench      run the benchmarks in scripts/ (slow; writes reports/)"
+	@echo "make fuzz       the fuzz tests with 100x the examples of make test (slow)"
 
 # The install also compiles the C extension chainaudit/_native.c: a change to it reinstalls.
 $(PY_STAMP): pyproject.toml chainaudit/_native.c
@@ -82,6 +83,11 @@ bench: setup
 	$(PY) scripts/bench_log.py
 	$(PY) scripts/bench_anchor_gas.py
 	$(PY) scripts/bench_api.py
+
+# The fuzz tests of tests/fuzz and the schemathesis run, with a long budget (tests/fuzz/budget.py;
+# `make test` runs the same tests with a small one).
+fuzz: setup
+	FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout=7200 tests/fuzz tests/api/test_schemathesis.py
 
 clean:
 	rm -rf build out cache reports .data .demo .pytest_cache .mypy_cache .ruff_cache

@@ -28,16 +28,24 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHAINAUDIT_", extra="ignore", frozen=True)
 
-    environment: Literal["development", "production"] = "development"
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses devnet keys and plain-HTTP remote chain endpoints",
+    )
     data_dir: Path = Field(default=Path(".data"), description="where the log and state live")
     record_kinds: frozenset[str] = Field(
         default=frozenset(), description="record kinds accepted beyond the built-in ones"
     )
 
     # -- chain ------------------------------------------------------------------------------
-    rpc_url: str = "http://127.0.0.1:8545"
-    rpc_timeout: float = Field(default=10.0, gt=0)
-    deployments_dir: Path = Path("deployments")
+    rpc_url: str = Field(
+        default="http://127.0.0.1:8545", description="the chain's JSON-RPC endpoint"
+    )
+    rpc_timeout: float = Field(default=10.0, gt=0, description="seconds per JSON-RPC request")
+    deployments_dir: Path = Field(
+        default=Path("deployments"),
+        description="where `chainaudit deploy` writes, and everything reads, <chain_id>.json",
+    )
     anchor_contract: str | None = Field(
         default=None, description="AuditAnchor address (default: deployments/<chain_id>.json)"
     )
@@ -54,11 +62,17 @@ class Settings(BaseSettings):
     )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
-    anchorer_password: SecretStr | None = None
+    anchorer_password: SecretStr | None = Field(
+        default=None, description="password of anchorer_keystore"
+    )
 
     # -- anchoring --------------------------------------------------------------------------
-    max_batch_records: int = Field(default=10_000, ge=1)
-    max_batch_seconds: float = Field(default=60.0, gt=0)
+    max_batch_records: int = Field(
+        default=10_000, ge=1, description="anchor once this many records are waiting"
+    )
+    max_batch_seconds: float = Field(
+        default=60.0, gt=0, description="anchor once the oldest waiting record is this old"
+    )
     confirmations: int = Field(
         default=1,
         ge=1,
@@ -73,16 +87,24 @@ class Settings(BaseSettings):
     )
 
     # -- API --------------------------------------------------------------------------------
-    rate_limit_per_second: float = Field(default=100.0, gt=0)
-    rate_limit_burst: float = Field(default=200.0, ge=1)
+    rate_limit_per_second: float = Field(
+        default=100.0, gt=0, description="requests per second per API key (429 beyond)"
+    )
+    rate_limit_burst: float = Field(
+        default=200.0, ge=1, description="requests a key may send at once before the rate applies"
+    )
     work_budget_per_minute: int = Field(
         default=200_000,
         ge=1,
         description="work units a key may spend a minute (one per record a list examines, "
         "50 per deal read from the chain); over it, 429 work-budget with Retry-After",
     )
-    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    max_records_per_request: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)"
+    )
+    max_records_per_request: int = Field(
+        default=10_000, ge=1, description="most records in one POST /v1/records/batch"
+    )
     read_audit_batch: int = Field(
         default=256, ge=1, description="reads by auditors, regulators, admins per read: record"
     )

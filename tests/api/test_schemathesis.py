@@ -1,62 +1,153 @@
-"""Property-based tests of the served OpenAPI schema with schemathesis: no input a client can
-send produces a 5xx, and every error is a problem document. A bounded number of examples per
-operation keeps the run short."""
+"""Property-based tests of the served OpenAPI schema with schemathesis, against a real server
+with the escrow vault deployed: no input a client can send produces a 5xx, and every error is a
+problem document.
+
+Each role's key (admin, operator, partner, auditor, regulator) and no key at all exercise every
+operation, each on its own server (an admin's run may revoke or rotate keys it finds); then a
+stateful run follows the links schemathesis infers between operations (a record posted, then
+read, proved and bundled; a key created, then rotated and revoked; ...). The example counts are
+small in `make test` and 20 times larger under `make fuzz` (FUZZ=long, tests/fuzz/budget.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from tests.api.conftest import issue_keys, make_settings
+from tests.fuzz.budget import LONG, LONG_FACTOR
 
-EXAMPLES_PER_OPERATION = 30
+ROLES = ("admin", "operator", "partner", "auditor", "regulator", None)
+EXAMPLES_PER_OPERATION = {"admin": 20}
+"""Per role; the others get :data:`OTHER_EXAMPLES` (most of their requests end in 401/403)."""
+OTHER_EXAMPLES = 8
+STATEFUL_SCENARIOS = 40
+STATEFUL_STEPS = 8
 
 
-def test_no_input_causes_a_server_error(tmp_path: Path, anvil: Devnet) -> None:
-    devnet = anvil
-    _exercise_every_operation(tmp_path, devnet)
+SCHEMATHESIS_LONG_FACTOR = LONG_FACTOR // 5
+"""Under `make fuzz` (each request is a real HTTP round trip, so a smaller factor)."""
 
 
-def _exercise_every_operation(tmp_path: Path, anvil: Devnet) -> None:
+def scaled(examples: int) -> int:
+    return examples * SCHEMATHESIS_LONG_FACTOR if LONG else examples
+
+
+@dataclass
+class Served:
+    url: str
+    tokens: dict[str, str]
+    schema: OpenApiSchema
+    statuses: list[int] = field(default_factory=list)
+
+    def headers(self, role: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+
+
+@pytest.fixture
+def served(tmp_path: Path, anvil: Devnet) -> Iterator[Served]:
+    """A server with the escrow vault deployed, keys of every role, a record already in it."""
     api_settings = make_settings(
         tmp_path, anvil, escrow=True, rate_limit_per_second=100_000, rate_limit_burst=100_000
     )
     tokens, _, _ = issue_keys(api_settings, anvil)
     with ServerThread(api_settings, free_port()) as server:
+        seeded = httpx.post(
+            f"{server.url}/v1/records",
+            headers={"Authorization": f"Bearer {tokens['operator']}"},
+            json={
+                "id": "po-1",
+                "kind": "transaction",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "buyer:acme",
+                "payload": {"amount": 125000, "currency": "USD"},
+            },
+            timeout=30,
+        )
+        assert seeded.status_code in (200, 201), seeded.text
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-        headers = {"Authorization": f"Bearer {tokens['admin']}"}
-        failures: dict[str, str] = {}
-        tested: list[str] = []
-        calls: list[int] = []
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            label = f"{operation.method.upper()} {operation.path}"
-            tested.append(label)
+        yield Served(server.url, tokens, schema)
 
-            @settings(
-                max_examples=EXAMPLES_PER_OPERATION,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=operation.as_strategy())
-            def exercise(case: schemathesis.Case) -> None:
-                response = case.call(base_url=server.url, headers=headers)
-                calls.append(response.status_code)
-                case.validate_response(response, checks=[not_a_server_error])
-                if response.status_code >= 400:
-                    content_type = response.headers.get("content-type", "")
-                    assert "application/problem+json" in str(content_type), response.text
 
-            try:
-                exercise()
-            except Exception as exc:  # collect every operation's failure, then report them all
-                failures[label] = f"{type(exc).__name__}: {str(exc)[:800]}"
-        assert "POST /v1/records/batch" in tested and "GET /v1/records" in tested
-        assert len(calls) >= 5 * len(tested)  # every operation was really exercised
-        assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
+def check_response(response: Any, case: schemathesis.Case) -> None:
+    """No 5xx, and every 4xx is an RFC 9457 problem document."""
+    case.validate_response(response, checks=[not_a_server_error])
+    if response.status_code >= 400:
+        content_type = str(response.headers.get("content-type", ""))
+        assert "application/problem+json" in content_type, (case.method, case.path, response.text)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[role or "no-key" for role in ROLES])
+def test_no_input_causes_a_server_error(served: Served, role: str | None) -> None:
+    examples = scaled(EXAMPLES_PER_OPERATION.get(role or "", OTHER_EXAMPLES))
+    headers = served.headers(role)
+    failures: dict[str, str] = {}
+    tested: list[str] = []
+    for result in served.schema.get_all_operations():
+        operation = result.ok()
+        label = f"{operation.method.upper()} {operation.path}"
+        tested.append(label)
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def exercise(case: schemathesis.Case) -> None:
+            response = case.call(base_url=served.url, headers=headers)
+            served.statuses.append(response.status_code)
+            check_response(response, case)
+
+        try:
+            exercise()
+        except Exception as exc:  # collect every operation's failure, then report them all
+            failures[label] = f"{type(exc).__name__}: {str(exc)[:800]}"
+    assert "POST /v1/records/batch" in tested and "GET /v1/records" in tested
+    assert "GET /v1/deals" in tested and "POST /v1/approvals" in tested
+    assert len(served.statuses) >= 3 * len(tested)  # every operation was really exercised
+    if role == "admin":
+        assert any(200 <= status < 300 for status in served.statuses)
+    assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
+
+
+@pytest.mark.parametrize("role", ["admin", "operator", "partner"])
+def test_linked_operations_cause_no_server_error(served: Served, role: str) -> None:
+    """Stateful: sequences of calls that feed one response into the next request."""
+    machine = served.schema.as_state_machine()
+    assert served.schema.statistic.transitions.total > 0, "no links were inferred"
+    headers = served.headers(role)
+    statuses = served.statuses
+
+    class Linked(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": served.url, "headers": headers}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            statuses.append(response.status_code)
+            check_response(response, case)
+
+    Linked.run(
+        settings=settings(
+            max_examples=scaled(STATEFUL_SCENARIOS),
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert len(statuses) >= STATEFUL_SCENARIOS
+    if role != "partner":  # a partner may write little; the others' links must get somewhere
+        assert any(200 <= status < 300 for status in statuses), statuses
