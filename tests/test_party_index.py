@@ -4,6 +4,7 @@ checked by the index audit."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,11 @@ def _parties(log: Log) -> set[tuple[str, int, str]]:
 
 def test_parties_come_from_the_indexed_events(log: Log, world: World) -> None:
     client = world.client
-    first = client.create_deal(world.buyer, world.params(), world.milestones(2)).deal_id
+    declared = [
+        dataclasses.replace(m, invoice_hash=h(f"invoice {i}"))
+        for i, m in enumerate(world.milestones(2))
+    ]
+    first = client.create_deal(world.buyer, world.params(), declared).deal_id
     second = client.create_deal(
         world.stranger, world.params(supplier=world.approver1.address), world.milestones(1)
     ).deal_id

@@ -262,6 +262,8 @@ class Vault:
     token: str
     inspector: str
     partner: str
+    arbiter: str
+    """An arbiter the vault's registrar accredited (deals may name only accredited ones)."""
 
     def api(self, role: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": self.tokens[role]}, timeout=60)
@@ -276,7 +278,9 @@ def vault(tmp_path: Path, anvil: Devnet) -> Iterator[Vault]:
     client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
     inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)
     if client.inspector_id(inspector.address) == 0:
-        client.register_inspector(inspector)
+        client.register_inspector(operator, inspector.address)
+    arbiter = Account.create().address
+    client.set_arbiter_accredited(operator, arbiter)
     settings = Settings(
         data_dir=tmp_path / "data",
         rpc_url=anvil.rpc_url,
@@ -303,6 +307,7 @@ def vault(tmp_path: Path, anvil: Devnet) -> Iterator[Vault]:
             deployed["MockStablecoin"].address,
             inspector.address,
             partner,
+            arbiter,
         )
 
 
@@ -314,7 +319,7 @@ def _open(vault: Vault, supplier: str, milestones: int) -> int:
     start = now(w3)
     params = DealParams(
         supplier=supplier,
-        arbiter=Account.create().address,
+        arbiter=vault.arbiter,
         token=vault.token,
         inspectors=[vault.inspector],
         inspector_threshold=1,
