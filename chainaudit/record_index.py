@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from chainaudit import bundles
+from chainaudit.derived import DerivedTables
 from chainaudit.errors import StoreError
 from chainaudit.store import AuditFinding, Log
 
@@ -59,6 +58,7 @@ CREATE TABLE IF NOT EXISTS record_parties (
     idx INTEGER NOT NULL,
     PRIMARY KEY (party, idx)
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO record_index_cursor VALUES (1, 0);
 """
 
 
@@ -133,46 +133,16 @@ def _rows(
     return index_rows, party_rows
 
 
-class RecordIndex:
+class RecordIndex(DerivedTables):
     """The record index of the log at ``path`` (its SQLite file). Thread-safe."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            # derived rows: a crash may lose the last sync (cursor and rows together), never
-            # split them, and the next sync redoes it
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO record_index_cursor VALUES (1, 0)")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the record index in {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> RecordIndex:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write the record index: {exc}") from exc
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        super().__init__(
+            path,
+            what="the record index",
+            schema=_SCHEMA,
+            synchronous="NORMAL",
+        )
 
     @property
     def next_index(self) -> int:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from chainaudit import provenance
+from chainaudit.derived import DerivedTables
 from chainaudit.errors import NotFoundError, RecordError, StoreError
 from chainaudit.provenance import document_entitled
 from chainaudit.records import parse_timestamp
@@ -97,6 +96,7 @@ CREATE TABLE IF NOT EXISTS risk_executions (
     at INTEGER NOT NULL,
     leaf_index INTEGER NOT NULL
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO risk_sync VALUES (1, 0);
 """
 
 _ALERT_COLUMNS = (
@@ -167,44 +167,16 @@ class Execution:
     leaf_index: int
 
 
-class RiskBook:
+class RiskBook(DerivedTables):
     """The risk tables of the log at ``path`` (its SQLite file). Thread-safe."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO risk_sync VALUES (1, 0)")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the risk tables in {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> RiskBook:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write the risk tables: {exc}") from exc
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        super().__init__(
+            path,
+            what="the risk tables",
+            schema=_SCHEMA,
+            synchronous="FULL",
+        )
 
     # -- syncing with the log ----------------------------------------------------------------
 
