@@ -170,6 +170,8 @@ class DealParams:
     approval_threshold: int = 0
     approvals_required: int = 0
     approvers: Sequence[str] = ()
+    #: The EscrowGate compliance policy (0: none); see ``chainaudit.risk.clearance``.
+    policy: int = 0
 
     def as_abi(self) -> tuple[Any, ...]:
         """The ABI tuple, in the field order of the Solidity struct."""
@@ -187,6 +189,7 @@ class DealParams:
             self.approval_threshold,
             self.approvals_required,
             [_address(a) for a in self.approvers],
+            self.policy,
         )
 
     @classmethod
@@ -207,6 +210,7 @@ class DealParams:
             approval_threshold=int(value["approvalThreshold"]),
             approvals_required=int(value["approvalsRequired"]),
             approvers=[str(a) for a in value["approvers"]],
+            policy=int(value.get("policy", 0)),
         )
 
 

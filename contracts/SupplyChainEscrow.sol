@@ -6,10 +6,11 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {AccessControlDefaultAdminRules} from
     "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
+import {IEscrowGate} from "./interfaces/IEscrowGate.sol";
 import {ISupplyChainEscrow} from "./interfaces/ISupplyChainEscrow.sol";
 
 /// @title SupplyChainEscrow
@@ -41,8 +42,7 @@ import {ISupplyChainEscrow} from "./interfaces/ISupplyChainEscrow.sol";
 contract SupplyChainEscrow is
     ISupplyChainEscrow,
     AccessControlDefaultAdminRules,
-    ReentrancyGuardTransient,
-    EIP712
+    ReentrancyGuardTransient
 {
     using SafeERC20 for IERC20;
 
@@ -71,6 +71,11 @@ contract SupplyChainEscrow is
     /// @notice 100% in basis points.
     uint256 public constant BPS = 10_000;
 
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant _NAME_HASH = keccak256("SupplyChainEscrow");
+    bytes32 private constant _VERSION_HASH = keccak256("1");
+
     uint8 private constant _FLAG_PROOF_REQUIRED = 1;
     uint8 private constant _FLAG_PROOF_VERIFIED = 2;
 
@@ -89,6 +94,7 @@ contract SupplyChainEscrow is
         address supplier;
         uint40 longStop;
         uint32 disputeTimeout;
+        uint16 policy; // EscrowGate compliance policy (0: none; issue 13)
         // slot 2
         address arbiter;
         uint96 inspectorIds; // registry id of inspector i in bits [16 i, 16 i + 16)
@@ -151,6 +157,12 @@ contract SupplyChainEscrow is
     }
 
     IAuditAnchor private immutable _anchor;
+    /// @dev The EIP-712 domain of relayed attestations (name "SupplyChainEscrow", version "1"),
+    /// computed as OpenZeppelin's EIP712 does; issue 13 replaced that base contract by these few
+    /// lines (dropping only its EIP-5267 `eip712Domain()` view) to make room for the gate hooks
+    /// within EIP-170.
+    bytes32 private immutable _cachedDomainSeparator;
+    uint256 private immutable _cachedChainId;
 
     Config private _config;
 
@@ -176,15 +188,18 @@ contract SupplyChainEscrow is
     mapping(address inspector => mapping(uint256 nonce => bool)) private _usedNonces;
     mapping(address token => TokenInfo) private _tokenInfo;
     mapping(uint16 tokenId => address) private _tokens;
+    /// @dev Issue 13: the compliance gate (clearances, freezes); zero until {setEscrowGate}.
+    IEscrowGate private _gate;
 
     /// @param initialAdmin Holder of `DEFAULT_ADMIN_ROLE` (grants the other roles).
     /// @param adminTransferDelay Delay of a default-admin transfer (AccessControlDefaultAdminRules).
     /// @param anchor The AuditAnchor used by proof-gated milestones (zero: no proof gates).
     constructor(address initialAdmin, uint48 adminTransferDelay, IAuditAnchor anchor)
         AccessControlDefaultAdminRules(adminTransferDelay, initialAdmin)
-        EIP712("SupplyChainEscrow", "1")
     {
         _anchor = anchor;
+        _cachedChainId = block.chainid;
+        _cachedDomainSeparator = _buildDomainSeparator();
         // Start at 1 so that id 0 never names a deal, and so that the first deal pays for a
         // non-zero to non-zero counter update like every other.
         _config.nextDealId = 1;
@@ -239,6 +254,8 @@ contract SupplyChainEscrow is
         _checkTerms(params);
         address buyer = msg.sender;
         _checkNamedParties(buyer, params.supplier, params.arbiter, params.financier);
+        // EscrowGate hook (issue 13): a known policy, neither the buyer nor the supplier frozen.
+        _requireClearance(IEscrowGate.Action.Create, params.policy, 0, 0, params.supplier);
         uint96 inspectorIds = _inspectorIdsOf(buyer, params);
 
         dealId = config.nextDealId;
@@ -266,7 +283,7 @@ contract SupplyChainEscrow is
             | uint256(params.approvalsRequired) << 200 | uint256(params.defaultPayeeBps) << 208
             | uint256(params.inspectionWindow) << 224;
         uint256 word1 = uint256(uint160(params.supplier)) | uint256(params.longStop) << 160
-            | uint256(params.disputeTimeout) << 200;
+            | uint256(params.disputeTimeout) << 200 | uint256(params.policy) << 232;
         uint256 word2 = uint256(uint160(params.arbiter)) | uint256(inspectorIds) << 160;
         Deal storage deal = _deals[dealId];
         // slither-disable-next-line assembly
@@ -385,6 +402,9 @@ contract SupplyChainEscrow is
     /// @dev Requirements: not paused; caller is the buyer; milestone `Open`; long-stop date not
     /// passed; 0 < amount <= unfunded remainder; the vault's balance rises by exactly `amount`
     /// (fee-on-transfer and rebasing tokens are refused); the caller approved the vault.
+    /// Issue 13, when the vault has a gate: the buyer is not frozen and, for a deal under a
+    /// compliance policy whose milestone amount exceeds the policy's threshold, the call data
+    /// carries a clearance after the arguments (see {IEscrowGate-checkAction}).
     /// Emits {MilestoneFunded}.
     function fund(uint256 dealId, uint256 milestone, uint256 amount) external nonReentrant {
         _requireNotPaused();
@@ -398,6 +418,7 @@ contract SupplyChainEscrow is
         uint256 longStop = deal.longStop;
         // slither-disable-next-line timestamp
         if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
+        _requireClearance(IEscrowGate.Action.Fund, deal.policy, m.amount, amount, address(0));
 
         uint96 fundedTotal = m.funded + uint96(amount); // amount <= remaining < 2**96
         ms.funded = fundedTotal;
@@ -567,6 +588,9 @@ contract SupplyChainEscrow is
     /// @dev Requirements: milestone `Accepted`, or `Inspected` with its inspection window
     /// passed and its record proven when gated; no active compliance hold; enough approvals
     /// when the amount exceeds the deal's approval threshold. Works while paused.
+    /// Issue 13, when the vault has a gate: the payee is not frozen and, for a deal under a
+    /// compliance policy whose milestone amount exceeds the policy's threshold, the call data
+    /// carries a clearance after the arguments (see {IEscrowGate-checkAction}).
     /// Emits {MilestoneAccepted} (deemed) when applicable, then {MilestoneReleased}.
     function release(uint256 dealId, uint256 milestone) external {
         (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
@@ -582,6 +606,7 @@ contract SupplyChainEscrow is
             }
         }
         address payee = st.payee == address(0) ? deal.supplier : st.payee;
+        _requireClearance(IEscrowGate.Action.Release, deal.policy, m.amount, m.funded, payee);
 
         ms.status = MilestoneStatus.Released;
         if (deemed) emit MilestoneAccepted(dealId, milestone, msg.sender, true);
@@ -765,6 +790,10 @@ contract SupplyChainEscrow is
     /// Requirements: not paused; an unexpired offer to the caller with these terms; milestone
     /// not final, not disputed, not financed, not on hold; invoice never financed; the vault
     /// receives exactly `advance` from the caller (allowance needed).
+    /// Issue 13, when the vault has a gate: neither the financier nor the supplier is frozen
+    /// and, for a deal under a compliance policy whose milestone amount exceeds the policy's
+    /// threshold, the call data carries a clearance after the arguments (the amount cleared is
+    /// `advance`; see {IEscrowGate-checkAction}).
     /// Emits {ReceivableFinanced}.
     function acceptFinancing(uint256 dealId, uint256 milestone, uint96 advance, bytes32 invoiceHash)
         external
@@ -786,6 +815,7 @@ contract SupplyChainEscrow is
         _requireFinanceable(dealId, milestone, ms.status);
 
         address supplier = deal.supplier;
+        _requireClearance(IEscrowGate.Action.Finance, deal.policy, ms.amount, advance, supplier);
         address token = _tokens[deal.tokenId];
         _states[dealId][milestone].payee = msg.sender;
         _financedInvoices[invoiceHash] = true;
@@ -870,6 +900,8 @@ contract SupplyChainEscrow is
     function withdraw(address token) external nonReentrant {
         uint256 amount = _credits[msg.sender][token];
         if (amount == 0) revert SupplyChainEscrowNothingToWithdraw(msg.sender, token);
+        // EscrowGate hook (issue 13): a frozen account cannot withdraw.
+        _requireClearance(IEscrowGate.Action.Withdraw, 0, 0, 0, address(0));
         _credits[msg.sender][token] = 0;
         emit Withdrawn(msg.sender, token, amount);
         IERC20(token).safeTransfer(msg.sender, amount);
@@ -889,6 +921,22 @@ contract SupplyChainEscrow is
         info.allowed = allowed;
         _tokenInfo[token] = info;
         emit TokenAllowListUpdated(token, allowed, msg.sender);
+    }
+
+    /// @notice Sets the vault's compliance gate (issue 13), once: it then checks the clearances of
+    /// policy deals and the freezes of parties, and can never be replaced or removed.
+    /// @dev Requirements: caller has `DEFAULT_ADMIN_ROLE`; no gate yet; `gate` is a contract.
+    /// Emits {EscrowGateSet}.
+    function setEscrowGate(IEscrowGate gate) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(_gate) != address(0)) revert SupplyChainEscrowGateAlreadySet(address(_gate));
+        if (address(gate).code.length == 0) revert SupplyChainEscrowZeroAddress();
+        _gate = gate;
+        emit EscrowGateSet(address(gate), msg.sender);
+    }
+
+    /// @notice The vault's compliance gate (zero: none) and the policy of deal `dealId`.
+    function escrowGate(uint256 dealId) external view returns (IEscrowGate gate, uint256 policy) {
+        return (_gate, _deals[dealId].policy);
     }
 
     /// @notice Stops new deals, funding and financing (never withdrawals, releases, refunds,
@@ -1089,6 +1137,19 @@ contract SupplyChainEscrow is
     // Internal helpers
     // ==========================================================================================
 
+    function _buildDomainSeparator() private view returns (bytes32) {
+        return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
+    }
+
+    /// @dev The domain separator of the current chain (recomputed after a fork changes the id).
+    function _domainSeparatorV4() private view returns (bytes32) {
+        return block.chainid == _cachedChainId ? _cachedDomainSeparator : _buildDomainSeparator();
+    }
+
+    function _hashTypedDataV4(bytes32 structHash) private view returns (bytes32) {
+        return MessageHashUtils.toTypedDataHash(_domainSeparatorV4(), structHash);
+    }
+
     function _load(uint256 dealId, uint256 milestone) private view returns (Deal storage deal, Milestone storage ms) {
         deal = _deals[dealId];
         if (deal.buyer == address(0)) revert SupplyChainEscrowUnknownDeal(dealId);
@@ -1165,6 +1226,61 @@ contract SupplyChainEscrow is
 
     function _isFinal(MilestoneStatus status) private pure returns (bool) {
         return status >= MilestoneStatus.Released;
+    }
+
+    /// @dev Issue 13, the EscrowGate hook: asks the vault's gate to check `action` (see
+    /// {IEscrowGate-checkAction}): the caller (the payer of `Fund` and `Finance`, the buyer of
+    /// `Create`, the account of `Withdraw`; ignored for `Release`, which anyone may call) and
+    /// `payee` must not be frozen; a deal under a compliance `policy` moving money above its
+    /// threshold needs a valid clearance, spent by the gate. For `Fund`, `Release` and `Finance`,
+    /// the deal and milestone are the caller's first two arguments and the clearance is the call
+    /// data after its fixed-size arguments (byte 100, 68, 132 on). The call is hand-encoded to
+    /// keep the five hooks within EIP-170; a gate revert (an error naming what is missing)
+    /// bubbles up unchanged. The gate is fixed and trusted and never calls back.
+    function _requireClearance(
+        IEscrowGate.Action action,
+        uint256 policy,
+        uint256 basis,
+        uint256 amount,
+        address payee
+    ) private {
+        address gate = address(_gate);
+        if (gate == address(0)) {
+            if (policy != 0) revert SupplyChainEscrowNoGate();
+            return;
+        }
+        bytes4 selector = IEscrowGate.checkAction.selector;
+        // slither-disable-next-line assembly
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            let len := 0
+            if lt(action, 3) {
+                // Fund: 4 + 3 words; Finance: 4 + 4 words; Release: 4 + 2 words.
+                let at := byte(action, 0x6484440000000000000000000000000000000000000000000000000000000000)
+                if lt(at, calldatasize()) { len := sub(calldatasize(), at) }
+                calldatacopy(add(p, 0x144), at, len)
+                mstore(add(p, 0x24), calldataload(0x04)) // dealId
+                mstore(add(p, 0x44), calldataload(0x24)) // milestone
+            }
+            if iszero(lt(action, 3)) {
+                mstore(add(p, 0x24), 0)
+                mstore(add(p, 0x44), 0)
+            }
+            mstore(p, selector)
+            mstore(add(p, 0x04), policy)
+            mstore(add(p, 0x64), action)
+            mstore(add(p, 0x84), basis)
+            mstore(add(p, 0xa4), amount)
+            mstore(add(p, 0xc4), caller())
+            mstore(add(p, 0xe4), payee)
+            mstore(add(p, 0x104), 0x120) // offset of the bytes argument
+            mstore(add(p, 0x124), len)
+            mstore(add(add(p, 0x144), len), 0) // zero padding
+            if iszero(call(gas(), gate, 0, p, add(0x144, and(add(len, 31), not(31))), 0, 0)) {
+                returndatacopy(p, 0, returndatasize())
+                revert(p, returndatasize())
+            }
+        }
     }
 
     /// @dev Pulls `amount` of `token` from the caller (only ever `msg.sender`, so nobody can

@@ -55,6 +55,9 @@ interface ISupplyChainEscrow {
     /// @param approvalThreshold Releases of milestones above this amount need approvals.
     /// @param approvalsRequired k approvals from distinct approvers (0 = no maker-checker).
     /// @param approvers Up to 16 distinct approvers.
+    /// @param policy The EscrowGate compliance policy of the deal (0: none; issue 13). Under a
+    /// policy, funding, financing and releasing a milestone above the policy's threshold need a
+    /// clearance from the vault's gate.
     struct DealParams {
         address supplier;
         address arbiter;
@@ -69,6 +72,7 @@ interface ISupplyChainEscrow {
         uint96 approvalThreshold;
         uint8 approvalsRequired;
         address[] approvers;
+        uint16 policy;
     }
 
     /// @notice One milestone of a new deal.
@@ -279,6 +283,9 @@ interface ISupplyChainEscrow {
     /// @notice An inspector cancelled an unused attestation nonce.
     event AttestationNonceInvalidated(address indexed inspector, uint256 nonce);
 
+    /// @notice The vault's compliance gate was set (once; issue 13).
+    event EscrowGateSet(address indexed gate, address indexed admin);
+
     // ------------------------------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------------------------------
@@ -333,5 +340,9 @@ interface ISupplyChainEscrow {
     error SupplyChainEscrowPaused();
     error SupplyChainEscrowNotPaused();
     error SupplyChainEscrowInspectorNotRegistered(address inspector);
+    /// @notice The vault's gate is already set (it never changes).
+    error SupplyChainEscrowGateAlreadySet(address gate);
+    /// @notice A deal names a compliance policy but the vault has no gate.
+    error SupplyChainEscrowNoGate();
     error SupplyChainEscrowRegistryFull();
 }
