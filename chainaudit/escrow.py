@@ -617,6 +617,33 @@ def _revert_data(exc: BaseException | None) -> bytes | None:
 # -- the client -------------------------------------------------------------------------------
 
 
+class _Cleared:
+    """A vault call whose transaction data carries a clearance after the ABI-encoded arguments
+    (issue 13: the vault forwards those bytes to its ``EscrowGate``)."""
+
+    def __init__(self, call: ContractFunction, clearance: bytes) -> None:
+        self._call = call
+        self._clearance = bytes(clearance)
+        self.fn_name = call.fn_name
+
+    def build_transaction(self, params: Any) -> Any:
+        # A placeholder gas limit keeps web3 from estimating the call without its clearance
+        # (which would revert); the caller estimates the transaction as it will be sent.
+        tx = self._call.build_transaction({**params, "gas": 1})
+        del tx["gas"]
+        tx["data"] = Web3.to_hex(bytes(HexBytes(tx["data"])) + self._clearance)
+        return tx
+
+
+def gate_error_abi() -> list[dict[str, Any]]:
+    """The ``error`` entries of ``EscrowGate``: the vault bubbles its gate's reverts up, so a
+    vault call can fail with them (``EscrowGateClearanceRequired`` ...)."""
+    from chainaudit.toolchain import compile_contracts  # noqa: PLC0415 - avoids a cycle
+
+    abi = compile_contracts()["EscrowGate"].abi
+    return [dict(entry) for entry in abi if entry.get("type") == "error"]
+
+
 def default_abis() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The compiled ABIs of ``SupplyChainEscrow`` and ``MockStablecoin`` (an ERC-20)."""
     from chainaudit.escrow_deploy import escrow_artifacts  # noqa: PLC0415 - avoids a cycle
@@ -659,7 +686,7 @@ class EscrowClient:
         self.from_block = from_block
         self.timeout = timeout
         self.contract: Contract = chain.contract(self.address, abi)
-        self.errors = ErrorDecoder(abi, token_abi)
+        self.errors = ErrorDecoder(abi, token_abi, gate_error_abi())
         self._escrow_events = _event_map(self.contract)
         self._token_events = _event_map(chain.contract(ZERO_ADDRESS, token_abi))
         self._chain_id: int | None = None
@@ -726,8 +753,13 @@ class EscrowClient:
         """:meth:`submit` then :meth:`result`."""
         return self.result(self.submit(account, call).tx_hash)
 
-    def _send(self, account: LocalAccount, function: str, *args: Any) -> TxResult:
-        return self.transact(account, self.contract.functions[function](*args))
+    def _send(
+        self, account: LocalAccount, function: str, *args: Any, clearance: bytes = b""
+    ) -> TxResult:
+        call = self.contract.functions[function](*args)
+        if clearance:
+            return self.transact(account, _Cleared(call, clearance))  # type: ignore[arg-type]
+        return self.transact(account, call)
 
     def _revert_data_of(self, receipt: TxReceipt) -> bytes:
         """The revert data of a failed transaction: from a call trace when the node has one,
@@ -822,6 +854,12 @@ class EscrowClient:
         decoded = (self.decode_log(entry) for entry in logs)
         return [e for e in decoded if e is not None]
 
+    def escrow_gate(self, deal_id: int = 0) -> tuple[str, int]:
+        """The vault's ``EscrowGate`` (the zero address: none) and deal ``deal_id``'s
+        compliance policy (0: none, or no such deal)."""
+        gate, policy = self._call("escrowGate", deal_id)
+        return str(gate), int(policy)
+
     def _call(self, function: str, *args: Any, block: BlockIdentifier = "latest") -> Any:
         fn = self.contract.functions[function](*args)
         try:
@@ -907,14 +945,26 @@ class EscrowClient:
         needed before :meth:`fund` and :meth:`accept_financing`. Emits ``Approval``."""
         return self.transact(owner, self.token(token).functions.approve(self.address, amount))
 
-    def fund(self, buyer: LocalAccount, deal_id: int, milestone: int, amount: int) -> TxResult:
+    def fund(
+        self,
+        buyer: LocalAccount,
+        deal_id: int,
+        milestone: int,
+        amount: int,
+        *,
+        clearance: bytes = b"",
+    ) -> TxResult:
         """Escrow ``amount`` for a milestone (partial funding allowed).
+
+        ``clearance`` (``chainaudit.risk.clearance.Clearance.encoded``) is appended to the call
+        data; a deal under the gate's compliance policy needs one above the policy's threshold
+        (else ``EscrowGateClearanceRequired``).
 
         Preconditions: not paused; ``buyer`` is the deal's buyer and approved the vault (see
         :meth:`approve_token`); milestone ``OPEN``; long-stop not passed;
         ``0 < amount <= amount - funded``. Emits ``MilestoneFunded``.
         """
-        return self._send(buyer, "fund", deal_id, milestone, amount)
+        return self._send(buyer, "fund", deal_id, milestone, amount, clearance=clearance)
 
     def mark_shipped(
         self, supplier: LocalAccount, deal_id: int, milestone: int, document_hash: bytes
@@ -1020,14 +1070,18 @@ class EscrowClient:
         approved. Emits ``ReleaseApproved``."""
         return self._send(checker, "approveRelease", deal_id, milestone)
 
-    def release(self, caller: LocalAccount, deal_id: int, milestone: int) -> TxResult:
+    def release(
+        self, caller: LocalAccount, deal_id: int, milestone: int, *, clearance: bytes = b""
+    ) -> TxResult:
         """Credit an accepted (or deemed accepted) milestone to its payee; anyone may call.
+
+        ``clearance``: as for :meth:`fund` (a ``release`` clearance for the escrowed amount).
 
         Preconditions: ``ACCEPTED``, or ``INSPECTED`` with the window passed (and proof gate
         passed); no active hold; enough approvals above the threshold. Emits
         ``MilestoneAccepted`` (deemed) when applicable, then ``MilestoneReleased``.
         """
-        return self._send(caller, "release", deal_id, milestone)
+        return self._send(caller, "release", deal_id, milestone, clearance=clearance)
 
     def open_dispute(
         self, party: LocalAccount, deal_id: int, milestone: int, reason_hash: bytes
@@ -1108,8 +1162,11 @@ class EscrowClient:
         *,
         advance: int,
         invoice_hash: bytes,
+        clearance: bytes = b"",
     ) -> TxResult:
         """Take the offer: pay ``advance`` (credited to the supplier) and become the payee.
+
+        ``clearance``: as for :meth:`fund` (a ``finance`` clearance for ``advance``).
 
         ``advance`` and ``invoice_hash`` must repeat the offer's terms. Preconditions: not
         paused; an unexpired offer to ``financier``; the invoice never financed (else
@@ -1117,7 +1174,13 @@ class EscrowClient:
         Emits ``ReceivableFinanced``.
         """
         return self._send(
-            financier, "acceptFinancing", deal_id, milestone, advance, _bytes32(invoice_hash)
+            financier,
+            "acceptFinancing",
+            deal_id,
+            milestone,
+            advance,
+            _bytes32(invoice_hash),
+            clearance=clearance,
         )
 
     # -- compliance holds --------------------------------------------------------------------

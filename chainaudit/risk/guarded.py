@@ -66,6 +66,8 @@ from typing import Final, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 
+from chainaudit import provenance
+from chainaudit.actions import now_rfc3339
 from chainaudit.errors import ChainauditError, ChainError, EscrowError, RiskError, RiskHoldError
 from chainaudit.escrow import (
     Deal,
@@ -77,13 +79,16 @@ from chainaudit.escrow import (
     MilestoneStatus,
     TxResult,
 )
+from chainaudit.records import prepare
 from chainaudit.risk import holds
+from chainaudit.risk.clearance import ACTIONS, Clearance, ClearanceSigner
+from chainaudit.risk.decisions import DECISION_KIND
 from chainaudit.risk.gate import GateDecision, RiskGate
 from chainaudit.risk.history import ActionRequest
 from chainaudit.risk.holds import HoldResult
 from chainaudit.risk.rules import Outcome
 
-__all__ = ["MAX_HOLD_SECONDS", "GuardedEscrow", "GuardedResult", "HoldResult"]
+__all__ = ["MAX_HOLD_SECONDS", "ClearanceGrant", "GuardedEscrow", "GuardedResult", "HoldResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +161,25 @@ class GuardedResult:
         return self.tx.event(name)
 
 
+@dataclass(frozen=True, slots=True)
+class ClearanceGrant:
+    """A clearance issued for a transaction the partner signs itself, and its decision."""
+
+    clearance: Clearance
+    decision: GateDecision
+    record_id: str | None
+    """The ``risk:clearance:`` record of the issuance (``None`` if the log refused it)."""
+
+
 class GuardedEscrow:
-    """The escrow actions that move or commit money, gated by ``gate`` (see the module)."""
+    """The escrow actions that move or commit money, gated by ``gate`` (see the module).
+
+    ``clearances`` (issue 13): the signer of the vault gate's clearances. With it, every
+    ``fund``, ``accept_financing`` and ``release`` that the gate lets through is sent with a
+    clearance bound to its decision record's leaf hash, which a deal under the gate's
+    compliance policy needs on chain; :meth:`clearance_for` issues one for a transaction the
+    partner signs itself. A ``hold`` gets no clearance.
+    """
 
     def __init__(
         self,
@@ -166,6 +188,7 @@ class GuardedEscrow:
         *,
         compliance: LocalAccount | None = None,
         hold_seconds: int = DEFAULT_HOLD_SECONDS,
+        clearances: ClearanceSigner | None = None,
     ) -> None:
         if not 0 < hold_seconds <= MAX_HOLD_SECONDS:
             raise ValueError(f"hold_seconds must be in (0, {MAX_HOLD_SECONDS}]")
@@ -173,6 +196,7 @@ class GuardedEscrow:
         self.gate = gate
         self.compliance = compliance
         self.hold_seconds = hold_seconds
+        self.clearances = clearances
 
     # -- guarded actions ---------------------------------------------------------------------
 
@@ -188,7 +212,7 @@ class GuardedEscrow:
         deal does not exist yet); its execution record names the new deal."""
         plan = self._plan_create(buyer.address, params, milestones)
         return self._run(
-            plan, lambda: self.client.create_deal(buyer, params, milestones), requested_by
+            plan, lambda _c: self.client.create_deal(buyer, params, milestones), requested_by
         )
 
     def fund(
@@ -203,7 +227,9 @@ class GuardedEscrow:
         """Evaluate, then :meth:`EscrowClient.fund`."""
         plan = self._plan_fund(buyer.address, deal_id, milestone, amount)
         return self._run(
-            plan, lambda: self.client.fund(buyer, deal_id, milestone, amount), requested_by
+            plan,
+            lambda c: self.client.fund(buyer, deal_id, milestone, amount, clearance=c),
+            requested_by,
         )
 
     def accept_financing(
@@ -221,8 +247,13 @@ class GuardedEscrow:
         plan = self._plan_finance(financier.address, deal_id, milestone, advance, invoice_hash)
         return self._run(
             plan,
-            lambda: self.client.accept_financing(
-                financier, deal_id, milestone, advance=advance, invoice_hash=invoice_hash
+            lambda c: self.client.accept_financing(
+                financier,
+                deal_id,
+                milestone,
+                advance=advance,
+                invoice_hash=invoice_hash,
+                clearance=c,
             ),
             requested_by,
         )
@@ -239,7 +270,9 @@ class GuardedEscrow:
         also put on compliance hold on chain when a compliance account is configured."""
         plan = self._plan_release(caller.address, deal_id, milestone)
         return self._run(
-            plan, lambda: self.client.release(caller, deal_id, milestone), requested_by
+            plan,
+            lambda c: self.client.release(caller, deal_id, milestone, clearance=c),
+            requested_by,
         )
 
     def reclaim_after_long_stop(
@@ -249,7 +282,7 @@ class GuardedEscrow:
         milestone's funds that the reclaim would return)."""
         plan = self._plan_refund(buyer.address, deal_id)
         return self._run(
-            plan, lambda: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
+            plan, lambda _c: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
         )
 
     def relay(
@@ -294,7 +327,47 @@ class GuardedEscrow:
                 plan = self._plan_refund(sender, args["dealId"])
             case _:
                 return send()
-        return self._run(plan, send, requested_by)
+        # A transaction signed elsewhere cannot take a clearance now: it carries the one the
+        # partner obtained with clearance_for (the chain checks it), or none.
+        return self._run(plan, lambda _c: send(), requested_by, clear=False)
+
+    def clearance_for(
+        self,
+        party: str,
+        deal_id: int,
+        milestone: int,
+        action: str,
+        *,
+        amount: int | None = None,
+        invoice_hash: bytes | None = None,
+        requested_by: str | None = None,
+    ) -> ClearanceGrant:
+        """Evaluate ``action`` (``fund``, ``finance`` or ``release``) of ``party`` exactly as
+        the method of the same action would, and on ``allow`` or ``review`` issue the
+        clearance the partner appends to the transaction it signs itself.
+
+        ``amount``: the funding amount (``fund``) or the advance (``finance``, with
+        ``invoice_hash``); a release clears the escrowed amount. Raises
+        :class:`~chainaudit.errors.RiskHoldError` on ``hold`` (no clearance),
+        :class:`~chainaudit.errors.RiskError` when no clearance signer is configured and
+        :class:`ValueError` for an action that needs no clearance or a missing argument.
+        """
+        if self.clearances is None:
+            raise RiskError("no clearance signer is configured: clearances cannot be issued")
+        if action == "fund" and amount is not None:
+            plan = self._plan_fund(party, deal_id, milestone, amount)
+        elif action == "finance" and amount is not None and invoice_hash is not None:
+            plan = self._plan_finance(party, deal_id, milestone, amount, invoice_hash)
+        elif action == "release":
+            plan = self._plan_release(party, deal_id, milestone)
+        else:
+            raise ValueError(f"cannot clear {action!r} with these arguments")
+        decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
+        if decision.outcome is Outcome.HOLD:
+            self._refuse(decision, plan.hold)
+        clearance = self._issue(plan, decision)
+        assert clearance is not None  # a money action and a signer: always issued
+        return ClearanceGrant(clearance, decision, self._record_clearance(decision, clearance))
 
     # -- what each action asks the gate ------------------------------------------------------
 
@@ -490,13 +563,21 @@ class GuardedEscrow:
         return int(block["timestamp"])
 
     def _run(
-        self, plan: _Plan, send: Callable[[], TxResult], requested_by: str | None
+        self,
+        plan: _Plan,
+        send: Callable[[bytes], TxResult],
+        requested_by: str | None,
+        *,
+        clear: bool = True,
     ) -> GuardedResult:
         decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
         if decision.outcome is Outcome.HOLD:
-            self._refuse(decision, plan.hold)
+            self._refuse(decision, plan.hold)  # raises: a hold gets no clearance
+        clearance = self._issue(plan, decision) if clear else None
+        if clearance is not None:
+            self._record_clearance(decision, clearance)
         try:
-            tx = send()
+            tx = send(clearance.encoded if clearance is not None else b"")
         except EscrowError as exc:
             self.gate.record_execution(decision, tx_hash=exc.tx_hash, error=exc.name)
             raise
@@ -511,6 +592,52 @@ class GuardedEscrow:
             logger.exception("risk: the execution of %s was not recorded", decision.record_id)
             execution = None
         return GuardedResult(tx, decision, execution)
+
+    def _issue(self, plan: _Plan, decision: GateDecision) -> Clearance | None:
+        """The clearance of an allowed money movement (``None``: no signer, or no money)."""
+        request = plan.request
+        if (
+            self.clearances is None
+            or request.action not in ACTIONS
+            or request.deal_id is None
+            or request.milestone is None
+        ):
+            return None
+        return self.clearances.issue(
+            deal_id=int(request.deal_id),
+            milestone=int(request.milestone),
+            action=request.action,
+            amount=int(request.amount),
+            decision_leaf=decision.leaf_hash,
+            nonce=decision.leaf_index,
+            now=self._chain_time(),
+        )
+
+    def _record_clearance(self, decision: GateDecision, clearance: Clearance) -> str | None:
+        """Append the ``risk:clearance:`` record of an issued clearance (stamped by the risk
+        service); a failure is logged, not raised: the decision record is the evidence."""
+        record_id = decision.record_id.replace("risk:decision:", "risk:clearance:", 1)
+        payload = {"type": "risk_clearance", "decision_id": decision.record_id}
+        payload.update({k: v for k, v in clearance.as_json().items() if k != "encoded"})
+        payload["deal_id"] = str(clearance.deal_id)
+        try:
+            record = prepare(
+                {
+                    "id": record_id,
+                    "kind": DECISION_KIND,
+                    "timestamp": now_rfc3339(),
+                    "actor": self.gate.actor,
+                    "payload": payload,
+                },
+                submitter=provenance.RISK,
+            )
+            log = self.gate.log
+            log.append([record])
+            self.gate.book.sync(log)
+        except ChainauditError:
+            logger.exception("risk: the clearance of %s was not recorded", decision.record_id)
+            return None
+        return record_id
 
     def _refuse(self, decision: GateDecision, hold: tuple[int, int] | None) -> None:
         hold_tx: str | None = None
