@@ -41,7 +41,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractEvent, ContractFunction
 from web3.exceptions import ContractLogicError, MismatchedABI, Web3Exception
-from web3.types import BlockIdentifier, TxReceipt
+from web3.types import BlockIdentifier, TxParams, TxReceipt
 
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call, wait_for_receipt
 from chainaudit.errors import ChainError, ChainUnavailableError, EscrowError, InputError
@@ -626,10 +626,11 @@ class _Cleared:
         self._clearance = bytes(clearance)
         self.fn_name = call.fn_name
 
-    def build_transaction(self, params: Any) -> Any:
+    def build_transaction(self, params: TxParams) -> TxParams:
         # A placeholder gas limit keeps web3 from estimating the call without its clearance
         # (which would revert); the caller estimates the transaction as it will be sent.
-        tx = self._call.build_transaction({**params, "gas": 1})
+        with_gas: TxParams = {**params, "gas": 1}
+        tx = self._call.build_transaction(with_gas)
         del tx["gas"]
         tx["data"] = Web3.to_hex(bytes(HexBytes(tx["data"])) + self._clearance)
         return tx
