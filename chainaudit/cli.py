@@ -292,6 +292,22 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _clearance_signer(settings: Settings) -> str | None:
+    """The EscrowGate's clearance signer: the configured key's address, else (development)
+    the devnet's account 0, whose key the development service signs clearances with; ``None``
+    (no gate) otherwise."""
+    if settings.clearance_key is not None:
+        from chainaudit.chain import load_account  # noqa: PLC0415
+
+        return str(load_account(private_key=settings.clearance_key.get_secret_value()).address)
+    if settings.environment != "development":
+        return None
+    from chainaudit.devnet import derive_accounts  # noqa: PLC0415
+    from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
+
+    return derive_accounts(devnet_settings().mnemonic, 1)[0].address
+
+
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.context import anchorer_account, chain_from  # noqa: PLC0415
     from chainaudit.deploy import deploy_contracts  # noqa: PLC0415
@@ -313,6 +329,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         directory=settings.deployments_dir,
         escrow=not args.no_escrow,
         compliance_officers=officers,
+        clearance_signer=_clearance_signer(settings),
     )
     for name, contract in deployed.items():
         print(f"{name} deployed at {contract.address} (tx {contract.tx_hash[:12]}...)")

@@ -68,6 +68,7 @@ __all__ = [
     "ReleaseApproval",
     "SignedAttestation",
     "TxResult",
+    "WithClearance",
     "attestation_digest",
     "domain_separator",
     "sign_attestation",
@@ -617,7 +618,7 @@ def _revert_data(exc: BaseException | None) -> bytes | None:
 # -- the client -------------------------------------------------------------------------------
 
 
-class _Cleared:
+class WithClearance:
     """A vault call whose transaction data carries a clearance after the ABI-encoded arguments
     (issue 13: the vault forwards those bytes to its ``EscrowGate``)."""
 
@@ -759,7 +760,7 @@ class EscrowClient:
     ) -> TxResult:
         call = self.contract.functions[function](*args)
         if clearance:
-            return self.transact(account, _Cleared(call, clearance))  # type: ignore[arg-type]
+            return self.transact(account, WithClearance(call, clearance))  # type: ignore[arg-type]
         return self.transact(account, call)
 
     def _revert_data_of(self, receipt: TxReceipt) -> bytes:

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     compliance_key: SecretStr | None = Field(
         default=None, description="key holding COMPLIANCE_ROLE, for holds placed via the API"
     )
+    escrow_gate_contract: str | None = Field(
+        default=None, description="EscrowGate address (default: the deployments file)"
+    )
+    clearance_key: SecretStr | None = Field(
+        default=None,
+        description="key of the EscrowGate's clearance signer (issue 13; devnet: account 0)",
+    )
+    gate_policy: int = Field(
+        default=1, ge=0, lt=2**16, description="compliance policy of deals opened via the API"
+    )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = None
@@ -80,6 +90,8 @@ class Settings(BaseSettings):
             raise ValueError("in production the chain endpoint must use https")
         if self.anchorer_key is not None and _is_devnet_key(self.anchorer_key.get_secret_value()):
             raise ValueError("in production the anchorer key must not be a public devnet key")
+        if self.clearance_key is not None and _is_devnet_key(self.clearance_key.get_secret_value()):
+            raise ValueError("in production the clearance key must not be a public devnet key")
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,14 @@ class DealsApi:
 
 @pytest.fixture
 def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
+    with open_deals_api(tmp_path, anvil) as api:
+        yield api
+
+
+@contextmanager
+def open_deals_api(tmp_path: Path, anvil: Devnet, *, gate: bool = False) -> Iterator[DealsApi]:
+    """A development API server over a fresh vault (with its EscrowGate, signed for by the
+    devnet's account 0 as the development service does, when ``gate``)."""
     devnet = anvil
     accounts = derive_accounts(devnet.settings.mnemonic, 10)
     operator = Account.from_key(accounts[0].private_key)
@@ -54,6 +63,7 @@ def deals_api(tmp_path: Path, anvil: Devnet) -> Iterator[DealsApi]:
         directory=tmp_path / "deployments",
         escrow=True,
         compliance_officers=(officer,),
+        clearance_signer=operator.address if gate else None,
     )
     client = EscrowClient(chain, deployed["SupplyChainEscrow"].address)
     inspector = Account.from_key(accounts[DEVNET_PARTIES["inspector"]].private_key)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import rlp
 from eth_account import Account
@@ -35,7 +35,7 @@ from chainaudit.errors import EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
-from chainaudit.risk import GuardedResult, HoldResult
+from chainaudit.risk import ClearanceGrant, GuardedResult, HoldResult
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -123,6 +123,18 @@ class ActionIn(BaseModel):
     advance: int | None = Field(default=None, gt=0, le=UINT96)
     invoice_hash: str | None = Field(default=None, pattern=HASH)
     expires_at: int | None = Field(default=None, gt=0, lt=2**40)
+
+
+class ClearanceIn(BaseModel):
+    """A clearance request for a transaction the partner signs itself (issue 13)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["fund", "finance", "release"]
+    amount: int | None = Field(
+        default=None, gt=0, le=UINT96, description="fund: the amount; finance: the advance"
+    )
+    invoice_hash: str | None = Field(default=None, pattern=HASH, description="finance only")
 
 
 class HoldIn(BaseModel):
@@ -382,6 +394,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
         approval_threshold=body.approval_threshold,
         approvals_required=body.approvals_required,
         approvers=body.approvers,
+        policy=await run_in_threadpool(svc.deal_policy, client),  # issue 13: gated by default
     )
     milestones = [
         MilestoneParams(
@@ -406,6 +419,61 @@ async def get_deal(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, 
     deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
     decimals = await _run(lambda: svc.token_decimals(deal.token))
     return deal_json(deal, token_decimals=decimals)
+
+
+# Which party may ask for a clearance of each money movement (the chain checks the caller).
+CLEARED_BY: dict[str, tuple[str, ...]] = {
+    "fund": WHO[Action.fund],
+    "finance": WHO[Action.accept_financing],
+    "release": WHO[Action.release],
+}
+
+
+@router.post("/deals/{deal_id}/milestones/{milestone}/clearance")
+async def clearance(
+    deal_id: DealId, milestone: MilestoneIndex, body: ClearanceIn, key: Writer, svc: ServicesDep
+) -> dict[str, Any]:
+    """Evaluate a money movement the calling partner will sign itself, exactly as the action
+    route would, and on ``allow`` (or ``review``) return the EscrowGate clearance to append to
+    the transaction's call data (``clearance.encoded``); a ``hold`` gets none (409)."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    if not 0 <= milestone < len(deal.milestones):
+        raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
+    roles = _roles_of(deal, key.address)
+    allowed = CLEARED_BY[body.action]
+    if key.role != "partner" or key.address is None or not roles & set(allowed):
+        raise Problem(403, "forbidden", f"a {body.action} is for the deal's {' or '.join(allowed)}")
+    if body.action != "release" and body.amount is None:
+        _need(None, "amount")
+    invoice = _b32(body.invoice_hash, "invoice_hash") if body.action == "finance" else None
+    guarded = svc.guard(_escrow(svc))
+    if guarded.clearances is None:
+        raise Problem(
+            503,
+            "not-configured",
+            "the vault has no EscrowGate or no clearance signer is configured",
+            headers={"Retry-After": "60"},
+        )
+    address = key.address
+    grant: ClearanceGrant = await _run(
+        lambda: guarded.clearance_for(
+            address,
+            deal_id,
+            milestone,
+            body.action,
+            amount=body.amount,
+            invoice_hash=invoice,
+            requested_by=f"key:{key.key_id}",
+        )
+    )
+    return {
+        "clearance": grant.clearance.as_json(),
+        "risk": {
+            "decision_id": grant.decision.record_id,
+            "outcome": str(grant.decision.outcome),
+            "alert_id": grant.decision.alert_id,
+        },
+    }
 
 
 @router.post("/deals/{deal_id}/milestones/{milestone}/{action}")
