@@ -1,7 +1,8 @@
 """``GuardedEscrow``: the escrow's money-moving actions, each evaluated by the risk gate first.
 
-Usage (the deals API does this for every create, fund, finance, release and refund, and
-:meth:`GuardedEscrow.relay` for each of those calls in a transaction a partner signed itself)::
+Usage (the deals API does this for every create, fund, finance, release and refund; for a
+transaction a partner signs itself, :meth:`GuardedEscrow.clearance_for` evaluates the action
+and issues the EscrowGate clearance the transaction must carry, which the chain checks)::
 
     from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
     from chainaudit.errors import EscrowError, RiskHoldError
@@ -285,52 +286,6 @@ class GuardedEscrow:
             plan, lambda _c: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
         )
 
-    def relay(
-        self,
-        sender: str,
-        calldata: bytes,
-        send: Callable[[], TxResult],
-        *,
-        requested_by: str | None = None,
-    ) -> TxResult | GuardedResult:
-        """Evaluate a transaction that ``sender`` signed itself for the vault, then ``send`` it.
-
-        ``calldata`` is the transaction's data. A call that moves or commits money
-        (``createDeal``, ``fund``, ``acceptFinancing``, ``release``, ``reclaimAfterLongStop``)
-        is evaluated exactly as the method of the same action would evaluate it, with
-        ``sender`` as the acting party, and is sent only if the gate allows it (a
-        :class:`GuardedResult`; :class:`~chainaudit.errors.RiskHoldError` on ``hold``). Any
-        other call is sent as it is (a :class:`~chainaudit.escrow.TxResult`): it moves no
-        money, and the contract refuses what it does not know.
-        """
-        try:
-            function, args = self.client.contract.decode_function_input(calldata)
-        except ValueError:
-            return send()
-        plan: _Plan
-        match function.fn_name:
-            case "createDeal":
-                plan = self._plan_create(
-                    sender,
-                    DealParams.from_abi(args["params"]),
-                    [MilestoneParams.from_abi(m) for m in args["milestones"]],
-                )
-            case "fund":
-                plan = self._plan_fund(sender, args["dealId"], args["milestone"], args["amount"])
-            case "acceptFinancing":
-                plan = self._plan_finance(
-                    sender, args["dealId"], args["milestone"], args["advance"], args["invoiceHash"]
-                )
-            case "release":
-                plan = self._plan_release(sender, args["dealId"], args["milestone"])
-            case "reclaimAfterLongStop":
-                plan = self._plan_refund(sender, args["dealId"])
-            case _:
-                return send()
-        # A transaction signed elsewhere cannot take a clearance now: it carries the one the
-        # partner obtained with clearance_for (the chain checks it), or none.
-        return self._run(plan, lambda _c: send(), requested_by, clear=False)
-
     def clearance_for(
         self,
         party: str,
@@ -567,13 +522,11 @@ class GuardedEscrow:
         plan: _Plan,
         send: Callable[[bytes], TxResult],
         requested_by: str | None,
-        *,
-        clear: bool = True,
     ) -> GuardedResult:
         decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
         if decision.outcome is Outcome.HOLD:
             self._refuse(decision, plan.hold)  # raises: a hold gets no clearance
-        clearance = self._issue(plan, decision) if clear else None
+        clearance = self._issue(plan, decision)
         if clearance is not None:
             self._record_clearance(decision, clearance)
         try:

@@ -88,3 +88,35 @@ def test_the_chain_enforces_what_the_api_clears(gated_api: DealsApi) -> None:
             f"/v1/deals/{deal_id}/milestones/1/clearance", json={"action": "fund", "amount": 1}
         )
     assert wrong.status_code == 403
+
+
+def test_a_relayed_payment_without_its_clearance_is_refused_by_the_chain(
+    gated_api: DealsApi,
+) -> None:
+    """POST /v1/transactions has no special path: it relays the partner's transaction as it
+    is, and the chain refuses a policy deal's payment that carries no clearance."""
+    api = gated_api
+    chain = Chain(api.devnet.rpc_url)
+    client = EscrowClient(chain, api.escrow)
+    accounts = derive_accounts(api.devnet.settings.mnemonic, 10)
+    buyer = Account.from_key(accounts[DEVNET_PARTIES["buyer"]].private_key)
+    created = _create(api)
+    deal_id = created["deal"]["deal_id"]
+    client.approve_token(buyer, created["deal"]["token"])
+    call = client.contract.functions.fund(deal_id, 0, AMOUNT)
+    tx = call.build_transaction(
+        {
+            "from": buyer.address,
+            "nonce": chain.w3.eth.get_transaction_count(buyer.address),
+            "gas": 300_000,
+            "chainId": chain.chain_id(),
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
+    raw = bytes(buyer.sign_transaction(tx).raw_transaction)
+    with api.client("buyer") as buyer_api:
+        relayed = buyer_api.post("/v1/transactions", json={"raw_transaction": "0x" + raw.hex()})
+    assert relayed.status_code == 409, relayed.text
+    assert relayed.json()["error"] == "EscrowGateClearanceRequired"
+    assert client.deal(deal_id).milestones[0].status is MilestoneStatus.OPEN

@@ -2,11 +2,16 @@
 
 On-chain actions are signed by the acting partner's key: in development the service holds the
 devnet's well-known keys (``anvil.env``); otherwise the partner signs the transaction itself
-and ``POST /v1/transactions`` relays it, after the same risk evaluation as the matching action
-route when the call moves or commits money. A partner sees only deals where its address is a
-party and acts only in its role there; operators and admins have no path to deal funds (they
-act only as the compliance officer, placing and lifting holds). Every action is appended to
-the audit log with the acting key's id and the deal id, so it appears in the deal's trace.
+and ``POST /v1/transactions`` relays it as it is. The risk gate binds both alike (issue 13):
+deals opened here are under the vault gate's compliance policy, so a fund, financing or
+release above its threshold needs a clearance on chain; the action routes get one after the
+gate allows the action, and a partner signing itself asks
+``POST /v1/deals/{id}/milestones/{m}/clearance`` for the one its transaction must carry.
+
+A partner sees only deals where its address is a party and acts only in its role there;
+operators and admins have no path to deal funds (they act only as the compliance officer,
+placing and lifting holds). Every action is appended to the audit log with the acting key's
+id and the deal id, so it appears in the deal's trace.
 """
 
 from __future__ import annotations
@@ -669,14 +674,15 @@ async def withdraw(body: WithdrawIn, key: Writer, svc: ServicesDep) -> dict[str,
 
 @router.post("/transactions")
 async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
-    """Relay a transaction the partner signed itself (to the escrow vault, from its address)."""
+    """Relay a transaction the partner signed itself (to the escrow vault, from its address),
+    as it is: a money movement of a policy deal carries its clearance (see ``.../clearance``)."""
     client = _escrow(svc)
     if key.role != "partner" or key.address is None:
         raise Problem(403, "forbidden", "only partners relay their own signed transactions")
     raw = bytes.fromhex(body.raw_transaction[2:])
     try:
         sender = Account.recover_transaction(raw)
-        to, calldata = _decode_tx(raw)
+        to, _ = _decode_tx(raw)
     except (ValueError, TypeError, KeyError, IndexError, rlp.exceptions.RLPException) as exc:
         raise Problem(422, "invalid-transaction", f"not a signed transaction: {exc}") from exc
     if sender.lower() != key.address.lower():
@@ -692,10 +698,9 @@ async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
         wait_for_receipt(svc.chain, tx.tx_hash)
         return client.result(tx.tx_hash)
 
-    guarded = svc.guard(client)  # money-moving calls face the same rules as the actions above
-    result: TxResult | GuardedResult = await _run(
-        lambda: guarded.relay(sender, calldata, send, requested_by=f"key:{key.key_id}")
-    )
+    # No special path (issue 13): the chain checks the clearance of a policy deal's money
+    # movement, whoever sends the transaction.
+    result: TxResult = await _run(send)
     deal_id = next((int(e.args["dealId"]) for e in result.events if "dealId" in e.args), None)
     await run_in_threadpool(_record, svc, key, "relay", deal_id, result)
     return _response(result, None)
