@@ -81,9 +81,10 @@ from chainaudit.escrow import (
     TxResult,
 )
 from chainaudit.records import prepare
-from chainaudit.risk import holds
+from chainaudit.risk import freeze, holds
 from chainaudit.risk.clearance import ACTIONS, Clearance, ClearanceSigner
 from chainaudit.risk.decisions import DECISION_KIND
+from chainaudit.risk.freeze import FreezeResult
 from chainaudit.risk.gate import GateDecision, RiskGate
 from chainaudit.risk.history import ActionRequest
 from chainaudit.risk.holds import HoldResult
@@ -503,6 +504,44 @@ class GuardedEscrow:
             by=by,
             note=note,
             alert_id=alert_id,
+        )
+
+    # -- freezes (issue 13) --------------------------------------------------------------------
+
+    def freeze_account(
+        self,
+        account: str,
+        *,
+        duration: int,
+        reason_hash: bytes,
+        by: str,
+        note: str | None = None,
+    ) -> FreezeResult:
+        """Freeze ``account`` in the vault's gate for ``duration`` seconds (renewable) and
+        append its ``freeze`` record; the compliance account signs."""
+        return freeze.freeze_account(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            account,
+            duration=duration,
+            reason_hash=reason_hash,
+            by=by,
+            note=note,
+        )
+
+    def unfreeze_account(
+        self, account: str, *, reason_hash: bytes, by: str, note: str | None = None
+    ) -> FreezeResult:
+        """Lift ``account``'s freeze and append its ``freeze`` record."""
+        return freeze.unfreeze_account(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            account,
+            reason_hash=reason_hash,
+            by=by,
+            note=note,
         )
 
     # -- internals -----------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from chainaudit.escrow import MilestoneStatus
 from chainaudit.escrow_deploy import GATE_POLICY_ID, deploy_gate
 from chainaudit.risk import ClearanceSigner, GuardedEscrow, RiskGate
 from chainaudit.risk.clearance import ACTIONS, clearance_digest
+from chainaudit.risk.freeze import frozen_until
 from chainaudit.store import Log
 from chainaudit.toolchain import compile_contracts
-from tests.escrow_world import AMOUNT, World, rpc
+from tests.escrow_world import AMOUNT, DAY, World, h, now, rpc
 from tests.risk.conftest import gate, milestones, to_accepted
 
 
@@ -162,3 +163,39 @@ def test_a_partners_own_transaction_carries_its_clearance_once(world: World, log
         world.client.fund(world.buyer, deal_id, 1, AMOUNT - 1, clearance=other.clearance.encoded)
     world.client.fund(world.buyer, deal_id, 1, AMOUNT, clearance=other.clearance.encoded)
     assert world.client.deal(deal_id).milestones[1].status is MilestoneStatus.FUNDED
+
+
+def test_a_frozen_payee_is_not_paid_until_unfrozen_and_both_are_recorded(
+    world: World, log: Log
+) -> None:
+    _, signer = _gated(world)
+    guarded = _guarded(world, _allow_all(log, world), signer)
+    deal_id = world.client.create_deal(
+        world.buyer, world.params(), milestones(world, "frz", 1)
+    ).deal_id
+    world.client.fund(world.buyer, deal_id, 0, AMOUNT)  # no policy: no clearance needed
+    to_accepted(world, deal_id)
+    frozen = guarded.freeze_account(
+        world.supplier.address, duration=DAY, reason_hash=h("sanctions hit"), by="officer:a+b"
+    )
+    assert frozen.until == now(world.w3) + DAY and frozen_until(
+        world.client, world.supplier.address
+    )
+    with pytest.raises(EscrowError, match="EscrowGateAccountFrozen"):
+        world.client.release(world.stranger, deal_id, 0)
+    # the buyer is not frozen: it still opens deals with others
+    world.client.create_deal(
+        world.buyer, world.params(supplier=world.financier.address), milestones(world, "frz2", 1)
+    )
+    unfrozen = guarded.unfreeze_account(
+        world.supplier.address, reason_hash=h("false positive"), by="officer:a+b"
+    )
+    world.client.release(world.stranger, deal_id, 0)
+    world.client.withdraw(world.supplier, world.token)
+    for result, transition in ((frozen, "frozen"), (unfrozen, "unfrozen")):
+        document = json.loads(log.entry(result.record_id).body or b"")
+        assert document["submitter"] == provenance.RISK
+        payload = document["payload"]
+        assert payload["type"] == "freeze" and payload["transition"] == transition
+        assert payload["account"] == world.supplier.address
+        assert payload["tx_hash"] == result.tx.tx_hash
