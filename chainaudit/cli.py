@@ -662,6 +662,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             anchor_contract=anchor,
             max_unanchored_seconds=limit,
             append=not args.no_record,
+            gate_decisions=not args.no_gate_decisions,
         )
     if args.json:
         _print_json(report.to_json())
@@ -822,6 +823,11 @@ def _register_risk_commands(commands: Any) -> None:
         "--index", action="store_true", help="run the escrow indexer up to the head first"
     )
     rec.add_argument("--no-record", action="store_true", help="do not append the report")
+    rec.add_argument(
+        "--no-gate-decisions",
+        action="store_true",
+        help="do not match money movements with the risk gate's decisions (a vault without one)",
+    )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(handler=cmd_reconcile)
 

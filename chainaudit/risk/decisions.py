@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from chainaudit import provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.errors import NotFoundError, RecordError, RiskError
 from chainaudit.merkle import hash_leaf
@@ -73,7 +74,8 @@ def alert_id_for(decision_id: str) -> str:
 
 
 def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> PreparedRecord:
-    """A ``decision`` record with ``payload``, timestamped now; ``RiskError`` if invalid."""
+    """A ``decision`` record with ``payload``, timestamped now and stamped as written by the
+    risk service (:data:`~chainaudit.provenance.RISK`); ``RiskError`` if invalid."""
     try:
         return prepare(
             {
@@ -82,7 +84,8 @@ def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> Prepared
                 "timestamp": now_rfc3339(),
                 "actor": actor,
                 "payload": payload,
-            }
+            },
+            submitter=provenance.RISK,
         )
     except RecordError as exc:
         raise RiskError(f"cannot make decision record {record_id}: {exc}") from exc

@@ -17,13 +17,14 @@ from chainaudit import provenance
 from chainaudit.errors import EscrowError, RiskHoldError
 from chainaudit.escrow import MilestoneStatus
 from chainaudit.escrow_deploy import GATE_POLICY_ID, deploy_gate
+from chainaudit.reconcile import reconcile
 from chainaudit.risk import ClearanceSigner, GuardedEscrow, RiskGate
 from chainaudit.risk.clearance import ACTIONS, clearance_digest
 from chainaudit.risk.freeze import frozen_until
 from chainaudit.store import Log
 from chainaudit.toolchain import compile_contracts
 from tests.escrow_world import AMOUNT, DAY, World, h, now, rpc
-from tests.risk.conftest import gate, milestones, to_accepted
+from tests.risk.conftest import gate, indexer, milestones, to_accepted
 
 
 def _clearance_records(log: Log) -> list[dict[str, Any]]:
@@ -199,3 +200,22 @@ def test_a_frozen_payee_is_not_paid_until_unfrozen_and_both_are_recorded(
         assert payload["type"] == "freeze" and payload["transition"] == transition
         assert payload["account"] == world.supplier.address
         assert payload["tx_hash"] == result.tx.tx_hash
+
+
+def test_reconcile_reports_money_moved_without_a_gate_decision(world: World, log: Log) -> None:
+    _, signer = _gated(world)
+    guarded = _guarded(world, _allow_all(log, world), signer)
+    gated = guarded.create_deal(
+        world.buyer, world.params(policy=GATE_POLICY_ID), milestones(world, "rg", 1)
+    ).tx.deal_id
+    guarded.fund(world.buyer, gated, 0, AMOUNT)  # decided, cleared, sent
+    plain = world.client.create_deal(world.buyer, world.params(), milestones(world, "rp", 1))
+    direct = world.client.fund(world.buyer, plain.deal_id, 0, AMOUNT)  # no policy, no decision
+    indexer(log, world).tick()
+    report = reconcile(log, world.client, append=False)
+    ungated = [d for d in report.differences if d.kind == "ungated_movement"]
+    assert [d.subject for d in ungated] == [f"deal {plain.deal_id} milestone 0"]
+    assert direct.tx_hash in ungated[0].detail and ungated[0].chain == str(AMOUNT)
+    assert report.checked["money_movements"] == 2
+    skipped = reconcile(log, world.client, append=False, gate_decisions=False)
+    assert not [d for d in skipped.differences if d.kind == "ungated_movement"]
