@@ -221,13 +221,16 @@ class MilestoneParams:
 
     ``document_hash`` names the purchase order or contract clause; a non-zero ``proof_leaf``
     (an RFC 9162 leaf hash of a record of the audit log) gates acceptance on a proof that the
-    record is in an anchored checkpoint.
+    record is in an anchored checkpoint and was signed by ``proof_signer`` (required with a
+    proof leaf; issue 13), with chainaudit's EIP-712 record signature
+    (:func:`chainaudit.signing.sign_record`).
     """
 
     amount: int
     due_date: int
     document_hash: bytes
     proof_leaf: bytes = ZERO_HASH
+    proof_signer: str | None = None
 
     def as_abi(self) -> tuple[Any, ...]:
         """The ABI tuple, in the field order of the Solidity struct."""
@@ -236,6 +239,7 @@ class MilestoneParams:
             self.due_date,
             _bytes32(self.document_hash),
             _bytes32(self.proof_leaf),
+            _address(self.proof_signer or ZERO_ADDRESS),
         )
 
     @classmethod
@@ -246,6 +250,9 @@ class MilestoneParams:
             due_date=int(value["dueDate"]),
             document_hash=bytes(value["documentHash"]),
             proof_leaf=bytes(value["proofLeaf"]),
+            proof_signer=(
+                None if int(str(value["proofSigner"]), 16) == 0 else str(value["proofSigner"])
+            ),
         )
 
 
@@ -1036,12 +1043,18 @@ class EscrowClient:
         checkpoint_seq: int,
         leaf_index: int,
         proof: Sequence[bytes],
+        *,
+        record_id: str,
+        signature: bytes,
     ) -> TxResult:
         """Pass a milestone's proof gate: its record leaf is included in anchored checkpoint
-        ``checkpoint_seq`` at ``leaf_index`` (RFC 9162 inclusion ``proof``). Anyone may call.
+        ``checkpoint_seq`` at ``leaf_index`` (RFC 9162 inclusion ``proof``), and ``signature``
+        is the milestone's proof signer's record signature of (``record_id``, leaf)
+        (:func:`chainaudit.signing.sign_record`). Anyone may call.
 
         Preconditions: the milestone is gated and not final; ``AuditAnchor.verifyInclusion``
-        accepts the proof. Emits ``RecordProven``.
+        accepts the proof; the signature is the proof signer's (else
+        ``SupplyChainEscrowInvalidSignature``). Emits ``RecordProven``.
         """
         return self._send(
             prover,
@@ -1051,6 +1064,8 @@ class EscrowClient:
             checkpoint_seq,
             leaf_index,
             [_bytes32(p) for p in proof],
+            record_id,
+            bytes(signature),
         )
 
     def accept(self, buyer: LocalAccount, deal_id: int, milestone: int) -> TxResult:

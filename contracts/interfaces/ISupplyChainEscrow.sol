@@ -81,11 +81,14 @@ interface ISupplyChainEscrow {
     /// @param documentHash Hash of the purchase order or contract clause (non-zero).
     /// @param proofLeaf When non-zero, the RFC 9162 leaf hash of a record that must be proven
     /// included in an anchored checkpoint before the milestone can be accepted.
+    /// @param proofSigner Who must have signed that record (for example an inspector; issue
+    /// 13): required with a proof leaf, so that the anchorer's key alone cannot pass the gate.
     struct MilestoneParams {
         uint96 amount;
         uint40 dueDate;
         bytes32 documentHash;
         bytes32 proofLeaf;
+        address proofSigner;
     }
 
     /// @notice A deal as returned by {getDeal}.
@@ -157,7 +160,7 @@ interface ISupplyChainEscrow {
 
     /// @notice A milestone can be accepted only once `leafHash` is proven included in an
     /// anchored checkpoint.
-    event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash);
+    event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash, address signer);
 
     /// @notice `inspector` registered with registry id `id`.
     event InspectorRegistered(address indexed inspector, uint256 id);

@@ -92,6 +92,9 @@ class MilestoneIn(BaseModel):
     due_date: int = Field(gt=0, lt=2**40, description="Unix seconds")
     document_hash: str = Field(pattern=HASH, description="purchase order or contract clause")
     proof_leaf: str | None = Field(default=None, pattern=HASH, description="proof-gate leaf")
+    proof_signer: str | None = Field(
+        default=None, pattern=ADDRESS, description="who must have signed the gated record"
+    )
 
 
 class DealCreate(BaseModel):
@@ -407,6 +410,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
             due_date=m.due_date,
             document_hash=bytes.fromhex(m.document_hash[2:]),
             proof_leaf=bytes.fromhex(m.proof_leaf[2:]) if m.proof_leaf else b"\x00" * 32,
+            proof_signer=m.proof_signer,
         )
         for m in body.milestones
     ]
