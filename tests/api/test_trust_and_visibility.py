@@ -317,7 +317,7 @@ def test_forged_escrow_events_change_no_statement_hold_rule_input_or_trace(
 
 def test_visibility_is_one_rule_for_every_read(api: DealsApi, tmp_path: Path) -> None:
     a = api.addresses
-    created = _create(api)
+    created = _create(api, invoices={1: _h("INV-1")})
     deal_id = created["deal"]["deal_id"]
     token = created["deal"]["token"]
     note_id = f"note-{deal_id}"
