@@ -102,6 +102,8 @@ contract EscrowGate is IEscrowGate, AccessControlDefaultAdminRules {
         uint256 bits = _nonceBitmaps[vault][nonce >> 8];
         if (bits & bit != 0) revert EscrowGateNonceUsed(vault, nonce);
         bytes32 digest = _digest(vault, dealId, milestone, action, amount, decisionLeaf, deadline, nonce);
+        // The third value (the malformed part of a bad signature) is not needed: `err` says it.
+        // slither-disable-next-line unused-return
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         if (err != ECDSA.RecoverError.NoError || recovered != _signer) revert EscrowGateInvalidClearance(recovered);
         _nonceBitmaps[vault][nonce >> 8] = bits | bit;

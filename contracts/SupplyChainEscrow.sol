@@ -1285,7 +1285,8 @@ contract SupplyChainEscrow is
             let p := mload(0x40)
             let len := 0
             if lt(action, 3) {
-                // Fund: 4 + 3 words; Finance: 4 + 4 words; Release: 4 + 2 words.
+                // Fund: 4 + 3 words; Finance: 4 + 4 words; Release: 4 + 2 words (a byte table).
+                // slither-disable-next-line too-many-digits
                 let at := byte(action, 0x6484440000000000000000000000000000000000000000000000000000000000)
                 if lt(at, calldatasize()) { len := sub(calldatasize(), at) }
                 calldatacopy(add(p, 0x144), at, len)
