@@ -14,13 +14,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from chainaudit import provenance
-from chainaudit.errors import EscrowError, RiskHoldError
+from chainaudit.errors import ConfigError, EscrowError, RiskHoldError
 from chainaudit.escrow import MilestoneStatus
 from chainaudit.escrow_deploy import GATE_POLICY_ID, deploy_gate
 from chainaudit.reconcile import reconcile
 from chainaudit.risk import ClearanceSigner, GuardedEscrow, RiskGate
 from chainaudit.risk.clearance import ACTIONS, clearance_digest
 from chainaudit.risk.freeze import frozen_until
+from chainaudit.settings import load_settings
 from chainaudit.store import Log
 from chainaudit.toolchain import compile_contracts
 from tests.escrow_world import AMOUNT, DAY, World, h, now, rpc
@@ -219,3 +220,49 @@ def test_reconcile_reports_money_moved_without_a_gate_decision(world: World, log
     assert report.checked["money_movements"] == 2
     skipped = reconcile(log, world.client, append=False, gate_decisions=False)
     assert not [d for d in skipped.differences if d.kind == "ungated_movement"]
+
+
+def test_clearances_are_signed_for_money_movements_only() -> None:
+    signer: LocalAccount = Account.create()
+    clearances = ClearanceSigner(signer, vault="0x" + "11" * 20, chain_id=31337, ttl_seconds=60)
+    issued = clearances.issue(
+        deal_id=3,
+        milestone=1,
+        action="finance",
+        amount=5,
+        decision_leaf=b"\x07" * 32,
+        nonce=9,
+        now=100,
+    )
+    assert issued.deadline == 160 and issued.signer == signer.address
+    digest = clearance_digest(
+        chain_id=31337,
+        vault="0x" + "11" * 20,
+        deal_id=3,
+        milestone=1,
+        action=ACTIONS["finance"],
+        amount=5,
+        decision_leaf=b"\x07" * 32,
+        deadline=160,
+        nonce=9,
+    )
+    assert Account._recover_hash(digest, signature=issued.signature) == signer.address
+    for action in ("create", "refund"):
+        with pytest.raises(ValueError, match="needs no clearance"):
+            clearances.issue(
+                deal_id=3,
+                milestone=1,
+                action=action,
+                amount=5,
+                decision_leaf=b"\x07" * 32,
+                nonce=9,
+                now=100,
+            )
+
+
+def test_production_refuses_a_devnet_clearance_key() -> None:
+    devnet_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    with pytest.raises(ConfigError, match="clearance key must not be a public devnet key"):
+        load_settings(
+            environment="production", clearance_key=devnet_key, rpc_url="https://rpc.invalid"
+        )
