@@ -87,6 +87,19 @@ contract EscrowGateTest is GateFixture {
         assertEq(gate.clearanceSigner(), signer, "signer");
     }
 
+    function testFuzz_clearance_clearsOnlyItsOwnAmountAndNonce(uint96 other, uint256 nonce) public {
+        other = uint96(_bound(other, 1, AMOUNT - 1));
+        uint256 id = _policyDeal();
+        bytes memory c = _clearance(
+            SIGNER_KEY, address(escrow), id, 0, G.Action.Fund, AMOUNT, uint64(_now() + 1 hours), nonce
+        );
+        vm.expectRevert(); // EscrowGateInvalidClearance(<not the signer>)
+        _fundWith(id, 0, other, c);
+        assertTrue(!gate.isNonceUsed(address(escrow), nonce), "a refused clearance spends nothing");
+        _fundWith(id, 0, AMOUNT, c);
+        assertTrue(gate.isNonceUsed(address(escrow), nonce), "spent");
+    }
+
     function test_clearance_expiredMalformedOrWithoutDecision_reverts() public {
         uint256 id = _policyDeal();
         uint64 deadline = uint64(_now() + 1 hours);
