@@ -19,7 +19,8 @@ and issues the EscrowGate clearance the transaction must carry, which the chain 
     done.tx            # the chainaudit.escrow.TxResult, as EscrowClient would return it
     done.decision      # GateDecision: record_id, outcome, alert_id (for "review"), ...
 
-**Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days)``:
+**Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days,
+clearances=None)``:
 
 * ``client``: an :class:`~chainaudit.escrow.EscrowClient` of the vault;
 * ``gate``: a :class:`~chainaudit.risk.gate.RiskGate` (the rule set, the log, the alerts);
@@ -27,7 +28,14 @@ and issues the EscrowGate clearance the transaction must carry, which the chain 
   With it, a ``hold`` outcome on the release of a funded milestone also places an on-chain
   compliance hold on that milestone, and :meth:`GuardedEscrow.place_hold`,
   :meth:`~GuardedEscrow.renew_hold` and :meth:`~GuardedEscrow.lift_hold` work;
-* ``hold_seconds``: how long such a hold lasts (at most 30 days, the contract's maximum).
+* ``hold_seconds``: how long such a hold lasts (at most 30 days, the contract's maximum);
+* ``clearances``: the :class:`~chainaudit.risk.clearance.ClearanceSigner` of the vault's
+  ``EscrowGate`` (issue 13), or ``None``. With it, every ``fund``, ``accept_financing`` and
+  ``release`` the gate lets through carries a clearance bound to its decision record (recorded
+  as ``risk:clearance:...``), which deals under the gate's compliance policy need on chain;
+  :meth:`GuardedEscrow.clearance_for` issues one for a transaction the partner signs itself,
+  and :meth:`~GuardedEscrow.freeze_account` / :meth:`~GuardedEscrow.unfreeze_account` freeze
+  parties in the gate.
 
 **Each guarded action** (:meth:`~GuardedEscrow.create_deal`, :meth:`~GuardedEscrow.fund`,
 :meth:`~GuardedEscrow.accept_financing`, :meth:`~GuardedEscrow.release`,
