@@ -173,7 +173,7 @@ interface ISupplyChainEscrow {
     );
 
     /// @notice A milestone can be accepted only once `leafHash` is proven included in an
-    /// anchored checkpoint.
+    /// anchored checkpoint, with `signer`'s record signature of it (issue 13).
     event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash, address signer);
 
     /// @notice `inspector` registered (or was reinstated) with registry id `id`.
