@@ -410,6 +410,22 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _clearance_signer(settings: Settings) -> str | None:
+    """The EscrowGate's clearance signer: the configured key's address, else (development)
+    the devnet's account 0, whose key the development service signs clearances with; ``None``
+    (no gate) otherwise."""
+    if settings.clearance_key is not None:
+        from chainaudit.chain import load_account  # noqa: PLC0415
+
+        return str(load_account(private_key=settings.clearance_key.get_secret_value()).address)
+    if settings.environment != "development":
+        return None
+    from chainaudit.devnet import derive_accounts  # noqa: PLC0415
+    from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
+
+    return derive_accounts(devnet_settings().mnemonic, 1)[0].address
+
+
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.context import anchorer_account, chain_from  # noqa: PLC0415
     from chainaudit.deploy import deploy_contracts  # noqa: PLC0415
@@ -439,6 +455,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         compliance_officers=officers,
         arbiters=arbiters,
         inspectors=inspectors,
+        clearance_signer=_clearance_signer(settings),
     )
     written = settings.deployments_dir / f"{chain.chain_id()}.json"
     _emit(
@@ -1058,6 +1075,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             anchor_contract=anchor,
             max_unanchored_seconds=limit,
             append=not args.no_record,
+            gate_decisions=not args.no_gate_decisions,
         )
     if args.json:
         _print_json(report.to_json())
@@ -1224,6 +1242,11 @@ def _register_risk_commands(commands: Any) -> None:
         "--index", action="store_true", help="run the escrow indexer up to the head first"
     )
     rec.add_argument("--no-record", action="store_true", help="do not append the report")
+    rec.add_argument(
+        "--no-gate-decisions",
+        action="store_true",
+        help="do not match money movements with the risk gate's decisions (a vault without one)",
+    )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(handler=cmd_reconcile)
 

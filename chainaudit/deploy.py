@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from chainaudit.chain import Chain, Deployed, deploy, read_deployment, write_deployment
 from chainaudit.errors import ConfigError
-from chainaudit.escrow_deploy import deploy_escrow
+from chainaudit.escrow_deploy import deploy_escrow, deploy_gate
 from chainaudit.settings import Settings
 from chainaudit.toolchain import compile_contracts
 
@@ -47,12 +47,15 @@ def deploy_contracts(
     compliance_officers: tuple[str, ...] = (),
     arbiters: tuple[str, ...] = (),
     inspectors: tuple[str, ...] = (),
+    clearance_signer: str | None = None,
 ) -> dict[str, Deployed]:
     """Deploy ``AuditAnchor`` with ``deployer`` as admin and ``anchorer`` (default: the
     deployer) holding ANCHORER_ROLE; with ``escrow``, also the ``SupplyChainEscrow`` vault
     bound to it and its devnet stablecoin (``compliance_officers`` get COMPLIANCE_ROLE;
-    ``arbiters`` are accredited and ``inspectors`` registered by the deployer as registrar).
-    Writes ``<directory>/<chain_id>.json`` when given."""
+    ``arbiters`` are accredited and ``inspectors`` registered by the deployer as registrar);
+    with ``escrow`` and ``clearance_signer``, also the vault's ``EscrowGate`` (issue 13: policy
+    1 clears every amount; the officers may freeze). Writes ``<directory>/<chain_id>.json``
+    when given."""
     artifacts = compile_contracts()
     anchor = deploy(
         chain,
@@ -74,6 +77,14 @@ def deploy_contracts(
                 inspectors=inspectors,
             )
         )
+        if clearance_signer is not None:
+            deployed["EscrowGate"] = deploy_gate(
+                chain,
+                deployer,
+                deployed["SupplyChainEscrow"].address,
+                clearance_signer,
+                compliance_officers=compliance_officers,
+            )
     if directory is not None:
         write_deployment(directory, chain.chain_id(), deployer.address, deployed)
     return deployed
@@ -85,6 +96,8 @@ def contract_address(settings: Settings, chain: Chain, name: str = "AuditAnchor"
         return settings.anchor_contract
     if name == "SupplyChainEscrow" and settings.escrow_contract:
         return settings.escrow_contract
+    if name == "EscrowGate" and settings.escrow_gate_contract:
+        return settings.escrow_gate_contract
     addresses = read_deployment(settings.deployments_dir, chain.chain_id())
     if name not in addresses:
         raise ConfigError(f"{name} is not in the deployment for chain {chain.chain_id()}")

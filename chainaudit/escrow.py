@@ -41,7 +41,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractEvent, ContractFunction
 from web3.exceptions import ContractLogicError, MismatchedABI, Web3Exception
-from web3.types import BlockIdentifier, TxReceipt
+from web3.types import BlockIdentifier, TxParams, TxReceipt
 
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call, wait_for_receipt
 from chainaudit.errors import ChainError, ChainUnavailableError, EscrowError, InputError
@@ -68,6 +68,7 @@ __all__ = [
     "ReleaseApproval",
     "SignedAttestation",
     "TxResult",
+    "WithClearance",
     "attestation_digest",
     "domain_separator",
     "sign_attestation",
@@ -172,6 +173,8 @@ class DealParams:
     approval_threshold: int = 0
     approvals_required: int = 0
     approvers: Sequence[str] = ()
+    #: The EscrowGate compliance policy (0: none); see ``chainaudit.risk.clearance``.
+    policy: int = 0
 
     def as_abi(self) -> tuple[Any, ...]:
         """The ABI tuple, in the field order of the Solidity struct."""
@@ -189,6 +192,7 @@ class DealParams:
             self.approval_threshold,
             self.approvals_required,
             [_address(a) for a in self.approvers],
+            self.policy,
         )
 
     @classmethod
@@ -209,6 +213,7 @@ class DealParams:
             approval_threshold=int(value["approvalThreshold"]),
             approvals_required=int(value["approvalsRequired"]),
             approvers=[str(a) for a in value["approvers"]],
+            policy=int(value.get("policy", 0)),
         )
 
 
@@ -218,8 +223,10 @@ class MilestoneParams:
 
     ``document_hash`` names the purchase order or contract clause; a non-zero ``proof_leaf``
     (an RFC 9162 leaf hash of a record of the audit log) gates acceptance on a proof that the
-    record is in an anchored checkpoint. A non-zero ``invoice_hash`` declares the invoice the
-    milestone pays: its claim can be financed only under that invoice, and no other deal
+    record is in an anchored checkpoint and was signed by ``proof_signer`` (required with a
+    proof leaf; issue 13), with chainaudit's EIP-712 record signature
+    (:func:`chainaudit.signing.sign_record`). A non-zero ``invoice_hash`` declares the invoice
+    the milestone pays: its claim can be financed only under that invoice, and no other deal
     between the same supplier and buyer may declare it again.
     """
 
@@ -228,6 +235,7 @@ class MilestoneParams:
     document_hash: bytes
     proof_leaf: bytes = ZERO_HASH
     invoice_hash: bytes = ZERO_HASH
+    proof_signer: str | None = None
 
     def as_abi(self) -> tuple[Any, ...]:
         """The ABI tuple, in the field order of the Solidity struct."""
@@ -237,6 +245,7 @@ class MilestoneParams:
             _bytes32(self.document_hash),
             _bytes32(self.proof_leaf),
             _bytes32(self.invoice_hash),
+            _address(self.proof_signer or ZERO_ADDRESS),
         )
 
     @classmethod
@@ -248,6 +257,9 @@ class MilestoneParams:
             document_hash=bytes(value["documentHash"]),
             proof_leaf=bytes(value["proofLeaf"]),
             invoice_hash=bytes(value["invoiceHash"]),
+            proof_signer=(
+                None if int(str(value["proofSigner"]), 16) == 0 else str(value["proofSigner"])
+            ),
         )
 
 
@@ -620,6 +632,34 @@ def _revert_data(exc: BaseException | None) -> bytes | None:
 # -- the client -------------------------------------------------------------------------------
 
 
+class WithClearance:
+    """A vault call whose transaction data carries a clearance after the ABI-encoded arguments
+    (issue 13: the vault forwards those bytes to its ``EscrowGate``)."""
+
+    def __init__(self, call: ContractFunction, clearance: bytes) -> None:
+        self._call = call
+        self._clearance = bytes(clearance)
+        self.fn_name = call.fn_name
+
+    def build_transaction(self, params: TxParams) -> TxParams:
+        # A placeholder gas limit keeps web3 from estimating the call without its clearance
+        # (which would revert); the caller estimates the transaction as it will be sent.
+        with_gas: TxParams = {**params, "gas": 1}
+        tx = self._call.build_transaction(with_gas)
+        del tx["gas"]
+        tx["data"] = Web3.to_hex(bytes(HexBytes(tx["data"])) + self._clearance)
+        return tx
+
+
+def gate_error_abi() -> list[dict[str, Any]]:
+    """The ``error`` entries of ``EscrowGate``: the vault bubbles its gate's reverts up, so a
+    vault call can fail with them (``EscrowGateClearanceRequired`` ...)."""
+    from chainaudit.toolchain import compile_contracts  # noqa: PLC0415 - avoids a cycle
+
+    abi = compile_contracts()["EscrowGate"].abi
+    return [dict(entry) for entry in abi if entry.get("type") == "error"]
+
+
 def default_abis() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The compiled ABIs of ``SupplyChainEscrow`` and ``MockStablecoin`` (an ERC-20)."""
     from chainaudit.escrow_deploy import escrow_artifacts  # noqa: PLC0415 - avoids a cycle
@@ -662,7 +702,7 @@ class EscrowClient:
         self.from_block = from_block
         self.timeout = timeout
         self.contract: Contract = chain.contract(self.address, abi)
-        self.errors = ErrorDecoder(abi, token_abi)
+        self.errors = ErrorDecoder(abi, token_abi, gate_error_abi())
         self._escrow_events = _event_map(self.contract)
         self._token_events = _event_map(chain.contract(ZERO_ADDRESS, token_abi))
         self._chain_id: int | None = None
@@ -729,8 +769,13 @@ class EscrowClient:
         """:meth:`submit` then :meth:`result`."""
         return self.result(self.submit(account, call).tx_hash)
 
-    def _send(self, account: LocalAccount, function: str, *args: Any) -> TxResult:
-        return self.transact(account, self.contract.functions[function](*args))
+    def _send(
+        self, account: LocalAccount, function: str, *args: Any, clearance: bytes = b""
+    ) -> TxResult:
+        call = self.contract.functions[function](*args)
+        if clearance:
+            return self.transact(account, WithClearance(call, clearance))  # type: ignore[arg-type]
+        return self.transact(account, call)
 
     def _revert_data_of(self, receipt: TxReceipt) -> bytes:
         """The revert data of a failed transaction: from a call trace when the node has one,
@@ -824,6 +869,12 @@ class EscrowClient:
         )
         decoded = (self.decode_log(entry) for entry in logs)
         return [e for e in decoded if e is not None]
+
+    def escrow_gate(self, deal_id: int = 0) -> tuple[str, int]:
+        """The vault's ``EscrowGate`` (the zero address: none) and deal ``deal_id``'s
+        compliance policy (0: none, or no such deal)."""
+        gate, policy = self._call("escrowGate", deal_id)
+        return str(gate), int(policy)
 
     def _call(self, function: str, *args: Any, block: BlockIdentifier = "latest") -> Any:
         fn = self.contract.functions[function](*args)
@@ -960,14 +1011,26 @@ class EscrowClient:
         needed before :meth:`fund` and :meth:`accept_financing`. Emits ``Approval``."""
         return self.transact(owner, self.token(token).functions.approve(self.address, amount))
 
-    def fund(self, buyer: LocalAccount, deal_id: int, milestone: int, amount: int) -> TxResult:
+    def fund(
+        self,
+        buyer: LocalAccount,
+        deal_id: int,
+        milestone: int,
+        amount: int,
+        *,
+        clearance: bytes = b"",
+    ) -> TxResult:
         """Escrow ``amount`` for a milestone (partial funding allowed).
+
+        ``clearance`` (``chainaudit.risk.clearance.Clearance.encoded``) is appended to the call
+        data; a deal under the gate's compliance policy needs one above the policy's threshold
+        (else ``EscrowGateClearanceRequired``).
 
         Preconditions: not paused; ``buyer`` is the deal's buyer and approved the vault (see
         :meth:`approve_token`); milestone ``OPEN``; long-stop not passed;
         ``0 < amount <= amount - funded``. Emits ``MilestoneFunded``.
         """
-        return self._send(buyer, "fund", deal_id, milestone, amount)
+        return self._send(buyer, "fund", deal_id, milestone, amount, clearance=clearance)
 
     def mark_shipped(
         self, supplier: LocalAccount, deal_id: int, milestone: int, document_hash: bytes
@@ -1037,12 +1100,18 @@ class EscrowClient:
         checkpoint_seq: int,
         leaf_index: int,
         proof: Sequence[bytes],
+        *,
+        record_id: str,
+        signature: bytes,
     ) -> TxResult:
         """Pass a milestone's proof gate: its record leaf is included in anchored checkpoint
-        ``checkpoint_seq`` at ``leaf_index`` (RFC 9162 inclusion ``proof``). Anyone may call.
+        ``checkpoint_seq`` at ``leaf_index`` (RFC 9162 inclusion ``proof``), and ``signature``
+        is the milestone's proof signer's record signature of (``record_id``, leaf)
+        (:func:`chainaudit.signing.sign_record`). Anyone may call.
 
         Preconditions: the milestone is gated and not final; ``AuditAnchor.verifyInclusion``
-        accepts the proof. Emits ``RecordProven``.
+        accepts the proof; the signature is the proof signer's (else
+        ``SupplyChainEscrowInvalidSignature``). Emits ``RecordProven``.
         """
         return self._send(
             prover,
@@ -1052,6 +1121,8 @@ class EscrowClient:
             checkpoint_seq,
             leaf_index,
             [_bytes32(p) for p in proof],
+            record_id,
+            bytes(signature),
         )
 
     def accept(self, buyer: LocalAccount, deal_id: int, milestone: int) -> TxResult:
@@ -1073,14 +1144,18 @@ class EscrowClient:
         approved. Emits ``ReleaseApproved``."""
         return self._send(checker, "approveRelease", deal_id, milestone)
 
-    def release(self, caller: LocalAccount, deal_id: int, milestone: int) -> TxResult:
+    def release(
+        self, caller: LocalAccount, deal_id: int, milestone: int, *, clearance: bytes = b""
+    ) -> TxResult:
         """Credit an accepted (or deemed accepted) milestone to its payee; anyone may call.
+
+        ``clearance``: as for :meth:`fund` (a ``release`` clearance for the escrowed amount).
 
         Preconditions: ``ACCEPTED``, or ``INSPECTED`` with the window passed (and proof gate
         passed); no active hold; enough approvals above the threshold. Emits
         ``MilestoneAccepted`` (deemed) when applicable, then ``MilestoneReleased``.
         """
-        return self._send(caller, "release", deal_id, milestone)
+        return self._send(caller, "release", deal_id, milestone, clearance=clearance)
 
     def open_dispute(
         self, party: LocalAccount, deal_id: int, milestone: int, reason_hash: bytes
@@ -1189,8 +1264,11 @@ class EscrowClient:
         *,
         advance: int,
         invoice_hash: bytes,
+        clearance: bytes = b"",
     ) -> TxResult:
         """Take the offer: pay ``advance`` (credited to the supplier) and become the payee.
+
+        ``clearance``: as for :meth:`fund` (a ``finance`` clearance for ``advance``).
 
         ``advance`` and ``invoice_hash`` must repeat the offer's terms. Preconditions: not
         paused; an unexpired offer to ``financier``; the invoice never financed (else
@@ -1198,7 +1276,13 @@ class EscrowClient:
         Emits ``ReceivableFinanced``.
         """
         return self._send(
-            financier, "acceptFinancing", deal_id, milestone, advance, _bytes32(invoice_hash)
+            financier,
+            "acceptFinancing",
+            deal_id,
+            milestone,
+            advance,
+            _bytes32(invoice_hash),
+            clearance=clearance,
         )
 
     # -- compliance holds --------------------------------------------------------------------

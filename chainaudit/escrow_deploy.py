@@ -124,6 +124,44 @@ def deploy_escrow(
     return {"MockStablecoin": token, "SupplyChainEscrow": escrow}
 
 
+GATE_POLICY_ID = 1
+"""The compliance policy of deals created through the API (issue 13)."""
+
+
+def deploy_gate(
+    chain: Chain,
+    admin: LocalAccount,
+    vault_address: str,
+    clearance_signer: str,
+    *,
+    policy_threshold: int = 0,
+    policy_id: int = GATE_POLICY_ID,
+    compliance_officers: Sequence[str] = (),
+    admin_delay: int = ADMIN_DELAY_SECONDS,
+) -> Deployed:
+    """Deploy an ``EscrowGate`` and make it the vault's gate (issue 13).
+
+    Preconditions: ``admin`` holds ``DEFAULT_ADMIN_ROLE`` of the vault at ``vault_address``,
+    which has no gate yet. Result: the gate, with ``clearance_signer`` signing clearances,
+    policy ``policy_id`` (moves of milestones above ``policy_threshold`` need a clearance),
+    ``COMPLIANCE_ROLE`` (freezes) held by ``admin`` and ``compliance_officers``, and set on
+    the vault (once: it can never be replaced). Raises as :func:`deploy_escrow`.
+    """
+    artifacts = compile_contracts()
+    gate_artifact = artifacts["EscrowGate"]
+    gate = deploy(
+        chain, admin, gate_artifact, admin.address, admin_delay, _checksum(clearance_signer)
+    )
+    contract = chain.contract(gate.address, gate_artifact.abi)
+    transact(chain, admin, contract.functions.createPolicy(policy_id, policy_threshold))
+    role = chain.run("COMPLIANCE_ROLE", contract.functions.COMPLIANCE_ROLE().call)
+    for holder in dict.fromkeys([admin.address, *(_checksum(a) for a in compliance_officers)]):
+        transact(chain, admin, contract.functions.grantRole(role, holder))
+    vault = chain.contract(_checksum(vault_address), artifacts["SupplyChainEscrow"].abi)
+    transact(chain, admin, vault.functions.setEscrowGate(gate.address))
+    return gate
+
+
 def mint(chain: Chain, owner: LocalAccount, token: str, to: str, amount: int) -> str:
     """Faucet: mint ``amount`` (minor units, 6 decimals) of the mock stablecoin to ``to``.
 

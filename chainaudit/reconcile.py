@@ -19,7 +19,12 @@ every difference:
    the log behind the service's back. The event replay above never reads such records;
 4. **anchors** — leaves waiting for an anchor longer than the batch interval, and (with the
    ``AuditAnchor`` address) every checkpoint on chain that the log no longer reproduces
-   (:func:`~chainaudit.anchoring.audit_against_chain`).
+   (:func:`~chainaudit.anchoring.audit_against_chain`);
+5. **gate decisions** (issue 13) — every money movement on chain (``MilestoneFunded``,
+   ``ReceivableFinanced``, ``MilestoneReleased``) against the risk gate's decision records: a
+   movement with no ``allow`` or ``review`` decision, written by the risk service, for the
+   same action, deal, milestone and amount (each decision matching one movement) is
+   *ungated*.
 
 All chain reads are made at the indexer's cursor block, so a vault that is busy while
 reconciling is not a difference. The report is appended to the log as a ``decision`` record
@@ -32,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -46,6 +52,7 @@ from chainaudit.chain import Chain
 from chainaudit.errors import ChainUnavailableError, EscrowError
 from chainaudit.escrow import DecodedEvent, EscrowClient
 from chainaudit.indexer import Indexer
+from chainaudit.provenance import document_entitled
 from chainaudit.records import prepare
 from chainaudit.risk.decisions import new_record_id
 from chainaudit.risk.ledger import IndexedEvent, Ledger, indexed_events
@@ -64,9 +71,9 @@ class Difference:
 
     ``kind`` is one of ``missing_event``, ``extra_event``, ``altered_event``,
     ``unreadable_event``, ``indexer``, ``books``, ``deal``, ``milestone``, ``accounting``,
-    ``credit``, ``balance``, ``unentitled_record``, ``unanchored``, ``anchor_history``;
-    ``chain`` and ``log`` hold the two figures when there are two (amounts as decimal
-    strings).
+    ``credit``, ``balance``, ``unentitled_record``, ``unanchored``, ``anchor_history``,
+    ``ungated_movement``; ``chain`` and ``log`` hold the two figures when there are two
+    (amounts as decimal strings).
     """
 
     kind: str
@@ -117,14 +124,17 @@ def reconcile(
     now_ms: int | None = None,
     append: bool = True,
     actor: str = RECONCILE_ACTOR,
+    gate_decisions: bool = True,
 ) -> ReconcileReport:
     """Compare the vault of ``client``, its indexed events in ``log`` and the log's anchors.
 
     ``start_block`` is the first block the escrow indexer scans (the vault's deployment
     block); ``anchor_contract`` the ``AuditAnchor`` to audit the log against (skipped when
     ``None``); ``max_unanchored_seconds`` the batch interval after which waiting leaves are a
-    difference. Raises :class:`~chainaudit.errors.ChainUnavailableError` when the endpoint is
-    down (nothing is appended then).
+    difference. ``gate_decisions=False`` skips matching the money movements with the risk
+    gate's decisions (for a vault run without the gate). Raises
+    :class:`~chainaudit.errors.ChainUnavailableError` when the endpoint is down (nothing is
+    appended then).
     """
     chain = client.chain
     log.refresh()
@@ -149,10 +159,91 @@ def reconcile(
         report.differences.append(Difference("books", "event replay", problem))
     _compare_books(report, client, ledger, block)
     _check_provenance(report, log)
+    if gate_decisions:
+        _match_gate_decisions(report, log, [e for e in events if e.block_number <= block])
     _check_anchors(report, log, chain, anchor_contract, max_unanchored_seconds, now_ms)
     if append:
         report.record_id = _append_report(log, report, actor)
     return report
+
+
+# -- gate decisions (issue 13) -----------------------------------------------------------------
+
+MONEY_EVENTS: Final[Mapping[str, tuple[str, str]]] = {
+    "MilestoneFunded": ("fund", "amount"),
+    "ReceivableFinanced": ("finance", "advance"),
+    "MilestoneReleased": ("release", "amount"),
+}
+"""Each event that moves money, the risk gate's action for it and its amount argument."""
+
+_Movement = tuple[str, str, str, str]  # action, deal id, milestone, amount (decimal strings)
+
+
+def _allowed_decisions(log: Log, page: int = 2_000) -> Counter[_Movement]:
+    """The money movements the risk gate allowed (or sent for review), from decision records
+    the risk service is entitled to have written."""
+    allowed: Counter[_Movement] = Counter()
+    start, size = 0, log.size
+    while start < size:
+        batch = log.scan(start=start, limit=page, kind="decision")
+        for entry in batch:
+            if entry.body is None or not entry.record_id.startswith("risk:decision:"):
+                continue
+            try:
+                document = json.loads(entry.body)
+            except ValueError:
+                continue  # an altered record: `chainaudit audit` reports it
+            payload = document.get("payload")
+            if not isinstance(payload, Mapping) or not document_entitled(document):
+                continue
+            action = payload.get("action")
+            inputs = payload.get("inputs")
+            if (
+                payload.get("type") != "risk_decision"
+                or payload.get("outcome") not in ("allow", "review")
+                or action not in ("fund", "finance", "release")
+                or not isinstance(inputs, Mapping)
+            ):
+                continue
+            allowed[
+                (
+                    str(action),
+                    str(payload.get("deal_id")),
+                    str(payload.get("milestone")),
+                    str(inputs.get("amount")),
+                )
+            ] += 1
+        if len(batch) < page:
+            break
+        start = batch[-1].index + 1
+    return allowed
+
+
+def _match_gate_decisions(report: ReconcileReport, log: Log, events: list[IndexedEvent]) -> None:
+    allowed = _allowed_decisions(log)
+    movements = 0
+    for event in events:
+        spec = MONEY_EVENTS.get(event.name)
+        if spec is None:
+            continue
+        movements += 1
+        action, field_name = spec
+        amount = str(event.args.get(field_name))
+        milestone = str(event.args.get("milestone"))
+        key = (action, str(event.deal_id), milestone, amount)
+        if allowed[key] > 0:
+            allowed[key] -= 1
+            continue
+        report.differences.append(
+            Difference(
+                "ungated_movement",
+                f"deal {event.deal_id} milestone {milestone}",
+                f"{event.name} in tx {event.tx_hash} moved {amount} with no {action} decision "
+                "of the risk gate",
+                chain=amount,
+            )
+        )
+    report.checked["money_movements"] = movements
 
 
 # -- the indexer's position ---------------------------------------------------------------------

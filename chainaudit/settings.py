@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         description="private keys of officers' own on-chain accounts (each holding "
         "COMPLIANCE_ROLE), found by the address bound to the officer's API key; a JSON list",
     )
+    escrow_gate_contract: str | None = Field(
+        default=None, description="EscrowGate address (default: the deployments file)"
+    )
+    clearance_key: SecretStr | None = Field(
+        default=None,
+        description="key of the EscrowGate's clearance signer (issue 13; devnet: account 0)",
+    )
+    gate_policy: int = Field(
+        default=1, ge=0, lt=2**16, description="compliance policy of deals opened via the API"
+    )
     anchorer_key: SecretStr | None = Field(default=None, description="0x-hex private key")
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = Field(
@@ -136,6 +146,8 @@ class Settings(BaseSettings):
             raise ValueError("in production the chain endpoint must use https")
         if self.anchorer_key is not None and _is_devnet_key(self.anchorer_key.get_secret_value()):
             raise ValueError("in production the anchorer key must not be a public devnet key")
+        if self.clearance_key is not None and _is_devnet_key(self.clearance_key.get_secret_value()):
+            raise ValueError("in production the clearance key must not be a public devnet key")
         return self
 
 

@@ -3,9 +3,11 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
+import {IEscrowGate} from "./interfaces/IEscrowGate.sol";
 import {EscrowStorage} from "./escrow/EscrowStorage.sol";
 import {SupplyChainEscrowControls} from "./SupplyChainEscrowControls.sol";
 
@@ -55,6 +57,13 @@ contract SupplyChainEscrow is EscrowStorage {
     bytes32 public constant ATTESTATION_TYPEHASH = keccak256(
         "InspectionAttestation(address inspector,uint256 dealId,uint256 milestone,bytes32 reportHash,uint256 nonce,uint256 deadline)"
     );
+
+    /// @dev chainaudit's record signature (chainaudit/signing.py), checked by {proveRecord}.
+    bytes32 private constant _RECORD_DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId)");
+    bytes32 private constant _RECORD_NAME_HASH = keccak256("chainaudit");
+    bytes32 private constant _RECORD_VERSION_HASH = keccak256("1");
+    bytes32 private constant _RECORD_TYPEHASH = keccak256("AuditRecord(string id,bytes32 leafHash)");
 
     IAuditAnchor private immutable _anchor;
     /// @dev The controls half of the vault, deployed by the constructor and reached by
@@ -113,6 +122,8 @@ contract SupplyChainEscrow is EscrowStorage {
         _checkTerms(params);
         address buyer = msg.sender;
         _checkNamedParties(buyer, params.supplier, params.arbiter, params.financier);
+        // EscrowGate hook (issue 13): a known policy, neither the buyer nor the supplier frozen.
+        _requireClearance(IEscrowGate.Action.Create, params.policy, 0, 0, params.supplier);
         if (!_accreditedArbiters[params.arbiter]) revert SupplyChainEscrowArbiterNotAccredited(params.arbiter);
         uint96 inspectorIds = _inspectorIdsOf(buyer, params);
 
@@ -141,7 +152,7 @@ contract SupplyChainEscrow is EscrowStorage {
             | uint256(params.approvalsRequired) << 200 | uint256(params.defaultPayeeBps) << 208
             | uint256(params.inspectionWindow) << 224;
         uint256 word1 = uint256(uint160(params.supplier)) | uint256(params.longStop) << 160
-            | uint256(params.disputeTimeout) << 200;
+            | uint256(params.disputeTimeout) << 200 | uint256(params.policy) << 232;
         uint256 word2 = uint256(uint160(params.arbiter)) | uint256(inspectorIds) << 160;
         Deal storage deal = _deals[dealId];
         // slither-disable-next-line assembly
@@ -244,7 +255,9 @@ contract SupplyChainEscrow is EscrowStorage {
             uint8 flags;
             if (p.proofLeaf != bytes32(0)) {
                 if (address(_anchor) == address(0)) revert SupplyChainEscrowNoAnchor();
+                if (p.proofSigner == address(0)) revert SupplyChainEscrowZeroAddress();
                 _proofLeaves[dealId][i] = p.proofLeaf;
+                _proofSigners[dealId][i] = p.proofSigner;
                 flags = _FLAG_PROOF_REQUIRED;
             }
             // One SSTORE (layout: declaration order of {Milestone}; funded = attestations = 0).
@@ -257,7 +270,7 @@ contract SupplyChainEscrow is EscrowStorage {
             }
             emit MilestoneCreated(dealId, i, p.amount, p.dueDate, p.documentHash);
             // after MilestoneCreated, so that a reader replaying events knows the milestone
-            if (flags != 0) emit ProofGateSet(dealId, i, p.proofLeaf);
+            if (flags != 0) emit ProofGateSet(dealId, i, p.proofLeaf, p.proofSigner);
             if (p.invoiceHash != bytes32(0)) _declareInvoice(dealId, i, buyer, params.supplier, p.invoiceHash);
         }
     }
@@ -280,6 +293,9 @@ contract SupplyChainEscrow is EscrowStorage {
     /// @dev Requirements: not paused; caller is the buyer; milestone `Open`; long-stop date not
     /// passed; 0 < amount <= unfunded remainder; the vault's balance rises by exactly `amount`
     /// (fee-on-transfer tokens are refused); the caller approved the vault.
+    /// Issue 13, when the vault has a gate: the buyer is not frozen and, for a deal under a
+    /// compliance policy whose milestone amount exceeds the policy's threshold, the call data
+    /// carries a clearance after the arguments (see {IEscrowGate-checkAction}).
     /// Emits {MilestoneFunded}.
     function fund(uint256 dealId, uint256 milestone, uint256 amount) external nonReentrant {
         _requireNotPaused();
@@ -293,6 +309,7 @@ contract SupplyChainEscrow is EscrowStorage {
         uint256 longStop = deal.longStop;
         // slither-disable-next-line timestamp
         if (block.timestamp > longStop) revert SupplyChainEscrowLongStopPassed(dealId, longStop);
+        _requireClearance(IEscrowGate.Action.Fund, deal.policy, m.amount, amount, address(0));
 
         uint96 fundedTotal = m.funded + uint96(amount); // amount <= remaining < 2**96
         ms.funded = fundedTotal;
@@ -384,13 +401,23 @@ contract SupplyChainEscrow is EscrowStorage {
     }
 
     /// @notice Proves that the milestone's required record leaf is included in an anchored
-    /// checkpoint of the AuditAnchor; anyone may submit the proof.
+    /// checkpoint of the AuditAnchor and was signed by the milestone's proof signer; anyone may
+    /// submit the proof.
     /// @dev Requirements: the milestone requires a proof and is not final; the anchor's
-    /// `verifyInclusion(checkpointSeq, leafIndex, leaf, proof)` returns true.
-    /// Emits {RecordProven}.
-    function proveRecord(uint256 dealId, uint256 milestone, uint256 checkpointSeq, uint256 leafIndex, bytes32[] calldata proof)
-        external
-    {
+    /// `verifyInclusion(checkpointSeq, leafIndex, leaf, proof)` returns true; `signature` is the
+    /// proof signer's EIP-712 signature of the record (`AuditRecord(string id,bytes32
+    /// leafHash)` with `recordId` and the leaf, domain `{name: "chainaudit", version: "1",
+    /// chainId}`: chainaudit's record signature), ERC-1271 signers included (issue 13: the
+    /// anchorer's key alone cannot pass a proof gate). Emits {RecordProven}.
+    function proveRecord(
+        uint256 dealId,
+        uint256 milestone,
+        uint256 checkpointSeq,
+        uint256 leafIndex,
+        bytes32[] calldata proof,
+        string calldata recordId,
+        bytes calldata signature
+    ) external {
         (, Milestone storage ms) = _load(dealId, milestone);
         Milestone memory m = ms;
         if (m.flags & _FLAG_PROOF_REQUIRED == 0) revert SupplyChainEscrowProofNotRequired(dealId, milestone);
@@ -398,6 +425,14 @@ contract SupplyChainEscrow is EscrowStorage {
         bytes32 leaf = _proofLeaves[dealId][milestone];
         if (!_anchor.verifyInclusion(checkpointSeq, leafIndex, leaf, proof)) {
             revert SupplyChainEscrowProofRejected(dealId, milestone, checkpointSeq, leafIndex);
+        }
+        address signer = _proofSigners[dealId][milestone];
+        bytes32 digest = MessageHashUtils.toTypedDataHash(
+            keccak256(abi.encode(_RECORD_DOMAIN_TYPEHASH, _RECORD_NAME_HASH, _RECORD_VERSION_HASH, block.chainid)),
+            keccak256(abi.encode(_RECORD_TYPEHASH, keccak256(bytes(recordId)), leaf))
+        );
+        if (!SignatureChecker.isValidSignatureNow(signer, digest, signature)) {
+            revert SupplyChainEscrowInvalidSignature(signer);
         }
         ms.flags = m.flags | _FLAG_PROOF_VERIFIED;
         emit RecordProven(dealId, milestone, msg.sender, leaf, checkpointSeq, leafIndex);
@@ -424,6 +459,10 @@ contract SupplyChainEscrow is EscrowStorage {
     /// @dev Requirements: milestone `Accepted`, or `Inspected` with its inspection window
     /// passed and its record proven when gated; no active compliance hold; enough approvals
     /// when the amount exceeds the deal's approval threshold. Works while paused.
+    /// Issue 13, when the vault has a gate: the payee is not frozen and, for a deal under a
+    /// compliance policy whose milestone amount exceeds the policy's threshold, the call data
+    /// carries a clearance after the arguments (see {IEscrowGate-checkAction}). Without one, the
+    /// milestone still has its exit: {settleAfterLongStop} sends it to the arbiter.
     /// Emits {MilestoneAccepted} (deemed) when applicable, then {MilestoneReleased}.
     function release(uint256 dealId, uint256 milestone) external {
         (Deal storage deal, Milestone storage ms) = _load(dealId, milestone);
@@ -438,8 +477,10 @@ contract SupplyChainEscrow is EscrowStorage {
                 revert SupplyChainEscrowApprovalsMissing(dealId, milestone, approvals, deal.approvalsRequired);
             }
         }
+        address payee = _payeeOf(deal, st.payee);
+        _requireClearance(IEscrowGate.Action.Release, deal.policy, m.amount, m.funded, payee);
         if (deemed) emit MilestoneAccepted(dealId, milestone, msg.sender, true);
-        _releaseTo(deal, ms, dealId, milestone, _payeeOf(deal, st.payee), m.funded);
+        _releaseTo(deal, ms, dealId, milestone, payee, m.funded);
     }
 
     // ==========================================================================================
@@ -548,6 +589,10 @@ contract SupplyChainEscrow is EscrowStorage {
     /// not final, not disputed, not financed, not on hold; the invoice (declared for this
     /// milestone at creation, checked when offered) never financed; the vault
     /// receives exactly `advance` from the caller (allowance needed).
+    /// Issue 13, when the vault has a gate: neither the financier nor the supplier is frozen
+    /// and, for a deal under a compliance policy whose milestone amount exceeds the policy's
+    /// threshold, the call data carries a clearance after the arguments (the amount cleared is
+    /// `advance`; see {IEscrowGate-checkAction}).
     /// Emits {ReceivableFinanced}.
     function acceptFinancing(uint256 dealId, uint256 milestone, uint96 advance, bytes32 invoiceHash)
         external
@@ -569,6 +614,7 @@ contract SupplyChainEscrow is EscrowStorage {
         bytes32 commitment = _invoiceCommitment(supplier, deal.buyer, invoiceHash);
         if (_financedInvoices[commitment]) revert SupplyChainEscrowInvoiceAlreadyFinanced(invoiceHash);
         _requireFinanceable(dealId, milestone, ms.status);
+        _requireClearance(IEscrowGate.Action.Finance, deal.policy, ms.amount, advance, supplier);
 
         address token = _tokens[deal.tokenId];
         _states[dealId][milestone].payee = msg.sender;
@@ -586,10 +632,13 @@ contract SupplyChainEscrow is EscrowStorage {
     // ==========================================================================================
 
     /// @notice Pays out the caller's whole credited balance of `token`.
-    /// @dev Requirements: a non-zero credit. Works while paused. Emits {Withdrawn}.
+    /// @dev Requirements: a non-zero credit; the caller not frozen by the vault's gate (issue
+    /// 13). Works while paused. Emits {Withdrawn}.
     function withdraw(address token) external nonReentrant {
         uint256 amount = _credits[msg.sender][token];
         if (amount == 0) revert SupplyChainEscrowNothingToWithdraw(msg.sender, token);
+        // EscrowGate hook (issue 13): a frozen account cannot withdraw.
+        _requireClearance(IEscrowGate.Action.Withdraw, 0, 0, 0, address(0));
         _credits[msg.sender][token] = 0;
         emit Withdrawn(msg.sender, token, amount);
         IERC20(token).safeTransfer(msg.sender, amount);
@@ -686,6 +735,11 @@ contract SupplyChainEscrow is EscrowStorage {
 
     /// @notice See {SupplyChainEscrowControls-setTokenAllowed}.
     function setTokenAllowed(address, bool) external {
+        _forward();
+    }
+
+    /// @notice See {SupplyChainEscrowControls-setEscrowGate}.
+    function setEscrowGate(IEscrowGate) external {
         _forward();
     }
 
@@ -891,6 +945,11 @@ contract SupplyChainEscrow is EscrowStorage {
         return _config.nextDealId - 1;
     }
 
+    /// @notice The vault's compliance gate (zero: none) and the policy of deal `dealId`.
+    function escrowGate(uint256 dealId) external view returns (IEscrowGate gate, uint256 policy) {
+        return (_gate, _deals[dealId].policy);
+    }
+
     /// @notice The AuditAnchor of proof-gated milestones (zero when none).
     function auditAnchor() external view returns (IAuditAnchor) {
         return _anchor;
@@ -944,6 +1003,69 @@ contract SupplyChainEscrow is EscrowStorage {
             if ((ids >> (16 * i)) & 0xffff == id) return i + 1;
         }
         return 0;
+    }
+
+    /// @dev Issue 13, the EscrowGate hook: asks the vault's gate to check `action` (see
+    /// {IEscrowGate-checkAction}): the caller (the payer of `Fund` and `Finance`, the buyer of
+    /// `Create`, the account of `Withdraw`; ignored for `Release`, which anyone may call) and
+    /// `payee` must not be frozen; a deal under a compliance `policy` moving money above its
+    /// threshold needs a valid clearance, spent by the gate. For `Fund`, `Release` and `Finance`,
+    /// the deal and milestone are the caller's first two arguments and the clearance is the call
+    /// data after its fixed-size arguments (byte 100, 68, 132 on). The call is hand-encoded to
+    /// keep the five hooks small; a gate revert (an error naming what is missing) bubbles up
+    /// unchanged. The gate is fixed and trusted and never calls back. Only these five paths
+    /// consult the gate: refunds, disputes, rulings, escalations and the long-stop settlement
+    /// never do ({SupplyChainEscrowControls-settleAfterLongStop} reads the gate's policy and
+    /// freezes to send a milestone the gate would stop to the arbiter), so a lost clearance
+    /// signer cannot trap funds.
+    function _requireClearance(
+        IEscrowGate.Action action,
+        uint256 policy,
+        uint256 basis,
+        uint256 amount,
+        address payee
+    ) private {
+        address gate = address(_gate);
+        if (gate == address(0)) {
+            if (policy != 0) revert SupplyChainEscrowNoGate();
+            return;
+        }
+        // Never taken (policies are 16-bit): a self-call keeps the optimizer from inlining this
+        // function into each of its five callers.
+        if (policy > type(uint16).max) return _requireClearance(action, 0, basis, amount, payee);
+        bytes4 selector = IEscrowGate.checkAction.selector;
+        // slither-disable-next-line assembly
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            let len := 0
+            if lt(action, 3) {
+                // Fund: 4 + 3 words; Finance: 4 + 4 words; Release: 4 + 2 words (a byte table).
+                // slither-disable-next-line too-many-digits
+                let at := byte(action, 0x6484440000000000000000000000000000000000000000000000000000000000)
+                if lt(at, calldatasize()) { len := sub(calldatasize(), at) }
+                calldatacopy(add(p, 0x144), at, len)
+                mstore(add(p, 0x24), calldataload(0x04)) // dealId
+                mstore(add(p, 0x44), calldataload(0x24)) // milestone
+            }
+            if iszero(lt(action, 3)) {
+                mstore(add(p, 0x24), 0)
+                mstore(add(p, 0x44), 0)
+            }
+            mstore(p, selector)
+            mstore(add(p, 0x04), policy)
+            mstore(add(p, 0x64), action)
+            mstore(add(p, 0x84), basis)
+            mstore(add(p, 0xa4), amount)
+            mstore(add(p, 0xc4), caller())
+            mstore(add(p, 0xe4), payee)
+            mstore(add(p, 0x104), 0x120) // offset of the bytes argument
+            mstore(add(p, 0x124), len)
+            mstore(add(add(p, 0x144), len), 0) // zero padding
+            if iszero(call(gas(), gate, 0, p, add(0x144, and(add(len, 31), not(31))), 0, 0)) {
+                returndatacopy(p, 0, returndatasize())
+                revert(p, returndatasize())
+            }
+        }
     }
 
     /// @dev Pulls `amount` of `token` from the caller (only ever `msg.sender`, so nobody can

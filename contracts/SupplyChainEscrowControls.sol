@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {EscrowStorage} from "./escrow/EscrowStorage.sol";
+import {IEscrowGate} from "./interfaces/IEscrowGate.sol";
 
 /// @title SupplyChainEscrowControls
 /// @notice The controls half of the {SupplyChainEscrow} vault: the inspector and arbiter
@@ -185,10 +186,15 @@ contract SupplyChainEscrowControls is EscrowStorage {
 
     /// @notice Closes one milestone after its own long stop; anyone may call. A milestone
     /// neither accepted nor financed is refunded to the buyer; an accepted one is released to
-    /// its payee, or, when a hold or missing approvals stand in the way, sent to the arbiter
-    /// with a default that pays the payee in full; a financed one not accepted is sent to the
-    /// arbiter with the deal's default split.
-    /// @dev Requirements: milestone neither final nor disputed; past its long stop (the deal's,
+    /// its payee, or, when a hold, missing approvals or the compliance gate (issue 13: a
+    /// clearance the release would need, or a frozen payee) stand in the way, sent to the
+    /// arbiter with a default that pays the payee in full; a financed one not accepted is sent
+    /// to the arbiter with the deal's default split.
+    /// @dev Never needs a clearance, so that a lost clearance signer cannot trap funds: a policy
+    /// deal's milestone that {SupplyChainEscrow-release} could only pay with a clearance goes to
+    /// the arbiter instead (whose ruling, or the default after the dispute timeout, needs
+    /// none). The gate is only read (its policy threshold and the payee's freeze).
+    /// Requirements: milestone neither final nor disputed; past its long stop (the deal's,
     /// pushed back by the milestone's total hold time, and never before the end of its
     /// inspection window). Emits {MilestoneRefunded}, {MilestoneReleased} (after
     /// {MilestoneAccepted} when only deemed accepted) or {MilestoneEscalated}.
@@ -203,12 +209,14 @@ contract SupplyChainEscrowControls is EscrowStorage {
         // slither-disable-next-line timestamp
         if (block.timestamp <= longStop) revert SupplyChainEscrowLongStopNotReached(dealId, longStop);
         if (_isAccepted(deal, m, st.stageAt)) {
+            address payee = _payeeOf(deal, st.payee);
             // slither-disable-next-line timestamp
-            if (st.holdUntil > block.timestamp || _approvalsMissing(deal, dealId, milestone, m.amount)) {
+            if (st.holdUntil > block.timestamp || _approvalsMissing(deal, dealId, milestone, m.amount)
+                || _gateStandsInWay(deal.policy, m.amount, payee)) {
                 _escalate(ms, dealId, milestone, uint16(BPS));
             } else {
                 if (m.status == MilestoneStatus.Inspected) emit MilestoneAccepted(dealId, milestone, msg.sender, true);
-                _releaseTo(deal, ms, dealId, milestone, _payeeOf(deal, st.payee), m.funded);
+                _releaseTo(deal, ms, dealId, milestone, payee, m.funded);
             }
         } else if (st.payee != address(0)) {
             _escalate(ms, dealId, milestone, deal.defaultPayeeBps);
@@ -218,6 +226,18 @@ contract SupplyChainEscrowControls is EscrowStorage {
             if (m.funded != 0) _credits[buyer][_tokens[deal.tokenId]] += m.funded;
             emit MilestoneRefunded(dealId, milestone, buyer, m.funded);
         }
+    }
+
+    /// @dev Whether the vault's gate would stop a release of `amount` to `payee` (issue 13): the
+    /// payee is frozen, or the deal's `policy` needs a clearance above its threshold.
+    function _gateStandsInWay(uint256 policy, uint256 amount, address payee) private view returns (bool) {
+        IEscrowGate gate = _gate;
+        if (address(gate) == address(0)) return false;
+        // slither-disable-next-line timestamp
+        if (gate.frozenUntil(payee) > block.timestamp) return true;
+        if (policy == 0) return false;
+        (bool exists, uint256 threshold) = gate.policy(policy);
+        return !exists || amount > threshold;
     }
 
     /// @dev Whether the long-stop refund may close the milestone: not final, not disputed, past
@@ -452,6 +472,17 @@ contract SupplyChainEscrowControls is EscrowStorage {
         // slither-disable-next-line low-level-calls
         (bool ok, bytes memory data) = token.staticcall(abi.encodeWithSelector(selector, address(this)));
         return ok && data.length >= 32;
+    }
+
+    /// @notice Sets the vault's compliance gate (issue 13), once: it then checks the clearances
+    /// of policy deals and the freezes of parties, and can never be replaced or removed.
+    /// @dev Requirements: caller has `DEFAULT_ADMIN_ROLE`; no gate yet; `gate` is a contract.
+    /// Emits {EscrowGateSet}.
+    function setEscrowGate(IEscrowGate gate) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(_gate) != address(0)) revert SupplyChainEscrowGateAlreadySet(address(_gate));
+        if (address(gate).code.length == 0) revert SupplyChainEscrowZeroAddress();
+        _gate = gate;
+        emit EscrowGateSet(address(gate), msg.sender);
     }
 
     /// @notice Stops new deals, funding and financing (never withdrawals, releases, refunds,

@@ -11,6 +11,9 @@ supplier already holds some (no fresh token-balance slots). Writes reports/bench
 and prints a table with the goals and, beside each figure, the one measured the same way on
 the vault before issue 13 (accepted money never refunded by default, bounded holds, invoice
 commitments, the registrar, the controls split out by delegatecall): :data:`BEFORE_ISSUE_13`.
+Last, it sets the vault's ``EscrowGate`` and measures a policy deal's create, fund and
+release with clearances and a withdrawal with the freeze check against issue 13's budgets
+(:data:`GATED_GOALS`).
 
 Usage: .venv/bin/python scripts/bench_escrow.py [--out reports/bench_escrow.json]
 """
@@ -40,14 +43,18 @@ from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams, TxResul
 from chainaudit.escrow_deploy import (  # noqa: E402
     EIP170_CODE_LIMIT,
     deploy_escrow,
+    deploy_gate,
     escrow_artifacts,
     mint,
 )
+from chainaudit.risk.clearance import ClearanceSigner  # noqa: E402
 from chainaudit.toolchain import compile_contracts  # noqa: E402
 
 OZ_ESCROW = "node_modules/@openzeppelin/contracts-v4/utils/escrow/Escrow.sol"
 EIP170_LIMIT = EIP170_CODE_LIMIT
 GOALS = {"create": 180_000, "fund": 80_000, "release": 90_000, "withdraw": 50_000}
+# Issue 13's budgets once the vault has its EscrowGate (money movements carry a clearance).
+GATED_GOALS = {"create": 200_000, "fund": 90_000, "release": 100_000, "withdraw": 50_000}
 BEFORE_ISSUE_13: dict[str, int] = {
     "create (2 milestones, 2-of-3 inspectors)": 172_038,
     "fund (full milestone)": 76_759,
@@ -121,8 +128,10 @@ class Bench:
             for i in range(count)
         ]
 
-    def record(self, operation: str, result: TxResult, goal_key: str | None = None) -> None:
-        goal = GOALS.get(goal_key) if goal_key else None
+    def record(
+        self, operation: str, result: TxResult, goal_key: str | None = None, *, gated: bool = False
+    ) -> None:
+        goal = (GATED_GOALS if gated else GOALS).get(goal_key) if goal_key else None
         self.rows.append(
             {
                 "operation": operation,
@@ -249,6 +258,81 @@ class Bench:
         self.record(
             "settle after long stop (deemed accepted, paid to the payee)",
             c.settle_after_long_stop(a["buyer"], late, 0),
+        )
+        self.run_gated()
+
+    def run_gated(self) -> None:
+        """Issue 13: the vault's EscrowGate set (every policy deal's money movement needs a
+        clearance), measured in steady state: a first policy deal is funded and released with
+        clearances, so the gate's nonce word is written and the gate is a known contract."""
+        c, a = self.client, self.a
+        signer_account = self.relayer
+        deploy_gate(self.chain, a["admin"], c.address, signer_account.address)
+        signer = ClearanceSigner(signer_account, vault=c.address, chain_id=c.chain_id)
+        nonce = iter(range(1_000))
+
+        def cleared(deal_id: int, milestone: int, action: str, amount: int) -> bytes:
+            clearance = signer.issue(
+                deal_id=deal_id,
+                milestone=milestone,
+                action=action,
+                amount=amount,
+                decision_leaf=h(f"decision {deal_id}/{milestone}/{action}"),
+                nonce=next(nonce),
+                now=self.now(),
+            )
+            return clearance.encoded
+
+        def policy_deal() -> int:
+            params = dataclasses.replace(self.params(), policy=1)
+            return c.create_deal(a["buyer"], params, self.milestones(2)).deal_id
+
+        def to_accepted(deal_id: int, milestone: int) -> None:
+            c.fund(
+                a["buyer"],
+                deal_id,
+                milestone,
+                AMOUNT,
+                clearance=cleared(deal_id, milestone, "fund", AMOUNT),
+            )
+            c.mark_shipped(a["supplier"], deal_id, milestone, h("bill of lading"))
+            c.attest(a["insp1"], deal_id, milestone, h("report"))
+            c.attest(a["insp2"], deal_id, milestone, h("report"))
+            c.accept(a["buyer"], deal_id, milestone)
+
+        warm = policy_deal()
+        to_accepted(warm, 0)
+        c.release(a["buyer"], warm, 0, clearance=cleared(warm, 0, "release", AMOUNT))
+        c.withdraw(a["supplier"], self.token)
+
+        params = dataclasses.replace(self.params(), policy=1)
+        created = c.create_deal(a["buyer"], params, self.milestones(2))
+        self.record("gated: create (policy deal, 2-of-3 inspectors)", created, "create", gated=True)
+        deal_id = created.deal_id
+        funded = c.fund(
+            a["buyer"], deal_id, 0, AMOUNT, clearance=cleared(deal_id, 0, "fund", AMOUNT)
+        )
+        self.record("gated: fund (with clearance)", funded, "fund", gated=True)
+        c.mark_shipped(a["supplier"], deal_id, 0, h("bill of lading"))
+        c.attest(a["insp1"], deal_id, 0, h("report"))
+        c.attest(a["insp2"], deal_id, 0, h("report"))
+        c.accept(a["buyer"], deal_id, 0)
+        released = c.release(
+            a["buyer"], deal_id, 0, clearance=cleared(deal_id, 0, "release", AMOUNT)
+        )
+        self.record("gated: release (with clearance)", released, "release", gated=True)
+        self.record(
+            "gated: withdraw (freeze check)",
+            c.withdraw(a["supplier"], self.token),
+            "withdraw",
+            gated=True,
+        )
+        plain = self.deal()
+        self.record(
+            "gated: fund (deal without a policy)",
+            c.fund(a["buyer"], plain, 0, AMOUNT),
+            "fund",
+            gated=True,
         )
 
 

@@ -28,6 +28,7 @@ from chainaudit.escrow import (
 )
 from chainaudit.escrow_deploy import escrow_artifacts
 from chainaudit.records import prepare
+from chainaudit.signing import sign_record
 from chainaudit.store import Log
 from tests.escrow_world import (
     AMOUNT,
@@ -657,7 +658,8 @@ def test_error_decoder_knows_every_interface_error() -> None:
 
 def test_proof_gate_needs_a_real_inclusion_proof(world: World, tmp_path: Path) -> None:
     """A milestone gated on an inspection certificate of the audit log: acceptance waits for
-    a proof that the certificate is in a checkpoint anchored on the real AuditAnchor."""
+    a proof that the certificate is in a checkpoint anchored on the real AuditAnchor, signed
+    by the inspector the milestone names (the anchorer's key alone cannot pass the gate)."""
     deployer: LocalAccount = Account.create()
     rpc(world.w3, "anvil_setBalance", deployer.address, hex(10**21))
     anchor = deploy_contracts(world.chain, deployer)["AuditAnchor"].address
@@ -693,16 +695,53 @@ def test_proof_gate_needs_a_real_inclusion_proof(world: World, tmp_path: Path) -
         assert anchored.seq is not None and anchored.tree_size == 7
         proof = log.inclusion_proof(leaf_index, anchored.tree_size)
 
-    gated = gated_world.milestones(1, proof_leaf=certificate.leaf_hash)
+    inspector = gated_world.inspector1
+    gated = gated_world.milestones(
+        1, proof_leaf=certificate.leaf_hash, proof_signer=inspector.address
+    )
     created = client.create_deal(gated_world.buyer, gated_world.params(), gated)
     deal_id = created.deal_id
-    assert created.event("ProofGateSet").args["leafHash"] == certificate.leaf_hash
+    gate_set = created.event("ProofGateSet").args
+    assert (gate_set["leafHash"], gate_set["signer"]) == (certificate.leaf_hash, inspector.address)
     to_inspected(gated_world, deal_id)
     with refused("SupplyChainEscrowProofRequired"):
         client.accept(gated_world.buyer, deal_id, 0)
+    chain_id = client.chain_id
+    signed = bytes.fromhex(sign_record(inspector, chain_id, "cert-42", certificate.leaf_hash)[2:])
     with refused("SupplyChainEscrowProofRejected"):
-        client.prove_record(gated_world.relayer, deal_id, 0, anchored.seq, leaf_index + 1, proof)
-    proven = client.prove_record(gated_world.relayer, deal_id, 0, anchored.seq, leaf_index, proof)
+        client.prove_record(
+            gated_world.relayer,
+            deal_id,
+            0,
+            anchored.seq,
+            leaf_index + 1,
+            proof,
+            record_id="cert-42",
+            signature=signed,
+        )
+    # the anchorer's (deployer's) own signature of the anchored certificate does not do
+    forged = bytes.fromhex(sign_record(deployer, chain_id, "cert-42", certificate.leaf_hash)[2:])
+    with refused("SupplyChainEscrowInvalidSignature"):
+        client.prove_record(
+            gated_world.relayer,
+            deal_id,
+            0,
+            anchored.seq,
+            leaf_index,
+            proof,
+            record_id="cert-42",
+            signature=forged,
+        )
+    proven = client.prove_record(
+        gated_world.relayer,
+        deal_id,
+        0,
+        anchored.seq,
+        leaf_index,
+        proof,
+        record_id="cert-42",
+        signature=signed,
+    )
     args = proven.event("RecordProven").args
     assert (args["leafHash"], args["leafIndex"]) == (certificate.leaf_hash, leaf_index)
     milestone = client.deal(deal_id).milestones[0]

@@ -30,6 +30,7 @@ from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk.clearance import ClearanceSigner
 from chainaudit.risk.ledger import EventCache
 from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
@@ -187,6 +188,29 @@ class Services:
             return load_account(private_key=officer.private_key)
         return None
 
+    @property
+    def clearance_account(self) -> LocalAccount | None:
+        """The EscrowGate's clearance signer (issue 13): configured, or the devnet's account 0
+        (the deployer) in development."""
+        if self.settings.clearance_key is not None:
+            return load_account(private_key=self.settings.clearance_key.get_secret_value())
+        if self.settings.environment == "development":
+            mnemonic = load_devnet_settings().mnemonic
+            return load_account(private_key=derive_accounts(mnemonic, 1)[0].private_key)
+        return None
+
+    def deal_policy(self, client: EscrowClient) -> int:
+        """The compliance policy of deals opened through the API: the configured one when the
+        vault has a gate (issue 13), else 0."""
+        gate, _ = client.escrow_gate()
+        return self.settings.gate_policy if int(gate, 16) != 0 else 0
+
+    def _clearances(self, client: EscrowClient) -> ClearanceSigner | None:
+        account = self.clearance_account
+        if account is None or int(client.escrow_gate()[0], 16) == 0:
+            return None
+        return ClearanceSigner(account, vault=client.address, chain_id=self.chain_id())
+
     def guard(self, client: EscrowClient) -> GuardedEscrow:
         """The escrow behind the risk gate: every action that moves or commits money is
         evaluated, and its decision recorded, before it is sent (see
@@ -201,7 +225,12 @@ class Services:
             gate = RiskGate.from_file(
                 self.reader, path, contract=client.address, chain_id=self.chain_id()
             )
-            self._guarded = GuardedEscrow(client, gate, compliance=self.compliance_account)
+            self._guarded = GuardedEscrow(
+                client,
+                gate,
+                compliance=self.compliance_account,
+                clearances=self._clearances(client),
+            )
         return self._guarded
 
     @property

@@ -17,16 +17,20 @@ The pieces, from the pure core outwards:
 """
 
 from chainaudit.risk.book import Alert, RiskBook
+from chainaudit.risk.clearance import Clearance, ClearanceSigner
 from chainaudit.risk.decisions import ReplayReport, replay_decision, transition_alert
 from chainaudit.risk.engine import Evaluation, Firing, evaluate, inputs_sha256
 from chainaudit.risk.gate import GateDecision, RiskGate, rules_path
-from chainaudit.risk.guarded import GuardedEscrow, GuardedResult, HoldResult
+from chainaudit.risk.guarded import ClearanceGrant, GuardedEscrow, GuardedResult, HoldResult
 from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
 from chainaudit.risk.rules import Outcome, Rule, RuleSet, Severity, load_rule_file, parse_rule_set
 
 __all__ = [
     "ActionRequest",
     "Alert",
+    "Clearance",
+    "ClearanceGrant",
+    "ClearanceSigner",
     "Evaluation",
     "Firing",
     "GateDecision",

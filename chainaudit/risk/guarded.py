@@ -1,7 +1,8 @@
 """``GuardedEscrow``: the escrow's money-moving actions, each evaluated by the risk gate first.
 
-Usage (the deals API does this for every create, fund, finance, release and refund, and
-:meth:`GuardedEscrow.relay` for each of those calls in a transaction a partner signed itself)::
+Usage (the deals API does this for every create, fund, finance, release and refund; for a
+transaction a partner signs itself, :meth:`GuardedEscrow.clearance_for` evaluates the action
+and issues the EscrowGate clearance the transaction must carry, which the chain checks)::
 
     from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
     from chainaudit.errors import EscrowError, RiskHoldError
@@ -18,7 +19,8 @@ Usage (the deals API does this for every create, fund, finance, release and refu
     done.tx            # the chainaudit.escrow.TxResult, as EscrowClient would return it
     done.decision      # GateDecision: record_id, outcome, alert_id (for "review"), ...
 
-**Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days)``:
+**Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days,
+clearances=None)``:
 
 * ``client``: an :class:`~chainaudit.escrow.EscrowClient` of the vault;
 * ``gate``: a :class:`~chainaudit.risk.gate.RiskGate` (the rule set, the log, the alerts);
@@ -26,7 +28,14 @@ Usage (the deals API does this for every create, fund, finance, release and refu
   With it, a ``hold`` outcome on the release of a funded milestone also places an on-chain
   compliance hold on that milestone, and :meth:`GuardedEscrow.place_hold`,
   :meth:`~GuardedEscrow.renew_hold` and :meth:`~GuardedEscrow.lift_hold` work;
-* ``hold_seconds``: how long such a hold lasts (at most 30 days, the contract's maximum).
+* ``hold_seconds``: how long such a hold lasts (at most 30 days, the contract's maximum);
+* ``clearances``: the :class:`~chainaudit.risk.clearance.ClearanceSigner` of the vault's
+  ``EscrowGate`` (issue 13), or ``None``. With it, every ``fund``, ``accept_financing`` and
+  ``release`` the gate lets through carries a clearance bound to its decision record (recorded
+  as ``risk:clearance:...``), which deals under the gate's compliance policy need on chain;
+  :meth:`GuardedEscrow.clearance_for` issues one for a transaction the partner signs itself,
+  and :meth:`~GuardedEscrow.freeze_account` / :meth:`~GuardedEscrow.unfreeze_account` freeze
+  parties in the gate.
 
 **Each guarded action** (:meth:`~GuardedEscrow.create_deal`, :meth:`~GuardedEscrow.fund`,
 :meth:`~GuardedEscrow.accept_financing`, :meth:`~GuardedEscrow.release`,
@@ -66,6 +75,8 @@ from typing import Final, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 
+from chainaudit import provenance
+from chainaudit.actions import now_rfc3339
 from chainaudit.errors import ChainauditError, ChainError, EscrowError, RiskError, RiskHoldError
 from chainaudit.escrow import (
     Deal,
@@ -77,13 +88,17 @@ from chainaudit.escrow import (
     MilestoneStatus,
     TxResult,
 )
-from chainaudit.risk import holds
+from chainaudit.records import prepare
+from chainaudit.risk import freeze, holds
+from chainaudit.risk.clearance import ACTIONS, Clearance, ClearanceSigner
+from chainaudit.risk.decisions import DECISION_KIND
+from chainaudit.risk.freeze import FreezeResult
 from chainaudit.risk.gate import GateDecision, RiskGate
 from chainaudit.risk.history import ActionRequest
 from chainaudit.risk.holds import HoldResult
 from chainaudit.risk.rules import Outcome
 
-__all__ = ["MAX_HOLD_SECONDS", "GuardedEscrow", "GuardedResult", "HoldResult"]
+__all__ = ["MAX_HOLD_SECONDS", "ClearanceGrant", "GuardedEscrow", "GuardedResult", "HoldResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +171,25 @@ class GuardedResult:
         return self.tx.event(name)
 
 
+@dataclass(frozen=True, slots=True)
+class ClearanceGrant:
+    """A clearance issued for a transaction the partner signs itself, and its decision."""
+
+    clearance: Clearance
+    decision: GateDecision
+    record_id: str | None
+    """The ``risk:clearance:`` record of the issuance (``None`` if the log refused it)."""
+
+
 class GuardedEscrow:
-    """The escrow actions that move or commit money, gated by ``gate`` (see the module)."""
+    """The escrow actions that move or commit money, gated by ``gate`` (see the module).
+
+    ``clearances`` (issue 13): the signer of the vault gate's clearances. With it, every
+    ``fund``, ``accept_financing`` and ``release`` that the gate lets through is sent with a
+    clearance bound to its decision record's leaf hash, which a deal under the gate's
+    compliance policy needs on chain; :meth:`clearance_for` issues one for a transaction the
+    partner signs itself. A ``hold`` gets no clearance.
+    """
 
     def __init__(
         self,
@@ -166,6 +198,7 @@ class GuardedEscrow:
         *,
         compliance: LocalAccount | None = None,
         hold_seconds: int = DEFAULT_HOLD_SECONDS,
+        clearances: ClearanceSigner | None = None,
     ) -> None:
         if not 0 < hold_seconds <= MAX_HOLD_SECONDS:
             raise ValueError(f"hold_seconds must be in (0, {MAX_HOLD_SECONDS}]")
@@ -173,6 +206,7 @@ class GuardedEscrow:
         self.gate = gate
         self.compliance = compliance
         self.hold_seconds = hold_seconds
+        self.clearances = clearances
 
     # -- guarded actions ---------------------------------------------------------------------
 
@@ -188,7 +222,7 @@ class GuardedEscrow:
         deal does not exist yet); its execution record names the new deal."""
         plan = self._plan_create(buyer.address, params, milestones)
         return self._run(
-            plan, lambda: self.client.create_deal(buyer, params, milestones), requested_by
+            plan, lambda _c: self.client.create_deal(buyer, params, milestones), requested_by
         )
 
     def fund(
@@ -203,7 +237,9 @@ class GuardedEscrow:
         """Evaluate, then :meth:`EscrowClient.fund`."""
         plan = self._plan_fund(buyer.address, deal_id, milestone, amount)
         return self._run(
-            plan, lambda: self.client.fund(buyer, deal_id, milestone, amount), requested_by
+            plan,
+            lambda c: self.client.fund(buyer, deal_id, milestone, amount, clearance=c),
+            requested_by,
         )
 
     def accept_financing(
@@ -221,8 +257,13 @@ class GuardedEscrow:
         plan = self._plan_finance(financier.address, deal_id, milestone, advance, invoice_hash)
         return self._run(
             plan,
-            lambda: self.client.accept_financing(
-                financier, deal_id, milestone, advance=advance, invoice_hash=invoice_hash
+            lambda c: self.client.accept_financing(
+                financier,
+                deal_id,
+                milestone,
+                advance=advance,
+                invoice_hash=invoice_hash,
+                clearance=c,
             ),
             requested_by,
         )
@@ -239,7 +280,9 @@ class GuardedEscrow:
         also put on compliance hold on chain when a compliance account is configured."""
         plan = self._plan_release(caller.address, deal_id, milestone)
         return self._run(
-            plan, lambda: self.client.release(caller, deal_id, milestone), requested_by
+            plan,
+            lambda c: self.client.release(caller, deal_id, milestone, clearance=c),
+            requested_by,
         )
 
     def reclaim_after_long_stop(
@@ -249,52 +292,46 @@ class GuardedEscrow:
         milestone's funds that the reclaim would return)."""
         plan = self._plan_refund(buyer.address, deal_id)
         return self._run(
-            plan, lambda: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
+            plan, lambda _c: self.client.reclaim_after_long_stop(buyer, deal_id), requested_by
         )
 
-    def relay(
+    def clearance_for(
         self,
-        sender: str,
-        calldata: bytes,
-        send: Callable[[], TxResult],
+        party: str,
+        deal_id: int,
+        milestone: int,
+        action: str,
         *,
+        amount: int | None = None,
+        invoice_hash: bytes | None = None,
         requested_by: str | None = None,
-    ) -> TxResult | GuardedResult:
-        """Evaluate a transaction that ``sender`` signed itself for the vault, then ``send`` it.
+    ) -> ClearanceGrant:
+        """Evaluate ``action`` (``fund``, ``finance`` or ``release``) of ``party`` exactly as
+        the method of the same action would, and on ``allow`` or ``review`` issue the
+        clearance the partner appends to the transaction it signs itself.
 
-        ``calldata`` is the transaction's data. A call that moves or commits money
-        (``createDeal``, ``fund``, ``acceptFinancing``, ``release``, ``reclaimAfterLongStop``)
-        is evaluated exactly as the method of the same action would evaluate it, with
-        ``sender`` as the acting party, and is sent only if the gate allows it (a
-        :class:`GuardedResult`; :class:`~chainaudit.errors.RiskHoldError` on ``hold``). Any
-        other call is sent as it is (a :class:`~chainaudit.escrow.TxResult`): it moves no
-        money, and the contract refuses what it does not know.
+        ``amount``: the funding amount (``fund``) or the advance (``finance``, with
+        ``invoice_hash``); a release clears the escrowed amount. Raises
+        :class:`~chainaudit.errors.RiskHoldError` on ``hold`` (no clearance),
+        :class:`~chainaudit.errors.RiskError` when no clearance signer is configured and
+        :class:`ValueError` for an action that needs no clearance or a missing argument.
         """
-        try:
-            function, args = self.client.contract.decode_function_input(calldata)
-        except ValueError:
-            return send()
-        plan: _Plan
-        match function.fn_name:
-            case "createDeal":
-                plan = self._plan_create(
-                    sender,
-                    DealParams.from_abi(args["params"]),
-                    [MilestoneParams.from_abi(m) for m in args["milestones"]],
-                )
-            case "fund":
-                plan = self._plan_fund(sender, args["dealId"], args["milestone"], args["amount"])
-            case "acceptFinancing":
-                plan = self._plan_finance(
-                    sender, args["dealId"], args["milestone"], args["advance"], args["invoiceHash"]
-                )
-            case "release":
-                plan = self._plan_release(sender, args["dealId"], args["milestone"])
-            case "reclaimAfterLongStop":
-                plan = self._plan_refund(sender, args["dealId"])
-            case _:
-                return send()
-        return self._run(plan, send, requested_by)
+        if self.clearances is None:
+            raise RiskError("no clearance signer is configured: clearances cannot be issued")
+        if action == "fund" and amount is not None:
+            plan = self._plan_fund(party, deal_id, milestone, amount)
+        elif action == "finance" and amount is not None and invoice_hash is not None:
+            plan = self._plan_finance(party, deal_id, milestone, amount, invoice_hash)
+        elif action == "release":
+            plan = self._plan_release(party, deal_id, milestone)
+        else:
+            raise ValueError(f"cannot clear {action!r} with these arguments")
+        decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
+        if decision.outcome is Outcome.HOLD:
+            self._refuse(decision, plan.hold)
+        clearance = self._issue(plan, decision)
+        assert clearance is not None  # a money action and a signer: always issued
+        return ClearanceGrant(clearance, decision, self._record_clearance(decision, clearance))
 
     # -- what each action asks the gate ------------------------------------------------------
 
@@ -481,6 +518,44 @@ class GuardedEscrow:
             alert_id=alert_id,
         )
 
+    # -- freezes (issue 13) --------------------------------------------------------------------
+
+    def freeze_account(
+        self,
+        account: str,
+        *,
+        duration: int,
+        reason_hash: bytes,
+        by: str,
+        note: str | None = None,
+    ) -> FreezeResult:
+        """Freeze ``account`` in the vault's gate for ``duration`` seconds (renewable) and
+        append its ``freeze`` record; the compliance account signs."""
+        return freeze.freeze_account(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            account,
+            duration=duration,
+            reason_hash=reason_hash,
+            by=by,
+            note=note,
+        )
+
+    def unfreeze_account(
+        self, account: str, *, reason_hash: bytes, by: str, note: str | None = None
+    ) -> FreezeResult:
+        """Lift ``account``'s freeze and append its ``freeze`` record."""
+        return freeze.unfreeze_account(
+            self.gate.log,
+            self.client,
+            self._officer(),
+            account,
+            reason_hash=reason_hash,
+            by=by,
+            note=note,
+        )
+
     # -- internals -----------------------------------------------------------------------------
 
     def _officer(self) -> LocalAccount:
@@ -494,13 +569,19 @@ class GuardedEscrow:
         return int(block["timestamp"])
 
     def _run(
-        self, plan: _Plan, send: Callable[[], TxResult], requested_by: str | None
+        self,
+        plan: _Plan,
+        send: Callable[[bytes], TxResult],
+        requested_by: str | None,
     ) -> GuardedResult:
         decision = self.gate.check(plan.request, at=plan.at, requested_by=requested_by)
         if decision.outcome is Outcome.HOLD:
-            self._refuse(decision, plan.hold)
+            self._refuse(decision, plan.hold)  # raises: a hold gets no clearance
+        clearance = self._issue(plan, decision)
+        if clearance is not None:
+            self._record_clearance(decision, clearance)
         try:
-            tx = send()
+            tx = send(clearance.encoded if clearance is not None else b"")
         except EscrowError as exc:
             self.gate.record_execution(decision, tx_hash=exc.tx_hash, error=exc.name)
             raise
@@ -515,6 +596,52 @@ class GuardedEscrow:
             logger.exception("risk: the execution of %s was not recorded", decision.record_id)
             execution = None
         return GuardedResult(tx, decision, execution)
+
+    def _issue(self, plan: _Plan, decision: GateDecision) -> Clearance | None:
+        """The clearance of an allowed money movement (``None``: no signer, or no money)."""
+        request = plan.request
+        if (
+            self.clearances is None
+            or request.action not in ACTIONS
+            or request.deal_id is None
+            or request.milestone is None
+        ):
+            return None
+        return self.clearances.issue(
+            deal_id=int(request.deal_id),
+            milestone=int(request.milestone),
+            action=request.action,
+            amount=int(request.amount),
+            decision_leaf=decision.leaf_hash,
+            nonce=decision.leaf_index,
+            now=self._chain_time(),
+        )
+
+    def _record_clearance(self, decision: GateDecision, clearance: Clearance) -> str | None:
+        """Append the ``risk:clearance:`` record of an issued clearance (stamped by the risk
+        service); a failure is logged, not raised: the decision record is the evidence."""
+        record_id = decision.record_id.replace("risk:decision:", "risk:clearance:", 1)
+        payload = {"type": "risk_clearance", "decision_id": decision.record_id}
+        payload.update({k: v for k, v in clearance.as_json().items() if k != "encoded"})
+        payload["deal_id"] = str(clearance.deal_id)
+        try:
+            record = prepare(
+                {
+                    "id": record_id,
+                    "kind": DECISION_KIND,
+                    "timestamp": now_rfc3339(),
+                    "actor": self.gate.actor,
+                    "payload": payload,
+                },
+                submitter=provenance.RISK,
+            )
+            log = self.gate.log
+            log.append([record])
+            self.gate.book.sync(log)
+        except ChainauditError:
+            logger.exception("risk: the clearance of %s was not recorded", decision.record_id)
+            return None
+        return record_id
 
     def _refuse(self, decision: GateDecision, hold: tuple[int, int] | None) -> None:
         hold_tx: str | None = None

@@ -6,6 +6,7 @@ import {AccessControlDefaultAdminRules} from
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 
+import {IEscrowGate} from "../interfaces/IEscrowGate.sol";
 import {ISupplyChainEscrow} from "../interfaces/ISupplyChainEscrow.sol";
 
 /// @title EscrowStorage
@@ -66,6 +67,7 @@ abstract contract EscrowStorage is
         address supplier;
         uint40 longStop;
         uint32 disputeTimeout;
+        uint16 policy; // EscrowGate compliance policy (0: none; issue 13)
         // slot 2
         address arbiter;
         uint96 inspectorIds; // registry id of inspector i in bits [16 i, 16 i + 16)
@@ -161,6 +163,8 @@ abstract contract EscrowStorage is
     mapping(uint256 dealId => uint32[MAX_MILESTONES]) internal _heldTotal;
     mapping(uint256 dealId => bytes32[MAX_MILESTONES]) internal _shippingDocs;
     mapping(uint256 dealId => bytes32[MAX_MILESTONES]) internal _proofLeaves;
+    /// @dev Who must have signed each proof-gated record (issue 13).
+    mapping(uint256 dealId => address[MAX_MILESTONES]) internal _proofSigners;
     mapping(uint256 dealId => bytes32[MAX_MILESTONES]) internal _holdReasons;
     mapping(uint256 dealId => Dispute[MAX_MILESTONES]) internal _disputes;
     mapping(uint256 dealId => ReleaseApproval[MAX_MILESTONES]) internal _approvals;
@@ -178,6 +182,11 @@ abstract contract EscrowStorage is
     mapping(address inspector => mapping(uint256 nonce => bool)) internal _usedNonces;
     mapping(address token => TokenInfo) internal _tokenInfo;
     mapping(uint16 tokenId => address) internal _tokens;
+    /// @dev The compliance gate (clearances, freezes; issue 13); zero until
+    /// {SupplyChainEscrowControls-setEscrowGate}, then fixed. Not a constant or an immutable:
+    /// the admin sets it once after deployment (slither sees no write from the vault's half).
+    // slither-disable-next-line constable-states
+    IEscrowGate internal _gate;
     // slither-disable-end uninitialized-state
 
     constructor(address initialAdmin, uint48 adminTransferDelay)

@@ -63,6 +63,9 @@ interface ISupplyChainEscrow {
     /// @param approvalsRequired k approvals from distinct approvers (0 = no maker-checker).
     /// @param approvers Up to 16 distinct approvers, none of them the buyer, the supplier or the
     /// financier.
+    /// @param policy The EscrowGate compliance policy of the deal (0: none; issue 13). Under a
+    /// policy, funding, financing and releasing a milestone above the policy's threshold need a
+    /// clearance from the vault's gate.
     struct DealParams {
         address supplier;
         address arbiter;
@@ -77,6 +80,7 @@ interface ISupplyChainEscrow {
         uint96 approvalThreshold;
         uint8 approvalsRequired;
         address[] approvers;
+        uint16 policy;
     }
 
     /// @notice One milestone of a new deal.
@@ -89,12 +93,16 @@ interface ISupplyChainEscrow {
     /// at creation: the only invoice its claim can be financed under. Registered as the
     /// commitment `keccak256(abi.encode(supplier, buyer, invoiceHash))`, which no other deal
     /// may declare again.
+    /// @param proofSigner Who must have signed the proof leaf's record (for example an
+    /// inspector; issue 13): required with a proof leaf, so that the anchorer's key alone cannot
+    /// pass the gate.
     struct MilestoneParams {
         uint96 amount;
         uint40 dueDate;
         bytes32 documentHash;
         bytes32 proofLeaf;
         bytes32 invoiceHash;
+        address proofSigner;
     }
 
     /// @notice A deal as returned by {getDeal}.
@@ -165,8 +173,8 @@ interface ISupplyChainEscrow {
     );
 
     /// @notice A milestone can be accepted only once `leafHash` is proven included in an
-    /// anchored checkpoint.
-    event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash);
+    /// anchored checkpoint, with `signer`'s record signature of it (issue 13).
+    event ProofGateSet(uint256 indexed dealId, uint256 indexed milestone, bytes32 leafHash, address signer);
 
     /// @notice `inspector` registered (or was reinstated) with registry id `id`.
     event InspectorRegistered(address indexed inspector, uint256 id);
@@ -321,6 +329,9 @@ interface ISupplyChainEscrow {
     /// @notice An inspector cancelled an unused attestation nonce.
     event AttestationNonceInvalidated(address indexed inspector, uint256 nonce);
 
+    /// @notice The vault's compliance gate was set (once; issue 13).
+    event EscrowGateSet(address indexed gate, address indexed admin);
+
     // ------------------------------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------------------------------
@@ -376,6 +387,10 @@ interface ISupplyChainEscrow {
     error SupplyChainEscrowNotPaused();
     error SupplyChainEscrowInspectorNotRegistered(address inspector);
     error SupplyChainEscrowRegistryFull();
+    /// @notice The vault's gate is already set (it never changes).
+    error SupplyChainEscrowGateAlreadySet(address gate);
+    /// @notice A deal names a compliance policy but the vault has no gate.
+    error SupplyChainEscrowNoGate();
     error SupplyChainEscrowArbiterNotAccredited(address arbiter);
     error SupplyChainEscrowInvoiceAlreadyDeclared(bytes32 invoiceHash);
     error SupplyChainEscrowInvoiceNotDeclared(uint256 dealId, uint256 milestone, bytes32 invoiceHash);

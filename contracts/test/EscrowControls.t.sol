@@ -439,10 +439,29 @@ contract EscrowControlsTest is EscrowFixture {
 
     // ------------------------------------------------------------------ proof gate
 
+    string internal constant CERT_ID = "inspection-certificate-42";
+
     function _gatedDeal(bytes32 leaf) internal returns (uint256) {
         I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
         ms[0].proofLeaf = leaf;
+        ms[0].proofSigner = inspector1;
         return _create(_params(3, 2), ms);
+    }
+
+    /// @dev chainaudit's EIP-712 record signature (chainaudit/signing.py) by `key`.
+    function _signRecord(uint256 key, string memory recordId, bytes32 leaf) internal view returns (bytes memory) {
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId)"),
+                keccak256("chainaudit"),
+                keccak256("1"),
+                _chainId()
+            )
+        );
+        bytes32 structHash =
+            keccak256(abi.encode(keccak256("AuditRecord(string id,bytes32 leafHash)"), keccak256(bytes(recordId)), leaf));
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, keccak256(abi.encodePacked("\x19\x01", domain, structHash)));
+        return abi.encodePacked(r, s, v);
     }
 
     function test_proofGate_blocksAcceptanceUntilProven() public {
@@ -461,16 +480,17 @@ contract EscrowControlsTest is EscrowFixture {
         proof[0] = keccak256("sibling 0");
         proof[1] = keccak256("sibling 1");
         anchorMock.setInclusion(3, 17, leaf, proof);
+        bytes memory signature = _signRecord(INSPECTOR1_KEY, CERT_ID, leaf);
         // wrong index: rejected
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofRejected.selector, id, 0, 3, 18));
-        escrow.proveRecord(id, 0, 3, 18, proof);
+        escrow.proveRecord(id, 0, 3, 18, proof, CERT_ID, signature);
         // unknown checkpoint: the anchor's own error bubbles up
         vm.expectRevert(abi.encodeWithSelector(IAuditAnchor.AuditAnchorUnknownCheckpoint.selector, 9, 4));
-        escrow.proveRecord(id, 0, 9, 17, proof);
+        escrow.proveRecord(id, 0, 9, 17, proof, CERT_ID, signature);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit I.RecordProven(id, 0, stranger, leaf, 3, 17);
         vm.prank(stranger);
-        escrow.proveRecord(id, 0, 3, 17, proof);
+        escrow.proveRecord(id, 0, 3, 17, proof, CERT_ID, signature);
         assertTrue(escrow.getMilestone(id, 0).proofVerified, "verified");
         escrow.release(id, 0);
         _assertStatus(id, 0, I.MilestoneStatus.Released);
@@ -480,7 +500,7 @@ contract EscrowControlsTest is EscrowFixture {
         uint256 id = _standardDeal();
         bytes32[] memory proof = new bytes32[](0);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowProofNotRequired.selector, id, 0));
-        escrow.proveRecord(id, 0, 0, 0, proof);
+        escrow.proveRecord(id, 0, 0, 0, proof, CERT_ID, "");
         SupplyChainEscrow noAnchor = new SupplyChainEscrow(admin, 1 days, IAuditAnchor(address(0)));
         bytes32 tokenRole = noAnchor.TOKEN_MANAGER_ROLE();
         vm.prank(admin);
@@ -494,10 +514,45 @@ contract EscrowControlsTest is EscrowFixture {
         vm.stopPrank();
         I.MilestoneParams[] memory ms = _milestones(1, AMOUNT);
         ms[0].proofLeaf = keccak256("leaf");
+        ms[0].proofSigner = inspector1;
         I.DealParams memory p = _params(1, 1);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowNoAnchor.selector));
         noAnchor.createDeal(p, ms);
+        // a proof gate names its signer (issue 13)
+        ms[0].proofSigner = address(0);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowZeroAddress.selector));
+        escrow.createDeal(p, ms);
+    }
+
+    /// @dev Issue 13: whoever holds the anchorer key can append and anchor any record, so
+    /// inclusion alone no longer passes a proof gate: the named signer must have signed it.
+    function test_proofGate_anchorerKeyAloneCannotPassIt() public {
+        bytes32 leaf = sha256("inspection certificate");
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit I.ProofGateSet(escrow.dealCount() + 1, 0, leaf, inspector1);
+        uint256 id = _gatedDeal(leaf);
+        _toInspected(id, 0);
+        bytes32[] memory proof = new bytes32[](1);
+        proof[0] = keccak256("sibling");
+        anchorMock.setInclusion(5, 40, leaf, proof); // the anchorer appended and anchored it
+        uint256 anchorerKey = 0xA11CE;
+        bytes[3] memory forged = [
+            bytes(""), // no signature
+            _signRecord(anchorerKey, CERT_ID, leaf), // the anchorer's own
+            _signRecord(INSPECTOR2_KEY, CERT_ID, leaf) // another inspector of the deal
+        ];
+        for (uint256 i; i < forged.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
+            escrow.proveRecord(id, 0, 5, 40, proof, CERT_ID, forged[i]);
+        }
+        // the named inspector's signature, but of another record id or leaf
+        bytes memory otherId = _signRecord(INSPECTOR1_KEY, "another-record", leaf);
+        vm.expectRevert(abi.encodeWithSelector(I.SupplyChainEscrowInvalidSignature.selector, inspector1));
+        escrow.proveRecord(id, 0, 5, 40, proof, CERT_ID, otherId);
+        escrow.proveRecord(id, 0, 5, 40, proof, CERT_ID, _signRecord(INSPECTOR1_KEY, CERT_ID, leaf));
+        assertTrue(escrow.getMilestone(id, 0).proofVerified, "verified");
     }
 
     // ------------------------------------------------------------------ relayed attestations

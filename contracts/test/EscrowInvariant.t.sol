@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EscrowFixture} from "./escrow/EscrowFixture.sol";
 import {EscrowHandler} from "./escrow/EscrowHandler.sol";
+import {EscrowGate} from "../EscrowGate.sol";
 import {ISupplyChainEscrow as I} from "../interfaces/ISupplyChainEscrow.sol";
 
 /// @notice Invariants of the vault under random interleavings of every role's actions.
@@ -18,6 +19,16 @@ contract EscrowInvariantTest is EscrowFixture {
         bytes32 pauserRole = escrow.PAUSER_ROLE();
         vm.prank(admin);
         escrow.grantRole(pauserRole, pauser);
+        // the compliance gate (issue 13): policy deals need clearances above 500,000 units
+        uint256 signerKey = 0x5151;
+        EscrowGate gate = new EscrowGate(admin, 1 days, vm.addr(signerKey));
+        bytes32 complianceRole = gate.COMPLIANCE_ROLE();
+        vm.startPrank(admin);
+        gate.createPolicy(handler.POLICY(), 500_000e6);
+        gate.grantRole(complianceRole, officer);
+        escrow.setEscrowGate(gate);
+        vm.stopPrank();
+        handler.setGate(gate, signerKey);
         usdc.mint(buyer, 1_000_000_000e6);
         usdc.mint(financier, 1_000_000_000e6);
         vm.label(address(handler), "EscrowHandler");
@@ -36,7 +47,7 @@ contract EscrowInvariantTest is EscrowFixture {
 
     /// @dev Read by forge: only the handler's actions (not its getters) are called.
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory selectors = new bytes4[](20);
+        bytes4[] memory selectors = new bytes4[](21);
         selectors[0] = EscrowHandler.createDeal.selector;
         selectors[1] = EscrowHandler.fund.selector;
         selectors[2] = EscrowHandler.ship.selector;
@@ -57,6 +68,7 @@ contract EscrowInvariantTest is EscrowFixture {
         selectors[17] = EscrowHandler.settleAfterLongStop.selector;
         selectors[18] = EscrowHandler.approvals.selector;
         selectors[19] = EscrowHandler.escalate.selector;
+        selectors[20] = EscrowHandler.freeze.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector({addr: address(handler), selectors: selectors});
     }
@@ -168,6 +180,27 @@ contract EscrowInvariantTest is EscrowFixture {
         handler.warp(9 days);
         handler.reclaim(0);
         assertEq(handler.successes("reclaim"), 1, "reclaimed");
+    }
+
+    /// The gate's actions reach their targets: a policy deal funded and released with
+    /// clearances, a freeze that stops a withdrawal until it is lifted.
+    function test_handlerSanity_gate() public {
+        handler.createDeal(0, 5, 0x42); // one milestone, 1-of-3 inspectors, under the policy
+        (, uint256 policy) = escrow.escrowGate(1);
+        assertEq(policy, handler.POLICY(), "policy deal");
+        uint256 seed = 1 << 8; // deal index 0, milestone 0, a clearance each time
+        for (uint256 i; i < 4; ++i) handler.advance(seed); // fund, ship, attest, accept
+        handler.advance(seed); // release
+        assertEq(handler.successes("release"), 1, "released");
+        assertEq(uint256(escrow.getMilestone(1, 0).status), uint256(I.MilestoneStatus.Released), "paid");
+        handler.freeze(0, 1 days, false); // the supplier
+        assertEq(handler.successes("freeze"), 1, "frozen");
+        uint256 credit = escrow.creditOf(supplier, address(usdc));
+        handler.withdraw(1); // creditHolders[1] is the supplier: refused while frozen
+        assertEq(escrow.creditOf(supplier, address(usdc)), credit, "still credited");
+        handler.freeze(0, 0, true);
+        handler.withdraw(1);
+        assertEq(escrow.creditOf(supplier, address(usdc)), 0, "withdrawn");
     }
 
     /// The new actions reach their targets: a maker-checker deal escalated by the payee and

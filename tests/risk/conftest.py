@@ -91,6 +91,7 @@ class Busy:
         settings: dict[str, object] = {
             "anchor_contract": self.anchor,
             "max_unanchored_seconds": 3600.0,
+            "gate_decisions": False,  # the busy deal moves money by direct calls, by design
         }
         settings.update(options)
         return reconcile(self.log, self.world.client, **settings)  # type: ignore[arg-type]

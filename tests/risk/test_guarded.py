@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from chainaudit.chain import broadcast, sign_call, wait_for_receipt
 from chainaudit.errors import EscrowError, RiskError, RiskHoldError
-from chainaudit.escrow import DealParams, MilestoneParams, MilestoneStatus, TxResult
+from chainaudit.escrow import DealParams, MilestoneParams, MilestoneStatus
 from chainaudit.risk import GuardedEscrow, Outcome, RiskBook, replay_decision
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, DAY, World, h, now, travel
-from tests.risk.conftest import REPORT, gate, indexer, milestones, to_accepted
+from tests.risk.conftest import gate, indexer, milestones, to_accepted
 from tests.tamper import replace_in_body
 
 
@@ -280,69 +279,6 @@ def test_reclaim_after_long_stop_is_evaluated_with_the_refundable_amount(
     refunded = guarded.reclaim_after_long_stop(world.buyer, deal_id)
     assert refunded.decision.inputs["amount"] == str(AMOUNT)
     assert refunded.tx.event("MilestoneRefunded")
-
-
-def test_a_relayed_transaction_is_evaluated_like_the_action_it_calls(
-    world: World, log: Log
-) -> None:
-    """``relay`` decodes a transaction the party signed itself: money-moving calls face the
-    gate (a hold sends nothing and places the on-chain hold), other calls go straight out."""
-    guarded = GuardedEscrow(
-        world.client,
-        gate(
-            log,
-            world,
-            {
-                "id": "big-release",
-                "type": "amount_above",
-                "severity": "high",
-                "threshold": str(AMOUNT - 1),
-                "actions": ["release"],
-            },
-        ),
-        compliance=world.officer,
-    )
-    chain, contract = world.client.chain, world.client.contract
-
-    def relay(account: Any, call: Any) -> Any:
-        signed = sign_call(chain, account, call)
-
-        def send() -> Any:
-            broadcast(chain, signed)
-            wait_for_receipt(chain, signed.tx_hash)
-            return world.client.result(signed.tx_hash)
-
-        data = bytes.fromhex(call._encode_transaction_data()[2:])
-        return guarded.relay(account.address, data, send, requested_by="key:test")
-
-    params, planned = world.params(), milestones(world, "rl")
-    created = relay(
-        world.buyer,
-        contract.functions.createDeal(params.as_abi(), [m.as_abi() for m in planned]),
-    )
-    assert created.outcome is Outcome.ALLOW  # a GuardedResult: evaluated and recorded
-    deal_id = created.tx.deal_id
-    decision = payload(log, created.decision.record_id)
-    total = sum(m.amount for m in planned)
-    assert decision["action"] == "create" and decision["inputs"]["amount"] == str(total)
-    assert decision["inputs"]["parties"]["supplier"] == params.supplier
-    assert payload(log, created.execution_id)["deal_id"] == str(deal_id)
-    funded = relay(world.buyer, contract.functions.fund(deal_id, 0, AMOUNT))
-    assert funded.outcome is Outcome.ALLOW and funded.decision.record_id in decisions(log)
-
-    before = decisions(log)
-    shipped = relay(world.supplier, contract.functions.markShipped(deal_id, 0, h("bill")))
-    assert isinstance(shipped, TxResult) and decisions(log) == before  # moves no money
-    world.client.attest(world.inspector1, deal_id, 0, REPORT)
-    world.client.attest(world.inspector2, deal_id, 0, REPORT)
-    world.client.accept(world.buyer, deal_id, 0)
-    nonce = chain.w3.eth.get_transaction_count(world.stranger.address)
-    with pytest.raises(RiskHoldError) as held:
-        relay(world.stranger, contract.functions.release(deal_id, 0))
-    assert held.value.hold_tx is not None  # the milestone was put on compliance hold
-    assert chain.w3.eth.get_transaction_count(world.stranger.address) == nonce  # not sent
-    milestone = world.client.deal(deal_id).milestones[0]
-    assert milestone.status is MilestoneStatus.ACCEPTED and milestone.hold is not None
 
 
 def test_deal_terms_round_trip_through_the_abi(world: World) -> None:

@@ -2,11 +2,16 @@
 
 On-chain actions are signed by the acting partner's key: in development the service holds the
 devnet's well-known keys (``anvil.env``); otherwise the partner signs the transaction itself
-and ``POST /v1/transactions`` relays it, after the same risk evaluation as the matching action
-route when the call moves or commits money. A partner sees only deals where its address is a
-party and acts only in its role there; operators and admins have no path to deal funds (they
-act only as the compliance officer, placing and lifting holds). Every action is appended to
-the audit log with the acting key's id and the deal id, so it appears in the deal's trace.
+and ``POST /v1/transactions`` relays it as it is. The risk gate binds both alike (issue 13):
+deals opened here are under the vault gate's compliance policy, so a fund, financing or
+release above its threshold needs a clearance on chain; the action routes get one after the
+gate allows the action, and a partner signing itself asks
+``POST /v1/deals/{id}/milestones/{m}/clearance`` for the one its transaction must carry.
+
+A partner sees only deals where its address is a party and acts only in its role there;
+operators and admins have no path to deal funds (they act only as the compliance officer,
+placing and lifting holds). Every action is appended to the audit log with the acting key's
+id and the deal id, so it appears in the deal's trace.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import rlp
 from eth_account import Account
@@ -39,7 +44,7 @@ from chainaudit.errors import ConfigError, EscrowError, RiskHoldError
 from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
 from chainaudit.keys import ApiKey
 from chainaudit.records import prepare
-from chainaudit.risk import GuardedResult, HoldResult, holds
+from chainaudit.risk import ClearanceGrant, GuardedResult, HoldResult, holds
 from chainaudit.wire import hex0x
 
 router = APIRouter(prefix="/v1", tags=["deals"])
@@ -95,6 +100,9 @@ class MilestoneIn(BaseModel):
     invoice_hash: str | None = Field(
         default=None, pattern=HASH, description="the invoice this milestone pays (financing)"
     )
+    proof_signer: str | None = Field(
+        default=None, pattern=ADDRESS, description="who must have signed the gated record"
+    )
 
 
 class DealCreate(BaseModel):
@@ -131,6 +139,18 @@ class ActionIn(BaseModel):
     advance: int | None = Field(default=None, gt=0, le=UINT96)
     invoice_hash: str | None = Field(default=None, pattern=HASH)
     expires_at: int | None = Field(default=None, gt=0, lt=2**40)
+
+
+class ClearanceIn(BaseModel):
+    """A clearance request for a transaction the partner signs itself (issue 13)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["fund", "finance", "release"]
+    amount: int | None = Field(
+        default=None, gt=0, le=UINT96, description="fund: the amount; finance: the advance"
+    )
+    invoice_hash: str | None = Field(default=None, pattern=HASH, description="finance only")
 
 
 class HoldIn(BaseModel):
@@ -434,6 +454,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
         approval_threshold=body.approval_threshold,
         approvals_required=body.approvals_required,
         approvers=body.approvers,
+        policy=await run_in_threadpool(svc.deal_policy, client),  # issue 13: gated by default
     )
     milestones = [
         MilestoneParams(
@@ -442,6 +463,7 @@ async def create_deal(body: DealCreate, key: Writer, svc: ServicesDep) -> dict[s
             document_hash=bytes.fromhex(m.document_hash[2:]),
             proof_leaf=bytes.fromhex(m.proof_leaf[2:]) if m.proof_leaf else b"\x00" * 32,
             invoice_hash=bytes.fromhex(m.invoice_hash[2:]) if m.invoice_hash else b"\x00" * 32,
+            proof_signer=m.proof_signer,
         )
         for m in body.milestones
     ]
@@ -459,6 +481,61 @@ async def get_deal(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, 
     deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
     decimals = await _run(lambda: svc.token_decimals(deal.token))
     return deal_json(deal, token_decimals=decimals)
+
+
+# Which party may ask for a clearance of each money movement (the chain checks the caller).
+CLEARED_BY: dict[str, tuple[str, ...]] = {
+    "fund": WHO[Action.fund],
+    "finance": WHO[Action.accept_financing],
+    "release": WHO[Action.release],
+}
+
+
+@router.post("/deals/{deal_id}/milestones/{milestone}/clearance")
+async def clearance(
+    deal_id: DealId, milestone: MilestoneIndex, body: ClearanceIn, key: Writer, svc: ServicesDep
+) -> dict[str, Any]:
+    """Evaluate a money movement the calling partner will sign itself, exactly as the action
+    route would, and on ``allow`` (or ``review``) return the EscrowGate clearance to append to
+    the transaction's call data (``clearance.encoded``); a ``hold`` gets none (409)."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    if not 0 <= milestone < len(deal.milestones):
+        raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
+    roles = _roles_of(deal, key.address)
+    allowed = CLEARED_BY[body.action]
+    if key.role != "partner" or key.address is None or not roles & set(allowed):
+        raise Problem(403, "forbidden", f"a {body.action} is for the deal's {' or '.join(allowed)}")
+    if body.action != "release" and body.amount is None:
+        _need(None, "amount")
+    invoice = _b32(body.invoice_hash, "invoice_hash") if body.action == "finance" else None
+    guarded = svc.guard(_escrow(svc))
+    if guarded.clearances is None:
+        raise Problem(
+            503,
+            "not-configured",
+            "the vault has no EscrowGate or no clearance signer is configured",
+            headers={"Retry-After": "60"},
+        )
+    address = key.address
+    grant: ClearanceGrant = await _run(
+        lambda: guarded.clearance_for(
+            address,
+            deal_id,
+            milestone,
+            body.action,
+            amount=body.amount,
+            invoice_hash=invoice,
+            requested_by=f"key:{key.key_id}",
+        )
+    )
+    return {
+        "clearance": grant.clearance.as_json(),
+        "risk": {
+            "decision_id": grant.decision.record_id,
+            "outcome": str(grant.decision.outcome),
+            "alert_id": grant.decision.alert_id,
+        },
+    }
 
 
 @router.post("/deals/{deal_id}/milestones/{milestone}/{action}")
@@ -676,14 +753,15 @@ async def withdraw(body: WithdrawIn, key: Writer, svc: ServicesDep) -> dict[str,
 
 @router.post("/transactions")
 async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
-    """Relay a transaction the partner signed itself (to the escrow vault, from its address)."""
+    """Relay a transaction the partner signed itself (to the escrow vault, from its address),
+    as it is: a money movement of a policy deal carries its clearance (see ``.../clearance``)."""
     client = _escrow(svc)
     if key.role != "partner" or key.address is None:
         raise Problem(403, "forbidden", "only partners relay their own signed transactions")
     raw = bytes.fromhex(body.raw_transaction[2:])
     try:
         sender = Account.recover_transaction(raw)
-        to, calldata = _decode_tx(raw)
+        to, _ = _decode_tx(raw)
     except (ValueError, TypeError, KeyError, IndexError, rlp.exceptions.RLPException) as exc:
         raise Problem(422, "invalid-transaction", f"not a signed transaction: {exc}") from exc
     if sender.lower() != key.address.lower():
@@ -699,10 +777,9 @@ async def relay(body: RawTx, key: Writer, svc: ServicesDep) -> dict[str, Any]:
         wait_for_receipt(svc.chain, tx.tx_hash)
         return client.result(tx.tx_hash)
 
-    guarded = svc.guard(client)  # money-moving calls face the same rules as the actions above
-    result: TxResult | GuardedResult = await _run(
-        lambda: guarded.relay(sender, calldata, send, requested_by=f"key:{key.key_id}")
-    )
+    # No special path (issue 13): the chain checks the clearance of a policy deal's money
+    # movement, whoever sends the transaction.
+    result: TxResult = await _run(send)
     deal_id = next((int(e.args["dealId"]) for e in result.events if "dealId" in e.args), None)
     await run_in_threadpool(_record, svc, key, "relay", deal_id, result)
     return _response(result, None)

@@ -107,7 +107,8 @@ abstract contract EscrowFixture is TestBase {
                 dueDate: uint40(START + 30 days * (i + 1)),
                 documentHash: keccak256(abi.encode("PO", i)),
                 proofLeaf: bytes32(0),
-                invoiceHash: bytes32(0)
+                invoiceHash: bytes32(0),
+                proofSigner: address(0)
             });
         }
     }

@@ -5,6 +5,8 @@ import {TestBase} from "../Vm.sol";
 import {EscrowVm} from "./EscrowVm.sol";
 import {MockStablecoin} from "../../MockStablecoin.sol";
 import {SupplyChainEscrow} from "../../SupplyChainEscrow.sol";
+import {EscrowGate} from "../../EscrowGate.sol";
+import {IEscrowGate as G} from "../../interfaces/IEscrowGate.sol";
 import {ISupplyChainEscrow as I} from "../../interfaces/ISupplyChainEscrow.sol";
 
 /// @notice Invariant-test handler playing every role of the escrow: buyer, supplier,
@@ -43,6 +45,12 @@ contract EscrowHandler is TestBase {
     /// @dev Release approvers of the deals created with a maker-checker policy.
     address public constant APPROVER_A = address(0xA11);
     address public constant APPROVER_B = address(0xA12);
+    /// @dev The vault's compliance gate (issue 13), once {setGate} ran: policy deals move money
+    /// above the policy's threshold only with a clearance signed with `_signerKey`.
+    EscrowGate public gate;
+    uint16 public constant POLICY = 1;
+    uint256 internal _signerKey;
+    uint256 internal _nextNonce;
 
     constructor(
         SupplyChainEscrow escrow_,
@@ -67,6 +75,43 @@ contract EscrowHandler is TestBase {
     /// @dev The current block time, through the cheatcode: see {EscrowFixture-_now}.
     function _now() internal view returns (uint256) {
         return evm.getBlockTimestamp();
+    }
+
+    /// @dev Called once by the test after it set `gate_` on the vault.
+    function setGate(EscrowGate gate_, uint256 signerKey) external {
+        gate = gate_;
+        _signerKey = signerKey;
+    }
+
+    /// @dev Sends `call` to the vault as `from`, with a clearance of the gate's signer appended
+    /// when the deal is under a policy (except one time in eight, when the gate refuses it).
+    function _cleared(address from, bytes memory call, uint256 id, uint256 m, G.Action action, uint256 amount, uint256 seed)
+        internal
+        returns (bool ok)
+    {
+        bytes memory clearance;
+        (, uint256 policy) = escrow.escrowGate(id);
+        if (policy != 0 && seed % 8 != 0) {
+            uint256 nonce = _nextNonce++;
+            uint64 deadline = uint64(_now() + 1 hours);
+            bytes32 leaf = keccak256(abi.encode("decision", nonce));
+            bytes32 digest = gate.clearanceDigest(address(escrow), id, m, action, amount, leaf, deadline, nonce);
+            (uint8 v, bytes32 r, bytes32 sig) = vm.sign(_signerKey, digest);
+            clearance = abi.encode(leaf, deadline, nonce, abi.encodePacked(r, sig, v));
+        }
+        vm.prank(from);
+        // slither-disable-next-line low-level-calls
+        (ok,) = address(escrow).call(abi.encodePacked(call, clearance));
+        if (ok && clearance.length != 0) successes["cleared"]++;
+    }
+
+    function _fundCleared(uint256 id, uint256 m, uint256 amount, uint256 seed) internal returns (bool) {
+        return _cleared(buyer, abi.encodeCall(escrow.fund, (id, m, amount)), id, m, G.Action.Fund, amount, seed);
+    }
+
+    function _releaseCleared(uint256 id, uint256 m, uint256 seed) internal returns (bool) {
+        uint256 funded = escrow.getMilestone(id, m).funded;
+        return _cleared(address(this), abi.encodeCall(escrow.release, (id, m)), id, m, G.Action.Release, funded, seed);
     }
 
     function _track(address account) internal {
@@ -160,6 +205,7 @@ contract EscrowHandler is TestBase {
         p.disputeTimeout = 5 days;
         p.defaultPayeeBps = uint16(amountSeed % 10_001);
         p.longStop = uint40(_now() + 20 days);
+        if (address(gate) != address(0) && threshold & 0x40 != 0) p.policy = POLICY;
         if (threshold & 0x80 != 0) {
             // maker-checker: releases above 1 unit need both approvers
             p.approvers = new address[](2);
@@ -188,11 +234,10 @@ contract EscrowHandler is TestBase {
         if (v.amount == v.funded) return;
         // half of the time fund the rest at once
         uint256 amount = amountSeed % 2 == 0 ? v.amount - v.funded : 1 + amountSeed % (v.amount - v.funded);
-        vm.prank(buyer);
-        try escrow.fund(id, m, amount) {
+        if (_fundCleared(id, m, amount, amountSeed)) {
             ghostDeposited += amount;
             ghostFunded[id] += amount;
-        } catch {}
+        }
         _afterAction(id);
     }
 
@@ -227,9 +272,7 @@ contract EscrowHandler is TestBase {
             _pickIn(seed, deemed ? I.MilestoneStatus.Inspected : I.MilestoneStatus.Accepted);
         if (!ok) return;
         if (deemed && seed % 2 == 0) vm.warp(_now() + 3 days + 1);
-        try escrow.release(id, m) {
-            successes["release"]++;
-        } catch {}
+        if (_releaseCleared(id, m, seed >> 8)) successes["release"]++;
         _afterAction(id);
     }
 
@@ -282,13 +325,13 @@ contract EscrowHandler is TestBase {
         bytes32 invoice = _invoiceOf(id, advanceSeed % 2 == 0 ? m : m + 1);
         vm.prank(supplier);
         try escrow.offerFinancing(id, m, financier, advance, invoice, uint40(_now() + 1 days)) {
-            vm.prank(financier);
-            try escrow.acceptFinancing(id, m, advance, invoice) {
+            bytes memory call = abi.encodeCall(escrow.acceptFinancing, (id, m, advance, invoice));
+            if (_cleared(financier, call, id, m, G.Action.Finance, advance, seed >> 8)) {
                 ghostDeposited += advance;
                 successes["finance"]++;
                 bytes32 commitment = escrow.invoiceCommitment(supplier, buyer, invoice);
                 if (financings[commitment]++ == 0) financedCommitments.push(commitment);
-            } catch {}
+            }
         } catch {}
         _afterAction(id);
     }
@@ -315,11 +358,10 @@ contract EscrowHandler is TestBase {
         if (!ok) return;
         I.MilestoneView memory v = escrow.getMilestone(id, m);
         if (v.status == I.MilestoneStatus.Open) {
-            vm.prank(buyer);
-            try escrow.fund(id, m, v.amount - v.funded) {
+            if (_fundCleared(id, m, v.amount - v.funded, seed >> 8)) {
                 ghostDeposited += v.amount - v.funded;
                 ghostFunded[id] += v.amount - v.funded;
-            } catch {}
+            }
         } else if (v.status == I.MilestoneStatus.Funded) {
             vm.prank(supplier);
             try escrow.markShipped(id, m, keccak256("bol")) {} catch {}
@@ -335,9 +377,7 @@ contract EscrowHandler is TestBase {
             vm.prank(buyer);
             try escrow.acceptMilestone(id, m) {} catch {}
         } else if (v.status == I.MilestoneStatus.Accepted) {
-            try escrow.release(id, m) {
-                successes["release"]++;
-            } catch {}
+            if (_releaseCleared(id, m, seed >> 8)) successes["release"]++;
         }
         _afterAction(id);
     }
@@ -404,8 +444,25 @@ contract EscrowHandler is TestBase {
         uint256 credit = escrow.creditOf(account, address(token));
         if (credit == 0) return;
         vm.prank(account);
-        escrow.withdraw(address(token));
-        ghostWithdrawn += credit;
+        try escrow.withdraw(address(token)) {
+            ghostWithdrawn += credit;
+        } catch {} // a frozen account waits for its freeze to end
+    }
+
+    /// @dev The gate's compliance officer freezes (or renews the freeze of) a party for up to
+    /// 30 days, or lifts it: refunds, disputes and rulings must still go through.
+    function freeze(uint8 who, uint32 duration, bool lift) external {
+        if (address(gate) == address(0)) return;
+        address account = who % 3 == 0 ? supplier : who % 3 == 1 ? financier : buyer;
+        vm.startPrank(officer);
+        if (lift) {
+            try gate.unfreeze(account, keccak256("cleared")) {} catch {}
+        } else {
+            try gate.freeze(account, 1 + duration % 30 days, keccak256("sanctions screening")) {
+                successes["freeze"]++;
+            } catch {}
+        }
+        vm.stopPrank();
     }
 
     function warp(uint32 seconds_) external {
