@@ -66,6 +66,9 @@ ACTIONS: Final[Mapping[str, str]] = {
     "escrow.unpause": "resume new business on the escrow",
     "keys.create": "create an admin, operator or partner API key",
     "keys.rotate": "give another holder's admin, operator or partner key a new secret",
+    "party.freeze": "freeze a party in the vault's gate: no new deals, funding, financing, "
+    "payments to it or withdrawals by it, for a bounded period (renewable)",
+    "party.unfreeze": "lift a party's freeze before it ends",
 }
 """Every controlled action and what it does."""
 

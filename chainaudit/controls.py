@@ -12,6 +12,9 @@ checker's authority, through the same code paths the single-officer commands use
 ``escrow.pause`` / ``escrow.unpause``  :mod:`chainaudit.risk.incidents`, with the pauser key;
 ``keys.create``    :meth:`chainaudit.keys.KeyStore.create` (the token goes to the checker only,
                    never into the log);
+``party.freeze`` / ``party.unfreeze``  :mod:`chainaudit.risk.freeze`, sent through the vault's
+                   ``EscrowGate`` with the checker's own on-chain account (a member of the
+                   gate's ``COMPLIANCE_ROLE``);
 ``keys.rotate``    :meth:`chainaudit.keys.KeyStore.rotate` (likewise). A holder rotating its
                    own key needs no one: the new token is then seen by no one else, which is
                    how a new officer makes sure the admins who issued its key no longer
@@ -33,7 +36,7 @@ from chainaudit.approvals import Approval, ApprovalError, Officer
 from chainaudit.errors import RiskError
 from chainaudit.escrow import EscrowClient
 from chainaudit.keys import KeyStore, now_ms
-from chainaudit.risk import holds, incidents
+from chainaudit.risk import freeze, holds, incidents
 from chainaudit.risk.book import RiskBook
 from chainaudit.risk.decisions import announce_rule_set, transition_alert
 from chainaudit.risk.operators import officer_account, operator_account
@@ -99,6 +102,8 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "escrow.unpause": ("incident_id", "note"),
         "keys.create": ("role", "name", "address", "expires_ms"),
         "keys.rotate": ("key_id", "expires_ms"),
+        "party.freeze": ("account", "duration", "reason_hash", "note"),
+        "party.unfreeze": ("account", "reason_hash", "note"),
     }
     if action not in known:
         raise _bad(f"unknown action {action!r}")
@@ -136,6 +141,14 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
     elif action in ("escrow.pause", "escrow.unpause"):
         if params.get("incident_id") is not None:
             out["incident_id"] = _match(params, "incident_id", _INCIDENT, "an incident id")
+    elif action in ("party.freeze", "party.unfreeze"):
+        account = params.get("account")
+        if not isinstance(account, str) or not Web3.is_address(account):
+            raise _bad("account must be the Ethereum address of the party to freeze")
+        out["account"] = Web3.to_checksum_address(account)
+        out["reason_hash"] = _match(params, "reason_hash", _HASH, "a 0x-prefixed 32-byte hash")
+        if action == "party.freeze":
+            out["duration"] = _int(params, "duration", 1, freeze.MAX_FREEZE_SECONDS)
     elif action == "keys.rotate":
         key_id = _match(params, "key_id", _KEY_ID, "a key id (12 hex digits)")
         return {"key_id": key_id, "expires_ms": _expires(params)}
@@ -233,6 +246,27 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
             "tx_hash": done.tx.tx_hash,
             "officer": officer.address,
             "until": done.until,
+        }
+    if approval.action in ("party.freeze", "party.unfreeze"):
+        client = ctx.client()
+        officer = officer_account(ctx.settings, ctx.checker.address)
+        reason = bytes.fromhex(p["reason_hash"][2:])
+        if approval.action == "party.freeze":
+            frozen = freeze.freeze_account(
+                ctx.log, client, officer, p["account"],
+                duration=p["duration"], reason_hash=reason, by=by, note=note, approval_id=aid,
+            )  # fmt: skip
+        else:
+            frozen = freeze.unfreeze_account(
+                ctx.log, client, officer, p["account"],
+                reason_hash=reason, by=by, note=note, approval_id=aid,
+            )  # fmt: skip
+        return {
+            "record_id": frozen.record_id,
+            "tx_hash": frozen.tx.tx_hash,
+            "officer": officer.address,
+            "account": frozen.account,
+            "until": frozen.until,
         }
     if approval.action == "rules.activate":
         rule_set = parse_rule_set(p["rules"])

@@ -4,8 +4,9 @@ A frozen account can neither open deals nor fund, finance, be paid a release or 
 gated vault, for a bounded period (``EscrowGate.MAX_FREEZE``, 30 days) that an officer may
 renew; refunds to others, disputes and rulings are never blocked. Each freeze and unfreeze is
 sent by the compliance officer's key (``COMPLIANCE_ROLE`` of the gate) and recorded in the log
-as a ``decision`` record ``risk:freeze:...`` stamped by the risk service. Two-officer approval
-happens before this call, off chain.
+as a ``decision`` record ``risk:freeze:...`` stamped by the risk service. Two officers decide
+first (the controlled actions ``party.freeze`` / ``party.unfreeze`` of
+:mod:`chainaudit.approvals`); the record names that approval.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def freeze_account(
     reason_hash: bytes,
     by: str,
     note: str | None = None,
+    approval_id: str | None = None,
 ) -> FreezeResult:
     """Freeze ``account`` (or renew its freeze) for ``duration`` seconds from now, then append
     the ``freeze`` record (``transition`` ``frozen``).
@@ -87,8 +89,9 @@ def freeze_account(
     tx = client.transact(officer, gate.functions.freeze(checksummed, duration, reason_hash))
     until = frozen_until(client, checksummed)
     record_id = _record(
-        log, client, "frozen", checksummed, until, reason_hash, tx, by=by, note=note
-    )
+        log, client, "frozen", checksummed, until, reason_hash, tx,
+        by=by, note=note, approval_id=approval_id,
+    )  # fmt: skip
     return FreezeResult(tx, record_id, checksummed, until)
 
 
@@ -101,12 +104,16 @@ def unfreeze_account(
     reason_hash: bytes,
     by: str,
     note: str | None = None,
+    approval_id: str | None = None,
 ) -> FreezeResult:
     """Lift ``account``'s active freeze, then append the ``freeze`` record (``unfrozen``)."""
     checksummed = Web3.to_checksum_address(account)
     gate = _gate(client)
     tx = client.transact(officer, gate.functions.unfreeze(checksummed, reason_hash))
-    record_id = _record(log, client, "unfrozen", checksummed, 0, reason_hash, tx, by=by, note=note)
+    record_id = _record(
+        log, client, "unfrozen", checksummed, 0, reason_hash, tx,
+        by=by, note=note, approval_id=approval_id,
+    )  # fmt: skip
     return FreezeResult(tx, record_id, checksummed, 0)
 
 
@@ -121,6 +128,7 @@ def _record(
     *,
     by: str,
     note: str | None,
+    approval_id: str | None,
 ) -> str:
     record_id = new_record_id("risk:freeze")
     record = prepare(
@@ -139,6 +147,7 @@ def _record(
                 "chain_id": client.chain_id,
                 "vault": client.address,
                 "note": note,
+                **({"approval_id": approval_id} if approval_id is not None else {}),
             },
         },
         submitter=provenance.RISK,

@@ -19,8 +19,10 @@ from web3 import Web3
 from chainaudit import provenance
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
+from chainaudit.escrow_deploy import deploy_gate
 from chainaudit.keys import KeyStore
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
+from chainaudit.risk.freeze import frozen_until
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import make_settings
@@ -385,3 +387,60 @@ def test_a_holder_rotates_its_own_key_alone_another_officers_key_takes_two_admin
         assert done.json()["token"].startswith(f"ca_{officer_id}_")
     with officers.client("officer1") as own:
         assert own.get("/v1/approvals").status_code == 401
+
+
+def test_freezing_a_party_needs_a_second_officer_who_signs_with_its_own_account(
+    officers: Officers,
+) -> None:
+    """Issue 13's freeze goes through the same maker-checker: the requester alone (or another
+    key of its account) freezes no one; the second officer's own account, a member of the
+    gate's compliance role, sends it and the record names the approval; lifting it takes two
+    as well. (What a freeze blocks on chain is tested in contracts/test/EscrowGate.t.sol.)"""
+    world = officers.world
+    deploy_gate(
+        world.chain,
+        world.admin,
+        world.client.address,
+        world.stranger.address,  # the clearance signer: not used by freezes
+        compliance_officers=[world.officer.address, world.approver3.address],
+    )
+    party = world.supplier.address
+    reason = "0x" + "ab" * 32
+    with officers.client("officer1") as one:
+        asked = one.post(
+            "/v1/approvals",
+            json={
+                "action": "party.freeze",
+                "params": {"account": party, "duration": 3 * DAY, "reason_hash": reason},
+            },
+        )
+        assert asked.status_code == 201, asked.text
+        freeze_id = asked.json()["approval_id"]
+        _refused(one.post(f"/v1/approvals/{freeze_id}/approve"), 403, "cannot approve")
+        bad = one.post(
+            "/v1/approvals",
+            json={"action": "party.freeze", "params": {"account": party, "duration": 90 * DAY}},
+        )
+        assert bad.status_code == 422, bad.text  # beyond the gate's bound, and no reason
+    with officers.client("officer1b") as same_person:
+        _refused(same_person.post(f"/v1/approvals/{freeze_id}/approve"), 403, "cannot approve")
+    assert frozen_until(world.client, party) == 0  # one officer alone froze no one
+    with officers.client("officer2") as two:
+        done = two.post(f"/v1/approvals/{freeze_id}/approve")
+        assert done.status_code == 200, done.text
+        result = done.json()["result"]
+        assert result["officer"] == world.approver3.address  # the checker's own account
+        assert result["until"] == frozen_until(world.client, party) > 0
+        record = _record(two, result["record_id"])
+        assert record["submitter"] == provenance.RISK
+        assert record["payload"]["approval_id"] == freeze_id
+    with officers.client("officer2") as two:
+        lift = two.post(
+            "/v1/approvals",
+            json={"action": "party.unfreeze", "params": {"account": party, "reason_hash": reason}},
+        ).json()
+    with officers.client("officer1") as one:
+        lifted = one.post(f"/v1/approvals/{lift['approval_id']}/approve")
+        assert lifted.status_code == 200, lifted.text
+        assert lifted.json()["result"]["officer"] == world.officer.address
+    assert frozen_until(world.client, party) == 0
