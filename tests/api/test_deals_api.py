@@ -24,7 +24,7 @@ from chainaudit.escrow_deploy import mint
 from chainaudit.keys import KeyStore
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME
-from tests.escrow_world import now
+from tests.escrow_world import now, snapshot, travel
 
 DAY = 86400
 AMOUNT = 12_345_670_000  # 12,345.67 mUSDC: neither large nor round, so no risk rule fires
@@ -294,3 +294,50 @@ def test_a_payment_the_rules_hold_is_not_sent(deals_api: DealsApi) -> None:
         assert decision["record"]["payload"]["outcome"] == "hold"
         alerts = auditor.get("/v1/alerts").json()
         assert problem["alert_id"] in str(alerts)
+
+
+def test_the_financier_disputes_and_anyone_settles_after_the_long_stop(
+    deals_api: DealsApi,
+) -> None:
+    """Issue 13 through the API: once a claim is financed the right to dispute is the
+    financier's, not the supplier's; after the long stop a party settles a milestone (a funded
+    one neither accepted nor financed goes back to the buyer)."""
+    api = deals_api
+    a = api.addresses
+    created = _create(api, invoices={1: _h("INV-F")})
+    deal_id, token = created["deal"]["deal_id"], created["deal"]["token"]
+    assert _act(api, "buyer", deal_id, 0, "fund").status_code == 200
+    assert _act(api, "buyer", deal_id, 1, "fund").status_code == 200
+    accounts = derive_accounts(api.devnet.settings.mnemonic, 10)
+    advance = AMOUNT * 95 // 100
+    mint(Chain(api.devnet.rpc_url), Account.from_key(accounts[0].private_key), token,
+         a["financier"], advance)  # fmt: skip
+    offer = {
+        "financier": a["financier"],
+        "advance": advance,
+        "invoice_hash": _h("INV-F"),
+        "expires_at": now(Web3(Web3.HTTPProvider(api.devnet.rpc_url))) + DAY,
+    }
+    assert _act(api, "supplier", deal_id, 1, "offer-financing", **offer).status_code == 200
+    financed = _act(
+        api, "financier", deal_id, 1, "accept-financing", advance=advance, invoice_hash=_h("INV-F")
+    )
+    assert financed.status_code == 200, financed.text
+
+    reason = {"reason_hash": _h("goods not as ordered")}
+    refused = _act(api, "supplier", deal_id, 1, "dispute", **reason)
+    assert refused.status_code in (403, 409, 422), refused.text  # it sold the claim
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    disputed = _act(api, "financier", deal_id, 1, "dispute", **reason)
+    assert disputed.status_code == 200, disputed.text
+    assert "DisputeOpened" in disputed.json()["events"]
+
+    early = _act(api, "buyer", deal_id, 0, "settle")
+    assert early.status_code != 200 and early.status_code < 500, early.text  # not yet
+    w3 = Web3(Web3.HTTPProvider(api.devnet.rpc_url))
+    with snapshot(w3):  # the chain's clock goes back afterwards, for the tests that follow
+        travel(w3, 201 * DAY)
+        settled = _act(api, "supplier", deal_id, 0, "settle")
+        assert settled.status_code == 200, settled.text
+        assert "MilestoneRefunded" in settled.json()["events"]
+        assert settled.json()["deal"]["milestones"][0]["status"] == "refunded"

@@ -70,6 +70,9 @@ class Action(StrEnum):
     offer_financing = "offer-financing"
     cancel_financing = "cancel-financing"
     accept_financing = "accept-financing"
+    withdraw_release_request = "withdraw-release-request"
+    escalate_release = "escalate-release"
+    settle = "settle"
 
 
 # Which party of the deal may take each action (the contract checks it again).
@@ -81,12 +84,16 @@ WHO: dict[Action, tuple[str, ...]] = {
     Action.request_release: ("buyer", "approver"),
     Action.approve_release: ("approver",),
     Action.release: ("buyer", "supplier", "financier", "approver", "arbiter"),
-    Action.dispute: ("buyer", "supplier"),
+    # the buyer or the payee: the supplier, or the financier once it bought the claim
+    Action.dispute: ("buyer", "supplier", "financier"),
     Action.resolve: ("arbiter",),
     Action.dispute_timeout: ("buyer", "supplier", "financier", "arbiter"),
     Action.offer_financing: ("supplier",),
     Action.cancel_financing: ("supplier",),
     Action.accept_financing: ("financier",),
+    Action.withdraw_release_request: ("buyer", "approver"),
+    Action.escalate_release: ("supplier", "financier"),
+    Action.settle: ("buyer", "supplier", "financier", "approver", "arbiter", "inspector"),
 }
 
 
@@ -598,6 +605,11 @@ async def milestone_action(
         ),
         Action.cancel_financing: lambda: client.cancel_financing_offer(signer, deal_id, milestone),
         Action.accept_financing: lambda: _finance(client, guarded, signer, deal, milestone, args),
+        Action.withdraw_release_request: lambda: client.withdraw_release_request(
+            signer, deal_id, milestone
+        ),
+        Action.escalate_release: lambda: client.escalate_release(signer, deal_id, milestone),
+        Action.settle: lambda: client.settle_after_long_stop(signer, deal_id, milestone),
     }
     result: TxResult | GuardedResult = await _run(calls[action])
     after = await _run(lambda: client.deal(deal_id))
