@@ -24,7 +24,7 @@ from chainaudit.escrow_deploy import mint
 from chainaudit.keys import KeyStore
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME
-from tests.escrow_world import now, travel
+from tests.escrow_world import now, snapshot, travel
 
 DAY = 86400
 AMOUNT = 12_345_670_000  # 12,345.67 mUSDC: neither large nor round, so no risk rule fires
@@ -335,10 +335,9 @@ def test_the_financier_disputes_and_anyone_settles_after_the_long_stop(
     early = _act(api, "buyer", deal_id, 0, "settle")
     assert early.status_code != 200 and early.status_code < 500, early.text  # not yet
     w3 = Web3(Web3.HTTPProvider(api.devnet.rpc_url))
-    # (no snapshot revert here: rolling the shared chain back under a running server leaves
-    # account nonces behind for later tests; every test reads the chain's own clock)
-    travel(w3, 201 * DAY)
-    settled = _act(api, "supplier", deal_id, 0, "settle")
-    assert settled.status_code == 200, settled.text
-    assert "MilestoneRefunded" in settled.json()["events"]
-    assert settled.json()["deal"]["milestones"][0]["status"] == "refunded"
+    with snapshot(w3):  # the chain's clock goes back afterwards, for the tests that follow
+        travel(w3, 201 * DAY)
+        settled = _act(api, "supplier", deal_id, 0, "settle")
+        assert settled.status_code == 200, settled.text
+        assert "MilestoneRefunded" in settled.json()["events"]
+        assert settled.json()["deal"]["milestones"][0]["status"] == "refunded"
