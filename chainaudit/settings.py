@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     record_kinds: frozenset[str] = Field(
         default=frozenset(), description="record kinds accepted beyond the built-in ones"
     )
+    data_policy_file: Path | None = Field(
+        default=None,
+        description="JSON file declaring per record kind the personal fields, allowed fields, "
+        "encryption at rest and retention (see chainaudit/datapolicy.py)",
+    )
 
     # -- chain ------------------------------------------------------------------------------
     rpc_url: str = Field(
