@@ -66,6 +66,13 @@ class StoreError(ChainauditError):
     """The record store cannot be opened or is inconsistent with itself."""
 
 
+class NoteError(VerificationError):
+    """A signed note, checkpoint, note key or cosignature is malformed or does not verify."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, check="note")
+
+
 class ConfigError(ChainauditError):
     """Settings are missing, malformed or unsafe."""
 
