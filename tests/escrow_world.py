@@ -70,12 +70,15 @@ def travel(w3: Web3, seconds: int) -> None:
 
 @contextmanager
 def snapshot(w3: Web3) -> Iterator[None]:
-    """Undo everything (blocks, state, time) done inside the block."""
+    """Undo everything (blocks, state, time, and transactions still in the pool) done inside
+    the block: a transaction left pending across a revert would sit behind a nonce gap and
+    stall every later transaction of its sender."""
     snap = rpc(w3, "evm_snapshot")
     try:
         yield
     finally:
         rpc(w3, "evm_revert", snap)
+        rpc(w3, "anvil_dropAllTransactions")
 
 
 def h(text: str) -> bytes:

@@ -58,6 +58,13 @@ def snapshot(w3: Web3) -> Iterator[None]:
     snap = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield
     assert w3.provider.make_request("evm_revert", [snap])["result"] is True  # type: ignore[arg-type]
+    assert_pool_empty(w3)
+
+
+def assert_pool_empty(w3: Web3) -> None:
+    """Nothing may wait in Anvil's pool after a revert: it would stall every later sender."""
+    status = w3.provider.make_request("txpool_status", [])["result"]  # type: ignore[arg-type]
+    assert status == {"pending": "0x0", "queued": "0x0"}, status
 
 
 @pytest.fixture
@@ -226,7 +233,9 @@ def test_shared_vectors(w3: Web3, anvil: Devnet, anchor: Contract) -> None:
         try:
             return check()
         finally:
-            w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+            reverted = w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+            assert reverted["result"] is True
+            assert_pool_empty(w3)
 
     for path in _vector_files("inclusion"):
         v = json.loads(path.read_text())
@@ -267,10 +276,13 @@ def test_shared_vectors(w3: Web3, anvil: Devnet, anchor: Contract) -> None:
         ) -> bool:
             do_anchor(w3, anchor, anchorer, v["size1"], root1, [])
             try:
-                anchor.functions.anchor(v["size2"], root2, proof).transact({"from": anchorer})
+                tx = anchor.functions.anchor(v["size2"], root2, proof).transact({"from": anchorer})
             except ContractCustomError:
                 return False
-            return True
+            # Wait for it: a revert that overtakes the mining of a sent transaction leaves it in
+            # the pool with a nonce gap, and every later transaction of the anchorer then waits
+            # behind it for ever.
+            return bool(w3.eth.wait_for_transaction_receipt(tx)["status"] == 1)
 
         # Policy: the log must grow between anchors, so equal sizes are refused too.
         expected = not v["wantErr"] and v["size1"] < v["size2"]
