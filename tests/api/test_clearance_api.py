@@ -17,6 +17,7 @@ from chainaudit.devnet import Devnet, derive_accounts
 from chainaudit.errors import EscrowError
 from chainaudit.escrow import EscrowClient, MilestoneStatus, WithClearance
 from tests.api.test_deals_api import AMOUNT, DealsApi, _act, _create, _h, open_deals_api
+from tests.escrow_world import now
 
 
 @pytest.fixture
@@ -120,3 +121,31 @@ def test_a_relayed_payment_without_its_clearance_is_refused_by_the_chain(
     assert relayed.status_code == 409, relayed.text
     assert relayed.json()["error"] == "EscrowGateClearanceRequired"
     assert client.deal(deal_id).milestones[0].status is MilestoneStatus.OPEN
+
+
+def test_a_financier_offered_the_claim_gets_its_finance_clearance(gated_api: DealsApi) -> None:
+    """The offered financier signs its own acceptance: the clearance route reads the deal as
+    an action does (an offer grants no *read* access, but does let it act), and a party the
+    offer does not name still gets nothing."""
+    api = gated_api
+    a = api.addresses
+    created = _create(api, invoices={1: _h("INV-C")})
+    deal_id = created["deal"]["deal_id"]
+    assert _act(api, "buyer", deal_id, 1, "fund").status_code == 200
+    chain = Chain(api.devnet.rpc_url)
+    offer = {
+        "financier": a["financier"],
+        "advance": AMOUNT // 2,
+        "invoice_hash": _h("INV-C"),
+        "expires_at": now(chain.w3) + 86_400,
+    }
+    assert _act(api, "supplier", deal_id, 1, "offer-financing", **offer).status_code == 200
+    ask = {"action": "finance", "amount": AMOUNT // 2, "invoice_hash": _h("INV-C")}
+    with api.client("financier") as financier:
+        assert financier.get(f"/v1/deals/{deal_id}").status_code == 404  # no read access
+        granted = financier.post(f"/v1/deals/{deal_id}/milestones/1/clearance", json=ask)
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["clearance"]["encoded"].startswith("0x")
+    with api.client("buyer") as buyer:
+        refused = buyer.post(f"/v1/deals/{deal_id}/milestones/1/clearance", json=ask)
+    assert refused.status_code == 403, refused.text

@@ -504,8 +504,9 @@ async def clearance(
 ) -> dict[str, Any]:
     """Evaluate a money movement the calling partner will sign itself, exactly as the action
     route would, and on ``allow`` (or ``review``) return the EscrowGate clearance to append to
-    the transaction's call data (``clearance.encoded``); a ``hold`` gets none (409)."""
-    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    the transaction's call data (``clearance.encoded``); a ``hold`` gets none (409). Read as
+    for an action: a financier offered the claim may ask to finance it."""
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id, acting=True))
     if not 0 <= milestone < len(deal.milestones):
         raise Problem(404, "not-found", f"deal {deal_id} has no milestone {milestone}")
     roles = _roles_of(deal, key.address)
