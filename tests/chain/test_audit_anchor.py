@@ -54,7 +54,10 @@ def anchor_artifact() -> Any:
 
 @pytest.fixture
 def snapshot(w3: Web3) -> Iterator[None]:
-    """Run the test on a snapshot of the chain, reverted afterwards."""
+    """Run the test on a snapshot of the chain, reverted afterwards, from an empty pool (the
+    session's chain is shared: a transaction another module left behind a nonce gap would
+    stall this one's senders)."""
+    w3.provider.make_request("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
     snap = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield
     assert w3.provider.make_request("evm_revert", [snap])["result"] is True  # type: ignore[arg-type]
