@@ -40,11 +40,13 @@ ConsistencyProof = Callable[[int, int], list[bytes]]
 @dataclass
 class CosignResult:
     """What :func:`cosign` got: the note with the cosignatures attached, the witnesses (policy
-    names) that cosigned with their timestamps, each witness's last known size, and why the
+    names) that cosigned with their timestamps, each witness's last known size, the witnesses
+    that answered 409 (with the size they had, the request then resent from it), and why the
     others did not cosign."""
 
     note: note.Note
     cosigned: dict[str, int] = field(default_factory=dict)
+    resent: dict[str, int] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +58,7 @@ class _Outcome:
     timestamp: int | None = None
     size: int | None = None
     failure: str | None = None
+    resent_from: int | None = None
 
 
 def _post(client: httpx.Client, url: str, body: bytes) -> httpx.Response:
@@ -85,6 +88,7 @@ def _ask(
 ) -> _Outcome:
     """Ask one witness; resend once after a 409."""
     old = min(max(old, 0), size)
+    resent: int | None = None
     for attempt in (1, 2):
         hashes = proof(old, size) if 0 < old < size else []
         try:
@@ -102,7 +106,7 @@ def _ask(
                     size=theirs,
                     failure=f"it cosigned size {theirs}, newer than this checkpoint's {size}",
                 )
-            old = theirs
+            old = resent = theirs
             continue
         if response.status_code != 200:
             sent = f"old size {old}"
@@ -121,7 +125,7 @@ def _ask(
             for s in lines.signatures
             if (s.name, s.key_id) == (witness.verifier.name, witness.verifier.key_id)
         )
-        return _Outcome(witness.name, mine, stamp, size)
+        return _Outcome(witness.name, mine, stamp, size, resent_from=resent)
     return _Outcome(witness.name, failure="409 twice")  # pragma: no cover - loop returns
 
 
@@ -177,6 +181,8 @@ def cosign(
         if outcome.size is not None:
             known[outcome.name] = outcome.size
             result.sizes[outcome.name] = outcome.size
+        if outcome.resent_from is not None:
+            result.resent[outcome.name] = outcome.resent_from
         if outcome.failure is not None:
             result.failures[outcome.name] = outcome.failure
             url = policy.witnesses[outcome.name].url

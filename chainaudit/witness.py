@@ -341,7 +341,12 @@ def create_app(witness: Witness) -> Starlette:
         from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
 
         answer = await run_in_threadpool(witness.add_checkpoint, b"".join(chunks))
-        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+        # The content type exactly as the spec writes it (Starlette would add a charset).
+        return Response(
+            answer.body.encode(),
+            status_code=answer.status,
+            headers={"Content-Type": answer.content_type},
+        )
 
     return Starlette(routes=[Route("/add-checkpoint", add_checkpoint, methods=["POST"])])
 
