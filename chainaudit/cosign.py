@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from chainaudit import note
-from chainaudit.errors import ChainauditError, NoteError, WitnessError
+from chainaudit.errors import ChainauditError, NoteError
 from chainaudit.witness import SIZE_CONTENT_TYPE, encode_request
 from chainaudit.witness_policy import Policy, PolicyWitness
 
@@ -52,81 +52,56 @@ class CosignResult:
 
 
 @dataclass(frozen=True)
-class _Outcome:
-    name: str
-    signatures: tuple[note.Signature, ...] = ()
-    timestamp: int | None = None
-    size: int | None = None
+class _Reply:
+    """A witness's answer (status, content type, body), or why there is none."""
+
+    status: int = 0
+    content_type: str = ""
+    body: bytes = b""
     failure: str | None = None
-    resent_from: int | None = None
 
 
-def _post(client: httpx.Client, url: str, body: bytes) -> httpx.Response:
-    return client.post(
-        url.rstrip("/") + "/add-checkpoint",
-        content=body,
-        headers={"Content-Type": "text/plain; charset=utf-8"},
-    )
+def _post(client: httpx.Client, url: str, body: bytes) -> _Reply:
+    """POST an add-checkpoint body; never raises (a transport error is a failed reply)."""
+    try:
+        with client.stream(
+            "POST",
+            url.rstrip("/") + "/add-checkpoint",
+            content=body,
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        ) as response:
+            read = b""
+            for chunk in response.iter_bytes():
+                read += chunk
+                if len(read) > MAX_RESPONSE_BYTES:
+                    return _Reply(failure=f"an answer over {MAX_RESPONSE_BYTES} bytes")
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
+            return _Reply(response.status_code, kind, read)
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        return _Reply(failure=f"unreachable ({type(exc).__name__})")
 
 
-def _conflict_size(response: httpx.Response) -> int:
-    kind = response.headers.get("content-type", "").split(";")[0].strip()
-    text = response.content[:32].decode("ascii", errors="replace")
-    if kind != SIZE_CONTENT_TYPE or not text.endswith("\n") or not text[:-1].isdecimal():
-        raise WitnessError(f"409 without a {SIZE_CONTENT_TYPE} body")
-    return int(text[:-1])
+def _conflict_size(reply: _Reply) -> int | None:
+    text = reply.body[:32].decode("ascii", errors="replace")
+    if reply.content_type != SIZE_CONTENT_TYPE or not text.endswith("\n"):
+        return None
+    return int(text[:-1]) if text[:-1].isdecimal() else None
 
 
-def _ask(
-    client: httpx.Client,
-    witness: PolicyWitness,
-    url: str,
-    signed: note.Note,
-    size: int,
-    proof: ConsistencyProof,
-    old: int,
-) -> _Outcome:
-    """Ask one witness; resend once after a 409."""
-    old = min(max(old, 0), size)
-    resent: int | None = None
-    for attempt in (1, 2):
-        hashes = proof(old, size) if 0 < old < size else []
-        try:
-            response = _post(client, url, encode_request(old, hashes, signed))
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return _Outcome(witness.name, failure=f"unreachable ({type(exc).__name__})")
-        if response.status_code == 409 and attempt == 1:
-            try:
-                theirs = _conflict_size(response)
-            except WitnessError as exc:
-                return _Outcome(witness.name, failure=str(exc))
-            if theirs > size:
-                return _Outcome(
-                    witness.name,
-                    size=theirs,
-                    failure=f"it cosigned size {theirs}, newer than this checkpoint's {size}",
-                )
-            old = resent = theirs
-            continue
-        if response.status_code != 200:
-            sent = f"old size {old}"
-            return _Outcome(witness.name, failure=f"HTTP {response.status_code} ({sent})")
-        body = response.content[:MAX_RESPONSE_BYTES]
-        try:
-            lines = note.Note.parse(signed.text + "\n" + body.decode("utf-8"))
-            stamps = lines.verified_by([witness.verifier])
-        except (NoteError, UnicodeDecodeError) as exc:
-            return _Outcome(witness.name, failure=f"a bad cosignature: {exc}")
-        stamp = stamps.get(witness.verifier.name)
-        if stamp is None:
-            return _Outcome(witness.name, failure="no cosignature of its key in the answer")
-        mine = tuple(
-            s
-            for s in lines.signatures
-            if (s.name, s.key_id) == (witness.verifier.name, witness.verifier.key_id)
-        )
-        return _Outcome(witness.name, mine, stamp, size, resent_from=resent)
-    return _Outcome(witness.name, failure="409 twice")  # pragma: no cover - loop returns
+def _cosignatures(
+    reply: _Reply, witness: PolicyWitness, signed: note.Note
+) -> tuple[tuple[note.Signature, ...], int] | str:
+    """The witness's verified cosignature lines and timestamp in a 200 body, or why not."""
+    try:
+        lines = note.Note.parse(signed.text + "\n" + reply.body.decode("utf-8"))
+        stamps = lines.verified_by([witness.verifier])
+    except (NoteError, UnicodeDecodeError) as exc:
+        return f"a bad cosignature: {exc}"
+    stamp = stamps.get(witness.verifier.name)
+    if stamp is None:
+        return "no cosignature of its key in the answer"
+    key = (witness.verifier.name, witness.verifier.key_id)
+    return tuple(s for s in lines.signatures if (s.name, s.key_id) == key), stamp
 
 
 def cosign(
@@ -143,60 +118,88 @@ def cosign(
     -> size it last cosigned) is read for the old sizes and updated in place with what was
     learned.
 
+    ``consistency_proof`` is only called from the calling thread (the HTTP requests run in a
+    pool): a :class:`~chainaudit.store.Log` method can be passed as it is. A proof it cannot
+    build (it raises a :class:`~chainaudit.errors.ChainauditError` or ``ValueError``) skips
+    that witness.
+
     Raises:
         NoteError: ``signed`` is not a checkpoint.
     """
     checkpoint = note.Checkpoint.parse(signed.text)
+    size = checkpoint.size
     known = last_sizes if last_sizes is not None else {}
-    asked = [(w, w.url) for w in policy.witnesses.values() if w.url]
+    witnesses = {w.name: (w, w.url) for w in policy.witnesses.values() if w.url}
     result = CosignResult(signed)
-    if not asked:
-        return result
-    limits = httpx.Timeout(timeout)
-    with (
-        httpx.Client(timeout=limits, transport=transport) as client,
-        ThreadPoolExecutor(max_workers=min(16, len(asked)), thread_name_prefix="cosign") as pool,
-    ):
-        futures = [
-            pool.submit(
-                _ask,
-                client,
-                w,
-                url,
-                signed,
-                checkpoint.size,
-                consistency_proof,
-                known.get(w.name, 0),
-            )
-            for w, url in asked
-        ]
-        outcomes: list[_Outcome] = []
-        for (witness, _), future in zip(asked, futures, strict=True):
-            try:
-                outcomes.append(future.result())
-            except (ChainauditError, ValueError) as exc:  # the proof callable refused
-                outcomes.append(_Outcome(witness.name, failure=f"no proof: {exc}"))
     extra: list[note.Signature] = []
-    for outcome in outcomes:
-        if outcome.size is not None:
-            known[outcome.name] = outcome.size
-            result.sizes[outcome.name] = outcome.size
-        if outcome.resent_from is not None:
-            result.resent[outcome.name] = outcome.resent_from
-        if outcome.failure is not None:
-            result.failures[outcome.name] = outcome.failure
-            url = policy.witnesses[outcome.name].url
-            log.warning(
-                "witness %s (%s) did not cosign %s size %d: %s",
-                outcome.name,
-                url,
-                checkpoint.origin,
-                checkpoint.size,
-                outcome.failure,
-            )
+
+    def fail(name: str, why: str) -> None:
+        result.failures[name] = why
+        log.warning(
+            "witness %s (%s) did not cosign %s size %d: %s",
+            name,
+            witnesses[name][1],
+            checkpoint.origin,
+            size,
+            why,
+        )
+
+    def bodies(olds: dict[str, int]) -> dict[str, bytes]:
+        made: dict[str, bytes] = {}
+        for name, old in olds.items():
+            try:
+                hashes = consistency_proof(old, size) if 0 < old < size else []
+            except (ChainauditError, ValueError) as exc:
+                fail(name, f"no consistency proof from {old} to {size}: {exc}")
+                continue
+            made[name] = encode_request(old, hashes, signed)
+        return made
+
+    if not witnesses:
+        return result
+    olds = {name: min(max(known.get(name, 0), 0), size) for name in witnesses}
+    with (
+        httpx.Client(timeout=httpx.Timeout(timeout), transport=transport) as client,
+        ThreadPoolExecutor(max_workers=min(16, len(witnesses))) as pool,
+    ):
+
+        def send(requests: dict[str, bytes]) -> dict[str, _Reply]:
+            futures = {
+                name: pool.submit(_post, client, str(witnesses[name][1]), body)
+                for name, body in requests.items()
+            }
+            return {name: future.result() for name, future in futures.items()}
+
+        replies = send(bodies(olds))
+        retry: dict[str, int] = {}
+        for name, reply in replies.items():
+            if reply.status == 409:
+                theirs = _conflict_size(reply)
+                if theirs is None:
+                    fail(name, f"409 without a {SIZE_CONTENT_TYPE} body")
+                elif theirs > size:
+                    known[name] = result.sizes[name] = theirs
+                    fail(name, f"it cosigned size {theirs}, newer than this checkpoint")
+                else:
+                    retry[name] = result.resent[name] = theirs
+        replies.update(send(bodies(retry)))
+    for name, reply in replies.items():
+        if name in result.failures:
             continue
-        result.cosigned[outcome.name] = outcome.timestamp or 0
-        extra.extend(outcome.signatures)
+        if reply.failure is not None:
+            fail(name, reply.failure)
+            continue
+        if reply.status != 200:
+            fail(name, f"HTTP {reply.status} (old size {retry.get(name, olds[name])})")
+            continue
+        found = _cosignatures(reply, witnesses[name][0], signed)
+        if isinstance(found, str):
+            fail(name, found)
+            continue
+        lines, stamp = found
+        known[name] = result.sizes[name] = size
+        result.cosigned[name] = stamp
+        extra.extend(lines)
     result.note = signed.with_signatures(tuple(extra))
     return result
 

@@ -266,6 +266,13 @@ def test_the_log_collects_a_quorum_of_two_of_three(tmp_path: Path, log_key: note
         cosigned = collect_cosignatures(later, policy, log.consistency_proof, sizes, timeout=2.0)
         assert quorum_met(cosigned, policy) and sizes == {"w2": 14, "w3": 14}
 
+        # A cosignature by another key than the policy's is never attached.
+        liar = note.Signer.generate("witness.example/w4", note.COSIGNATURE_V1).verifier()
+        lying = parse_policy(f"witness w4 {liar.encode()} {servers[1].url}\nquorum w4\n")
+        got = cosign(later, lying, log.consistency_proof, {}, timeout=2.0)
+        assert got.resent == {"w4": 14} and "no cosignature of its key" in got.failures["w4"]
+        assert got.note == later and not quorum_met(got.note, lying)
+
         # One cosigner is not a quorum; a tampered cosignature is refused, not ignored.
         only_w2 = note.Note(cosigned.text, cosigned.signatures[:2])
         assert not quorum_met(only_w2, policy)
@@ -383,3 +390,21 @@ def test_keys_and_configuration(tmp_path: Path, log_key: note.Signer) -> None:
         conf.write_text(text)
         with pytest.raises(ConfigError, match=why):
             load_config(conf)
+
+
+def test_witness_serve_from_the_command_line(tmp_path: Path, log_key: note.Signer) -> None:
+    config, state = make_witness(tmp_path / "w", "witness.example/cli", [log_key.verifier()])
+    port = free_port()
+    command = [sys.executable, "-m", "chainaudit", "witness", "serve", "--config", str(config)]
+    command += ["--state", str(state), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/add-checkpoint" in line and ORIGIN in line
+        reply = add(f"http://127.0.0.1:{port}", 0, History(log_key, "a", 3), 3)
+        assert reply.status_code == 200 and reply.text.startswith("\u2014 witness.example/cli ")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert WitnessState(state).origins()[ORIGIN].size == 3
