@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -199,6 +200,22 @@ def test_concurrent_requests_cannot_roll_the_state_back(tmp_path: Path) -> None:
     assert not state.compare_and_swap(ORIGIN, five, Recorded(7, root, "seven"))
     got = state.get(ORIGIN)
     assert got is not None and got.size == 9
+
+
+def test_concurrent_submissions_cosign_one_history(tmp_path: Path, log_key: note.Signer) -> None:
+    """Eight threads submit sizes 1..8 from old size 0 at once: exactly one is cosigned and
+    recorded, the others get 409 with the recorded size."""
+    config, state = make_witness(tmp_path / "w", "witness.example/w1", [log_key.verifier()])
+    witness = Witness(load_config(config), WitnessState(state))
+    history = History(log_key, "a", 8)
+    bodies = [encode_request(0, [], history.checkpoint(n)) for n in range(1, 9)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(witness.add_checkpoint, bodies))
+    winners = [n for n, a in enumerate(answers, start=1) if a.status == 200]
+    assert len(winners) == 1
+    recorded = WitnessState(state).get(ORIGIN)
+    assert recorded is not None and recorded.size == winners[0]
+    assert all(a.body == f"{winners[0]}\n" for a in answers if a.status != 200)
 
 
 def make_record(i: int) -> PreparedRecord:
