@@ -12,7 +12,7 @@ order the spec lists the checks:
   newline, ``Content-Type: text/x.tlog.size``), or the same size with another root hash;
 * 422 the consistency proof (RFC 9162 §2.1.4, ``c2sp.org/merkle-tree``) from its recorded
   checkpoint to the new one does not verify (the request is logged: it may prove a split
-  view);
+  view), or a checkpoint of size 0 has another root than the empty tree's;
 * 200 otherwise, once the new checkpoint is durably recorded
   (:meth:`~chainaudit.witness_state.WitnessState.compare_and_swap`): the body is the
   witness's ``cosignature/v1`` line (``c2sp.org/tlog-cosignature``), timestamped now.
@@ -273,6 +273,8 @@ class Witness:
             return _text(403, "no signature of a trusted key for this origin verifies\n")
         if request.old_size > checkpoint.size:
             return _text(400, "the old size is larger than the checkpoint's size\n")
+        if checkpoint.size == 0 and checkpoint.root != merkle.EMPTY_ROOT:
+            return _text(422, "the root of an empty tree is SHA-256 of the empty string\n")
         recorded = self.state.get(origin)
         size = recorded.size if recorded else 0
         if request.old_size != size:

@@ -139,6 +139,10 @@ def test_every_status_of_add_checkpoint(witness: WitnessThread, log_key: note.Si
         assert post(url, body).status_code == 400, body[:40]
     assert add(url, 9, history, 8).status_code == 400
 
+    # 422: a checkpoint of the empty tree with another root than SHA-256 of nothing.
+    empty = note.sign_checkpoint(log_key, note.Checkpoint(ORIGIN, 0, bytes(32)))
+    assert post(url, encode_request(0, [], empty)).status_code == 422
+
     # 404: an origin the witness does not follow.
     other = History(note.Signer.generate("example.com/other-log"), "o", 4)
     assert add(url, 0, other, 4).status_code == 404
