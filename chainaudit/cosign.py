@@ -15,7 +15,7 @@ cosignatures from unknown keys").
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -227,3 +227,21 @@ def quorum_met(signed_note: note.Note, policy: Policy) -> bool:
         NoteError: a signature line claiming a witness key of the policy does not verify.
     """
     return policy.quorum_met(policy.cosigners(signed_note))
+
+
+def known_sizes(cosigned: Iterable[note.Note], policy: Policy) -> dict[str, int]:
+    """The size each witness of ``policy`` last cosigned, as far as these checkpoint notes
+    (for instance the log's stored signed checkpoints, after a restart) show: the largest size
+    among the notes it has a valid cosignature on. Use it as ``last_sizes``; a witness that
+    has moved on since answers 409 and is asked again from its size anyway.
+
+    Raises:
+        NoteError: a note that is not a checkpoint, or a cosignature claiming a witness key
+            of the policy that does not verify.
+    """
+    sizes: dict[str, int] = {}
+    for signed in cosigned:
+        size = note.Checkpoint.parse(signed.text).size
+        for name in policy.cosigners(signed):
+            sizes[name] = max(size, sizes.get(name, 0))
+    return sizes

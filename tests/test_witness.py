@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from chainaudit import merkle, note
-from chainaudit.cosign import collect_cosignatures, cosign, quorum_met
+from chainaudit.cosign import collect_cosignatures, cosign, known_sizes, quorum_met
 from chainaudit.devnet import free_port
 from chainaudit.errors import ConfigError, NoteError, PolicyError
 from chainaudit.records import PreparedRecord, prepare
@@ -286,6 +286,9 @@ def test_the_log_collects_a_quorum_of_two_of_three(tmp_path: Path, log_key: note
         later = note.sign_checkpoint(log_key, note.Checkpoint(ORIGIN, log.size, log.root()))
         cosigned = collect_cosignatures(later, policy, log.consistency_proof, sizes, timeout=2.0)
         assert quorum_met(cosigned, policy) and sizes == {"w2": 14, "w3": 14}
+
+        # After a restart the log finds the sizes again in the notes it stored.
+        assert known_sizes([result.note, cosigned, signed], policy) == {"w2": 14, "w3": 14}
 
         # A cosignature by another key than the policy's is never attached.
         liar = note.Signer.generate("witness.example/w4", note.COSIGNATURE_V1).verifier()
