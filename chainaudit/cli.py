@@ -46,7 +46,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit import provenance
+from chainaudit import provenance, witness_cli
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file, local_submitter
 from chainaudit.jsonlimits import restore_recursion_limit
@@ -1460,6 +1460,7 @@ def build_parser() -> argparse.ArgumentParser:
     anchor.set_defaults(handler=cmd_anchor)
     _register_risk_commands(commands)
     _register_approval_commands(commands)
+    witness_cli.register(commands)
     _add_common_flags(parser)
     return parser
 

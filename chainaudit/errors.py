@@ -77,6 +77,15 @@ class ConfigError(ChainauditError):
     """Settings are missing, malformed or unsafe."""
 
 
+class PolicyError(ConfigError):
+    """A ``c2sp.org/tlog-policy`` file (logs, witnesses, quorum) is unreadable or malformed."""
+
+
+class WitnessError(ChainauditError):
+    """A witness (``c2sp.org/tlog-witness``) refused, could not be reached, or answered
+    something the protocol does not allow; or its configuration or state cannot be used."""
+
+
 class ToolchainError(ChainauditError):
     """A required tool (solc, anvil, forge, cast) is missing or failed."""
 
