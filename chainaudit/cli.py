@@ -46,7 +46,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit import provenance
+from chainaudit import datapolicy, minimum, provenance
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file, local_submitter
 from chainaudit.jsonlimits import restore_recursion_limit
@@ -147,6 +147,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise InputError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
     submitter = local_submitter()  # stamped into every record; reserved records are refused
+    # minimum necessary: a record with payload fields its kind does not declare is refused
+    # (naming the line) before the log is opened, so nothing of the file is appended
+    minimum.check_file(Path(args.file), datapolicy.load(settings.data_policy_file))
     with _open_log(settings, create=True) as log:
         result = ingest_file(
             log,
