@@ -86,14 +86,12 @@ def _resolves(value: Any, parts: list[str]) -> bool:
 def mask_document(
     policy: DataPolicy, kind: str, document: Mapping[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """A record ``document`` of ``kind`` with its personal payload fields masked, and whether
-    anything was masked (the document itself when the kind names no personal field or its
-    payload holds none)."""
+    """A record ``document`` of ``kind`` with its personal payload fields masked (a new
+    object; ``document`` is not changed), and whether anything was masked. When the kind
+    names no personal field or the payload holds none, ``document`` itself is returned."""
     pointers = policy.for_kind(kind).personal
     payload = document.get("payload")
-    if not pointers or payload is None:
-        return dict(document), False
-    masked, changed = mask_payload(payload, pointers)
-    if not changed:
-        return dict(document), False
+    masked, changed = mask_payload(payload, pointers) if pointers and payload else (None, False)
+    if not changed:  # nothing personal here: the document itself, uncopied
+        return document if isinstance(document, dict) else dict(document), False
     return {**document, "payload": masked}, True
