@@ -8,7 +8,8 @@ API key (``CHAINAUDIT_API_KEY``), checked against the local key store.
 
 The controlled actions (:data:`ACTIONS`) — clearing an alert, lifting or shortening a
 compliance hold, activating a new rule set, pausing or unpausing the escrow, creating an admin,
-operator or partner key, rotating someone else's such key — are never carried out on one
+operator or partner key, rotating someone else's such key, granting a key the personal-data
+permission — are never carried out on one
 officer's word:
 
 1. the **maker** requests the action (:func:`request`): a ``requested`` record;
@@ -66,6 +67,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "escrow.unpause": "resume new business on the escrow",
     "keys.create": "create an admin, operator or partner API key",
     "keys.rotate": "give another holder's admin, operator or partner key a new secret",
+    "keys.grant-personal-data": "let an auditor or regulator key read personal fields unmasked",
     "party.freeze": "freeze a party in the vault's gate: no new deals, funding, financing, "
     "payments to it or withdrawals by it, for a bounded period (renewable)",
     "party.unfreeze": "lift a party's freeze before it ends",
@@ -76,6 +78,7 @@ ROLES_FOR: Final[Mapping[str, tuple[str, ...]]] = {
     **{action: ("admin", "operator") for action in ACTIONS},
     "keys.create": ("admin",),
     "keys.rotate": ("admin",),
+    "keys.grant-personal-data": ("admin",),
 }
 """The officer roles that may request and approve each action."""
 

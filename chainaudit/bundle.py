@@ -14,7 +14,8 @@ Draft 2020-12)::
       "anchor": {"chain_id": 31337, "contract": "0x<EIP-55 address>", "tx_hash": "0x...",
                  "block_number": 42, "block_hash": "0x...", "checkpoint_seq": 1,
                  "status": "confirmed" | "final"},
-      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]}  # optional
+      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]}, # optional
+      "withheld": "personal data: ..."      # optional: why the record is not in the bundle
     }
 
 * Hashes are written as ``0x`` and 64 hex digits (lowercase when chainaudit writes them; either
@@ -26,6 +27,9 @@ Draft 2020-12)::
 * ``consistency`` (present when asked for with ``since_size``) is the RFC 9162 §2.1.4.1
   PROOF(from_tree_size, D[tree_size]) together with the older root, so an auditor who kept
   an earlier bundle can check that the log only grew since.
+* ``withheld`` (optional, never beside ``record``) says why the record was left out, e.g. for
+  a reader who may not see its personal fields (:mod:`chainaudit.masking`); the bundle then
+  proves the leaf hash alone, and verifiers say the record was withheld.
 
 :func:`build_bundle` makes a bundle from the operator's log; :func:`parse_bundle`,
 :func:`loads_bundle` and :func:`load_bundle` read one back into a typed :class:`Bundle`,
@@ -75,6 +79,7 @@ MAX_TREE_SIZE: Final = 2**48 - 1
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 MAX_INCLUSION_HASHES: Final = 64
 MAX_CONSISTENCY_HASHES: Final = 128
+MAX_WITHHELD_CHARS: Final = 500
 SCHEMA_FILE: Final = "proof-bundle-v1.schema.json"
 
 AnchorStatus = Literal["confirmed", "final"]
@@ -98,9 +103,10 @@ _TOP_FIELDS = frozenset(
         "checkpoint",
         "anchor",
         "consistency",
+        "withheld",
     }
 )
-_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency"}
+_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "withheld"}
 _CHECKPOINT_FIELDS = frozenset({"tree_size", "root"})
 _ANCHOR_FIELDS = frozenset(
     {"chain_id", "contract", "tx_hash", "block_number", "block_hash", "checkpoint_seq", "status"}
@@ -155,6 +161,8 @@ class Bundle:
     checkpoint: Checkpoint
     anchor: Anchor
     consistency: Consistency | None = None
+    withheld: str | None = None
+    """Why the record was left out (then ``record`` is ``None``), e.g. personal data."""
     version: int = BUNDLE_VERSION
 
     @property
@@ -194,6 +202,8 @@ class Bundle:
                 "from_root": _hex(self.consistency.from_root),
                 "proof": [_hex(h) for h in self.consistency.proof],
             }
+        if self.withheld is not None:
+            document["withheld"] = self.withheld
         return document
 
 
@@ -213,13 +223,17 @@ def build_bundle(
     *,
     include_record: bool = True,
     since_size: int | None = None,
+    withheld: str | None = None,
 ) -> dict[str, Any]:
     """Return the proof bundle (JSON object) of record ``record_id``.
 
     The bundle proves the record against the newest confirmed or final anchored checkpoint
     that contains it (:meth:`AnchorBook.covering`, final preferred). ``include_record=False``
     leaves the record out (privacy): the bundle then proves only that the leaf hash is in the
-    log. A record whose content was erased is left out in any case. With ``since_size``, the
+    log. ``withheld`` (a reason, e.g. :data:`chainaudit.masking.WITHHELD_REASON`) leaves the
+    record out too and says why in the bundle's ``withheld`` field (only when the record is
+    there to withhold). A record whose content was erased is left out in any case. With
+    ``since_size``, the
     bundle also carries the RFC 9162 §2.1.4.1 consistency proof from the log's root at that
     size to the bundle's checkpoint (which is then one at or past ``since_size``).
 
@@ -258,7 +272,11 @@ def build_bundle(
             f"{anchor.root.hex()}: the log was rewritten (run `chainaudit audit`)"
         )
     record: dict[str, Any] | None = None
-    if include_record and entry.body is not None:
+    if withheld is not None and (not withheld or len(withheld) > MAX_WITHHELD_CHARS):
+        raise InputError(f"withheld must be a reason of 1-{MAX_WITHHELD_CHARS} characters")
+    if withheld is not None and entry.body is None:
+        withheld = None  # erased: there is nothing to withhold
+    if include_record and withheld is None and entry.body is not None:
         record = json.loads(entry.body)
         try:
             if merkle.hash_leaf(canonicalize(record)) != entry.leaf_hash:
@@ -291,6 +309,7 @@ def build_bundle(
             status="final" if anchor.status == FINAL else "confirmed",
         ),
         consistency=consistency,
+        withheld=withheld,
     )
     return bundle.to_json()
 
@@ -437,6 +456,12 @@ def parse_bundle(value: Any) -> Bundle:
             f"unsupported bundle version {version!r}; this verifier reads version {BUNDLE_VERSION}"
         )
     record = _record(value["record"]) if "record" in value else None
+    withheld = value.get("withheld")
+    if "withheld" in value:
+        if type(withheld) is not str or not 0 < len(withheld) <= MAX_WITHHELD_CHARS:
+            raise InputError(f"withheld must be a reason of 1-{MAX_WITHHELD_CHARS} characters")
+        if record is not None:
+            raise InputError("a bundle that says its record is withheld must not carry it")
     checkpoint = value["checkpoint"]
     _object(checkpoint, "checkpoint", _CHECKPOINT_FIELDS, _CHECKPOINT_FIELDS)
     anchor = value["anchor"]
@@ -481,4 +506,5 @@ def parse_bundle(value: Any) -> Bundle:
             status=status,
         ),
         consistency=consistency,
+        withheld=withheld,
     )

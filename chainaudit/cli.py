@@ -46,7 +46,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit import provenance, witness_cli
+from chainaudit import datapolicy, minimum, provenance, witness_cli
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file, local_submitter
 from chainaudit.jsonlimits import restore_recursion_limit
@@ -147,6 +147,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise InputError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
     submitter = local_submitter()  # stamped into every record; reserved records are refused
+    # minimum necessary: a record with payload fields its kind does not declare is refused
+    # (naming the line) before the log is opened, so nothing of the file is appended
+    minimum.check_file(Path(args.file), datapolicy.load(settings.data_policy_file))
     with _open_log(settings, create=True) as log:
         result = ingest_file(
             log,
@@ -631,6 +634,37 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_keys_personal_data(args: argparse.Namespace, settings: Settings) -> int:
+    """Request the personal-data permission for an auditor or regulator key (a second admin
+    approves it with ``chainaudit approvals approve``), or ``--withdraw`` it at once."""
+    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.keys import READ_ONLY_ROLES  # noqa: PLC0415
+
+    log, store = _key_store(settings)
+    try:
+        target = store.get(args.key_id)
+        if not target.active or target.role not in READ_ONLY_ROLES:
+            raise InputError(
+                f"key {target.key_id} is {'revoked' if not target.active else 'a ' + target.role}"
+                " key: only active auditor and regulator keys carry the personal-data permission"
+            )
+        if not args.withdraw:
+            return _request(log, "keys.grant-personal-data", {"key_id": target.key_id})
+        key = store.set_personal_data(target.key_id, False)
+        record_action(
+            log,
+            action="keys.withdraw-personal-data",
+            actor=cli_actor(),
+            details={"target_key": key.key_id, "role": key.role},
+            submitter=provenance.KEYS,
+        )
+    finally:
+        store.close()
+        log.close()
+    _emit(f"withdrew the personal-data permission of key {key.key_id} ({key.name})", _key_json(key))
+    return EXIT_OK
+
+
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.keys import format_ms  # noqa: PLC0415
 
@@ -646,6 +680,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     for key in keys:
         state = _key_state(key)
         expiry = "" if key.expires_ms is None else f"  (expires {format_ms(key.expires_ms)})"
+        expiry += "  (reads personal data)" if key.personal_data else ""
         print(f"{key.key_id}  {key.role:9}  {state:7}  {key.address or '-':42}  {key.name}{expiry}")
     return EXIT_OK
 
@@ -665,6 +700,7 @@ def _key_json(key: Any) -> dict[str, Any]:
         "created_ms": key.created_ms,
         "expires_ms": key.expires_ms,
         "revoked_ms": key.revoked_ms,
+        "personal_data": key.personal_data,
     }
 
 
@@ -1428,6 +1464,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=cmd_keys_revoke)
     listing = key_commands.add_parser("list", help="list keys (never their secrets)")
     listing.set_defaults(handler=cmd_keys_list)
+    personal = key_commands.add_parser(
+        "personal-data",
+        help="request the personal-data permission for an auditor or regulator key (a second "
+        "admin approves it), or withdraw it",
+    )
+    personal.add_argument("key_id")
+    personal.add_argument(
+        "--withdraw", action="store_true", help="withdraw the permission now (one admin)"
+    )
+    personal.set_defaults(handler=cmd_keys_personal_data)
 
     devnet = commands.add_parser("devnet", help="run Anvil with the settings in anvil.env")
     devnet.add_argument("--port", type=_positive_int, help="override ANVIL_PORT")

@@ -19,6 +19,9 @@ checker's authority, through the same code paths the single-officer commands use
                    own key needs no one: the new token is then seen by no one else, which is
                    how a new officer makes sure the admins who issued its key no longer
                    know it.
+``keys.grant-personal-data``  :meth:`chainaudit.keys.KeyStore.set_personal_data`: an auditor
+                   or regulator key then reads personal fields unmasked (each such read is
+                   logged by the read-audit); one admin withdraws it again.
 
 Every record written carries the approval id, so the log links each effect to its two officers.
 """
@@ -102,6 +105,7 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "escrow.unpause": ("incident_id", "note"),
         "keys.create": ("role", "name", "address", "expires_ms"),
         "keys.rotate": ("key_id", "expires_ms"),
+        "keys.grant-personal-data": ("key_id", "note"),
         "party.freeze": ("account", "duration", "reason_hash", "note"),
         "party.unfreeze": ("account", "reason_hash", "note"),
     }
@@ -149,6 +153,8 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         out["reason_hash"] = _match(params, "reason_hash", _HASH, "a 0x-prefixed 32-byte hash")
         if action == "party.freeze":
             out["duration"] = _int(params, "duration", 1, freeze.MAX_FREEZE_SECONDS)
+    elif action == "keys.grant-personal-data":
+        out["key_id"] = _match(params, "key_id", _KEY_ID, "a key id (12 hex digits)")
     elif action == "keys.rotate":
         key_id = _match(params, "key_id", _KEY_ID, "a key id (12 hex digits)")
         return {"key_id": key_id, "expires_ms": _expires(params)}
@@ -309,4 +315,11 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
         if ctx.on_key_change is not None:
             ctx.on_key_change(key.key_id)
         return {"key_id": key.key_id, "role": key.role, "rotated_ms": key.rotated_ms}
+    if approval.action == "keys.grant-personal-data":
+        if ctx.keys is None:
+            raise ApprovalError("no key store here", status=503)
+        key = ctx.keys.set_personal_data(p["key_id"], True)
+        if ctx.on_key_change is not None:
+            ctx.on_key_change(key.key_id)
+        return {"key_id": key.key_id, "role": key.role, "personal_data": key.personal_data}
     raise ApprovalError(f"unknown action {approval.action!r}", status=422)

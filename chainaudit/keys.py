@@ -12,6 +12,11 @@ gives a key a new secret (the old token stops working at once) and optionally a 
 key id, role and address stay, so the officer's identity does too. Keys are created, rotated and
 revoked with ``chainaudit keys`` or ``/v1/keys``; each action is appended to the audit log by the
 caller.
+
+An auditor or regulator key may carry the **personal-data permission** (``personal_data``):
+without it the API masks the fields a kind's data policy marks personal
+(:mod:`chainaudit.datapolicy`). Two admins grant it (the ``keys.grant-personal-data`` approval);
+one admin withdraws it.
 """
 
 from __future__ import annotations
@@ -44,12 +49,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER,
     expires_ms INTEGER,
-    rotated_ms INTEGER
+    rotated_ms INTEGER,
+    personal_data INTEGER NOT NULL DEFAULT 0
 );
 """
-_ADDED_COLUMNS: Final = (("expires_ms", "INTEGER"), ("rotated_ms", "INTEGER"))
+_ADDED_COLUMNS: Final = (
+    ("expires_ms", "INTEGER"),
+    ("rotated_ms", "INTEGER"),
+    ("personal_data", "INTEGER NOT NULL DEFAULT 0"),
+)
 """Columns added after the first release: tables of older data directories get them in place."""
-_COLUMNS: Final = "key_id, name, role, address, created_ms, revoked_ms, expires_ms, rotated_ms"
+_COLUMNS: Final = (
+    "key_id, name, role, address, created_ms, revoked_ms, expires_ms, rotated_ms, personal_data"
+)
 _SELECT: Final = f"SELECT {_COLUMNS} FROM api_keys"  # noqa: S608 - constant column names
 
 
@@ -75,6 +87,12 @@ class ApiKey:
     revoked_ms: int | None
     expires_ms: int | None = None
     rotated_ms: int | None = None
+    personal_data: bool = False
+    """Whether the key reads personal fields unmasked (auditor and regulator keys only;
+    granted by two admins, see :meth:`KeyStore.set_personal_data`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "personal_data", bool(self.personal_data))  # SQLite 0 / 1
 
     @property
     def active(self) -> bool:
@@ -197,6 +215,27 @@ class KeyStore:
             (_hash(secret), expires_ms, now, key_id),
         )
         return self.get(key_id), f"ca_{key_id}_{secret}"
+
+    def set_personal_data(self, key_id: str, granted: bool) -> ApiKey:
+        """Grant (``granted``) or withdraw a key's personal-data permission; returns the key.
+
+        Precondition: the caller has the authority (two admins to grant, one to withdraw).
+        Only auditor and regulator keys carry the permission (officers read records whole,
+        partners their own). Raises :class:`NotFoundError` for an unknown key,
+        :class:`InputError` for a revoked key or a key of another role.
+        """
+        key = self.get(key_id)
+        if not key.active:
+            raise InputError(f"API key {key_id} is revoked")
+        if key.role not in READ_ONLY_ROLES:
+            raise InputError(
+                f"API key {key_id} is a {key.role} key: only auditor and regulator keys carry "
+                "the personal-data permission"
+            )
+        self._db.execute(
+            "UPDATE api_keys SET personal_data = ? WHERE key_id = ?", (int(granted), key_id)
+        )
+        return self.get(key_id)
 
     def has_active_admin(self) -> bool:
         """Whether some admin key is neither revoked nor expired (bootstrap is over then)."""

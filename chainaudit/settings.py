@@ -2,7 +2,8 @@
 
 Settings are built by the entry points (CLI, server) and passed down; nothing reads the
 environment at import time. Outside ``development`` the class refuses unsafe values: a
-well-known devnet key as the anchorer, or a plain-HTTP chain endpoint off this machine.
+well-known devnet key as the anchorer, or a plain-HTTP chain endpoint off this machine (and
+``chainaudit serve`` refuses plain HTTP on a non-loopback address unless ``behind_proxy``).
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="the longest a logged read waits to be written"
     )
 
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="`serve` terminates TLS itself with this PEM certificate (chain) file; "
+        "needs tls_key_file",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="the PEM private key of tls_cert_file"
+    )
+    behind_proxy: bool = Field(
+        default=False,
+        description="the API sits behind a TLS-terminating reverse proxy: production may then "
+        "serve plain HTTP on a non-loopback address",
+    )
+
     metrics_public: bool = Field(
         default=False,
         description="serve /metrics to anyone; by default it needs an API key (any role but "
@@ -144,6 +159,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production_values(self) -> Settings:
         if self.finality < self.confirmations:
             raise ValueError("finality must be at least confirmations")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.environment != "production":
             return self
         host = urlparse(self.rpc_url).hostname or ""

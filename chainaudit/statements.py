@@ -151,6 +151,7 @@ def build_statement(
     bundles: bool = False,
     shown: Callable[[str], bool] | None = None,
     events: EventCache | None = None,
+    withheld: Callable[[str], str | None] | None = None,
 ) -> Statement:
     """The statement of ``party`` from the log's indexed escrow events.
 
@@ -158,7 +159,9 @@ def build_statement(
     forged event or retraction neither adds nor removes a line. ``chain_id`` / ``contract``
     restrict it to one vault. ``shown`` (a record id → whether the reader may see it) drops
     the lines, and their amounts from the totals, of records the reader may not see. With
-    ``bundles``, the proof bundle of every anchored line is built too. ``events`` (a
+    ``bundles``, the proof bundle of every anchored line is built too; ``withheld`` (a record
+    id → the reason its record is left out of its bundle, or ``None``) withholds the records
+    a reader may not see whole (:mod:`chainaudit.masking`). ``events`` (a
     long-lived :class:`~chainaudit.risk.ledger.EventCache` of all vaults, the API's) reads
     only the records appended since its last use instead of every escrow event. Raises
     :class:`~chainaudit.errors.InputError` for a malformed address.
@@ -182,7 +185,10 @@ def build_statement(
     if bundles:
         for line in statement.lines:
             if line.proof_status != "pending" and line.record_id not in statement.bundles:
-                statement.bundles[line.record_id] = build_bundle(log, book, line.record_id)
+                reason = withheld(line.record_id) if withheld is not None else None
+                statement.bundles[line.record_id] = build_bundle(
+                    log, book, line.record_id, withheld=reason
+                )
     return statement
 
 

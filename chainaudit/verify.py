@@ -200,6 +200,11 @@ def _as_bundle(bundle: Bundle | Mapping[str, Any]) -> Bundle:
 
 
 def _check_record(bundle: Bundle) -> Check:
+    if bundle.withheld is not None:
+        return _skip(
+            "record",
+            f"skipped: record withheld ({bundle.withheld}); only the leaf hash is proved",
+        )
     if bundle.record is None:
         return _skip(
             "record",

@@ -348,3 +348,34 @@ def test_unreadable_files_are_input_errors(tmp_path: Path, anchored: Anchored) -
         loads_bundle(duplicated)
     with pytest.raises(InputError, match="cannot write"):
         write_bundle(json.loads(text), tmp_path / "no-such-dir" / "b.json")
+
+
+def test_a_record_withheld_for_privacy_says_so_and_still_proves_its_leaf(
+    anchored: Anchored,
+) -> None:
+    from chainaudit.verify import verify_bundle  # noqa: PLC0415 - this test only
+
+    reason = "personal data: not for this reader"
+    bundle = build_bundle(anchored.log, anchored.book, "rec-0000007", withheld=reason)
+    assert "record" not in bundle and bundle["withheld"] == reason
+    assert schema_errors(bundle) == []
+    parsed = parse_bundle(bundle)
+    assert parsed.withheld == reason and parsed.record is None
+    assert parsed.to_json() == bundle
+    verdict = verify_bundle(parsed, chain=None)
+    checks = {c.name: c for c in verdict.checks}
+    assert checks["record"].status == "skip"
+    assert f"record withheld ({reason})" in checks["record"].detail
+    assert checks["inclusion"].status == "pass"
+    # a bundle cannot both withhold its record and carry it, nor withhold it for no reason
+    whole = build_bundle(anchored.log, anchored.book, "rec-0000007")
+    for document, message in [
+        ({**whole, "withheld": reason}, "must not carry it"),
+        ({**bundle, "withheld": ""}, "withheld must be a reason"),
+        ({**bundle, "withheld": 7}, "withheld must be a reason"),
+    ]:
+        assert schema_errors(document), document
+        with pytest.raises(InputError, match=message):
+            parse_bundle(document)
+    with pytest.raises(InputError, match="withheld must be a reason"):
+        build_bundle(anchored.log, anchored.book, "rec-0000007", withheld="x" * 501)

@@ -38,6 +38,7 @@ def test_an_old_key_table_is_upgraded_in_place_and_its_keys_still_work(tmp_path:
     found = upgraded.authenticate(token)
     assert found is not None and found.key_id == key.key_id
     assert (found.expires_ms, found.rotated_ms, found.expired()) == (None, None, False)
+    assert found.personal_data is False  # the permission column is added, not granted
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(api_keys)")}
     assert {"expires_ms", "rotated_ms"} <= columns
     KeyStore(path).close()  # opening an upgraded store again changes nothing
@@ -81,3 +82,26 @@ def test_officer_keys_may_bind_their_own_account_read_only_keys_may_not(tmp_path
         store.create("partner", name="partner")
     assert store.has_active_admin()
     store.close()
+
+
+def test_the_personal_data_permission_is_for_active_auditor_and_regulator_keys(
+    tmp_path: Path,
+) -> None:
+    store = KeyStore(tmp_path / "log.sqlite")
+    auditor, token = store.create("auditor", name="auditor")
+    regulator, _ = store.create("regulator", name="regulator")
+    partner, _ = store.create("partner", name="supplier", address=OFFICER)
+    assert auditor.personal_data is False
+    granted = store.set_personal_data(auditor.key_id, True)
+    assert granted.personal_data is True
+    found = store.authenticate(token)
+    assert found is not None and found.personal_data is True
+    assert store.set_personal_data(regulator.key_id, True).personal_data is True
+    assert store.set_personal_data(auditor.key_id, False).personal_data is False
+    with pytest.raises(InputError, match="only auditor and regulator keys"):
+        store.set_personal_data(partner.key_id, True)
+    store.revoke(regulator.key_id)
+    with pytest.raises(InputError, match="revoked"):
+        store.set_personal_data(regulator.key_id, True)
+    with pytest.raises(NotFoundError):
+        store.set_personal_data("0123456789ab", True)

@@ -7,9 +7,10 @@ the reads are written as one ``read:`` record (kind ``admin``, submitter
 max_reads` reads are waiting or when :attr:`ReadAudit.max_seconds` have passed since the
 first of them (a background thread looks twice per interval), and on shutdown. The record's
 payload lists each read as ``{"key": "key:<id>", "role", "what", "target", "at"}`` (``at`` in
-RFC 3339 UTC, milliseconds), plus ``count`` and the time span. Reads by partner and operator
-keys are not logged here (partners see only their own records; operators' actions are
-recorded by the actions themselves).
+RFC 3339 UTC, milliseconds), plus ``count`` and the time span. A read by a key holding the
+personal-data permission (unmasked personal fields) carries ``"personal_data": true``. Reads
+by partner and operator keys are not logged here (partners see only their own records;
+operators' actions are recorded by the actions themselves).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class ReadAudit:
             "target": target[:256],
             "at": _rfc3339(int(time.time() * 1000)),
         }
+        if key.personal_data:
+            read["personal_data"] = True  # an unmasked read of personal fields
         if detail:
             read["detail"] = detail
         with self._lock:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,12 @@ from chainaudit.settings import Settings
 
 
 def _config(settings: Settings, host: str, port: int, *, run_anchorer: bool) -> uvicorn.Config:
+    tls: dict[str, Any] = {}
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = {
+            "ssl_certfile": str(settings.tls_cert_file),
+            "ssl_keyfile": str(settings.tls_key_file),
+        }
     return uvicorn.Config(
         create_app(settings, run_anchorer=run_anchorer),
         host=host,
@@ -25,7 +33,45 @@ def _config(settings: Settings, host: str, port: int, *, run_anchorer: bool) -> 
         log_level="warning",
         access_log=False,
         lifespan="on",
+        **tls,
     )
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an IP address) is this machine's loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(settings: Settings, host: str) -> str:
+    """The scheme the API will be served with on ``host``: ``https`` when the settings name a
+    certificate and key (both readable and matching), else ``http``.
+
+    Raises :class:`~chainaudit.errors.InputError` (one line) when the certificate or key
+    cannot be loaded, or when production would serve plain HTTP on a non-loopback address
+    without ``behind_proxy`` (a TLS-terminating proxy in front).
+    """
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is not None and key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise InputError(
+                f"cannot serve TLS with certificate {cert} and key {key}: {why}"
+            ) from exc
+        return "https"
+    if settings.environment == "production" and not loopback(host) and not settings.behind_proxy:
+        raise InputError(
+            f"refusing to serve plain HTTP on {host} in production: set tls_cert_file and "
+            "tls_key_file (CHAINAUDIT_TLS_CERT_FILE, CHAINAUDIT_TLS_KEY_FILE), or "
+            "behind_proxy=true when a TLS-terminating proxy is in front"
+        )
+    return "http"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -80,13 +126,18 @@ def serve(
     *,
     on_started: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted. The socket is bound first (:func:`bind` raises a one-line
-    :class:`InputError` when it cannot be); ``on_started`` then gets the URL served, once
-    the app has started and connections are accepted."""
+    """Serve until interrupted, over TLS when the settings name a certificate and key.
+
+    The transport is checked first (:func:`check_transport`: a one-line :class:`InputError`
+    for an unusable certificate, or plain HTTP off loopback in production without
+    ``behind_proxy``), then the socket is bound (:func:`bind` raises a one-line
+    :class:`InputError` when it cannot be); ``on_started`` then gets the URL served
+    (``https://`` over TLS), once the app has started and connections are accepted."""
+    scheme = check_transport(settings, host)
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{bound}"
+    url = f"{scheme}://{shown}:{bound}"
     config = _config(settings, host, bound, run_anchorer=True)
     server = _AnnouncingServer(config, lambda: on_started(url) if on_started else None)
     try:
@@ -101,7 +152,8 @@ class ServerThread:
     def __init__(
         self, settings: Settings, port: int, *, host: str = "127.0.0.1", run_anchorer: bool = True
     ) -> None:
-        self.url = f"http://{host}:{port}"
+        scheme = "https" if settings.tls_cert_file is not None else "http"
+        self.url = f"{scheme}://{host}:{port}"
         self._server = uvicorn.Server(_config(settings, host, port, run_anchorer=run_anchorer))
         self.app: Any = self._server.config.app
         """The served FastAPI app (tests reach its ``state.services``)."""

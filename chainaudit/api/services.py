@@ -14,6 +14,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from chainaudit import datapolicy
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.budget import WorkBudget
@@ -21,6 +22,7 @@ from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.context import anchorer_from, chain_from
+from chainaudit.datapolicy import DataPolicy
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
@@ -72,6 +74,8 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path: Path = settings.data_dir / DB_NAME
         self.kinds = frozenset(settings.record_kinds)
+        self.policy: DataPolicy = datapolicy.load(settings.data_policy_file)
+        """The data policy: personal fields (masked), allowed fields (checked on append)."""
         Log(self.log_path, kinds=self.kinds).close()  # create the schema before any reader
         self.writer = GroupWriter(self.log_path, self.kinds)
         self.reads = ReadAudit(

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chainaudit import provenance
+from chainaudit import masking, provenance
 from chainaudit.api.services import Services
 from chainaudit.errors import ChainauditError
 from chainaudit.escrow import Deal
@@ -93,11 +93,13 @@ _INPUT_KEYS: Final = frozenset(
 @dataclass(frozen=True, slots=True)
 class RecordView:
     """What a key may see of one record: the entry, its document as shown (``None`` once the
-    content was erased) and whether that document was redacted for the key."""
+    content was erased), whether that document was redacted for the key, and whether its
+    personal fields were masked (:mod:`chainaudit.masking`)."""
 
     entry: Entry
     document: dict[str, Any] | None
     redacted: bool
+    masked: bool = False
 
 
 def trusted(document: Mapping[str, Any]) -> bool:
@@ -211,6 +213,8 @@ class Viewer:
         self.svc = svc
         self.key = key
         self._scopes: dict[int, frozenset[int] | bool | None] = {}
+        self.masks = masking.masked_reader(key)
+        """Whether this key sees personal fields masked."""
 
     @property
     def sees_everything(self) -> bool:
@@ -250,9 +254,13 @@ class Viewer:
         return self._scopes[deal_id]
 
     def view(self, entry: Entry) -> RecordView | None:
-        """The record as this key may see it, or ``None`` when it may not see it at all."""
+        """The record as this key may see it, or ``None`` when it may not see it at all; an
+        auditor's or regulator's view without the personal-data permission is masked."""
         document = document_of(entry)
         if self.sees_everything:
+            if self.masks and document is not None:
+                shown, masked = masking.mask_document(self.svc.policy, entry.kind, document)
+                return RecordView(entry, shown, redacted=False, masked=masked)
             return RecordView(entry, document, redacted=False)
         if self.own(entry, document):
             return RecordView(entry, document, redacted=False)

@@ -31,7 +31,7 @@
   const HASH_RE = /^0x[0-9a-fA-F]{64}$/;
   const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
   const BUNDLE_FIELDS = new Set(["version", "record", "leaf_hash", "leaf_index", "tree_size",
-    "inclusion_proof", "checkpoint", "anchor", "consistency"]);
+    "inclusion_proof", "checkpoint", "anchor", "consistency", "withheld"]);
 
   class BundleError extends Error {}       // the input is not a usable bundle
   class CanonicalError extends Error {}    // the record is outside the RFC 8785 domain we sign

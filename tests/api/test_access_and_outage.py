@@ -45,6 +45,8 @@ OPERATIONS: list[tuple[str, str, str, set[str]]] = [
     ("list keys", "GET", "/v1/keys", {"admin"}),
     ("create key", "POST", "/v1/keys", {"admin"}),
     ("revoke key", "DELETE", "/v1/keys/000000000000", {"admin"}),
+    ("grant personal data", "POST", "/v1/keys/000000000000/personal-data", {"admin"}),
+    ("withdraw personal data", "DELETE", "/v1/keys/000000000000/personal-data", {"admin"}),
     ("list deals", "GET", "/v1/deals", EVERYONE),
     ("create deal", "POST", "/v1/deals", {"partner"}),  # as its buyer: the contract decides
     ("alerts", "GET", "/v1/alerts", EVERYONE - {"partner"}),

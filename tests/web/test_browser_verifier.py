@@ -278,3 +278,16 @@ def test_the_page_shows_the_canonical_record_it_hashed(page: Page, site: Site) -
     shown = page.locator("#hashed-record").text_content()
     assert shown == canonicalize(record).decode("utf-8")
     assert merkle.hash_leaf(shown.encode()).hex() == site.bundle["leaf_hash"][2:]
+
+
+def test_a_bundle_withholding_its_record_for_privacy_verifies_its_leaf(
+    page: Page, site: Site
+) -> None:
+    """A bundle made for a reader without the personal-data permission (issue 18) carries
+    ``withheld`` instead of the record: the page accepts the field and proves the leaf."""
+    bundle = {k: v for k, v in site.bundle.items() if k != "record"}
+    bundle["withheld"] = "personal data: not for this reader"
+    _verify_text(page, site, json.dumps(bundle))
+    assert page.locator("#verdict").get_attribute("data-verdict") == "valid"
+    expect(page.locator("#checks")).to_contain_text("withheld")
+    assert verify_bundle(loads_bundle(json.dumps(bundle)), chain=None).valid  # the reference

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from chainaudit import masking
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
@@ -50,7 +51,9 @@ async def record_bundle(
     """The record's proof bundle v1 (409 with Retry-After while its leaf is not anchored).
 
     404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``); a
-    record the key sees only redacted is bundled without its content (the leaf hash alone).
+    record the key sees only redacted is bundled without its content (the leaf hash alone);
+    so is a record whose personal fields the key sees masked, and the bundle then says so in
+    ``withheld`` (:mod:`chainaudit.masking`).
     """
     view = await run_in_threadpool(visible_entry, svc, key, record_id)
     try:
@@ -61,6 +64,7 @@ async def record_bundle(
                 record_id,
                 include_record=include_record and not view.redacted,
                 since_size=since_size,
+                withheld=masking.WITHHELD_REASON if view.masked else None,
             )
         )
         svc.reads.note(key, "bundle", record_id)

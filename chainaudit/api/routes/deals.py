@@ -874,6 +874,7 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], in
                 "checkpoint_seq": covering.seq if covering else None,
                 "payload": payload,
                 "redacted": view.redacted,
+                "masked": view.masked,
             }
         )
     svc.reads.note(key, "trace", str(deal_id), count=len(out))

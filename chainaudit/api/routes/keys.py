@@ -6,6 +6,11 @@ approves at ``/v1/approvals/{id}/approve``, which returns the token). A key may 
 (``expires_ms``); ``POST /v1/keys/{id}/rotate`` gives it a new secret (the old token stops
 working at once) and a new expiry: by the holder itself alone, by one admin for auditor and
 regulator keys, by two admins for another holder's admin, operator or partner key.
+
+The **personal-data permission** of an auditor or regulator key (without it the API masks the
+fields the data policy marks personal): ``POST /v1/keys/{id}/personal-data`` records a
+``keys.grant-personal-data`` request (202) that a second admin approves;
+``DELETE /v1/keys/{id}/personal-data`` withdraws it at once (one admin).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.controls import KEY_ROLES_NEEDING_TWO
 from chainaudit.errors import InputError, NotFoundError
-from chainaudit.keys import ROLES, ApiKey
+from chainaudit.keys import READ_ONLY_ROLES, ROLES, ApiKey
 from chainaudit.records import prepare
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -56,6 +61,9 @@ class KeyPublic(BaseModel):
     revoked_ms: int | None
     expires_ms: int | None
     rotated_ms: int | None
+    personal_data: bool = Field(
+        default=False, description="reads personal fields unmasked (auditor, regulator keys)"
+    )
 
 
 class KeyCreated(KeyPublic):
@@ -169,3 +177,48 @@ async def revoke_key(key_id: str, key: Admin, svc: ServicesDep) -> KeyPublic:
     svc.forget_key(revoked.key_id)
     await _audit(svc, key, "keys.revoke", revoked)
     return _public(revoked)
+
+
+async def _read_only_key(svc: ServicesDep, key_id: str) -> ApiKey:
+    """The active auditor or regulator key ``key_id`` (404 unknown, 409 another role)."""
+    try:
+        target = await run_in_threadpool(svc.keys.get, key_id)
+    except NotFoundError as exc:
+        raise Problem(404, "not-found", str(exc)) from exc
+    if not target.active or target.role not in READ_ONLY_ROLES:
+        raise Problem(
+            409,
+            "key-state",
+            f"API key {key_id} is {'revoked' if not target.active else 'a ' + target.role} "
+            "key: only active auditor and regulator keys carry the personal-data permission",
+        )
+    return target
+
+
+@router.post(
+    "/{key_id}/personal-data",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ApprovalOut,
+)
+async def grant_personal_data(key_id: str, key: Admin, svc: ServicesDep) -> ApprovalOut:
+    """Request the personal-data permission for an auditor or regulator key: a
+    ``keys.grant-personal-data`` request (202) that a second admin approves at
+    ``/v1/approvals/{id}/approve``. 404 for an unknown key, 409 for a revoked key or a key
+    of another role."""
+    await _read_only_key(svc, key_id)
+    return await create_request(svc, key, "keys.grant-personal-data", {"key_id": key_id}, None)
+
+
+@router.delete("/{key_id}/personal-data", response_model=KeyPublic)
+async def withdraw_personal_data(key_id: str, key: Admin, svc: ServicesDep) -> KeyPublic:
+    """Withdraw a key's personal-data permission at once (one admin: it only narrows what the
+    key reads); the key's next request is masked again. Audited as ``keys.withdraw-personal-
+    data``."""
+    await _read_only_key(svc, key_id)
+    try:
+        changed = await run_in_threadpool(svc.keys.set_personal_data, key_id, False)
+    except (NotFoundError, InputError) as exc:
+        raise Problem(409, "key-state", str(exc)) from exc
+    svc.forget_key(changed.key_id)
+    await _audit(svc, key, "keys.withdraw-personal-data", changed)
+    return _public(changed)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainaudit import provenance
+from chainaudit import minimum, provenance
 from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.budget import DEAL_READ
@@ -23,6 +23,7 @@ from chainaudit.errors import (
     ReservedError,
     VerificationError,
 )
+from chainaudit.jsonlimits import pointer_token
 from chainaudit.keys import ApiKey
 from chainaudit.record_index import Filters, RecordIndex
 from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, prepare
@@ -52,7 +53,9 @@ class RecordIn(BaseModel):
     submitter="key:<key id>").leaf_hash``. Kinds ``decision``, ``escrow_event``, ``admin`` and
     ids under ``escrow:``, ``action-``, ``risk:``, ``reconcile:``, ``integrity:`` and the other
     prefixes of :data:`chainaudit.provenance.RESERVED_PREFIXES` are written only by the service:
-    403 ``reserved`` for every key, admin and operator included."""
+    403 ``reserved`` for every key, admin and operator included. A kind whose data policy
+    declares its ``allowed`` payload fields refuses any other (422 ``undeclared-fields``,
+    one error per field, :mod:`chainaudit.minimum`)."""
 
     model_config = ConfigDict(extra="forbid")
     shape: ClassVar[str] = (
@@ -145,6 +148,12 @@ class RecordOut(BaseModel):
         description="true when the record is shown redacted to what concerns the key "
         "(a decision shown to a deal's party): it then no longer hashes to leaf_hash",
     )
+    masked: bool = Field(
+        default=False,
+        description='true when fields the data policy marks personal are shown as "[personal]" '
+        "(an auditor or regulator key without the personal-data permission): the record then "
+        "no longer hashes to leaf_hash",
+    )
 
 
 class RecordPage(BaseModel):
@@ -171,6 +180,21 @@ def _prepare_all(
             provenance.check_client_write(item.kind, item.id)
         except ReservedError as exc:
             raise Problem(403, "reserved", f"{where}: {exc}") from exc
+        refused = minimum.undeclared_message(svc.policy, item.kind, item.payload)
+        if refused is not None:  # minimum necessary: the kind's policy declares its fields
+            raise Problem(
+                422,
+                "undeclared-fields",
+                f"{where}: {refused}",
+                errors=[
+                    {
+                        "in": "body",
+                        "pointer": f"{pointer}/payload/{pointer_token(name)}",
+                        "message": f"{where}: {refused}",
+                    }
+                    for name in svc.policy.for_kind(item.kind).undeclared(item.payload)
+                ],
+            )
         document = item.model_dump(exclude={"signature", "signer"}, exclude_none=True)
         try:
             record = prepare(
@@ -295,6 +319,7 @@ def record_out(svc: Services, view: RecordView) -> RecordOut:
         record=view.document,
         signer=signed[0] if signed else None,
         redacted=view.redacted,
+        masked=view.masked,
     )
 
 

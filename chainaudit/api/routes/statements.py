@@ -5,6 +5,8 @@ The same statement as ``chainaudit statement`` (:mod:`chainaudit.statements`). A
 reads only the statement of its own address, and of it only the lines whose records it may
 see (:mod:`chainaudit.api.visibility`, the rule of ``GET /v1/records/{id}``); admins,
 operators, auditors and regulators read any. Lines come only from records the indexer wrote.
+An embedded bundle of a record whose personal fields a key sees masked carries no record
+(``withheld``, :mod:`chainaudit.masking`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from chainaudit import masking
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
@@ -44,6 +47,13 @@ def _statement(svc: Services, key: ApiKey, address: str, bundles: bool) -> Any:
         except NotFoundError:
             return False
 
+    def withheld(record_id: str) -> str | None:
+        try:
+            view = viewer.view(log.entry(record_id))
+        except NotFoundError:
+            return None
+        return masking.WITHHELD_REASON if view is not None and view.masked else None
+
     return build_statement(
         log,
         svc.anchor_book(),
@@ -51,6 +61,7 @@ def _statement(svc: Services, key: ApiKey, address: str, bundles: bool) -> Any:
         bundles=bundles,
         shown=None if viewer.sees_everything else shown,
         events=svc.events,
+        withheld=withheld if viewer.masks else None,
     )
 
 
