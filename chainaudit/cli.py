@@ -177,6 +177,8 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
     from chainaudit.bundle import build_bundle, write_bundle  # noqa: PLC0415
 
+    if args.format == "tlog-proof":
+        return _tlog_proof(args, settings)
     if args.output is None:
         if args.no_record or args.since is not None:
             raise InputError(
@@ -219,6 +221,36 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _tlog_proof(args: argparse.Namespace, settings: Settings) -> int:
+    """``proof ID --format tlog-proof``: a c2sp.org/tlog-proof@v1 file against the log's
+    latest signed checkpoint, the record's leaf data as its extra data (unless --no-record)."""
+    from chainaudit.tlogproof import TlogProof, build_tlog_proof  # noqa: PLC0415
+
+    if args.since is not None:
+        raise InputError("--since shapes a bundle v1; a tlog-proof carries no consistency proof")
+    with _open_log(settings) as log:
+        proof = build_tlog_proof(log, args.record_id)
+    if args.no_record:
+        proof = TlogProof(proof.index, proof.proof, proof.checkpoint, None)
+    text = proof.encode()
+    if args.output is None or args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    target = Path(args.output)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(
+        f"wrote the tlog-proof of record {args.record_id} (leaf {proof.index}) to {args.output}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
     """The inclusion proof at the log's current size, anchored or not: a bundle's fields
     without the record and the anchor (``docs/json.md``)."""
@@ -245,6 +277,79 @@ def _read_bundle(name: str) -> Bundle:
     return load_bundle(name)
 
 
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+def _state_check(
+    args: argparse.Namespace,
+    origin: str,
+    size: int,
+    root: bytes,
+    given: tuple[int, bytes, Sequence[bytes]] | None,
+) -> Any:
+    """``verify --state``: the evidence's checkpoint against the remembered one of its origin
+    (:mod:`chainaudit.verifierstate`); a Check, the file updated only when it passes."""
+    from chainaudit.tlogclient import consistency_source  # noqa: PLC0415
+    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
+    from chainaudit.verify import Check  # noqa: PLC0415
+
+    state = VerifierState.load(args.state)
+    key = parse_keys([args.log_key], "--log-key")[0] if args.log_key else None
+    proofs = consistency_source(args.log_url, key) if args.log_url else None
+    try:
+        detail = state.accept(origin, size, root, given=given, proofs=proofs)
+    except VerificationError as exc:
+        return Check("state", "fail", f"{origin}: {exc}")
+    return Check("state", "pass", f"{origin}: {detail} (state file {args.state})")
+
+
+def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]:
+    """``verify FILE`` of a c2sp.org/tlog-proof@v1: the verdict and what it proves."""
+    from chainaudit.tlogproof import (  # noqa: PLC0415
+        WitnessPolicy,
+        parse_keys,
+        parse_tlog_proof,
+        verify_tlog_proof,
+    )
+    from chainaudit.verify import Verdict  # noqa: PLC0415
+
+    if args.log_key is None:
+        raise InputError(
+            "a tlog-proof is checked against the log's public key: give --log-key VKEY "
+            "(<name>+<key id>+<base64 key>, from a source you trust)"
+        )
+    if args.rpc:
+        raise InputError(
+            "a tlog-proof names no anchor: --rpc applies to bundle v1 (compare a log's "
+            "anchors with `chainaudit monitor`)"
+        )
+    proof = parse_tlog_proof(data)
+    log_key = parse_keys([args.log_key], "--log-key")[0]
+    policy = None
+    if args.witness or args.quorum is not None:
+        witnesses = tuple(parse_keys(args.witness or [], "--witness"))
+        quorum = len(witnesses) if args.quorum is None else args.quorum
+        policy = WitnessPolicy(witnesses, quorum)
+    entry = _read_input(args.entry) if args.entry else None
+    verdict, checkpoint = verify_tlog_proof(proof, log_key=log_key, entry=entry, policy=policy)
+    if args.state and verdict.valid:
+        check = _state_check(args, checkpoint.origin, checkpoint.size, checkpoint.root, None)
+        verdict = Verdict((*verdict.checks, check), chain_checked=False)
+    subject = (
+        f"the entry is leaf {proof.index} of {checkpoint.origin} at size {checkpoint.size}, "
+        "signed by the log"
+        + ("" if policy is None else f" and cosigned by {policy.quorum}+ trusted witnesses")
+    )
+    return verdict, subject
+
+
 def _marks() -> dict[str, str]:
     """Check marks for the terminal. When stdout cannot encode them (an ASCII locale), use
     ASCII stand-ins and let other characters (the "§" of RFC citations) degrade to "?"."""
@@ -259,8 +364,17 @@ def _marks() -> dict[str, str]:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.chain import Chain  # noqa: PLC0415
-    from chainaudit.verify import verify_bundle, verify_consistency_bundles  # noqa: PLC0415
+    from chainaudit.tlogproof import is_tlog_proof  # noqa: PLC0415
+    from chainaudit.verify import (  # noqa: PLC0415
+        Verdict,
+        verify_bundle,
+        verify_consistency_bundles,
+    )
 
+    if args.state and args.consistency:
+        raise InputError("--state remembers one checkpoint at a time: not with --consistency")
+    if args.log_url and not args.state:
+        raise InputError("--log-url fetches consistency proofs for --state FILE: give both")
     if (
         args.rpc
         and not args.trust_bundle_contract
@@ -300,14 +414,34 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     else:
         if args.bundle is None:
             raise InputError("give a bundle file to verify (or --consistency OLD NEW)")
-        bundle = _read_bundle(args.bundle)
-        verdict = verify_bundle(bundle, chain=chain, **pins)
-        who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
-        subject = (
-            f"{who} is leaf {bundle.leaf_index} of checkpoint {bundle.anchor.checkpoint_seq} "
-            f"(tree size {bundle.checkpoint.tree_size}) of contract {bundle.anchor.contract} "
-            f"on chain {bundle.anchor.chain_id}"
-        )
+        data = _read_input(args.bundle)
+        if is_tlog_proof(data):
+            verdict, subject = _verify_tlog_proof(args, data)
+        else:
+            from chainaudit.bundle import loads_bundle  # noqa: PLC0415
+
+            bundle = loads_bundle(data, source="stdin" if args.bundle == "-" else args.bundle)
+            verdict = verify_bundle(bundle, chain=chain, **pins)
+            if args.state and verdict.valid:
+                given = bundle.consistency
+                check = _state_check(
+                    args,
+                    f"anchor:{bundle.anchor.chain_id}/{bundle.anchor.contract}",
+                    bundle.checkpoint.tree_size,
+                    bundle.checkpoint.root,
+                    None if given is None else (given.from_tree_size, given.from_root, given.proof),
+                )
+                verdict = Verdict(
+                    (*verdict.checks, check),
+                    chain_checked=verdict.chain_checked,
+                    warnings=verdict.warnings,
+                )
+            who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
+            subject = (
+                f"{who} is leaf {bundle.leaf_index} of checkpoint "
+                f"{bundle.anchor.checkpoint_seq} (tree size {bundle.checkpoint.tree_size}) of "
+                f"contract {bundle.anchor.contract} on chain {bundle.anchor.chain_id}"
+            )
     if args.json:
         _print_json(verdict.to_json())
     else:
@@ -319,7 +453,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"WARNING: {warning}")
         if not verdict.valid:
             print(f"INVALID: failed check(s): {', '.join(verdict.failed)}")
-        elif verdict.chain_checked:
+        elif verdict.chain_checked or verdict.checks[0].name == "entry":
             print(f"VALID: {subject}")
         else:
             print(
@@ -1321,6 +1455,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="also prove the checkpoint extends the log at SIZE (an older bundle's tree size)",
     )
+    proof.add_argument(
+        "--format",
+        choices=("bundle", "tlog-proof"),
+        default="bundle",
+        help="bundle: proof bundle v1 (with -o); tlog-proof: a c2sp.org/tlog-proof@v1 file "
+        "against the log's latest signed checkpoint (to -o FILE or stdout)",
+    )
     proof.set_defaults(handler=cmd_proof)
 
     verify = commands.add_parser(
@@ -1333,7 +1474,45 @@ def build_parser() -> argparse.ArgumentParser:
             "2 unusable input or unreachable endpoint."
         ),
     )
-    verify.add_argument("bundle", nargs="?", help="the bundle file ('-': stdin)")
+    verify.add_argument(
+        "bundle",
+        nargs="?",
+        help="a bundle v1 or c2sp.org/tlog-proof@v1 file, told apart by content ('-': stdin)",
+    )
+    verify.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        help="the log's note verifier key <name>+<hex id>+<base64> (required for a tlog-proof)",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a trusted witness's cosignature/v1 verifier key (repeat for several)",
+    )
+    verify.add_argument(
+        "--quorum",
+        type=_non_negative_int,
+        metavar="K",
+        help="how many --witness keys must have cosigned the checkpoint (default: all)",
+    )
+    verify.add_argument(
+        "--entry",
+        metavar="FILE",
+        help="the entry (leaf data) of a tlog-proof, instead of the proof's extra data",
+    )
+    verify.add_argument(
+        "--state",
+        metavar="FILE",
+        help="remember the last checkpoint accepted per origin in FILE and refuse one that is "
+        "not provably consistent with it (fork detection)",
+    )
+    verify.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="with --state: the log's tiled read path, for the consistency proofs the "
+        "evidence does not carry",
+    )
     verify.add_argument(
         "--consistency",
         nargs=2,

@@ -25,6 +25,7 @@ nothing was proved either way. No ``file://`` URLs: only ``http`` and ``https``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_ENTRY_BUNDLE_BYTES",
     "TileReader",
     "TlogClient",
+    "consistency_source",
 ]
 
 MAX_CHECKPOINT_BYTES: Final = 64 * 1024
@@ -293,3 +295,35 @@ class TileReader:
         """The data of leaf ``index``, authenticated."""
         self._check(index + 1)
         return self.entries(index // TILE_WIDTH)[index % TILE_WIDTH]
+
+
+def consistency_source(
+    base_url: str, log_key: note.Verifier | None = None, *, timeout: float = DEFAULT_TIMEOUT
+) -> Callable[[int, int], list[bytes]]:
+    """A function returning PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1) built from the tiles
+    of the log at ``base_url``, as of the checkpoint it serves when called (its signature
+    checked when ``log_key`` is given). The caller verifies the proof against the roots it
+    trusts, so a lying log can only make the proof fail.
+
+    The function raises :class:`VerificationError` when the served tree is smaller than
+    ``size2`` and :class:`InputError` when the log cannot be read.
+    """
+
+    def fetch(size1: int, size2: int) -> list[bytes]:
+        with TlogClient(base_url, timeout=timeout) as client:
+            raw = client.checkpoint_note()
+            if log_key is not None:
+                checkpoint, _ = note.open_checkpoint(raw, log_key)
+            else:
+                checkpoint = note.Checkpoint.parse(note.Note.parse(raw).text)
+            if size2 > checkpoint.size:
+                raise VerificationError(
+                    f"not consistent: the log at {base_url} serves a tree of "
+                    f"{checkpoint.size}, smaller than size {size2}",
+                    check="state",
+                )
+            return TileReader(client, checkpoint.size, checkpoint.root).consistency_proof(
+                size1, size2
+            )
+
+    return fetch
