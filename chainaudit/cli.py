@@ -467,6 +467,68 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    """``monitor``: follow a log's read path and its anchors (:mod:`chainaudit.monitor`)."""
+    from web3 import Web3  # noqa: PLC0415
+
+    from chainaudit.monitor import Monitor, follow  # noqa: PLC0415
+    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
+
+    if args.rpc and (args.contract is None or args.chain_id is None):
+        raise InputError(
+            "monitor --rpc needs the anchor you trust: --contract ADDRESS and --chain-id ID"
+        )
+    if (args.contract or args.chain_id) and not args.rpc:
+        raise InputError("--contract and --chain-id name the anchors to check: add --rpc URL")
+    if not args.follow and (
+        args.interval is not None or args.max_polls is not None or args.webhook or args.metrics_file
+    ):
+        raise InputError("--interval, --max-polls, --webhook and --metrics-file need --follow")
+    contract = None
+    if args.contract is not None:
+        if not Web3.is_address(args.contract):
+            raise InputError(f"--contract {args.contract!r} is not an address")
+        contract = str(Web3.to_checksum_address(args.contract))
+    state = VerifierState.load(args.state) if args.state else VerifierState(None)
+    monitor = Monitor(
+        log_urls=args.log_url,
+        log_key=parse_keys([args.log_key], "--log-key")[0],
+        state=state,
+        rpc=args.rpc,
+        contract=contract,
+        chain_id=args.chain_id,
+        timeout=settings.rpc_timeout,
+    )
+    if not args.follow:
+        findings = monitor.poll()
+        if args.json:
+            _print_json({"findings": [f.to_json() for f in findings], "tree_sizes": monitor.sizes})
+        else:
+            for finding in findings:
+                print(finding.line())
+            sizes = ", ".join(f"{url} serves {size}" for url, size in monitor.sizes.items())
+            print(f"{len(findings)} finding(s); {sizes or 'no log read'}")
+        return EXIT_FAILED if findings else EXIT_OK
+
+    def report(finding: Any) -> None:
+        print(finding.line(), flush=True)
+
+    def trouble(message: str) -> None:
+        print(f"chainaudit monitor: {message}", file=sys.stderr, flush=True)
+
+    follow(
+        monitor,
+        interval=30.0 if args.interval is None else args.interval,
+        max_polls=args.max_polls,
+        report=report,
+        trouble=trouble,
+        metrics=None if args.metrics_file is None else Path(args.metrics_file),
+        webhook=args.webhook,
+    )
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import audit_against_chain  # noqa: PLC0415
     from chainaudit.context import chain_from  # noqa: PLC0415
@@ -1555,6 +1617,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=cmd_verify)
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="follow a log's public read path and its on-chain anchors; report findings",
+        description=(
+            "Check a tiled log (c2sp.org/tlog-tiles) from its public read path and a chain "
+            "endpoint only: each checkpoint's signature, the root recomputed from the tiles, "
+            "consistency with the previous checkpoint (--state), split views between several "
+            "--log-url, and every on-chain anchor (size and root) against the served tree. "
+            "One-shot: exit 0 clean, 1 on any finding, 2 on bad usage or an unreachable log "
+            "or chain. --follow: one line per finding on stdout, a counter in --metrics-file, "
+            "a JSON POST to --webhook."
+        ),
+    )
+    monitor.add_argument(
+        "--log-url",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="the log's read path (repeat: several views of the same log, for split views)",
+    )
+    monitor.add_argument("--log-key", required=True, metavar="VKEY", help="the log's note key")
+    monitor.add_argument("--rpc", metavar="URL", help="your chain endpoint (anchor checks)")
+    monitor.add_argument("--contract", metavar="ADDRESS", help="the AuditAnchor you trust")
+    monitor.add_argument("--chain-id", type=_positive_int, metavar="ID", help="its chain id")
+    monitor.add_argument(
+        "--state", metavar="FILE", help="remember checkpoints and checked anchors across runs"
+    )
+    monitor.add_argument("--follow", action="store_true", help="poll until interrupted")
+    monitor.add_argument(
+        "--interval", type=_positive_float, metavar="S", help="seconds between polls (30)"
+    )
+    monitor.add_argument(
+        "--max-polls", type=_positive_int, metavar="N", help="with --follow: stop after N polls"
+    )
+    monitor.add_argument("--webhook", metavar="URL", help="POST each finding as JSON here")
+    monitor.add_argument(
+        "--metrics-file",
+        metavar="FILE",
+        help="write Prometheus text metrics (findings per kind, polls, tree sizes) after each poll",
+    )
+    monitor.add_argument("--json", action="store_true", help="one-shot: print JSON")
+    monitor.set_defaults(handler=cmd_monitor)
 
     audit = commands.add_parser(
         "audit",

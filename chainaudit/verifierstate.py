@@ -57,7 +57,8 @@ class Remembered:
 class VerifierState:
     """The remembered checkpoints, per origin, of one state file."""
 
-    path: Path
+    path: Path | None
+    """``None``: kept in memory only (a monitor without ``--state``)."""
     origins: dict[str, Remembered] = field(default_factory=dict)
     anchors: dict[str, int] = field(default_factory=dict)
     """Per ``<chain id>/<contract>``, how many on-chain anchors a monitor checked clean."""
@@ -85,7 +86,9 @@ class VerifierState:
         return self.origins.get(origin)
 
     def save(self) -> None:
-        """Replace the file atomically with the current state."""
+        """Replace the file atomically with the current state (nothing without a path)."""
+        if self.path is None:
+            return
         document = {
             "version": STATE_VERSION,
             "origins": {o: r.to_json() for o, r in sorted(self.origins.items())},
