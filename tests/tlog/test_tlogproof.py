@@ -196,3 +196,63 @@ def test_state_refuses_a_fork(
     # the same size with another root is a fork even without a read path
     assert cli(data_dir, "verify", str(tmp_path / "fork"), *args) == 1
     assert "fork detected: two checkpoints of size 20" in capsys.readouterr().out
+
+
+def _bundle_v1(leaves: list[bytes], index: int, since: int | None = None) -> dict[str, object]:
+    """A bundle v1 (no record) for an offline check; the anchor fields are well-formed only."""
+    hexes = ["0x" + h.hex() for h in merkle.inclusion_proof(leaves, index)]
+    bundle: dict[str, object] = {
+        "version": 1,
+        "leaf_hash": "0x" + leaves[index].hex(),
+        "leaf_index": index,
+        "tree_size": len(leaves),
+        "inclusion_proof": hexes,
+        "checkpoint": {
+            "tree_size": len(leaves),
+            "root": "0x" + merkle.root_hash(leaves).hex(),
+        },
+        "anchor": {
+            "chain_id": 31337,
+            "contract": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "tx_hash": "0x" + "11" * 32,
+            "block_number": 5,
+            "block_hash": "0x" + "22" * 32,
+            "checkpoint_seq": 0,
+            "status": "confirmed",
+        },
+    }
+    if since is not None:
+        bundle["consistency"] = {
+            "from_tree_size": since,
+            "from_root": "0x" + merkle.root_hash(leaves[:since]).hex(),
+            "proof": ["0x" + h.hex() for h in merkle.consistency_proof(leaves, since)],
+        }
+    return bundle
+
+
+def test_state_with_bundle_v1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bundle v1 stays readable; with --state its consistency proof (proof --since) moves
+    the remembered checkpoint forward, and another history of the same anchor is refused."""
+    honest = [merkle.hash_leaf(e) for e in entries_of(20)]
+    forked = list(honest)
+    forked[1] = merkle.hash_leaf(b"forged")
+    state = tmp_path / "state.json"
+    origin = "anchor:31337/0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+    def verify(bundle: dict[str, object]) -> int:
+        path = tmp_path / "bundle.json"
+        path.write_text(json.dumps(bundle))
+        return main(["verify", str(path), "--state", str(state)])
+
+    assert verify(_bundle_v1(honest[:12], 3)) == 0
+    assert json.loads(state.read_text())["origins"][origin]["size"] == 12
+    assert verify(_bundle_v1(forked[:12], 3)) == 1
+    assert "fork detected" in capsys.readouterr().out
+    assert verify(_bundle_v1(forked, 3, since=12)) == 1  # its proof starts at another root
+    assert "not consistent" in capsys.readouterr().out
+    assert verify(_bundle_v1(honest, 3, since=12)) == 0
+    assert json.loads(state.read_text())["origins"][origin]["size"] == 20
+
+
+def entries_of(n: int) -> list[bytes]:
+    return [f"entry-{i}".encode() for i in range(n)]
