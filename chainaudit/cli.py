@@ -20,6 +20,14 @@ comes without the chain and contract to trust (``--trust-bundle-contract`` accep
 bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
 it is parsed (:mod:`chainaudit.jsonlimits`).
 
+``proof RECORD_ID --format tlog-proof`` writes a ``c2sp.org/tlog-proof@v1`` file
+(:mod:`chainaudit.tlogproof`); ``verify`` tells it from a bundle v1 by content and checks it
+against ``--log-key`` and the witness quorum (``--witness``, ``--quorum``). ``verify --state
+FILE`` refuses a checkpoint that is not provably consistent with the last one it accepted
+(:mod:`chainaudit.verifierstate`; proofs from the evidence or ``--log-url``). ``monitor``
+follows a log's read path and its anchors (:mod:`chainaudit.monitor`): exit 1 on any finding.
+See ``docs/transparency.md``.
+
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
 prints one line per finding and exits 1 if there is any.
@@ -244,9 +252,18 @@ def _tlog_proof(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    print(
-        f"wrote the tlog-proof of record {args.record_id} (leaf {proof.index}) to {args.output}",
-        file=sys.stderr,
+    size = proof.checkpoint.split("\n", 2)[1]
+    _emit(
+        f"wrote the tlog-proof of record {args.record_id} (leaf {proof.index}, signed "
+        f"checkpoint of size {size}) to {args.output}"
+        + ("" if proof.extra is not None else "; the record itself is not included"),
+        {
+            "file": str(args.output),
+            "record_id": args.record_id,
+            "record_included": proof.extra is not None,
+            "leaf_index": proof.index,
+            "tree_size": int(size),
+        },
     )
     return EXIT_OK
 
