@@ -438,6 +438,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             from chainaudit.bundle import loads_bundle  # noqa: PLC0415
 
             bundle = loads_bundle(data, source="stdin" if args.bundle == "-" else args.bundle)
+            if args.witness or args.quorum is not None or args.entry:
+                raise InputError(
+                    "--witness, --quorum and --entry apply to a tlog-proof; this is a bundle v1"
+                )
             verdict = verify_bundle(bundle, chain=chain, **pins)
             if args.state and verdict.valid:
                 given = bundle.consistency
@@ -510,6 +514,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
     state = VerifierState.load(args.state) if args.state else VerifierState(None)
     monitor = Monitor(
         log_urls=args.log_url,
+        checkpoints={name: _read_input(name) for name in args.checkpoint or []},
         log_key=parse_keys([args.log_key], "--log-key")[0],
         state=state,
         rpc=args.rpc,
@@ -1661,6 +1666,13 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--chain-id", type=_positive_int, metavar="ID", help="its chain id")
     monitor.add_argument(
         "--state", metavar="FILE", help="remember checkpoints and checked anchors across runs"
+    )
+    monitor.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a signed checkpoint of the log obtained elsewhere (a witness's cosigned one, "
+        "another client's): must be one history with the served tree (repeatable)",
     )
     monitor.add_argument("--follow", action="store_true", help="poll until interrupted")
     monitor.add_argument(

@@ -11,6 +11,9 @@ Each :meth:`Monitor.poll` does, for every read path given (``c2sp.org/tlog-tiles
     two signed checkpoints of the same origin, served by different read paths, must be one
     history: equal roots at equal sizes, else an RFC 9162 §2.1.4.2 consistency proof from the
     smaller to the larger, built from the larger one's tiles;
+    A signed checkpoint obtained elsewhere (``--checkpoint FILE``: a witness's cosigned one,
+    another client's) is compared with the served tree the same way; one larger than the
+    served tree is a ``stale`` finding (the log signed more than it serves).
 ``consistency``
     the checkpoint must be consistent with the one remembered from the previous poll (the
     state file, :mod:`chainaudit.verifierstate`): a log that rewrites or rolls back its history
@@ -57,7 +60,7 @@ MAX_SEARCH: Final = 1 << 20
 @dataclass(frozen=True, slots=True)
 class Finding:
     """Something the log or its anchors got wrong: ``kind`` (``signature``, ``tiles``,
-    ``split-view``, ``consistency``, ``anchor``), where (``source``), and what."""
+    ``split-view``, ``stale``, ``consistency``, ``anchor``), where (``source``), and what."""
 
     kind: str
     source: str
@@ -89,6 +92,9 @@ class Monitor:
     contract: str | None = None
     chain_id: int | None = None
     timeout: float = 10.0
+    checkpoints: dict[str, bytes] = field(default_factory=dict)
+    """Signed checkpoints of the log from elsewhere (a witness, another client), by name:
+    each must be one history with the served tree (else a ``split-view`` finding)."""
     sizes: dict[str, int] = field(default_factory=dict)
     """The served tree size of each read path at the last poll."""
 
@@ -108,6 +114,9 @@ class Monitor:
                 if view is not None:
                     views.append(view)
             findings += self._split_views(views)
+            if views:
+                for name, raw in self.checkpoints.items():
+                    findings += self._compare_checkpoint(name, raw, views[0])
             for view in views:
                 findings += self._remember(view)
             if self.rpc is not None and self.contract is not None and views:
@@ -163,6 +172,46 @@ class Monitor:
                         )
                     )
         return findings
+
+    def _compare_checkpoint(self, name: str, raw: bytes, view: _View) -> list[Finding]:
+        """A checkpoint from elsewhere against the served tree: signed by the log, and the
+        same history (RFC 9162 §2.1.4.2, the proof built from the served tiles)."""
+        try:
+            other, _ = note.open_checkpoint(raw, self.log_key)
+        except VerificationError as exc:
+            return [Finding("signature", name, f"the checkpoint: {exc}")]
+        served, reader = view.checkpoint, view.reader
+        if other.size > served.size:
+            return [
+                Finding(
+                    "stale",
+                    f"{name} {view.url}",
+                    f"the log signed size {other.size} elsewhere but serves size {served.size}",
+                )
+            ]
+        try:
+            if other.size == served.size:
+                if other.root != served.root:
+                    raise VerificationError("the roots differ at the same size")
+            elif other.size:
+                merkle.verify_consistency(
+                    other.size,
+                    served.size,
+                    reader.consistency_proof(other.size),
+                    other.root,
+                    served.root,
+                )
+        except VerificationError as exc:
+            return [
+                Finding(
+                    "split-view",
+                    f"{name} {view.url}",
+                    f"two signed checkpoints of {served.origin} are not one history: size "
+                    f"{other.size} root 0x{other.root.hex()} and the served size {served.size} "
+                    f"root 0x{served.root.hex()} ({exc})",
+                )
+            ]
+        return []
 
     def _remember(self, view: _View) -> list[Finding]:
         reader, checkpoint = view.reader, view.checkpoint

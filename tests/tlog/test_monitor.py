@@ -46,6 +46,21 @@ def test_split_view_between_two_read_paths(
         assert main(["monitor", "--log-url", a, "--log-url", b, "--log-key", key]) == 1
         out = capsys.readouterr().out
         assert f"FINDING split-view {a} {b}" in out and "not one history" in out
+        # a checkpoint from elsewhere (a witness's cosigned copy): the forked one is a split
+        # view, an older honest one is fine, a larger one means the log serves a stale tree
+        witness = note.Signer.generate("witness.test", note.COSIGNATURE_V1)
+        files = {}
+        for name, history in (("fork", forked), ("old", honest[:7]), ("big", entries(13))):
+            signed = write_log(tmp_path / name, history, signer)
+            cosigned = signed.with_signatures((witness.sign(signed.text, timestamp=1),))
+            files[name] = tmp_path / f"{name}.checkpoint"
+            files[name].write_text(cosigned.encode())
+        base = ["monitor", "--log-url", a, "--log-key", key, "--checkpoint"]
+        assert main([*base, str(files["old"])]) == 0
+        assert main([*base, str(files["fork"])]) == 1
+        assert f"FINDING split-view {files['fork']} {a}" in capsys.readouterr().out
+        assert main([*base, str(files["big"])]) == 1
+        assert "FINDING stale" in capsys.readouterr().out
         # a wrong key: the signature finding
         other = note.Signer.generate(ORIGIN).verifier().encode()
         assert main(["monitor", "--log-url", a, "--log-key", other]) == 1

@@ -66,3 +66,21 @@ def test_clear_errors_for_unreachable_logs_and_bad_signatures(
             client.get("tile/9/000", 100)
     with pytest.raises(InputError, match="http"):
         TlogClient("file:///etc/")
+
+
+def test_size_limits_and_the_full_tile_fallback(tmp_path: Path, signer: note.Signer) -> None:
+    """A response over its limit is refused; a partial tile that is gone is read from the
+    full tile that replaced it (tlog-tiles: clients fall back to the full tile)."""
+    write_log(tmp_path, entries(600), signer)
+    (tmp_path / "checkpoint").write_bytes(b"x" * 70_000)
+    with serve(tmp_path) as url, TlogClient(url) as client:
+        with pytest.raises(VerificationError, match="more than 65536 bytes"):
+            client.checkpoint_note()
+        # the tree of 260 leaves, read from a log that has grown to 600: tile 0/001.p/4 is
+        # gone (0/001 is full now); the level-1 tile of that tree is kept for the test
+        leaves = [merkle.hash_leaf(e) for e in entries(600)]
+        (tmp_path / "tile" / "1" / "000.p" / "1").write_bytes(merkle.root_hash(leaves[:256]))
+        reader = TileReader(client, 260, merkle.root_hash(leaves[:260]))
+        assert reader.inclusion_proof(258) == merkle.inclusion_proof(leaves[:260], 258)
+        with pytest.raises(InputError, match="has no"):
+            TileReader(client, 520, b"\x00" * 32).check_root()
