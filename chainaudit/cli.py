@@ -531,7 +531,11 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
                 print(finding.line())
             sizes = ", ".join(f"{url} serves {size}" for url, size in monitor.sizes.items())
             print(f"{len(findings)} finding(s); {sizes or 'no log read'}")
-        return EXIT_FAILED if findings else EXIT_OK
+        for message in monitor.unavailable:
+            print(f"chainaudit: {message}", file=sys.stderr)
+        if findings:
+            return EXIT_FAILED
+        return EXIT_USAGE if monitor.unavailable else EXIT_OK
 
     def report(finding: Any) -> None:
         print(finding.line(), flush=True)

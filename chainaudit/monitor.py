@@ -27,9 +27,11 @@ Each :meth:`Monitor.poll` does, for every read path given (``c2sp.org/tlog-tiles
     genuine proof from 6 to 12 leaves also passes as a proof from 6 to 14.
 
 A finding is a :class:`Finding`. A read path or chain endpoint that cannot be reached is not a
-finding (nothing was proved): :meth:`Monitor.poll` raises :class:`~chainaudit.errors.InputError`
-or :class:`~chainaudit.errors.ChainUnavailableError`; ``chainaudit monitor`` exits 2 on it in
-one-shot mode and reports it on stderr and carries on in follow mode.
+finding (nothing was proved): a read path is left out of the round (:attr:`Monitor.unavailable`),
+and when none can be read, or the chain cannot, :meth:`Monitor.poll` raises
+:class:`~chainaudit.errors.InputError` or :class:`~chainaudit.errors.ChainUnavailableError`.
+``chainaudit monitor`` reports these on stderr; one-shot it exits 2 for them unless there is a
+finding (exit 1); in follow mode it carries on.
 """
 
 from __future__ import annotations
@@ -97,22 +99,32 @@ class Monitor:
     each must be one history with the served tree (else a ``split-view`` finding)."""
     sizes: dict[str, int] = field(default_factory=dict)
     """The served tree size of each read path at the last poll."""
+    unavailable: list[str] = field(default_factory=list)
+    """Why each read path left out of the last poll could not be read."""
 
     def poll(self) -> list[Finding]:
-        """One round of checks (see the module); returns the findings, in order.
+        """One round of checks (see the module); returns the findings, in order. A read path
+        that cannot be read is left out of the round and named in :attr:`unavailable`.
 
         Raises:
-            InputError: a read path cannot be read.
+            InputError: no read path could be read (nothing was checked).
             ChainUnavailableError: the chain endpoint cannot be reached.
         """
         findings: list[Finding] = []
+        self.unavailable = []
         clients = [TlogClient(url, timeout=self.timeout) for url in self.log_urls]
         try:
             views = []
             for client in clients:
-                view = self._view(client, findings)
+                try:
+                    view = self._view(client, findings)
+                except InputError as exc:
+                    self.unavailable.append(str(exc))
+                    continue
                 if view is not None:
                     views.append(view)
+            if len(self.unavailable) == len(clients):
+                raise InputError("; ".join(self.unavailable))
             findings += self._split_views(views)
             if views:
                 for name, raw in self.checkpoints.items():
@@ -374,6 +386,8 @@ def follow(
     while max_polls is None or polls < max_polls:
         try:
             findings = monitor.poll()
+            for message in monitor.unavailable:
+                trouble(message)
         except (InputError, ChainError) as exc:
             trouble(str(exc))
             findings = []

@@ -138,3 +138,28 @@ def test_follow_reports_a_rewritten_history_once(
     assert "chainaudit_monitor_polls_total 4" in text
     assert f'chainaudit_monitor_tree_size{{log="{base}"}} 16' in text
     assert json.loads(state_file.read_text())["origins"][ORIGIN]["size"] == 12
+
+
+def test_follow_from_the_command_line(
+    tmp_path: Path, signer: note.Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--follow prints each finding once however many polls see it; a read path that cannot
+    be read is named on stderr while the others are still checked."""
+    honest, forked = histories()
+    write_log(tmp_path / "a", honest, signer)
+    write_log(tmp_path / "b", forked, signer)
+    metrics = tmp_path / "m.prom"
+    key = signer.verifier().encode()
+    with serve(tmp_path / "a") as a, serve(tmp_path / "b") as b:
+        with serve(tmp_path / "gone") as gone:
+            pass
+        args = ["monitor", "--log-key", key, "--log-url", a, "--log-url", b, "--log-url", gone]
+        follow_args = ["--follow", "--interval", "0.01", "--max-polls", "3"]
+        assert main([*args, *follow_args, "--metrics-file", str(metrics)]) == 0
+        captured = capsys.readouterr()
+        assert captured.out.count("FINDING split-view") == 1
+        assert captured.err.count(f"cannot read {gone}checkpoint") == 3
+        assert 'chainaudit_monitor_findings_total{kind="split-view"} 1' in metrics.read_text()
+        # one-shot: the finding wins over the unreadable path (exit 1); alone, it is exit 2
+        assert main(args) == 1
+        assert main(["monitor", "--log-key", key, "--log-url", a, "--log-url", gone]) == 2
