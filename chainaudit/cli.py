@@ -20,6 +20,14 @@ comes without the chain and contract to trust (``--trust-bundle-contract`` accep
 bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
 it is parsed (:mod:`chainaudit.jsonlimits`).
 
+``proof RECORD_ID --format tlog-proof`` writes a ``c2sp.org/tlog-proof@v1`` file
+(:mod:`chainaudit.tlogproof`); ``verify`` tells it from a bundle v1 by content and checks it
+against ``--log-key`` and the witness quorum (``--witness``, ``--quorum``). ``verify --state
+FILE`` refuses a checkpoint that is not provably consistent with the last one it accepted
+(:mod:`chainaudit.verifierstate`; proofs from the evidence or ``--log-url``). ``monitor``
+follows a log's read path and its anchors (:mod:`chainaudit.monitor`): exit 1 on any finding.
+See ``docs/transparency.md``.
+
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
 prints one line per finding and exits 1 if there is any.
@@ -180,6 +188,8 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
     from chainaudit.bundle import build_bundle, write_bundle  # noqa: PLC0415
 
+    if args.format == "tlog-proof":
+        return _tlog_proof(args, settings)
     if args.output is None:
         if args.no_record or args.since is not None:
             raise InputError(
@@ -222,6 +232,45 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _tlog_proof(args: argparse.Namespace, settings: Settings) -> int:
+    """``proof ID --format tlog-proof``: a c2sp.org/tlog-proof@v1 file against the log's
+    latest signed checkpoint, the record's leaf data as its extra data (unless --no-record)."""
+    from chainaudit.tlogproof import TlogProof, build_tlog_proof  # noqa: PLC0415
+
+    if args.since is not None:
+        raise InputError("--since shapes a bundle v1; a tlog-proof carries no consistency proof")
+    with _open_log(settings) as log:
+        proof = build_tlog_proof(log, args.record_id)
+    if args.no_record:
+        proof = TlogProof(proof.index, proof.proof, proof.checkpoint, None)
+    text = proof.encode()
+    if args.output is None or args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    target = Path(args.output)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    size = proof.checkpoint.split("\n", 2)[1]
+    _emit(
+        f"wrote the tlog-proof of record {args.record_id} (leaf {proof.index}, signed "
+        f"checkpoint of size {size}) to {args.output}"
+        + ("" if proof.extra is not None else "; the record itself is not included"),
+        {
+            "file": str(args.output),
+            "record_id": args.record_id,
+            "record_included": proof.extra is not None,
+            "leaf_index": proof.index,
+            "tree_size": int(size),
+        },
+    )
+    return EXIT_OK
+
+
 def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
     """The inclusion proof at the log's current size, anchored or not: a bundle's fields
     without the record and the anchor (``docs/json.md``)."""
@@ -248,6 +297,79 @@ def _read_bundle(name: str) -> Bundle:
     return load_bundle(name)
 
 
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+def _state_check(
+    args: argparse.Namespace,
+    origin: str,
+    size: int,
+    root: bytes,
+    given: tuple[int, bytes, Sequence[bytes]] | None,
+) -> Any:
+    """``verify --state``: the evidence's checkpoint against the remembered one of its origin
+    (:mod:`chainaudit.verifierstate`); a Check, the file updated only when it passes."""
+    from chainaudit.tlogclient import consistency_source  # noqa: PLC0415
+    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
+    from chainaudit.verify import Check  # noqa: PLC0415
+
+    state = VerifierState.load(args.state)
+    key = parse_keys([args.log_key], "--log-key")[0] if args.log_key else None
+    proofs = consistency_source(args.log_url, key) if args.log_url else None
+    try:
+        detail = state.accept(origin, size, root, given=given, proofs=proofs)
+    except VerificationError as exc:
+        return Check("state", "fail", f"{origin}: {exc}")
+    return Check("state", "pass", f"{origin}: {detail} (state file {args.state})")
+
+
+def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]:
+    """``verify FILE`` of a c2sp.org/tlog-proof@v1: the verdict and what it proves."""
+    from chainaudit.tlogproof import (  # noqa: PLC0415
+        WitnessPolicy,
+        parse_keys,
+        parse_tlog_proof,
+        verify_tlog_proof,
+    )
+    from chainaudit.verify import Verdict  # noqa: PLC0415
+
+    if args.log_key is None:
+        raise InputError(
+            "a tlog-proof is checked against the log's public key: give --log-key VKEY "
+            "(<name>+<key id>+<base64 key>, from a source you trust)"
+        )
+    if args.rpc:
+        raise InputError(
+            "a tlog-proof names no anchor: --rpc applies to bundle v1 (compare a log's "
+            "anchors with `chainaudit monitor`)"
+        )
+    proof = parse_tlog_proof(data)
+    log_key = parse_keys([args.log_key], "--log-key")[0]
+    policy = None
+    if args.witness or args.quorum is not None:
+        witnesses = tuple(parse_keys(args.witness or [], "--witness"))
+        quorum = len(witnesses) if args.quorum is None else args.quorum
+        policy = WitnessPolicy(witnesses, quorum)
+    entry = _read_input(args.entry) if args.entry else None
+    verdict, checkpoint = verify_tlog_proof(proof, log_key=log_key, entry=entry, policy=policy)
+    if args.state and verdict.valid:
+        check = _state_check(args, checkpoint.origin, checkpoint.size, checkpoint.root, None)
+        verdict = Verdict((*verdict.checks, check), chain_checked=False)
+    subject = (
+        f"the entry is leaf {proof.index} of {checkpoint.origin} at size {checkpoint.size}, "
+        "signed by the log"
+        + ("" if policy is None else f" and cosigned by {policy.quorum}+ trusted witnesses")
+    )
+    return verdict, subject
+
+
 def _marks() -> dict[str, str]:
     """Check marks for the terminal. When stdout cannot encode them (an ASCII locale), use
     ASCII stand-ins and let other characters (the "§" of RFC citations) degrade to "?"."""
@@ -262,8 +384,17 @@ def _marks() -> dict[str, str]:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.chain import Chain  # noqa: PLC0415
-    from chainaudit.verify import verify_bundle, verify_consistency_bundles  # noqa: PLC0415
+    from chainaudit.tlogproof import is_tlog_proof  # noqa: PLC0415
+    from chainaudit.verify import (  # noqa: PLC0415
+        Verdict,
+        verify_bundle,
+        verify_consistency_bundles,
+    )
 
+    if args.state and args.consistency:
+        raise InputError("--state remembers one checkpoint at a time: not with --consistency")
+    if args.log_url and not args.state:
+        raise InputError("--log-url fetches consistency proofs for --state FILE: give both")
     if (
         args.rpc
         and not args.trust_bundle_contract
@@ -303,14 +434,38 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     else:
         if args.bundle is None:
             raise InputError("give a bundle file to verify (or --consistency OLD NEW)")
-        bundle = _read_bundle(args.bundle)
-        verdict = verify_bundle(bundle, chain=chain, **pins)
-        who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
-        subject = (
-            f"{who} is leaf {bundle.leaf_index} of checkpoint {bundle.anchor.checkpoint_seq} "
-            f"(tree size {bundle.checkpoint.tree_size}) of contract {bundle.anchor.contract} "
-            f"on chain {bundle.anchor.chain_id}"
-        )
+        data = _read_input(args.bundle)
+        if is_tlog_proof(data):
+            verdict, subject = _verify_tlog_proof(args, data)
+        else:
+            from chainaudit.bundle import loads_bundle  # noqa: PLC0415
+
+            bundle = loads_bundle(data, source="stdin" if args.bundle == "-" else args.bundle)
+            if args.witness or args.quorum is not None or args.entry:
+                raise InputError(
+                    "--witness, --quorum and --entry apply to a tlog-proof; this is a bundle v1"
+                )
+            verdict = verify_bundle(bundle, chain=chain, **pins)
+            if args.state and verdict.valid:
+                given = bundle.consistency
+                check = _state_check(
+                    args,
+                    f"anchor:{bundle.anchor.chain_id}/{bundle.anchor.contract}",
+                    bundle.checkpoint.tree_size,
+                    bundle.checkpoint.root,
+                    None if given is None else (given.from_tree_size, given.from_root, given.proof),
+                )
+                verdict = Verdict(
+                    (*verdict.checks, check),
+                    chain_checked=verdict.chain_checked,
+                    warnings=verdict.warnings,
+                )
+            who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
+            subject = (
+                f"{who} is leaf {bundle.leaf_index} of checkpoint "
+                f"{bundle.anchor.checkpoint_seq} (tree size {bundle.checkpoint.tree_size}) of "
+                f"contract {bundle.anchor.contract} on chain {bundle.anchor.chain_id}"
+            )
     if args.json:
         _print_json(verdict.to_json())
     else:
@@ -322,7 +477,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"WARNING: {warning}")
         if not verdict.valid:
             print(f"INVALID: failed check(s): {', '.join(verdict.failed)}")
-        elif verdict.chain_checked:
+        elif verdict.chain_checked or verdict.checks[0].name == "entry":
             print(f"VALID: {subject}")
         else:
             print(
@@ -333,6 +488,73 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         first = next(check for check in verdict.checks if check.failed)
         print(f"chainaudit: verification failed: {first.name}: {first.detail}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    """``monitor``: follow a log's read path and its anchors (:mod:`chainaudit.monitor`)."""
+    from web3 import Web3  # noqa: PLC0415
+
+    from chainaudit.monitor import Monitor, follow  # noqa: PLC0415
+    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
+
+    if args.rpc and (args.contract is None or args.chain_id is None):
+        raise InputError(
+            "monitor --rpc needs the anchor you trust: --contract ADDRESS and --chain-id ID"
+        )
+    if (args.contract or args.chain_id) and not args.rpc:
+        raise InputError("--contract and --chain-id name the anchors to check: add --rpc URL")
+    if not args.follow and (
+        args.interval is not None or args.max_polls is not None or args.webhook or args.metrics_file
+    ):
+        raise InputError("--interval, --max-polls, --webhook and --metrics-file need --follow")
+    contract = None
+    if args.contract is not None:
+        if not Web3.is_address(args.contract):
+            raise InputError(f"--contract {args.contract!r} is not an address")
+        contract = str(Web3.to_checksum_address(args.contract))
+    state = VerifierState.load(args.state) if args.state else VerifierState(None)
+    monitor = Monitor(
+        log_urls=args.log_url,
+        checkpoints={name: _read_input(name) for name in args.checkpoint or []},
+        log_key=parse_keys([args.log_key], "--log-key")[0],
+        state=state,
+        rpc=args.rpc,
+        contract=contract,
+        chain_id=args.chain_id,
+        timeout=settings.rpc_timeout,
+    )
+    if not args.follow:
+        findings = monitor.poll()
+        if args.json:
+            _print_json({"findings": [f.to_json() for f in findings], "tree_sizes": monitor.sizes})
+        else:
+            for finding in findings:
+                print(finding.line())
+            sizes = ", ".join(f"{url} serves {size}" for url, size in monitor.sizes.items())
+            print(f"{len(findings)} finding(s); {sizes or 'no log read'}")
+        for message in monitor.unavailable:
+            print(f"chainaudit: {message}", file=sys.stderr)
+        if findings:
+            return EXIT_FAILED
+        return EXIT_USAGE if monitor.unavailable else EXIT_OK
+
+    def report(finding: Any) -> None:
+        print(finding.line(), flush=True)
+
+    def trouble(message: str) -> None:
+        print(f"chainaudit monitor: {message}", file=sys.stderr, flush=True)
+
+    follow(
+        monitor,
+        interval=30.0 if args.interval is None else args.interval,
+        max_polls=args.max_polls,
+        report=report,
+        trouble=trouble,
+        metrics=None if args.metrics_file is None else Path(args.metrics_file),
+        webhook=args.webhook,
+    )
     return EXIT_OK
 
 
@@ -1357,6 +1579,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="also prove the checkpoint extends the log at SIZE (an older bundle's tree size)",
     )
+    proof.add_argument(
+        "--format",
+        choices=("bundle", "tlog-proof"),
+        default="bundle",
+        help="bundle: proof bundle v1 (with -o); tlog-proof: a c2sp.org/tlog-proof@v1 file "
+        "against the log's latest signed checkpoint (to -o FILE or stdout)",
+    )
     proof.set_defaults(handler=cmd_proof)
 
     verify = commands.add_parser(
@@ -1369,7 +1598,45 @@ def build_parser() -> argparse.ArgumentParser:
             "2 unusable input or unreachable endpoint."
         ),
     )
-    verify.add_argument("bundle", nargs="?", help="the bundle file ('-': stdin)")
+    verify.add_argument(
+        "bundle",
+        nargs="?",
+        help="a bundle v1 or c2sp.org/tlog-proof@v1 file, told apart by content ('-': stdin)",
+    )
+    verify.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        help="the log's note verifier key <name>+<hex id>+<base64> (required for a tlog-proof)",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a trusted witness's cosignature/v1 verifier key (repeat for several)",
+    )
+    verify.add_argument(
+        "--quorum",
+        type=_non_negative_int,
+        metavar="K",
+        help="how many --witness keys must have cosigned the checkpoint (default: all)",
+    )
+    verify.add_argument(
+        "--entry",
+        metavar="FILE",
+        help="the entry (leaf data) of a tlog-proof, instead of the proof's extra data",
+    )
+    verify.add_argument(
+        "--state",
+        metavar="FILE",
+        help="remember the last checkpoint accepted per origin in FILE and refuse one that is "
+        "not provably consistent with it (fork detection)",
+    )
+    verify.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="with --state: the log's tiled read path, for the consistency proofs the "
+        "evidence does not carry",
+    )
     verify.add_argument(
         "--consistency",
         nargs=2,
@@ -1412,6 +1679,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=cmd_verify)
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="follow a log's public read path and its on-chain anchors; report findings",
+        description=(
+            "Check a tiled log (c2sp.org/tlog-tiles) from its public read path and a chain "
+            "endpoint only: each checkpoint's signature, the root recomputed from the tiles, "
+            "consistency with the previous checkpoint (--state), split views between several "
+            "--log-url, and every on-chain anchor (size and root) against the served tree. "
+            "One-shot: exit 0 clean, 1 on any finding, 2 on bad usage or an unreachable log "
+            "or chain. --follow: one line per finding on stdout, a counter in --metrics-file, "
+            "a JSON POST to --webhook."
+        ),
+    )
+    monitor.add_argument(
+        "--log-url",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="the log's read path (repeat: several views of the same log, for split views)",
+    )
+    monitor.add_argument("--log-key", required=True, metavar="VKEY", help="the log's note key")
+    monitor.add_argument("--rpc", metavar="URL", help="your chain endpoint (anchor checks)")
+    monitor.add_argument("--contract", metavar="ADDRESS", help="the AuditAnchor you trust")
+    monitor.add_argument("--chain-id", type=_positive_int, metavar="ID", help="its chain id")
+    monitor.add_argument(
+        "--state", metavar="FILE", help="remember checkpoints and checked anchors across runs"
+    )
+    monitor.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a signed checkpoint of the log obtained elsewhere (a witness's cosigned one, "
+        "another client's): must be one history with the served tree (repeatable)",
+    )
+    monitor.add_argument("--follow", action="store_true", help="poll until interrupted")
+    monitor.add_argument(
+        "--interval", type=_positive_float, metavar="S", help="seconds between polls (30)"
+    )
+    monitor.add_argument(
+        "--max-polls", type=_positive_int, metavar="N", help="with --follow: stop after N polls"
+    )
+    monitor.add_argument("--webhook", metavar="URL", help="POST each finding as JSON here")
+    monitor.add_argument(
+        "--metrics-file",
+        metavar="FILE",
+        help="write Prometheus text metrics (findings per kind, polls, tree sizes) after each poll",
+    )
+    monitor.add_argument("--json", action="store_true", help="one-shot: print JSON")
+    monitor.set_defaults(handler=cmd_monitor)
 
     audit = commands.add_parser(
         "audit",

@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     root BLOB NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS signed_checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 """
 
 
@@ -678,6 +679,26 @@ class Log:
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
         return list(self._db.execute("SELECT size, root FROM checkpoints ORDER BY size"))
+
+    def put_signed_checkpoint(self, size: int, note: str) -> None:
+        """Keep the signed checkpoint note (c2sp.org/tlog-checkpoint) of the tree of ``size``,
+        replacing an earlier note of that size (one with more cosignatures)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO signed_checkpoints (size, note) VALUES (?, ?)", (size, note)
+        )
+
+    def signed_checkpoint(self, size: int | None = None) -> str | None:
+        """The signed checkpoint note of the tree of ``size`` (default: the largest kept), or
+        ``None`` when there is none."""
+        if size is None:
+            row = self._db.execute(
+                "SELECT note FROM signed_checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT note FROM signed_checkpoints WHERE size = ?", (size,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     # -- audit -------------------------------------------------------------------------------
 
