@@ -339,6 +339,7 @@ def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]
         verify_tlog_proof,
     )
     from chainaudit.verify import Verdict  # noqa: PLC0415
+    from chainaudit.witness_policy import Policy, load_policy  # noqa: PLC0415
 
     if args.log_key is None:
         raise InputError(
@@ -352,8 +353,12 @@ def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]
         )
     proof = parse_tlog_proof(data)
     log_key = parse_keys([args.log_key], "--log-key")[0]
-    policy = None
-    if args.witness or args.quorum is not None:
+    policy: WitnessPolicy | Policy | None = None
+    if args.policy and (args.witness or args.quorum is not None):
+        raise InputError("give either --policy FILE or --witness/--quorum, not both")
+    if args.policy:
+        policy = load_policy(args.policy)
+    elif args.witness or args.quorum is not None:
         witnesses = tuple(parse_keys(args.witness or [], "--witness"))
         quorum = len(witnesses) if args.quorum is None else args.quorum
         policy = WitnessPolicy(witnesses, quorum)
@@ -365,7 +370,7 @@ def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]
     subject = (
         f"the entry is leaf {proof.index} of {checkpoint.origin} at size {checkpoint.size}, "
         "signed by the log"
-        + ("" if policy is None else f" and cosigned by {policy.quorum}+ trusted witnesses")
+        + ("" if policy is None else f" and witnessed as the policy requires ({policy.quorum})")
     )
     return verdict, subject
 
@@ -441,9 +446,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             from chainaudit.bundle import loads_bundle  # noqa: PLC0415
 
             bundle = loads_bundle(data, source="stdin" if args.bundle == "-" else args.bundle)
-            if args.witness or args.quorum is not None or args.entry:
+            if args.witness or args.quorum is not None or args.entry or args.policy:
                 raise InputError(
-                    "--witness, --quorum and --entry apply to a tlog-proof; this is a bundle v1"
+                    "--policy, --witness, --quorum and --entry apply to a tlog-proof; this is "
+                    "a bundle v1"
                 )
             verdict = verify_bundle(bundle, chain=chain, **pins)
             if args.state and verdict.valid:
@@ -1607,6 +1613,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-key",
         metavar="VKEY",
         help="the log's note verifier key <name>+<hex id>+<base64> (required for a tlog-proof)",
+    )
+    verify.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a c2sp.org/tlog-policy file: the witnesses whose cosignatures count and the "
+        "quorum a tlog-proof's checkpoint must meet",
     )
     verify.add_argument(
         "--witness",

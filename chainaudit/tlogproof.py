@@ -45,6 +45,7 @@ from chainaudit.errors import (
     VerificationError,
 )
 from chainaudit.verify import Check, Verdict
+from chainaudit.witness_policy import Policy
 
 if TYPE_CHECKING:
     from chainaudit.store import Log
@@ -200,7 +201,7 @@ def verify_tlog_proof(
     *,
     log_key: note.Verifier,
     entry: bytes | None = None,
-    policy: WitnessPolicy | None = None,
+    policy: WitnessPolicy | Policy | None = None,
 ) -> tuple[Verdict, note.Checkpoint]:
     """Verify a tlog-proof; return the verdict and the (parsed) checkpoint.
 
@@ -208,8 +209,9 @@ def verify_tlog_proof(
     RFC 9162 §2.1.1), ``log_signature`` (the checkpoint carries a valid signature of
     ``log_key`` and its origin is the key's name, c2sp.org/tlog-checkpoint and signed-note),
     ``inclusion`` (the leaf is at ``index`` of the checkpoint's tree, RFC 9162 §2.1.3.2) and
-    ``witnesses`` (at least ``policy.quorum`` distinct witnesses of ``policy`` cosigned,
-    c2sp.org/tlog-cosignature; skipped without a policy).
+    ``witnesses`` (at least ``policy.quorum`` distinct witnesses of a :class:`WitnessPolicy`
+    cosigned, or the quorum of a ``tlog-policy`` file is met, c2sp.org/tlog-cosignature;
+    skipped without a policy).
 
     Raises:
         InputError: neither an entry nor extra data (there is no leaf to prove).
@@ -268,9 +270,13 @@ def _check_inclusion(proof: TlogProof, checkpoint: note.Checkpoint, leaf: bytes)
     )
 
 
-def _check_witnesses(signed: note.Note, policy: WitnessPolicy | None) -> Check:
+def _check_witnesses(signed: note.Note, policy: WitnessPolicy | Policy | None) -> Check:
     if policy is None:
-        return Check("witnesses", "skip", "skipped: no witness policy given (--witness, --quorum)")
+        return Check(
+            "witnesses", "skip", "skipped: no witness policy given (--policy, or --witness)"
+        )
+    if isinstance(policy, Policy):
+        return _check_policy(signed, policy)
     try:
         valid = signed.verified_by(list(policy.witnesses))
     except NoteError as exc:
@@ -287,6 +293,27 @@ def _check_witnesses(signed: note.Note, policy: WitnessPolicy | None) -> Check:
         "pass",
         f"{len(valid)} trusted witness(es) cosigned ({', '.join(sorted(valid))}); quorum "
         f"{policy.quorum} (c2sp.org/tlog-cosignature)",
+    )
+
+
+def _check_policy(signed: note.Note, policy: Policy) -> Check:
+    """The quorum of a ``tlog-policy`` file (groups and thresholds) over the cosignatures."""
+    try:
+        found = policy.cosigners(signed)
+    except NoteError as exc:
+        return Check("witnesses", "fail", f"a witness cosignature does not verify: {exc}")
+    named = ", ".join(sorted(found)) or "none"
+    if not policy.quorum_met(found):
+        return Check(
+            "witnesses",
+            "fail",
+            f"the policy's quorum {policy.quorum!r} is not met (cosigned by: {named})",
+        )
+    return Check(
+        "witnesses",
+        "pass",
+        f"the policy's quorum {policy.quorum!r} is met (cosigned by: {named}; "
+        "c2sp.org/tlog-cosignature)",
     )
 
 

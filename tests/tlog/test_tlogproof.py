@@ -256,3 +256,36 @@ def test_state_with_bundle_v1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def entries_of(n: int) -> list[bytes]:
     return [f"entry-{i}".encode() for i in range(n)]
+
+
+def test_verify_applies_a_tlog_policy_file(
+    data_dir: Path,
+    tmp_path: Path,
+    signer: note.Signer,
+    witnesses: list[note.Signer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`verify --policy FILE`: the quorum of a c2sp.org/tlog-policy (groups and thresholds)."""
+    out = tmp_path / "rec.tlog-proof"
+    assert cli(data_dir, "proof", "rec-0001", "--format", "tlog-proof", "-o", str(out)) == 0
+    lines = [f"log {signer.verifier().encode()}"]
+    lines += [f"witness w{i} {w.verifier().encode()}" for i, w in enumerate(witnesses)]
+    two_of_three = tmp_path / "two.policy"
+    two_of_three.write_text("\n".join([*lines, "group g 2 w0 w1 w2", "quorum g", ""]))
+    every = tmp_path / "all.policy"
+    every.write_text("\n".join([*lines, "group g all w0 w1 w2", "quorum g", ""]))
+    vkey = signer.verifier().encode()
+    capsys.readouterr()
+    # the checkpoint is cosigned by w0 and w1: 2 of 3 is met, all 3 is not
+    assert cli(data_dir, "verify", str(out), "--log-key", vkey, "--policy", str(two_of_three)) == 0
+    assert "quorum 'g' is met (cosigned by: w0, w1" in capsys.readouterr().out
+    assert cli(data_dir, "verify", str(out), "--log-key", vkey, "--policy", str(every)) == 1
+    assert "quorum 'g' is not met" in capsys.readouterr().out
+    # a policy and --witness together, or a malformed policy, are usage errors
+    wkey = witnesses[0].verifier().encode()
+    args = ["verify", str(out), "--log-key", vkey, "--policy", str(every), "--witness", wkey]
+    assert cli(data_dir, *args) == 2
+    broken = tmp_path / "broken.policy"
+    broken.write_text("quorum nobody\n")
+    assert cli(data_dir, "verify", str(out), "--log-key", vkey, "--policy", str(broken)) == 2
+    assert "broken.policy" in capsys.readouterr().err
