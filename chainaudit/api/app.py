@@ -33,6 +33,7 @@ from chainaudit.api.routes import (
     proofs,
     records,
     statements,
+    tiles,
     web,
 )
 from chainaudit.api.services import Metrics, Services
@@ -292,6 +293,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         statements.router,
         keys.router,
         health.router,
+        tiles.router,
         web.router,
         docs.router,
     ):
