@@ -21,16 +21,19 @@ tiles (leaf hashes and above, which reveal nothing about salted records) are sti
 from __future__ import annotations
 
 import gzip
+from types import SimpleNamespace
 from typing import Final
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainaudit import tlogtiles
 from chainaudit.api.auth import ServicesDep
 from chainaudit.api.problems import Problem
-from chainaudit.errors import InputError
+from chainaudit.api.services import Services
+from chainaudit.errors import ChainauditError, InputError
 
 router = APIRouter(tags=["tlog-tiles"])
 
@@ -46,12 +49,41 @@ def cache_control(ref: tlogtiles.TileRef) -> str:
     return PARTIAL_CACHE if ref.partial else FULL_CACHE
 
 
-def _accepts_gzip(request: Request) -> bool:
-    for part in request.headers.get("accept-encoding", "").split(","):
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip."""
+    for part in accept_encoding.split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip().lower() == "gzip":
             return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+def tile_bytes(
+    svc: Services, ref: tlogtiles.TileRef, gzip_ok: bool
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers answering a request for tile ``ref``.
+
+    Raises:
+        Problem: 404 ``entries-not-published`` when ``tiles_entries`` is off.
+        NotFoundError: the tile is not within the current tree.
+    """
+    headers = {"Cache-Control": cache_control(ref)}
+    log = svc.reader()
+    if ref.level is None:
+        if not svc.settings.tiles_entries:
+            raise Problem(
+                404,
+                "entries-not-published",
+                "this log publishes leaf hashes only (tile/0/...), not its entries "
+                "(the tiles_entries setting is off)",
+            )
+        body = log.entry_bundle(ref.index, ref.width)
+        headers["Vary"] = "Accept-Encoding"
+        if len(body) > GZIP_OVER and gzip_ok:
+            body = gzip.compress(body, 1, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers
+    return log.hash_tile(ref.level, ref.index, ref.width), headers
 
 
 @router.get(
@@ -73,21 +105,50 @@ async def tile(path: str, request: Request, svc: ServicesDep) -> Response:
         ref = tlogtiles.parse_path("tile/" + path)
     except InputError as exc:
         raise Problem(400, "invalid-tile-path", str(exc)) from exc
-    headers = {"Cache-Control": cache_control(ref)}
-    if ref.level is None:
-        if not svc.settings.tiles_entries:
-            raise Problem(
-                404,
-                "entries-not-published",
-                "this log publishes leaf hashes only (tile/0/...), not its entries "
-                "(the tiles_entries setting is off)",
-            )
-        body = await run_in_threadpool(lambda: svc.reader().entry_bundle(ref.index, ref.width))
-        headers["Vary"] = "Accept-Encoding"
-        if len(body) > GZIP_OVER and _accepts_gzip(request):
-            body = await run_in_threadpool(gzip.compress, body, 1, mtime=0)
-            headers["Content-Encoding"] = "gzip"
-    else:
-        level = ref.level
-        body = await run_in_threadpool(lambda: svc.reader().hash_tile(level, ref.index, ref.width))
+    gzip_ok = accepts_gzip(request.headers.get("accept-encoding", ""))
+    body, headers = await run_in_threadpool(tile_bytes, svc, ref, gzip_ok)
     return Response(body, media_type=OCTET_STREAM, headers=headers)
+
+
+ROUTE: Final = SimpleNamespace(path="/tile/{path:path}")
+
+
+class TileFastLane:
+    """Serve successful tile requests directly, as :class:`chainaudit.api.fastlane.
+    ProofFastLane` serves proofs: a pure ASGI layer that skips FastAPI's per-request
+    machinery (the read itself is one SQLite row, or two for an entry bundle). Anything that
+    is not a successful ``GET /tile/...`` (a bad path, a tile outside the tree, entries off)
+    goes on to the app unchanged, whose route answers it with the same problem as ever."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self._try(scope) if scope["type"] == "http" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        body, headers = answer
+        scope["route"] = ROUTE  # for the request metrics, as the regular route would
+        raw = [(b"content-type", OCTET_STREAM.encode()), (b"content-length", b"%d" % len(body))]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    def _try(self, scope: Scope) -> tuple[bytes, dict[str, str]] | None:
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not path.startswith("/tile/") or scope.get("root_path"):
+            return None
+        try:
+            ref = tlogtiles.parse_path(path)
+        except InputError:
+            return None
+        accept = b""
+        for name, value in scope["headers"]:
+            if name == b"accept-encoding":
+                accept = value
+        try:
+            return tile_bytes(self.services, ref, accepts_gzip(accept.decode("latin-1")))
+        except (ChainauditError, Problem):
+            return None
