@@ -3,6 +3,7 @@ type, cache headers, gzip for entry bundles, 400 and 404 problems, ``tiles_entri
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,33 @@ def test_tiles_need_no_key_and_follow_growth(tmp_path: Path) -> None:
 
             log.append(leaf_records(600)[300:])
         assert httpx.get(f"{url}/tile/0/001").status_code == 200
+
+
+def test_the_fast_lane_answers_like_the_route(tiled: Tiled) -> None:
+    from chainaudit.api.app import create_app  # noqa: PLC0415
+    from chainaudit.api.routes.tiles import TileFastLane  # noqa: PLC0415
+
+    with_lane = create_app(tiled.settings(), run_anchorer=False)
+    route_only = create_app(tiled.settings(), run_anchorer=False)
+    route_only.user_middleware = [
+        m for m in route_only.user_middleware if m.cls is not TileFastLane
+    ]
+    assert len(route_only.user_middleware) == len(with_lane.user_middleware) - 1
+    paths = ["tile/0/000", "tile/1/001.p/17", "tile/entries/005", "tile/entries/273.p/112"]
+
+    async def compare() -> None:
+        # The tile reads need no started services (no lifespan): ASGI in-process.
+        fast = httpx.AsyncClient(transport=httpx.ASGITransport(with_lane), base_url="http://t")
+        regular = httpx.AsyncClient(transport=httpx.ASGITransport(route_only), base_url="http://t")
+        async with fast, regular:
+            for path in paths:
+                for encoding in ("gzip", "identity"):
+                    headers = {"Accept-Encoding": encoding}
+                    a = await fast.get(f"/{path}", headers=headers)
+                    b = await regular.get(f"/{path}", headers=headers)
+                    assert a.status_code == b.status_code == 200
+                    assert a.content == b.content
+                    for name in ("content-type", "cache-control", "content-encoding", "vary"):
+                        assert a.headers.get(name) == b.headers.get(name), (path, name)
+
+    asyncio.run(compare())
