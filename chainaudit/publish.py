@@ -63,18 +63,31 @@ class Published:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename,
-    so a reader sees the old file, or none, or the whole new one."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory, flushed to
+    disk, and a rename, so a reader sees the old file, or none, or the whole new one, and a
+    crash never leaves a short file under the final name (a full tile is never rewritten)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def sync_directories(directories: set[Path]) -> None:
+    """Flush the renames done in ``directories`` to disk (before the checkpoint names them)."""
+    for directory in sorted(directories):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class Publisher:
@@ -126,18 +139,21 @@ class Publisher:
         size, text = self._target()
         done = Published(size, checkpoint=False)
         completed: list[Path] = []
+        written_in: set[Path] = set()
         for level in self._levels(size):
             known = self._known_full(level)
             for ref in tlogtiles.tiles_for(size, level):
                 if not ref.partial and ref.index < known:
                     continue
                 path = self.directory / ref.path()
-                if not path.is_file():  # a tile's bytes, full or partial, never change
+                if not self._on_disk(ref, path):  # a tile's bytes, full or partial, never change
                     write_atomically(path, self._bytes(ref))
+                    written_in.add(path.parent)
                     done.written += 1
                     done.paths.append(ref.path())
                 if not ref.partial:
                     completed.append(path.with_name(path.name + ".p"))
+        sync_directories(written_in)
         if text is not None and text != self._note_on_disk():
             write_atomically(self.directory / CHECKPOINT, text.encode())
             done.checkpoint = True
@@ -148,6 +164,15 @@ class Publisher:
                 done.pruned += 1
         self._size, self._note = size, text
         return done
+
+    @staticmethod
+    def _on_disk(ref: tlogtiles.TileRef, path: Path) -> bool:
+        """Whether the tile is published: its file exists (with the size a hash tile has)."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        return ref.level is None or size == tlogtiles.HASH_SIZE * ref.width
 
     def _known_full(self, level: int | None) -> int:
         height = 0 if level is None else tlogtiles.TILE_HEIGHT * level

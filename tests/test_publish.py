@@ -110,7 +110,8 @@ def test_follow_publishes_growth(tmp_path: Path) -> None:
                 writer.append(leaf_records(700)[100:])
                 sign(writer, tiled.signer, 700)
             deadline = time.monotonic() + 10
-            while b"\n700\n" not in (out / CHECKPOINT).read_bytes():
+            checkpoint = out / CHECKPOINT
+            while not checkpoint.is_file() or b"\n700\n" not in checkpoint.read_bytes():
                 assert time.monotonic() < deadline, rounds
                 time.sleep(0.05)
         finally:
@@ -163,3 +164,13 @@ def test_without_a_signed_checkpoint_tiles_only(
     assert main(["--data-dir", str(tmp_path / "data"), "publish", str(tmp_path / "out")]) == 0
     assert "no signed checkpoint" in capsys.readouterr().err
     assert sorted(files(tmp_path / "out")) == ["tile/0/000.p/5", "tile/entries/000.p/5"]
+
+
+def test_a_short_hash_tile_left_on_disk_is_written_again(tmp_path: Path) -> None:
+    tiled = make_tiled(tmp_path / "data", size=300)
+    out = tmp_path / "out"
+    with Log.open(tiled.data_dir) as log:
+        Publisher(log, out).publish()
+        (out / "tile/0/000").write_bytes(b"\x00" * 100)  # e.g. an older publisher's crash
+        assert Publisher(log, out).publish().paths == ["tile/0/000"]
+        assert (out / "tile/0/000").read_bytes() == log.hash_tile(0, 0)
