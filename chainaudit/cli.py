@@ -550,12 +550,18 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         _emit(
             f"published size {done.size}: {done.written} tile file(s) {checkpoint}"
             f"{f', pruned {done.pruned} partial tile folder(s)' if done.pruned else ''} "
-            f"into {directory}",
+            f"into {directory}"
+            + (
+                f"; withheld {len(done.withheld)} entry bundle(s) holding erased records"
+                if done.withheld
+                else ""
+            ),
             {
                 "tree_size": done.size,
                 "written": done.written,
                 "checkpoint": done.checkpoint,
                 "pruned": done.pruned,
+                "withheld": done.withheld,
                 "directory": str(directory),
             },
         )

@@ -25,6 +25,9 @@ holding an older checkpoint falls back to the full tile (whose first ``W`` hashe
 partial's). Partials of a tile that is not yet full are all kept: each one belongs to a
 checkpoint a client may hold.
 
+An entry bundle holding an erased record cannot be produced (its leaf data is gone): it is
+left out and named in :attr:`Published.withheld`; the hash tiles still prove the record.
+
 Without a signed checkpoint in the log the tiles of the log's current size are published and
 no ``checkpoint`` file is written (there is nothing a client could verify them against).
 """
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chainaudit import note, tlogtiles
-from chainaudit.errors import InputError, NoteError, StoreError
+from chainaudit.errors import InputError, NoteError, NotFoundError, StoreError
 from chainaudit.store import Log
 
 CHECKPOINT = "checkpoint"
@@ -60,6 +63,9 @@ class Published:
     """Directories of partial tiles removed (their full tile is published)."""
     paths: list[str] = field(default_factory=list)
     """The paths written, relative to the directory (the checkpoint last)."""
+    withheld: list[str] = field(default_factory=list)
+    """Entry bundles not published: they hold an erased record, whose leaf data is gone (its
+    leaf hash stays in the level-0 tile, which is published)."""
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -147,7 +153,12 @@ class Publisher:
                     continue
                 path = self.directory / ref.path()
                 if not self._on_disk(ref, path):  # a tile's bytes, full or partial, never change
-                    write_atomically(path, self._bytes(ref))
+                    try:
+                        data = self._bytes(ref)
+                    except NotFoundError:  # an entry bundle holding an erased record
+                        done.withheld.append(ref.path())
+                        continue
+                    write_atomically(path, data)
                     written_in.add(path.parent)
                     done.written += 1
                     done.paths.append(ref.path())

@@ -174,3 +174,21 @@ def test_a_short_hash_tile_left_on_disk_is_written_again(tmp_path: Path) -> None
         (out / "tile/0/000").write_bytes(b"\x00" * 100)  # e.g. an older publisher's crash
         assert Publisher(log, out).publish().paths == ["tile/0/000"]
         assert (out / "tile/0/000").read_bytes() == log.hash_tile(0, 0)
+
+
+def test_an_entry_bundle_with_an_erased_record_is_withheld(tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    from tests.tamper import set_body  # noqa: PLC0415
+
+    tiled = make_tiled(tmp_path / "data", size=300)
+    db = sqlite3.connect(tiled.data_dir / "log.sqlite")
+    set_body(db, 3, None)  # as an erasure leaves it
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    with Log.open(tiled.data_dir) as log:
+        done = Publisher(log, out).publish()
+    assert done.withheld == ["tile/entries/000"] and done.checkpoint
+    assert (out / "tile/0/000").is_file() and not (out / "tile/entries/000").exists()
+    assert (out / "tile/entries/001.p/44").is_file()

@@ -90,3 +90,20 @@ def test_signed_checkpoints_are_stored_by_size(tmp_path: Path) -> None:
         assert note.open_checkpoint(latest, signer.verifier())[0].size == 3
         assert log.signed_checkpoint(2) is not None and "\n2\n" in (log.signed_checkpoint(2) or "")
         assert log.signed_checkpoint(7) is None
+
+
+def test_an_erased_record_withholds_its_entry_bundle_not_its_leaf(tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    from tests.tamper import set_body  # noqa: PLC0415
+
+    with Log.open(tmp_path) as log:
+        log.append(leaf_records(10))
+    db = sqlite3.connect(tmp_path / "log.sqlite")
+    set_body(db, 4, None)
+    db.commit()
+    db.close()
+    with Log.open(tmp_path) as log:
+        with pytest.raises(NotFoundError, match="erased"):
+            log.entry_bundle(0, 10)
+        assert len(log.hash_tile(0, 0, 10)) == 320
