@@ -17,8 +17,8 @@ SLITHER_STAMP := $(SLITHER_VENV)/.installed
 FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 SNAPSHOT_FILTER := --match-path 'contracts/test/Escrow*' --no-match-test invariant
 
-.PHONY: help setup test test-py test-contracts gas-check lint slither browser demo demo-stop \
-	bench fuzz clean
+.PHONY: help setup test test-py test-contracts gas-check lint slither browser go-tlog demo \
+	demo-stop bench fuzz clean
 
 help:
 	@echo "make demo       set everything up, then run the demo"
@@ -52,7 +52,13 @@ setup: $(PY_STAMP) $(NPM_STAMP)
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-test: setup browser lint test-contracts test-py
+# Debian's Go and golang.org/x/mod (sumdb/note, sumdb/tlog): tests/interop builds a checker of
+# the tlog-tiles read path with them, offline in GOPATH mode.
+go-tlog:
+	@test -x /usr/bin/go && test -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog || \
+		{ apt-get update -qq && apt-get install -y -qq golang-go golang-golang-x-mod-dev; }
+
+test: setup browser go-tlog lint test-contracts test-py
 
 test-py: setup
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -83,6 +89,7 @@ bench: setup
 	$(PY) scripts/bench_log.py
 	$(PY) scripts/bench_anchor_gas.py
 	$(PY) scripts/bench_api.py
+	$(PY) scripts/bench_tiles.py
 
 # The fuzz tests of tests/fuzz and the schemathesis run, with a long budget (tests/fuzz/budget.py;
 # `make test` runs the same tests with a small one).

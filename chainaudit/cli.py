@@ -763,6 +763,60 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the C2SP tlog-tiles files (checkpoint, tile/..., tile/entries/...) into DIR."""
+    import threading  # noqa: PLC0415
+
+    from chainaudit.publish import Published, Publisher, check_directory  # noqa: PLC0415
+
+    if args.interval is not None and not args.follow:
+        raise InputError("--interval needs --follow")
+    directory = check_directory(Path(args.directory))
+    log = _open_log(settings)
+
+    def report(done: Published) -> None:
+        checkpoint = "and the checkpoint" if done.checkpoint else "(no new checkpoint)"
+        if args.follow and not done.checkpoint and not done.written:
+            checkpoint = "(nothing new)"
+        _emit(
+            f"published size {done.size}: {done.written} tile file(s) {checkpoint}"
+            f"{f', pruned {done.pruned} partial tile folder(s)' if done.pruned else ''} "
+            f"into {directory}"
+            + (
+                f"; withheld {len(done.withheld)} entry bundle(s) holding erased records"
+                if done.withheld
+                else ""
+            ),
+            {
+                "tree_size": done.size,
+                "written": done.written,
+                "checkpoint": done.checkpoint,
+                "pruned": done.pruned,
+                "withheld": done.withheld,
+                "directory": str(directory),
+            },
+        )
+        sys.stdout.flush()
+
+    with log:
+        publisher = Publisher(log, directory, entries=settings.tiles_entries)
+        if log.signed_checkpoint() is None:
+            print(
+                "chainaudit: the log has no signed checkpoint yet: publishing its tiles "
+                "without a checkpoint file",
+                file=sys.stderr,
+            )
+        if not args.follow:
+            report(publisher.publish())
+            return EXIT_OK
+        stop = threading.Event()
+        try:
+            publisher.follow(args.interval or 2.0, stop, report)
+        except KeyboardInterrupt:
+            stop.set()
+        return EXIT_OK
+
+
 def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeyStore]:
     from chainaudit.keys import KeyStore  # noqa: PLC0415
 
@@ -1763,6 +1817,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="port (default 8000; 0: any free port)"
     )
     server.set_defaults(handler=cmd_serve)
+
+    publish = commands.add_parser(
+        "publish",
+        help="write the log as C2SP tlog-tiles static files (checkpoint, tile/...) into DIR",
+        description="Write DIR/checkpoint, DIR/tile/<L>/<N>[.p/<W>] and "
+        "DIR/tile/entries/<N>[.p/<W>] exactly as `chainaudit serve` serves them, for a static "
+        "web server, CDN or object store. Full tiles are written once; partial tiles under "
+        "their .p/<W> names, pruned once their full tile is published; every file through a "
+        "temporary name and a rename, the checkpoint last. Entries follow the tiles_entries "
+        "setting.",
+    )
+    publish.add_argument("directory", metavar="DIR", help="where to write (created if needed)")
+    publish.add_argument(
+        "--follow", action="store_true", help="keep running: publish the log's growth"
+    )
+    publish.add_argument(
+        "--interval",
+        type=_positive_float,
+        metavar="S",
+        help="seconds between polls of the log with --follow (default 2)",
+    )
+    publish.set_defaults(handler=cmd_publish)
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

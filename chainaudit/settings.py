@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         "partner), e.g. a Prometheus bearer token",
     )
 
+    tiles_entries: bool = Field(
+        default=True,
+        description="serve the C2SP tlog-tiles entry bundles (GET /tile/entries/..., no key): "
+        "every record's salted canonical form, readable by anyone who reaches the server; "
+        "false serves leaf hashes only (hash tiles), entries answer 404",
+    )
+
     # -- web page ---------------------------------------------------------------------------
     public_rpc_url: str | None = Field(
         default=None,

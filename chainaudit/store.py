@@ -29,9 +29,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from chainaudit import bundles, merkle, native, provenance, tiles
+from chainaudit import bundles, merkle, native, provenance, tiles, tlogtiles
 from chainaudit.errors import (
     ConflictError,
+    InputError,
     NotFoundError,
     RecordError,
     StoreError,
@@ -681,14 +682,17 @@ class Log:
         return list(self._db.execute("SELECT size, root FROM checkpoints ORDER BY size"))
 
     def put_signed_checkpoint(self, size: int, note: str) -> None:
-        """Keep the signed checkpoint note (c2sp.org/tlog-checkpoint) of the tree of ``size``,
-        replacing an earlier note of that size (one with more cosignatures)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO signed_checkpoints (size, note) VALUES (?, ?)", (size, note)
-        )
+        """Store the signed checkpoint note (``c2sp.org/tlog-checkpoint``) of tree ``size``
+        (replacing one stored for that size)."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO signed_checkpoints VALUES (?, ?)", (size, note)
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store the signed checkpoint of size {size}: {exc}") from exc
 
     def signed_checkpoint(self, size: int | None = None) -> str | None:
-        """The signed checkpoint note of the tree of ``size`` (default: the largest kept), or
+        """The stored signed checkpoint note of tree ``size`` (the largest when ``None``), or
         ``None`` when there is none."""
         if size is None:
             row = self._db.execute(
@@ -699,6 +703,82 @@ class Log:
                 "SELECT note FROM signed_checkpoints WHERE size = ?", (size,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    # -- the C2SP tlog-tiles read path -------------------------------------------------------
+
+    def hash_tile(self, level: int, index: int, width: int = tlogtiles.TILE_WIDTH) -> bytes:
+        """The C2SP ``tlog-tiles`` hash tile ``tile/<level>/<index>[.p/<width>]``: the hashes
+        of the tree nodes at height ``8 * level`` numbered ``256 * index .. + width``, back to
+        back, read from the stored tiles (no hashing: stored group ``level`` has exactly those
+        nodes as its base, :mod:`chainaudit.tiles`).
+
+        The spec's availability rule, against this object's size: a tile of ``width`` exists
+        once the tree has ``256 * index + width`` nodes at that height, so a partial tile stays
+        available after its full tile is (the spec lets a log serve it or not; serving it lets
+        a client that verified an older checkpoint finish), and a full tile only once complete.
+
+        Raises:
+            NotFoundError: the tile is not within the current tree (``width`` 1-256).
+            StoreError: the store lacks hashes it should hold (a damaged store).
+        """
+        self._check_tile(level, index, width)
+        key = (level << tiles.GROUP_SHIFT) | index
+        row = self._read_tiles([key]).get(key)
+        hashes = tiles.level_nodes(row[0], row[1], 0)[:width] if row else []
+        if len(hashes) != width:
+            raise StoreError(f"tile {level}/{index} is missing from the store")
+        return b"".join(hashes)
+
+    def entry_bundle(self, index: int, width: int = tlogtiles.TILE_WIDTH) -> bytes:
+        """The C2SP ``tlog-tiles`` entry bundle ``tile/entries/<index>[.p/<width>]``: the leaf
+        data (RFC 8785 canonical, salted records) of entries ``256 * index .. + width``, each
+        a big-endian ``uint16`` length and its bytes (:func:`tlogtiles.encode_entries`).
+        Each entry hashes (``SHA-256(0x00 || data)``) to the same position of level-0 tile
+        ``index``. Availability as in :meth:`hash_tile`.
+
+        Raises:
+            NotFoundError: the bundle is not within the current tree, or one of its records
+                was erased (its leaf data is gone; the leaf hash stays in ``tile/0/...``).
+            StoreError: a record is missing from the store or longer than a ``uint16``.
+        """
+        self._check_tile(0, index, width)
+        first = index * tlogtiles.TILE_WIDTH
+        wanted = range(first, first + width)
+        keys = range(bundles.key(first), bundles.key(first + width - 1) + 1)
+        found = {
+            record.leaf_index: record
+            for bundle in self._bundles(keys).values()
+            for record in bundle
+            if record.leaf_index in wanted
+        }
+        entries: list[bytes] = []
+        for leaf in wanted:
+            record = found.get(leaf)
+            if record is None:
+                raise StoreError(f"the record at leaf {leaf} is missing from the store")
+            if record.body is None:
+                raise NotFoundError(
+                    f"entry bundle {index} is not published: the record at leaf {leaf} was "
+                    "erased (its leaf hash stays in the level-0 tile)"
+                )
+            entries.append(record.body)
+        try:
+            return tlogtiles.encode_entries(entries)
+        except InputError as exc:
+            raise StoreError(f"entry bundle {index}: {exc}") from exc
+
+    def _check_tile(self, level: int, index: int, width: int) -> None:
+        if not (0 <= level <= tlogtiles.MAX_LEVEL and index >= 0):
+            raise NotFoundError(f"no tile {level}/{index}")
+        if not 1 <= width <= tlogtiles.TILE_WIDTH:
+            raise NotFoundError(f"no tile of width {width}")
+        nodes = self._size >> (tlogtiles.TILE_HEIGHT * level)
+        if index * tlogtiles.TILE_WIDTH + width > nodes:
+            what = "full" if width == tlogtiles.TILE_WIDTH else f"partial (width {width})"
+            raise NotFoundError(
+                f"the {what} tile {index} of level {level} is not in the tree of size "
+                f"{self._size} ({nodes} nodes at that level)"
+            )
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from chainaudit.api.routes import (
     proofs,
     records,
     statements,
+    tiles,
     web,
 )
 from chainaudit.api.services import Metrics, Services
@@ -292,6 +293,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         statements.router,
         keys.router,
         health.router,
+        tiles.router,
         web.router,
         docs.router,
     ):
@@ -299,5 +301,6 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
     app.add_middleware(JsonBody, limit=MAX_JSON_DEPTH)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ProofFastLane, services=services, limiter=app.state.limiter)
+    app.add_middleware(tiles.TileFastLane, services=services)
     app.add_middleware(Observe, metrics=services.metrics)
     return app
