@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ __all__ = [
     "ErasureError",
     "at_rest_from",
     "erase",
+    "erased_leaves",
     "erasure_id",
     "erasure_of",
     "policy_from",
@@ -112,6 +113,25 @@ def erasure_of(log: Log, leaf_index: int) -> tuple[Entry, dict[str, Any]] | None
     ):
         return None
     return entry, payload
+
+
+def erased_leaves(log: Log) -> Callable[[int, bytes], str | None]:
+    """A lookup for :func:`chainaudit.verify.verify_bundle`'s ``erased``: how the content of
+    a leaf (index, leaf hash) was erased according to ``log``, or ``None``."""
+
+    def erased(leaf_index: int, leaf_hash: bytes) -> str | None:
+        if not 0 <= leaf_index < log.refresh():
+            return None
+        found = erasure_of(log, leaf_index)
+        if found is None or found[1].get("leaf_hash") != "0x" + leaf_hash.hex():
+            return None
+        entry, payload = found
+        return (
+            f"erased by erasure record {entry.record_id} (leaf {entry.index}) on "
+            f"{payload.get('basis')!s}: {str(payload.get('reason'))[:200]}"
+        )
+
+    return erased
 
 
 def check_erasable(entry: Entry) -> None:
