@@ -261,16 +261,22 @@ def run_retention(
     ``dry_run`` nothing is written: the summary lists what would be erased.
 
     Returns the summary ``{"erased": n, "would_erase": n, "remaining": n, "by_kind": {...},
-    "records": [...] (at most 100), "dry_run": bool, "policy_sha256": ...}``; ``remaining``
-    counts the expired records left for a later run.
+    "records": [...] (at most 100), "dry_run": bool, "policy_sha256": ...,
+    "orphan_keys_destroyed": n}``; ``remaining`` counts the expired records left for a later
+    run. A data key still present for a record already erased (an erasure interrupted between
+    its commit and the key's deletion) is destroyed too.
     """
     if batch < 1:
         raise ErasureError("the batch size must be at least 1")
     now = int(time.time() * 1000) if now_ms is None else now_ms
     kept = {kind: p.retention_days for kind, p in policy.kinds.items() if p.retention_days}
     expired: list[tuple[int, str, str]] = []
-    if kept:
+    gone: list[int] = []
+    if kept or log.at_rest is not None:
         for index, record_id, kind, timestamp_ms, present in log.stored_headers():
+            if not present:
+                gone.append(index)
+                continue
             days = kept.get(kind)
             if (
                 present
@@ -279,6 +285,8 @@ def run_retention(
                 and provenance.reserved_prefix(record_id) is None
             ):
                 expired.append((index, record_id, kind))
+    # A key left behind by an erasure interrupted between its commit and the key's deletion.
+    orphans = log.destroy_keys(gone) if gone and not dry_run and log.at_rest is not None else 0
     chosen, remaining = expired[:batch], len(expired) - min(len(expired), batch)
     done: list[dict[str, Any]] = []
     by_kind: dict[str, int] = {}
@@ -305,6 +313,7 @@ def run_retention(
         "by_kind": by_kind,
         "records": done[:100],
         "policy_sha256": policy_sha256,
+        "orphan_keys_destroyed": orphans,
         "now_ms": now,
     }
 

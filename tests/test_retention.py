@@ -4,12 +4,15 @@ the policy declares are erased, in bounded batches, idempotently across restarts
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
-from chainaudit import erasure
+from chainaudit import datakeys, erasure
 from chainaudit.datapolicy import DataPolicy
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
+from tests.tamper import set_body
 
 DAY_MS = 86_400_000
 NOW_MS = 1_800_000_000_000  # 2027-01-15
@@ -85,3 +88,17 @@ def test_retention_runs_in_bounded_batches_and_is_idempotent_across_restarts(
         assert (again["erased"], again["remaining"]) == (0, 0) and log.size == size
         assert log.count_ids("erasure:") == 3
         assert log.audit().clean
+
+
+def test_a_retention_run_destroys_the_key_an_interrupted_erasure_left(tmp_path: Path) -> None:
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path, at_rest=at_rest) as log:
+        fill(log)
+        assert log.keyring().has_key(1)
+    with sqlite3.connect(tmp_path / "log.sqlite") as db:  # the body gone, the key not yet
+        set_body(db, "transaction-1", None)
+    with Log.open(tmp_path, at_rest=at_rest) as log:
+        assert run(log, dry_run=True)["orphan_keys_destroyed"] == 0
+        assert run(log)["orphan_keys_destroyed"] == 1
+        assert not log.keyring().has_key(1) and log.keyring().has_key(0) is False
+        assert log.keyring().has_key(3) is False and log.keyring().count() == 0
