@@ -99,7 +99,7 @@ def master_key_id(master: bytes) -> str:
 
 def associated_data(record_id: str, leaf_index: int) -> bytes:
     """The AES-GCM associated data of a record's sealed body: its id and leaf index."""
-    return b"chainaudit-record-v1\x00%d\x00" % leaf_index + record_id.encode("utf-8")
+    return f"chainaudit-record-v1\x00{leaf_index}\x00{record_id}".encode()
 
 
 def is_sealed(body: bytes | None) -> bool:
@@ -166,12 +166,15 @@ class Keyring:
         """
         rows: list[tuple[int, str, str, bytes]] = []
         sealed: list[bytes] = []
-        for index, record_id, body in items:
-            key = os.urandom(KEY_SIZE)
-            nonce = os.urandom(NONCE_SIZE)
-            ciphertext = AESGCM(key).encrypt(nonce, body, associated_data(record_id, index))
-            sealed.append(MAGIC + nonce + ciphertext)
-            rows.append((index, record_id, self._master_id, aes_key_wrap(self._master, key)))
+        step = KEY_SIZE + NONCE_SIZE
+        randomness = os.urandom(step * len(items))  # one system call for the whole batch
+        master, master_id = self._master, self._master_id
+        for at, (index, record_id, body) in enumerate(items):
+            key = randomness[at * step : at * step + KEY_SIZE]
+            nonce = randomness[at * step + KEY_SIZE : (at + 1) * step]
+            aad = f"chainaudit-record-v1\x00{index}\x00{record_id}".encode()
+            sealed.append(MAGIC + nonce + AESGCM(key).encrypt(nonce, body, aad))
+            rows.append((index, record_id, master_id, aes_key_wrap(master, key)))
         try:
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)", rows)
