@@ -26,7 +26,7 @@ from chainaudit.cli import main
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet
 from chainaudit.erasure import ErasureError
-from chainaudit.errors import NotFoundError
+from chainaudit.errors import ConflictError, NotFoundError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
 from chainaudit.verify import verify_bundle
@@ -276,3 +276,24 @@ def test_a_sealed_log_needs_its_master_key(tmp_path: Path) -> None:
     wrong = datakeys.AtRest(os.urandom(32))
     with Log.open(tmp_path, at_rest=wrong) as log, pytest.raises(Exception, match="master key"):
         log.entry("rec-0000")
+
+
+def test_a_failed_erasure_changes_nothing(tmp_path: Path) -> None:
+    with Log.open(tmp_path) as log:
+        log.append([record(0)])
+        squatter = prepare(
+            {
+                "id": "erasure:0",
+                "kind": "admin",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "service:privacy",
+                "payload": {"type": "note"},
+            },
+            submitter="service:privacy",
+        )
+        log.append([squatter])  # the erasure record's id is taken: the append must fail
+        with pytest.raises(ConflictError):
+            erase(log, "rec-0000")
+        assert log.entry("rec-0000").body is not None and log.size == 2
+        assert TOKENS[0] in (log.entry("rec-0000").body or b"").decode()
+        assert log.audit().clean
