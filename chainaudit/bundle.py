@@ -282,6 +282,9 @@ def build_bundle(
             needed = max(needed, erased[0].index)
     anchor = book.covering(needed)
     if anchor is None:
+        if erased is not None and book.covering(entry.index) is not None:
+            # the record is anchored, its erasure record not yet: name the one to wait for
+            raise ProofPendingError(erased[0].record_id, erased[0].index)
         raise ProofPendingError(record_id, entry.index)
     if (
         anchor.seq is None

@@ -30,6 +30,12 @@ rule set, ``pause``, ``unpause`` and ``keys create`` of an admin, operator or pa
 an admin key exists) record a request; a second officer runs ``approvals approve ID``. An
 officer identifies with its own API key in ``CHAINAUDIT_API_KEY`` (checked against the local
 key store); the requester's key cannot approve.
+
+Privacy (``docs/privacy.md``): ``erase ID --reason … --basis …`` requests the erasure of a
+record's content (the controlled action ``record.erase``: a second officer's ``approvals
+approve ID`` performs it); ``retention run [--batch N] [--dry-run]`` erases what the data
+policy's retention periods say has expired and prints a JSON summary; ``master-key generate``
+prints a new master key and ``master-key rotate`` rewraps every data key under a new one.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from chainaudit.cli import main
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet
 from chainaudit.erasure import ErasureError
-from chainaudit.errors import ConflictError, NotFoundError
+from chainaudit.errors import ConflictError, NotFoundError, ProofPendingError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import Log
 from chainaudit.verify import verify_bundle
@@ -134,7 +134,7 @@ def test_erasing_an_anchored_record_keeps_every_proof_and_the_bundle_says_erased
     assert log.audit().clean
 
     # Until the erasure is anchored there is no bundle; then one proving leaf and erasure.
-    with pytest.raises(Exception, match="proof pending"):
+    with pytest.raises(ProofPendingError, match="erasure:7"):
         build_bundle(log, book, "rec-0007")
     world.anchorer.anchor_now(timeout=60)
     new_bundle = build_bundle(log, book, "rec-0007")
