@@ -113,7 +113,7 @@ def world(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
 
 
 def test_erasing_an_anchored_record_keeps_every_proof_and_the_bundle_says_erased(
-    world: World,
+    world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log, book = world.log, world.book
     old_bundle = build_bundle(log, book, "rec-0007")
@@ -156,6 +156,11 @@ def test_erasing_an_anchored_record_keeps_every_proof_and_the_bundle_says_erased
     told = verify_bundle(old_bundle, chain=world.chain, erased=erasure.erased_leaves(log), **pins)
     assert told.failed == ("record",)
     assert "erased" in told.check("record").detail and "erasure:7" in told.check("record").detail
+    # So does `chainaudit verify` run beside the log (offline: the record check alone).
+    old_file = world.data_dir.parent / "old-bundle.json"
+    old_file.write_text(json.dumps(old_bundle))
+    assert main(["--data-dir", str(world.data_dir), "verify", str(old_file)]) == 1
+    assert "record: erased" in capsys.readouterr().err
     # Any other record's old bundle still verifies in full.
     other = verify_bundle(
         build_bundle(log, book, "rec-0008"),
