@@ -330,6 +330,43 @@ class Log:
             out[i] = out[i]._replace(body=body)
         return out
 
+    def _sealed_batch(self, first: int, batch: native.Batch) -> native.Batch:
+        """``batch``, the leaves from ``first`` on, with the bodies of the kinds sealed at rest
+        replaced by their sealed form: the sealed bodies go after the batch's text and their
+        :data:`native.BATCH_META` offsets point there (ids, kinds and actors stay where they
+        are). The bundles a parsing process packed (plain) are dropped."""
+        assert self.at_rest is not None
+        kinds = {kind.encode("ascii", "replace") for kind in self.at_rest.kinds}
+        text = batch.bodies
+        metas = list(native.BATCH_META.iter_unpack(batch.meta))
+        chosen = [i for i, m in enumerate(metas) if text[m[4] : m[4] + m[5]] in kinds]
+        overhead = len(datakeys.MAGIC) + datakeys.NONCE_SIZE + 16  # the GCM tag
+        if len(text) + sum(metas[i][1] + overhead for i in chosen) >= 1 << 32:
+            raise StoreError("a bulk batch over 4 GiB cannot be sealed: ingest smaller chunks")
+        try:
+            sealed = self.keyring().seal(
+                [
+                    (
+                        first + i,
+                        text[metas[i][2] : metas[i][2] + metas[i][3]].decode("ascii"),
+                        text[metas[i][0] : metas[i][0] + metas[i][1]],
+                    )
+                    for i in chosen
+                ]
+            )
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+        meta = bytearray(batch.meta)
+        tail: list[bytes] = []
+        at = len(text)
+        for i, body in zip(chosen, sealed, strict=True):
+            native.BATCH_META.pack_into(
+                meta, i * native.BATCH_META.size, at, len(body), *metas[i][2:]
+            )
+            tail.append(body)
+            at += len(body)
+        return batch._replace(bodies=text + b"".join(tail), meta=bytes(meta), first=-1, packed=())
+
     def _reveal(self, record: bundles.Stored) -> bundles.Stored:
         """``record`` with a sealed body opened (``None`` when its data key is gone)."""
         body = record.body
@@ -1448,12 +1485,10 @@ class Transaction:
         an id, or names a deal, takes :meth:`append` instead, with the same results."""
         first = self.size
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
-        if (
-            b'"deal_id":' in batch.bodies
-            or self._seals_batch(batch)
-            or not self._index_all_new(ids_json)
-        ):
+        if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
             return self.append(batch.records())
+        if self._seals_batch(batch):
+            batch = self._log._sealed_batch(first, batch)
         packed = batch.packed if batch.first == first else ()
         head = -first % bundles.WIDTH if packed else batch.size
         tail = head + len(packed) * bundles.WIDTH

@@ -302,3 +302,36 @@ def test_a_failed_erasure_changes_nothing(tmp_path: Path) -> None:
         assert log.entry("rec-0000").body is not None and log.size == 2
         assert TOKENS[0] in (log.entry("rec-0000").body or b"").decode()
         assert log.audit().clean
+
+
+def test_bulk_ingest_seals_only_the_encrypted_kinds_and_keeps_the_leaves(tmp_path: Path) -> None:
+    from chainaudit.ingest import ingest_file  # noqa: PLC0415
+
+    lines = [
+        json.dumps(
+            {
+                "id": f"bulk-{i}",
+                "kind": "transaction" if i % 3 else "document",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "supplier:acme",
+                "payload": {"contact": f"name-{TOKENS[i % 40]}", "amount": i},
+                "salt": f"{i:032x}",
+            }
+        )
+        for i in range(600)
+    ]
+    source = tmp_path / "records.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with (
+        Log.open(tmp_path / "plain") as plain,
+        Log.open(tmp_path / "sealed", at_rest=at_rest) as log,
+    ):
+        ingest_file(plain, source, workers=0)
+        ingest_file(log, source, workers=0)
+        assert log.root() == plain.root()  # encryption is a storage matter only
+        assert log.keyring().count() == 400
+        assert [e.body for e in log.entries()] == [e.body for e in plain.entries()]
+        stored = log._bundles([0])[0]
+        assert datakeys.is_sealed(stored[1].body) and not datakeys.is_sealed(stored[0].body)
+        assert log.audit().clean
