@@ -1610,8 +1610,9 @@ def _register_approval_commands(commands: Any) -> None:
         "approvals",
         help="requests for two-officer actions: list, show, approve, reject",
         description=(
-            "Clearing alerts, lifting or shortening holds, activating rule sets, pausing and "
-            "creating admin, operator or partner keys need two officers. Approve or reject "
+            "Clearing alerts, lifting or shortening holds, activating rule sets, pausing, "
+            "creating admin, operator or partner keys and erasing a record's content need two "
+            "officers. Approve or reject "
             f"with your own API key in ${OFFICER_KEY_ENV}; the requester cannot approve."
         ),
     )
