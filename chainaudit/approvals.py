@@ -71,6 +71,8 @@ ACTIONS: Final[Mapping[str, str]] = {
     "party.freeze": "freeze a party in the vault's gate: no new deals, funding, financing, "
     "payments to it or withdrawals by it, for a bounded period (renewable)",
     "party.unfreeze": "lift a party's freeze before it ends",
+    "record.erase": "erase a record's content (personal data) for good; its leaf hash, and so "
+    "every proof, stays (chainaudit.erasure)",
 }
 """Every controlled action and what it does."""
 

@@ -14,8 +14,10 @@ Draft 2020-12)::
       "anchor": {"chain_id": 31337, "contract": "0x<EIP-55 address>", "tx_hash": "0x...",
                  "block_number": 42, "block_hash": "0x...", "checkpoint_seq": 1,
                  "status": "confirmed" | "final"},
-      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]}, # optional
-      "withheld": "personal data: ..."      # optional: why the record is not in the bundle
+      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]},  # optional
+      "withheld": "personal data: ...",     # optional: why the record is not in the bundle
+      "erasure": {"record": {...}, "leaf_hash": "0x...", "leaf_index": 52,   # only when erased
+                  "inclusion_proof": [...]}
     }
 
 * Hashes are written as ``0x`` and 64 hex digits (lowercase when chainaudit writes them; either
@@ -30,6 +32,12 @@ Draft 2020-12)::
 * ``withheld`` (optional, never beside ``record``) says why the record was left out, e.g. for
   a reader who may not see its personal fields (:mod:`chainaudit.masking`); the bundle then
   proves the leaf hash alone, and verifiers say the record was withheld.
+* ``erasure`` (present exactly when the record's content was erased, and then ``record`` is
+  absent) is the erasure record (:mod:`chainaudit.erasure`: kind ``admin``, id
+  ``erasure:<leaf_index>``, submitter ``service:privacy``, its payload naming this leaf index
+  and leaf hash) with its own leaf hash, leaf index and inclusion proof in the same
+  checkpoint: the bundle proves the leaf *and* that its content was erased, when and on what
+  basis.
 
 :func:`build_bundle` makes a bundle from the operator's log; :func:`parse_bundle`,
 :func:`loads_bundle` and :func:`load_bundle` read one back into a typed :class:`Bundle`,
@@ -56,7 +64,7 @@ from chainaudit import jsonlimits, merkle
 from chainaudit.anchoring import FINAL, AnchorBook
 from chainaudit.canonical import canonicalize
 from chainaudit.errors import InputError, ProofPendingError, RecordError, StoreError
-from chainaudit.store import Log
+from chainaudit.store import Entry, Log
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -65,6 +73,7 @@ __all__ = [
     "Bundle",
     "Checkpoint",
     "Consistency",
+    "Erasure",
     "build_bundle",
     "load_bundle",
     "loads_bundle",
@@ -104,9 +113,11 @@ _TOP_FIELDS = frozenset(
         "anchor",
         "consistency",
         "withheld",
+        "erasure",
     }
 )
-_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "withheld"}
+_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "withheld", "erasure"}
+_ERASURE_FIELDS = frozenset({"record", "leaf_hash", "leaf_index", "inclusion_proof"})
 _CHECKPOINT_FIELDS = frozenset({"tree_size", "root"})
 _ANCHOR_FIELDS = frozenset(
     {"chain_id", "contract", "tx_hash", "block_number", "block_hash", "checkpoint_seq", "status"}
@@ -150,6 +161,17 @@ class Consistency:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Erasure:
+    """The erasure record of an erased record, with its inclusion proof in the bundle's
+    checkpoint."""
+
+    record: dict[str, Any]
+    leaf_hash: bytes
+    leaf_index: int
+    inclusion_proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Bundle:
     """A parsed proof bundle, version 1. Built by :func:`parse_bundle`; not yet verified."""
 
@@ -163,6 +185,7 @@ class Bundle:
     consistency: Consistency | None = None
     withheld: str | None = None
     """Why the record was left out (then ``record`` is ``None``), e.g. personal data."""
+    erasure: Erasure | None = None
     version: int = BUNDLE_VERSION
 
     @property
@@ -204,6 +227,13 @@ class Bundle:
             }
         if self.withheld is not None:
             document["withheld"] = self.withheld
+        if self.erasure is not None:
+            document["erasure"] = {
+                "record": self.erasure.record,
+                "leaf_hash": _hex(self.erasure.leaf_hash),
+                "leaf_index": self.erasure.leaf_index,
+                "inclusion_proof": [_hex(h) for h in self.erasure.inclusion_proof],
+            }
         return document
 
 
@@ -232,15 +262,17 @@ def build_bundle(
     leaves the record out (privacy): the bundle then proves only that the leaf hash is in the
     log. ``withheld`` (a reason, e.g. :data:`chainaudit.masking.WITHHELD_REASON`) leaves the
     record out too and says why in the bundle's ``withheld`` field (only when the record is
-    there to withhold). A record whose content was erased is left out in any case. With
-    ``since_size``, the
+    there to withhold). A record whose content was erased is left out in any case, and the
+    bundle then carries its erasure record with that record's own inclusion proof (the
+    checkpoint is then one that covers the erasure record too). With ``since_size``, the
     bundle also carries the RFC 9162 §2.1.4.1 consistency proof from the log's root at that
     size to the bundle's checkpoint (which is then one at or past ``since_size``).
 
     Raises:
         NotFoundError: no record has that id.
-        ProofPendingError: no anchored checkpoint covers the record (or ``since_size``) yet;
-            the proof can be fetched again after the next anchor.
+        ProofPendingError: no anchored checkpoint covers the record (or ``since_size``, or
+            the erasure record of an erased record) yet; the proof can be fetched again after
+            the next anchor.
         InputError: ``since_size`` is not between 1 and the log's size.
         StoreError: the log does not reproduce the anchored root, or a record does not hash
             to its stored leaf (run ``chainaudit audit``).
@@ -254,8 +286,18 @@ def build_bundle(
                 f"--since {since_size}: the size must be between 1 and the log's size {log.size}"
             )
         needed = max(needed, since_size - 1)
+    erased = None
+    if entry.body is None:
+        from chainaudit.erasure import erasure_of  # noqa: PLC0415 - erasure imports settings
+
+        erased = erasure_of(log, entry.index)
+        if erased is not None:
+            needed = max(needed, erased[0].index)
     anchor = book.covering(needed)
     if anchor is None:
+        if erased is not None and book.covering(entry.index) is not None:
+            # the record is anchored, its erasure record not yet: name the one to wait for
+            raise ProofPendingError(erased[0].record_id, erased[0].index)
         raise ProofPendingError(record_id, entry.index)
     if (
         anchor.seq is None
@@ -310,8 +352,20 @@ def build_bundle(
         ),
         consistency=consistency,
         withheld=withheld,
+        erasure=None if erased is None else _erasure_section(log, erased[0], size),
     )
     return bundle.to_json()
+
+
+def _erasure_section(log: Log, entry: Entry, size: int) -> Erasure:
+    """The ``erasure`` section: the erasure record ``entry`` and its proof at ``size``."""
+    assert entry.body is not None
+    return Erasure(
+        record=json.loads(entry.body),
+        leaf_hash=entry.leaf_hash,
+        leaf_index=entry.index,
+        inclusion_proof=tuple(log.inclusion_proof(entry.index, size)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,8 +473,7 @@ def _checksummed(address: str) -> str:
     return str(Web3.to_checksum_address(address))
 
 
-def _record(value: Any) -> dict[str, Any]:
-    where = "record"
+def _record(value: Any, where: str = "record") -> dict[str, Any]:
     _object(value, where, frozenset(_RECORD_FIELDS), _RECORD_REQUIRED)
     patterns = {"id": _RECORD_ID, "kind": _KIND, "salt": _SALT, "submitter": _SUBMITTER}
     for name, pattern in patterns.items():
@@ -428,14 +481,14 @@ def _record(value: Any) -> dict[str, Any]:
             continue  # only the submitter is optional (records written before it existed)
         field = value[name]
         if type(field) is not str or not pattern.fullmatch(field):
-            raise InputError(f"record.{name} is malformed")
+            raise InputError(f"{where}.{name} is malformed")
     if type(value["timestamp"]) is not str or not value["timestamp"]:
-        raise InputError("record.timestamp must be a non-empty string")
+        raise InputError(f"{where}.timestamp must be a non-empty string")
     actor = value["actor"]
     if type(actor) is not str or not 0 < len(actor) <= 256:
-        raise InputError("record.actor must be a string of 1-256 characters")
+        raise InputError(f"{where}.actor must be a string of 1-256 characters")
     if type(value["payload"]) is not dict:
-        raise InputError("record.payload must be a JSON object")
+        raise InputError(f"{where}.payload must be a JSON object")
     return dict(value)
 
 
@@ -462,6 +515,22 @@ def parse_bundle(value: Any) -> Bundle:
             raise InputError(f"withheld must be a reason of 1-{MAX_WITHHELD_CHARS} characters")
         if record is not None:
             raise InputError("a bundle that says its record is withheld must not carry it")
+    erasure = None
+    if "erasure" in value:
+        if record is not None:
+            raise InputError("a bundle carries a record or an erasure, not both")
+        raw_erasure = value["erasure"]
+        _object(raw_erasure, "erasure", _ERASURE_FIELDS, _ERASURE_FIELDS)
+        erasure = Erasure(
+            record=_record(raw_erasure["record"], "erasure.record"),
+            leaf_hash=_hash(raw_erasure["leaf_hash"], "erasure.leaf_hash"),
+            leaf_index=_integer(
+                raw_erasure["leaf_index"], "erasure.leaf_index", 0, MAX_TREE_SIZE - 1
+            ),
+            inclusion_proof=_hashes(
+                raw_erasure["inclusion_proof"], "erasure.inclusion_proof", MAX_INCLUSION_HASHES
+            ),
+        )
     checkpoint = value["checkpoint"]
     _object(checkpoint, "checkpoint", _CHECKPOINT_FIELDS, _CHECKPOINT_FIELDS)
     anchor = value["anchor"]
@@ -507,4 +576,5 @@ def parse_bundle(value: Any) -> Bundle:
         ),
         consistency=consistency,
         withheld=withheld,
+        erasure=erasure,
     )

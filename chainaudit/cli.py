@@ -38,6 +38,12 @@ rule set, ``pause``, ``unpause`` and ``keys create`` of an admin, operator or pa
 an admin key exists) record a request; a second officer runs ``approvals approve ID``. An
 officer identifies with its own API key in ``CHAINAUDIT_API_KEY`` (checked against the local
 key store); the requester's key cannot approve.
+
+Privacy (``docs/privacy.md``): ``erase ID --reason … --basis …`` requests the erasure of a
+record's content (the controlled action ``record.erase``: a second officer's ``approvals
+approve ID`` performs it); ``retention run [--batch N] [--dry-run]`` erases what the data
+policy's retention periods say has expired and prints a JSON summary; ``master-key generate``
+prints a new master key and ``master-key rotate`` rewraps every data key under a new one.
 """
 
 from __future__ import annotations
@@ -118,7 +124,9 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
             "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
             "the current folder), or start a log with `chainaudit ingest FILE`"
         )
-    return Log.open(settings.data_dir, kinds=settings.record_kinds)
+    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
+
+    return Log.open(settings.data_dir, kinds=settings.record_kinds, at_rest=at_rest_from(settings))
 
 
 def _print_json(value: Any) -> None:
@@ -387,12 +395,27 @@ def _marks() -> dict[str, str]:
     return {"pass": "\u2713", "fail": "\u2717", "skip": "-"}
 
 
+def _verify_with_local_erasures(
+    settings: Settings, bundle: Bundle, chain: Any, pins: dict[str, Any]
+) -> Any:
+    """:func:`~chainaudit.verify.verify_bundle`, told which leaves the log in the data
+    directory (if there is one: the operator's side) has erased, so that a bundle still
+    carrying erased content fails its record check, naming the erasure."""
+    from chainaudit.erasure import erased_leaves  # noqa: PLC0415
+    from chainaudit.store import DB_NAME  # noqa: PLC0415
+    from chainaudit.verify import verify_bundle  # noqa: PLC0415
+
+    if bundle.record is None or not (settings.data_dir / DB_NAME).is_file():
+        return verify_bundle(bundle, chain=chain, **pins)
+    with Log.open(settings.data_dir, kinds=settings.record_kinds) as log:
+        return verify_bundle(bundle, chain=chain, erased=erased_leaves(log), **pins)
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.chain import Chain  # noqa: PLC0415
     from chainaudit.tlogproof import is_tlog_proof  # noqa: PLC0415
     from chainaudit.verify import (  # noqa: PLC0415
         Verdict,
-        verify_bundle,
         verify_consistency_bundles,
     )
 
@@ -451,7 +474,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     "--policy, --witness, --quorum and --entry apply to a tlog-proof; this is "
                     "a bundle v1"
                 )
-            verdict = verify_bundle(bundle, chain=chain, **pins)
+            verdict = _verify_with_local_erasures(settings, bundle, chain, pins)
             if args.state and verdict.valid:
                 given = bundle.consistency
                 check = _state_check(
@@ -467,6 +490,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     warnings=verdict.warnings,
                 )
             who = f"record {bundle.record_id}" if bundle.record_id else "the leaf"
+            if bundle.erasure is not None:
+                who += " (content erased)"
             subject = (
                 f"{who} is leaf {bundle.leaf_index} of checkpoint "
                 f"{bundle.anchor.checkpoint_seq} (tree size {bundle.checkpoint.tree_size}) of "
@@ -1098,6 +1123,95 @@ def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     if "token" in ctx.secrets:
         print("token of the new key (shown once):")
         print(ctx.secrets["token"])
+    return EXIT_OK
+
+
+# -- privacy: erasure, retention, master key ----------------------------------------------------
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Request the erasure of a record's content (``record.erase``); a second officer runs
+    ``approvals approve ID``, which erases it."""
+    from chainaudit import erasure  # noqa: PLC0415
+
+    with _open_log(settings) as log:
+        try:
+            erasure.check_erasable(log.entry(args.record_id))
+            params = erasure.check_request(
+                {"record_id": args.record_id, "reason": args.reason, "basis": args.basis}
+            )
+        except erasure.ErasureError as exc:
+            raise InputError(str(exc)) from exc
+        return _request(log, "record.erase", params, args.note)
+
+
+def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase the records whose kind's retention period has ended (bounded by ``--batch``);
+    print a JSON summary."""
+    from chainaudit import erasure  # noqa: PLC0415
+
+    policy, digest = erasure.policy_from(settings)
+    if settings.data_policy_file is None:
+        raise InputError(
+            "no data policy: set CHAINAUDIT_DATA_POLICY_FILE to the policy file that declares "
+            "retention_days per record kind"
+        )
+    with _open_log(settings) as log:
+        summary = erasure.run_retention(
+            log, policy, digest, batch=args.batch, dry_run=args.dry_run, now_ms=args.now_ms
+        )
+    _print_json(summary)
+    return EXIT_OK
+
+
+def _new_master_key(args: argparse.Namespace) -> bytes:
+    from chainaudit import datakeys  # noqa: PLC0415
+
+    text = os.environ.get(NEW_MASTER_KEY_ENV)
+    if args.new_key_file is not None:
+        if text is not None:
+            raise InputError(f"give --new-key-file or {NEW_MASTER_KEY_ENV}, not both")
+        try:
+            text = Path(args.new_key_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the new master key {args.new_key_file}: {exc}") from exc
+    if text is None:
+        raise InputError(
+            f"give the new master key with --new-key-file FILE or {NEW_MASTER_KEY_ENV}"
+        )
+    return datakeys.parse_master_key(text, source="the new master key")
+
+
+NEW_MASTER_KEY_ENV = "CHAINAUDIT_NEW_MASTER_KEY"
+
+
+def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
+    """``master-key generate`` prints a new random key; ``master-key rotate`` rewraps every
+    data key under the new key (then configure it in place of the old one)."""
+    import base64  # noqa: PLC0415
+    import secrets  # noqa: PLC0415
+
+    from chainaudit import datakeys  # noqa: PLC0415
+
+    if args.master_key_action == "generate":
+        print(base64.b64encode(secrets.token_bytes(datakeys.KEY_SIZE)).decode("ascii"))
+        return EXIT_OK
+    new = _new_master_key(args)
+    with _open_log(settings) as log:
+        if log.at_rest is None:
+            raise InputError(
+                "no master key is configured (CHAINAUDIT_MASTER_KEY or "
+                "CHAINAUDIT_MASTER_KEY_FILE): nothing to rotate from"
+            )
+        keyring = log.keyring()
+        old_id = keyring.master_id
+        count = keyring.rotate(new)
+    _emit(
+        f"rewrapped {count} data key(s) from master key {old_id} to {keyring.master_id}; "
+        "now configure the new key in place of the old one, then destroy the old key "
+        "(docs/privacy.md)",
+        {"rewrapped": count, "from_master_key": old_id, "to_master_key": keyring.master_id},
+    )
     return EXIT_OK
 
 
@@ -1912,6 +2026,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_risk_commands(commands)
     _register_approval_commands(commands)
     witness_cli.register(commands)
+    _register_privacy_commands(commands)
     _add_common_flags(parser)
     return parser
 
@@ -1946,8 +2061,9 @@ def _register_approval_commands(commands: Any) -> None:
         "approvals",
         help="requests for two-officer actions: list, show, approve, reject",
         description=(
-            "Clearing alerts, lifting or shortening holds, activating rule sets, pausing and "
-            "creating admin, operator or partner keys need two officers. Approve or reject "
+            "Clearing alerts, lifting or shortening holds, activating rule sets, pausing, "
+            "creating admin, operator or partner keys and erasing a record's content need two "
+            "officers. Approve or reject "
             f"with your own API key in ${OFFICER_KEY_ENV}; the requester cannot approve."
         ),
     )
@@ -1968,6 +2084,57 @@ def _register_approval_commands(commands: Any) -> None:
             decide.add_argument("--escrow", metavar="ADDRESS", help="default: deployments file")
             decide.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
     approvals.set_defaults(handler=cmd_approvals)
+
+
+def _register_privacy_commands(commands: Any) -> None:
+    """``erase``, ``retention run`` and ``master-key generate|rotate`` (docs/privacy.md)."""
+    erase = commands.add_parser(
+        "erase",
+        help="request the erasure of a record's content (two officers: a second one runs "
+        "`approvals approve ID`)",
+        description=(
+            "Records the request (action record.erase) with your own officer API key in "
+            f"${OFFICER_KEY_ENV}; a different officer approves it with `chainaudit approvals "
+            "approve ID`, which removes the content for good, destroys its data key and "
+            "appends the erasure record. The leaf hash, and so every proof, stays."
+        ),
+    )
+    erase.add_argument("record_id")
+    erase.add_argument("--reason", required=True, help="why the content is erased")
+    erase.add_argument("--basis", required=True, help="the legal basis, e.g. 'GDPR Art. 17(1)(a)'")
+    erase.add_argument("--note", help="a note for the approving officer")
+    erase.set_defaults(handler=cmd_erase)
+
+    retention = commands.add_parser(
+        "retention", help="erase what the data policy's retention periods say has expired"
+    )
+    steps = retention.add_subparsers(dest="retention_action", required=True, metavar="ACTION")
+    run = steps.add_parser(
+        "run",
+        help="erase expired records of the kinds with retention_days, in one bounded batch; "
+        "print a JSON summary (idempotent: run it again for the rest)",
+    )
+    run.add_argument(
+        "--batch", type=_positive_int, default=1_000, help="erase at most N records (1000)"
+    )
+    run.add_argument("--dry-run", action="store_true", help="report what would be erased")
+    run.add_argument("--now-ms", type=_non_negative_int, help=argparse.SUPPRESS)  # tests
+    run.add_argument("--json", action="store_true", help="(the summary is always JSON)")
+    retention.set_defaults(handler=cmd_retention)
+
+    master = commands.add_parser(
+        "master-key", help="the master key of encryption at rest: generate, rotate"
+    )
+    actions = master.add_subparsers(dest="master_key_action", required=True, metavar="ACTION")
+    actions.add_parser("generate", help="print a new random master key (base64)")
+    rotate = actions.add_parser(
+        "rotate",
+        help="rewrap every data key under a new master key (stop the server first)",
+    )
+    rotate.add_argument(
+        "--new-key-file", help=f"file holding the new key (else ${NEW_MASTER_KEY_ENV})"
+    )
+    master.set_defaults(handler=cmd_master_key)
 
 
 def _whole_number(text: str, minimum: int) -> int:

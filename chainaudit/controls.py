@@ -15,6 +15,8 @@ checker's authority, through the same code paths the single-officer commands use
 ``party.freeze`` / ``party.unfreeze``  :mod:`chainaudit.risk.freeze`, sent through the vault's
                    ``EscrowGate`` with the checker's own on-chain account (a member of the
                    gate's ``COMPLIANCE_ROLE``);
+``record.erase``   :func:`chainaudit.erasure.erase` (the requester and the checker are
+                   named in the erasure record);
 ``keys.rotate``    :meth:`chainaudit.keys.KeyStore.rotate` (likewise). A holder rotating its
                    own key needs no one: the new token is then seen by no one else, which is
                    how a new officer makes sure the admins who issued its key no longer
@@ -35,6 +37,7 @@ from typing import Any, Final
 
 from web3 import Web3
 
+from chainaudit import erasure
 from chainaudit.approvals import Approval, ApprovalError, Officer
 from chainaudit.errors import RiskError
 from chainaudit.escrow import EscrowClient
@@ -108,6 +111,7 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "keys.grant-personal-data": ("key_id", "note"),
         "party.freeze": ("account", "duration", "reason_hash", "note"),
         "party.unfreeze": ("account", "reason_hash", "note"),
+        "record.erase": ("record_id", "reason", "basis"),
     }
     if action not in known:
         raise _bad(f"unknown action {action!r}")
@@ -115,6 +119,11 @@ def check_params(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise _bad(f"unknown parameter(s) for {action}: {', '.join(unknown)}")
     out: dict[str, Any] = {}
+    if action == "record.erase":
+        try:
+            return erasure.check_request(params)
+        except erasure.ErasureError as exc:
+            raise _bad(str(exc)) from exc
     if action == "alert.clear":
         out["alert_id"] = _match(params, "alert_id", _ALERT, "an alert id AL-<16 hex>")
     elif action in ("hold.lift", "hold.shorten"):
@@ -322,4 +331,15 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
         if ctx.on_key_change is not None:
             ctx.on_key_change(key.key_id)
         return {"key_id": key.key_id, "role": key.role, "personal_data": key.personal_data}
+    if approval.action == "record.erase":
+        erased = erasure.erase(
+            ctx.log,
+            p["record_id"],
+            reason=p["reason"],
+            basis=p["basis"],
+            requested_by=approval.requested_by,
+            approved_by=by,
+            approval_id=aid,
+        )
+        return erased.to_json()
     raise ApprovalError(f"unknown action {approval.action!r}", status=422)

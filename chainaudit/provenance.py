@@ -34,14 +34,16 @@ ANCHORING: Final = "service:anchoring"
 """The anchoring service."""
 API: Final = "service:api"
 """The API's own records of what a key did (deal actions, appends, reads, approvals)."""
+PRIVACY: Final = "service:privacy"
+"""Erasure of personal data: ``erasure:`` records (:mod:`chainaudit.erasure`)."""
 
-SERVICES: Final = frozenset({INDEXER, RISK, RECONCILER, KEYS, ANCHORING, API})
+SERVICES: Final = frozenset({INDEXER, RISK, RECONCILER, KEYS, ANCHORING, API, PRIVACY})
 """Every service identity; only these may write reserved kinds and ids."""
 
 RESERVED_KINDS: Final[Mapping[str, frozenset[str]]] = {
     "escrow_event": frozenset({INDEXER}),
     "decision": frozenset({RISK, RECONCILER, API}),
-    "admin": frozenset({KEYS, API, RISK, ANCHORING, INDEXER}),
+    "admin": frozenset({KEYS, API, RISK, ANCHORING, INDEXER, PRIVACY}),
 }
 """Each reserved kind and the services entitled to write it (the indexer writes ``admin`` only
 for its integrity alarms, :mod:`chainaudit.integrity`)."""
@@ -55,6 +57,7 @@ RESERVED_PREFIXES: Final[Mapping[str, frozenset[str]]] = {
     "reconcile:": frozenset({RECONCILER}),
     "read:": frozenset({API}),
     "approval:": frozenset({API, RISK, KEYS}),
+    "erasure:": frozenset({PRIVACY}),
 }
 """Each reserved id prefix and the services entitled to write ids under it."""
 

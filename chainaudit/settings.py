@@ -42,6 +42,15 @@ class Settings(BaseSettings):
         description="JSON file declaring per record kind the personal fields, allowed fields, "
         "encryption at rest and retention (see chainaudit/datapolicy.py)",
     )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of the 32-byte master key that wraps the data keys of records "
+        "encrypted at rest (docs/privacy.md); never logged",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="file holding the master key (base64, one line) instead of master_key",
+    )
 
     # -- chain ------------------------------------------------------------------------------
     rpc_url: str = Field(

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from chainaudit import bundles, merkle, native, provenance, tiles, tlogtiles
+from chainaudit import bundles, datakeys, merkle, native, provenance, tiles, tlogtiles
 from chainaudit.errors import (
     ConflictError,
     InputError,
@@ -147,9 +147,19 @@ class Log:
     it extends).
     """
 
-    def __init__(self, path: Path | str, *, kinds: frozenset[str] = KINDS) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        kinds: frozenset[str] = KINDS,
+        at_rest: datakeys.AtRest | None = None,
+    ) -> None:
         self.path = Path(path)
         self.kinds = kinds | KINDS
+        self.at_rest = at_rest
+        """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`); ``None``:
+        nothing is sealed, and reading a sealed body raises :class:`StoreError`."""
+        self._keyring: datakeys.Keyring | None = None
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30.0, check_same_thread=False
@@ -261,17 +271,114 @@ class Log:
         self._db.execute("INSERT OR REPLACE INTO bundles VALUES (?, ?)", (key, blob))
 
     @classmethod
-    def open(cls, data_dir: Path | str, *, kinds: frozenset[str] = KINDS) -> Log:
+    def open(
+        cls,
+        data_dir: Path | str,
+        *,
+        kinds: frozenset[str] = KINDS,
+        at_rest: datakeys.AtRest | None = None,
+    ) -> Log:
         """Open (creating if needed) the log in ``data_dir``."""
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {directory}: {exc}") from exc
-        return cls(directory / DB_NAME, kinds=kinds)
+        return cls(directory / DB_NAME, kinds=kinds, at_rest=at_rest)
 
     def close(self) -> None:
         self._db.close()
+        if self._keyring is not None:
+            self._keyring.close()
+            self._keyring = None
+
+    # -- encryption at rest ------------------------------------------------------------------
+
+    def keyring(self) -> datakeys.Keyring:
+        """The data keys beside this log (``keys.sqlite``), opened on first use.
+
+        Raises :class:`StoreError` when no master key is configured.
+        """
+        if self.at_rest is None:
+            raise StoreError(
+                "records here are encrypted at rest, but no master key is configured: set "
+                "CHAINAUDIT_MASTER_KEY or CHAINAUDIT_MASTER_KEY_FILE (docs/privacy.md)"
+            )
+        if self._keyring is None:
+            self._keyring = datakeys.Keyring(
+                self.path.with_name(datakeys.KEYS_DB), self.at_rest.master
+            )
+        return self._keyring
+
+    def _seals(self, records: Sequence[PreparedRecord]) -> bool:
+        """Whether any of ``records`` is of a kind sealed at rest."""
+        sealed = self.at_rest.kinds if self.at_rest is not None else frozenset()
+        return bool(sealed) and any(r[1] in sealed for r in records)
+
+    def _sealed(self, first: int, records: Sequence[PreparedRecord]) -> list[PreparedRecord]:
+        """``records``, the leaves from ``first`` on, with the bodies of the kinds sealed at
+        rest replaced by their sealed form (keys committed first, :meth:`Keyring.seal`)."""
+        assert self.at_rest is not None
+        kinds = self.at_rest.kinds
+        chosen = [i for i, r in enumerate(records) if r[1] in kinds]
+        try:
+            sealed = self.keyring().seal(
+                [(first + i, records[i][0], records[i][5]) for i in chosen]
+            )
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+        out = list(records)
+        for i, body in zip(chosen, sealed, strict=True):
+            out[i] = out[i]._replace(body=body)
+        return out
+
+    def _sealed_batch(self, first: int, batch: native.Batch) -> native.Batch:
+        """``batch``, the leaves from ``first`` on, with the bodies of the kinds sealed at rest
+        replaced by their sealed form: the sealed bodies go after the batch's text and their
+        :data:`native.BATCH_META` offsets point there (ids, kinds and actors stay where they
+        are). The bundles a parsing process packed (plain) are dropped."""
+        assert self.at_rest is not None
+        kinds = {kind.encode("ascii", "replace") for kind in self.at_rest.kinds}
+        text = batch.bodies
+        metas = list(native.BATCH_META.iter_unpack(batch.meta))
+        chosen = [i for i, m in enumerate(metas) if text[m[4] : m[4] + m[5]] in kinds]
+        overhead = len(datakeys.MAGIC) + datakeys.NONCE_SIZE + 16  # the GCM tag
+        if len(text) + sum(metas[i][1] + overhead for i in chosen) >= 1 << 32:
+            raise StoreError("a bulk batch over 4 GiB cannot be sealed: ingest smaller chunks")
+        try:
+            sealed = self.keyring().seal(
+                [
+                    (
+                        first + i,
+                        text[metas[i][2] : metas[i][2] + metas[i][3]].decode("ascii"),
+                        text[metas[i][0] : metas[i][0] + metas[i][1]],
+                    )
+                    for i in chosen
+                ]
+            )
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+        meta = bytearray(batch.meta)
+        tail: list[bytes] = []
+        at = len(text)
+        for i, body in zip(chosen, sealed, strict=True):
+            native.BATCH_META.pack_into(
+                meta, i * native.BATCH_META.size, at, len(body), *metas[i][2:]
+            )
+            tail.append(body)
+            at += len(body)
+        return batch._replace(bodies=text + b"".join(tail), meta=bytes(meta), first=-1, packed=())
+
+    def _reveal(self, record: bundles.Stored) -> bundles.Stored:
+        """``record`` with a sealed body opened (``None`` when its data key is gone)."""
+        body = record.body
+        if body is None or body[:1] != b"\x00" or not datakeys.is_sealed(body):
+            return record
+        try:
+            plain = self.keyring().open(record.leaf_index, record.record_id, body)
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+        return record._replace(body=plain)
 
     def __enter__(self) -> Log:
         return self
@@ -330,6 +437,76 @@ class Log:
         """
         with self.transaction() as batch:
             return batch.append(records, signatures)
+
+    def erase(self, leaf_index: int, record_id: str, erasure: PreparedRecord) -> AppendResult:
+        """Remove the body of the record at ``leaf_index`` for good and append ``erasure``
+        (the record that says so, :mod:`chainaudit.erasure`), in one durable transaction.
+
+        Preconditions: the record at ``leaf_index`` has id ``record_id`` and still has its
+        body (checked; the caller makes ``erasure`` name both). The record's bundle row is
+        rewritten without the body, with ``secure_delete`` on (the freed bytes are zeroed);
+        after the commit the WAL is checkpointed and truncated, so no copy of the body is left
+        in the database file or its WAL, and the record's data key, if it was sealed at rest,
+        is destroyed (:meth:`datakeys.Keyring.destroy`). The leaf hash stays in the tree:
+        every proof and checkpoint stays valid.
+
+        Raises:
+            NotFoundError: no record ``record_id`` at ``leaf_index``.
+            ConflictError: the record's body is already gone, or ``erasure`` conflicts with
+                a stored record.
+            StoreError: the store cannot be written (nothing is changed then).
+        """
+        db = self._db
+        db.execute("PRAGMA secure_delete=ON")
+        try:
+            with self.transaction() as batch:
+                key = bundles.key(leaf_index)
+                stored = self._bundles([key]).get(key, [])
+                target = [r for r in stored if r.leaf_index == leaf_index]
+                if not target or target[0].record_id != record_id:
+                    raise NotFoundError(f"no record {record_id!r} at leaf index {leaf_index}")
+                if target[0].body is None:
+                    raise ConflictError(f"the content of record {record_id!r} is already erased")
+                sealed = datakeys.is_sealed(target[0].body)
+                if sealed and self.at_rest is None:
+                    self.keyring()  # raises: the key cannot be destroyed without the master key
+                self._put_bundle(
+                    [r._replace(body=None) if r.leaf_index == leaf_index else r for r in stored]
+                )
+                result = batch.append([erasure])
+                if result.appended != 1:
+                    raise ConflictError(f"the erasure record {erasure.record_id} exists already")
+            self.checkpoint_wal()
+        finally:
+            db.execute("PRAGMA secure_delete=OFF")
+        if sealed or self.at_rest is not None:
+            self.destroy_keys([leaf_index])
+        return result
+
+    def destroy_keys(self, indexes: Sequence[int]) -> int:
+        """Destroy the data keys of the records at ``indexes`` if any exist (their bodies
+        must be erased already); returns how many existed. A no-op without a keys file."""
+        if self._keyring is None and not self.path.with_name(datakeys.KEYS_DB).exists():
+            return 0
+        try:
+            return self.keyring().destroy(indexes)
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def checkpoint_wal(self) -> bool:
+        """Copy the WAL into the database file and truncate it (``wal_checkpoint(TRUNCATE)``);
+        returns False when a reader kept it from completing (run it again later)."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
+    def vacuum(self) -> None:
+        """Rebuild the database file (``VACUUM``), then truncate the WAL: no freed page of
+        the old file survives. Takes an exclusive lock for as long as it runs."""
+        try:
+            self._db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot vacuum {self.path}: {exc}") from exc
+        self.checkpoint_wal()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -526,10 +703,12 @@ class Log:
             for index in wanted:
                 key = bundles.key(index)
                 if key in blobs and (found := self._find(key, blobs[key], index)) is not None:
-                    stored[index] = found
+                    stored[index] = self._reveal(found)
         else:
             for bundle in self._bundles(bundles.key(i) for i in wanted).values():
-                stored.update((r.leaf_index, r) for r in bundle if r.leaf_index in wanted)
+                stored.update(
+                    (r.leaf_index, self._reveal(r)) for r in bundle if r.leaf_index in wanted
+                )
         return self._with_leaves([stored[i] for i in indexes if i in stored])
 
     def _find(self, key: int, blob: object, index: int) -> bundles.Stored | None:
@@ -619,7 +798,23 @@ class Log:
             for row_key, blob in rows:
                 for record in self._decode_bundle(row_key, blob):
                     if record.leaf_index >= start:
-                        yield record
+                        yield self._reveal(record)
+            key = rows[-1][0] + 1
+
+    def stored_headers(self) -> Iterator[tuple[int, str, str, int, bool]]:
+        """``(leaf index, record id, kind, timestamp_ms, has content)`` of every stored
+        record, in leaf order, from the bundle headers alone (no body is opened or
+        decrypted: what retention scans)."""
+        key = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, records FROM bundles WHERE id >= ? ORDER BY id LIMIT 64", (key,)
+            ).fetchall()
+            if not rows:
+                return
+            for row_key, blob in rows:
+                for r in self._decode_bundle(row_key, blob):
+                    yield r.leaf_index, r.record_id, r.kind, r.timestamp_ms, r.body is not None
             key = rows[-1][0] + 1
 
     def records_from(self, start: int = 0) -> Iterator[bundles.Stored]:
@@ -793,9 +988,11 @@ class Log:
         root the stored tree no longer reproduces (``history``); each record id that the
         id index does not map to its record (``index``).
 
-        Then what the records say: a record whose content is gone (``erased``: no erasure
-        record exists yet, so every missing content is reported, and its stored id, kind,
-        actor and time can no longer be checked); a record of a reserved kind or id
+        Then what the records say: a record whose content is gone with no erasure record
+        (:mod:`chainaudit.erasure`, written by the privacy service) naming its id, leaf index
+        and committed leaf hash, or an erasure record whose record still has its content
+        (``erased``; an erased record's stored id, kind, actor and time can no longer be
+        checked); a record of a reserved kind or id
         (:mod:`chainaudit.provenance`) whose stamped submitter may not write it
         (``unentitled``; also one with no submitter appended after the log's first stamped
         record), or with no submitter at all before that (``unstamped``: written before
@@ -875,12 +1072,19 @@ class Log:
                         "altered", idx, record_id, "content does not hash to the committed leaf"
                     )
                 )
+        content.resolve_erasures(self._committed_leaf)
         report.nodes_checked, report.root = self._audit_tree(size, findings)
         self._audit_history(report.root, size, findings)
         self._audit_deal_links(content, findings)
         self._audit_signatures(chain_id, findings)
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
         return report
+
+    def _committed_leaf(self, leaf_index: int) -> bytes | None:
+        """The stored leaf hash at ``leaf_index``, or ``None`` when the store lacks it."""
+        if not 0 <= leaf_index < self._size:
+            return None
+        return self._stored_nodes([(0, leaf_index)])[0]
 
     def _audit_records(
         self, findings: list[AuditFinding], content: _ContentAudit
@@ -915,13 +1119,14 @@ class Log:
                     )
                     continue
                 seen.add(idx)
-                content.check(record)
+                opened = self._reveal(record)
+                content.check(opened)
                 if index_rows.get(record_id) == idx:
                     indexed += 1
                 else:
                     findings.append(_index_finding(record_id, idx, index_rows.get(record_id)))
                     reported.add(record_id)
-                yield idx, record_id, record.body
+                yield idx, record_id, opened.body
         (rows,) = self._db.execute("SELECT count(*) FROM record_ids").fetchone()
         if rows != indexed:  # rows for no stored record: find them (a damaged store only)
             rows_by_id = self._db.execute("SELECT record_id, idx FROM record_ids")
@@ -1157,6 +1362,66 @@ class _ContentAudit:
         """The leaf indexes of records whose content is gone."""
         self.first_stamped: int | None = None
         """The leaf index of the first record carrying a submitter."""
+        self.missing: dict[int, str] = {}
+        """Leaf index -> record id of every record whose content is gone."""
+        self.erasures: dict[int, tuple[int, str, str]] = {}
+        """Erased leaf index -> (erasure record's leaf, erased record id, leaf hash hex), from
+        every entitled erasure record (:mod:`chainaudit.erasure`)."""
+
+    def _note_erasure(self, idx: int, document: Mapping[str, Any]) -> None:
+        """Remember what an entitled erasure record says it erased."""
+        payload = document.get("payload")
+        if (
+            document.get("kind") == "admin"
+            and str(document.get("id", "")).startswith(ERASURE_PREFIX)
+            and provenance.document_entitled(document)
+            and isinstance(payload, dict)
+            and payload.get("type") == "erasure"
+            and type(payload.get("leaf_index")) is int
+        ):
+            self.erasures[payload["leaf_index"]] = (
+                idx,
+                str(payload.get("record_id")),
+                str(payload.get("leaf_hash")),
+            )
+
+    def resolve_erasures(self, leaf_of: Callable[[int], bytes | None]) -> None:
+        """Report each record whose content is gone with no erasure record naming its id,
+        leaf index and leaf hash (``leaf_of`` gives the committed leaf), and each erasure
+        record whose record still has its content (both ``erased``)."""
+        for idx, record_id in sorted(self.missing.items()):
+            erasure = self.erasures.get(idx)
+            leaf = leaf_of(idx)
+            if (
+                erasure is not None
+                and erasure[1] == record_id
+                and leaf is not None
+                and erasure[2] == "0x" + leaf.hex()
+                and erasure[0] > idx
+            ):
+                continue
+            self.findings.append(
+                AuditFinding(
+                    "erased",
+                    idx,
+                    record_id,
+                    "the record's content is gone and no erasure record covers it (an erasure "
+                    "record naming its id, leaf index and leaf hash, written by the privacy "
+                    "service); the id, kind, actor and time stored with it can no longer be "
+                    "checked",
+                )
+            )
+        for idx, (at, record_id, _) in sorted(self.erasures.items()):
+            if idx not in self.missing:
+                self.findings.append(
+                    AuditFinding(
+                        "erased",
+                        idx,
+                        record_id,
+                        f"the erasure record at leaf {at} says this record was erased, but its "
+                        "content is still stored (or no such record is stored)",
+                    )
+                )
 
     def check(self, record: bundles.Stored) -> None:
         """Check one stored record: its content is there (``erased``), agrees with the id,
@@ -1165,16 +1430,7 @@ class _ContentAudit:
         idx, record_id = record.leaf_index, record.record_id
         if record.body is None:
             self.erased.add(idx)
-            self.findings.append(
-                AuditFinding(
-                    "erased",
-                    idx,
-                    record_id,
-                    "the record's content is gone and no erasure record covers it (erasure is "
-                    "not supported yet: every missing content is reported); the id, kind, "
-                    "actor and time stored with it can no longer be checked",
-                )
-            )
+            self.missing[idx] = record_id
             return
         try:
             document = json.loads(record.body)
@@ -1192,6 +1448,8 @@ class _ContentAudit:
             if not isinstance(document, dict):
                 return
         self._check_submitter(idx, record_id, document)
+        if record_id.startswith(ERASURE_PREFIX):
+            self._note_erasure(idx, document)
         if b'"deal_id":' in record.body and (deal := _deal_in(document)) is not None:
             self.links[(deal, idx)] = record_id
             self.deals[idx] = deal
@@ -1295,8 +1553,9 @@ class Transaction:
         if records and not self._index_all_new(json.dumps([r.record_id for r in records])):
             fresh, positions, duplicates = self._log._split_new(records)
             self._index(fresh)
+        stored = self._log._sealed(first, fresh) if self._log._seals(fresh) else fresh
         self._write_bundles(
-            first, len(fresh), lambda at, a, b: native.bundle_parts(at, list(fresh[a:b]), FIELDS)
+            first, len(fresh), lambda at, a, b: native.bundle_parts(at, list(stored[a:b]), FIELDS)
         )
         self._write_tiles(self._grow(b"".join([r[6] for r in fresh])))
         bodies = [r[5] for r in fresh]
@@ -1329,6 +1588,8 @@ class Transaction:
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
         if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
             return self.append(batch.records())
+        if self._seals_batch(batch):
+            batch = self._log._sealed_batch(first, batch)
         packed = batch.packed if batch.first == first else ()
         head = -first % bundles.WIDTH if packed else batch.size
         tail = head + len(packed) * bundles.WIDTH
@@ -1353,6 +1614,15 @@ class Transaction:
             root=self.root(),
             indexes=tuple(range(first, self.size)),
         )
+
+    def _seals_batch(self, batch: native.Batch) -> bool:
+        """Whether ``batch`` may hold a record of a kind sealed at rest (a byte search of its
+        canonical bodies: a payload quoting the kind only sends it down the careful path)."""
+        at_rest = self._log.at_rest
+        if at_rest is None or not at_rest.kinds:
+            return False
+        bodies = batch.bodies
+        return any(b'"kind":' + json.dumps(k).encode() in bodies for k in at_rest.kinds)
 
     def _index_all_new(self, ids_json: str) -> bool:
         """Map the ids in ``ids_json`` (a JSON array), the next leaves, to their indexes on
@@ -1471,6 +1741,8 @@ class Transaction:
 
 
 FEW: Final = 4
+ERASURE_PREFIX: Final = "erasure:"
+"""The id prefix of erasure records (:mod:`chainaudit.erasure`)."""
 """Up to this many records are read from their bundles one by one (:func:`bundles.find`)."""
 _INSERT_IDS: Final = "INSERT INTO record_ids SELECT value, ? + key FROM json_each(?)"
 FIELDS: Final = bundles.FIELDS

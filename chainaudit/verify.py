@@ -5,9 +5,18 @@
 ``record``
     The record's RFC 8785 canonical bytes hash to ``leaf_hash`` (``SHA-256(0x00 || bytes)``,
     RFC 9162 §2.1.1). Skipped, with a note, when the bundle carries no record.
+    A bundle whose record was erased carries none; the check is then skipped and says
+    "erased". A verifier told which leaves were erased (``erased``, e.g. the operator's own
+    log) fails the check of a bundle that still carries an erased record's content, naming
+    the erasure: the content is genuine but must no longer be used.
 ``inclusion``
     ``leaf_index < tree_size == checkpoint.tree_size`` and the inclusion proof leads from
     ``leaf_hash`` to ``checkpoint.root`` (RFC 9162 §2.1.3.2).
+``erasure`` (only when the bundle carries one)
+    The erasure record hashes to its leaf, that leaf is in the same checkpoint, after the
+    erased leaf, and the record is an erasure written by the privacy service (kind
+    ``admin``, id ``erasure:<leaf_index>``, submitter ``service:privacy``) naming the bundle's
+    leaf index and leaf hash: the record's content was erased, and when and why is proven.
 ``consistency`` (only when the bundle carries one)
     The checkpoint extends the older ``(from_tree_size, from_root)`` (RFC 9162 §2.1.4.2).
 ``chain_id``
@@ -80,6 +89,8 @@ __all__ = [
 ]
 
 Status = Literal["pass", "fail", "skip"]
+Erased = Callable[[int, bytes], str | None]
+"""Says how the content of a leaf (index, leaf hash) was erased, or ``None`` if it was not."""
 
 CHAIN_CHECKS: Final = ("chain_id", "contract", "checkpoint", "block", "transaction")
 CHECKPOINT_ANCHORED_TOPIC: Final = bytes(
@@ -199,12 +210,41 @@ def _as_bundle(bundle: Bundle | Mapping[str, Any]) -> Bundle:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_record(bundle: Bundle) -> Check:
+def _erasure_summary(record: Mapping[str, Any]) -> str:
+    payload = record.get("payload") if isinstance(record.get("payload"), dict) else {}
+    assert isinstance(payload, dict)
+    who = (
+        f"requested by {payload.get('requested_by')}, approved by {payload.get('approved_by')}"
+        if "approved_by" in payload
+        else f"by the data policy {str(payload.get('policy_sha256', ''))[:16]}… retention"
+    )
+    return (
+        f"erased at {record.get('timestamp')} ({who}; basis: {payload.get('basis')!s}; "
+        f"reason: {str(payload.get('reason'))[:200]})"
+    )
+
+
+def _check_record(bundle: Bundle, erased: Erased | None = None) -> Check:
     if bundle.withheld is not None:
         return _skip(
             "record",
             f"skipped: record withheld ({bundle.withheld}); only the leaf hash is proved",
         )
+    if bundle.record is None and bundle.erasure is not None:
+        return _skip(
+            "record",
+            f"erased: the record's content was erased ({_erasure_summary(bundle.erasure.record)}); "
+            "only its leaf hash is proved",
+        )
+    if bundle.record is not None and erased is not None:
+        said = erased(bundle.leaf_index, bundle.leaf_hash)
+        if said is not None:
+            return _fail(
+                "record",
+                f"erased: record {bundle.record_id} (leaf {bundle.leaf_index}) was {said}; "
+                "this content was erased and must no longer be used (a new bundle proves the "
+                "leaf and the erasure)",
+            )
     if bundle.record is None:
         return _skip(
             "record",
@@ -225,6 +265,55 @@ def _check_record(bundle: Bundle) -> Check:
     return _pass(
         "record",
         f"record {bundle.record_id} hashes to leaf {_short(leaf)} (RFC 8785, RFC 9162 §2.1.1)",
+    )
+
+
+def _check_erasure(bundle: Bundle) -> Check:
+    """The ``erasure`` check (see the module docstring)."""
+    erasure = bundle.erasure
+    assert erasure is not None
+    record = erasure.record
+    try:
+        leaf = merkle.hash_leaf(canonicalize(record))
+    except RecordError as exc:
+        return _fail("erasure", f"the erasure record cannot be canonicalised: {exc}")
+    if leaf != erasure.leaf_hash:
+        return _fail("erasure", "the erasure record does not hash to its leaf: it was altered")
+    payload = record.get("payload")
+    expected_id = f"erasure:{bundle.leaf_index}"
+    if (
+        record.get("kind") != "admin"
+        or record.get("id") != expected_id
+        or record.get("submitter") != "service:privacy"
+        or not isinstance(payload, dict)
+        or payload.get("type") != "erasure"
+        or payload.get("leaf_index") != bundle.leaf_index
+        or payload.get("leaf_hash") != _short(bundle.leaf_hash)
+    ):
+        return _fail(
+            "erasure",
+            f"the erasure record is not an erasure of leaf {bundle.leaf_index} "
+            f"({_short(bundle.leaf_hash)}) by the privacy service (id {expected_id}, kind "
+            "admin, submitter service:privacy)",
+        )
+    if erasure.leaf_index <= bundle.leaf_index:
+        return _fail("erasure", "the erasure record precedes the record it erases")
+    if erasure.leaf_index >= bundle.checkpoint.tree_size:
+        return _fail("erasure", "the erasure record is not in the bundle's checkpoint")
+    try:
+        merkle.verify_inclusion(
+            erasure.leaf_hash,
+            erasure.leaf_index,
+            bundle.checkpoint.tree_size,
+            erasure.inclusion_proof,
+            bundle.checkpoint.root,
+        )
+    except VerificationError as exc:
+        return _fail("erasure", f"the erasure record is not in the checkpoint: {exc}")
+    return _pass(
+        "erasure",
+        f"erased: leaf {bundle.leaf_index}'s content was {_erasure_summary(record)}; the "
+        f"erasure record (leaf {erasure.leaf_index}) is in the same checkpoint",
     )
 
 
@@ -463,8 +552,11 @@ def _bundle_checks(
     expected_contract: str | None,
     *,
     with_consistency: bool = True,
+    erased: Erased | None = None,
 ) -> list[Check]:
-    checks = [_check_record(bundle), _check_inclusion(bundle)]
+    checks = [_check_record(bundle, erased), _check_inclusion(bundle)]
+    if bundle.erasure is not None:
+        checks.append(_check_erasure(bundle))
     consistency = bundle.consistency
     if with_consistency and consistency is not None:
         checks.append(
@@ -540,6 +632,7 @@ def verify_bundle(
     finality: int = DEFAULT_FINALITY,
     expected_chain_id: int | None = None,
     expected_contract: str | None = None,
+    erased: Erased | None = None,
 ) -> Verdict:
     """Verify a proof bundle against the chain; return every check's outcome (see above).
 
@@ -548,7 +641,9 @@ def verify_bundle(
     block must have; ``finality`` the depth a bundle claiming ``"final"`` must have.
     ``expected_chain_id`` and ``expected_contract`` pin the chain and the ``AuditAnchor``
     address the auditor trusts; a bundle naming others fails, and without them the verdict
-    carries a warning (:attr:`Verdict.warnings`).
+    carries a warning (:attr:`Verdict.warnings`). ``erased(leaf_index, leaf_hash)``, when
+    given, says how a leaf's content was erased (or ``None``): a bundle still carrying an
+    erased record's content then fails its ``record`` check.
 
     Raises:
         InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
@@ -558,7 +653,13 @@ def verify_bundle(
     expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
     parsed = _as_bundle(bundle)
     checks = _bundle_checks(
-        parsed, chain, confirmations, finality, expected_chain_id, expected_contract
+        parsed,
+        chain,
+        confirmations,
+        finality,
+        expected_chain_id,
+        expected_contract,
+        erased=erased,
     )
     return Verdict(
         tuple(checks),

@@ -1,7 +1,9 @@
 """Benchmark the HTTP API from a second process on loopback.
 
 1. Batched appends: POST /v1/records/batch with 1,000 records per request from several
-   concurrent connections, against a fresh data directory; reports records/s.
+   concurrent connections, against a fresh data directory; reports records/s, with
+   encryption at rest off and on (docs/privacy.md: every record sealed with its own
+   AES-256-GCM data key) in the same run, and the cost of turning it on.
 2. Proof fetches at scale: the log is filled to --records leaves (1,000,000 by default, written
    straight through the store to save time), the server restarted over it, and
    GET /v1/records/{id}/proof requested for random records by `wrk` (Debian's HTTP load
@@ -14,12 +16,14 @@ Writes reports/bench_api.json.
 
     .venv/bin/python scripts/bench_api.py
     .venv/bin/python scripts/bench_api.py --records 100000 --seconds 10
+    .venv/bin/python scripts/bench_api.py --no-proofs     # the appends only
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -51,9 +55,22 @@ def record(i: int) -> dict[str, Any]:
     }
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def sealing_env(work: Path) -> dict[str, str]:
+    """Settings that seal every ``transaction`` record at rest (a fresh master key)."""
+    policy = work / "policy.json"
+    policy.write_text(json.dumps({"kinds": {"transaction": {"encrypt": True}}}))
+    return {
+        "CHAINAUDIT_DATA_POLICY_FILE": str(policy),
+        "CHAINAUDIT_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+
+
+def start_server(
+    data_dir: Path, port: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **(extra or {}),
         "CHAINAUDIT_DATA_DIR": str(data_dir),
         "CHAINAUDIT_RATE_LIMIT_PER_SECOND": "1000000",
         "CHAINAUDIT_RATE_LIMIT_BURST": "1000000",
@@ -168,6 +185,34 @@ def bench_proofs_wrk(
     }
 
 
+def report_appends(
+    args: argparse.Namespace, rates: dict[str, float], proofs: dict[str, Any] | None = None
+) -> None:
+    """Write the report and print the appends' lines."""
+    report: dict[str, Any] = {
+        "batched_appends": {
+            "records_per_s": rates["off"],
+            "batch_size": args.batch_size,
+            "batches": args.append_batches,
+        },
+        "encryption": {
+            "appends_off_records_per_s": rates["off"],
+            "appends_on_records_per_s": rates["on"],
+            "appends_cost": 1 - rates["on"] / rates["off"],
+        },
+        "machine": {"cpus": os.cpu_count()},
+    }
+    if proofs is not None:
+        report["proof_fetch"] = proofs
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nbatched appends: {rates['off']:,.0f} records/s ({args.batch_size} per request)")
+    print(
+        f"  with encryption at rest on: {rates['on']:,.0f} records/s "
+        f"(cost {report['encryption']['appends_cost']:.0%})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -176,22 +221,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_api.json")
+    parser.add_argument("--no-proofs", action="store_true", help="measure the appends only")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        appends_dir = Path(tmp) / "appends"
-        token = issue_key(appends_dir)
-        port = free_port()
-        server = start_server(appends_dir, port)
-        try:
-            print("batched appends ...", flush=True)
-            rate = asyncio.run(
-                bench_appends(
-                    f"http://127.0.0.1:{port}", token, args.append_batches, args.batch_size, 4
+        rates = {}
+        for mode, extra in (("off", None), ("on", sealing_env(Path(tmp)))):
+            appends_dir = Path(tmp) / f"appends-{mode}"
+            token = issue_key(appends_dir)
+            port = free_port()
+            server = start_server(appends_dir, port, extra)
+            try:
+                print(f"batched appends, encryption at rest {mode} ...", flush=True)
+                rates[mode] = asyncio.run(
+                    bench_appends(
+                        f"http://127.0.0.1:{port}", token, args.append_batches, args.batch_size, 4
+                    )
                 )
-            )
-        finally:
-            stop_server(server)
+            finally:
+                stop_server(server)
+        if args.no_proofs:
+            report_appends(args, rates)
+            return
 
         proofs_dir = Path(tmp) / "proofs"
         token = issue_key(proofs_dir)
@@ -212,18 +263,7 @@ def main() -> None:
         finally:
             stop_server(server)
 
-    report = {
-        "batched_appends": {
-            "records_per_s": rate,
-            "batch_size": args.batch_size,
-            "batches": args.append_batches,
-        },
-        "proof_fetch": {**proofs, "log_size": args.records},
-        "machine": {"cpus": os.cpu_count()},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nbatched appends: {rate:,.0f} records/s ({args.batch_size} per request)")
+    report_appends(args, rates, {**proofs, "log_size": args.records})
     print(
         f"proof fetch at {args.records:,} records: {proofs['requests_per_s']:,.0f} requests/s, "
         f"p50 {proofs['p50_ms']:.2f} ms, p99 {proofs['p99_ms']:.2f} ms "

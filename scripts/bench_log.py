@@ -13,6 +13,10 @@ Measures, on the same generated records:
     a record by id (`Log.entry`: the id index, then the record out of its compressed bundle;
     pymerkle has no lookup by id).
 
+  * the same ingest and ``Log.append`` with encryption at rest on (docs/privacy.md: every
+    record sealed with its own AES-256-GCM data key, wrapped into ``keys.sqlite``), beside the
+    runs with it off, and the cost of turning it on.
+
 Writes reports/bench_log.json and prints a table with the ratios.
 
     .venv/bin/python scripts/bench_log.py                 # 1,000,000 records (a few minutes)
@@ -23,6 +27,7 @@ Writes reports/bench_log.json and prints a table with the ratios.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -37,6 +42,7 @@ from typing import Any
 
 from pymerkle import SqliteTree
 
+from chainaudit.datakeys import AtRest
 from chainaudit.records import PreparedRecord
 from chainaudit.store import Log
 
@@ -75,18 +81,39 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+MASTER_KEY = os.urandom(32)
+"""The master key of the encrypted runs (a fresh one per benchmark)."""
+
+
+def sealing_env(work: Path) -> dict[str, str]:
+    """The environment of an ingest with every ``transaction`` record sealed at rest."""
+    policy = work / "policy.json"
+    policy.write_text(json.dumps({"kinds": {"transaction": {"encrypt": True}}}))
+    return {
+        **os.environ,
+        "CHAINAUDIT_DATA_POLICY_FILE": str(policy),
+        "CHAINAUDIT_MASTER_KEY": base64.b64encode(MASTER_KEY).decode(),
+    }
+
+
 def bench_chainaudit(
-    source: Path, data: Path, count: int, proofs: int, workers: int | None
+    source: Path,
+    data: Path,
+    count: int,
+    proofs: int,
+    workers: int | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "chainaudit", "--data-dir", str(data), "ingest", "-q"]
     if workers is not None:
         command += ["--workers", str(workers)]
     os.sync()  # each timed phase starts with no earlier writes still in flight
     started = time.perf_counter()
-    subprocess.run([*command, str(source)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*command, str(source)], check=True, stdout=subprocess.DEVNULL, env=env)
     elapsed = time.perf_counter() - started
     rng = random.Random(11)
-    with Log.open(data) as log:
+    at_rest = AtRest(MASTER_KEY) if env is not None else None
+    with Log.open(data, at_rest=at_rest) as log:
         assert log.size == count
         samples = []
         for _ in range(proofs):
@@ -110,9 +137,12 @@ def bench_chainaudit(
     }
 
 
-def bench_store_only(data: Path, fresh: Path, count: int) -> dict[str, Any]:
+def bench_store_only(
+    data: Path, fresh: Path, count: int, at_rest: AtRest | None = None
+) -> dict[str, Any]:
     """chainaudit's ``Log.append`` alone: the records the CLI prepared, as objects, appended
-    to a fresh log in one durable transaction in this process."""
+    to a fresh log in one durable transaction in this process (sealed at rest with
+    ``at_rest``)."""
     with Log.open(data) as log:
         prepared = [
             PreparedRecord(e.record_id, e.kind, e.actor, e.timestamp_ms, True, e.body, e.leaf_hash)
@@ -122,7 +152,7 @@ def bench_store_only(data: Path, fresh: Path, count: int) -> dict[str, Any]:
     assert len(prepared) == count
     os.sync()
     started = time.perf_counter()
-    with Log.open(fresh) as log, log.transaction() as batch:
+    with Log.open(fresh, at_rest=at_rest) as log, log.transaction() as batch:
         for start in range(0, count, 4096):
             batch.append(prepared[start : start + 4096])
     elapsed = time.perf_counter() - started
@@ -176,6 +206,16 @@ def main() -> None:
         store_only = bench_store_only(work / "data", work / "store-only", args.records)
         print("pymerkle SqliteTree.append_entries ...", flush=True)
         peer = bench_pymerkle(work / "data", work / "pymerkle.db", args.records, args.peer_proofs)
+        print("chainaudit ingest and Log.append with encryption at rest on ...", flush=True)
+        sealed = bench_chainaudit(
+            source, work / "sealed", args.records, 200, args.workers, sealing_env(work)
+        )
+        sealed_store = bench_store_only(
+            work / "data",
+            work / "sealed-store-only",
+            args.records,
+            AtRest(MASTER_KEY, frozenset({"transaction"})),
+        )
 
     report = {
         "records": args.records,
@@ -185,6 +225,16 @@ def main() -> None:
         "chainaudit_store_only": store_only,
         "pymerkle": peer,
         "same_root": ours["root"] == peer["root"],
+        "encryption": {
+            "ingest_off_records_per_s": ours["ingest_records_per_s"],
+            "ingest_on_records_per_s": sealed["ingest_records_per_s"],
+            "ingest_cost": 1 - sealed["ingest_records_per_s"] / ours["ingest_records_per_s"],
+            "append_off_records_per_s": store_only["append_records_per_s"],
+            "append_on_records_per_s": sealed_store["append_records_per_s"],
+            "append_cost": 1
+            - sealed_store["append_records_per_s"] / store_only["append_records_per_s"],
+            "entry_by_id_on": sealed["entry_by_id"],
+        },
         "ratios": {
             "ingest_chainaudit_over_pymerkle": ours["ingest_records_per_s"]
             / peer["ingest_records_per_s"],
@@ -204,6 +254,16 @@ def main() -> None:
         print(f"{'proof ' + key:26}{ours['proof'][key]:>14.3f}{peer['proof'][key]:>14.3f}")
     for key in ("p50_ms", "p99_ms"):
         print(f"{'record by id ' + key:26}{ours['entry_by_id'][key]:>14.3f}{'—':>14}")
+    enc = report["encryption"]
+    print(f"\n{'encryption at rest':26}{'off':>14}{'on':>14}{'cost':>8}")
+    print(
+        f"{'  ingest records/s':26}{enc['ingest_off_records_per_s']:>14,.0f}"
+        f"{enc['ingest_on_records_per_s']:>14,.0f}{enc['ingest_cost']:>8.0%}"
+    )
+    print(
+        f"{'  Log.append records/s':26}{enc['append_off_records_per_s']:>14,.0f}"
+        f"{enc['append_on_records_per_s']:>14,.0f}{enc['append_cost']:>8.0%}"
+    )
     print(f"\nsame root: {report['same_root']}")
     for name, value in report["ratios"].items():
         print(f"{name}: {value:.2f}")

@@ -28,6 +28,7 @@ from chainaudit.api.routes import (
     bundles,
     deals,
     docs,
+    erasure,
     health,
     keys,
     proofs,
@@ -285,6 +286,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
 
     for router in (
         proofs.router,  # before records: /v1/records/{id:path}/proof wins over /{id:path}
+        erasure.router,  # likewise: /v1/records/{id:path}/erasure
         bundles.router,
         records.router,
         deals.router,

@@ -26,6 +26,7 @@ from chainaudit.datapolicy import DataPolicy
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
+from chainaudit.erasure import at_rest_from
 from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigError
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
@@ -76,8 +77,10 @@ class Services:
         self.kinds = frozenset(settings.record_kinds)
         self.policy: DataPolicy = datapolicy.load(settings.data_policy_file)
         """The data policy: personal fields (masked), allowed fields (checked on append)."""
-        Log(self.log_path, kinds=self.kinds).close()  # create the schema before any reader
-        self.writer = GroupWriter(self.log_path, self.kinds)
+        self.at_rest = at_rest_from(settings)
+        """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`)."""
+        self._open_log().close()  # create the schema before any reader
+        self.writer = GroupWriter(self.log_path, self.kinds, self.at_rest)
         self.reads = ReadAudit(
             self.writer,
             max_reads=settings.read_audit_batch,
@@ -145,7 +148,7 @@ class Services:
             self.settings.deployments_dir, self.chain_id(), "SupplyChainEscrow"
         )
         self.indexer = Indexer(
-            Log(self.log_path, kinds=self.kinds),
+            self._open_log(),
             self.chain,
             self.escrow.address,
             confirmations=self.settings.confirmations,
@@ -252,9 +255,7 @@ class Services:
 
     def _start_anchorer(self) -> None:
         try:
-            self.anchorer = anchorer_from(
-                self.settings, Log(self.log_path, kinds=self.kinds), self.chain
-            )
+            self.anchorer = anchorer_from(self.settings, self._open_log(), self.chain)
         except (ChainauditError, OSError) as exc:
             logger.warning("anchoring service not started: %s", exc)
             self.anchorer = None
@@ -277,13 +278,17 @@ class Services:
 
     def _follow_log(self) -> None:
         """Keep :attr:`record_index` caught up with the log (a request syncs the rest)."""
-        with Log(self.log_path, kinds=self.kinds) as log:
+        with self._open_log() as log:
             while not self._stop.is_set():
                 try:
                     self.record_index.sync(log)
                 except ChainauditError:
                     logger.exception("record index: sync failed")
                 self._stop.wait(0.5)
+
+    def _open_log(self) -> Log:
+        """A new connection to the log, with this deployment's encryption at rest."""
+        return Log(self.log_path, kinds=self.kinds, at_rest=self.at_rest)
 
     def indexed(self) -> tuple[Log, RecordIndex]:
         """This thread's reader and the record index, caught up with every record the reader
@@ -314,7 +319,7 @@ class Services:
         """This thread's read connection to the log, refreshed to the latest commit."""
         log: Log | None = getattr(self._local, "log", None)
         if log is None:
-            log = Log(self.log_path, kinds=self.kinds)
+            log = self._open_log()
             self._local.log = log
         log.refresh()
         return log

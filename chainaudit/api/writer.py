@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from chainaudit import datakeys
 from chainaudit.errors import ConflictError, StoreError
 from chainaudit.records import PreparedRecord
 from chainaudit.store import AppendResult, Log
@@ -35,9 +36,12 @@ _Item = tuple[Sequence[PreparedRecord], Signatures, FollowUp | None, "Future[App
 class GroupWriter:
     """The single writer of a log file inside the API process."""
 
-    def __init__(self, path: Path, kinds: frozenset[str]) -> None:
+    def __init__(
+        self, path: Path, kinds: frozenset[str], at_rest: datakeys.AtRest | None = None
+    ) -> None:
         self._path = path
         self._kinds = kinds
+        self._at_rest = at_rest
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="chainaudit-writer", daemon=True)
         self._started = False
@@ -75,7 +79,7 @@ class GroupWriter:
         return future
 
     def _run(self) -> None:
-        log = Log(self._path, kinds=self._kinds)
+        log = Log(self._path, kinds=self._kinds, at_rest=self._at_rest)
         try:
             while True:
                 first = self._queue.get()

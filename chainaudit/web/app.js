@@ -31,7 +31,8 @@
   const HASH_RE = /^0x[0-9a-fA-F]{64}$/;
   const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
   const BUNDLE_FIELDS = new Set(["version", "record", "leaf_hash", "leaf_index", "tree_size",
-    "inclusion_proof", "checkpoint", "anchor", "consistency", "withheld"]);
+    "inclusion_proof", "checkpoint", "anchor", "consistency", "withheld", "erasure"]);
+  const ERASURE_FIELDS = ["record", "leaf_hash", "leaf_index", "inclusion_proof"];
 
   class BundleError extends Error {}       // the input is not a usable bundle
   class CanonicalError extends Error {}    // the record is outside the RFC 8785 domain we sign
@@ -337,6 +338,26 @@
         proof: co.proof.map((h, i) => hash(h, `consistency.proof[${i}]`)),
       };
     }
+    let erasure = null;
+    if (doc.erasure !== undefined) {
+      const er = doc.erasure;
+      if ("record" in doc) throw new BundleError("a bundle carries a record or an erasure, not both");
+      if (!isObject(er) || !isObject(er.record) || !Array.isArray(er.inclusion_proof)
+          || Object.keys(er).some((k) => !ERASURE_FIELDS.includes(k))) {
+        throw new BundleError("erasure must be an object with record, leaf_hash, leaf_index " +
+          "and inclusion_proof");
+      }
+      if (er.inclusion_proof.length > MAX_INCLUSION_HASHES) {
+        throw new BundleError(`erasure.inclusion_proof holds more than ${MAX_INCLUSION_HASHES} ` +
+          "hashes");
+      }
+      erasure = {
+        record: er.record,
+        leafHash: hash(er.leaf_hash, "erasure.leaf_hash"),
+        leafIndex: integer(er.leaf_index, "erasure.leaf_index", 0, MAX_TREE_SIZE - 1),
+        proof: er.inclusion_proof.map((h, i) => hash(h, `erasure.inclusion_proof[${i}]`)),
+      };
+    }
     if (!isObject(cp)) throw new BundleError("checkpoint must be a JSON object");
     if (!isObject(an)) throw new BundleError("anchor must be a JSON object");
     if (typeof an.contract !== "string" || !ADDRESS_RE.test(an.contract)) {
@@ -361,12 +382,13 @@
         seq: integer(an.checkpoint_seq, "anchor.checkpoint_seq", 0, Number.MAX_SAFE_INTEGER),
       },
       consistency,
+      erasure,
     };
   }
 
   // The checks a bundle gets, in order ("consistency" only when it carries a proof).
-  const checkNames = (b) => ["record", "inclusion", ...(b.consistency ? ["consistency"] : []),
-    ...CHAIN_CHECKS];
+  const checkNames = (b) => ["record", "inclusion", ...(b.erasure ? ["erasure"] : []),
+    ...(b.consistency ? ["consistency"] : []), ...CHAIN_CHECKS];
 
   // ---------------------------------------------------------------------------------------
   // JSON-RPC (the user's chain endpoint, called directly from the browser)
@@ -419,7 +441,63 @@
   const fail = (name, detail) => ({ name, status: "fail", detail });
   const skip = (name, detail) => ({ name, status: "skip", detail });
 
+  function erasureSummary(record) {
+    const p = isObject(record.payload) ? record.payload : {};
+    const who = "approved_by" in p
+      ? `requested by ${p.requested_by}, approved by ${p.approved_by}`
+      : `by the data policy ${String(p.policy_sha256 || "").slice(0, 16)}… retention`;
+    return `erased at ${record.timestamp} (${who}; basis: ${p.basis}; reason: ` +
+      `${String(p.reason).slice(0, 200)})`;
+  }
+
+  async function checkErasure(b) {
+    const e = b.erasure;
+    let data;
+    try {
+      data = canonicalBytes(e.record);
+    } catch (error) {
+      if (!(error instanceof CanonicalError)) throw error;
+      return fail("erasure", `the erasure record cannot be canonicalised: ${error.message}`);
+    }
+    if (!sameBytes(await hashLeaf(data), e.leafHash)) {
+      return fail("erasure", "the erasure record does not hash to its leaf: it was altered");
+    }
+    const r = e.record;
+    const p = r.payload;
+    if (r.kind !== "admin" || r.id !== `erasure:${b.leafIndex}`
+        || r.submitter !== "service:privacy" || !isObject(p) || p.type !== "erasure"
+        || p.leaf_index !== b.leafIndex || p.leaf_hash !== short(b.leafHash)) {
+      return fail("erasure", `the erasure record is not an erasure of leaf ${b.leafIndex} ` +
+        `(${short(b.leafHash)}) by the privacy service (id erasure:${b.leafIndex}, kind ` +
+        "admin, submitter service:privacy)");
+    }
+    if (e.leafIndex <= b.leafIndex) {
+      return fail("erasure", "the erasure record precedes the record it erases");
+    }
+    if (e.leafIndex >= b.checkpoint.treeSize) {
+      return fail("erasure", "the erasure record is not in the bundle's checkpoint");
+    }
+    let root;
+    try {
+      root = await rootFromInclusionProof(e.leafHash, e.leafIndex, b.checkpoint.treeSize,
+        e.proof);
+    } catch (error) {
+      if (!(error instanceof BundleError)) throw error;
+      return fail("erasure", `the erasure record is not in the checkpoint: ${error.message}`);
+    }
+    if (!sameBytes(root, b.checkpoint.root)) {
+      return fail("erasure", "the erasure record is not in the checkpoint: its proof leads " +
+        `to root ${short(root)}`);
+    }
+    return pass("erasure", `erased: leaf ${b.leafIndex}'s content was ` +
+      `${erasureSummary(r)}; the erasure record (leaf ${e.leafIndex}) is in the same checkpoint`);
+  }
+
   async function checkRecord(b) {
+    if (b.record === null && b.erasure) {
+      return skip("record", `erased: the record's content was erased ` +
+        `(${erasureSummary(b.erasure.record)}); only its leaf hash is proved`);
+    }
     if (b.record === null) {
       return skip("record", "skipped: the bundle carries no record (withheld or erased); " +
         "only the leaf hash is proved");
@@ -632,6 +710,7 @@
     };
     add(await checkRecord(bundle));
     add(await checkInclusion(bundle));
+    if (bundle.erasure) add(await checkErasure(bundle));
     if (bundle.consistency) add(await checkConsistency(bundle));
     try {
       await chainChecks(bundle, trust, add);

@@ -22,6 +22,7 @@ from chainaudit import approvals, controls
 from chainaudit.api.auth import Principal, ServicesDep, require
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
+from chainaudit.erasure import ErasureError
 from chainaudit.errors import (
     ChainauditError,
     ConfigError,
@@ -90,6 +91,8 @@ def _problem(exc: ChainauditError) -> Problem:
         return Problem(exc.status, slug, str(exc))
     if isinstance(exc, NotFoundError):
         return Problem(404, "not-found", str(exc))
+    if isinstance(exc, ErasureError):
+        return Problem(exc.status, "erasure-refused", str(exc))
     if isinstance(exc, EscrowError):
         return Problem(409, "escrow-refused", str(exc), error=exc.name)
     if isinstance(exc, ConfigError):

@@ -18,6 +18,7 @@ from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
 from chainaudit.bundle import build_bundle, parse_bundle, schema
+from chainaudit.erasure import erased_leaves
 from chainaudit.errors import InputError, ProofPendingError
 from chainaudit.verify import Verdict, verify_bundle
 
@@ -93,7 +94,8 @@ async def verify(
     """Run every check of ``chainaudit verify`` on a bundle against this service's chain,
     pinned to this service's own ``AuditAnchor`` and chain id (a bundle anchored anywhere
     else is not valid), with a ``"final"`` status claim checked against the service's
-    ``finality`` setting."""
+    ``finality`` setting. A bundle that still carries the content of a record this service
+    has erased fails its ``record`` check, naming the erasure."""
     try:
         parsed = parse_bundle(bundle)
     except InputError as exc:
@@ -112,6 +114,7 @@ async def verify(
             finality=svc.settings.finality,
             expected_chain_id=svc.chain_id(),
             expected_contract=svc.anchor_contract(),
+            erased=erased_leaves(svc.reader()),
         )
 
     verdict = await run_in_threadpool(run)
