@@ -14,7 +14,8 @@ Draft 2020-12)::
       "anchor": {"chain_id": 31337, "contract": "0x<EIP-55 address>", "tx_hash": "0x...",
                  "block_number": 42, "block_hash": "0x...", "checkpoint_seq": 1,
                  "status": "confirmed" | "final"},
-      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]}  # optional
+      "consistency": {"from_tree_size": 20, "from_root": "0x...", "proof": [...]},  # optional
+      "checkpoint_note": "<origin>\\n37\\n<base64 root>\\n\\n— <origin> <base64 sig>\\n"  # optional
     }
 
 * Hashes are written as ``0x`` and 64 hex digits (lowercase when chainaudit writes them; either
@@ -26,6 +27,11 @@ Draft 2020-12)::
 * ``consistency`` (present when asked for with ``since_size``) is the RFC 9162 §2.1.4.1
   PROOF(from_tree_size, D[tree_size]) together with the older root, so an auditor who kept
   an earlier bundle can check that the log only grew since.
+* ``checkpoint_note`` (present when the log signed the checkpoint of ``tree_size``) is the
+  log's signed checkpoint of that size, a ``c2sp.org/tlog-checkpoint`` note
+  (``c2sp.org/signed-note``, possibly with witness cosignatures): the log's own statement of
+  its size and root, which the chain cannot bind (the anchored size is the anchorer's
+  assertion). Verifiers given the log's verifier key check it.
 
 :func:`build_bundle` makes a bundle from the operator's log; :func:`parse_bundle`,
 :func:`loads_bundle` and :func:`load_bundle` read one back into a typed :class:`Bundle`,
@@ -98,9 +104,12 @@ _TOP_FIELDS = frozenset(
         "checkpoint",
         "anchor",
         "consistency",
+        "checkpoint_note",
     }
 )
-_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency"}
+_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "checkpoint_note"}
+MAX_NOTE_CHARS: Final = 65_536
+"""The longest ``checkpoint_note`` a bundle may carry (a checkpoint and its cosignatures)."""
 _CHECKPOINT_FIELDS = frozenset({"tree_size", "root"})
 _ANCHOR_FIELDS = frozenset(
     {"chain_id", "contract", "tx_hash", "block_number", "block_hash", "checkpoint_seq", "status"}
@@ -155,6 +164,8 @@ class Bundle:
     checkpoint: Checkpoint
     anchor: Anchor
     consistency: Consistency | None = None
+    checkpoint_note: str | None = None
+    """The log's signed checkpoint note of ``tree_size`` (``c2sp.org/tlog-checkpoint``)."""
     version: int = BUNDLE_VERSION
 
     @property
@@ -194,6 +205,8 @@ class Bundle:
                 "from_root": _hex(self.consistency.from_root),
                 "proof": [_hex(h) for h in self.consistency.proof],
             }
+        if self.checkpoint_note is not None:
+            document["checkpoint_note"] = self.checkpoint_note
         return document
 
 
@@ -219,7 +232,9 @@ def build_bundle(
     The bundle proves the record against the newest confirmed or final anchored checkpoint
     that contains it (:meth:`AnchorBook.covering`, final preferred). ``include_record=False``
     leaves the record out (privacy): the bundle then proves only that the leaf hash is in the
-    log. A record whose content was erased is left out in any case. With ``since_size``, the
+    log. A record whose content was erased is left out in any case. The log's signed
+    checkpoint note of the bundle's size is included when one was stored (the anchoring
+    service signs the size it anchors). With ``since_size``, the
     bundle also carries the RFC 9162 §2.1.4.1 consistency proof from the log's root at that
     size to the bundle's checkpoint (which is then one at or past ``since_size``).
 
@@ -291,6 +306,7 @@ def build_bundle(
             status="final" if anchor.status == FINAL else "confirmed",
         ),
         consistency=consistency,
+        checkpoint_note=log.signed_checkpoint(size),
     )
     return bundle.to_json()
 
@@ -456,6 +472,11 @@ def parse_bundle(value: Any) -> Bundle:
             from_root=_hash(raw["from_root"], "consistency.from_root"),
             proof=_hashes(raw["proof"], "consistency.proof", MAX_CONSISTENCY_HASHES),
         )
+    checkpoint_note = value.get("checkpoint_note")
+    if "checkpoint_note" in value and (
+        type(checkpoint_note) is not str or not 0 < len(checkpoint_note) <= MAX_NOTE_CHARS
+    ):
+        raise InputError(f"checkpoint_note must be a string of 1-{MAX_NOTE_CHARS} characters")
     return Bundle(
         version=version,
         record=record,
@@ -481,4 +502,5 @@ def parse_bundle(value: Any) -> Bundle:
             status=status,
         ),
         consistency=consistency,
+        checkpoint_note=checkpoint_note,
     )

@@ -26,6 +26,7 @@ from chainaudit.api.routes import (
     alerts,
     approvals,
     bundles,
+    checkpoint,
     deals,
     docs,
     health,
@@ -292,6 +293,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         statements.router,
         keys.router,
         health.router,
+        checkpoint.router,
         web.router,
         docs.router,
     ):

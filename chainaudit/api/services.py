@@ -14,12 +14,14 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from chainaudit import note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.budget import WorkBudget
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
+from chainaudit.checkpointing import CheckpointSigner
 from chainaudit.context import anchorer_from, chain_from
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
@@ -28,6 +30,7 @@ from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigErro
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
+from chainaudit.logkey import log_signer
 from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.risk.clearance import ClearanceSigner
@@ -100,6 +103,9 @@ class Services:
         self.devnet_token: str | None = None
         self.indexer: Indexer | None = None
         self._indexer_thread: threading.Thread | None = None
+        self.log_signer: note.Signer = log_signer(settings)
+        """The log's checkpoint key (production refuses to start without one)."""
+        self._checkpoint_thread: threading.Thread | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
         self._decimals: dict[str, int] = {}
@@ -113,10 +119,27 @@ class Services:
             target=self._follow_log, name="chainaudit-record-index", daemon=True
         )
         self._index_thread.start()
+        self._start_checkpoints()
         self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
             self._start_indexer()
+
+    def _start_checkpoints(self) -> None:
+        """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
+        signer = CheckpointSigner(
+            Log(self.log_path, kinds=self.kinds),
+            self.log_signer,
+            interval=self.settings.checkpoint_interval,
+        )
+        try:
+            signer.tick()  # a restarted service serves its current tree head at once
+        except ChainauditError:
+            logger.exception("checkpoints: signing the current tree failed; retrying")
+        self._checkpoint_thread = threading.Thread(
+            target=signer.run, args=(self._stop,), name="chainaudit-checkpoints", daemon=True
+        )
+        self._checkpoint_thread.start()
 
     def _connect_escrow(self) -> None:
         """Find the escrow vault (settings or deployments file); absent on chains without one."""
@@ -249,7 +272,10 @@ class Services:
     def _start_anchorer(self) -> None:
         try:
             self.anchorer = anchorer_from(
-                self.settings, Log(self.log_path, kinds=self.kinds), self.chain
+                self.settings,
+                Log(self.log_path, kinds=self.kinds),
+                self.chain,
+                signer=self.log_signer,
             )
         except (ChainauditError, OSError) as exc:
             logger.warning("anchoring service not started: %s", exc)
@@ -266,6 +292,8 @@ class Services:
             self._anchor_thread.join(timeout=30)
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=30)
+        if self._checkpoint_thread is not None:
+            self._checkpoint_thread.join(timeout=30)
         if self._index_thread is not None:
             self._index_thread.join(timeout=30)
         self.reads.stop()  # the last reads, while the writer still runs
