@@ -72,6 +72,8 @@ class Services:
 
     def __init__(self, settings: Settings, *, run_anchorer: bool = True) -> None:
         self.settings = settings
+        self.log_signer: note.Signer = log_signer(settings)
+        """The log's checkpoint key: production refuses to start without one (ConfigError)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path: Path = settings.data_dir / DB_NAME
         self.kinds = frozenset(settings.record_kinds)
@@ -103,8 +105,6 @@ class Services:
         self.devnet_token: str | None = None
         self.indexer: Indexer | None = None
         self._indexer_thread: threading.Thread | None = None
-        self.log_signer: note.Signer = log_signer(settings)
-        """The log's checkpoint key (production refuses to start without one)."""
         self._checkpoint_thread: threading.Thread | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
