@@ -4,6 +4,7 @@ encrypted keystore or the development key file; production refusals; ``chainaudi
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -150,3 +151,14 @@ def test_log_key_commands(
     bad = ["log-key", "generate", "--origin", "bad origin", "--keystore", str(tmp_path / "x")]
     assert main(bad) == 2
     assert "--origin" in capsys.readouterr().err
+
+
+def test_the_readme_example_checkpoint_verifies_with_its_example_key() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## For transparency-log users") :]
+    vkey = re.search(r"\(e\.g\. `([^`]+)`\)", section)
+    block = re.search(r"```text\n(.*?)```", section, re.S)
+    assert vkey is not None and block is not None
+    text = "\n".join(line.removeprefix("  ") for line in block.group(1).split("\n"))
+    checkpoint, _ = note.open_checkpoint(text.rstrip("\n ") + "\n", note.Verifier.parse(vkey[1]))
+    assert (checkpoint.origin, checkpoint.size) == (ORIGIN, 8)
