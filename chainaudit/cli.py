@@ -17,8 +17,13 @@ anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next
 NEW`` (:mod:`chainaudit.verify`) print one line per check and exit 0 when valid, 1 when a check
 failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
 comes without the chain and contract to trust (``--trust-bundle-contract`` accepts the
-bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
-it is parsed (:mod:`chainaudit.jsonlimits`).
+bundle's own, with a warning in the verdict). ``--log-key VKEY`` (the log's note verifier key)
+adds the ``checkpoint_note`` check of the bundle's signed checkpoint. Every JSON input is
+checked for nesting before it is parsed (:mod:`chainaudit.jsonlimits`).
+
+``log-key generate --origin O --keystore FILE`` creates the log's checkpoint signing key in an
+encrypted keystore (password from ``CHAINAUDIT_LOG_SIGNING_KEYSTORE_PASSWORD`` or a prompt);
+``log-key verifier`` prints the configured key's verifier key (:mod:`chainaudit.logkey`).
 
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
