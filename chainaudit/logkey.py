@@ -158,7 +158,7 @@ def _development_key(data_dir: Path, origin: str) -> note.Signer:
         raise ConfigError(f"cannot create the log signing key {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(signer.encode() + "\n")
-    logger.warning(
+    logger.info(  # not a warning: a CLI's stderr is one line (see `chainaudit log-key verifier`)
         "development: generated the log signing key %s (verifier %s)",
         path,
         signer.verifier().encode(),
