@@ -106,6 +106,7 @@ class Services:
         self.indexer: Indexer | None = None
         self._indexer_thread: threading.Thread | None = None
         self._checkpoint_thread: threading.Thread | None = None
+        self._checkpoints: CheckpointSigner | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
         self._decimals: dict[str, int] = {}
@@ -127,7 +128,7 @@ class Services:
 
     def _start_checkpoints(self) -> None:
         """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
-        signer = CheckpointSigner(
+        signer = self._checkpoints = CheckpointSigner(
             Log(self.log_path, kinds=self.kinds),
             self.log_signer,
             interval=self.settings.checkpoint_interval,
@@ -294,6 +295,8 @@ class Services:
             self._indexer_thread.join(timeout=30)
         if self._checkpoint_thread is not None:
             self._checkpoint_thread.join(timeout=30)
+            if self._checkpoints is not None and not self._checkpoint_thread.is_alive():
+                self._checkpoints.close()
         if self._index_thread is not None:
             self._index_thread.join(timeout=30)
         self.reads.stop()  # the last reads, while the writer still runs
