@@ -38,8 +38,10 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
+from chainaudit import note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call
+from chainaudit.checkpointing import Cosign, sign_at
 from chainaudit.errors import ChainError, ChainUnavailableError, NotFoundError, StoreError
 from chainaudit.store import AuditFinding, Log
 
@@ -115,6 +117,11 @@ class AnchorRecord:
     last_error: str | None
     created_ms: int
     updated_ms: int
+
+    def checkpoint_note(self, log: Log) -> str | None:
+        """The signed checkpoint note of this anchor's tree size (the log's
+        ``signed_checkpoints`` row of that size), or ``None`` if none was signed."""
+        return log.signed_checkpoint(self.tree_size)
 
     def public(self) -> dict[str, Any]:
         """The anchor as JSON-friendly data (hashes in 0x-hex)."""
@@ -251,8 +258,15 @@ class Anchorer:
         *,
         policy: AnchorPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        signer: note.Signer | None = None,
+        cosign: Cosign | None = None,
     ) -> None:
         self.log = log
+        self.cosign = cosign
+        """The cosigning step run on each new anchor's note (witnesses), if any."""
+        self.signer = signer
+        """The log's checkpoint key: each new anchor's size gets its signed checkpoint note
+        (:func:`chainaudit.checkpointing.sign_at`), stored under that size."""
         self.chain = chain
         self.account = account
         self.policy = policy or AnchorPolicy()
@@ -383,6 +397,8 @@ class Anchorer:
         if not due:
             return None
         self._requested = False
+        if self.signer is not None:  # the anchor's note: signed_checkpoints[tree_size]
+            sign_at(self.log, self.signer, size, cosign=self.cosign)
         record = self.book.create(
             size, self.log.root_at(size), self.chain_id(), self.contract_address
         )

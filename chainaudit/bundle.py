@@ -18,6 +18,7 @@ Draft 2020-12)::
       "withheld": "personal data: ...",     # optional: why the record is not in the bundle
       "erasure": {"record": {...}, "leaf_hash": "0x...", "leaf_index": 52,   # only when erased
                   "inclusion_proof": [...]}
+      "checkpoint_note": "<origin>\\n37\\n<base64 root>\\n\\n— <origin> <base64 sig>\\n"  # optional
     }
 
 * Hashes are written as ``0x`` and 64 hex digits (lowercase when chainaudit writes them; either
@@ -38,6 +39,11 @@ Draft 2020-12)::
   and leaf hash) with its own leaf hash, leaf index and inclusion proof in the same
   checkpoint: the bundle proves the leaf *and* that its content was erased, when and on what
   basis.
+* ``checkpoint_note`` (present when the log signed the checkpoint of ``tree_size``) is the
+  log's signed checkpoint of that size, a ``c2sp.org/tlog-checkpoint`` note
+  (``c2sp.org/signed-note``, possibly with witness cosignatures): the log's own statement of
+  its size and root, which the chain cannot bind (the anchored size is the anchorer's
+  assertion). Verifiers given the log's verifier key check it.
 
 :func:`build_bundle` makes a bundle from the operator's log; :func:`parse_bundle`,
 :func:`loads_bundle` and :func:`load_bundle` read one back into a typed :class:`Bundle`,
@@ -114,10 +120,13 @@ _TOP_FIELDS = frozenset(
         "consistency",
         "withheld",
         "erasure",
+        "checkpoint_note",
     }
 )
-_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "withheld", "erasure"}
+_TOP_REQUIRED = _TOP_FIELDS - {"record", "consistency", "withheld", "erasure", "checkpoint_note"}
 _ERASURE_FIELDS = frozenset({"record", "leaf_hash", "leaf_index", "inclusion_proof"})
+MAX_NOTE_CHARS: Final = 65_536
+"""The longest ``checkpoint_note`` a bundle may carry (a checkpoint and its cosignatures)."""
 _CHECKPOINT_FIELDS = frozenset({"tree_size", "root"})
 _ANCHOR_FIELDS = frozenset(
     {"chain_id", "contract", "tx_hash", "block_number", "block_hash", "checkpoint_seq", "status"}
@@ -186,6 +195,8 @@ class Bundle:
     withheld: str | None = None
     """Why the record was left out (then ``record`` is ``None``), e.g. personal data."""
     erasure: Erasure | None = None
+    checkpoint_note: str | None = None
+    """The log's signed checkpoint note of ``tree_size`` (``c2sp.org/tlog-checkpoint``)."""
     version: int = BUNDLE_VERSION
 
     @property
@@ -234,6 +245,8 @@ class Bundle:
                 "leaf_index": self.erasure.leaf_index,
                 "inclusion_proof": [_hex(h) for h in self.erasure.inclusion_proof],
             }
+        if self.checkpoint_note is not None:
+            document["checkpoint_note"] = self.checkpoint_note
         return document
 
 
@@ -264,7 +277,9 @@ def build_bundle(
     record out too and says why in the bundle's ``withheld`` field (only when the record is
     there to withhold). A record whose content was erased is left out in any case, and the
     bundle then carries its erasure record with that record's own inclusion proof (the
-    checkpoint is then one that covers the erasure record too). With ``since_size``, the
+    checkpoint is then one that covers the erasure record too). The log's signed
+    checkpoint note of the bundle's size is included when one was stored (the anchoring
+    service signs the size it anchors). With ``since_size``, the
     bundle also carries the RFC 9162 §2.1.4.1 consistency proof from the log's root at that
     size to the bundle's checkpoint (which is then one at or past ``since_size``).
 
@@ -353,6 +368,7 @@ def build_bundle(
         consistency=consistency,
         withheld=withheld,
         erasure=None if erased is None else _erasure_section(log, erased[0], size),
+        checkpoint_note=log.signed_checkpoint(size),
     )
     return bundle.to_json()
 
@@ -550,6 +566,11 @@ def parse_bundle(value: Any) -> Bundle:
             from_root=_hash(raw["from_root"], "consistency.from_root"),
             proof=_hashes(raw["proof"], "consistency.proof", MAX_CONSISTENCY_HASHES),
         )
+    checkpoint_note = value.get("checkpoint_note")
+    if "checkpoint_note" in value and (
+        type(checkpoint_note) is not str or not 0 < len(checkpoint_note) <= MAX_NOTE_CHARS
+    ):
+        raise InputError(f"checkpoint_note must be a string of 1-{MAX_NOTE_CHARS} characters")
     return Bundle(
         version=version,
         record=record,
@@ -577,4 +598,5 @@ def parse_bundle(value: Any) -> Bundle:
         consistency=consistency,
         withheld=withheld,
         erasure=erasure,
+        checkpoint_note=checkpoint_note,
     )

@@ -17,8 +17,13 @@ anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next
 NEW`` (:mod:`chainaudit.verify`) print one line per check and exit 0 when valid, 1 when a check
 failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
 comes without the chain and contract to trust (``--trust-bundle-contract`` accepts the
-bundle's own, with a warning in the verdict). Every JSON input is checked for nesting before
-it is parsed (:mod:`chainaudit.jsonlimits`).
+bundle's own, with a warning in the verdict). ``--log-key VKEY`` (the log's note verifier key)
+adds the ``checkpoint_note`` check of the bundle's signed checkpoint. Every JSON input is
+checked for nesting before it is parsed (:mod:`chainaudit.jsonlimits`).
+
+``log-key generate --origin O --keystore FILE`` creates the log's checkpoint signing key in an
+encrypted keystore (password from ``CHAINAUDIT_LOG_SIGNING_KEYSTORE_PASSWORD`` or a prompt);
+``log-key verifier`` prints the configured key's verifier key (:mod:`chainaudit.logkey`).
 
 ``proof RECORD_ID --format tlog-proof`` writes a ``c2sp.org/tlog-proof@v1`` file
 (:mod:`chainaudit.tlogproof`); ``verify`` tells it from a bundle v1 by content and checks it
@@ -454,7 +459,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         if args.bundle is not None:
             raise InputError("give either a bundle or --consistency OLD NEW, not both")
         old, new = (_read_bundle(name) for name in args.consistency)
-        verdict = verify_consistency_bundles(old, new, chain, **pins)
+        verdict = verify_consistency_bundles(old, new, chain, log_key=args.log_key, **pins)
         subject = (
             f"checkpoint {new.anchor.checkpoint_seq} (size {new.checkpoint.tree_size}) extends "
             f"checkpoint {old.anchor.checkpoint_seq} (size {old.checkpoint.tree_size})"
@@ -474,6 +479,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     "--policy, --witness, --quorum and --entry apply to a tlog-proof; this is "
                     "a bundle v1"
                 )
+            pins = {**pins, "log_key": args.log_key}
             verdict = _verify_with_local_erasures(settings, bundle, chain, pins)
             if args.state and verdict.valid:
                 given = bundle.consistency
@@ -751,12 +757,14 @@ def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
             done = anchorer.anchor_now(timeout=args.timeout)
         finally:
             anchorer.close()
+        signed = done.checkpoint_note(log)
     tx = "0x" + done.tx_hash.hex() if done.tx_hash else "?"
     _emit(
         f"anchored tree size {done.tree_size} root {done.root.hex()} as checkpoint "
         f"{done.seq} ({done.status}) in block {done.block_number}, tx {tx}",
         {
             "checkpoint": {"tree_size": done.tree_size, "root": _hex(done.root)},
+            "checkpoint_note": signed,
             "anchor": {
                 "chain_id": done.chain_id,
                 "contract": done.contract,
@@ -840,6 +848,46 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         except KeyboardInterrupt:
             stop.set()
         return EXIT_OK
+
+
+LOG_KEYSTORE_PASSWORD_ENV = "CHAINAUDIT_LOG_SIGNING_KEYSTORE_PASSWORD"  # noqa: S105 - a name
+
+
+def _new_keystore_password() -> str:
+    """The new keystore's password: the environment's, else typed twice (never echoed)."""
+    import getpass  # noqa: PLC0415
+
+    password = os.environ.get(LOG_KEYSTORE_PASSWORD_ENV)
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        raise InputError(
+            f"no keystore password: set {LOG_KEYSTORE_PASSWORD_ENV} or run on a terminal"
+        )
+    first = getpass.getpass("keystore password: ")
+    if first != getpass.getpass("again: "):
+        raise InputError("the two passwords differ")
+    return first
+
+
+def cmd_log_key_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.logkey import generate_keystore  # noqa: PLC0415
+
+    signer = generate_keystore(args.keystore, args.origin, _new_keystore_password())
+    verifier = signer.verifier().encode()
+    _emit(
+        f"wrote the log key of {signer.name} to {args.keystore}; its verifier key:\n{verifier}",
+        {"origin": signer.name, "keystore": str(args.keystore), "verifier_key": verifier},
+    )
+    return EXIT_OK
+
+
+def cmd_log_key_verifier(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.logkey import log_signer  # noqa: PLC0415
+
+    verifier = log_signer(settings).verifier()
+    _emit(verifier.encode(), {"origin": verifier.name, "verifier_key": verifier.encode()})
+    return EXIT_OK
 
 
 def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeyStore]:
@@ -1780,7 +1828,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--log-key",
         metavar="VKEY",
-        help="the log's note verifier key <name>+<hex id>+<base64> (required for a tlog-proof)",
+        help="the log's verifier key <origin>+<hex id>+<base64 key> (`chainaudit log-key "
+        "verifier`, from a source you trust): required for a tlog-proof; for a bundle v1, "
+        "checks its signed checkpoint note",
     )
     verify.add_argument(
         "--policy",
@@ -2023,6 +2073,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="keep running: anchor batches by the policy"
     )
     anchor.set_defaults(handler=cmd_anchor)
+    _register_log_key_commands(commands)
     _register_risk_commands(commands)
     _register_approval_commands(commands)
     witness_cli.register(commands)
@@ -2053,6 +2104,35 @@ def _add_common_flags(parser: argparse.ArgumentParser, top: bool = True) -> None
         parser.add_argument(
             "--json", action="store_true", help="print the result as one JSON document"
         )
+
+
+def _register_log_key_commands(commands: Any) -> None:
+    """``log-key generate|verifier``: the log's checkpoint key (:mod:`chainaudit.logkey`)."""
+    log_key = commands.add_parser(
+        "log-key",
+        help="the log's checkpoint signing key: generate a keystore, print the verifier key",
+        description=(
+            "The log signs its checkpoints as C2SP signed notes with an Ed25519 key named "
+            "after the log's origin (CHAINAUDIT_LOG_ORIGIN)."
+        ),
+    )
+    steps = log_key.add_subparsers(dest="log_key_action", required=True, metavar="ACTION")
+    generate = steps.add_parser(
+        "generate",
+        help="create a key in a new encrypted keystore; prints its verifier key",
+        description=(
+            f"The password comes from ${LOG_KEYSTORE_PASSWORD_ENV}, else is asked twice on "
+            "the terminal; it is never printed. Use the keystore with "
+            "CHAINAUDIT_LOG_SIGNING_KEYSTORE."
+        ),
+    )
+    generate.add_argument("--origin", required=True, help="the log's origin, e.g. example.com/log")
+    generate.add_argument("--keystore", required=True, type=Path, metavar="FILE")
+    generate.set_defaults(handler=cmd_log_key_generate)
+    verifier = steps.add_parser(
+        "verifier", help="print the log's verifier key (name+hexid+base64key)"
+    )
+    verifier.set_defaults(handler=cmd_log_key_verifier)
 
 
 def _register_approval_commands(commands: Any) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from eth_account.signers.local import LocalAccount
 
+from chainaudit import note
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.chain import Chain, load_account
 from chainaudit.deploy import contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.errors import ConfigError
+from chainaudit.logkey import log_signer
 from chainaudit.settings import Settings
 from chainaudit.store import Log
 
@@ -51,13 +53,28 @@ def policy_from(settings: Settings) -> AnchorPolicy:
     )
 
 
-def anchorer_from(settings: Settings, log: Log, chain: Chain | None = None) -> Anchorer:
-    """An :class:`Anchorer` for ``log`` configured by ``settings``."""
+def anchorer_from(
+    settings: Settings,
+    log: Log,
+    chain: Chain | None = None,
+    *,
+    signer: note.Signer | None = None,
+) -> Anchorer:
+    """An :class:`Anchorer` for ``log`` configured by ``settings``, signing the checkpoint
+    note of every size it anchors with ``signer`` (default: the log's key,
+    :func:`chainaudit.logkey.log_signer`).
+
+    Raises:
+        ConfigError: no anchorer key, or no log signing key, in production (or a key that
+            cannot be used).
+    """
     chain = chain or chain_from(settings)
+    account = anchorer_account(settings)
     return Anchorer(
         log,
         chain,
-        anchorer_account(settings),
+        account,
         contract_address(settings, chain),
         policy=policy_from(settings),
+        signer=signer or log_signer(settings),
     )

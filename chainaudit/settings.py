@@ -8,17 +8,21 @@ well-known devnet key as the anchorer, or a plain-HTTP chain endpoint off this m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chainaudit.errors import ConfigError
 
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
 """Foundry's public test mnemonic (``anvil.env``): its keys must never guard real value."""
+DEV_LOG_ORIGIN = "localhost/chainaudit"
+"""The log origin in development when none is set (production requires one)."""
+_ORIGIN = re.compile(r"[^\s+\u2014]{1,255}")
 
 
 class Settings(BaseSettings):
@@ -89,6 +93,33 @@ class Settings(BaseSettings):
     anchorer_keystore: Path | None = Field(default=None, description="encrypted keystore file")
     anchorer_password: SecretStr | None = Field(
         default=None, description="password of anchorer_keystore"
+    )
+
+    # -- the log's identity (C2SP signed checkpoints) ----------------------------------------
+    log_origin: str = Field(
+        default=DEV_LOG_ORIGIN,
+        description="the log's origin, first line of its signed checkpoints and name of its "
+        "key (c2sp.org/tlog-checkpoint), e.g. `audit.example.com/chainaudit`; production "
+        "requires it set explicitly",
+    )
+    log_signing_key: SecretStr | None = Field(
+        default=None,
+        description="the log's Ed25519 note signer key `PRIVATE+KEY+<origin>+<hex id>+<base64>` "
+        "(c2sp.org/signed-note); development without any key generates one into "
+        "`<data_dir>/log-signing.key`, production refuses to start",
+    )
+    log_signing_keystore: Path | None = Field(
+        default=None,
+        description="encrypted keystore of the log's signer key (scrypt + AES-256-GCM, "
+        "written by `chainaudit log-key generate`)",
+    )
+    log_signing_keystore_password: SecretStr | None = Field(
+        default=None, description="password of log_signing_keystore"
+    )
+    checkpoint_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds between signed checkpoints of a growing log (`chainaudit serve`)",
     )
 
     # -- anchoring --------------------------------------------------------------------------
@@ -170,6 +201,16 @@ class Settings(BaseSettings):
         description="the chain endpoint /v1/config shows browsers (default: rpc_url, unless "
         "it carries user info, a query string or a key-like path segment: then none)",
     )
+
+    @field_validator("log_origin")
+    @classmethod
+    def _origin_is_a_key_name(cls, value: str) -> str:
+        if not _ORIGIN.fullmatch(value):
+            raise ValueError(
+                "the log origin names the log's key (c2sp.org/signed-note): 1-255 characters, "
+                "no spaces, '+' or '\u2014', e.g. audit.example.com/chainaudit"
+            )
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:

@@ -34,8 +34,10 @@ Every setting is read from the environment as `CHAINAUDIT_<NAME>` (the entry poi
 the settings; nothing reads the environment at import time). Lists and sets are written as
 JSON (`CHAINAUDIT_OFFICER_KEYS='["0x…","0x…"]'`), booleans as `true`/`false`. Secrets are
 never printed, logged or served. With `CHAINAUDIT_ENVIRONMENT=production` the service refuses
-a well-known devnet key as the anchorer and a plain-HTTP chain endpoint off this machine;
-`finality` must be at least `confirmations`.
+a well-known devnet key as the anchorer and a plain-HTTP chain endpoint off this machine, and
+`chainaudit serve` and `chainaudit anchor` refuse to run without an explicit `log_origin` and
+a log signing key (`log_signing_key` or `log_signing_keystore`); `finality` must be at least
+`confirmations`.
 
 | setting | environment variable | type | default | description |
 | --- | --- | --- | --- | --- |

@@ -876,19 +876,31 @@ class Log:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
         return list(self._db.execute("SELECT size, root FROM checkpoints ORDER BY size"))
 
+    # -- signed checkpoints (c2sp.org/tlog-checkpoint notes) ---------------------------------
+
     def put_signed_checkpoint(self, size: int, note: str) -> None:
-        """Store the signed checkpoint note (``c2sp.org/tlog-checkpoint``) of tree ``size``
-        (replacing one stored for that size)."""
+        """Store the signed checkpoint note of tree size ``size``, replacing any earlier one
+        of that size (the same checkpoint with more cosignature lines, c2sp.org/tlog-cosignature).
+
+        ``note`` is the whole signed note text (:meth:`chainaudit.note.Note.encode`); it is
+        stored as given: :mod:`chainaudit.checkpointing` signs and checks it.
+
+        Raises:
+            StoreError: the database refuses the write.
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise StoreError(f"a signed checkpoint's size must be a whole number, not {size!r}")
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO signed_checkpoints VALUES (?, ?)", (size, note)
+                "INSERT OR REPLACE INTO signed_checkpoints (size, note) VALUES (?, ?)",
+                (size, note),
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store the signed checkpoint of size {size}: {exc}") from exc
 
     def signed_checkpoint(self, size: int | None = None) -> str | None:
-        """The stored signed checkpoint note of tree ``size`` (the largest when ``None``), or
-        ``None`` when there is none."""
+        """The signed checkpoint note of tree size ``size`` (``None``: the largest size
+        signed), or ``None`` when there is none."""
         if size is None:
             row = self._db.execute(
                 "SELECT note FROM signed_checkpoints ORDER BY size DESC LIMIT 1"

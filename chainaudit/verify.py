@@ -19,6 +19,12 @@
     leaf index and leaf hash: the record's content was erased, and when and why is proven.
 ``consistency`` (only when the bundle carries one)
     The checkpoint extends the older ``(from_tree_size, from_root)`` (RFC 9162 §2.1.4.2).
+``checkpoint_note`` (only when the auditor gives the log's verifier key)
+    The bundle's ``checkpoint_note`` is the log's signed checkpoint
+    (``c2sp.org/tlog-checkpoint``): signed by that key (``c2sp.org/signed-note``, Ed25519),
+    its origin the key's name, its size and root the bundle's checkpoint. This catches an
+    anchor whose size is not the log's: the chain binds roots, not sizes. Skipped, with a
+    note, for a bundle without one (bundles from before signed checkpoints stay valid).
 ``chain_id``
     ``eth_chainId`` of the endpoint equals ``anchor.chain_id`` (and the id the auditor
     expects, if given). On a mismatch the remaining chain checks are skipped.
@@ -64,7 +70,7 @@ import requests
 from hexbytes import HexBytes
 from web3 import Web3
 
-from chainaudit import merkle
+from chainaudit import merkle, note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.bundle import Bundle, parse_bundle
 from chainaudit.canonical import canonicalize
@@ -73,6 +79,7 @@ from chainaudit.errors import (
     ChainError,
     ChainUnavailableError,
     InputError,
+    NoteError,
     RecordError,
     VerificationError,
 )
@@ -364,6 +371,48 @@ def _check_consistency(bundle: Bundle, old_size: int, old_root: bytes, name: str
     )
 
 
+def _check_note(bundle: Bundle, log_key: note.Verifier) -> Check:
+    """The ``checkpoint_note`` check (see the module docstring)."""
+    name = "checkpoint_note"
+    if bundle.checkpoint_note is None:
+        return _skip(name, "skipped: the bundle carries no signed checkpoint note")
+    try:
+        signed, parsed = note.open_checkpoint(bundle.checkpoint_note, log_key)
+    except NoteError as exc:
+        return _fail(name, f"the signed checkpoint does not verify with {log_key.encode()}: {exc}")
+    expected = bundle.checkpoint
+    if signed.size != expected.tree_size or signed.root != expected.root:
+        return _fail(
+            name,
+            f"the log signed size {signed.size} root {_short(signed.root)}, the bundle's "
+            f"checkpoint is size {expected.tree_size} root {_short(expected.root)}",
+        )
+    others = len(parsed.signatures) - 1
+    return _pass(
+        name,
+        f"{signed.origin} signed size {signed.size} with root {_short(signed.root)} "
+        f"(c2sp.org/tlog-checkpoint, key {log_key.key_id.hex()})"
+        + (f"; {others} other signature line(s) not checked" if others else ""),
+    )
+
+
+def parse_log_key(log_key: note.Verifier | str | None) -> note.Verifier | None:
+    """The auditor's log verifier key, parsed (``<origin>+<hex id>+<base64 key>``).
+
+    Raises:
+        InputError: not a verifier key, or not an Ed25519 (type 0x01) key.
+    """
+    if log_key is None or isinstance(log_key, note.Verifier):
+        return log_key
+    try:
+        parsed = note.Verifier.parse(log_key)
+    except NoteError as exc:
+        raise InputError(f"the log key is not a note verifier key: {exc}") from exc
+    if parsed.sig_type != note.ED25519:
+        raise InputError("the log key must be an Ed25519 note key (type 0x01), not a witness's")
+    return parsed
+
+
 # ---------------------------------------------------------------------------------------------
 # Chain checks
 # ---------------------------------------------------------------------------------------------
@@ -553,6 +602,7 @@ def _bundle_checks(
     *,
     with_consistency: bool = True,
     erased: Erased | None = None,
+    log_key: note.Verifier | None = None,
 ) -> list[Check]:
     checks = [_check_record(bundle, erased), _check_inclusion(bundle)]
     if bundle.erasure is not None:
@@ -564,6 +614,8 @@ def _bundle_checks(
                 bundle, consistency.from_tree_size, consistency.from_root, "consistency"
             )
         )
+    if log_key is not None:
+        checks.append(_check_note(bundle, log_key))
     if chain is None:
         checks.extend(_OFFLINE)
     else:
@@ -633,6 +685,7 @@ def verify_bundle(
     expected_chain_id: int | None = None,
     expected_contract: str | None = None,
     erased: Erased | None = None,
+    log_key: note.Verifier | str | None = None,
 ) -> Verdict:
     """Verify a proof bundle against the chain; return every check's outcome (see above).
 
@@ -643,14 +696,17 @@ def verify_bundle(
     address the auditor trusts; a bundle naming others fails, and without them the verdict
     carries a warning (:attr:`Verdict.warnings`). ``erased(leaf_index, leaf_hash)``, when
     given, says how a leaf's content was erased (or ``None``): a bundle still carrying an
-    erased record's content then fails its ``record`` check.
+    erased record's content then fails its ``record`` check. ``log_key`` (the log's verifier
+    key, from a source the auditor trusts) adds the ``checkpoint_note`` check.
 
     Raises:
-        InputError: ``bundle`` is malformed or ``confirmations`` is not at least 1.
+        InputError: ``bundle`` is malformed, ``confirmations`` is not at least 1, or
+            ``log_key`` is not an Ed25519 note verifier key.
         ChainUnavailableError: the endpoint cannot be reached or is not a JSON-RPC endpoint
             (nothing was proved).
     """
     expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
+    key = parse_log_key(log_key)
     parsed = _as_bundle(bundle)
     checks = _bundle_checks(
         parsed,
@@ -660,6 +716,7 @@ def verify_bundle(
         expected_chain_id,
         expected_contract,
         erased=erased,
+        log_key=key,
     )
     return Verdict(
         tuple(checks),
@@ -677,12 +734,14 @@ def verify_consistency_bundles(
     finality: int = DEFAULT_FINALITY,
     expected_chain_id: int | None = None,
     expected_contract: str | None = None,
+    log_key: note.Verifier | str | None = None,
 ) -> Verdict:
     """Verify that ``new``'s checkpoint extends ``old``'s: the log only grew in between.
 
     ``new`` must carry a consistency proof from ``old``'s tree size (``chainaudit proof ID
     --since OLD_SIZE``). The verdict holds both bundles' own checks, named ``old.<check>`` and
-    ``new.<check>`` (with a chain: both checkpoints on chain at their sequence numbers), then
+    ``new.<check>`` (with a chain: both checkpoints on chain at their sequence numbers; with
+    ``log_key``, both signed checkpoint notes), then
     ``consistency`` (RFC 9162 §2.1.4.2 from old's root to new's, verified locally) and
     ``sequence`` (the same chain and contract, sequence numbers in the order of the sizes).
 
@@ -692,6 +751,7 @@ def verify_consistency_bundles(
         ChainUnavailableError: the endpoint cannot be reached.
     """
     expected_contract = _check_pins(confirmations, finality, expected_chain_id, expected_contract)
+    key = parse_log_key(log_key)
     before, after = _as_bundle(old), _as_bundle(new)
     old_size = before.checkpoint.tree_size
     proof = after.consistency
@@ -714,8 +774,14 @@ def verify_consistency_bundles(
             f"`chainaudit proof RECORD_ID --since {old_size} -o new.json`"
         )
     pins = (chain, confirmations, finality, expected_chain_id, expected_contract)
-    checks = [_prefixed("old", c) for c in _bundle_checks(before, *pins, with_consistency=False)]
-    checks += [_prefixed("new", c) for c in _bundle_checks(after, *pins, with_consistency=False)]
+    checks = [
+        _prefixed("old", c)
+        for c in _bundle_checks(before, *pins, with_consistency=False, log_key=key)
+    ]
+    checks += [
+        _prefixed("new", c)
+        for c in _bundle_checks(after, *pins, with_consistency=False, log_key=key)
+    ]
     old_root = before.checkpoint.root
     if proof.from_root != old_root:
         checks.append(

@@ -23,12 +23,14 @@ import {RFC9162} from "./lib/RFC9162.sol";
 /// Tree sizes are therefore limited to 2^48 - 1 leaves. A stored size is never 0, which marks a
 /// checkpoint that exists.
 ///
-/// As in RFC 9162 §2.1.4.2, a consistency proof binds the old checkpoint's leaves exactly, but
-/// the new size only as far as the proof's shape: for some size pairs a proof to size n also
-/// verifies for a slightly different n' with the same root (for example 6 -> 12 and 6 -> 13).
-/// History still cannot be rewritten, and such a checkpoint can prove no leaf hash at an index
-/// it does not really have without a SHA-256 preimage; auditors compare anchored sizes with the
-/// log's own checkpoints.
+/// The anchored tree size is the anchorer's assertion: this contract cannot check it. An RFC 9162
+/// §2.1.4 consistency proof binds the previous checkpoint and the new root, not the new size:
+/// for a 12-leaf log the genuine 6 -> 12 proof is also accepted as `anchor(14, root12)`. Under
+/// such a checkpoint genuine leaves verify at indexes the log does not have, an interior node
+/// verifies as a leaf, and honest anchoring of the true size is blocked for ever (sizes must
+/// grow). What the chain guarantees is that anchored roots extend each other (RFC 9162
+/// consistency): the anchored history is append-only, even for a stolen anchoring key. Monitors
+/// that read the log (its signed checkpoints) check the anchored sizes against it.
 contract AuditAnchor is IAuditAnchor, AccessControlDefaultAdminRules {
     /// @notice The role allowed to call {anchor}.
     bytes32 public constant ANCHORER_ROLE = keccak256("ANCHORER_ROLE");

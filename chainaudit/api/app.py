@@ -26,6 +26,7 @@ from chainaudit.api.routes import (
     alerts,
     approvals,
     bundles,
+    checkpoint,
     deals,
     docs,
     erasure,
@@ -296,6 +297,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
         keys.router,
         health.router,
         tiles.router,
+        checkpoint.router,
         web.router,
         docs.router,
     ):

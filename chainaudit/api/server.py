@@ -138,9 +138,9 @@ def serve(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{bound}"
-    config = _config(settings, host, bound, run_anchorer=True)
-    server = _AnnouncingServer(config, lambda: on_started(url) if on_started else None)
     try:
+        config = _config(settings, host, bound, run_anchorer=True)
+        server = _AnnouncingServer(config, lambda: on_started(url) if on_started else None)
         server.run(sockets=[sock])
     finally:
         sock.close()

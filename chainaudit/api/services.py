@@ -14,13 +14,14 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import datapolicy
+from chainaudit import datapolicy, note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.budget import WorkBudget
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
+from chainaudit.checkpointing import CheckpointSigner
 from chainaudit.context import anchorer_from, chain_from
 from chainaudit.datapolicy import DataPolicy
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
@@ -31,6 +32,7 @@ from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigErro
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
+from chainaudit.logkey import log_signer
 from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.risk.clearance import ClearanceSigner
@@ -72,6 +74,8 @@ class Services:
 
     def __init__(self, settings: Settings, *, run_anchorer: bool = True) -> None:
         self.settings = settings
+        self.log_signer: note.Signer = log_signer(settings)
+        """The log's checkpoint key: production refuses to start without one (ConfigError)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path: Path = settings.data_dir / DB_NAME
         self.kinds = frozenset(settings.record_kinds)
@@ -107,6 +111,8 @@ class Services:
         self.devnet_token: str | None = None
         self.indexer: Indexer | None = None
         self._indexer_thread: threading.Thread | None = None
+        self._checkpoint_thread: threading.Thread | None = None
+        self._checkpoints: CheckpointSigner | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
         self._decimals: dict[str, int] = {}
@@ -120,10 +126,27 @@ class Services:
             target=self._follow_log, name="chainaudit-record-index", daemon=True
         )
         self._index_thread.start()
+        self._start_checkpoints()
         self._connect_escrow()
         if self.run_anchorer:
             self._start_anchorer()
             self._start_indexer()
+
+    def _start_checkpoints(self) -> None:
+        """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
+        signer = self._checkpoints = CheckpointSigner(
+            Log(self.log_path, kinds=self.kinds),
+            self.log_signer,
+            interval=self.settings.checkpoint_interval,
+        )
+        try:
+            signer.tick()  # a restarted service serves its current tree head at once
+        except ChainauditError:
+            logger.exception("checkpoints: signing the current tree failed; retrying")
+        self._checkpoint_thread = threading.Thread(
+            target=signer.run, args=(self._stop,), name="chainaudit-checkpoints", daemon=True
+        )
+        self._checkpoint_thread.start()
 
     def _connect_escrow(self) -> None:
         """Find the escrow vault (settings or deployments file); absent on chains without one."""
@@ -255,7 +278,9 @@ class Services:
 
     def _start_anchorer(self) -> None:
         try:
-            self.anchorer = anchorer_from(self.settings, self._open_log(), self.chain)
+            self.anchorer = anchorer_from(
+                self.settings, self._open_log(), self.chain, signer=self.log_signer
+            )
         except (ChainauditError, OSError) as exc:
             logger.warning("anchoring service not started: %s", exc)
             self.anchorer = None
@@ -271,6 +296,10 @@ class Services:
             self._anchor_thread.join(timeout=30)
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=30)
+        if self._checkpoint_thread is not None:
+            self._checkpoint_thread.join(timeout=30)
+            if self._checkpoints is not None and not self._checkpoint_thread.is_alive():
+                self._checkpoints.close()
         if self._index_thread is not None:
             self._index_thread.join(timeout=30)
         self.reads.stop()  # the last reads, while the writer still runs

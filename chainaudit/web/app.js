@@ -31,8 +31,11 @@
   const HASH_RE = /^0x[0-9a-fA-F]{64}$/;
   const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
   const BUNDLE_FIELDS = new Set(["version", "record", "leaf_hash", "leaf_index", "tree_size",
-    "inclusion_proof", "checkpoint", "anchor", "consistency", "withheld", "erasure"]);
+    "inclusion_proof", "checkpoint", "anchor", "consistency", "withheld", "erasure",
+    "checkpoint_note"]);
   const ERASURE_FIELDS = ["record", "leaf_hash", "leaf_index", "inclusion_proof"];
+  // checkpoint_note (the log's signed C2SP checkpoint) is read but not checked here: its
+  // Ed25519 signature needs the log's verifier key (`chainaudit verify --log-key`).
 
   class BundleError extends Error {}       // the input is not a usable bundle
   class CanonicalError extends Error {}    // the record is outside the RFC 8785 domain we sign
@@ -310,6 +313,10 @@
     const unknown = Object.keys(doc).filter((k) => !BUNDLE_FIELDS.has(k));
     if (unknown.length) throw new BundleError(`unknown field(s): ${unknown.join(", ")}`);
     if (doc.version !== 1) throw new BundleError("only bundle version 1 is understood");
+    if ("checkpoint_note" in doc && (typeof doc.checkpoint_note !== "string" ||
+        !doc.checkpoint_note.length || doc.checkpoint_note.length > 65536)) {
+      throw new BundleError("checkpoint_note must be a string of 1-65536 characters");
+    }
     if ("record" in doc && !isObject(doc.record)) {
       throw new BundleError("record must be a JSON object");
     }

@@ -3,9 +3,10 @@ pragma solidity ^0.8.24;
 
 /// @title IAuditAnchor
 /// @notice Checkpoints `(treeSize, root)` of chainaudit's RFC 9162 Merkle log, anchored on chain in
-/// order. Every new checkpoint is proven consistent with the previous one (RFC 9162 §2.1.4), so
-/// the anchored history is append-only. Any contract can check that a leaf is included in an
-/// anchored checkpoint with {verifyInclusion}.
+/// order. Every new checkpoint's root is proven consistent with the previous one (RFC 9162
+/// §2.1.4), so the anchored roots extend each other. The tree size is the anchorer's assertion
+/// (a consistency proof does not bind the new size); monitors check it against the log. Any
+/// contract can check that a leaf is included in an anchored checkpoint with {verifyInclusion}.
 /// @dev The tree is RFC 9162 §2.1 (the RFC 6962 tree): SHA-256, leaf = sha256(0x00 || data),
 /// node = sha256(0x01 || left || right). It is NOT OpenZeppelin MerkleProof's keccak sorted-pair
 /// tree. Checkpoint sequence numbers start at 0.
@@ -31,7 +32,7 @@ interface IAuditAnchor {
 
     /// @notice A checkpoint was anchored.
     /// @param seq The checkpoint's sequence number (0 for the first).
-    /// @param treeSize The number of leaves of the log at the checkpoint.
+    /// @param treeSize The number of leaves of the log at the checkpoint, as the anchorer asserts.
     /// @param root The RFC 9162 root hash of the log at the checkpoint.
     event CheckpointAnchored(uint256 indexed seq, uint64 indexed treeSize, bytes32 indexed root);
 

@@ -20,7 +20,7 @@ from chainaudit.api.routes.records import visible_entry
 from chainaudit.bundle import build_bundle, parse_bundle, schema
 from chainaudit.erasure import erased_leaves
 from chainaudit.errors import InputError, ProofPendingError
-from chainaudit.verify import Verdict, verify_bundle
+from chainaudit.verify import Verdict, parse_log_key, verify_bundle
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
@@ -90,12 +90,22 @@ async def verify(
         int | None,
         Query(ge=1, le=10_000, description="default: the service's `confirmations` setting"),
     ] = None,
+    log_key: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="the log's verifier key `<origin>+<hex id>+<base64 key>` (from a "
+            "source you trust): adds the `checkpoint_note` check of the bundle's signed "
+            "checkpoint",
+        ),
+    ] = None,
 ) -> VerdictOut:
     """Run every check of ``chainaudit verify`` on a bundle against this service's chain,
     pinned to this service's own ``AuditAnchor`` and chain id (a bundle anchored anywhere
     else is not valid), with a ``"final"`` status claim checked against the service's
     ``finality`` setting. A bundle that still carries the content of a record this service
-    has erased fails its ``record`` check, naming the erasure."""
+    has erased fails its ``record`` check, naming the erasure. With ``log_key``, the bundle's
+    signed checkpoint note is checked too (signature, origin, size and root)."""
     try:
         parsed = parse_bundle(bundle)
     except InputError as exc:
@@ -104,6 +114,15 @@ async def verify(
             "invalid-bundle",
             str(exc),
             errors=[{"in": "body", "pointer": "", "message": str(exc)}],
+        ) from exc
+    try:
+        verifier = parse_log_key(log_key)
+    except InputError as exc:
+        raise Problem(
+            422,
+            "validation",
+            str(exc),
+            errors=[{"in": "query", "pointer": "/log_key", "message": str(exc)}],
         ) from exc
 
     def run() -> Verdict:
@@ -115,6 +134,7 @@ async def verify(
             expected_chain_id=svc.chain_id(),
             expected_contract=svc.anchor_contract(),
             erased=erased_leaves(svc.reader()),
+            log_key=verifier,
         )
 
     verdict = await run_in_threadpool(run)
