@@ -832,7 +832,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.flush()
 
     with log:
-        publisher = Publisher(log, directory, entries=settings.tiles_entries)
+        private = datapolicy.load(settings.data_policy_file).private_kinds()
+        publisher = Publisher(log, directory, entries=settings.tiles_entries, withhold=private)
         if log.signed_checkpoint() is None:
             print(
                 "chainaudit: the log has no signed checkpoint yet: publishing its tiles "

@@ -67,6 +67,11 @@ class DataPolicy:
 
     kinds: Mapping[str, KindPolicy] = field(default_factory=lambda: MappingProxyType({}))
 
+    def private_kinds(self) -> frozenset[str]:
+        """The kinds whose records the policy keeps from anonymous readers: those with
+        personal fields or encrypted at rest (their C2SP entry bundles are not published)."""
+        return frozenset(k for k, p in self.kinds.items() if p.personal or p.encrypt)
+
     def for_kind(self, kind: str) -> KindPolicy:
         """The policy of ``kind``, or :data:`OPEN` when the file does not name it."""
         return self.kinds.get(kind, OPEN)

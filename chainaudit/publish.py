@@ -100,10 +100,19 @@ class Publisher:
     """Publishes one log into one directory, remembering what it already wrote (so each
     round of ``--follow`` writes only the growth)."""
 
-    def __init__(self, log: Log, directory: Path, *, entries: bool = True) -> None:
+    def __init__(
+        self,
+        log: Log,
+        directory: Path,
+        *,
+        entries: bool = True,
+        withhold: frozenset[str] = frozenset(),
+    ) -> None:
         self.log = log
         self.directory = directory
         self.entries = entries
+        self.withhold = withhold
+        """Kinds whose entry bundles are never written (the data policy's private kinds)."""
         self._size = 0
         """Every full tile of a tree of this size is known to be on disk."""
         self._note: str | None = None
@@ -114,7 +123,7 @@ class Publisher:
 
     def _bytes(self, ref: tlogtiles.TileRef) -> bytes:
         if ref.level is None:
-            return self.log.entry_bundle(ref.index, ref.width)
+            return self.log.entry_bundle(ref.index, ref.width, withhold=self.withhold)
         return self.log.hash_tile(ref.level, ref.index, ref.width)
 
     def _target(self) -> tuple[int, str | None]:
@@ -155,7 +164,7 @@ class Publisher:
                 if not self._on_disk(ref, path):  # a tile's bytes, full or partial, never change
                     try:
                         data = self._bytes(ref)
-                    except NotFoundError:  # an entry bundle holding an erased record
+                    except NotFoundError:  # a bundle holding an erased or private record
                         done.withheld.append(ref.path())
                         continue
                     write_atomically(path, data)

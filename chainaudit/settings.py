@@ -189,10 +189,11 @@ class Settings(BaseSettings):
     )
 
     tiles_entries: bool = Field(
-        default=True,
-        description="serve the C2SP tlog-tiles entry bundles (GET /tile/entries/..., no key): "
-        "every record's salted canonical form, readable by anyone who reaches the server; "
-        "false serves leaf hashes only (hash tiles), entries answer 404",
+        default=False,
+        description="serve the C2SP tlog-tiles entry bundles (GET /tile/entries/..., no key, "
+        "and in `publish`): records' salted canonical form, readable by anyone who reaches "
+        "the server, outside the API's visibility rules (kinds the data policy keeps private "
+        "and erased records are withheld even then); off: leaf hashes only (hash tiles)",
     )
 
     # -- web page ---------------------------------------------------------------------------

@@ -936,16 +936,25 @@ class Log:
             raise StoreError(f"tile {level}/{index} is missing from the store")
         return b"".join(hashes)
 
-    def entry_bundle(self, index: int, width: int = tlogtiles.TILE_WIDTH) -> bytes:
+    def entry_bundle(
+        self,
+        index: int,
+        width: int = tlogtiles.TILE_WIDTH,
+        *,
+        withhold: frozenset[str] = frozenset(),
+    ) -> bytes:
         """The C2SP ``tlog-tiles`` entry bundle ``tile/entries/<index>[.p/<width>]``: the leaf
         data (RFC 8785 canonical, salted records) of entries ``256 * index .. + width``, each
         a big-endian ``uint16`` length and its bytes (:func:`tlogtiles.encode_entries`).
         Each entry hashes (``SHA-256(0x00 || data)``) to the same position of level-0 tile
-        ``index``. Availability as in :meth:`hash_tile`.
+        ``index``. Availability as in :meth:`hash_tile`. A bundle holding a record of a kind
+        in ``withhold`` (the data policy's private kinds: personal fields or encrypted at
+        rest, :meth:`chainaudit.datapolicy.DataPolicy.private_kinds`) is not published.
 
         Raises:
-            NotFoundError: the bundle is not within the current tree, or one of its records
-                was erased (its leaf data is gone; the leaf hash stays in ``tile/0/...``).
+            NotFoundError: the bundle is not within the current tree, one of its records was
+                erased (its leaf data is gone; the leaf hash stays in ``tile/0/...``), or one
+                is of a withheld kind.
             StoreError: a record is missing from the store or longer than a ``uint16``.
         """
         self._check_tile(0, index, width)
@@ -963,6 +972,13 @@ class Log:
             record = found.get(leaf)
             if record is None:
                 raise StoreError(f"the record at leaf {leaf} is missing from the store")
+            if record.kind in withhold:
+                raise NotFoundError(
+                    f"entry bundle {index} is not published: the record at leaf {leaf} is of "
+                    f"kind {record.kind!r}, which the data policy keeps private (its leaf hash "
+                    "stays in the level-0 tile)"
+                )
+            record = self._reveal(record)
             if record.body is None:
                 raise NotFoundError(
                     f"entry bundle {index} is not published: the record at leaf {leaf} was "

@@ -139,7 +139,12 @@ def test_the_command(
     out = tmp_path / "out"
     assert main([*data, "publish", str(out), "--json"]) == 0
     assert '"tree_size": 300' in capsys.readouterr().out
+    assert (out / "tile/0/001.p/44").is_file()
+    assert not (out / "tile/entries").exists()  # entries are off unless the operator says
+    monkeypatch.setenv("CHAINAUDIT_TILES_ENTRIES", "true")
+    assert main([*data, "publish", str(out), "--json"]) == 0
     assert (out / "tile/entries/001.p/44").is_file()
+    monkeypatch.delenv("CHAINAUDIT_TILES_ENTRIES")
     assert main([*data, "publish", str(out), "--interval", "1"]) == 2
     assert "--interval needs --follow" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
@@ -163,7 +168,7 @@ def test_without_a_signed_checkpoint_tiles_only(
         log.append(leaf_records(5))
     assert main(["--data-dir", str(tmp_path / "data"), "publish", str(tmp_path / "out")]) == 0
     assert "no signed checkpoint" in capsys.readouterr().err
-    assert sorted(files(tmp_path / "out")) == ["tile/0/000.p/5", "tile/entries/000.p/5"]
+    assert sorted(files(tmp_path / "out")) == ["tile/0/000.p/5"]  # entries are off by default
 
 
 def test_a_short_hash_tile_left_on_disk_is_written_again(tmp_path: Path) -> None:
@@ -192,3 +197,16 @@ def test_an_entry_bundle_with_an_erased_record_is_withheld(tmp_path: Path) -> No
     assert done.withheld == ["tile/entries/000"] and done.checkpoint
     assert (out / "tile/0/000").is_file() and not (out / "tile/entries/000").exists()
     assert (out / "tile/entries/001.p/44").is_file()
+
+
+def test_publish_never_writes_a_private_kinds_entries(tmp_path: Path) -> None:
+    """The data policy's private kinds (personal or encrypted) stay out of published entries;
+    their leaf hashes are still published."""
+    tiled = make_tiled(tmp_path / "log", size=300)
+    out = tmp_path / "out"
+    with Log.open(tiled.data_dir) as log:
+        kind = log.entry_at(0).kind
+        done = Publisher(log, out, withhold=frozenset({kind})).publish()
+    assert "tile/entries/000" in done.withheld
+    assert not (out / "tile" / "entries" / "000").exists()
+    assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import httpx
 import pytest
 
 from chainaudit import tlogtiles
+from chainaudit.api.server import ServerThread
+from chainaudit.devnet import free_port
+from chainaudit.settings import Settings
 from chainaudit.store import Log
 from tests.interop.tiled import Tiled, make_tiled, serving
 
@@ -135,3 +139,27 @@ def test_the_fast_lane_answers_like_the_route(tiled: Tiled) -> None:
                         assert a.headers.get(name) == b.headers.get(name), (path, name)
 
     asyncio.run(compare())
+
+
+def test_entries_are_off_by_default_and_private_kinds_never_served(
+    tiled: Tiled, tmp_path: Path
+) -> None:
+    """Entry bundles are readable by anyone, outside the API's visibility rules: off unless the
+    operator turns them on, and even then a bundle holding a record of a kind the data policy
+    keeps private (personal fields, or encrypted at rest) is not served."""
+    with ServerThread(
+        Settings(data_dir=tiled.data_dir, rpc_url="http://127.0.0.1:9"),
+        free_port(),
+        run_anchorer=False,
+    ) as server:
+        assert httpx.get(f"{server.url}/tile/entries/000").status_code == 404
+        assert httpx.get(f"{server.url}/tile/0/000").status_code == 200
+    with Log.open(tiled.data_dir) as log:
+        kind = log.entry_at(0).kind
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"kinds": {kind: {"personal": ["/lot"]}}}))
+    with serving(tiled, data_policy_file=policy) as url:
+        withheld = httpx.get(f"{url}/tile/entries/000")
+        assert withheld.status_code == 404
+        assert f"kind '{kind}', which the data policy keeps private" in withheld.text
+        assert httpx.get(f"{url}/tile/0/000").status_code == 200

@@ -52,6 +52,7 @@ NO_RECORD_CONTENT = {
     "/v1/me": "the key's own description",
     "/v1/keys": "key descriptions (admin only)",
     "/v1/checkpoints/latest": "size and root",
+    "/checkpoint": "the signed checkpoint: origin, size, root, signatures",
     "/v1/consistency": "hashes",
     "/v1/anchors": "anchor transactions",
     "/v1/schemas/proof-bundle-v1": "the bundle's JSON Schema",
@@ -67,6 +68,8 @@ def masked_api(
     policy.write_text(json.dumps(POLICY))
     monkeypatch.setenv("CHAINAUDIT_DATA_POLICY_FILE", str(policy))
     monkeypatch.setenv("CHAINAUDIT_READ_AUDIT_SECONDS", "0.3")
+    # entry bundles on: even then, no bundle holding a private kind's record is served
+    monkeypatch.setenv("CHAINAUDIT_TILES_ENTRIES", "true")
     with open_deals_api(tmp_path, anvil) as api:
         store = KeyStore(tmp_path / "data" / DB_NAME)
         for role, name in (
@@ -134,6 +137,11 @@ def _everything(client: httpx.Client, deal_id: int, buyer: str, openapi: dict[st
     get(f"/v1/statements/{buyer}", format="csv")
     get("/v1/alerts")
     get("/v1/approvals")
+    size = client.get("/v1/checkpoints/latest").json()["tree_size"]
+    width = f"{size:03d}" if size == 256 else f"000.p/{size % 256}"
+    entries = get(f"/tile/entries/{width}")  # anonymous, outside the API's visibility rules
+    assert entries.status_code == 404 and "keeps private" in entries.text, entries.text
+    assert get(f"/tile/0/{width}").status_code == 200  # the leaf hashes stay public
     for path in NO_RECORD_CONTENT:
         if "{" not in path:
             get(path)
@@ -148,6 +156,7 @@ def _everything(client: httpx.Client, deal_id: int, buyer: str, openapi: dict[st
         "/v1/statements/{address}": f"/v1/statements/{buyer}",
         "/v1/alerts/{alert_id}": None,  # an alert carries its ids and outcome, no payload
         "/v1/approvals/{approval_id}": None,  # a request's parameters, no record
+        "/tile/{path}": f"/tile/entries/{width}",
     }
     for path, item in openapi["paths"].items():
         if "get" not in item or path in NO_RECORD_CONTENT:

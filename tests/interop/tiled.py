@@ -38,6 +38,8 @@ class Tiled:
 
     def settings(self, **extra: object) -> Settings:
         # No chain: the read path needs none (a closed port refuses at once).
+        # Entry bundles on unless a test says otherwise (their default is off).
+        extra = {"tiles_entries": True, **extra}
         return Settings(data_dir=self.data_dir, rpc_url="http://127.0.0.1:9", **extra)  # type: ignore[arg-type]
 
 

@@ -12,10 +12,12 @@ current tree is 404, a malformed path 400 (both RFC 9457 problems). The signed `
 that a client verifies before trusting any tile is served elsewhere.
 
 What the entries reveal: each entry is a record's RFC 8785 canonical form, salted
-(:mod:`chainaudit.records`), readable by anyone who can reach the server. An operator whose
-records must stay with the API's visibility rules sets ``tiles_entries`` to false: the hash
-tiles (leaf hashes and above, which reveal nothing about salted records) are still served,
-``tile/entries/...`` answers 404 ``entries-not-published``.
+(:mod:`chainaudit.records`), readable by anyone who can reach the server, outside the API's
+visibility rules. So entries are off by default (``tiles_entries``): the hash tiles (leaf
+hashes and above, which reveal nothing about salted records) are served and
+``tile/entries/...`` answers 404 ``entries-not-published``. An operator whose records may be
+public turns them on; even then a bundle holding a record of a kind the data policy keeps
+private (personal fields, or encrypted at rest) or an erased record is not served (404).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def tile_bytes(
                 "this log publishes leaf hashes only (tile/0/...), not its entries "
                 "(the tiles_entries setting is off)",
             )
-        body = log.entry_bundle(ref.index, ref.width)
+        body = log.entry_bundle(ref.index, ref.width, withhold=svc.policy.private_kinds())
         headers["Vary"] = "Accept-Encoding"
         if len(body) > GZIP_OVER and gzip_ok:
             body = gzip.compress(body, 1, mtime=0)
