@@ -234,6 +234,7 @@ def main() -> None:
         results: dict[str, Any] = {}
         work = Path(tmp)
         serve_port, static_port = free_port(), free_port()
+        os.environ["CHAINAUDIT_TILES_ENTRIES"] = "true"  # entry bundles are off by default
         server = start_server(data_dir, serve_port)
         static = start_static(published, static_port)
         try:
