@@ -7,6 +7,7 @@ from eth_account.signers.local import LocalAccount
 from chainaudit import note
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.chain import Chain, load_account
+from chainaudit.checkpointing import Cosign
 from chainaudit.deploy import contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
@@ -53,6 +54,23 @@ def policy_from(settings: Settings) -> AnchorPolicy:
     )
 
 
+def cosigner_from(settings: Settings, log: Log) -> Cosign | None:
+    """The witnesses' cosigning step for checkpoints of ``log`` (``witness_policy_file``),
+    or ``None`` without a policy (:func:`chainaudit.cosign.log_cosigner`).
+
+    Raises:
+        PolicyError: the policy file cannot be read or is malformed (a
+            :class:`~chainaudit.errors.ConfigError`).
+    """
+    if settings.witness_policy_file is None:
+        return None
+    from chainaudit.cosign import log_cosigner  # noqa: PLC0415 - httpx only when used
+    from chainaudit.witness_policy import load_policy  # noqa: PLC0415
+
+    policy = load_policy(settings.witness_policy_file)
+    return log_cosigner(policy, log.consistency_proof, log.signed_checkpoint())
+
+
 def anchorer_from(
     settings: Settings,
     log: Log,
@@ -62,7 +80,8 @@ def anchorer_from(
 ) -> Anchorer:
     """An :class:`Anchorer` for ``log`` configured by ``settings``, signing the checkpoint
     note of every size it anchors with ``signer`` (default: the log's key,
-    :func:`chainaudit.logkey.log_signer`).
+    :func:`chainaudit.logkey.log_signer`), cosigned by the witnesses of the settings' policy
+    (:func:`cosigner_from`).
 
     Raises:
         ConfigError: no anchorer key, or no log signing key, in production (or a key that
@@ -77,4 +96,5 @@ def anchorer_from(
         contract_address(settings, chain),
         policy=policy_from(settings),
         signer=signer or log_signer(settings),
+        cosign=cosigner_from(settings, log),
     )

@@ -15,6 +15,7 @@ cosignatures from unknown keys").
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -245,3 +246,40 @@ def known_sizes(cosigned: Iterable[note.Note], policy: Policy) -> dict[str, int]
         for name in policy.cosigners(signed):
             sizes[name] = max(size, sizes.get(name, 0))
     return sizes
+
+
+def log_cosigner(
+    policy: Policy, consistency_proof: ConsistencyProof, latest: str | None = None
+) -> Callable[[note.Note], note.Note]:
+    """The log's cosigning step (:data:`chainaudit.checkpointing.Cosign`): each freshly signed
+    checkpoint is sent to the policy's witnesses (:func:`cosign`) and comes back with the
+    cosignatures they gave. What it learns of each witness's size is kept between calls,
+    starting from ``latest`` (the log's latest stored note, after a restart). A witness that
+    fails is logged by name and reason (never a key); a quorum not met is logged as a warning:
+    the plain checkpoint is still served, and clients that require the quorum refuse it.
+
+    ``consistency_proof`` is called on the caller's thread only (one per log connection).
+    """
+    sizes: dict[str, int] = {}
+    if latest is not None:
+        try:
+            sizes.update(known_sizes([note.Note.parse(latest)], policy))
+        except NoteError as exc:
+            log.warning("cosign: the latest stored checkpoint does not parse: %s", exc)
+    lock = threading.Lock()
+
+    def step(signed: note.Note) -> note.Note:
+        with lock:
+            result = cosign(signed, policy, consistency_proof, sizes)
+        for name, why in sorted(result.failures.items()):
+            log.warning("cosign: witness %s gave no cosignature: %s", name, why)
+        if not quorum_met(result.note, policy):
+            log.warning(
+                "cosign: the checkpoint of size %s has no quorum (%s): cosigned by %s",
+                note.Checkpoint.parse(signed.text).size,
+                policy.quorum,
+                ", ".join(sorted(result.cosigned)) or "no witness",
+            )
+        return result.note
+
+    return step

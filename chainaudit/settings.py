@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds between signed checkpoints of a growing log (`chainaudit serve`)",
     )
+    witness_policy_file: Path | None = Field(
+        default=None,
+        description="a c2sp.org/tlog-policy file: the witnesses the log asks to cosign each "
+        "new checkpoint (served at /checkpoint and carried by bundles), and the quorum",
+    )
 
     # -- anchoring --------------------------------------------------------------------------
     max_batch_records: int = Field(

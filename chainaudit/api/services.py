@@ -22,7 +22,7 @@ from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.checkpointing import CheckpointSigner
-from chainaudit.context import anchorer_from, chain_from
+from chainaudit.context import anchorer_from, chain_from, cosigner_from
 from chainaudit.datapolicy import DataPolicy
 from chainaudit.deploy import DEVNET_PARTIES, contract_address
 from chainaudit.devnet import derive_accounts
@@ -134,10 +134,12 @@ class Services:
 
     def _start_checkpoints(self) -> None:
         """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
+        log = Log(self.log_path, kinds=self.kinds)
         signer = self._checkpoints = CheckpointSigner(
-            Log(self.log_path, kinds=self.kinds),
+            log,
             self.log_signer,
             interval=self.settings.checkpoint_interval,
+            cosign=cosigner_from(self.settings, log),
         )
         try:
             signer.tick()  # a restarted service serves its current tree head at once
