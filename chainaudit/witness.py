@@ -31,7 +31,6 @@ import os
 import re
 import socket
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +44,12 @@ from starlette.routing import Route
 
 from chainaudit import merkle, note
 from chainaudit.errors import (
-    ChainauditError,
     ConfigError,
     NoteError,
     VerificationError,
     WitnessError,
 )
+from chainaudit.serving import ServedThread
 from chainaudit.witness_state import Recorded, WitnessState
 
 log = logging.getLogger("chainaudit.witness")
@@ -395,30 +394,11 @@ def serve(
         sock.close()
 
 
-class WitnessThread:
+class WitnessThread(ServedThread):
     """A witness served by uvicorn in a background thread (tests); a context manager."""
 
     def __init__(self, witness: Witness, port: int, *, host: str = "127.0.0.1") -> None:
-        self.url = f"http://{host}:{port}"
+        super().__init__(
+            _uvicorn_config(witness, host, port), f"http://{host}:{port}", what="witness"
+        )
         self.witness = witness
-        self._server = uvicorn.Server(_uvicorn_config(witness, host, port))
-        self._thread = threading.Thread(target=self._server.run, name="witness", daemon=True)
-
-    def start(self, timeout: float = 30.0) -> WitnessThread:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ChainauditError(f"the witness did not start at {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> WitnessThread:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

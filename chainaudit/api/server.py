@@ -7,15 +7,14 @@ import errno
 import ipaddress
 import socket
 import ssl
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
 from chainaudit.api.app import create_app
-from chainaudit.errors import ChainauditError, InputError
+from chainaudit.errors import InputError
+from chainaudit.serving import ServedThread
 from chainaudit.settings import Settings
 
 
@@ -146,34 +145,14 @@ def serve(
         sock.close()
 
 
-class ServerThread:
+class ServerThread(ServedThread):
     """The API served by uvicorn in a background thread; a context manager."""
 
     def __init__(
         self, settings: Settings, port: int, *, host: str = "127.0.0.1", run_anchorer: bool = True
     ) -> None:
         scheme = "https" if settings.tls_cert_file is not None else "http"
-        self.url = f"{scheme}://{host}:{port}"
-        self._server = uvicorn.Server(_config(settings, host, port, run_anchorer=run_anchorer))
-        self.app: Any = self._server.config.app
+        config = _config(settings, host, port, run_anchorer=run_anchorer)
+        super().__init__(config, f"{scheme}://{host}:{port}", what="API server")
+        self.app: Any = config.app
         """The served FastAPI app (tests reach its ``state.services``)."""
-        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
-
-    def start(self, timeout: float = 30.0) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ChainauditError(f"the API server did not start at {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
