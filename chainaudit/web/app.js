@@ -1427,7 +1427,7 @@
     $("record-title").title = r.record_id;
     const payload = r.record && isObject(r.record.payload) ? r.record.payload : {};
     const deal = payload.deal_id ?? null;
-    $("record-facts").replaceChildren(
+    $("record-facts").replaceChildren(...[
       fact("Record id", shortCell(r.record_id, 40)),
       fact("Proof", statusBadge(status)),
       fact("Kind", r.kind),
@@ -1436,7 +1436,8 @@
       fact("Leaf", String(r.leaf_index)),
       fact("Leaf hash", hashCell(r.leaf_hash, 16)),
       deal !== null ? fact("Deal", el("a", { href: `#deals/${deal}` }, `Deal ${deal}`)) : null,
-      r.redacted ? fact("Shown", "redacted for your role") : null);
+      r.redacted ? fact("Shown", "redacted for your role") : null,
+    ].filter(Boolean));
     $("record-json").textContent = JSON.stringify(r.record, null, 2);
     $("record-verify").disabled = status === "pending";
     $("record-download").disabled = status === "pending";
