@@ -1574,7 +1574,8 @@
       showMessage(message, "");
       const infos = await Promise.all(deals.map((d) => dealParties(d.deal_id)));
       const head = $("deals-table").tHead.rows[0];
-      const columns = ["Deal", "Buyer", "Supplier", "Milestones", "Total", "Released"];
+      const columns = ["Deal", "Buyer", "Supplier", "Milestones", "Total", "Funded",
+        "Released"];
       head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c)),
         el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
       $("deals-table").tBodies[0].replaceChildren(...deals.map((deal, i) => {
@@ -1586,6 +1587,8 @@
           el("td", { "data-label": "Milestones" }, milestoneSummary(deal)),
           el("td", { className: "num", "data-label": "Total" },
             units(total, deal.token_decimals)),
+          el("td", { className: "num", "data-label": "Funded" },
+            units(deal.funded, deal.token_decimals)),
           el("td", { className: "num", "data-label": "Released" },
             units(deal.released, deal.token_decimals)),
           el("td", { className: "cell-action" }, el("button", {
