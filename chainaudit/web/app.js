@@ -2046,6 +2046,7 @@
 
   async function loadCompliance(clear = true) {
     if (!seesAll()) return;
+    $("view-compliance").dataset.loaded = "false";
     if (clear) showMessage($("compliance-message"), "");
     $("compliance-role-note").textContent = isOfficer()
       ? "You may act: acknowledging and confirming act at once; clearing an alert and " +
@@ -2086,6 +2087,7 @@
     fill("reconcile", "reconcile-empty", report ? [report] : []);
     const problems = [alerts, approvals, deals].filter((a) => !a.ok).map((a) => a.problem);
     if (problems.length) showMessage($("compliance-message"), problems.join("; "), "error");
+    $("view-compliance").dataset.loaded = "true";
   }
 
   // ---------------------------------------------------------------------------------------

@@ -26,9 +26,16 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from web3 import Web3
 
+from chainaudit.actions import cli_actor
+from chainaudit.chain import Chain
 from chainaudit.deploy import DEVNET_PARTIES
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as devnet_settings
+from chainaudit.escrow import EscrowClient
+from chainaudit.reconcile import reconcile
+from chainaudit.risk.incidents import open_incident, record_step
+from chainaudit.store import Log
+from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +57,8 @@ class Demo:
     addresses: dict[str, str]
     held_deal: int
     alert_id: str
+    incident_id: str = ""
+    reconcile_record: str = ""
 
     def client(self, who: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": self.keys[who]}, timeout=120)
@@ -110,6 +119,23 @@ def _hold_a_payment(demo: Demo) -> tuple[int, str]:
     return deal, str(held.json()["alert_id"])
 
 
+def _incident_and_reconciliation(work: Path, url: str) -> tuple[str, str]:
+    """What the CLI's ``incident open``/``step`` and ``reconcile`` record, appended by the same
+    functions (in this process: a CLI start costs seconds on a busy machine)."""
+    deployed = json.loads(next((work / "deployments").glob("*.json")).read_text())["contracts"]
+    rpc = httpx.get(f"{url}/v1/config", timeout=30).json()["rpc_url"]
+    client = EscrowClient(Chain(rpc), deployed["SupplyChainEscrow"]["address"])
+    with Log.open(work / "data") as log:
+        actor = cli_actor()
+        incident = open_incident(
+            log, title="Escrow indexer lagged", actor=actor, note="40 blocks behind"
+        )
+        record_step(log, incident, "assessed", actor=actor, note="no payment affected")
+        report = reconcile(log, client, anchor_contract=deployed["AuditAnchor"]["address"])
+    assert report.record_id is not None
+    return incident, report.record_id
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     work = tmp_path_factory.mktemp("page-demo") / "demo"
@@ -122,6 +148,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         keys = json.loads((work / "keys.json").read_text())
         found = Demo(api.removesuffix("/docs"), keys, addresses, 0, "")
         found.held_deal, found.alert_id = _hold_a_payment(found)
+        found.incident_id, found.reconcile_record = _incident_and_reconciliation(work, found.url)
         yield found
     finally:
         _run_demo(work, "--stop")
@@ -166,17 +193,18 @@ def _axe_violations(page: Page) -> list[dict[str, Any]]:
     return [v for v in result if v["impact"] in ("serious", "critical")]
 
 
-# What each view shows once it has loaded (the check waits for it before measuring).
-VIEWS: list[tuple[str, str, str]] = [
-    ("auditor", "#overview", "#records-table tbody tr"),
-    ("auditor", "#records", "#list-table tbody tr"),
-    ("auditor", "#records/PO-1001", "#record-detail:not([hidden]) .status"),
-    ("auditor", "#deals/1", "#timeline .timeline-entry"),
-    ("compliance", "#compliance", "#alerts-title"),
-    ("auditor", "#verify", "#view-verify .legend"),
-    ("buyer", "#overview", "#my-deals-table tbody tr"),
-    ("buyer", "#deals/1", "#timeline .timeline-entry"),
-    ("supplier", "#records", "#list-table tbody tr"),
+# Who looks, at which view, what it shows once loaded (the check waits for it before
+# measuring), and the name of its picture in docs/screenshots (scripts/screenshots.py).
+VIEWS: list[tuple[str, str, str, str | None]] = [
+    ("auditor", "#overview", "#records-table tbody tr", None),
+    ("auditor", "#records", "#list-table tbody tr", "records"),
+    ("auditor", "#records/PO-1001", "#record-detail:not([hidden]) .status", "record"),
+    ("auditor", "#deals/1", "#timeline .timeline-entry", "deal-story"),
+    ("compliance", "#compliance", '#view-compliance[data-loaded="true"] h1', "compliance"),
+    ("auditor", "#verify", "#view-verify .legend", None),
+    ("buyer", "#overview", "#my-deals-table tbody tr", "buyer-overview"),
+    ("buyer", "#deals/1", "#timeline .timeline-entry", None),
+    ("supplier", "#records", "#list-table tbody tr", None),
 ]
 
 
@@ -192,7 +220,7 @@ def test_every_view_fits_the_window_and_passes_axe(
         measured["signin"] = page.evaluate("document.documentElement.scrollWidth")
         problems["signin"] = _axe_violations(page)
         who_now = None
-        for who, view, ready in VIEWS:
+        for who, view, ready, shot in VIEWS:
             if who != who_now:
                 _sign_in(page, demo, who)
                 who_now = who
@@ -202,6 +230,8 @@ def test_every_view_fits_the_window_and_passes_axe(
             name = f"{who} {view}"
             measured[name] = page.evaluate("document.documentElement.scrollWidth")
             problems[name] = _axe_violations(page)
+            if shot:
+                screenshot(page, f"{shot}-{width}")
     finally:
         _close(page)
     too_wide = {name: w for name, w in measured.items() if w > width}
@@ -370,6 +400,27 @@ def test_compliance_officers_work_the_held_payment_with_maker_checker(
     with demo.client("supplier") as supplier:
         released = supplier.post(f"/v1/deals/{demo.held_deal}/milestones/0/release")
     assert released.status_code == 200, released.text  # the payment goes through now
+
+
+def test_incidents_and_the_latest_reconciliation_are_shown(browser: Browser, demo: Demo) -> None:
+    page = _open(browser, demo, 390)
+    try:
+        _sign_in(page, demo, "auditor")
+        page.goto("/#compliance")
+        incident = page.locator(f'#incidents [data-incident="{demo.incident_id}"]')
+        expect(incident).to_contain_text("Escrow indexer lagged")
+        expect(incident.locator(".steps li")).to_have_count(2)
+        expect(incident.locator(".steps li").nth(1)).to_contain_text("assessed")
+        expect(incident).to_contain_text("open")
+        report = page.locator(f'#reconcile [data-reconcile="{demo.reconcile_record}"]')
+        expect(report).to_contain_text("At block")
+        expect(report).to_contain_text("deals")  # what was checked, with its counts
+        # an auditor reads; only officers act
+        expect(page.locator("#view-compliance button:not(#compliance-refresh)")).to_have_count(
+            page.locator("#view-compliance button", has_text="Replay the decision").count()
+        )
+    finally:
+        _close(page)
 
 
 def test_the_legend_explains_the_badges_and_pinning_is_remembered(
