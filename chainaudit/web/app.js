@@ -792,6 +792,15 @@
     return { ok: response.ok, status: response.status, data, problem };
   }
 
+  // A load overtaken by a later one of the same view, or by another sign-in, renders
+  // nothing: its answers may be older than what is on screen, or another key's.
+  const loadCounters = {};
+  function freshness(name) {
+    const n = (loadCounters[name] = (loadCounters[name] || 0) + 1);
+    const key = state.key;
+    return () => n === loadCounters[name] && key === state.key;
+  }
+
   const role = () => (state.me ? state.me.role : null);
   const isOfficer = () => ["admin", "operator"].includes(role());
   const seesAll = () => Boolean(state.me) && role() !== "partner";
@@ -944,10 +953,19 @@
     document.title = `${$(`view-${needsKey ? "signin" : view}`).querySelector("h1")
       .textContent} · chainaudit`;
     if (needsKey) return;
-    if (view === "overview") loadOverview();
-    if (view === "records") loadRecords(arg);
-    if (view === "deals") loadDeals(arg);
-    if (view === "compliance") loadCompliance();
+    // data-loaded says when the view's data is in (the latest load only).
+    const loaders = {
+      overview: () => loadOverview(),
+      records: () => loadRecords(arg),
+      deals: () => loadDeals(arg),
+      compliance: () => loadCompliance(),
+    };
+    const section = $(`view-${view}`);
+    const load = (state.loads = (state.loads || 0) + 1);
+    section.dataset.loaded = "false";
+    Promise.resolve(loaders[view] ? loaders[view]() : null).finally(() => {
+      if (state.loads === load) section.dataset.loaded = "true";
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1011,7 +1029,9 @@
 
   async function loadOverview() {
     const message = $("overview-message");
+    const current = freshness("overview");
     const latest = await api("/v1/checkpoints/latest");
+    if (!current()) return;
     if (!latest.ok) {
       showMessage(message, `Could not load the checkpoint: ${latest.problem}`, "error");
       return;
@@ -1033,6 +1053,7 @@
     const recordsPath = partner ? `/v1/records?limit=${RECENT}`
       : `/v1/records?cursor=${Math.max(0, cp.tree_size - RECENT)}&limit=${RECENT}`;
     const [anchors, records] = await Promise.all([loadAnchorState(), api(recordsPath)]);
+    if (!current()) return;
     $("records-title").textContent = partner ? "Your records" : "Recent records";
     const anchorBody = $("anchors-table").tBodies[0];
     const anchorItems = anchors.ok ? anchors.data.items.slice(0, 20) : [];
@@ -1056,8 +1077,10 @@
   async function dealParties(id) {
     const key = String(id);
     if (!state.parties.has(key)) {
+      const signedIn = state.key;
       const answer = await api(`/v1/deals/${encodeURIComponent(key)}/parties`);
       if (!answer.ok) return null;
+      if (signedIn !== state.key) return null; // another key signed in meanwhile
       state.parties.set(key, answer.data);
     }
     return state.parties.get(key);
@@ -1070,7 +1093,9 @@
 
   async function loadMyDeals() {
     const message = $("my-deals-message");
+    const current = freshness("my-deals");
     const answer = await api("/v1/deals");
+    if (!current()) return;
     const body = $("my-deals-table").tBodies[0];
     if (!answer.ok) {
       body.replaceChildren();
@@ -1110,7 +1135,7 @@
         el("td", { className: "cell-action" }, el("a", { className: "button-small",
           href: `#deals/${deal.deal_id}` }, "Timeline"))));
     }
-    body.replaceChildren(...rows);
+    if (current()) body.replaceChildren(...rows);
   }
 
   async function anchorNow() {
@@ -1385,7 +1410,9 @@
     params.set("cursor", String(cursor));
     params.set("limit", String(PAGE));
     const message = $("list-message");
+    const current = freshness("list");
     const [answer] = await Promise.all([api(`/v1/records?${params}`), loadAnchorState()]);
+    if (!current()) return;
     const body = $("list-table").tBodies[0];
     if (!answer.ok) {
       body.replaceChildren();
@@ -1413,8 +1440,10 @@
   async function openRecord(recordId) {
     const panel = $("record-detail");
     const message = $("search-message");
+    const current = freshness("record");
     const [answer] = await Promise.all([
       api(`/v1/records/${encodeURIComponent(recordId)}`), loadAnchorState()]);
+    if (!current()) return { ok: false, status: 0, problem: "superseded" };
     if (!answer.ok) {
       panel.hidden = true;
       state.shown = null;
@@ -1526,8 +1555,12 @@
     const a = String(address).toLowerCase();
     const found = info ? info.parties.filter((p) => p.address.toLowerCase() === a) : [];
     if (!found.length) return null;
-    const roles = [...new Set(found.map((p) => p.role))].join(" and ");
-    return found[0].name ? `${found[0].name} (${roles})` : `the ${roles}`;
+    const roles = [...new Set(found.map((p) => p.role))];
+    const name = found[0].name;
+    if (!name) return `the ${roles.join(" and ")}`;
+    // A register name often says the role already: "Globex (supplier)".
+    const said = roles.every((r) => name.toLowerCase().includes(r));
+    return said ? name : `${name} (${roles.join(" and ")})`;
   }
 
   function partyCell(info, address) {
@@ -1557,7 +1590,9 @@
 
   async function loadDeals(arg) {
     const message = $("deals-message");
+    const current = freshness("deals");
     const answer = await api("/v1/deals");
+    if (!current()) return;
     $("deals-wrap").hidden = true;
     if (answer.status === 404) {
       showMessage(message, "Deals are not available on this server.", "info");
@@ -1573,6 +1608,7 @@
     } else {
       showMessage(message, "");
       const infos = await Promise.all(deals.map((d) => dealParties(d.deal_id)));
+      if (!current()) return;
       const head = $("deals-table").tHead.rows[0];
       const columns = ["Deal", "Buyer", "Supplier", "Milestones", "Total", "Funded",
         "Released"];
@@ -1823,11 +1859,13 @@
     const timeline = $("timeline");
     timeline.replaceChildren();
     $("deal-summary").replaceChildren();
+    const current = freshness("trace");
     const [answer, deal, info] = await Promise.all([
       api(`/v1/deals/${encodeURIComponent(id)}/trace`),
       api(`/v1/deals/${encodeURIComponent(id)}`),
       dealParties(id),
     ]);
+    if (!current()) return;
     if (answer.status === 404) {
       showMessage(message, `Timeline not available (${answer.problem}).`, "info");
       return;
@@ -2027,8 +2065,9 @@
     const p = r.record.payload;
     const checked = Object.entries(p.checked || {}).map(([k, v]) => `${v} ${k}`).join(", ");
     return card({ "data-reconcile": r.record_id },
-      [`${p.clean ? "Clean" : `${p.difference_count} difference(s)`} · `, statusBadge(
-        p.clean ? "final" : "pending")],
+      [p.clean ? "No difference " : `${p.difference_count} difference(s) `,
+        el("span", { className: `status status-${p.clean ? "clean" : "differences"}` },
+          p.clean ? "clean" : "differs")],
       el("p", {}, `At block ${p.block_number} and log size ${p.tree_size} ` +
         `(${utcTime(r.timestamp_ms)}); checked ${checked || "—"}.`),
       p.differences && p.differences.length ? el("ul", { className: "differences" },
@@ -2046,28 +2085,23 @@
 
   async function loadCompliance(clear = true) {
     if (!seesAll()) return;
-    $("view-compliance").dataset.loaded = "false";
     if (clear) showMessage($("compliance-message"), "");
     $("compliance-role-note").textContent = isOfficer()
       ? "You may act: acknowledging and confirming act at once; clearing an alert and " +
         "lifting a hold free money and wait for a second officer's approval."
       : "Your role reads everything here; officers (admin, operator) act.";
+    const current = freshness("compliance");
     const [alerts, approvals, deals, decisions] = await Promise.all([
       api("/v1/alerts?limit=200"), api("/v1/approvals"), api("/v1/deals?limit=200"),
       decisionRecords()]);
     const dealList = deals.ok && Array.isArray(deals.data) ? deals.data : [];
     const decimals = dealList.length ? dealList[0].token_decimals : undefined;
     const alertItems = alerts.ok ? alerts.data.items : [];
-    fill("alerts", "alerts-empty", alertItems.filter((a) => a.status !== "resolved")
-      .map((a) => alertCard(a, decimals)));
-    const resolved = alertItems.filter((a) => a.status === "resolved");
-    $("resolved-alerts").replaceChildren(...resolved.map((a) => alertCard(a, decimals)));
-    $("resolved-count").textContent = String(resolved.length);
-    const held = [];
+    const heldCards = [];
     const waiting = [];
     for (const deal of dealList) {
       for (const m of deal.milestones || []) {
-        if (m.hold && m.hold.active) held.push(holdCard(deal, m, alertItems));
+        if (m.hold && m.hold.active) heldCards.push(holdCard(deal, m, alertItems));
         if (m.approval && m.status !== "released" && m.approval.approvals
             < deal.approvals_required) {
           waiting.push(card({ "data-release": `${deal.deal_id}:${m.index}` },
@@ -2078,7 +2112,14 @@
         }
       }
     }
-    fill("holds", "holds-empty", await Promise.all(held));
+    const held = await Promise.all(heldCards);
+    if (!current()) return;
+    fill("alerts", "alerts-empty", alertItems.filter((a) => a.status !== "resolved")
+      .map((a) => alertCard(a, decimals)));
+    const resolved = alertItems.filter((a) => a.status === "resolved");
+    $("resolved-alerts").replaceChildren(...resolved.map((a) => alertCard(a, decimals)));
+    $("resolved-count").textContent = String(resolved.length);
+    fill("holds", "holds-empty", held);
     fill("approvals", "approvals-empty", approvals.ok
       ? approvals.data.items.filter((p) => p.status === "pending").map(approvalCard) : []);
     fill("releases", "releases-empty", waiting);
@@ -2087,7 +2128,6 @@
     fill("reconcile", "reconcile-empty", report ? [report] : []);
     const problems = [alerts, approvals, deals].filter((a) => !a.ok).map((a) => a.problem);
     if (problems.length) showMessage($("compliance-message"), problems.join("; "), "error");
-    $("view-compliance").dataset.loaded = "true";
   }
 
   // ---------------------------------------------------------------------------------------
