@@ -1009,7 +1009,7 @@
   }
 
   const recordLink = (id) => el("a", { className: "record-link",
-    href: `#records/${encodeURIComponent(id)}` }, shortCell(id, 34, "record-id"));
+    href: `#records/${encodeURIComponent(id)}` }, shortCell(id, 40, "record-id"));
 
   function recordRow(r) {
     return el("tr", { "data-record-id": r.record_id },
