@@ -1118,18 +1118,23 @@
       const figure = (field) => own.reduce((n, p) => (p[field] === null ? n
         : Math.max(n, Number(p[field]))), 0);
       const d = info ? info.token_decimals : deal.token_decimals;
-      const roles = [...new Set(own.map((p) => p.role))].join(", ") || "—";
+      const roles = [...new Set(own.map((p) => p.role))];
+      // A buyer's money is the whole deal's; a payee's, its milestones'.
+      const buyer = roles.includes("buyer");
+      const onHold = (deal.milestones || []).filter((m) => m.hold && m.hold.active)
+        .reduce((n, m) => n + BigInt(m.held), 0n);
+      const inEscrow = buyer ? deal.held : figure("in_escrow");
+      const held = buyer ? onHold : figure("on_hold");
+      const released = buyer ? deal.released : figure("released");
       rows.push(el("tr", { "data-deal-id": deal.deal_id },
         el("td", { "data-label": "Deal" }, el("a", { href: `#deals/${deal.deal_id}` },
           `Deal ${deal.deal_id}`)),
-        el("td", { "data-label": "Your role" }, roles),
+        el("td", { "data-label": "Your role" }, roles.join(", ") || "—"),
         el("td", { "data-label": "Milestones" }, milestoneSummary(deal)),
         el("td", { className: "num", "data-label": "To fund" }, units(figure("to_fund"), d)),
-        el("td", { className: "num", "data-label": "Owed to you" },
-          units(figure("in_escrow"), d)),
-        el("td", { className: "num", "data-label": "On hold" }, units(figure("on_hold"), d)),
-        el("td", { className: "num", "data-label": "Paid to you" },
-          units(figure("released"), d)),
+        el("td", { className: "num", "data-label": "In escrow" }, units(inEscrow, d)),
+        el("td", { className: "num", "data-label": "On hold" }, units(held, d)),
+        el("td", { className: "num", "data-label": "Released" }, units(released, d)),
         el("td", { className: "num", "data-label": "To withdraw" },
           units(figure("credit"), d)),
         el("td", { className: "cell-action" }, el("a", { className: "button-small",

@@ -255,12 +255,16 @@ def test_the_buyers_overview_shows_its_purchase_order_and_its_money(
         expect(second.locator('td[data-label="To fund"]')).to_have_text("9,876.54")
         first = page.locator('#my-deals-table tr[data-deal-id="1"]')
         expect(first).to_contain_text("1: released · 2: released")
+        expect(first.locator('td[data-label="Released"]')).to_have_text("99,749.75")
+        held = page.locator(f'#my-deals-table tr[data-deal-id="{demo.held_deal}"]')
+        expect(held.locator('td[data-label="In escrow"]')).to_have_text("75,000.00")
+        expect(held.locator('td[data-label="On hold"]')).to_have_text("75,000.00")
         # the supplier of the held deal sees the money owed to it, on hold
         _sign_in(page, demo, "supplier")
         held = page.locator(f'#my-deals-table tr[data-deal-id="{demo.held_deal}"]')
-        expect(held.locator('td[data-label="Owed to you"]')).to_have_text("75,000.00")
+        expect(held.locator('td[data-label="In escrow"]')).to_have_text("75,000.00")
         expect(held.locator('td[data-label="On hold"]')).to_have_text("75,000.00")
-        paid = page.locator('#my-deals-table tr[data-deal-id="1"] td[data-label="Paid to you"]')
+        paid = page.locator('#my-deals-table tr[data-deal-id="1"] td[data-label="Released"]')
         expect(paid).to_have_text("38,412.50")  # milestone 2 was paid to the financier
     finally:
         _close(page)
