@@ -292,6 +292,12 @@ def test_search_finds_an_old_record_and_the_browser_verifies_it(
         page.click("#search-button")
         expect(page.locator("#record-json")).to_contain_text('"po": "PO-1001"')
         expect(detail.locator(".status").first).to_have_text("final")
+        with page.expect_download() as download:
+            page.click("#record-download")
+        saved = download.value
+        assert saved.suggested_filename == "PO-1001.bundle.json"
+        bundle = json.loads(Path(saved.path()).read_text())
+        assert (bundle["version"], bundle["record"]["id"]) == (1, "PO-1001")
         page.click("#record-verify")
         expect(page.locator("#view-verify")).to_be_visible()
         assert set(wait_for_verdict(page).values()) == {"pass"}
