@@ -1,8 +1,10 @@
 """Regenerate the web page's screenshots in ``docs/screenshots/``.
 
 Runs the browser tests that reach each page state (overview after an anchor, a valid bundle
-verified, a tampered bundle refused) with ``CHAINAUDIT_SCREENSHOTS`` set, so every picture
-shows a real server, a real log and a real chain. Needs Debian's ``chromium``.
+verified, a tampered bundle refused; on the demo's data, the records, one record, the deal's
+story, the compliance view and a buyer's overview at 1280 and 390 px) with
+``CHAINAUDIT_SCREENSHOTS`` set, so every picture shows a real server, a real log and a real
+chain. Needs Debian's ``chromium``.
 
     .venv/bin/python scripts/screenshots.py
 """
@@ -20,6 +22,8 @@ TESTS = [
     "tests/web/test_page.py::test_operator_appends_a_record_and_anchors_it",
     "tests/web/test_page.py::test_a_valid_bundle_passes_every_check_in_the_browser",
     "tests/web/test_page.py::test_a_tampered_bundle_fails_the_check_that_sees_it[payload-changed]",
+    # the demo's own data (one `make demo` in a directory of its own), at 1280 and 390 px
+    "tests/web/test_page_in_use.py::test_every_view_fits_the_window_and_passes_axe",
 ]
 
 

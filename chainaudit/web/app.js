@@ -767,7 +767,7 @@
       else node.setAttribute(name, value === true ? "" : String(value));
     }
     for (const child of children.flat()) {
-      if (child === null || child === undefined) continue;
+      if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
     return node;
@@ -775,12 +775,38 @@
 
   const hex0x = (value) => (value && !String(value).startsWith("0x") ? `0x${value}` : value);
 
+  // A long value shortened in the middle ("escrow:31337:cb22f8…:0:3"); null when it fits.
+  function middle(text, keep) {
+    const value = String(text);
+    if (value.length <= keep + 1) return null;
+    const head = Math.ceil(keep * 0.6);
+    return `${value.slice(0, head)}…${value.slice(value.length - (keep - head))}`;
+  }
+
+  // A value shown shortened in the middle with the full value as its title (hover), for
+  // screen readers, and on copy (selecting the short text copies the whole value).
+  // Long hex runs (hashes, addresses inside ids) shortened first, so the parts that tell
+  // ids apart (prefix, log index, suffix) stay visible.
+  const compact = (text) => String(text).replace(/[0-9a-fA-F]{20,}/g,
+    (run) => `${run.slice(0, 6)}…${run.slice(-4)}`);
+
+  function shortCell(value, keep = 18, className = "short") {
+    if (value === null || value === undefined || value === "") {
+      return el("span", { className: "muted" }, "—");
+    }
+    const full = String(value);
+    const compacted = /^0x[0-9a-fA-F]+$/.test(full) ? full : compact(full);
+    const shown = middle(compacted, keep) ?? (compacted !== full ? compacted : null);
+    if (shown === null) return el("code", { className, "data-full": full }, full);
+    return el("code", { className, title: full, "data-full": full },
+      el("span", { "aria-hidden": "true" }, shown),
+      el("span", { className: "sr-only" }, full));
+  }
+
   function hashCell(value, length = 10) {
     if (!value) return el("span", { className: "muted" }, "—");
     const full = hex0x(value);
-    const text = full.length > 2 + 2 * length
-      ? `${full.slice(0, 2 + length)}…${full.slice(-Math.ceil(length / 2))}` : full;
-    return el("code", { className: "hash", title: full }, text);
+    return shortCell(full, 2 + length + Math.ceil(length / 2), "hash");
   }
 
   const utcTime = (ms) => new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
@@ -791,11 +817,39 @@
     node.hidden = !text;
   }
 
+  // Amounts are integers in the token's minor units (strings or numbers); shown in units.
+  function units(value, decimals) {
+    if (value === null || value === undefined) return "—";
+    if (!Number.isInteger(decimals)) return String(value);
+    const minor = BigInt(String(value));
+    const scale = 10n ** BigInt(decimals);
+    const whole = minor / scale;
+    const cents = ((minor % scale) * 100n) / scale;
+    return `${whole.toLocaleString("en-US")}.${String(cents).padStart(2, "0")}`;
+  }
+
+  // Selecting a shortened value and copying it copies the full value.
+  document.addEventListener("copy", (event) => {
+    const selection = document.getSelection();
+    if (!selection || selection.rangeCount === 0) return;
+    const node = selection.anchorNode && selection.anchorNode.parentElement;
+    const short = node && node.closest("[data-full]");
+    if (!short || !short.contains(selection.focusNode)) return;
+    event.clipboardData.setData("text/plain", short.dataset.full);
+    event.preventDefault();
+  });
+
   // ---------------------------------------------------------------------------------------
   // Page: the API client (this server, with the signed-in key)
   // ---------------------------------------------------------------------------------------
 
-  const state = { key: null, me: null, config: null, verifying: false };
+  const state = {
+    key: null, me: null, config: null, verifying: false,
+    anchored: { anchoredSize: 0, finalSize: 0 },
+    list: { cursor: 0, next: null, filters: {} },
+    shown: null, // the record open in the Records view
+    parties: new Map(), // deal id -> its /parties answer
+  };
 
   async function api(path, { method = "GET", body, key = state.key } = {}) {
     const headers = { Accept: "application/json" };
@@ -819,14 +873,81 @@
       data = null;
     }
     const problem = response.ok ? null
-      : (data && (data.detail || data.title)) || `HTTP ${response.status}`;
+      : (data && (data.detail || data.title || data.error)) || `HTTP ${response.status}`;
     if (response.status === 401 && key && key === state.key && state.me) signOut(problem);
     return { ok: response.ok, status: response.status, data, problem };
   }
 
+  // A load overtaken by a later one of the same view, or by another sign-in, renders
+  // nothing: its answers may be older than what is on screen, or another key's.
+  const loadCounters = {};
+  function freshness(name) {
+    const n = (loadCounters[name] = (loadCounters[name] || 0) + 1);
+    const key = state.key;
+    return () => n === loadCounters[name] && key === state.key;
+  }
+
+  const role = () => (state.me ? state.me.role : null);
+  const isOfficer = () => ["admin", "operator"].includes(role());
+  const seesAll = () => Boolean(state.me) && role() !== "partner";
+
   // ---------------------------------------------------------------------------------------
-  // Page: configuration, session and views
+  // Page: configuration, trust pins, session and views
   // ---------------------------------------------------------------------------------------
+
+  const PIN_STORAGE = "chainaudit.pinned";
+
+  function pinned() {
+    try {
+      const value = JSON.parse(localStorage.getItem(PIN_STORAGE) || "null");
+      return isObject(value) ? value : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // The chain and contract the page verifies against, and whether the user pinned them.
+  function showTrust() {
+    const pin = pinned();
+    const config = state.config || {};
+    const chain = pin ? pin.chain_id : config.chain_id;
+    const contract = pin ? pin.contract : config.anchor_contract;
+    for (const node of document.querySelectorAll("[data-config=chain]")) {
+      node.textContent = chain ?? "unknown";
+    }
+    for (const node of document.querySelectorAll("[data-config=contract]")) {
+      node.textContent = contract ?? "not configured";
+    }
+    for (const node of document.querySelectorAll("[data-pin-warning]")) node.hidden = !!pin;
+    $("pin-ok").hidden = !pin;
+    $("unpin-trust").hidden = !pin;
+    if (pin) {
+      const differs = config.anchor_contract && pin.contract
+        && config.anchor_contract.toLowerCase() !== pin.contract.toLowerCase();
+      $("pin-ok").textContent = differs
+        ? `Pinned in this browser: chain ${pin.chain_id}, ${pin.contract}. Warning: this ` +
+          `server now names another contract (${config.anchor_contract}).`
+        : `Pinned in this browser: chain ${pin.chain_id}, ${pin.contract}.`;
+      $("pin-ok").className = differs ? "pin-warning" : "pin-ok";
+    }
+  }
+
+  function pinTrust() {
+    const chain = $("expected-chain").value.trim();
+    const contract = $("expected-contract").value.trim();
+    if (!/^[1-9]\d{0,15}$/.test(chain) || !ADDRESS_RE.test(contract)) {
+      setVerdict("error", "Nothing pinned", "Enter the chain id and the AuditAnchor address " +
+        "you got from a source you trust, then pin them.");
+      return;
+    }
+    localStorage.setItem(PIN_STORAGE, JSON.stringify({ chain_id: Number(chain), contract }));
+    showTrust();
+  }
+
+  function unpinTrust() {
+    localStorage.removeItem(PIN_STORAGE);
+    showTrust();
+  }
 
   async function loadConfig() {
     const answer = await api("/v1/config", { key: null });
@@ -837,28 +958,31 @@
     $("config-chain").textContent = config.chain_id ?? "unknown";
     $("config-contract").textContent = config.anchor_contract ?? "not configured";
     $("config-rpc").textContent = config.rpc_url ?? "not published (enter your own)";
-    // Prefill the verifier's trust settings once; the user may replace them.
+    // Prefill the verifier's trust settings once (pinned values first); the user may
+    // replace them.
+    const pin = pinned();
     if (!$("rpc-url").value && config.rpc_url) $("rpc-url").value = config.rpc_url;
-    if (!$("expected-chain").value && config.chain_id !== null) {
-      $("expected-chain").value = String(config.chain_id);
+    const chain = pin ? pin.chain_id : config.chain_id;
+    const contract = pin ? pin.contract : config.anchor_contract;
+    if (!$("expected-chain").value && chain !== null && chain !== undefined) {
+      $("expected-chain").value = String(chain);
     }
-    if (!$("expected-contract").value && config.anchor_contract) {
-      $("expected-contract").value = config.anchor_contract;
-    }
+    if (!$("expected-contract").value && contract) $("expected-contract").value = contract;
+    showTrust();
   }
 
   function applyRole() {
-    const role = state.me ? state.me.role : null;
+    const current = role();
     for (const node of document.querySelectorAll("[data-roles]")) {
-      node.hidden = !role || !node.dataset.roles.split(" ").includes(role);
+      node.hidden = !current || !node.dataset.roles.split(" ").includes(current);
     }
     $("session").hidden = !state.me;
     if (state.me) {
       $("session-name").textContent = state.me.name;
       $("session-role").textContent = state.me.role;
       const actor = $("append-actor");
-      actor.readOnly = role === "partner";
-      if (role === "partner") actor.value = state.me.address || "";
+      actor.readOnly = current === "partner";
+      if (current === "partner") actor.value = state.me.address || "";
     }
   }
 
@@ -869,6 +993,7 @@
     }
     state.key = key;
     state.me = answer.data;
+    state.parties.clear();
     sessionStorage.setItem(KEY_STORAGE, key);
     applyRole();
     return null;
@@ -877,21 +1002,32 @@
   function signOut(reason) {
     state.key = null;
     state.me = null;
+    state.parties.clear();
     sessionStorage.removeItem(KEY_STORAGE);
     applyRole();
     showView();
     if (reason) showMessage($("signin-error"), reason, "error");
   }
 
-  const VIEWS = ["overview", "verify", "deals"];
+  const VIEWS = ["overview", "records", "deals", "compliance", "verify"];
 
-  function currentView() {
-    const name = location.hash.replace(/^#/, "");
-    return VIEWS.includes(name) ? name : "overview";
+  // "#records/<id>" opens a record, "#deals/<id>" a deal's timeline.
+  function route() {
+    const [name, ...rest] = location.hash.replace(/^#/, "").split("/");
+    const view = VIEWS.includes(name) ? name : "overview";
+    let arg = null;
+    if (rest.length) {
+      try {
+        arg = decodeURIComponent(rest.join("/"));
+      } catch {
+        arg = null;
+      }
+    }
+    return { view, arg };
   }
 
   function showView() {
-    const view = currentView();
+    const { view, arg } = route();
     const needsKey = view !== "verify" && !state.me;
     for (const name of [...VIEWS, "signin"]) {
       $(`view-${name}`).hidden = needsKey ? name !== "signin" : name !== view;
@@ -903,9 +1039,42 @@
     document.title = `${$(`view-${needsKey ? "signin" : view}`).querySelector("h1")
       .textContent} · chainaudit`;
     if (needsKey) return;
-    if (view === "overview") loadOverview();
-    if (view === "deals") loadDeals();
+    // data-loaded says when the view's data is in (the latest load only).
+    const loaders = {
+      overview: () => loadOverview(),
+      records: () => loadRecords(arg),
+      deals: () => loadDeals(arg),
+      compliance: () => loadCompliance(),
+    };
+    const section = $(`view-${view}`);
+    const load = (state.loads = (state.loads || 0) + 1);
+    section.dataset.loaded = "false";
+    Promise.resolve(loaders[view] ? loaders[view]() : null).finally(() => {
+      if (state.loads === load) section.dataset.loaded = "true";
+    });
   }
+
+  // ---------------------------------------------------------------------------------------
+  // Page: proof status (pending / anchored / final) from the anchors
+  // ---------------------------------------------------------------------------------------
+
+  async function loadAnchorState() {
+    const answer = await api("/v1/anchors?limit=1000");
+    if (!answer.ok) return answer;
+    const items = answer.data.items || [];
+    const on = (statuses) => Math.max(0, ...items.filter((a) => statuses.includes(a.status))
+      .map((a) => a.tree_size));
+    state.anchored = { anchoredSize: on(["confirmed", "final"]), finalSize: on(["final"]) };
+    return answer;
+  }
+
+  function proofStatus(leafIndex) {
+    if (leafIndex < state.anchored.finalSize) return "final";
+    if (leafIndex < state.anchored.anchoredSize) return "anchored";
+    return "pending";
+  }
+
+  const statusBadge = (status) => el("span", { className: `status status-${status}` }, status);
 
   // ---------------------------------------------------------------------------------------
   // Page: overview
@@ -915,24 +1084,27 @@
 
   function anchorRow(a) {
     return el("tr", { "data-anchor-id": a.id },
-      el("td", {}, String(a.id)),
-      el("td", {}, el("span", { className: `status status-${a.status}` }, a.status)),
-      el("td", { className: "num" }, String(a.tree_size)),
-      el("td", {}, hashCell(a.root)),
-      el("td", { className: "num" }, a.checkpoint_seq ?? "—"),
-      el("td", { className: "num" }, a.block_number ?? "—"),
-      el("td", {}, hashCell(a.tx_hash),
+      el("td", { "data-label": "#" }, String(a.id)),
+      el("td", { "data-label": "Status" }, statusBadge(a.status)),
+      el("td", { className: "num", "data-label": "Tree size" }, String(a.tree_size)),
+      el("td", { "data-label": "Root" }, hashCell(a.root)),
+      el("td", { className: "num", "data-label": "Checkpoint" }, a.checkpoint_seq ?? "—"),
+      el("td", { className: "num", "data-label": "Block" }, a.block_number ?? "—"),
+      el("td", { "data-label": "Transaction" }, hashCell(a.tx_hash),
         a.last_error ? el("span", { className: "row-note" }, a.last_error) : null));
   }
 
+  const recordLink = (id) => el("a", { className: "record-link",
+    href: `#records/${encodeURIComponent(id)}` }, shortCell(id, 40, "record-id"));
+
   function recordRow(r) {
     return el("tr", { "data-record-id": r.record_id },
-      el("td", { className: "num" }, String(r.leaf_index)),
-      el("td", {}, el("span", { className: "record-id" }, r.record_id)),
-      el("td", {}, el("span", { className: "kind" }, r.kind)),
-      el("td", { className: "actor" }, r.actor),
-      el("td", { className: "time" }, utcTime(r.timestamp_ms)),
-      el("td", {}, hashCell(r.leaf_hash)),
+      el("td", { className: "num", "data-label": "Leaf" }, String(r.leaf_index)),
+      el("td", { "data-label": "Record" }, recordLink(r.record_id)),
+      el("td", { "data-label": "Kind" }, el("span", { className: "kind" }, r.kind)),
+      el("td", { className: "actor", "data-label": "Actor" }, shortCell(r.actor, 16)),
+      el("td", { className: "time", "data-label": "Time (UTC)" }, utcTime(r.timestamp_ms)),
+      el("td", { "data-label": "Proof" }, statusBadge(proofStatus(r.leaf_index))),
       el("td", { className: "cell-action" }, el("button", {
         type: "button",
         className: "button-small",
@@ -943,7 +1115,9 @@
 
   async function loadOverview() {
     const message = $("overview-message");
+    const current = freshness("overview");
     const latest = await api("/v1/checkpoints/latest");
+    if (!current()) return;
     if (!latest.ok) {
       showMessage(message, `Could not load the checkpoint: ${latest.problem}`, "error");
       return;
@@ -959,20 +1133,100 @@
       ? `size ${anchored.tree_size}, checkpoint ${anchored.checkpoint_seq}, block ` +
         `${anchored.block_number}` : "";
 
-    const [anchors, records] = await Promise.all([
-      api("/v1/anchors?limit=20"),
-      api(`/v1/records?cursor=${Math.max(0, cp.tree_size - RECENT)}&limit=${RECENT}`),
-    ]);
+    const partner = role() === "partner";
+    // A partner's list holds only what it may see, from its first record on; everyone
+    // else sees the last records of the whole log.
+    const recordsPath = partner ? `/v1/records?limit=${RECENT}`
+      : `/v1/records?cursor=${Math.max(0, cp.tree_size - RECENT)}&limit=${RECENT}`;
+    const [anchors, records] = await Promise.all([loadAnchorState(), api(recordsPath)]);
+    if (!current()) return;
+    $("records-title").textContent = partner ? "Your records" : "Recent records";
     const anchorBody = $("anchors-table").tBodies[0];
-    anchorBody.replaceChildren(...(anchors.ok ? anchors.data.items.map(anchorRow) : []));
-    $("anchors-empty").hidden = !anchors.ok || anchors.data.items.length > 0;
+    const anchorItems = anchors.ok ? anchors.data.items.slice(0, 20) : [];
+    anchorBody.replaceChildren(...anchorItems.map(anchorRow));
+    $("anchors-empty").hidden = partner || !anchors.ok || anchorItems.length > 0;
     const recordBody = $("records-table").tBodies[0];
-    const items = records.ok ? records.data.items.slice().reverse() : [];
+    const items = records.ok ? records.data.items.slice() : [];
+    if (!partner) items.reverse();
     recordBody.replaceChildren(...items.map(recordRow));
     $("records-empty").hidden = !records.ok || items.length > 0;
+    $("records-empty").textContent = partner && records.ok && records.data.next_cursor !== null
+      ? "None of your records in the first pages; search them in Records." : "No records yet.";
     const problems = [anchors, records].filter((a) => !a.ok).map((a) => a.problem);
     if (problems.length) showMessage(message, problems.join("; "), "error");
     else if (message.classList.contains("message-error")) showMessage(message, "");
+    $("my-world").hidden = !partner;
+    if (partner) await loadMyDeals();
+  }
+
+  // The parties of a deal with their names and money (cached per sign-in).
+  async function dealParties(id) {
+    const key = String(id);
+    if (!state.parties.has(key)) {
+      const signedIn = state.key;
+      const answer = await api(`/v1/deals/${encodeURIComponent(key)}/parties`);
+      if (!answer.ok) return null;
+      if (signedIn !== state.key) return null; // another key signed in meanwhile
+      state.parties.set(key, answer.data);
+    }
+    return state.parties.get(key);
+  }
+
+  function milestoneSummary(deal) {
+    return (deal.milestones || []).map((m) => `${m.index + 1}: ${m.status}` +
+      `${m.hold && m.hold.active ? " (on hold)" : ""}`).join(" · ");
+  }
+
+  async function loadMyDeals() {
+    const message = $("my-deals-message");
+    const current = freshness("my-deals");
+    const answer = await api("/v1/deals");
+    if (!current()) return;
+    const body = $("my-deals-table").tBodies[0];
+    if (!answer.ok) {
+      body.replaceChildren();
+      showMessage(message, answer.status === 404 ? "Deals are not available on this server."
+        : `Could not load your deals: ${answer.problem}`, "info");
+      return;
+    }
+    const deals = Array.isArray(answer.data) ? answer.data : [];
+    if (!deals.length) {
+      body.replaceChildren();
+      showMessage(message, "You are not a party of any deal yet.", "info");
+      return;
+    }
+    showMessage(message, "");
+    const mine = (state.me.address || "").toLowerCase();
+    const rows = [];
+    for (const deal of deals) {
+      const info = await dealParties(deal.deal_id);
+      const own = info ? info.parties.filter((p) => p.address.toLowerCase() === mine) : [];
+      const figure = (field) => own.reduce((n, p) => (p[field] === null ? n
+        : Math.max(n, Number(p[field]))), 0);
+      const d = info ? info.token_decimals : deal.token_decimals;
+      const roles = [...new Set(own.map((p) => p.role))];
+      // A buyer's money is the whole deal's; a payee's, its milestones'.
+      const buyer = roles.includes("buyer");
+      const onHold = (deal.milestones || []).filter((m) => m.hold && m.hold.active)
+        .reduce((n, m) => n + BigInt(m.held), 0n);
+      const inEscrow = buyer ? deal.held : figure("in_escrow");
+      const held = buyer ? onHold : figure("on_hold");
+      const released = buyer ? deal.released : figure("released");
+      rows.push(el("tr", { "data-deal-id": deal.deal_id },
+        el("td", { "data-label": "Deal" }, el("a", { href: `#deals/${deal.deal_id}` },
+          `Deal ${deal.deal_id}`)),
+        el("td", { "data-label": "Your role" }, roles.join(", ") || "—"),
+        el("td", { "data-label": "Milestones" }, milestoneSummary(deal)),
+        el("td", { className: "num", "data-label": "To fund" }, units(figure("to_fund"), d)),
+        el("td", { className: "num", "data-label": "In escrow" }, units(inEscrow, d)),
+        el("td", { className: "num", "data-label": "On hold" }, units(held, d)),
+        el("td", { className: "num", "data-label": "Released" }, units(released, d)),
+        el("td", { className: "num", "data-label": "To withdraw" },
+          units(figure("credit"), d)),
+        el("td", { className: "cell-action" }, el("a", { className: "button-small",
+          href: `#deals/${deal.deal_id}` }, "Timeline"))));
+    }
+    if (current()) body.replaceChildren(...rows);
   }
 
   async function anchorNow() {
@@ -983,7 +1237,7 @@
       const answer = await api("/v1/anchors", { method: "POST" });
       if (!answer.ok) {
         showMessage(message, `Anchoring refused: ${answer.problem}`, "error");
-        return;
+        return false;
       }
       const target = answer.data.tree_size;
       showMessage(message, `Anchor requested for tree size ${target}; waiting for the chain…`);
@@ -996,11 +1250,12 @@
           const a = latest.data.latest_anchor;
           showMessage(message, `Anchored: checkpoint ${a.checkpoint_seq} (size ${a.tree_size}) ` +
             `is ${a.status} in block ${a.block_number}.`, "success");
-          await loadOverview();
-          return;
+          if (route().view === "overview") await loadOverview();
+          return true;
         }
       }
       showMessage(message, "The anchor was requested but is not confirmed yet; refresh later.");
+      return false;
     } finally {
       button.disabled = false;
     }
@@ -1149,6 +1404,7 @@
   }
 
   function clearVerify() {
+    for (const extra of $("verdict").querySelectorAll(".verdict-action")) extra.remove();
     $("bundle-input").value = "";
     $("checks").replaceChildren();
     $("verdict").hidden = true;
@@ -1160,65 +1416,274 @@
     $("bundle-input").value = await file.text();
     await runVerify();
   }
-
-  // Fetch a record's bundle from this server, then verify it here (lights up when the
-  // server offers /v1/records/{id}/bundle).
-  async function fetchAndVerify(recordId) {
+  async function bundleOf(recordId) {
     const answer = await api(`/v1/records/${encodeURIComponent(recordId)}/bundle`);
+    if (!answer.ok) return answer;
+    const data = answer.data;
+    const bundle = data && !("version" in data) && isObject(data.bundle) ? data.bundle : data;
+    return { ...answer, data: bundle };
+  }
+
+  // Why there is no bundle, in the words of the page (not the CLI's).
+  function noBundleDetail(answer) {
+    if (answer.status === 409) {
+      return "The record is not anchored yet: no checkpoint on chain covers it. " +
+        (isOfficer() ? "Use “Anchor now” below (or on the Overview), then verify again."
+          : "The next anchor will cover it; try again after it (the proof badge turns " +
+            "“anchored”).");
+    }
+    if (answer.status === 404) {
+      return `${answer.problem}. The record may not be anchored yet, or this server does ` +
+        "not offer bundles.";
+    }
+    return answer.problem;
+  }
+
+  // Fetch a record's bundle from this server, then verify it here.
+  async function fetchAndVerify(recordId) {
+    const answer = await bundleOf(recordId);
     location.hash = "#verify";
     clearVerify();
     if (!answer.ok) {
-      setVerdict("error", `No bundle for ${recordId}`, answer.status === 404
-        ? `${answer.problem}. The record may not be anchored yet, or this server does not ` +
-          "offer bundles."
-        : answer.problem);
+      setVerdict("error", `No bundle for ${recordId}`, noBundleDetail(answer));
+      if (answer.status === 409 && isOfficer()) {
+        $("verdict").append(el("button", {
+          type: "button",
+          className: "button-primary verdict-action",
+          onClick: async (event) => {
+            event.target.disabled = true;
+            event.target.textContent = "Anchoring…";
+            if (await anchorNow()) await fetchAndVerify(recordId);
+            else event.target.textContent = "Not anchored yet: try again";
+            event.target.disabled = false;
+          },
+        }, "Anchor now"));
+      }
       return;
     }
-    const data = answer.data;
-    const bundle = data && !("version" in data) && isObject(data.bundle) ? data.bundle : data;
-    $("bundle-input").value = JSON.stringify(bundle, null, 2);
+    $("bundle-input").value = JSON.stringify(answer.data, null, 2);
     await runVerify();
   }
 
   // ---------------------------------------------------------------------------------------
-  // Page: deals (rendered when the server offers /v1/deals)
+  // Page: records (search by id or deal, filtered pages, one record with its bundle)
   // ---------------------------------------------------------------------------------------
 
-  // The deal fields worth a column, when the server's deals carry them (the rest stay out).
-  const DEAL_COLUMNS = ["deal_id", "id", "state", "status", "buyer", "supplier", "financier",
-    "amount", "total", "funded", "released", "refunded", "held", "token"];
+  const PAGE = 50;
 
-  function dealId(deal) {
-    return deal.deal_id ?? deal.id;
+  function listRow(r) {
+    return el("tr", { "data-record-id": r.record_id },
+      el("td", { className: "num", "data-label": "Leaf" }, String(r.leaf_index)),
+      el("td", { "data-label": "Record" }, recordLink(r.record_id)),
+      el("td", { "data-label": "Kind" }, el("span", { className: "kind" }, r.kind)),
+      el("td", { className: "actor", "data-label": "Actor" }, shortCell(r.actor, 16)),
+      el("td", { className: "time", "data-label": "Time (UTC)" }, utcTime(r.timestamp_ms)),
+      el("td", { "data-label": "Proof" }, statusBadge(proofStatus(r.leaf_index))),
+      el("td", { className: "cell-action" }, el("a", {
+        className: "button-small",
+        href: `#records/${encodeURIComponent(r.record_id)}`,
+        "aria-label": `Open ${r.record_id}`,
+      }, "Open")));
   }
 
-  const AMOUNT_COLUMNS = ["amount", "total", "funded", "released", "refunded", "held"];
+  function filterQuery() {
+    const f = state.list.filters;
+    const params = new URLSearchParams();
+    if (f.kind) params.set("kind", f.kind);
+    if (f.actor) params.set("actor", f.actor);
+    if (f.since) params.set("since", `${f.since}T00:00:00Z`);
+    if (f.until) params.set("until", `${f.until}T00:00:00Z`);
+    return params;
+  }
 
-  // Amounts are integers in the token's minor units; shown in units when decimals are known.
-  function dealCell(value, column, deal) {
-    if (value === null || value === undefined) return "—";
-    if (AMOUNT_COLUMNS.includes(column) && Number.isInteger(deal.token_decimals) &&
-        (typeof value === "number" || typeof value === "string")) {
-      const units = Number(value) / 10 ** deal.token_decimals;
-      return units.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  async function loadList(cursor) {
+    const params = filterQuery();
+    params.set("cursor", String(cursor));
+    params.set("limit", String(PAGE));
+    const message = $("list-message");
+    const current = freshness("list");
+    const [answer] = await Promise.all([api(`/v1/records?${params}`), loadAnchorState()]);
+    if (!current()) return;
+    const body = $("list-table").tBodies[0];
+    if (!answer.ok) {
+      body.replaceChildren();
+      showMessage(message, answer.problem, "error");
+      return;
     }
-    if (Array.isArray(value)) return String(value.length);
-    if (typeof value === "string" && /^0x[0-9a-fA-F]{40,64}$/.test(value)) {
-      return hashCell(value, 8);
+    const items = answer.data.items;
+    state.list.cursor = cursor;
+    state.list.next = answer.data.next_cursor;
+    body.replaceChildren(...items.map(listRow));
+    showMessage(message, items.length ? "" : "No record matches on this page.", "info");
+    const first = items.length ? items[0].leaf_index : cursor;
+    const last = items.length ? items[items.length - 1].leaf_index : cursor;
+    $("page-note").textContent = items.length
+      ? `${items.length} record${items.length === 1 ? "" : "s"}, leaves ${first}–${last}`
+      : `from leaf ${cursor}`;
+    $("page-next").disabled = state.list.next === null;
+    $("page-first").disabled = cursor === 0;
+  }
+
+  function fact(label, ...value) {
+    return el("div", {}, el("dt", {}, label), el("dd", {}, ...value));
+  }
+
+  async function openRecord(recordId) {
+    const panel = $("record-detail");
+    const message = $("search-message");
+    const current = freshness("record");
+    const [answer] = await Promise.all([
+      api(`/v1/records/${encodeURIComponent(recordId)}`), loadAnchorState()]);
+    if (!current()) return { ok: false, status: 0, problem: "superseded" };
+    if (!answer.ok) {
+      panel.hidden = true;
+      state.shown = null;
+      return answer;
     }
-    return typeof value === "object" ? JSON.stringify(value) : String(value);
+    const r = answer.data;
+    state.shown = r;
+    const status = proofStatus(r.leaf_index);
+    $("record-title").textContent = `Record ${middle(r.record_id, 40) || r.record_id}`;
+    $("record-title").title = r.record_id;
+    const payload = r.record && isObject(r.record.payload) ? r.record.payload : {};
+    const deal = payload.deal_id ?? null;
+    $("record-facts").replaceChildren(...[
+      fact("Record id", shortCell(r.record_id, 40)),
+      fact("Proof", statusBadge(status)),
+      fact("Kind", r.kind),
+      fact("Actor", shortCell(r.actor, 24)),
+      fact("Time (UTC)", utcTime(r.timestamp_ms)),
+      fact("Leaf", String(r.leaf_index)),
+      fact("Leaf hash", hashCell(r.leaf_hash, 16)),
+      deal !== null ? fact("Deal", el("a", { href: `#deals/${deal}` }, `Deal ${deal}`)) : null,
+      r.redacted ? fact("Shown", "redacted for your role") : null,
+    ].filter(Boolean));
+    $("record-json").textContent = JSON.stringify(r.record, null, 2);
+    $("record-verify").disabled = status === "pending";
+    $("record-download").disabled = status === "pending";
+    showMessage($("record-message"), status === "pending"
+      ? "Not anchored yet: no bundle can prove it until a checkpoint covering it is on " +
+        `chain.${isOfficer() ? " Use “Anchor now” on the Overview." : ""}` : "", "info");
+    showMessage(message, "");
+    panel.hidden = false;
+    return answer;
   }
 
-  // Trace timestamps may be RFC 3339 strings or milliseconds; show both as UTC.
-  function traceTime(value) {
-    if (typeof value === "number") return utcTime(value);
-    const ms = typeof value === "string" ? Date.parse(value) : NaN;
-    return Number.isNaN(ms) ? String(value ?? "") : utcTime(ms);
+  async function downloadBundle() {
+    const r = state.shown;
+    if (!r) return;
+    const answer = await bundleOf(r.record_id);
+    if (!answer.ok) {
+      showMessage($("record-message"), noBundleDetail(answer), "error");
+      return;
+    }
+    const blob = new Blob([`${JSON.stringify(answer.data, null, 2)}\n`],
+      { type: "application/json" });
+    const link = $("record-download-link");
+    link.href = URL.createObjectURL(blob);
+    link.download = `${r.record_id.replace(/[^A-Za-z0-9._-]+/g, "_")}.bundle.json`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    showMessage($("record-message"), `Bundle saved as ${link.download}.`, "success");
   }
 
-  async function loadDeals() {
+  // Exact record id first; an id of digits that is no record is a deal id.
+  async function search(event) {
+    if (event) event.preventDefault();
+    const text = $("search-id").value.trim();
+    const message = $("search-message");
+    if (!text) {
+      showMessage(message, "Enter a record id or a deal id.", "error");
+      return;
+    }
+    const found = await openRecord(text);
+    if (found.ok) {
+      history.replaceState(null, "", `#records/${encodeURIComponent(text)}`);
+      return;
+    }
+    if (/^[0-9]{1,18}$/.test(text)) {
+      const deal = await api(`/v1/deals/${text}`);
+      if (deal.ok) {
+        location.hash = `#deals/${text}`;
+        return;
+      }
+    }
+    showMessage(message, found.status === 404
+      ? `No record or deal “${text}” that you may see (ids are exact, case included).`
+      : found.problem, "error");
+  }
+
+  async function loadRecords(arg) {
+    if (arg) {
+      $("search-id").value = arg;
+      const found = await openRecord(arg);
+      if (!found.ok) {
+        showMessage($("search-message"), found.status === 404
+          ? `No record “${arg}” that you may see.` : found.problem, "error");
+      }
+    }
+    await loadList(state.list.cursor);
+  }
+
+  function applyFilters(event) {
+    event.preventDefault();
+    state.list.filters = {
+      kind: $("filter-kind").value,
+      actor: $("filter-actor").value.trim(),
+      since: $("filter-since").value,
+      until: $("filter-until").value,
+    };
+    loadList(0);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Page: deals — the list, a deal's parties and money, its story
+  // ---------------------------------------------------------------------------------------
+
+  // A party's label: its name from the register, else its role and a short address.
+  function partyName(info, address) {
+    if (!address) return "—";
+    const a = String(address).toLowerCase();
+    const found = info ? info.parties.filter((p) => p.address.toLowerCase() === a) : [];
+    if (!found.length) return null;
+    const roles = [...new Set(found.map((p) => p.role))];
+    const name = found[0].name;
+    if (!name) return `the ${roles.join(" and ")}`;
+    // A register name often says the role already: "Globex (supplier)".
+    const said = roles.every((r) => name.toLowerCase().includes(r));
+    return said ? name : `${name} (${roles.join(" and ")})`;
+  }
+
+  function partyCell(info, address) {
+    const name = partyName(info, address);
+    if (name === null) return shortCell(address, 14);
+    return el("span", { title: address }, name);
+  }
+
+  // Who did it, from a record's actor: an address, a key (named by the register), the
+  // service itself.
+  function actorLabel(info, actor) {
+    if (!actor) return "—";
+    const text = String(actor).replace(/^eth:/, "");
+    if (text === "chainaudit:risk") return "the risk engine";
+    if (text.startsWith("chainaudit:")) return "the service";
+    if (/^0x[0-9a-fA-F]{40}$/.test(text)) {
+      return partyName(info, text) || middle(text, 14) || text;
+    }
+    const key = /^key:(\w+)$/.exec(text);
+    if (key && info) {
+      const party = info.parties.find((p) => p.key_ids.includes(key[1]));
+      if (party) return partyName(info, party.address);
+    }
+    if (key) return `key ${key[1]}`;
+    return middle(text, 20) || text;
+  }
+
+  async function loadDeals(arg) {
     const message = $("deals-message");
+    const current = freshness("deals");
     const answer = await api("/v1/deals");
+    if (!current()) return;
     $("deals-wrap").hidden = true;
     if (answer.status === 404) {
       showMessage(message, "Deals are not available on this server.", "info");
@@ -1228,58 +1693,270 @@
       showMessage(message, `Could not load deals: ${answer.problem}`, "error");
       return;
     }
-    const data = answer.data;
-    const deals = Array.isArray(data) ? data : (data && (data.items || data.deals)) || [];
+    const deals = Array.isArray(answer.data) ? answer.data : [];
     if (!deals.length) {
       showMessage(message, "No deals yet.", "info");
-      return;
+    } else {
+      showMessage(message, "");
+      const infos = await Promise.all(deals.map((d) => dealParties(d.deal_id)));
+      if (!current()) return;
+      const head = $("deals-table").tHead.rows[0];
+      const columns = ["Deal", "Buyer", "Supplier", "Milestones", "Total", "Funded",
+        "Released"];
+      head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c)),
+        el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
+      $("deals-table").tBodies[0].replaceChildren(...deals.map((deal, i) => {
+        const total = (deal.milestones || []).reduce((n, m) => n + BigInt(m.amount), 0n);
+        return el("tr", { "data-deal-id": deal.deal_id },
+          el("td", { "data-label": "Deal" }, String(deal.deal_id)),
+          el("td", { "data-label": "Buyer" }, partyCell(infos[i], deal.buyer)),
+          el("td", { "data-label": "Supplier" }, partyCell(infos[i], deal.supplier)),
+          el("td", { "data-label": "Milestones" }, milestoneSummary(deal)),
+          el("td", { className: "num", "data-label": "Total" },
+            units(total, deal.token_decimals)),
+          el("td", { className: "num", "data-label": "Funded" },
+            units(deal.funded, deal.token_decimals)),
+          el("td", { className: "num", "data-label": "Released" },
+            units(deal.released, deal.token_decimals)),
+          el("td", { className: "cell-action" }, el("button", {
+            type: "button",
+            className: "button-small",
+            "aria-label": `Timeline of deal ${deal.deal_id}`,
+            onClick: () => { location.hash = `#deals/${deal.deal_id}`; },
+          }, "Timeline")));
+      }));
+      $("deals-wrap").hidden = false;
     }
-    showMessage(message, "");
-    const columns = DEAL_COLUMNS.filter((c) => deals.some((d) => d && c in d)).slice(0, 10);
-    const head = $("deals-table").tHead.rows[0];
-    head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c.replace("_", " "))),
-      el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
-    $("deals-table").tBodies[0].replaceChildren(...deals.map((deal) => el("tr", {},
-      columns.map((c) => el("td", {}, dealCell(deal[c], c, deal))),
-      el("td", { className: "cell-action" }, el("button", {
-        type: "button",
-        className: "button-small",
-        onClick: () => loadTrace(String(dealId(deal))),
-      }, "Timeline")))));
-    $("deals-wrap").hidden = false;
+    if (arg) await loadTrace(arg);
   }
 
-  function traceEntry(entry) {
+  // Trace timestamps may be RFC 3339 strings or milliseconds; show both as UTC.
+  function traceTime(value) {
+    if (typeof value === "number") return utcTime(value);
+    const ms = typeof value === "string" ? Date.parse(value) : NaN;
+    return Number.isNaN(ms) ? String(value ?? "") : utcTime(ms);
+  }
+
+  // One business action, its decision records and its on-chain events form one group:
+  // records sharing a transaction, and a risk decision with its clearance, execution, the
+  // alert it opened and the hold it placed.
+  function decisionKey(entry) {
+    const id = entry.record_id;
+    const p = entry.payload || {};
+    let m = /^risk:(?:decision|clearance|execution):(.+)$/.exec(id);
+    if (m) return m[1];
+    if (/^risk:(?:alert:[^:]+:opened|hold:placed:)/.test(id) && typeof p.decision_id === "string") {
+      m = /^risk:decision:(.+)$/.exec(p.decision_id);
+      if (m) return m[1];
+    }
+    return null;
+  }
+
+  function groupEntries(entries) {
+    const parent = new Map();
+    const find = (x) => {
+      while (parent.get(x) !== x) x = parent.get(x);
+      return x;
+    };
+    const union = (a, b) => {
+      for (const x of [a, b]) if (!parent.has(x)) parent.set(x, x);
+      parent.set(find(a), find(b));
+    };
+    const keysOf = (e) => {
+      const keys = [`r:${e.record_id}`];
+      if (e.tx_hash) keys.push(`t:${String(e.tx_hash).toLowerCase()}`);
+      const d = decisionKey(e);
+      if (d) keys.push(`d:${d}`);
+      return keys;
+    };
+    for (const e of entries) {
+      const keys = keysOf(e);
+      for (const k of keys) union(keys[0], k);
+    }
+    const groups = new Map();
+    for (const e of entries) {
+      const root = find(`r:${e.record_id}`);
+      if (!groups.has(root)) groups.set(root, []);
+      groups.get(root).push(e);
+    }
+    return [...groups.values()].sort((a, b) => a[0].leaf_index - b[0].leaf_index);
+  }
+
+  const ACTION_WORDS = {
+    create: "Deal opened", fund: "Funded", ship: "Shipped", attest: "Inspected (attested)",
+    accept: "Accepted", release: "Released", reclaim: "Reclaimed",
+    "offer-financing": "Financing offered", "accept-financing": "Financed",
+    "request-release": "Release requested", "approve-release": "Release approved",
+    dispute: "Disputed", "hold.place": "Hold placed", "hold.renew": "Hold renewed",
+    "hold.lift": "Hold lifted", withdraw: "Withdrawn",
+  };
+  const EVENT_WORDS = {
+    DealCreated: "Deal opened", MilestoneFunded: "Funded", MilestoneShipped: "Shipped",
+    InspectionAttested: "Inspected (attested)", MilestoneAccepted: "Accepted",
+    MilestoneReleased: "Released", FinancingOffered: "Financing offered",
+    ReceivableFinanced: "Financed", ReleaseRequested: "Release requested",
+    ReleaseApproved: "Release approved", ComplianceHoldPlaced: "Hold placed",
+    ComplianceHoldLifted: "Hold lifted", MilestoneRefunded: "Refunded",
+    DisputeRaised: "Disputed", DisputeResolved: "Dispute resolved",
+  };
+
+  const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
+
+  const humanize = (text) => String(text).replace(/[._-]+/g, " ")
+    .replace(/([a-z])([A-Z])/g, "$1 $2").replace(/^\w/, (c) => c.toUpperCase());
+
+  // What a group says: its title, amount, milestone, who acted and the outcome.
+  function describe(group, info, decimals) {
+    const action = group.find((e) => /^action-/.test(e.record_id));
+    const events = group.filter((e) => e.kind === "escrow_event");
+    const decision = group.find((e) => /^risk:decision:/.test(e.record_id));
+    const alert = group.find((e) => /^risk:alert:/.test(e.record_id));
+    const hold = group.find((e) => /^risk:hold:/.test(e.record_id));
+    const args = events.map((e) => (e.payload && e.payload.args) || {});
+    // Off-chain documents number milestones their own way: only the escrow's events and the
+    // service's own records (0-based) are read.
+    const own = group.filter((e) => /^(?:action-|risk:)/.test(e.record_id))
+      .map((e) => e.payload || {});
+    const pick = (name) => {
+      for (const a of args) {
+        if (a[name] !== undefined && a[name] !== ZERO_ADDRESS) return a[name];
+      }
+      for (const p of own) if (p[name] !== undefined && p[name] !== null) return p[name];
+      return null;
+    };
+    let verb = null;
+    if (action) {
+      const name = String(action.payload.action || action.event || "").replace(/^deal\./, "");
+      verb = ACTION_WORDS[name] || humanize(name);
+    } else if (events.length) {
+      verb = EVENT_WORDS[events[events.length - 1].event] || humanize(events[0].event);
+    } else if (alert || hold || decision) {
+      const p = (alert || hold || decision).payload || {};
+      if (alert && p.transition) verb = `Alert ${p.transition}${p.resolution ? ` (${p.resolution})` : ""}`;
+      else if (hold) verb = /:lifted:/.test(hold.record_id) ? "Hold lifted" : "Hold placed";
+      else if (decision) verb = `Risk check: ${humanize(p.action || "action")}`;
+      else verb = "Alert";
+    } else {
+      const e = group[0];
+      const p = e.payload || {};
+      verb = p.type ? humanize(p.type) : humanize(e.event || e.kind || "record");
+    }
+    const heldOutcome = decision && decision.payload && decision.payload.outcome === "hold"
+      && !group.some((e) => /^risk:execution:/.test(e.record_id));
+    if (heldOutcome) verb = `${verb} — held by the risk engine`;
+    const milestone = pick("milestone");
+    const created = args.filter((a, i) => events[i].event === "MilestoneCreated");
+    const amount = events.some((e) => e.event === "DealCreated") && created.length
+      ? created.reduce((n, a) => n + BigInt(a.amount), 0n) : pick("amount") ?? pick("advance");
+    const clearedBy = decision && Array.isArray(decision.payload.cleared_by)
+      ? decision.payload.cleared_by : [];
+    const actorEntry = action || events[0] || group.find((e) => !/^risk:/.test(e.record_id))
+      || alert || group[0];
+    let who = actorLabel(info, actorEntry.actor);
+    if (alert && alert.payload && alert.payload.by && !action) {
+      who = actorLabel(info, alert.payload.by);
+    }
+    const payee = pick("payee");
+    const financier = pick("financier");
+    const fired = decision && Array.isArray(decision.payload.fired)
+      ? decision.payload.fired.filter((f) => isObject(f)).map((f) => f.rule) : [];
+    return {
+      title: milestone !== null && milestone !== undefined && !/^Deal opened/.test(verb)
+        ? `${verb} · milestone ${Number(milestone) + 1}` : verb,
+      amount: amount !== null ? `${units(amount, decimals)}${Number.isInteger(decimals) ? "" : " (minor units)"}` : null,
+      who,
+      to: payee ? actorLabel(info, payee) : financier ? actorLabel(info, financier) : null,
+      fired,
+      clearedBy,
+      txHash: group.find((e) => e.tx_hash)?.tx_hash || null,
+    };
+  }
+
+  function groupStatus(group) {
+    const order = ["pending", "anchored", "final"];
+    return group.map((e) => e.proof_status || "pending")
+      .reduce((a, b) => (order.indexOf(a) <= order.indexOf(b) ? a : b), "final");
+  }
+
+  function rawEntry(entry, info) {
     const status = entry.proof_status || "pending";
-    return el("li", { className: "timeline-entry", "data-record-id": entry.record_id },
-      el("div", { className: "timeline-time" }, traceTime(entry.timestamp)),
-      el("div", { className: "timeline-body" },
-        el("p", { className: "timeline-title" },
-          el("strong", {}, entry.event || entry.kind || "record"),
-          " ",
-          el("span", { className: `status status-${status}` }, status)),
-        el("p", { className: "timeline-meta" },
-          `${entry.kind || ""} by ${entry.actor || "—"} · record ${entry.record_id} · leaf ` +
-          `${entry.leaf_index ?? "—"}`),
-        el("p", { className: "timeline-meta" },
-          entry.tx_hash ? ["escrow tx ", hashCell(entry.tx_hash)] : null,
-          entry.anchor_tx ? [" · anchor tx ", hashCell(entry.anchor_tx)] : null),
-        status !== "pending" ? el("button", {
-          type: "button",
-          className: "button-small",
-          onClick: () => fetchAndVerify(entry.record_id),
-        }, "Verify in browser") : null));
+    return el("li", { className: "raw-entry", "data-record-id": entry.record_id },
+      el("span", { className: "raw-name" }, entry.event || entry.kind),
+      " ", statusBadge(status), " ",
+      el("a", { href: `#records/${encodeURIComponent(entry.record_id)}` },
+        shortCell(entry.record_id, 28, "record-id")),
+      el("span", { className: "timeline-meta" }, ` · ${entry.kind} by ` +
+        `${actorLabel(info, entry.actor)} · leaf ${entry.leaf_index}`),
+      status !== "pending" ? el("button", {
+        type: "button",
+        className: "button-small",
+        "aria-label": `Verify ${entry.record_id} in this browser`,
+        onClick: () => fetchAndVerify(entry.record_id),
+      }, "Verify") : null);
+  }
+
+  function storyEntry(group, info, decimals) {
+    const story = describe(group, info, decimals);
+    const status = groupStatus(group);
+    return el("li", { className: "timeline-entry", "data-group": group[0].record_id,
+      "data-records": String(group.length) },
+    el("div", { className: "timeline-time" }, traceTime(group[0].timestamp)),
+    el("div", { className: "timeline-body" },
+      el("p", { className: "timeline-title" },
+        el("strong", {}, story.title), " ",
+        story.amount ? el("span", { className: "amount" }, story.amount) : null, " ",
+        statusBadge(status)),
+      el("p", { className: "timeline-meta" }, `by ${story.who}`,
+        story.to ? ` · to ${story.to}` : "",
+        story.fired.length ? ` · rules fired: ${story.fired.join(", ")}` : "",
+        story.clearedBy.length ? ` · cleared by ${story.clearedBy.join(", ")}` : ""),
+      el("details", { className: "raw" },
+        el("summary", {}, `${group.length} audited record${group.length === 1 ? "" : "s"}`,
+          story.txHash ? [" · tx ", hashCell(story.txHash)] : null),
+        el("ul", { className: "raw-list" }, group.map((e) => rawEntry(e, info))))));
+  }
+
+  function dealSummary(deal, info) {
+    const d = deal.token_decimals;
+    const parties = info ? info.parties : [];
+    const partyItems = parties.map((p) => el("li", {},
+      el("span", { className: "party-role" }, p.role), " ",
+      p.name ? el("span", { title: p.address }, p.name) : shortCell(p.address, 14)));
+    const milestones = (deal.milestones || []).map((m) => {
+      const financed = m.financed ? ` · financed by ${actorLabel(info, m.payee)}` : "";
+      const offer = m.offer ? ` · financing offered to ${actorLabel(info, m.offer.financier)}`
+        : "";
+      const hold = m.hold && m.hold.active
+        ? ` · on hold until ${utcTime(m.hold.until * 1000)}` : "";
+      const approval = m.approval
+        ? ` · release approvals ${m.approval.approvals} of ${deal.approvals_required}` : "";
+      return el("li", { "data-milestone": m.index },
+        el("strong", {}, `Milestone ${m.index + 1}`), `: ${m.status} · `,
+        el("span", { className: "amount" }, units(m.amount, d)),
+        ` · released ${units(m.released, d)} to ${actorLabel(info, m.payee)}`,
+        financed, offer, hold, approval);
+    });
+    return [
+      el("h3", {}, "Parties"), el("ul", { className: "parties" }, partyItems),
+      el("h3", {}, "Milestones"), el("ul", { className: "milestones" }, milestones)];
   }
 
   async function loadTrace(id) {
     if (!id) return;
     $("trace-id").value = id;
     $("trace").hidden = false;
-    $("trace-title").textContent = `Timeline of deal ${id}`;
+    $("trace-title").textContent = `Deal ${id}`;
     const message = $("trace-message");
     const timeline = $("timeline");
     timeline.replaceChildren();
-    const answer = await api(`/v1/deals/${encodeURIComponent(id)}/trace`);
+    $("deal-summary").replaceChildren();
+    const current = freshness("trace");
+    const [answer, deal, info] = await Promise.all([
+      api(`/v1/deals/${encodeURIComponent(id)}/trace`),
+      api(`/v1/deals/${encodeURIComponent(id)}`),
+      dealParties(id),
+    ]);
+    if (!current()) return;
     if (answer.status === 404) {
       showMessage(message, `Timeline not available (${answer.problem}).`, "info");
       return;
@@ -1288,9 +1965,260 @@
       showMessage(message, answer.problem, "error");
       return;
     }
+    const decimals = deal.ok ? deal.data.token_decimals : undefined;
+    if (deal.ok) $("deal-summary").replaceChildren(...dealSummary(deal.data, info));
     const entries = (answer.data && answer.data.entries) || [];
+    state.trace = { entries, info, decimals };
     showMessage(message, entries.length ? "" : "No entries yet.", "info");
-    timeline.replaceChildren(...entries.map(traceEntry));
+    renderTimeline();
+  }
+
+  function renderTimeline() {
+    const trace = state.trace;
+    if (!trace) return;
+    const timeline = $("timeline");
+    timeline.replaceChildren(...groupEntries(trace.entries).map((g) =>
+      storyEntry(g, trace.info, trace.decimals)));
+    const open = $("trace-raw").checked;
+    for (const details of timeline.querySelectorAll("details")) details.open = open;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Page: compliance — alerts, holds, approvals, incidents, reconciliation
+  // ---------------------------------------------------------------------------------------
+
+  function card(attributes, title, ...body) {
+    return el("article", { className: "card", ...attributes },
+      el("h3", { className: "card-title" }, title), ...body);
+  }
+
+  // Run a compliance action, say what happened, reload the view.
+  async function act(button, path, body, done) {
+    const message = $("compliance-message");
+    button.disabled = true;
+    const answer = await api(path, { method: "POST", body });
+    button.disabled = false;
+    if (!answer.ok) {
+      showMessage(message, `Refused: ${answer.problem}`, "error");
+      return;
+    }
+    showMessage(message, done(answer), "success");
+    await loadCompliance(false);
+  }
+
+  function alertCard(a, decimals) {
+    const officer = isOfficer();
+    const path = `/v1/alerts/${a.alert_id}`;
+    const replay = el("p", { className: "replay", "data-replay": a.alert_id, hidden: true });
+    const actions = [];
+    if (officer && a.status === "open") {
+      actions.push(el("button", { type: "button", className: "button-small",
+        onClick: (e) => act(e.target, `${path}/acknowledge`, { note: "seen in the page" },
+          () => `Alert ${a.alert_id} acknowledged.`) }, "Acknowledge"));
+    }
+    if (officer && a.status !== "resolved") {
+      actions.push(el("button", { type: "button", className: "button-small",
+        onClick: (e) => act(e.target, `${path}/resolve`,
+          { resolution: "cleared", note: "cleared in the page" },
+          (answer) => `Clearing ${a.alert_id} frees money, so a second officer must approve ` +
+            `it: request ${answer.data.approval_id} now waits below.`) },
+      "Clear (second officer approves)"));
+      actions.push(el("button", { type: "button", className: "button-small",
+        onClick: (e) => act(e.target, `${path}/resolve`,
+          { resolution: "confirmed", note: "risk confirmed in the page" },
+          () => `Alert ${a.alert_id} resolved: risk confirmed.`) }, "Confirm the risk"));
+    }
+    actions.push(el("button", { type: "button", className: "button-small",
+      onClick: async () => {
+        const answer = await api(`${path}/replay`);
+        replay.hidden = false;
+        if (!answer.ok) {
+          replay.textContent = `Replay refused: ${answer.problem}`;
+          return;
+        }
+        const r = answer.data;
+        replay.className = `replay ${r.matches ? "replay-ok" : "replay-bad"}`;
+        replay.textContent = r.matches
+          ? `Replay matches: recorded ${r.recorded_outcome}, replayed ${r.replayed_outcome} ` +
+            `with rule set ${middle(r.rule_set_hash || "", 18) || r.rule_set_hash}; fired: ` +
+            `${r.fired.join(", ") || "none"}.`
+          : `Replay differs: ${r.problems.join("; ")}`;
+      } }, "Replay the decision"));
+    const amount = /amount (\d+) is above the threshold (\d+)/.exec(a.summary || "");
+    const figures = amount && Number.isInteger(decimals)
+      ? `amount ${units(amount[1], decimals)} is above the threshold ` +
+        `${units(amount[2], decimals)}` : a.summary;
+    return card({ "data-alert-id": a.alert_id },
+      [`${a.severity} alert `, el("code", {}, a.alert_id), " ", statusBadge(a.status)],
+      el("p", {}, `${humanize(a.action)} of deal ${a.deal_id ?? "—"}` +
+        `${a.milestone !== null ? `, milestone ${a.milestone + 1}` : ""}: ${a.outcome}.`),
+      el("p", {}, el("strong", {}, "Rules fired: "), a.rules.join(", "), ` — ${figures}`),
+      el("p", { className: "timeline-meta" }, `owner ${a.owner} · opened ` +
+        `${utcTime(a.opened_ms)}${a.acknowledged_ms ? ` · acknowledged ` +
+        `${utcTime(a.acknowledged_ms)}` : ""}`),
+      replay,
+      el("div", { className: "form-actions" }, actions));
+  }
+
+  async function holdCard(deal, m, alerts) {
+    const alert = alerts.find((a) => String(a.deal_id) === String(deal.deal_id)
+      && a.milestone === m.index);
+    const info = await dealParties(deal.deal_id);
+    const actions = [];
+    if (isOfficer()) {
+      actions.push(el("button", { type: "button", className: "button-small",
+        onClick: async (e) => {
+          // The reason is the alert's latest record (its resolution), as the demo does; a
+          // hold without an alert keeps its own reason.
+          let reason = hex0x(m.hold.reason_hash);
+          if (alert) {
+            const last = await api(`/v1/records/${encodeURIComponent(
+              alert.records[alert.records.length - 1])}`);
+            if (last.ok) reason = last.data.leaf_hash;
+          }
+          const body = { reason_hash: reason };
+          if (alert) body.alert_id = alert.alert_id;
+          await act(e.target, `/v1/deals/${deal.deal_id}/milestones/${m.index}/hold/lift`, body,
+            (answer) => `Lifting the hold frees money, so a second officer must approve it: ` +
+              `request ${answer.data.approval_id} now waits below.`);
+        } }, "Ask to lift the hold"));
+    }
+    return card({ "data-hold": `${deal.deal_id}:${m.index}` },
+      `Deal ${deal.deal_id}, milestone ${m.index + 1}: ${units(m.amount, deal.token_decimals)} on hold`,
+      el("p", {}, `Expires ${utcTime(m.hold.until * 1000)} UTC · payee ` +
+        `${actorLabel(info, m.payee)} · milestone ${m.status}`),
+      el("p", { className: "timeline-meta" }, "reason ", hashCell(m.hold.reason_hash),
+        alert ? ` · alert ${alert.alert_id} (${alert.status})` : ""),
+      el("div", { className: "form-actions" }, actions));
+  }
+
+  function approvalCard(p) {
+    const actions = [];
+    if (isOfficer()) {
+      for (const [verb, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
+        actions.push(el("button", { type: "button",
+          className: verb === "approve" ? "button-small button-go" : "button-small",
+          onClick: (e) => act(e.target, `/v1/approvals/${p.approval_id}/${verb}`,
+            { note: `${verb}d in the page` },
+            (answer) => `Request ${p.approval_id} ${answer.data.status}` +
+              `${answer.data.error ? `: ${answer.data.error}` : ""}.`) }, label));
+      }
+    }
+    const params = Object.entries(p.params || {}).map(([k, v]) => `${k} ${middle(String(v), 18)
+      || v}`).join(" · ");
+    return card({ "data-approval-id": p.approval_id },
+      [`${p.action} `, el("code", {}, p.approval_id), " ", statusBadge(p.status)],
+      el("p", {}, params || "no parameters"),
+      el("p", { className: "timeline-meta" }, `asked by ${p.requested_by} at ` +
+        `${utcTime(p.requested_ms)}${p.note ? ` · “${p.note}”` : ""} · a different ` +
+        "officer must approve"),
+      el("div", { className: "form-actions" }, actions));
+  }
+
+  // Every decision record (officers, auditors and regulators see them whole), a page at a
+  // time up to a bound.
+  async function decisionRecords() {
+    const found = [];
+    let cursor = 0;
+    for (let pages = 0; pages < 5 && cursor !== null; pages += 1) {
+      const answer = await api(`/v1/records?kind=decision&limit=1000&cursor=${cursor}`);
+      if (!answer.ok) break;
+      found.push(...answer.data.items);
+      cursor = answer.data.next_cursor;
+    }
+    return found;
+  }
+
+  function incidentCards(decisions) {
+    const incidents = new Map();
+    for (const r of decisions) {
+      const p = r.record && r.record.payload;
+      if (!p || p.type !== "incident") continue;
+      if (!incidents.has(p.incident_id)) incidents.set(p.incident_id, []);
+      incidents.get(p.incident_id).push({ ...p, at: r.timestamp_ms, id: r.record_id });
+    }
+    return [...incidents.entries()].reverse().map(([id, steps]) => {
+      const first = steps[0].details || {};
+      const closed = steps.some((s) => s.step === "reviewed");
+      return card({ "data-incident": id },
+        [`${first.title || "Incident"} `, el("code", {}, id), " ",
+          statusBadge(closed ? "closed" : "open")],
+        el("ol", { className: "steps" }, steps.map((s) => el("li", {},
+          el("strong", {}, s.step), ` · ${utcTime(s.at)}${s.note ? ` · ${s.note}` : ""}`))));
+    });
+  }
+
+  function reconcileView(decisions) {
+    const reports = decisions.filter((r) => r.record && r.record.payload
+      && r.record.payload.type === "reconciliation");
+    if (!reports.length) return null;
+    const r = reports[reports.length - 1];
+    const p = r.record.payload;
+    const checked = Object.entries(p.checked || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+    return card({ "data-reconcile": r.record_id },
+      [p.clean ? "No difference " : `${p.difference_count} difference(s) `,
+        el("span", { className: `status status-${p.clean ? "clean" : "differences"}` },
+          p.clean ? "clean" : "differs")],
+      el("p", {}, `At block ${p.block_number} and log size ${p.tree_size} ` +
+        `(${utcTime(r.timestamp_ms)}); checked ${checked || "—"}.`),
+      p.differences && p.differences.length ? el("ul", { className: "differences" },
+        p.differences.map((d) => el("li", {}, el("strong", {}, d.kind), ` ${d.subject}: ` +
+          `${d.detail}${d.chain !== null && d.chain !== undefined ? ` (chain ${d.chain}, ` +
+          `log ${d.log})` : ""}`))) : null,
+      el("p", {}, el("a", { href: `#records/${encodeURIComponent(r.record_id)}` },
+        "The report's record")));
+  }
+
+  function fill(listId, emptyId, nodes) {
+    $(listId).replaceChildren(...nodes);
+    $(emptyId).hidden = nodes.length > 0;
+  }
+
+  async function loadCompliance(clear = true) {
+    if (!seesAll()) return;
+    if (clear) showMessage($("compliance-message"), "");
+    $("compliance-role-note").textContent = isOfficer()
+      ? "You may act: acknowledging and confirming act at once; clearing an alert and " +
+        "lifting a hold free money and wait for a second officer's approval."
+      : "Your role reads everything here; officers (admin, operator) act.";
+    const current = freshness("compliance");
+    const [alerts, approvals, deals, decisions] = await Promise.all([
+      api("/v1/alerts?limit=200"), api("/v1/approvals"), api("/v1/deals?limit=200"),
+      decisionRecords()]);
+    const dealList = deals.ok && Array.isArray(deals.data) ? deals.data : [];
+    const decimals = dealList.length ? dealList[0].token_decimals : undefined;
+    const alertItems = alerts.ok ? alerts.data.items : [];
+    const heldCards = [];
+    const waiting = [];
+    for (const deal of dealList) {
+      for (const m of deal.milestones || []) {
+        if (m.hold && m.hold.active) heldCards.push(holdCard(deal, m, alertItems));
+        if (m.approval && m.status !== "released" && m.approval.approvals
+            < deal.approvals_required) {
+          waiting.push(card({ "data-release": `${deal.deal_id}:${m.index}` },
+            `Deal ${deal.deal_id}, milestone ${m.index + 1}: ` +
+            `${units(m.amount, deal.token_decimals)}`,
+            el("p", {}, `${m.approval.approvals} of ${deal.approvals_required} approvals; ` +
+              `milestone ${m.status}.`)));
+        }
+      }
+    }
+    const held = await Promise.all(heldCards);
+    if (!current()) return;
+    fill("alerts", "alerts-empty", alertItems.filter((a) => a.status !== "resolved")
+      .map((a) => alertCard(a, decimals)));
+    const resolved = alertItems.filter((a) => a.status === "resolved");
+    $("resolved-alerts").replaceChildren(...resolved.map((a) => alertCard(a, decimals)));
+    $("resolved-count").textContent = String(resolved.length);
+    fill("holds", "holds-empty", held);
+    fill("approvals", "approvals-empty", approvals.ok
+      ? approvals.data.items.filter((p) => p.status === "pending").map(approvalCard) : []);
+    fill("releases", "releases-empty", waiting);
+    fill("incidents", "incidents-empty", incidentCards(decisions));
+    const report = reconcileView(decisions);
+    fill("reconcile", "reconcile-empty", report ? [report] : []);
+    const problems = [alerts, approvals, deals].filter((a) => !a.ok).map((a) => a.problem);
+    if (problems.length) showMessage($("compliance-message"), problems.join("; "), "error");
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1324,6 +2252,8 @@
     $("append-form").addEventListener("submit", appendRecord);
     $("verify-button").addEventListener("click", runVerify);
     $("verify-clear").addEventListener("click", clearVerify);
+    $("pin-trust").addEventListener("click", pinTrust);
+    $("unpin-trust").addEventListener("click", unpinTrust);
     $("bundle-file").addEventListener("change", (e) => loadFile(e.target.files[0]));
     const zone = $("dropzone");
     zone.addEventListener("dragover", (e) => {
@@ -1336,11 +2266,24 @@
       zone.classList.remove("dropzone-over");
       loadFile(e.dataTransfer.files[0]);
     });
-    $("deals-refresh").addEventListener("click", loadDeals);
+    $("search-form").addEventListener("submit", search);
+    $("filter-form").addEventListener("submit", applyFilters);
+    $("page-first").addEventListener("click", () => loadList(0));
+    $("page-next").addEventListener("click", () => {
+      if (state.list.next !== null) loadList(state.list.next);
+    });
+    $("record-verify").addEventListener("click", () => {
+      if (state.shown) fetchAndVerify(state.shown.record_id);
+    });
+    $("record-download").addEventListener("click", downloadBundle);
+    $("deals-refresh").addEventListener("click", () => loadDeals(null));
     $("trace-form").addEventListener("submit", (e) => {
       e.preventDefault();
-      loadTrace($("trace-id").value.trim());
+      const id = $("trace-id").value.trim();
+      if (id) location.hash = `#deals/${encodeURIComponent(id)}`;
     });
+    $("trace-raw").addEventListener("change", renderTimeline);
+    $("compliance-refresh").addEventListener("click", () => loadCompliance());
     window.addEventListener("hashchange", showView);
   }
 

@@ -24,13 +24,15 @@ def test_deal_list_and_timeline(browser: Browser, deals_api: DealsApi) -> None: 
         page.goto("/#deals")
         row = page.locator("#deals-table tbody tr").first
         expect(row).to_contain_text(str(deal_id))
-        expect(row).to_contain_text("funded, open")
+        expect(row).to_contain_text("1: funded · 2: open")
         expect(row).to_contain_text("12,345.67")  # minor units shown as mUSDC
         page.fill("#trace-id", str(deal_id))
         page.locator("#trace-form button").click()
         trace = page.locator("#trace")
         expect(trace).to_be_visible()
-        expect(trace).to_contain_text("deal.create")
+        expect(trace.locator(".timeline-title").first).to_contain_text("Deal opened")
+        expect(trace).to_contain_text("Funded · milestone 1")
+        expect(trace).to_contain_text("12,345.67")
         expect(trace).to_contain_text("pending")  # nothing is anchored yet
     finally:
         context.close()

@@ -145,7 +145,9 @@ def test_overview_shows_the_log_checkpoint_anchors_and_records(page: Page, site:
         row = page.locator(f'#records-table tr[data-record-id="{record_id}"]')
         expect(row).to_have_count(1)
     invoice = page.locator(f'#records-table tr[data-record-id="{BUNDLE_RECORD}"]')
-    expect(invoice.locator("td").nth(3)).to_have_text(site.partner_address)
+    actor = invoice.locator("td").nth(3).locator("[data-full]")
+    expect(actor).to_have_attribute("data-full", site.partner_address)  # shortened on screen
+    expect(actor).to_have_attribute("title", site.partner_address)
     expect(invoice.locator("td").nth(4)).to_have_text("2026-11-17 14:05:00")
 
 
@@ -262,7 +264,29 @@ def test_a_record_not_yet_anchored_has_no_bundle_yet(page: Page, site: Site) -> 
     page.click('#records-table tr[data-record-id="po-2026-0300"] button')
     expect(page.locator("#verdict-title")).to_have_text("No bundle for po-2026-0300")
     expect(page.locator("#verdict-detail")).to_contain_text("not anchored yet")
+    expect(page.locator("#verdict-detail")).not_to_contain_text("chainaudit anchor")
+    expect(page.locator("#verdict button")).to_have_count(0)  # an auditor may not anchor
     expect(page.locator("#checks li")).to_have_count(0)
+
+
+def test_an_operator_anchors_a_pending_record_from_its_verdict(page: Page, site: Site) -> None:
+    record = {
+        "id": "po-2026-0301",
+        "kind": "transaction",
+        "timestamp": "2026-11-21T11:00:00Z",
+        "actor": "buyer:acme-retail",
+        "payload": {"type": "purchase_order", "amount": 6},
+    }
+    with site.client("operator") as api:
+        assert api.post("/v1/records", json=record).status_code == 201
+    sign_in(page, site, "operator")
+    page.click('#records-table tr[data-record-id="po-2026-0301"] button')
+    expect(page.locator("#verdict-title")).to_have_text("No bundle for po-2026-0301")
+    expect(page.locator("#verdict-detail")).to_contain_text("Anchor now")
+    page.locator("#verdict").get_by_role("button", name="Anchor now").click()
+    expect(page.locator("#verdict-title")).to_have_text("Valid: every check passed", timeout=60_000)
+    shown = json.loads(page.locator("#bundle-input").input_value())
+    assert shown["record"]["id"] == "po-2026-0301"
 
 
 def _payload_changed(bundle: Bundle) -> None:

@@ -26,7 +26,7 @@ from chainaudit.api.services import Services
 from chainaudit.errors import NotFoundError, RiskError
 from chainaudit.keys import ApiKey
 from chainaudit.risk.book import Alert, RiskBook
-from chainaudit.risk.decisions import alert_transition_record
+from chainaudit.risk.decisions import alert_transition_record, replay_decision
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -122,6 +122,41 @@ async def get_alert(
         return _out(await run_in_threadpool(lambda: _book(request, svc).alert(alert_id)))
     except NotFoundError as exc:
         raise Problem(404, "not-found", str(exc)) from exc
+
+
+class ReplayOut(BaseModel):
+    """:func:`chainaudit.risk.decisions.replay_decision`'s report on the alert's decision."""
+
+    record_id: str
+    matches: bool
+    recorded_outcome: str | None
+    replayed_outcome: str | None
+    rule_set_hash: str | None
+    fired: list[str]
+    problems: list[str]
+
+
+@router.get("/{alert_id}/replay", response_model=ReplayOut)
+async def replay_alert_decision(
+    request: Request, alert_id: AlertId, key: AlertReader, svc: ServicesDep
+) -> ReplayOut:
+    """Replay the risk decision that raised the alert: its inputs evaluated again with the
+    rule set its hash names, compared with what was recorded (``chainaudit risk replay``).
+    ``matches`` is false, with the ``problems`` named, when the record was altered, written
+    by someone else than the risk service, or evaluates otherwise today."""
+
+    def run() -> ReplayOut:
+        book = _book(request, svc)
+        alert = book.alert(alert_id)
+        report = replay_decision(svc.reader(), book, alert.decision_id)
+        return ReplayOut.model_validate(report.to_json())
+
+    try:
+        return await run_in_threadpool(run)
+    except NotFoundError as exc:
+        raise Problem(404, "not-found", str(exc)) from exc
+    except RiskError as exc:
+        raise Problem(409, "not-replayable", str(exc)) from exc
 
 
 async def _transition(

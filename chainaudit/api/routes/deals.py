@@ -490,6 +490,92 @@ async def get_deal(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, 
     return deal_json(deal, token_decimals=decimals)
 
 
+def _party_roles(deal: Deal) -> list[tuple[str, str]]:
+    """The deal's parties as (role, address) pairs, in the order a reader expects them: buyer,
+    supplier, financier(s), inspectors, approvers, arbiter (an address may hold several
+    roles; a milestone's financier is its payee once financed)."""
+    pairs: list[tuple[str, str]] = [("buyer", deal.buyer), ("supplier", deal.supplier)]
+    financiers = [deal.financier] if deal.financier else []
+    financiers += [m.payee for m in deal.milestones if m.financed]
+    pairs += [("financier", f) for f in financiers]
+    pairs += [("inspector", i) for i in deal.inspectors]
+    pairs += [("approver", a) for a in deal.approvers]
+    pairs.append(("arbiter", deal.arbiter))
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for role, address in pairs:
+        if (role, address.lower()) not in seen:
+            seen.add((role, address.lower()))
+            out.append((role, address))
+    return out
+
+
+@router.get("/deals/{deal_id}/parties")
+async def deal_parties(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any]:
+    """The deal's parties by role, each named from the party register (the API keys bound to
+    its address: their names and ids, so a reader can name the ``key:<id>`` actors of the
+    deal's records), and the money of the deal per party in the token's minor units:
+    ``in_escrow`` (funded, not yet paid out, on the milestones the party is payee of),
+    ``on_hold`` (of that, under an active compliance hold), ``released`` (paid to the party)
+    and, for the buyer, ``to_fund`` (not yet funded).
+
+    ``credit`` is what the party can withdraw now (``creditOf`` on chain, across all deals in
+    the deal's token): shown to officers, auditors and regulators for every party, to a
+    partner only for its own address (``null`` for the others). A partner reads this only for
+    a deal it may read (404 otherwise, as ``GET /v1/deals/{id}``)."""
+    svc.budget.check(key.key_id, DEAL_READ)
+    deal: Deal = await _run(lambda: _read_deal(svc, key, deal_id))
+    svc.budget.charge(key.key_id, DEAL_READ)
+    keys = [k for k in await run_in_threadpool(svc.keys.list) if k.active and k.address]
+    client = _escrow(svc)
+    mine = (key.address or "").lower()
+
+    credits: dict[str, int] = {}
+
+    def credit(address: str) -> int:
+        if address not in credits:
+            credits[address] = client.credit_of(address, deal.token)
+        return credits[address]
+
+    def money(address: str) -> dict[str, Any]:
+        a = address.lower()
+        paid_to = [m for m in deal.milestones if m.payee.lower() == a]
+        visible = key.role != "partner" or a == mine
+        return {
+            "in_escrow": sum(m.held for m in paid_to),
+            "on_hold": sum(m.held for m in paid_to if m.hold is not None and m.hold.active),
+            "released": sum(m.released for m in paid_to),
+            "to_fund": sum(m.amount - m.funded for m in deal.milestones)
+            if a == deal.buyer.lower()
+            else 0,
+            "credit": credit(a) if visible else None,
+        }
+
+    def build() -> list[dict[str, Any]]:
+        parties = []
+        for role, address in _party_roles(deal):
+            named = [k for k in keys if k.address and k.address.lower() == address.lower()]
+            parties.append(
+                {
+                    "role": role,
+                    "address": address,
+                    "name": named[0].name if named else None,
+                    "key_ids": [k.key_id for k in named],
+                    **money(address),
+                }
+            )
+        return parties
+
+    parties = await _run(build)
+    decimals = await _run(lambda: svc.token_decimals(deal.token))
+    return {
+        "deal_id": deal_id,
+        "token": deal.token,
+        "token_decimals": decimals,
+        "parties": parties,
+    }
+
+
 # Which party may ask for a clearance of each money movement (the chain checks the caller).
 CLEARED_BY: dict[str, tuple[str, ...]] = {
     "fund": WHO[Action.fund],
