@@ -132,6 +132,7 @@ def _everything(client: httpx.Client, deal_id: int, buyer: str, openapi: dict[st
     got["POST /v1/verify"] = verdict
     get(f"/v1/deals/{deal_id}/trace")
     get(f"/v1/deals/{deal_id}")
+    get(f"/v1/deals/{deal_id}/parties")
     get("/v1/deals")
     get(f"/v1/statements/{buyer}", bundles="true")
     get(f"/v1/statements/{buyer}", format="csv")
@@ -155,6 +156,8 @@ def _everything(client: httpx.Client, deal_id: int, buyer: str, openapi: dict[st
         "/v1/deals/{deal_id}": f"/v1/deals/{deal_id}",
         "/v1/statements/{address}": f"/v1/statements/{buyer}",
         "/v1/alerts/{alert_id}": None,  # an alert carries its ids and outcome, no payload
+        "/v1/alerts/{alert_id}/replay": None,  # the rules re-run on the deal's figures
+        "/v1/deals/{deal_id}/parties": f"/v1/deals/{deal_id}/parties",
         "/v1/approvals/{approval_id}": None,  # a request's parameters, no record
         "/tile/{path}": f"/tile/entries/{width}",
     }
