@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from chainaudit import datakeys
 from chainaudit.datakeys import Keyring, KeyringError
@@ -32,20 +34,96 @@ def test_a_sealed_body_opens_only_at_its_own_leaf_and_id(tmp_path: Path) -> None
         moved.open(8, "r1", sealed)  # leaf 7's body at leaf 8: the associated data differs
 
 
+def raw_keys_file(tmp_path: Path) -> bytes:
+    raw = (tmp_path / datakeys.KEYS_DB).read_bytes()
+    wal = tmp_path / (datakeys.KEYS_DB + "-wal")
+    return raw + (wal.read_bytes() if wal.exists() else b"")
+
+
 def test_a_destroyed_key_leaves_the_body_unreadable_and_no_copy_in_the_file(
     tmp_path: Path,
 ) -> None:
     master = os.urandom(32)
     ring = keyring(tmp_path, master)
     sealed = ring.seal([(i, f"r{i}", BODY) for i in range(3)])
-    wrapped = bytes(ring._db.execute("SELECT wrapped FROM data_keys WHERE idx = 1").fetchone()[0])
+    query = "SELECT wrapped FROM key_runs WHERE first = 0"
+    wrapped = bytes(ring._db.execute(query).fetchone()[0])
     assert ring.destroy([1, 99]) == 1
     assert ring.open(1, "r1", sealed[1]) is None
     assert ring.open(0, "r0", sealed[0]) == BODY
-    raw = (tmp_path / datakeys.KEYS_DB).read_bytes()
-    wal = tmp_path / (datakeys.KEYS_DB + "-wal")
-    raw += wal.read_bytes() if wal.exists() else b""
-    assert wrapped not in raw
+    assert ring.open(2, "r2", sealed[2]) == BODY
+    # The run was re-encrypted without key 1: the old run (which, with the master key,
+    # would give key 1 back) is in neither the file nor its WAL.
+    assert wrapped not in raw_keys_file(tmp_path)
+    assert wrapped[:12] not in raw_keys_file(tmp_path)  # not even its nonce
+    assert ring.count() == 2 and not ring.has_key(1) and ring.has_key(0)
+
+
+def test_the_keys_of_one_bundle_are_one_row_and_erasing_one_leaves_the_others(
+    tmp_path: Path,
+) -> None:
+    master = os.urandom(32)
+    ring = keyring(tmp_path, master)
+    items = [(i, f"r{i}", BODY + str(i).encode()) for i in range(250, 600)]
+    sealed = ring.seal(items)
+    runs = ring._db.execute("SELECT first, length FROM key_runs ORDER BY first").fetchall()
+    assert runs == [(250, 6), (256, 256), (512, 88)]  # one row per bundle touched
+    old = {
+        first: bytes(w)
+        for first, w in ring._db.execute("SELECT first, wrapped FROM key_runs").fetchall()
+    }
+    assert ring.destroy([300]) == 1
+    assert ring.open(300, "r300", sealed[50]) is None
+    assert [ring.open(i, f"r{i}", sealed[i - 250]) for i in (250, 299, 301, 511, 599)] == [
+        BODY + str(i).encode() for i in (250, 299, 301, 511, 599)
+    ]
+    raw = raw_keys_file(tmp_path)
+    assert old[256] not in raw and old[250] in raw and old[512] in raw  # only its run rewritten
+    ring.close()
+    # Even with the master key, nothing in today's file gives key 300 back.
+    again = keyring(tmp_path, master)
+    assert again.open(300, "r300", sealed[50]) is None and not again.has_key(300)
+    assert again.count() == len(items) - 1
+
+
+def test_the_last_key_of_a_run_destroyed_removes_the_row(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    ring.seal([(3, "r3", BODY)])
+    assert ring.destroy([3]) == 1 and ring.destroy([3]) == 0
+    assert ring._db.execute("SELECT count(*) FROM key_runs").fetchone()[0] == 0
+
+
+def test_a_row_left_by_a_rolled_back_append_never_shadows_a_later_one(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    ring.seal([(i, f"lost{i}", BODY) for i in range(105, 150)])  # the log rolled back
+    sealed = ring.seal([(i, f"r{i}", BODY) for i in range(100, 120)])  # then committed
+    assert [ring.open(i, f"r{i}", sealed[i - 100]) for i in range(100, 120)] == [BODY] * 20
+    assert not ring.has_key(130)
+
+
+def test_a_moved_or_relabelled_run_does_not_open(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    (sealed,) = ring.seal([(5, "r5", BODY)])
+    ring._db.execute("UPDATE key_runs SET first = 4, length = 2")
+    ring._db.execute("""UPDATE key_runs SET ids = '[null,"r5"]'""")
+    with pytest.raises(KeyringError, match="do not open"):
+        ring.open(5, "r5", sealed)
+
+
+def test_keys_of_the_first_format_still_open_rotate_and_are_destroyed(tmp_path: Path) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    ring = keyring(tmp_path, old)
+    key, nonce = os.urandom(32), os.urandom(12)
+    body = (
+        datakeys.MAGIC + nonce + AESGCM(key).encrypt(nonce, BODY, datakeys.associated_data("r0", 0))
+    )
+    ring._db.execute(
+        "INSERT INTO data_keys VALUES (0, 'r0', ?, ?)", (ring.master_id, aes_key_wrap(old, key))
+    )
+    assert ring.open(0, "r0", body) == BODY and ring.has_key(0) and ring.count() == 1
+    assert ring.rotate(new) == 1
+    assert ring.open(0, "r0", body) == BODY
+    assert ring.destroy([0]) == 1 and ring.open(0, "r0", body) is None
 
 
 def test_rotation_rewraps_every_key_and_the_old_master_no_longer_opens(tmp_path: Path) -> None:
