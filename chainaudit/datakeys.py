@@ -33,6 +33,7 @@ and how long an erased key can still exist.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import hashlib
@@ -50,6 +51,11 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from chainaudit import native
 from chainaudit.errors import ChainauditError, ConfigError
+
+try:
+    from chainaudit import _seal
+except ImportError:  # built without OpenSSL headers: seal with `cryptography`
+    _seal = None  # type: ignore[assignment]
 
 __all__ = [
     "KEYS_DB",
@@ -191,80 +197,120 @@ def seal_items(
     Pure (no I/O but the system's randomness): returns the sealed bodies, in order, and the
     key runs that hold their keys (one per record bundle touched, :data:`RUN_WIDTH`), which
     must be stored (:meth:`Keyring.store`) before any sealed body is committed. Leaf indexes
-    must be distinct.
+    must be distinct. The optional extension :mod:`chainaudit._seal` (OpenSSL) encrypts when
+    it is built, else ``cryptography``: the same bytes either way.
     """
-    step = KEY_SIZE + NONCE_SIZE
-    randomness = os.urandom(step * len(items))  # one system call for the whole batch
-    sealed: list[bytes] = []
-    groups: dict[int, list[tuple[int, str, bytes]]] = {}
-    for at, (index, record_id, body) in enumerate(items):
-        key = randomness[at * step : at * step + KEY_SIZE]
-        nonce = randomness[at * step + KEY_SIZE : (at + 1) * step]
-        aad = f"chainaudit-record-v1\x00{index}\x00{record_id}".encode()
-        sealed.append(MAGIC + nonce + AESGCM(key).encrypt(nonce, body, aad))
-        groups.setdefault(index // RUN_WIDTH, []).append((index, record_id, key))
+    count = len(items)
+    keys = os.urandom(KEY_SIZE * count)  # one system call each for the whole batch
+    nonces = os.urandom(NONCE_SIZE * count)
+    bodies = [item[2] for item in items]
+    aads = [f"chainaudit-record-v1\x00{index}\x00{rid}".encode() for index, rid, _ in items]
+    if _seal is not None:
+        sealed = _seal.seal_many(keys, nonces, bodies, aads, MAGIC)
+    else:
+        sealed = []
+        for at, (body, aad) in enumerate(zip(bodies, aads, strict=True)):
+            nonce = nonces[at * NONCE_SIZE : (at + 1) * NONCE_SIZE]
+            cipher = AESGCM(keys[at * KEY_SIZE : (at + 1) * KEY_SIZE])
+            sealed.append(MAGIC + nonce + cipher.encrypt(nonce, body, aad))
+    members = [(index, rid, at) for at, (index, rid, _) in enumerate(items)]
+    return sealed, _runs(master, members, keys)
+
+
+def _runs(master: bytes, members: Sequence[tuple[int, str, int]], keys: bytes) -> list[KeyRun]:
+    """The key runs of ``members``, ``(leaf index, record id, position of its key in
+    keys)`` with distinct leaves: one per record bundle touched."""
+    groups: dict[int, list[tuple[int, str, int]]] = {}
+    for member in members:
+        groups.setdefault(member[0] // RUN_WIDTH, []).append(member)
     master_id = master_key_id(master)
     runs: list[KeyRun] = []
-    for members in groups.values():
-        first = min(m[0] for m in members)
-        count = max(m[0] for m in members) - first + 1
-        ids: list[str | None] = [None] * count
-        keys = bytearray(count * KEY_SIZE)
-        for index, record_id, key in members:
+    for group in groups.values():
+        (lo, _, k_lo), (hi, _, k_hi) = group[0], group[-1]
+        if hi - lo == len(group) - 1 and k_hi - k_lo == hi - lo:  # consecutive, in order
+            ids: list[str | None] = [m[1] for m in group]
+            slots = keys[k_lo * KEY_SIZE : (k_hi + 1) * KEY_SIZE]
+            runs.append(_wrap_run(master, master_id, lo, len(group), ids, slots))
+            continue
+        first = min(m[0] for m in group)
+        length = max(m[0] for m in group) - first + 1
+        ids = [None] * length
+        buffer = bytearray(length * KEY_SIZE)
+        for index, record_id, at in group:
             slot = index - first
             ids[slot] = record_id
-            keys[slot * KEY_SIZE : (slot + 1) * KEY_SIZE] = key
-        runs.append(_wrap_run(master, master_id, first, count, ids, bytes(keys)))
-    return sealed, runs
+            buffer[slot * KEY_SIZE : (slot + 1) * KEY_SIZE] = keys[
+                at * KEY_SIZE : (at + 1) * KEY_SIZE
+            ]
+        runs.append(_wrap_run(master, master_id, first, length, ids, bytes(buffer)))
+    return runs
 
 
 def seal_batch(batch: native.Batch, first: int, at_rest: AtRest) -> native.Batch | None:
     """``batch``, the leaves from ``first`` on, with the bodies of the kinds ``at_rest`` seals
-    replaced by their sealed form (:func:`seal_items`) and the key runs to store in
+    replaced by their sealed form (as :func:`seal_items` seals) and the key runs to store in
     :attr:`native.Batch.keys`; ``None`` when it holds no such record.
 
     The sealed bodies go after the batch's text and their :data:`native.BATCH_META` offsets
     point there; ids, kinds, actors and the plain bodies stay where they are, and the plain
     offsets are kept in :attr:`native.Batch.plain_meta` (so a writer that finds the batch at
-    another leaf unseals it for nothing). Any bundles packed earlier are dropped.
+    another leaf unseals it for nothing). Any bundles packed earlier are dropped. With the
+    extension :mod:`chainaudit._seal` the whole batch is sealed in one call.
 
     Raises:
         KeyringError: the sealed batch would pass 4 GiB (ingest smaller chunks).
     """
-    kinds = {kind.encode("ascii", "replace") for kind in at_rest.kinds}
+    kinds = tuple(kind.encode("ascii", "replace") for kind in sorted(at_rest.kinds))
     text = batch.bodies
-    metas = list(native.BATCH_META.iter_unpack(batch.meta))
-    chosen = [i for i, m in enumerate(metas) if text[m[4] : m[4] + m[5]] in kinds]
-    if not chosen:
-        return None
-    overhead = len(MAGIC) + NONCE_SIZE + TAG_SIZE
-    if len(text) + sum(metas[i][1] + overhead for i in chosen) >= 1 << 32:
-        raise KeyringError("a bulk batch over 4 GiB cannot be sealed: ingest smaller chunks")
-    sealed, runs = seal_items(
-        at_rest.master,
-        [
-            (
-                first + i,
-                text[metas[i][2] : metas[i][2] + metas[i][3]].decode("ascii"),
-                text[metas[i][0] : metas[i][0] + metas[i][1]],
+    if _seal is not None:
+        keys = os.urandom(KEY_SIZE * batch.size)
+        nonces = os.urandom(NONCE_SIZE * batch.size)
+        try:
+            tail, meta, picked = _seal.seal_columns(
+                text, batch.meta, kinds, first, keys, nonces, MAGIC
             )
-            for i in chosen
-        ],
-    )
-    meta = bytearray(batch.meta)
-    at = len(text)
-    for i, body in zip(chosen, sealed, strict=True):
-        native.BATCH_META.pack_into(meta, i * native.BATCH_META.size, at, len(body), *metas[i][2:])
-        at += len(body)
-    out = batch._replace(
-        bodies=text + b"".join(sealed),
-        meta=bytes(meta),
+        except ValueError as exc:
+            raise KeyringError(str(exc)) from exc
+        chosen = array.array("I", picked)
+        if not chosen:
+            return None
+        ids = json.loads(batch.ids_json)
+        runs = _runs(at_rest.master, [(first + i, ids[i], i) for i in chosen], keys)
+    else:
+        metas = list(native.BATCH_META.iter_unpack(batch.meta))
+        positions = [i for i, m in enumerate(metas) if text[m[4] : m[4] + m[5]] in kinds]
+        if not positions:
+            return None
+        overhead = len(MAGIC) + NONCE_SIZE + TAG_SIZE
+        if len(text) + sum(metas[i][1] + overhead for i in positions) >= 1 << 32:
+            raise KeyringError("a bulk batch over 4 GiB cannot be sealed: ingest smaller chunks")
+        sealed, runs = seal_items(
+            at_rest.master,
+            [
+                (
+                    first + i,
+                    text[metas[i][2] : metas[i][2] + metas[i][3]].decode("ascii"),
+                    text[metas[i][0] : metas[i][0] + metas[i][1]],
+                )
+                for i in positions
+            ],
+        )
+        writable = bytearray(batch.meta)
+        at = len(text)
+        for i, body in zip(positions, sealed, strict=True):
+            native.BATCH_META.pack_into(
+                writable, i * native.BATCH_META.size, at, len(body), *metas[i][2:]
+            )
+            at += len(body)
+        tail, meta = b"".join(sealed), bytes(writable)
+    return batch._replace(
+        bodies=text + tail,
+        meta=meta,
         first=first,
         packed=(),
         plain_meta=batch.meta,
         keys=tuple(runs),
     )
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ a real ``keys.sqlite``."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -171,3 +172,57 @@ def test_the_master_key_comes_from_the_setting_or_a_file_not_both(tmp_path: Path
     with pytest.raises(ConfigError, match="not both"):
         datakeys.master_key_from(text, file)
     assert text not in repr(datakeys.AtRest(key, frozenset({"transaction"})))
+
+
+def test_the_openssl_extension_and_cryptography_seal_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seal = pytest.importorskip("chainaudit._seal")  # optional: needs OpenSSL headers
+
+    keys, nonces = os.urandom(64), os.urandom(24)
+    bodies, aads = [BODY, b""], [datakeys.associated_data("r1", 3), b""]
+    sealed = _seal.seal_many(keys, nonces, bodies, aads, datakeys.MAGIC)
+    for i in range(2):
+        expected = AESGCM(keys[32 * i : 32 * (i + 1)]).encrypt(
+            nonces[12 * i : 12 * (i + 1)], bodies[i], aads[i]
+        )
+        assert sealed[i] == datakeys.MAGIC + nonces[12 * i : 12 * (i + 1)] + expected
+    with pytest.raises(ValueError, match="differ in count"):
+        _seal.seal_many(keys, nonces, [BODY], aads, datakeys.MAGIC)
+    # Without the extension, cryptography seals, and the keyring opens either.
+    ring = keyring(tmp_path, os.urandom(32))
+    with_c = ring.seal([(0, "r0", BODY)])
+    monkeypatch.setattr(datakeys, "_seal", None)
+    without = ring.seal([(1, "r1", BODY)])
+    assert ring.open(0, "r0", with_c[0]) == BODY and ring.open(1, "r1", without[0]) == BODY
+
+
+@pytest.mark.parametrize("extension", [True, False])
+def test_a_batch_is_sealed_column_wise_the_same_with_or_without_the_extension(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extension: bool
+) -> None:
+    from chainaudit import native  # noqa: PLC0415
+    from chainaudit.records import KINDS  # noqa: PLC0415
+
+    if not extension:
+        monkeypatch.setattr(datakeys, "_seal", None)
+    lines = [
+        {"id": f"b{i}", "kind": "transaction" if i % 3 else "document", "actor": "a:b",
+         "timestamp": "2026-11-21T09:30:00Z", "payload": {"n": i}, "salt": f"{i:032x}"}
+        for i in range(600)
+    ]  # fmt: skip
+    raw = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
+    batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 601))
+    assert batch is not None
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    sealed = datakeys.seal_batch(batch, 1000, at_rest)
+    assert sealed is not None and sealed.plain().meta == batch.meta
+    ring = keyring(tmp_path, at_rest.master)
+    ring.store(list(sealed.keys))
+    plain, opened = batch.records(), sealed.records()
+    assert [r.leaf_hash for r in plain] == [r.leaf_hash for r in opened]
+    for i, (p, s) in enumerate(zip(plain, opened, strict=True)):
+        assert datakeys.is_sealed(s.body) == (i % 3 != 0)
+        assert (ring.open(1000 + i, s.record_id, s.body) if i % 3 else s.body) == p.body
+    assert ring.count() == 400
+    assert datakeys.seal_batch(batch, 0, datakeys.AtRest(at_rest.master)) is None
