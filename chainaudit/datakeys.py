@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from chainaudit import native
+from chainaudit import bundles, native
 from chainaudit.errors import ChainauditError, ConfigError
 
 try:
@@ -81,8 +81,8 @@ MAGIC: Final = b"\x00cae1"
 NONCE_SIZE: Final = 12
 KEY_SIZE: Final = 32
 TAG_SIZE: Final = 16
-RUN_WIDTH: Final = 256
-"""A key run never crosses a multiple of this (the record bundles' width)."""
+RUN_WIDTH: Final = bundles.WIDTH
+"""A key run never crosses a multiple of this: one run per record bundle and append."""
 _NO_KEY: Final = bytes(KEY_SIZE)
 
 _SCHEMA: Final = """

@@ -382,8 +382,9 @@ def test_a_parsing_child_seals_and_the_writer_stores_one_key_row_per_bundle(
         assert log.keyring().count() == count - count // 5
         assert [e.body for e in log.entries()] == [e.body for e in plain.entries()]
         rows = log.keyring()._db.execute("SELECT first, length FROM key_runs").fetchall()
-        assert all(f // 256 == (f + n - 1) // 256 for f, n in rows)  # within one bundle
-        assert len(rows) <= count // 256 + 20  # one per bundle, and one more per chunk
+        width = datakeys.RUN_WIDTH
+        assert all(f // width == (f + n - 1) // width for f, n in rows)  # within one bundle
+        assert len(rows) <= count // width + 20  # one per bundle, and one more per chunk
         stored = log._bundles([10])[10]
         assert datakeys.is_sealed(stored[1].body) and not datakeys.is_sealed(stored[0].body)
         assert TOKENS[7].encode() not in readable(tmp_path / "sealed")
