@@ -19,6 +19,13 @@
  *   to back (`tail`, to be put after `text`), a copy of `meta` whose entries of the sealed
  *   records point there, and the positions of the sealed records (uint32, native order).
  *   ValueError when the sealed batch would pass 4 GiB or an entry points outside `text`.
+ *
+ * drop_sealed(text, meta, start, stop) -> (text, meta)
+ *   For a batch sealed by seal_columns: the sealed bodies of records start .. stop - 1
+ *   (those whose body begins with 0x00, the first byte of a sealed body) removed from `text`,
+ *   their entries set to an empty body at offset 0, and the later offsets moved down. Used
+ *   once the records' bundles are packed, so the sealed bodies cross to the writer only once.
+ *   ValueError if the sealed bodies of those records are not one run in record order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -224,7 +231,73 @@ done:
     return result;
 }
 
+static PyObject *drop_sealed(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer text, meta;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "y*y*nn", &text, &meta, &start, &stop))
+        return NULL;
+    PyObject *result = NULL, *new_meta = NULL, *new_text = NULL;
+    Py_ssize_t n = meta.len / (Py_ssize_t)sizeof(batch_meta_t);
+    if (meta.len % (Py_ssize_t)sizeof(batch_meta_t) || start < 0 || stop > n || start > stop) {
+        PyErr_SetString(PyExc_ValueError, "drop_sealed: malformed meta or range");
+        goto done;
+    }
+    new_meta = PyBytes_FromStringAndSize(meta.buf, meta.len);
+    if (new_meta == NULL)
+        goto done;
+    batch_meta_t *entries = (batch_meta_t *)PyBytes_AS_STRING(new_meta);
+    const unsigned char *src = text.buf;
+    Py_ssize_t lo = -1, hi = -1;
+    for (Py_ssize_t i = start; i < stop; i++) {
+        batch_meta_t *e = &entries[i];
+        if ((Py_ssize_t)e->body_at + e->body_len > text.len) {
+            PyErr_SetString(PyExc_ValueError, "drop_sealed: an entry points outside the text");
+            goto done;
+        }
+        if (e->body_len == 0 || src[e->body_at] != 0)
+            continue;
+        if (lo < 0)
+            lo = hi = e->body_at;
+        if ((Py_ssize_t)e->body_at != hi) {
+            PyErr_SetString(PyExc_ValueError, "drop_sealed: the sealed bodies are not one run");
+            goto done;
+        }
+        hi += e->body_len;
+        e->body_at = 0;
+        e->body_len = 0;
+    }
+    if (lo < 0) {
+        result = PyTuple_Pack(2, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1));
+        goto done;
+    }
+    Py_ssize_t cut = hi - lo;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        batch_meta_t *e = &entries[i];
+        if ((Py_ssize_t)e->body_at >= hi)
+            e->body_at -= (uint32_t)cut;
+        else if ((Py_ssize_t)e->body_at + e->body_len > lo && (i < start || i >= stop)) {
+            PyErr_SetString(PyExc_ValueError, "drop_sealed: another record's body is in the run");
+            goto done;
+        }
+    }
+    new_text = PyBytes_FromStringAndSize(NULL, text.len - cut);
+    if (new_text == NULL)
+        goto done;
+    memcpy(PyBytes_AS_STRING(new_text), src, (size_t)lo);
+    memcpy(PyBytes_AS_STRING(new_text) + lo, src + hi, (size_t)(text.len - hi));
+    result = PyTuple_Pack(2, new_text, new_meta);
+done:
+    Py_XDECREF(new_text);
+    Py_XDECREF(new_meta);
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&meta);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"drop_sealed", drop_sealed, METH_VARARGS,
+     "drop_sealed(text, meta, start, stop) -> (text, meta) without those sealed bodies"},
     {"seal_columns", seal_columns, METH_VARARGS,
      "seal_columns(text, meta, kinds, first, keys, nonces, magic) -> (tail, meta, chosen)"},
     {"seal_many", seal_many, METH_VARARGS,

@@ -66,6 +66,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "associated_data",
+    "drop_packed",
     "is_sealed",
     "master_key_id",
     "parse_master_key",
@@ -311,6 +312,28 @@ def seal_batch(batch: native.Batch, first: int, at_rest: AtRest) -> native.Batch
         plain_meta=batch.meta,
         keys=tuple(runs),
     )
+
+
+def drop_packed(batch: native.Batch) -> native.Batch:
+    """``batch``, sealed by :func:`seal_batch` and then packed (``bundles.pack``), without
+    the sealed bodies its packed bundles already hold: their entries in :attr:`meta
+    <native.Batch.meta>` become empty bodies (the writer uses the packed bundles for those
+    records, and :meth:`native.Batch.plain` still gives every plain body). So a batch
+    crosses from the parsing process to the writer with each sealed body once. Unchanged
+    without the extension :mod:`chainaudit._seal`, or when nothing is sealed or packed.
+
+    Raises:
+        KeyringError: the batch is not laid out as :func:`seal_batch` leaves it.
+    """
+    if _seal is None or not batch.plain_meta or not batch.packed:
+        return batch
+    head = -batch.first % bundles.WIDTH
+    stop = head + len(batch.packed) * bundles.WIDTH
+    try:
+        text, meta = _seal.drop_sealed(batch.bodies, batch.meta, head, stop)
+    except ValueError as exc:
+        raise KeyringError(f"cannot trim a sealed batch: {exc}") from exc
+    return batch._replace(bodies=text, meta=meta)
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,9 +262,12 @@ def _parse_into(
             chunk = _parse_chunk(job)
             if next_leaf is not None:
                 if isinstance(chunk, native.Batch):
+                    sealed = None
                     if at_rest is not None and b'"deal_id":' not in chunk.bodies:
-                        chunk = datakeys.seal_batch(chunk, next_leaf, at_rest) or chunk
-                    chunk = bundles.pack(chunk, next_leaf)
+                        sealed = datakeys.seal_batch(chunk, next_leaf, at_rest)
+                    chunk = bundles.pack(sealed or chunk, next_leaf)
+                    if sealed is not None:
+                        chunk = datakeys.drop_packed(chunk)  # each sealed body crosses once
                 next_leaf += _size(chunk)
             sender.send(("chunk", _to_wire(chunk)))
         sender.send(("done", None))

@@ -238,3 +238,29 @@ def test_a_batch_is_sealed_column_wise_the_same_with_or_without_the_extension(
         assert (ring.open(1000 + i, s.record_id, s.body) if i % 3 else s.body) == p.body
     assert ring.count() == 400
     assert datakeys.seal_batch(batch, 0, datakeys.AtRest(at_rest.master)) is None
+
+
+def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> None:
+    from chainaudit import bundles, native  # noqa: PLC0415
+    from chainaudit.records import KINDS  # noqa: PLC0415
+
+    pytest.importorskip("chainaudit._seal")
+    raw = b"".join(
+        json.dumps(
+            {"id": f"p{i}", "kind": "transaction" if i % 4 else "document", "actor": "a:b",
+             "timestamp": "2026-11-21T09:30:00Z", "payload": {"n": i}, "salt": f"{i:032x}"}
+        ).encode() + b"\n"
+        for i in range(700)
+    )  # fmt: skip
+    batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 701))
+    assert batch is not None
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    packed = bundles.pack(datakeys.seal_batch(batch, 100, at_rest) or batch, 100)
+    trimmed = datakeys.drop_packed(packed)
+    head, stop = 28, 28 + 5 * 128  # leaves 128 .. 767 are in the packed bundles
+    assert len(packed.packed) == 5 and len(trimmed.bodies) < len(packed.bodies)
+    assert trimmed.plain().records() == batch.records()  # the plain bodies are all there
+    kept, full = trimmed.records(), packed.records()
+    assert kept[:head] == full[:head] and kept[stop:] == full[stop:]
+    assert all(r.body == b"" for i, r in enumerate(kept[head:stop]) if (i + head) % 4)
+    assert [r.body for r in kept[head:stop:4]] == [r.body for r in full[head:stop:4]]
