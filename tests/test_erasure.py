@@ -396,3 +396,34 @@ def test_a_parsing_child_seals_and_the_writer_stores_one_key_row_per_bundle(
         neighbours = [log.entry(f"big-{i:07d}").body for i in (2561, 2562, 2564, 2600)]
         assert all(b is not None and b"name-" in b for b in neighbours)
         assert log.keyring().count() == count - count // 5 - 1
+
+
+def test_the_keys_are_committed_before_the_log_and_a_rollback_leaves_nothing_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    seen: list[int] = []
+    store = datakeys.Keyring.store
+
+    def spying_store(ring: datakeys.Keyring, runs: list[datakeys.KeyRun]) -> None:
+        reader = sqlite3.connect(tmp_path / "log.sqlite")  # the log is not committed yet
+        seen.append(
+            int(reader.execute("SELECT value FROM meta WHERE key = 'tree_size'").fetchone()[0])
+        )
+        reader.close()
+        store(ring, runs)
+        fresh = sqlite3.connect(tmp_path / datakeys.KEYS_DB)  # ...and the keys are
+        seen.append(fresh.execute("SELECT count(*) FROM key_runs").fetchone()[0])
+        fresh.close()
+
+    monkeypatch.setattr(datakeys.Keyring, "store", spying_store)
+    with Log.open(tmp_path, at_rest=at_rest) as log:
+        log.append([record(0)])
+        with contextlib.suppress(RuntimeError), log.transaction() as batch:
+            batch.append([record(i) for i in range(1, 5)])
+            raise RuntimeError("the writer fails after sealing")
+        assert log._staged == [] and log.size == 1
+        log.append([record(i) for i in range(5, 8)])
+        assert seen == [0, 1, 1, 2]  # the log's size then, the key rows committed
+        assert [log.entry(f"rec-{i:04d}").body is not None for i in (0, 5, 6, 7)] == [True] * 4
+        assert log.keyring().count() == 4 and log.audit().clean
