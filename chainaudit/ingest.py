@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO
 
-from chainaudit import bundles, native, provenance
+from chainaudit import bundles, datakeys, native, provenance
 from chainaudit.errors import InputError, RecordError
 from chainaudit.records import KINDS, SALT_BYTES, PreparedRecord, is_submitter, parse_json_line
 from chainaudit.store import AppendResult, Log
@@ -172,12 +172,17 @@ def _chunks(source: BinaryIO, name: str, kinds: frozenset[str], submitter: str) 
 
 
 def _parsed(
-    jobs: Iterator[Job], large: bool, workers: int | None, first_leaf: Callable[[], int] | None
+    jobs: Iterator[Job],
+    large: bool,
+    workers: int | None,
+    first_leaf: Callable[[], int] | None,
+    at_rest: datakeys.AtRest | None = None,
 ) -> Iterator[Chunk]:
     """The records of ``jobs``, chunk by chunk, parsed by ``workers`` processes if the input
     is ``large`` (``None``: chosen from the first chunk, see :data:`FAST_PATH_WORKERS`).
     ``first_leaf()``, asked when the first chunk is wanted, is the leaf the records will
-    start at if all are new: a parsing child then also packs their bundles."""
+    start at if all are new: a parsing child then also seals the kinds ``at_rest`` names
+    (:func:`chainaudit.datakeys.seal_batch`) and packs their bundles."""
     start = first_leaf() if first_leaf is not None else None
     if workers is None:
         first = next(jobs, None)
@@ -191,13 +196,15 @@ def _parsed(
     if workers < 1 or not large:
         yield from map(_parse_chunk, jobs)
     elif workers == 1:
-        yield from _parsed_by_child(jobs, start)
+        yield from _parsed_by_child(jobs, start, at_rest)
     else:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             yield from map(_from_wire, pool.imap(_parse_for_wire, jobs))
 
 
-def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chunk]:
+def _parsed_by_child(
+    jobs: Iterator[Job], next_leaf: int | None, at_rest: datakeys.AtRest | None = None
+) -> Iterator[Chunk]:
     """The chunks of ``jobs`` parsed by one forked child, which runs ahead of the caller by
     what the pipe holds. Unlike a pool, this starts no thread in the caller's process, so
     the writer never waits for the GIL while SQLite and Zstandard work."""
@@ -206,7 +213,7 @@ def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chu
     with contextlib.suppress(OSError, AttributeError):  # fewer, larger reads (Linux only)
         fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     child = context.Process(
-        target=_parse_into, args=(jobs, sender, receiver, next_leaf), daemon=True
+        target=_parse_into, args=(jobs, sender, receiver, next_leaf, at_rest), daemon=True
     )
     child.start()
     sender.close()
@@ -233,11 +240,19 @@ def _parsed_by_child(jobs: Iterator[Job], next_leaf: int | None) -> Iterator[Chu
 
 
 def _parse_into(
-    jobs: Iterator[Job], sender: Connection, receiver: Connection, next_leaf: int | None
+    jobs: Iterator[Job],
+    sender: Connection,
+    receiver: Connection,
+    next_leaf: int | None,
+    at_rest: datakeys.AtRest | None = None,
 ) -> None:
     """The child of :func:`_parsed_by_child`: send each parsed chunk, then ``done`` (or the
     error that stopped it). With ``next_leaf`` (where the records start if all are new) it
-    also packs each batch's complete bundles (:func:`chainaudit.bundles.pack`).
+    also seals each batch's records of the kinds ``at_rest`` seals for those leaves
+    (:func:`chainaudit.datakeys.seal_batch`: the writer then only stores the key runs, and
+    unseals for nothing if the batch lands elsewhere) and packs its complete bundles
+    (:func:`chainaudit.bundles.pack`). A batch naming a deal is left plain (the writer
+    appends it record by record).
 
     The child closes its inherited copy of the pipe's reading end first: then, if the writer
     dies, sending fails (``BrokenPipeError``) and the child ends instead of blocking."""
@@ -247,7 +262,12 @@ def _parse_into(
             chunk = _parse_chunk(job)
             if next_leaf is not None:
                 if isinstance(chunk, native.Batch):
-                    chunk = bundles.pack(chunk, next_leaf)
+                    sealed = None
+                    if at_rest is not None and b'"deal_id":' not in chunk.bodies:
+                        sealed = datakeys.seal_batch(chunk, next_leaf, at_rest)
+                    chunk = bundles.pack(sealed or chunk, next_leaf)
+                    if sealed is not None:
+                        chunk = datakeys.drop_packed(chunk)  # each sealed body crosses once
                 next_leaf += _size(chunk)
             sender.send(("chunk", _to_wire(chunk)))
         sender.send(("done", None))
@@ -308,7 +328,8 @@ def ingest_file(
     with source:
         chunks = _chunks(source, str(path), frozenset(log.kinds | KINDS), submitter)
         first_leaf = (lambda: log.size) if commit_every is None else None
-        parsed = _parsed(chunks, size >= PARALLEL_BYTES, workers, first_leaf)
+        at_rest = log.at_rest if log.at_rest is not None and log.at_rest.kinds else None
+        parsed = _parsed(chunks, size >= PARALLEL_BYTES, workers, first_leaf, at_rest)
         return _ingest(log, parsed, lines, commit_every, progress)
 
 

@@ -92,6 +92,19 @@ class Batch(NamedTuple):
     multiple of 256 at or after :attr:`first` on (``chainaudit.bundles.pack``), made by the
     parsing process ahead of the writer; the writer uses them only if the batch starts at
     leaf :attr:`first` and all its records are new."""
+    plain_meta: bytes = b""
+    """Non-empty when the batch was sealed at rest for the leaves from :attr:`first` on
+    (``chainaudit.datakeys.seal_batch``): :attr:`meta` then points at the sealed bodies and
+    this, the plain :data:`BATCH_META` entries, at the plain ones (still in :attr:`bodies`)."""
+    keys: tuple[Any, ...] = ()
+    """With :attr:`plain_meta`: the ``chainaudit.datakeys.KeyRun`` rows holding the data keys
+    of the sealed bodies, to be stored before the batch is committed."""
+
+    def plain(self) -> Batch:
+        """This batch with its plain bodies (and nothing packed) if it was sealed at rest."""
+        if not self.plain_meta:
+            return self
+        return self._replace(meta=self.plain_meta, plain_meta=b"", keys=(), first=-1, packed=())
 
     def leaf_hashes(self) -> list[bytes]:
         leaves = self.leaves

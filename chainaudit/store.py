@@ -160,6 +160,9 @@ class Log:
         """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`); ``None``:
         nothing is sealed, and reading a sealed body raises :class:`StoreError`."""
         self._keyring: datakeys.Keyring | None = None
+        self._staged: list[datakeys.KeyRun] = []
+        """The key runs of the sealed bodies of the open write transaction, stored in
+        ``keys.sqlite`` (one durable transaction) just before the log's commit."""
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30.0, check_same_thread=False
@@ -317,16 +320,15 @@ class Log:
 
     def _sealed(self, first: int, records: Sequence[PreparedRecord]) -> list[PreparedRecord]:
         """``records``, the leaves from ``first`` on, with the bodies of the kinds sealed at
-        rest replaced by their sealed form (keys committed first, :meth:`Keyring.seal`)."""
+        rest replaced by their sealed form (:func:`datakeys.seal_items`); their keys are
+        staged (:meth:`_stage_keys`)."""
         assert self.at_rest is not None
         kinds = self.at_rest.kinds
         chosen = [i for i, r in enumerate(records) if r[1] in kinds]
-        try:
-            sealed = self.keyring().seal(
-                [(first + i, records[i][0], records[i][5]) for i in chosen]
-            )
-        except datakeys.KeyringError as exc:
-            raise StoreError(str(exc)) from exc
+        sealed, runs = datakeys.seal_items(
+            self.at_rest.master, [(first + i, records[i][0], records[i][5]) for i in chosen]
+        )
+        self._stage_keys(runs)
         out = list(records)
         for i, body in zip(chosen, sealed, strict=True):
             out[i] = out[i]._replace(body=body)
@@ -334,40 +336,33 @@ class Log:
 
     def _sealed_batch(self, first: int, batch: native.Batch) -> native.Batch:
         """``batch``, the leaves from ``first`` on, with the bodies of the kinds sealed at rest
-        replaced by their sealed form: the sealed bodies go after the batch's text and their
-        :data:`native.BATCH_META` offsets point there (ids, kinds and actors stay where they
-        are). The bundles a parsing process packed (plain) are dropped."""
+        replaced by their sealed form (:func:`datakeys.seal_batch`; the bundles a parsing
+        process packed are dropped); their keys are staged (:meth:`_stage_keys`)."""
         assert self.at_rest is not None
-        kinds = {kind.encode("ascii", "replace") for kind in self.at_rest.kinds}
-        text = batch.bodies
-        metas = list(native.BATCH_META.iter_unpack(batch.meta))
-        chosen = [i for i, m in enumerate(metas) if text[m[4] : m[4] + m[5]] in kinds]
-        overhead = len(datakeys.MAGIC) + datakeys.NONCE_SIZE + 16  # the GCM tag
-        if len(text) + sum(metas[i][1] + overhead for i in chosen) >= 1 << 32:
-            raise StoreError("a bulk batch over 4 GiB cannot be sealed: ingest smaller chunks")
         try:
-            sealed = self.keyring().seal(
-                [
-                    (
-                        first + i,
-                        text[metas[i][2] : metas[i][2] + metas[i][3]].decode("ascii"),
-                        text[metas[i][0] : metas[i][0] + metas[i][1]],
-                    )
-                    for i in chosen
-                ]
-            )
+            sealed = datakeys.seal_batch(batch, first, self.at_rest)
         except datakeys.KeyringError as exc:
             raise StoreError(str(exc)) from exc
-        meta = bytearray(batch.meta)
-        tail: list[bytes] = []
-        at = len(text)
-        for i, body in zip(chosen, sealed, strict=True):
-            native.BATCH_META.pack_into(
-                meta, i * native.BATCH_META.size, at, len(body), *metas[i][2:]
-            )
-            tail.append(body)
-            at += len(body)
-        return batch._replace(bodies=text + b"".join(tail), meta=bytes(meta), first=-1, packed=())
+        if sealed is None:
+            return batch
+        self._stage_keys(sealed.keys)
+        return sealed
+
+    def _stage_keys(self, runs: Iterable[datakeys.KeyRun]) -> None:
+        """Keep ``runs`` to be stored just before the open write transaction commits (its
+        sealed bodies are never committed without their keys)."""
+        self._staged.extend(runs)
+
+    def _store_staged(self) -> None:
+        """Store the staged key runs durably in ``keys.sqlite`` (:meth:`datakeys.Keyring.store`);
+        raises :class:`StoreError` if they cannot be (the caller then rolls back)."""
+        if not self._staged:
+            return
+        try:
+            self.keyring().store(self._staged)
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
+        self._staged = []
 
     def _reveal(self, record: bundles.Stored) -> bundles.Stored:
         """``record`` with a sealed body opened (``None`` when its data key is gone)."""
@@ -531,8 +526,10 @@ class Log:
                     "INSERT INTO checkpoints VALUES (?, ?, ?)",
                     (batch.size, batch.root(), int(time.time() * 1000)),
                 )
+            self._store_staged()
             db.execute("COMMIT")
         except BaseException:
+            self._staged = []
             db.execute("ROLLBACK")
             raise
         self._size, self._frontier = batch.size, batch.frontier
@@ -1615,9 +1612,13 @@ class Transaction:
         first = self.size
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
         if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
-            return self.append(batch.records())
-        if self._seals_batch(batch):
-            batch = self._log._sealed_batch(first, batch)
+            return self.append(batch.plain().records())
+        if batch.plain_meta and batch.first == first and self._log.at_rest is not None:
+            self._log._stage_keys(batch.keys)  # sealed by the parsing process for these leaves
+        else:
+            batch = batch.plain()
+            if self._seals_batch(batch):
+                batch = self._log._sealed_batch(first, batch)
         packed = batch.packed if batch.first == first else ()
         head = -first % bundles.WIDTH if packed else batch.size
         tail = head + len(packed) * bundles.WIDTH

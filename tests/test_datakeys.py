@@ -4,10 +4,13 @@ a real ``keys.sqlite``."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from chainaudit import datakeys
 from chainaudit.datakeys import Keyring, KeyringError
@@ -32,20 +35,108 @@ def test_a_sealed_body_opens_only_at_its_own_leaf_and_id(tmp_path: Path) -> None
         moved.open(8, "r1", sealed)  # leaf 7's body at leaf 8: the associated data differs
 
 
+def raw_keys_file(tmp_path: Path) -> bytes:
+    raw = (tmp_path / datakeys.KEYS_DB).read_bytes()
+    wal = tmp_path / (datakeys.KEYS_DB + "-wal")
+    return raw + (wal.read_bytes() if wal.exists() else b"")
+
+
 def test_a_destroyed_key_leaves_the_body_unreadable_and_no_copy_in_the_file(
     tmp_path: Path,
 ) -> None:
     master = os.urandom(32)
     ring = keyring(tmp_path, master)
     sealed = ring.seal([(i, f"r{i}", BODY) for i in range(3)])
-    wrapped = bytes(ring._db.execute("SELECT wrapped FROM data_keys WHERE idx = 1").fetchone()[0])
+    query = "SELECT wrapped FROM key_runs WHERE first = 0"
+    wrapped = bytes(ring._db.execute(query).fetchone()[0])
     assert ring.destroy([1, 99]) == 1
     assert ring.open(1, "r1", sealed[1]) is None
     assert ring.open(0, "r0", sealed[0]) == BODY
-    raw = (tmp_path / datakeys.KEYS_DB).read_bytes()
-    wal = tmp_path / (datakeys.KEYS_DB + "-wal")
-    raw += wal.read_bytes() if wal.exists() else b""
-    assert wrapped not in raw
+    assert ring.open(2, "r2", sealed[2]) == BODY
+    # The run was re-encrypted without key 1: the old run (which, with the master key,
+    # would give key 1 back) is in neither the file nor its WAL.
+    raw = raw_keys_file(tmp_path)
+    assert not any(wrapped[at : at + 16] in raw for at in range(0, len(wrapped), 16))
+    assert ring.count() == 2 and not ring.has_key(1) and ring.has_key(0)
+
+
+def test_the_keys_of_one_bundle_are_one_row_and_erasing_one_leaves_the_others(
+    tmp_path: Path,
+) -> None:
+    master = os.urandom(32)
+    ring = keyring(tmp_path, master)
+    items = [(i, f"r{i}", BODY + str(i).encode()) for i in range(250, 600)]
+    sealed = ring.seal(items)
+    runs = ring._db.execute("SELECT first, length FROM key_runs ORDER BY first").fetchall()
+    assert runs == [(250, 6), (256, 128), (384, 128), (512, 88)]  # one row per bundle touched
+    old = {
+        first: bytes(w)
+        for first, w in ring._db.execute("SELECT first, wrapped FROM key_runs").fetchall()
+    }
+    before = raw_keys_file(tmp_path)
+    pieces = [old[256][at : at + 16] for at in range(0, len(old[256]), 16)]
+    assert sum(piece in before for piece in pieces) > len(pieces) // 2  # the check can see it
+    assert ring.destroy([300]) == 1
+    assert ring.open(300, "r300", sealed[50]) is None
+    assert [ring.open(i, f"r{i}", sealed[i - 250]) for i in (250, 299, 301, 383, 599)] == [
+        BODY + str(i).encode() for i in (250, 299, 301, 383, 599)
+    ]
+    raw = raw_keys_file(tmp_path)
+    # Its run was rewritten, with no 16-byte piece of the old one left anywhere (a run larger
+    # than a page is stored in pieces), and only its run.
+    assert not any(piece in raw for piece in pieces)
+    now = dict(ring._db.execute("SELECT first, wrapped FROM key_runs").fetchall())
+    assert {first: bytes(w) == old[first] for first, w in now.items()} == {
+        250: True,
+        256: False,
+        384: True,
+        512: True,
+    }
+    ring.close()
+    # Even with the master key, nothing in today's file gives key 300 back.
+    again = keyring(tmp_path, master)
+    assert again.open(300, "r300", sealed[50]) is None and not again.has_key(300)
+    assert again.count() == len(items) - 1
+
+
+def test_the_last_key_of_a_run_destroyed_removes_the_row(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    ring.seal([(3, "r3", BODY)])
+    assert ring.destroy([3]) == 1 and ring.destroy([3]) == 0
+    assert ring._db.execute("SELECT count(*) FROM key_runs").fetchone()[0] == 0
+
+
+def test_a_row_left_by_a_rolled_back_append_never_shadows_a_later_one(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    ring.seal([(i, f"lost{i}", BODY) for i in range(105, 150)])  # the log rolled back
+    sealed = ring.seal([(i, f"r{i}", BODY) for i in range(100, 120)])  # then committed
+    assert [ring.open(i, f"r{i}", sealed[i - 100]) for i in range(100, 120)] == [BODY] * 20
+    assert not ring.has_key(130)
+
+
+def test_a_moved_or_relabelled_run_does_not_open(tmp_path: Path) -> None:
+    ring = keyring(tmp_path, os.urandom(32))
+    (sealed,) = ring.seal([(5, "r5", BODY)])
+    ring._db.execute("UPDATE key_runs SET first = 4, length = 2")
+    ring._db.execute("""UPDATE key_runs SET ids = '[null,"r5"]'""")
+    with pytest.raises(KeyringError, match="do not open"):
+        ring.open(5, "r5", sealed)
+
+
+def test_keys_of_the_first_format_still_open_rotate_and_are_destroyed(tmp_path: Path) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    ring = keyring(tmp_path, old)
+    key, nonce = os.urandom(32), os.urandom(12)
+    body = (
+        datakeys.MAGIC + nonce + AESGCM(key).encrypt(nonce, BODY, datakeys.associated_data("r0", 0))
+    )
+    ring._db.execute(
+        "INSERT INTO data_keys VALUES (0, 'r0', ?, ?)", (ring.master_id, aes_key_wrap(old, key))
+    )
+    assert ring.open(0, "r0", body) == BODY and ring.has_key(0) and ring.count() == 1
+    assert ring.rotate(new) == 1
+    assert ring.open(0, "r0", body) == BODY
+    assert ring.destroy([0]) == 1 and ring.open(0, "r0", body) is None
 
 
 def test_rotation_rewraps_every_key_and_the_old_master_no_longer_opens(tmp_path: Path) -> None:
@@ -93,3 +184,83 @@ def test_the_master_key_comes_from_the_setting_or_a_file_not_both(tmp_path: Path
     with pytest.raises(ConfigError, match="not both"):
         datakeys.master_key_from(text, file)
     assert text not in repr(datakeys.AtRest(key, frozenset({"transaction"})))
+
+
+def test_the_openssl_extension_and_cryptography_seal_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seal = pytest.importorskip("chainaudit._seal")  # optional: needs OpenSSL headers
+
+    keys, nonces = os.urandom(64), os.urandom(24)
+    bodies, aads = [BODY, b""], [datakeys.associated_data("r1", 3), b""]
+    sealed = _seal.seal_many(keys, nonces, bodies, aads, datakeys.MAGIC)
+    for i in range(2):
+        expected = AESGCM(keys[32 * i : 32 * (i + 1)]).encrypt(
+            nonces[12 * i : 12 * (i + 1)], bodies[i], aads[i]
+        )
+        assert sealed[i] == datakeys.MAGIC + nonces[12 * i : 12 * (i + 1)] + expected
+    with pytest.raises(ValueError, match="differ in count"):
+        _seal.seal_many(keys, nonces, [BODY], aads, datakeys.MAGIC)
+    # Without the extension, cryptography seals, and the keyring opens either.
+    ring = keyring(tmp_path, os.urandom(32))
+    with_c = ring.seal([(0, "r0", BODY)])
+    monkeypatch.setattr(datakeys, "_seal", None)
+    without = ring.seal([(1, "r1", BODY)])
+    assert ring.open(0, "r0", with_c[0]) == BODY and ring.open(1, "r1", without[0]) == BODY
+
+
+@pytest.mark.parametrize("extension", [True, False])
+def test_a_batch_is_sealed_column_wise_the_same_with_or_without_the_extension(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extension: bool
+) -> None:
+    from chainaudit import native  # noqa: PLC0415
+    from chainaudit.records import KINDS  # noqa: PLC0415
+
+    if not extension:
+        monkeypatch.setattr(datakeys, "_seal", None)
+    lines = [
+        {"id": f"b{i}", "kind": "transaction" if i % 3 else "document", "actor": "a:b",
+         "timestamp": "2026-11-21T09:30:00Z", "payload": {"n": i}, "salt": f"{i:032x}"}
+        for i in range(600)
+    ]  # fmt: skip
+    raw = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
+    batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 601))
+    assert batch is not None
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    sealed = datakeys.seal_batch(batch, 1000, at_rest)
+    assert sealed is not None and sealed.plain().meta == batch.meta
+    ring = keyring(tmp_path, at_rest.master)
+    ring.store(list(sealed.keys))
+    plain, opened = batch.records(), sealed.records()
+    assert [r.leaf_hash for r in plain] == [r.leaf_hash for r in opened]
+    for i, (p, s) in enumerate(zip(plain, opened, strict=True)):
+        assert datakeys.is_sealed(s.body) == (i % 3 != 0)
+        assert (ring.open(1000 + i, s.record_id, s.body) if i % 3 else s.body) == p.body
+    assert ring.count() == 400
+    assert datakeys.seal_batch(batch, 0, datakeys.AtRest(at_rest.master)) is None
+
+
+def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> None:
+    from chainaudit import bundles, native  # noqa: PLC0415
+    from chainaudit.records import KINDS  # noqa: PLC0415
+
+    pytest.importorskip("chainaudit._seal")
+    raw = b"".join(
+        json.dumps(
+            {"id": f"p{i}", "kind": "transaction" if i % 4 else "document", "actor": "a:b",
+             "timestamp": "2026-11-21T09:30:00Z", "payload": {"n": i}, "salt": f"{i:032x}"}
+        ).encode() + b"\n"
+        for i in range(700)
+    )  # fmt: skip
+    batch = native.prepare_batch(raw, frozenset(KINDS), os.urandom(16 * 701))
+    assert batch is not None
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    packed = bundles.pack(datakeys.seal_batch(batch, 100, at_rest) or batch, 100)
+    trimmed = datakeys.drop_packed(packed)
+    head, stop = 28, 28 + 5 * 128  # leaves 128 .. 767 are in the packed bundles
+    assert len(packed.packed) == 5 and len(trimmed.bodies) < len(packed.bodies)
+    assert trimmed.plain().records() == batch.records()  # the plain bodies are all there
+    kept, full = trimmed.records(), packed.records()
+    assert kept[:head] == full[:head] and kept[stop:] == full[stop:]
+    assert all(r.body == b"" for i, r in enumerate(kept[head:stop]) if (i + head) % 4)
+    assert [r.body for r in kept[head:stop:4]] == [r.body for r in full[head:stop:4]]

@@ -10,7 +10,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,3 +335,95 @@ def test_bulk_ingest_seals_only_the_encrypted_kinds_and_keeps_the_leaves(tmp_pat
         stored = log._bundles([0])[0]
         assert datakeys.is_sealed(stored[1].body) and not datakeys.is_sealed(stored[0].body)
         assert log.audit().clean
+
+
+def bulk_lines(count: int, kind_of: Callable[[int], str]) -> list[str]:
+    """Simple records (the native fast path takes them all), ``kind_of(i)`` each."""
+    return [
+        json.dumps(
+            {
+                "id": f"big-{i:07d}",
+                "kind": kind_of(i),
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "supplier:acme",
+                "payload": {"contact": f"name-{i:07d}-{TOKENS[i % 40]}", "amount": i},
+                "salt": f"{i:032x}",
+            }
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("resubmit", [False, True])
+def test_a_parsing_child_seals_and_the_writer_stores_one_key_row_per_bundle(
+    tmp_path: Path, resubmit: bool
+) -> None:
+    """With a large file the parsing child seals (for the leaves it assumes) and packs; the
+    writer only stores the key runs. Re-submissions mid-file move the later records to
+    other leaves: the writer then unseals those batches and seals them again itself."""
+    from chainaudit import ingest  # noqa: PLC0415
+
+    count = 14_000
+    lines = bulk_lines(count, lambda i: "document" if i % 5 == 0 else "transaction")
+    if resubmit:
+        lines[7_000:7_000] = lines[:300]
+    source = tmp_path / "big.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert source.stat().st_size >= ingest.PARALLEL_BYTES
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with (
+        Log.open(tmp_path / "plain") as plain,
+        Log.open(tmp_path / "sealed", at_rest=at_rest) as log,
+    ):
+        ingest.ingest_file(plain, source, workers=1)
+        result = ingest.ingest_file(log, source, workers=1)
+        assert (result.appended, result.duplicates) == (count, 300 if resubmit else 0)
+        assert log.root() == plain.root()  # the leaves never change
+        assert log.keyring().count() == count - count // 5
+        assert [e.body for e in log.entries()] == [e.body for e in plain.entries()]
+        rows = log.keyring()._db.execute("SELECT first, length FROM key_runs").fetchall()
+        width = datakeys.RUN_WIDTH
+        assert all(f // width == (f + n - 1) // width for f, n in rows)  # within one bundle
+        assert len(rows) <= count // width + 20  # one per bundle, and one more per chunk
+        stored = log._bundles([10])[10]
+        assert datakeys.is_sealed(stored[1].body) and not datakeys.is_sealed(stored[0].body)
+        assert TOKENS[7].encode() not in readable(tmp_path / "sealed")
+        assert log.audit().clean
+        # Erasing one record destroys only its key: the rest of its bundle still opens.
+        erase(log, "big-0002563")
+        assert log.entry("big-0002563").body is None
+        assert not log.keyring().has_key(2563) and log.keyring().has_key(2564)
+        neighbours = [log.entry(f"big-{i:07d}").body for i in (2561, 2562, 2564, 2600)]
+        assert all(b is not None and b"name-" in b for b in neighbours)
+        assert log.keyring().count() == count - count // 5 - 1
+
+
+def test_the_keys_are_committed_before_the_log_and_a_rollback_leaves_nothing_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    seen: list[int] = []
+    store = datakeys.Keyring.store
+
+    def spying_store(ring: datakeys.Keyring, runs: list[datakeys.KeyRun]) -> None:
+        reader = sqlite3.connect(tmp_path / "log.sqlite")  # the log is not committed yet
+        seen.append(
+            int(reader.execute("SELECT value FROM meta WHERE key = 'tree_size'").fetchone()[0])
+        )
+        reader.close()
+        store(ring, runs)
+        fresh = sqlite3.connect(tmp_path / datakeys.KEYS_DB)  # ...and the keys are
+        seen.append(fresh.execute("SELECT count(*) FROM key_runs").fetchone()[0])
+        fresh.close()
+
+    monkeypatch.setattr(datakeys.Keyring, "store", spying_store)
+    with Log.open(tmp_path, at_rest=at_rest) as log:
+        log.append([record(0)])
+        with contextlib.suppress(RuntimeError), log.transaction() as batch:
+            batch.append([record(i) for i in range(1, 5)])
+            raise RuntimeError("the writer fails after sealing")
+        assert log._staged == [] and log.size == 1
+        log.append([record(i) for i in range(5, 8)])
+        assert seen == [0, 1, 1, 2]  # the log's size then, the key rows committed
+        assert [log.entry(f"rec-{i:04d}").body is not None for i in (0, 5, 6, 7)] == [True] * 4
+        assert log.keyring().count() == 4 and log.audit().clean
