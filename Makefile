@@ -27,8 +27,11 @@ help:
 	@echo "make bench      run the benchmarks in scripts/ (slow; writes reports/)"
 	@echo "make fuzz       the fuzz tests with 100x the examples of make test (slow)"
 
-# The install also compiles the C extension chainaudit/_native.c: a change to it reinstalls.
-$(PY_STAMP): pyproject.toml chainaudit/_native.c
+# The install also compiles the C extensions chainaudit/_native.c and chainaudit/_seal.c (the
+# latter against OpenSSL's libcrypto, whose headers Debian's libssl-dev holds): a change to
+# either reinstalls.
+$(PY_STAMP): pyproject.toml chainaudit/_native.c chainaudit/_seal.c
+	@test -f /usr/include/openssl/evp.h || { apt-get update -qq && apt-get install -y -qq libssl-dev; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
