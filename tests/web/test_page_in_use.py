@@ -32,9 +32,10 @@ from chainaudit.deploy import DEVNET_PARTIES
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as devnet_settings
 from chainaudit.escrow import EscrowClient
+from chainaudit.keys import KeyStore
 from chainaudit.reconcile import reconcile
 from chainaudit.risk.incidents import open_incident, record_step
-from chainaudit.store import Log
+from chainaudit.store import DB_NAME, Log
 from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict
 
@@ -146,6 +147,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         accounts = derive_accounts(devnet_settings().mnemonic, 10)
         addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
         keys = json.loads((work / "keys.json").read_text())
+        store = KeyStore(work / "data" / DB_NAME)  # the demo has no regulator: add one
+        keys["regulator"] = store.create("regulator", name="financial regulator")[1]
+        store.close()
         found = Demo(api.removesuffix("/docs"), keys, addresses, 0, "")
         found.held_deal, found.alert_id = _hold_a_payment(found)
         found.incident_id, found.reconcile_record = _incident_and_reconciliation(work, found.url)
@@ -417,10 +421,13 @@ def test_compliance_officers_work_the_held_payment_with_maker_checker(
     assert released.status_code == 200, released.text  # the payment goes through now
 
 
-def test_incidents_and_the_latest_reconciliation_are_shown(browser: Browser, demo: Demo) -> None:
+@pytest.mark.parametrize("reader", ["auditor", "regulator"])
+def test_incidents_and_the_latest_reconciliation_are_shown(
+    browser: Browser, demo: Demo, reader: str
+) -> None:
     page = _open(browser, demo, 390)
     try:
-        _sign_in(page, demo, "auditor")
+        _sign_in(page, demo, reader)
         page.goto("/#compliance")
         incident = page.locator(f'#incidents [data-incident="{demo.incident_id}"]')
         expect(incident).to_contain_text("Escrow indexer lagged")
@@ -430,7 +437,7 @@ def test_incidents_and_the_latest_reconciliation_are_shown(browser: Browser, dem
         report = page.locator(f'#reconcile [data-reconcile="{demo.reconcile_record}"]')
         expect(report).to_contain_text("At block")
         expect(report).to_contain_text("deals")  # what was checked, with its counts
-        # an auditor reads; only officers act
+        # auditors and regulators read; only officers act
         expect(page.locator("#view-compliance button:not(#compliance-refresh)")).to_have_count(
             page.locator("#view-compliance button", has_text="Replay the decision").count()
         )
