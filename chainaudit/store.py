@@ -876,8 +876,10 @@ class Log:
     # -- signed checkpoints (c2sp.org/tlog-checkpoint notes) ---------------------------------
 
     def put_signed_checkpoint(self, size: int, note: str) -> None:
-        """Store the signed checkpoint note of tree size ``size``, replacing any earlier one
-        of that size (the same checkpoint with more cosignature lines, c2sp.org/tlog-cosignature).
+        """Store the signed checkpoint note of tree size ``size``, replacing an earlier one of
+        that size unless the earlier one is longer: the same checkpoint is only ever replaced
+        by itself with as many or more cosignature lines (c2sp.org/tlog-cosignature), so a
+        signer that raced a cosigning step cannot put the plain note back over the cosigned.
 
         ``note`` is the whole signed note text (:meth:`chainaudit.note.Note.encode`); it is
         stored as given: :mod:`chainaudit.checkpointing` signs and checks it.
@@ -889,7 +891,9 @@ class Log:
             raise StoreError(f"a signed checkpoint's size must be a whole number, not {size!r}")
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO signed_checkpoints (size, note) VALUES (?, ?)",
+                "INSERT INTO signed_checkpoints (size, note) VALUES (?, ?) "
+                "ON CONFLICT (size) DO UPDATE SET note = excluded.note "
+                "WHERE length(excluded.note) >= length(signed_checkpoints.note)",
                 (size, note),
             )
         except sqlite3.Error as exc:

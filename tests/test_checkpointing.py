@@ -57,6 +57,8 @@ def test_table_schema_is_the_agreed_one(log: Log) -> None:
     log.put_signed_checkpoint(3, "three, cosigned")  # put replaces
     assert log.signed_checkpoint() == "five"
     assert log.signed_checkpoint(3) == "three, cosigned"
+    log.put_signed_checkpoint(3, "three")  # but never with a shorter note (fewer cosignatures)
+    assert log.signed_checkpoint(3) == "three, cosigned"
     with pytest.raises(StoreError):
         log.put_signed_checkpoint(-1, "x")
 
