@@ -4,12 +4,14 @@ and level borders; the signed checkpoint table."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from chainaudit import merkle, note, tlogtiles
+from chainaudit import datakeys, merkle, note, tlogtiles
 from chainaudit.errors import NotFoundError
+from chainaudit.records import prepare
 from chainaudit.store import Log
 from tests.test_tiles import leaf_records
 
@@ -107,3 +109,29 @@ def test_an_erased_record_withholds_its_entry_bundle_not_its_leaf(tmp_path: Path
         with pytest.raises(NotFoundError, match="erased"):
             log.entry_bundle(0, 10)
         assert len(log.hash_tile(0, 0, 10)) == 320
+
+
+def test_an_entry_bundle_of_sealed_records_holds_their_leaf_data(tmp_path: Path) -> None:
+    """Records encrypted at rest are opened for an entry bundle (when their kind is not
+    withheld): each entry hashes to its leaf, never the ciphertext's hash."""
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path / "data", at_rest=at_rest) as log:
+        log.append(
+            [
+                prepare(
+                    {
+                        "id": f"tx-{i}",
+                        "kind": "transaction",
+                        "timestamp": "2026-11-21T09:30:00Z",
+                        "actor": "supplier:acme",
+                        "payload": {"amount": i},
+                    }
+                )
+                for i in range(5)
+            ]
+        )
+        assert all(datakeys.is_sealed(r.body or b"") for r in log._bundles([0])[0])
+        entries = tlogtiles.decode_entries(log.entry_bundle(0, 5))
+        assert [merkle.hash_leaf(e) for e in entries] == [log.leaf_hash(i) for i in range(5)]
+        with pytest.raises(NotFoundError, match="keeps private"):
+            log.entry_bundle(0, 5, withhold=frozenset({"transaction"}))
