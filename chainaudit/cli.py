@@ -343,6 +343,43 @@ def _state_check(
     return Check("state", "pass", f"{origin}: {detail} (state file {args.state})")
 
 
+def _policy_log_key(policy: Any, checkpoint: str, given: str | None) -> Any:
+    """The log key a tlog-proof's checkpoint is checked against under a ``tlog-policy``: one
+    of the policy's ``log`` lines (c2sp.org/tlog-policy: a checkpoint counts only if signed by
+    a listed log). ``--log-key``, if given, must be one of them; without it, the listed key
+    that signed the checkpoint (by origin) is used.
+
+    Raises:
+        InputError: ``--log-key`` is not a log of the policy, or neither names a log.
+        VerificationError: no log of the policy has the checkpoint's origin or signed it.
+    """
+    from chainaudit import note as notes  # noqa: PLC0415
+    from chainaudit.errors import NoteError  # noqa: PLC0415
+    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+
+    listed: list[notes.Verifier] = policy.log_verifiers()
+    if given is not None:
+        key = parse_keys([given], "--log-key")[0]
+        if listed and key not in listed:
+            raise InputError(f"--log-key {key.encode()} is not a log of the --policy file")
+        return key
+    if not listed:
+        raise InputError("the --policy file lists no log: give the log's key with --log-key")
+    try:
+        signed = notes.Note.parse(checkpoint)
+        origin = notes.Checkpoint.parse(signed.text).origin
+        candidates = [key for key in listed if key.name == origin]
+        signers = signed.verified_by(candidates)
+    except NoteError as exc:
+        raise VerificationError(f"the checkpoint: {exc}", check="log_signature") from exc
+    for key in candidates:
+        if key.name in signers:
+            return key
+    raise VerificationError(
+        f"no log of the policy signed the checkpoint of {origin}", check="log_signature"
+    )
+
+
 def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]:
     """``verify FILE`` of a c2sp.org/tlog-proof@v1: the verdict and what it proves."""
     from chainaudit.tlogproof import (  # noqa: PLC0415
@@ -354,24 +391,27 @@ def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]
     from chainaudit.verify import Verdict  # noqa: PLC0415
     from chainaudit.witness_policy import Policy, load_policy  # noqa: PLC0415
 
-    if args.log_key is None:
-        raise InputError(
-            "a tlog-proof is checked against the log's public key: give --log-key VKEY "
-            "(<name>+<key id>+<base64 key>, from a source you trust)"
-        )
     if args.rpc:
         raise InputError(
             "a tlog-proof names no anchor: --rpc applies to bundle v1 (compare a log's "
             "anchors with `chainaudit monitor`)"
         )
     proof = parse_tlog_proof(data)
-    log_key = parse_keys([args.log_key], "--log-key")[0]
     policy: WitnessPolicy | Policy | None = None
     if args.policy and (args.witness or args.quorum is not None):
         raise InputError("give either --policy FILE or --witness/--quorum, not both")
     if args.policy:
         policy = load_policy(args.policy)
-    elif args.witness or args.quorum is not None:
+        log_key = _policy_log_key(policy, proof.checkpoint, args.log_key)
+    elif args.log_key is None:
+        raise InputError(
+            "a tlog-proof is checked against the log's public key: give --log-key VKEY "
+            "(<name>+<key id>+<base64 key>, from a source you trust) or a --policy FILE "
+            "that lists the log"
+        )
+    else:
+        log_key = parse_keys([args.log_key], "--log-key")[0]
+    if policy is None and (args.witness or args.quorum is not None):
         witnesses = tuple(parse_keys(args.witness or [], "--witness"))
         quorum = len(witnesses) if args.quorum is None else args.quorum
         policy = WitnessPolicy(witnesses, quorum)

@@ -289,3 +289,30 @@ def test_verify_applies_a_tlog_policy_file(
     broken.write_text("quorum nobody\n")
     assert cli(data_dir, "verify", str(out), "--log-key", vkey, "--policy", str(broken)) == 2
     assert "broken.policy" in capsys.readouterr().err
+
+
+def test_a_policy_counts_only_its_listed_logs(
+    data_dir: Path,
+    tmp_path: Path,
+    signer: note.Signer,
+    witnesses: list[note.Signer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """c2sp.org/tlog-policy: a checkpoint counts only if a listed log signed it. With the
+    policy, --log-key is optional (the listed key is used) and must be a listed one."""
+    out = tmp_path / "rec.tlog-proof"
+    assert cli(data_dir, "proof", "rec-0002", "--format", "tlog-proof", "-o", str(out)) == 0
+    wlines = [f"witness w{i} {w.verifier().encode()}" for i, w in enumerate(witnesses)]
+    quorum = [*wlines, "group g 2 w0 w1 w2", "quorum g", ""]
+    ours = tmp_path / "ours.policy"
+    ours.write_text("\n".join([f"log {signer.verifier().encode()}", *quorum]))
+    other = note.Signer.generate(ORIGIN)  # same origin, another key: not the log we trust
+    theirs = tmp_path / "theirs.policy"
+    theirs.write_text("\n".join([f"log {other.verifier().encode()}", *quorum]))
+    capsys.readouterr()
+    assert cli(data_dir, "verify", str(out), "--policy", str(ours)) == 0  # no --log-key needed
+    assert cli(data_dir, "verify", str(out), "--policy", str(theirs)) == 1
+    assert "no log of the policy signed" in capsys.readouterr().err
+    given = ["--log-key", signer.verifier().encode()]
+    assert cli(data_dir, "verify", str(out), *given, "--policy", str(theirs)) == 2
+    assert "is not a log of the --policy file" in capsys.readouterr().err
