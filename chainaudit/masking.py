@@ -88,10 +88,15 @@ def mask_document(
 ) -> tuple[dict[str, Any], bool]:
     """A record ``document`` of ``kind`` with its personal payload fields masked (a new
     object; ``document`` is not changed), and whether anything was masked. When the kind
-    names no personal field or the payload holds none, ``document`` itself is returned."""
+    names no personal field or the payload holds none, ``document`` itself is returned.
+
+    A masked document also leaves out its ``salt``: with the salt and the leaf hash, a
+    guessable personal value (a name from a list, a date) could be confirmed offline by
+    hashing guesses; without it the leaf hash reveals nothing (:mod:`chainaudit.records`)."""
     pointers = policy.for_kind(kind).personal
     payload = document.get("payload")
     masked, changed = mask_payload(payload, pointers) if pointers and payload else (None, False)
     if not changed:  # nothing personal here: the document itself, uncopied
         return document if isinstance(document, dict) else dict(document), False
-    return {**document, "payload": masked}, True
+    kept = {key: value for key, value in document.items() if key != "salt"}
+    return {**kept, "payload": masked}, True

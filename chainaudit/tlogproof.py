@@ -23,9 +23,10 @@ from elsewhere instead (``chainaudit verify --entry FILE``).
 against the log's key and the auditor's witness policy and returns a
 :class:`~chainaudit.verify.Verdict` (a failed check is a verdict, not an exception).
 
-Witness policy (until the shared ``chainaudit.witness_policy`` lands): a list of witness
-verifier keys (``cosignature/v1``, type 0x04, c2sp.org/tlog-cosignature) and a quorum ``K``:
-at least ``K`` distinct listed witnesses must have a valid cosignature on the checkpoint.
+Witness policy: a ``c2sp.org/tlog-policy`` file (:mod:`chainaudit.witness_policy`, groups and
+thresholds), or, for a quick check, a list of witness verifier keys (``cosignature/v1``, type
+0x04, c2sp.org/tlog-cosignature) and a quorum ``K`` (:class:`WitnessPolicy`): at least ``K``
+distinct listed witnesses must have a valid cosignature on the checkpoint.
 """
 
 from __future__ import annotations
