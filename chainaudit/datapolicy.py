@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from chainaudit.errors import ConfigError
+from chainaudit.provenance import RESERVED_KINDS
 
 _KIND_KEYS = frozenset({"personal", "allowed", "encrypt", "retention_days"})
 MAX_RETENTION_DAYS = 100 * 366
@@ -119,6 +120,11 @@ def _kind_policy(kind: str, spec: object, source: str) -> KindPolicy:
     if not isinstance(encrypt, bool):
         raise ConfigError(f"{where}: 'encrypt' must be true or false")
     days = spec.get("retention_days")
+    if days is not None and kind in RESERVED_KINDS:
+        raise ConfigError(
+            f"{where}: the service's own records ({', '.join(sorted(RESERVED_KINDS))}) carry "
+            "the audit trail itself and have no retention period"
+        )
     if days is not None and (type(days) is not int or not 1 <= days <= MAX_RETENTION_DAYS):
         raise ConfigError(f"{where}: 'retention_days' must be an integer 1..{MAX_RETENTION_DAYS}")
     return KindPolicy(

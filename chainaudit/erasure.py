@@ -283,6 +283,7 @@ def run_retention(
                 and days is not None
                 and timestamp_ms + days * DAY_MS <= now
                 and provenance.reserved_prefix(record_id) is None
+                and kind not in provenance.RESERVED_KINDS
             ):
                 expired.append((index, record_id, kind))
     # A key left behind by an erasure interrupted between its commit and the key's deletion.

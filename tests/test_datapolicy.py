@@ -33,6 +33,7 @@ def test_a_declared_kind_and_an_open_one() -> None:
         ('{"kinds": {"t": {"encrypt": 1}}}', "'encrypt'"),
         ('{"kinds": {"t": {"retention_days": 0}}}', "'retention_days'"),
         ('{"kinds": {"t": {"retain": 1}}}', "unknown keys ['retain']"),
+        ('{"kinds": {"escrow_event": {"retention_days": 30}}}', "no retention period"),
         ("{", "not JSON"),
     ],
 )
