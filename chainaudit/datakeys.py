@@ -345,13 +345,18 @@ class AtRest:
 
     master: bytes
     kinds: frozenset[str] = frozenset()
+    keys_file: Path | None = None
+    """Where the keyring lives; ``None``: ``keys.sqlite`` beside the log."""
 
     def __post_init__(self) -> None:
         if len(self.master) != KEY_SIZE:
             raise ConfigError("the master key must be 32 bytes")
 
     def __repr__(self) -> str:  # never print the key
-        return f"AtRest(master=<{master_key_id(self.master)}>, kinds={sorted(self.kinds)})"
+        return (
+            f"AtRest(master=<{master_key_id(self.master)}>, kinds={sorted(self.kinds)}, "
+            f"keys_file={self.keys_file})"
+        )
 
 
 class Keyring:

@@ -342,9 +342,18 @@ def at_rest_from(settings: Settings) -> datakeys.AtRest | None:
     policy says ``encrypt``; ``None`` when no master key is configured.
 
     Raises:
-        ConfigError: a kind is to be encrypted but no master key is configured, or the key
-            is malformed.
+        ConfigError: a kind is to be encrypted but no master key is configured, the key is
+            malformed, the master key file is inside the data directory, or (in production)
+            the keys file is.
     """
+    data_dir = settings.data_dir.resolve()
+    if settings.master_key_file is not None and settings.master_key_file.resolve().is_relative_to(
+        data_dir
+    ):
+        raise ConfigError(
+            f"the master key file {settings.master_key_file} is inside the data directory "
+            f"{settings.data_dir}: keep it elsewhere, or a copy of the data holds its key"
+        )
     policy, _ = policy_from(settings)
     kinds = frozenset(k for k, p in policy.kinds.items() if p.encrypt)
     secret = settings.master_key.get_secret_value() if settings.master_key is not None else None
@@ -356,4 +365,12 @@ def at_rest_from(settings: Settings) -> datakeys.AtRest | None:
                 "key is configured: set CHAINAUDIT_MASTER_KEY or CHAINAUDIT_MASTER_KEY_FILE"
             )
         return None
-    return datakeys.AtRest(master, kinds)
+    keys_file = settings.keys_file
+    inside = (keys_file or settings.data_dir / datakeys.KEYS_DB).resolve().is_relative_to(data_dir)
+    if settings.environment == "production" and inside:
+        raise ConfigError(
+            "the data keys would live in the data directory: set CHAINAUDIT_KEYS_FILE to a "
+            "path outside it (another volume and backup set), so that a backup of the data "
+            "holds no key (docs/privacy.md)"
+        )
+    return datakeys.AtRest(master, kinds, keys_file)

@@ -53,7 +53,14 @@ class Settings(BaseSettings):
     )
     master_key_file: Path | None = Field(
         default=None,
-        description="file holding the master key (base64, one line) instead of master_key",
+        description="file holding the master key (base64, one line) instead of master_key; "
+        "never inside data_dir",
+    )
+    keys_file: Path | None = Field(
+        default=None,
+        description="where the wrapped data keys of records encrypted at rest live (default "
+        "<data_dir>/keys.sqlite); production requires it outside data_dir, so that a backup "
+        "of the data holds no key",
     )
 
     # -- chain ------------------------------------------------------------------------------

@@ -308,10 +308,14 @@ class Log:
                 "CHAINAUDIT_MASTER_KEY or CHAINAUDIT_MASTER_KEY_FILE (docs/privacy.md)"
             )
         if self._keyring is None:
-            self._keyring = datakeys.Keyring(
-                self.path.with_name(datakeys.KEYS_DB), self.at_rest.master
-            )
+            self._keyring = datakeys.Keyring(self._keys_path(), self.at_rest.master)
         return self._keyring
+
+    def _keys_path(self) -> Path:
+        """The keyring's file: the configured one, else ``keys.sqlite`` beside the log."""
+        if self.at_rest is not None and self.at_rest.keys_file is not None:
+            return self.at_rest.keys_file
+        return self.path.with_name(datakeys.KEYS_DB)
 
     def _seals(self, records: Sequence[PreparedRecord]) -> bool:
         """Whether any of ``records`` is of a kind sealed at rest."""
@@ -481,7 +485,7 @@ class Log:
     def destroy_keys(self, indexes: Sequence[int]) -> int:
         """Destroy the data keys of the records at ``indexes`` if any exist (their bodies
         must be erased already); returns how many existed. A no-op without a keys file."""
-        if self._keyring is None and not self.path.with_name(datakeys.KEYS_DB).exists():
+        if self._keyring is None and not self._keys_path().exists():
             return 0
         try:
             return self.keyring().destroy(indexes)

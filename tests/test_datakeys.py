@@ -267,3 +267,40 @@ def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> No
     assert kept[:head] == full[:head] and kept[stop:] == full[stop:]
     assert all(r.body == b"" for i, r in enumerate(kept[head:stop]) if (i + head) % 4)
     assert [r.body for r in kept[head:stop:4]] == [r.body for r in full[head:stop:4]]
+
+
+def test_keys_live_apart_from_the_data(tmp_path: Path) -> None:
+    """The keys file can (in production: must) live outside the data directory, and the master
+    key file never inside it: a backup of the data then holds no key."""
+    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.records import prepare  # noqa: PLC0415
+    from chainaudit.settings import Settings  # noqa: PLC0415
+    from chainaudit.store import Log  # noqa: PLC0415
+
+    data, vault = tmp_path / "data", tmp_path / "vault"
+    vault.mkdir()
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"kinds": {"transaction": {"encrypt": True}}}))
+    secret = base64.b64encode(os.urandom(32)).decode()
+    common = {"data_dir": data, "data_policy_file": policy, "master_key": secret}
+    with pytest.raises(ConfigError, match="CHAINAUDIT_KEYS_FILE"):
+        at_rest_from(Settings(environment="production", **common))  # type: ignore[arg-type]
+    at_rest = at_rest_from(
+        Settings(environment="production", keys_file=vault / "keys.sqlite", **common)  # type: ignore[arg-type]
+    )
+    assert at_rest is not None and at_rest.keys_file == vault / "keys.sqlite"
+    record = {
+        "id": "tx-1",
+        "kind": "transaction",
+        "timestamp": "2026-11-21T09:30:00Z",
+        "actor": "supplier:acme",
+        "payload": {"iban": "DE44500105175407324931"},
+    }
+    with Log.open(data, at_rest=at_rest) as log:
+        log.append([prepare(record)])
+        assert b"DE445001" in (log.entry("tx-1").body or b"")
+    assert (vault / "keys.sqlite").is_file() and not (data / datakeys.KEYS_DB).exists()
+    inside = data / "master.key"
+    inside.write_text(secret + "\n")
+    with pytest.raises(ConfigError, match="inside the data directory"):
+        at_rest_from(Settings(data_dir=data, data_policy_file=policy, master_key_file=inside))
