@@ -427,3 +427,22 @@ def test_the_keys_are_committed_before_the_log_and_a_rollback_leaves_nothing_sta
         assert seen == [0, 1, 1, 2]  # the log's size then, the key rows committed
         assert [log.entry(f"rec-{i:04d}").body is not None for i in (0, 5, 6, 7)] == [True] * 4
         assert log.keyring().count() == 4 and log.audit().clean
+
+
+def test_a_sealed_body_that_does_not_open_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    """A sealed body whose key is gone without an erasure record is reported (``erased``: its
+    content is gone and nothing covers it); one that does not open (read with another master
+    key, or altered) is reported as ``altered``: the audit goes on, it does not stop."""
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path / "data", at_rest=at_rest) as log:
+        log.append([record(i) for i in range(4)] + [record(4, "document")])
+        assert log.audit().clean
+        log.keyring().destroy([2])  # the key only: the body stays, sealed
+        report = log.audit()
+    assert [(f.problem, f.index) for f in report.findings] == [("erased", 2)]
+    other = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path / "data", at_rest=other) as log:
+        report = log.audit()
+    altered = [f for f in report.findings if f.problem == "altered"]
+    assert [f.index for f in altered] == [0, 1, 3]  # the plain document (4) still audits clean
+    assert all("does not open" in f.detail for f in altered)
