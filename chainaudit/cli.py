@@ -1253,6 +1253,23 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_vacuum(args: argparse.Namespace, settings: Settings) -> int:
+    """Finish erasures on disk: rebuild the log file (``VACUUM``, no freed page of the old file
+    survives), truncate its WAL and the keys file's; report whether each truncation completed
+    (a reader can hold one back: run it again)."""
+    with _open_log(settings) as log:
+        log.vacuum()
+        log_wal = log.checkpoint_wal()
+        keys_wal = log.checkpoint_keys_wal()
+    done = log_wal and keys_wal
+    _emit(
+        "vacuumed the log; "
+        + ("both WALs truncated" if done else "a reader held a WAL back: run it again later"),
+        {"vacuumed": True, "log_wal_truncated": log_wal, "keys_wal_truncated": keys_wal},
+    )
+    return EXIT_OK if done else EXIT_FAILED
+
+
 def _new_master_key(args: argparse.Namespace) -> bytes:
     from chainaudit import datakeys  # noqa: PLC0415
 
@@ -2242,6 +2259,14 @@ def _register_privacy_commands(commands: Any) -> None:
     run.add_argument("--now-ms", type=_non_negative_int, help=argparse.SUPPRESS)  # tests
     run.add_argument("--json", action="store_true", help="(the summary is always JSON)")
     retention.set_defaults(handler=cmd_retention)
+
+    vacuum = commands.add_parser(
+        "vacuum",
+        help="finish erasures on disk: VACUUM the log, truncate its WAL and the keys file's "
+        "(exit 1 when a reader held a WAL back)",
+    )
+    vacuum.add_argument("--json", action="store_true", help="print the result as JSON")
+    vacuum.set_defaults(handler=cmd_vacuum)
 
     master = commands.add_parser(
         "master-key", help="the master key of encryption at rest: generate, rotate"

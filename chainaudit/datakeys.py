@@ -107,6 +107,11 @@ class KeyringError(ChainauditError):
     """A data key cannot be used: wrong or missing master key, or a damaged key row."""
 
 
+class MasterKeyMismatchError(KeyringError):
+    """The keys are wrapped by another master key than the one configured (a configuration
+    matter, not damage: configure that key, or finish a rotation)."""
+
+
 class KeyRun(NamedTuple):
     """The data keys of leaves ``first .. first + length - 1``, as stored in ``key_runs``.
 
@@ -388,6 +393,19 @@ class Keyring:
         self._cached = None
         self._db.close()
 
+    def checkpoint_wal(self) -> bool:
+        """Copy the keys file's WAL into it and truncate it; False when a reader kept it from
+        completing (a destroyed key may then linger in the WAL until the next one).
+
+        Raises:
+            KeyringError: the database refuses it.
+        """
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise KeyringError(f"cannot checkpoint {self.path}: {exc}") from exc
+        return not busy
+
     @property
     def master_id(self) -> str:
         """The id of the master key this keyring wraps with (:func:`master_key_id`)."""
@@ -447,7 +465,7 @@ class Keyring:
         if cached is not None and cached[0] == first and cached[1] == wrapped:
             return cached[2]
         if master_id != self._master_id:
-            raise KeyringError(
+            raise MasterKeyMismatchError(
                 f"the data keys of leaves {first}..{first + count - 1} are wrapped by master "
                 f"key {master_id}, but the configured master key is {self._master_id}: "
                 "configure the key they were wrapped with, or finish a rotation "
@@ -498,7 +516,7 @@ class Keyring:
         if row is None or row[0] != record_id:
             return None
         if row[1] != self._master_id:
-            raise KeyringError(
+            raise MasterKeyMismatchError(
                 f"the data key of leaf {leaf_index} is wrapped by master key {row[1]}, but the "
                 f"configured master key is {self._master_id}: configure the key it was "
                 "wrapped with, or finish a rotation (`chainaudit master-key rotate`)"

@@ -19,6 +19,7 @@ that :meth:`Log.audit` checks history against.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -31,6 +32,7 @@ from typing import Any, Final
 
 from chainaudit import bundles, datakeys, merkle, native, provenance, tiles, tlogtiles
 from chainaudit.errors import (
+    ConfigError,
     ConflictError,
     InputError,
     NotFoundError,
@@ -375,6 +377,8 @@ class Log:
             return record
         try:
             plain = self.keyring().open(record.leaf_index, record.record_id, body)
+        except datakeys.MasterKeyMismatchError as exc:  # configuration, not damage
+            raise ConfigError(str(exc)) from exc
         except datakeys.KeyringError as exc:
             raise StoreError(str(exc)) from exc
         return record._replace(body=plain)
@@ -497,6 +501,24 @@ class Log:
         returns False when a reader kept it from completing (run it again later)."""
         busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return not busy
+
+    def checkpoint_keys_wal(self) -> bool:
+        """Truncate the keys file's WAL (as :meth:`checkpoint_wal`); True when there is no
+        keys file or the truncation completed."""
+        path = self._keys_path()
+        if self._keyring is None and not path.exists():
+            return True
+        if self.at_rest is None:  # no master key here: the file can still be checkpointed
+            try:
+                with contextlib.closing(sqlite3.connect(path)) as db:
+                    busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot checkpoint {path}: {exc}") from exc
+            return not busy
+        try:
+            return self.keyring().checkpoint_wal()
+        except datakeys.KeyringError as exc:
+            raise StoreError(str(exc)) from exc
 
     def vacuum(self) -> None:
         """Rebuild the database file (``VACUUM``), then truncate the WAL: no freed page of

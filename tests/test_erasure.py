@@ -431,8 +431,8 @@ def test_the_keys_are_committed_before_the_log_and_a_rollback_leaves_nothing_sta
 
 def test_a_sealed_body_that_does_not_open_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     """A sealed body whose key is gone without an erasure record is reported (``erased``: its
-    content is gone and nothing covers it); one that does not open (read with another master
-    key, or altered) is reported as ``altered``: the audit goes on, it does not stop."""
+    content is gone and nothing covers it); bodies that do not open (their key row damaged)
+    are reported as ``altered``: the audit goes on, it does not stop."""
     at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
     with Log.open(tmp_path / "data", at_rest=at_rest) as log:
         log.append([record(i) for i in range(4)] + [record(4, "document")])
@@ -440,8 +440,12 @@ def test_a_sealed_body_that_does_not_open_is_a_finding_not_a_crash(tmp_path: Pat
         log.keyring().destroy([2])  # the key only: the body stays, sealed
         report = log.audit()
     assert [(f.problem, f.index) for f in report.findings] == [("erased", 2)]
-    other = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
-    with Log.open(tmp_path / "data", at_rest=other) as log:
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / datakeys.KEYS_DB)) as keys:
+        (wrapped,) = keys.execute("SELECT wrapped FROM key_runs").fetchone()
+        flipped = bytes(wrapped[:-1]) + bytes([wrapped[-1] ^ 1])
+        keys.execute("UPDATE key_runs SET wrapped = ?", (flipped,))
+        keys.commit()
+    with Log.open(tmp_path / "data", at_rest=at_rest) as log:
         report = log.audit()
     altered = [f for f in report.findings if f.problem == "altered"]
     assert [f.index for f in altered] == [0, 1, 3]  # the plain document (4) still audits clean

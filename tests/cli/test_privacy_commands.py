@@ -163,3 +163,25 @@ def test_master_key_rotation_rewraps_the_keys_and_retires_the_old_key(
     bad.write_text(base64.b64encode(b"short").decode())
     assert main(["--data-dir", str(data), "master-key", "rotate", "--new-key-file", str(bad)]) == 2
     assert "5 bytes after base64 decoding" in capsys.readouterr().err
+
+
+def test_vacuum_finishes_an_erasure_on_disk(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`chainaudit vacuum` rebuilds the log file and truncates the WALs: after it, no copy of
+    the erased payload is in any file of the data directory."""
+    first, second = issue(data_dir), issue(data_dir, "admin")
+    capsys.readouterr()
+    erase = ["erase", "tx-1", "--reason", "asked", "--basis", "GDPR Art. 17"]
+    assert run_as(monkeypatch, first, data_dir, *erase) == 0
+    approval_id = requested(capsys.readouterr().out)
+    assert run_as(monkeypatch, second, data_dir, "approvals", "approve", approval_id) == 0
+    capsys.readouterr()
+    assert main(["--data-dir", str(data_dir), "vacuum", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done == {"vacuumed": True, "log_wal_truncated": True, "keys_wal_truncated": True}
+    for path in data_dir.iterdir():
+        if path.is_file():
+            assert f"{SECRET} #1".encode() not in path.read_bytes(), path
+    with Log.open(data_dir) as log:
+        assert log.entry("tx-2").body is not None and log.audit().clean
