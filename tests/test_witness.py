@@ -177,7 +177,8 @@ def test_the_state_survives_a_restart(tmp_path: Path, log_key: note.Signer) -> N
 
 def test_a_split_view_is_refused(witness: WitnessThread, log_key: note.Signer) -> None:
     """The operator shows history A to one client and B (diverging at leaf 1) to another;
-    the witness cosigns A and refuses every checkpoint of B."""
+    the witness cosigns A and refuses every checkpoint of B (in memory; with two real stores
+    and servers, see tests/tlog/test_split_view.py)."""
     url = witness.url
     a, b = History(log_key, "a", 10), History(log_key, "b", 10)
     b.leaves[0] = a.leaves[0]

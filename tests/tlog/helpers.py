@@ -1,9 +1,13 @@
-"""A test-only tiled log: a static directory written from a list of entries, served over HTTP.
+"""A hand-made tiled log: a static directory written from a list of raw entries, served over
+HTTP by a plain static file server.
 
-Until the service serves its own read path, the tests build one here: ``checkpoint`` signed
-with :func:`chainaudit.note.sign_checkpoint`, hash tiles and entry bundles computed with
-:mod:`chainaudit.merkle` and laid out with :mod:`chainaudit.tlogtiles` (c2sp.org/tlog-tiles).
-Two servers built from two different histories under the same key are a split view.
+``chainaudit serve`` serves its own read path (see tests/interop/tiled.py and the end-to-end
+split view of two real stores in tests/tlog/test_split_view.py). These folders are for the
+tests that need histories a store would not write: arbitrary entry bytes, a forged entry at
+a chosen index, a log that rewrites its history between two polls, checkpoint files of
+another history. ``checkpoint`` is signed with :func:`chainaudit.note.sign_checkpoint`; the
+hash tiles and entry bundles are computed here with :mod:`chainaudit.merkle` and laid out
+with :mod:`chainaudit.tlogtiles` (c2sp.org/tlog-tiles), independently of the store.
 """
 
 from __future__ import annotations

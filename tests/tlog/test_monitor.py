@@ -35,7 +35,8 @@ def histories() -> tuple[list[bytes], list[bytes]]:
 def test_split_view_between_two_read_paths(
     tmp_path: Path, signer: note.Signer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The operator serves two histories (two stores, one key) to two clients: reported."""
+    """Two hand-made read paths of two histories under one key: reported (the end-to-end
+    scenario with two real stores and `chainaudit serve` is tests/tlog/test_split_view.py)."""
     honest, forked = histories()
     write_log(tmp_path / "a", honest, signer)
     write_log(tmp_path / "b", forked[:10], signer)  # a shorter, different history

@@ -8,9 +8,15 @@
 // and checks inclusion (tlog.CheckRecord) of random records and consistency (tlog.CheckTree)
 // from an older size, with proofs it builds itself (tlog.ProveRecord, tlog.ProveTree).
 //
+// With -proofs FILE it also checks chainaudit's own proofs (what its bundles, tlog-proof files
+// and witness requests carry): a JSON object {"size": N, "inclusion": {"<index>": [b64, ...]},
+// "consistency": {"old": M, "proof": [b64, ...]}}. The records checked are then the file's
+// indexes and the older size its "old"; each chainaudit proof is compared hash by hash with
+// the one Go builds from the tiles, and checked with tlog.CheckRecord / tlog.CheckTree.
+//
 // Usage:
 //
-//	tlogcheck -base URL -checkpoint URL|FILE -vkey KEY [-records N] [-old SIZE] [-old-root B64] [-seed S]
+//	tlogcheck -base URL -checkpoint URL|FILE -vkey KEY [-records N] [-old SIZE] [-old-root B64] [-seed S] [-proofs FILE]
 //
 // It prints one JSON object and exits 0 when every check held, 1 when one failed, 2 on bad
 // arguments.
@@ -27,6 +33,7 @@ import (
 	"math/rand"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,6 +149,44 @@ type recordResult struct {
 	InclusionOK bool   `json:"inclusion_ok"`
 	ProofHashes int    `json:"proof_hashes"`
 	Error       string `json:"error,omitempty"`
+	// chainaudit's proof (with -proofs): the same hashes as Go's, and accepted by CheckRecord
+	TheirsMatch *bool  `json:"theirs_match,omitempty"`
+	TheirsOK    *bool  `json:"theirs_ok,omitempty"`
+	TheirsError string `json:"theirs_error,omitempty"`
+}
+
+// theirProofs is chainaudit's proofs, read from the -proofs file.
+type theirProofs struct {
+	Size        int64               `json:"size"`
+	Inclusion   map[string][]string `json:"inclusion"`
+	Consistency struct {
+		Old   int64    `json:"old"`
+		Proof []string `json:"proof"`
+	} `json:"consistency"`
+}
+
+func decodeHashes(b64 []string) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(b64))
+	for k, s := range b64 {
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(raw) != tlog.HashSize {
+			return nil, fmt.Errorf("bad proof hash %q", s)
+		}
+		copy(out[k][:], raw)
+	}
+	return out, nil
+}
+
+func sameHashes(a, b []tlog.Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if a[k] != b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 type result struct {
@@ -153,6 +198,9 @@ type result struct {
 	OldSize        int64          `json:"old_size"`
 	OldRootMatches *bool          `json:"old_root_matches,omitempty"`
 	ConsistencyOK  bool           `json:"consistency_ok"`
+	TheirsChecked  bool           `json:"theirs_checked"`
+	TheirTreeMatch *bool          `json:"theirs_consistency_match,omitempty"`
+	TheirTreeOK    *bool          `json:"theirs_consistency_ok,omitempty"`
 	TilesFetched   int            `json:"tiles_fetched"`
 	ProofMillis    float64        `json:"proof_ms_per_record"`
 	OK             bool           `json:"ok"`
@@ -176,12 +224,38 @@ func main() {
 	oldSize := flag.Int64("old", -1, "the older size to check consistency from (default: random)")
 	oldRoot := flag.String("old-root", "", "the root expected at -old, base64 (optional)")
 	seed := flag.Int64("seed", 1, "random seed")
+	proofsFile := flag.String("proofs", "", "chainaudit's proofs to compare and check (JSON)")
 	flag.Parse()
 	if *base == "" || *vkey == "" {
 		fmt.Fprintln(os.Stderr, "tlogcheck: -base and -vkey are required")
 		os.Exit(2)
 	}
 	res := &result{}
+	var theirs *theirProofs
+	var indexes []int64
+	if *proofsFile != "" {
+		raw, err := ioutil.ReadFile(*proofsFile)
+		theirs = &theirProofs{}
+		if err == nil {
+			err = json.Unmarshal(raw, theirs)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tlogcheck: bad -proofs:", err)
+			os.Exit(2)
+		}
+		for key := range theirs.Inclusion {
+			i, err := strconv.ParseInt(key, 10, 64)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "tlogcheck: bad -proofs index:", key)
+				os.Exit(2)
+			}
+			indexes = append(indexes, i)
+		}
+		sort.Slice(indexes, func(a, b int) bool { return indexes[a] > indexes[b] })
+		*records = len(indexes)
+		*oldSize = theirs.Consistency.Old
+		res.TheirsChecked = true
+	}
 	verifier, err := note.NewVerifier(*vkey)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tlogcheck: bad -vkey:", err)
@@ -219,6 +293,10 @@ func main() {
 		finish(res)
 	}
 	res.Size = size
+	if theirs != nil && theirs.Size != size {
+		res.Error = fmt.Sprintf("the proofs are for size %d, the checkpoint's is %d", theirs.Size, size)
+		finish(res)
+	}
 	rootBytes, err := base64.StdEncoding.DecodeString(lines[2])
 	if err != nil || len(rootBytes) != tlog.HashSize {
 		res.Error = "bad root hash line " + strconv.Quote(lines[2])
@@ -245,7 +323,9 @@ func main() {
 	started := time.Now()
 	for k := 0; k < *records; k++ {
 		i := rng.Int63n(size)
-		if k == 0 {
+		if theirs != nil {
+			i = indexes[k]
+		} else if k == 0 {
 			i = size - 1 // the right edge: partial tiles and bundles
 		}
 		rr := recordResult{Index: i}
@@ -262,6 +342,10 @@ func main() {
 					rr.ProofHashes = len(proof)
 					err = tlog.CheckRecord(proof, size, root, i, h)
 					rr.InclusionOK = err == nil
+					if theirs != nil {
+						checkTheirRecord(&rr, theirs.Inclusion[strconv.FormatInt(i, 10)], proof, size, root, i, h)
+						allOK = allOK && *rr.TheirsMatch && *rr.TheirsOK
+					}
 				}
 			}
 		}
@@ -293,6 +377,18 @@ func main() {
 		if err == nil {
 			err = tlog.CheckTree(proof, size, root, old, oldHash)
 			res.ConsistencyOK = err == nil
+			if theirs != nil {
+				match, ok := false, false
+				if hashes, derr := decodeHashes(theirs.Consistency.Proof); derr == nil {
+					match = sameHashes(hashes, proof)
+					ok = tlog.CheckTree(tlog.TreeProof(hashes), size, root, old, oldHash) == nil
+				}
+				res.TheirTreeMatch, res.TheirTreeOK = &match, &ok
+				allOK = allOK && match && ok
+				if (!match || !ok) && res.Error == "" {
+					res.Error = "chainaudit's consistency proof is not Go's or fails tlog.CheckTree"
+				}
+			}
 		}
 	}
 	if err != nil && res.Error == "" {
@@ -306,7 +402,32 @@ func main() {
 				res.Error = fmt.Sprintf("record %d: %s", rr.Index, rr.Error)
 				break
 			}
+			if rr.TheirsError != "" {
+				res.Error = fmt.Sprintf("record %d: chainaudit's proof: %s", rr.Index, rr.TheirsError)
+				break
+			}
 		}
 	}
 	finish(res)
+}
+
+// checkTheirRecord compares chainaudit's inclusion proof of record i with Go's, hash by hash,
+// and checks it with tlog.CheckRecord against the checkpoint's root.
+func checkTheirRecord(rr *recordResult, b64 []string, ours tlog.RecordProof, size int64, root tlog.Hash, i int64, h tlog.Hash) {
+	match, ok := false, false
+	rr.TheirsMatch, rr.TheirsOK = &match, &ok
+	hashes, err := decodeHashes(b64)
+	if err != nil {
+		rr.TheirsError = err.Error()
+		return
+	}
+	match = sameHashes(hashes, ours)
+	if err := tlog.CheckRecord(tlog.RecordProof(hashes), size, root, i, h); err != nil {
+		rr.TheirsError = "tlog.CheckRecord: " + err.Error()
+	} else {
+		ok = true
+	}
+	if !match && rr.TheirsError == "" {
+		rr.TheirsError = "not the proof Go builds from the tiles"
+	}
 }
