@@ -144,6 +144,7 @@ def test_the_command(
     monkeypatch.setenv("CHAINAUDIT_TILES_ENTRIES", "true")
     assert main([*data, "publish", str(out), "--json"]) == 0
     assert (out / "tile/entries/001.p/44").is_file()
+    assert '"removed": []' in capsys.readouterr().out
     monkeypatch.delenv("CHAINAUDIT_TILES_ENTRIES")
     assert main([*data, "publish", str(out), "--interval", "1"]) == 2
     assert "--interval needs --follow" in capsys.readouterr().err
