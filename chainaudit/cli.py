@@ -856,8 +856,15 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
             f"{f', pruned {done.pruned} partial tile folder(s)' if done.pruned else ''} "
             f"into {directory}"
             + (
-                f"; withheld {len(done.withheld)} entry bundle(s) holding erased records"
+                f"; withheld {len(done.withheld)} entry bundle(s) holding erased, private "
+                "or over-long records"
                 if done.withheld
+                else ""
+            )
+            + (
+                f"; removed {len(done.removed)} published entry bundle(s) now holding "
+                "erased or private records"
+                if done.removed
                 else ""
             ),
             {
@@ -866,6 +873,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
                 "checkpoint": done.checkpoint,
                 "pruned": done.pruned,
                 "withheld": done.withheld,
+                "removed": done.removed,
                 "directory": str(directory),
             },
         )

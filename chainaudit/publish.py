@@ -6,7 +6,11 @@ prefix, so that any static web server, CDN or object store serving ``DIR`` is a 
 * ``checkpoint``: the latest signed checkpoint the log stores
   (:meth:`chainaudit.store.Log.signed_checkpoint`), checked against the log's own root at
   its size before it is published;
-* ``tile/<L>/<N>[.p/<W>]``: every hash tile of the tree of that size;
+* ``tile/<L>/<N>[.p/<W>]``: every hash tile of the tree of that size, and the partial tiles
+  of every size signed since the checkpoint last published (:meth:`Log.signed_sizes`: the
+  signer may sign several between two rounds, and the spec says "Logs MUST serve partial
+  tiles corresponding to tree sizes for which a checkpoint was produced"; a fresh directory
+  gets those of every signed size), except partials whose full tile is published;
 * ``tile/entries/<N>[.p/<W>]``: every entry bundle (unless ``entries`` is off: leaf hashes
   only, as the ``tiles_entries`` setting does for ``chainaudit serve``).
 
@@ -26,7 +30,17 @@ partial's). Partials of a tile that is not yet full are all kept: each one belon
 checkpoint a client may hold.
 
 An entry bundle holding an erased record cannot be produced (its leaf data is gone): it is
-left out and named in :attr:`Published.withheld`; the hash tiles still prove the record.
+left out and named in :attr:`Published.withheld`; the hash tiles still prove the record (so
+is a bundle holding a record of a private kind or one too long for a ``uint16`` length). A
+bundle published before its record was erased is deleted by the next round
+(:attr:`Published.removed`): each round reads the erasure records appended since the last
+(:meth:`Log.erased_since`), and a publisher's first round checks every bundle on disk (which
+also removes bundles of a kind the data policy has since made private). Withdrawing a
+partial bundle of a published checkpoint puts the erasure before the spec's "MUST serve
+partial tiles": the hash tiles, which every proof needs, are never withdrawn.
+
+``follow`` survives a failed round (a locked database, a full disk): it logs it and tries
+again next round.
 
 Without a signed checkpoint in the log the tiles of the log's current size are published and
 no ``checkpoint`` file is written (there is nothing a client could verify them against).
@@ -34,8 +48,10 @@ no ``checkpoint`` file is written (there is nothing a client could verify them a
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
@@ -43,10 +59,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chainaudit import note, tlogtiles
-from chainaudit.errors import InputError, NoteError, NotFoundError, StoreError
+from chainaudit.errors import ChainauditError, InputError, NoteError, NotFoundError, StoreError
 from chainaudit.store import Log
 
 CHECKPOINT = "checkpoint"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +83,9 @@ class Published:
     withheld: list[str] = field(default_factory=list)
     """Entry bundles not published: they hold an erased record, whose leaf data is gone (its
     leaf hash stays in the level-0 tile, which is published)."""
+    removed: list[str] = field(default_factory=list)
+    """Published entry bundles deleted: they now hold an erased record (or one the data
+    policy keeps private)."""
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -116,6 +136,11 @@ class Publisher:
         self._size = 0
         """Every full tile of a tree of this size is known to be on disk."""
         self._note: str | None = None
+        self.failures = 0
+        """Rounds of :meth:`follow` that failed (and were retried)."""
+        self._erasures_checked: int | None = None
+        """Erasure records below this index have been applied to the bundles on disk
+        (``None``: not yet, the first round checks every bundle on disk)."""
 
     def _levels(self, size: int) -> list[int | None]:
         hashes: list[int | None] = list(range(tlogtiles.levels_for(size)))
@@ -149,29 +174,33 @@ class Publisher:
         return checkpoint.size, text
 
     def publish(self) -> Published:
-        """Write every tile of the target size not yet on disk, then the checkpoint, then
-        prune the partials whose full tile is now published."""
+        """Delete the published entry bundles that now hold an erased record, write every
+        tile of the target size not yet on disk and the partial tiles of every size signed
+        since the last published checkpoint, then the checkpoint, then prune the partials
+        whose full tile is now published."""
         size, text = self._target()
         done = Published(size, checkpoint=False)
+        if self.entries:
+            self._unpublish(done)
         completed: list[Path] = []
         written_in: set[Path] = set()
+        seen: set[str] = set()
+        for signed in self.log.signed_sizes(self._published_size(), size):
+            for level in self._levels(signed):
+                height = 0 if level is None else tlogtiles.TILE_HEIGHT * level
+                superseded = (size >> height) // tlogtiles.TILE_WIDTH  # full at the target
+                for ref in tlogtiles.tiles_for(signed, level):
+                    if ref.partial and ref.index >= superseded and ref.path() not in seen:
+                        seen.add(ref.path())
+                        self._write(ref, done, written_in)
         for level in self._levels(size):
             known = self._known_full(level)
             for ref in tlogtiles.tiles_for(size, level):
                 if not ref.partial and ref.index < known:
                     continue
-                path = self.directory / ref.path()
-                if not self._on_disk(ref, path):  # a tile's bytes, full or partial, never change
-                    try:
-                        data = self._bytes(ref)
-                    except NotFoundError:  # a bundle holding an erased or private record
-                        done.withheld.append(ref.path())
-                        continue
-                    write_atomically(path, data)
-                    written_in.add(path.parent)
-                    done.written += 1
-                    done.paths.append(ref.path())
+                self._write(ref, done, written_in)
                 if not ref.partial:
+                    path = self.directory / ref.path()
                     completed.append(path.with_name(path.name + ".p"))
         sync_directories(written_in)
         if text is not None and text != self._note_on_disk():
@@ -184,6 +213,67 @@ class Publisher:
                 done.pruned += 1
         self._size, self._note = size, text
         return done
+
+    def _write(self, ref: tlogtiles.TileRef, done: Published, written_in: set[Path]) -> Path | None:
+        """Write tile ``ref`` unless it is on disk already; its path, or ``None`` when it is
+        an entry bundle that cannot be published (named in ``done.withheld``)."""
+        path = self.directory / ref.path()
+        if self._on_disk(ref, path):  # a tile's bytes, full or partial, never change
+            return path
+        try:
+            data = self._bytes(ref)
+        except NotFoundError:  # a bundle holding an erased, private or too long record
+            done.withheld.append(ref.path())
+            return None
+        write_atomically(path, data)
+        written_in.add(path.parent)
+        done.written += 1
+        done.paths.append(ref.path())
+        return path
+
+    def _published_size(self) -> int:
+        """The size of the checkpoint on disk (0: none): the partial tiles of every size
+        signed after it are published in this round."""
+        text = self._note_on_disk()
+        if text is None:
+            return 0
+        try:
+            return note.Checkpoint.parse(note.Note.parse(text).text).size
+        except NoteError:
+            return 0
+
+    def _unpublish(self, done: Published) -> None:
+        """Delete every published entry bundle (full or partial) that holds a record erased
+        since the last round, so it is neither served nor written again. The first round
+        of a publisher checks every bundle on disk instead (erasures while no publisher ran,
+        or a data policy that now keeps a kind private); later rounds read only the erasure
+        records appended since (:meth:`Log.erased_since`, one range read)."""
+        if self._erasures_checked is None:
+            root = self.directory / "tile" / tlogtiles.ENTRIES
+            bundles = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            for path in sorted(bundles):
+                try:
+                    ref = tlogtiles.parse_path(str(path.relative_to(self.directory)))
+                except InputError:
+                    continue  # not a tile: not ours to delete
+                try:
+                    self._bytes(ref)
+                except NotFoundError:
+                    self._remove(path, done)
+        else:
+            for leaf in self.log.erased_since(self._erasures_checked):
+                index, position = divmod(leaf, tlogtiles.TILE_WIDTH)
+                full = self.directory / tlogtiles.TileRef(None, index).path()
+                candidates = [full, *full.with_name(full.name + ".p").glob("*")]
+                for path in candidates:
+                    width = tlogtiles.TILE_WIDTH if path == full else int(path.name)
+                    if width > position and path.is_file():
+                        self._remove(path, done)
+        self._erasures_checked = self.log.size
+
+    def _remove(self, path: Path, done: Published) -> None:
+        path.unlink(missing_ok=True)
+        done.removed.append(str(path.relative_to(self.directory)))
 
     @staticmethod
     def _on_disk(ref: tlogtiles.TileRef, path: Path) -> bool:
@@ -213,11 +303,22 @@ class Publisher:
         on_round: Callable[[Published], None] | None = None,
     ) -> None:
         """Publish, then publish the log's growth every ``interval`` seconds until ``stop``
-        is set (``on_round`` sees each round that wrote something)."""
+        is set (``on_round`` sees each round that wrote or removed something). A round that
+        fails (a locked database, a full disk, an unwritable directory) is logged and
+        counted in :attr:`failures`, and the next round tries again."""
         while True:
-            done = self.publish()
-            if on_round is not None and (done.written or done.checkpoint or done.pruned):
-                on_round(done)
+            try:
+                done = self.publish()
+            except (ChainauditError, OSError, sqlite3.Error) as exc:
+                # e.g. "database is locked" or a full disk: this round is lost, not the
+                # publisher; the next round writes what this one did not.
+                self.failures += 1
+                logger.warning("publish round failed, retrying in %ss: %s", interval, exc)
+            else:
+                if on_round is not None and (
+                    done.written or done.checkpoint or done.pruned or done.removed
+                ):
+                    on_round(done)
             if stop.wait(interval):
                 return
 

@@ -938,6 +938,30 @@ class Log:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def signed_sizes(self, above: int, below: int) -> list[int]:
+        """The tree sizes ``above < size < below`` that have a signed checkpoint, smallest
+        first (:meth:`put_signed_checkpoint`)."""
+        rows = self._db.execute(
+            "SELECT size FROM signed_checkpoints WHERE size > ? AND size < ? ORDER BY size",
+            (above, below),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def erased_since(self, first: int) -> list[int]:
+        """The leaf indexes whose content was erased by an erasure record (id
+        ``erasure:<leaf index>``, :mod:`chainaudit.erasure`) at index ``first`` or later,
+        smallest first: one range read of the record ids, no record is opened."""
+        rows = self._db.execute(
+            "SELECT record_id FROM record_ids WHERE record_id > ? AND record_id < ? AND idx >= ?",
+            (ERASURE_PREFIX, ERASURE_PREFIX[:-1] + chr(ord(ERASURE_PREFIX[-1]) + 1), first),
+        ).fetchall()
+        leaves = {
+            int(suffix)
+            for (record_id,) in rows
+            if (suffix := str(record_id)[len(ERASURE_PREFIX) :]).isdigit()
+        }
+        return sorted(leaves)
+
     # -- the C2SP tlog-tiles read path -------------------------------------------------------
 
     def hash_tile(self, level: int, index: int, width: int = tlogtiles.TILE_WIDTH) -> bytes:
@@ -980,9 +1004,11 @@ class Log:
 
         Raises:
             NotFoundError: the bundle is not within the current tree, one of its records was
-                erased (its leaf data is gone; the leaf hash stays in ``tile/0/...``), or one
-                is of a withheld kind.
-            StoreError: a record is missing from the store or longer than a ``uint16``.
+                erased (its leaf data is gone; the leaf hash stays in ``tile/0/...``), one is
+                of a withheld kind, or one is too long for the bundle's ``uint16`` length (a
+                record may be 65,536 bytes, :data:`chainaudit.records.MAX_RECORD_BYTES`; such
+                a bundle is withheld like the others, its leaf hash still published).
+            StoreError: a record is missing from the store.
         """
         self._check_tile(0, index, width)
         first = index * tlogtiles.TILE_WIDTH
@@ -1010,6 +1036,12 @@ class Log:
                 raise NotFoundError(
                     f"entry bundle {index} is not published: the record at leaf {leaf} was "
                     "erased (its leaf hash stays in the level-0 tile)"
+                )
+            if len(record.body) > tlogtiles.MAX_ENTRY_BYTES:
+                raise NotFoundError(
+                    f"entry bundle {index} is not published: the record at leaf {leaf} is "
+                    f"{len(record.body)} bytes, more than an entry's uint16 length holds "
+                    "(its leaf hash stays in the level-0 tile)"
                 )
             entries.append(record.body)
         try:

@@ -144,6 +144,7 @@ def test_the_command(
     monkeypatch.setenv("CHAINAUDIT_TILES_ENTRIES", "true")
     assert main([*data, "publish", str(out), "--json"]) == 0
     assert (out / "tile/entries/001.p/44").is_file()
+    assert '"removed": []' in capsys.readouterr().out
     monkeypatch.delenv("CHAINAUDIT_TILES_ENTRIES")
     assert main([*data, "publish", str(out), "--interval", "1"]) == 2
     assert "--interval needs --follow" in capsys.readouterr().err
@@ -210,3 +211,112 @@ def test_publish_never_writes_a_private_kinds_entries(tmp_path: Path) -> None:
     assert "tile/entries/000" in done.withheld
     assert not (out / "tile" / "entries" / "000").exists()
     assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
+
+
+def test_every_checkpoint_signed_between_rounds_gets_its_partial_tiles(tmp_path: Path) -> None:
+    """c2sp.org/tlog-tiles: "Logs MUST serve partial tiles corresponding to tree sizes for
+    which a checkpoint was produced", including those signed between two rounds."""
+    tiled = make_tiled(tmp_path / "data", size=290)
+    out = tmp_path / "out"
+    with Log.open(tiled.data_dir) as log:
+        publisher = Publisher(log, out)
+        publisher.publish()
+        log.append(leaf_records(320)[290:])
+        for size in (300, 310, 320):
+            sign(log, tiled.signer, size)
+        done = publisher.publish()
+    assert done.size == 320
+    for width in (34, 44, 54, 64):  # 290 (the first round), 300, 310, 320
+        assert (out / f"tile/0/001.p/{width}").is_file(), width
+        assert (out / f"tile/entries/001.p/{width}").is_file(), width
+    # A fresh publisher (nothing on disk) publishes the partials of every signed size too,
+    # except those whose full tile is published (the spec lets a log delete them then).
+    fresh = tmp_path / "fresh"
+    with Log.open(tiled.data_dir) as log:
+        Publisher(log, fresh).publish()
+    assert sorted(p.name for p in (fresh / "tile/0/001.p").iterdir()) == ["34", "44", "54", "64"]
+
+
+def test_an_erasure_removes_the_published_entry_bundles_holding_the_record(
+    tmp_path: Path,
+) -> None:
+    from tests.test_erasure import erase  # noqa: PLC0415
+
+    tiled = make_tiled(tmp_path / "data", size=300)
+    out, other = tmp_path / "out", tmp_path / "other"
+    with Log.open(tiled.data_dir) as log:
+        publisher = Publisher(log, out)
+        publisher.publish()
+        Publisher(log, other).publish()
+        hashes = {path: data for path, data in files(out).items() if "entries" not in path}
+        erase(log, "r-3")  # in tile/entries/000
+        erase(log, "r-290")  # in tile/entries/001.p/44 (the partial holds 256..299)
+        done = publisher.publish()
+        assert sorted(done.removed) == ["tile/entries/000", "tile/entries/001.p/44"]
+        assert not (out / "tile/entries/000").exists()
+        assert not (out / "tile/entries/001.p/44").exists()
+        assert "tile/entries/000" not in done.paths  # not written again
+        published = files(out)
+        assert all(published[path] == data for path, data in hashes.items())  # hash tiles stay
+        assert publisher.publish().removed == []
+        # A fresh publisher (erasures made while none ran) checks every bundle on disk.
+        assert sorted(Publisher(log, other).publish().removed) == sorted(done.removed)
+    assert not (other / "tile/entries/000").exists() and (other / "tile/0/000").is_file()
+
+
+def test_a_record_too_long_for_a_bundle_length_is_withheld(tmp_path: Path) -> None:
+    """A record may be 65,536 bytes (records.MAX_RECORD_BYTES); a bundle's uint16 length
+    holds 65,535: that bundle is withheld like an erased one, its leaf hash published."""
+    from chainaudit import merkle  # noqa: PLC0415
+    from chainaudit.errors import NotFoundError  # noqa: PLC0415
+    from chainaudit.records import MAX_RECORD_BYTES, PreparedRecord  # noqa: PLC0415
+
+    tiled = make_tiled(tmp_path / "data", size=260)
+    head = b'{"actor":"x","id":"big","kind":"transaction","pad":"'
+    body = head + b"a" * (MAX_RECORD_BYTES - len(head) - 2) + b'"}'
+    assert len(body) == MAX_RECORD_BYTES
+    big = PreparedRecord("big", "transaction", "x", 0, True, body, merkle.hash_leaf(body))
+    out = tmp_path / "out"
+    with Log.open(tiled.data_dir) as log:
+        log.append([big])
+        sign(log, tiled.signer, 261)
+        with pytest.raises(NotFoundError, match="at leaf 260 is 65536 bytes"):
+            log.entry_bundle(1, 5)
+        done = Publisher(log, out).publish()
+    assert done.checkpoint and done.withheld == ["tile/entries/001.p/5"]
+    assert (out / "tile/0/001.p/5").is_file() and (out / "tile/entries/000").is_file()
+    with serving(tiled, tiles_entries=True) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/tile/entries/001.p/5").status_code == 404
+        assert client.get("/tile/0/001.p/5").status_code == 200
+
+
+def test_follow_survives_a_failed_round(tmp_path: Path) -> None:
+    """A round that fails (here a file in the way of a tile directory) is logged and the
+    next round tries again, as the monitor's follow loop does."""
+    tiled = make_tiled(tmp_path / "data", size=100)
+    out = tmp_path / "out"
+    out.mkdir()
+    blocker = out / "tile"
+    blocker.write_text("in the way")  # mkdir tile/0 fails: a real OSError
+    stop = threading.Event()
+    rounds: list[int] = []
+    with Log.open(tiled.data_dir) as reader:
+        publisher = Publisher(reader, out)
+        thread = threading.Thread(
+            target=publisher.follow, args=(0.05, stop, lambda d: rounds.append(d.size))
+        )
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while publisher.failures < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert thread.is_alive() and rounds == []
+            blocker.unlink()
+            while not (out / CHECKPOINT).is_file():
+                assert time.monotonic() < deadline, rounds
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert rounds == [100] and (out / "tile/0/000.p/100").is_file()

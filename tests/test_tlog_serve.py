@@ -55,8 +55,10 @@ def test_tiles_are_the_stored_bytes_with_the_spec_headers(tiled: Tiled, url: str
         full = client.get("/tile/entries/272", headers={"Accept-Encoding": "gzip"})
         assert full.headers["content-encoding"] == "gzip"  # httpx decoded it
         assert full.content == log.entry_bundle(272)
-        assert full.headers["cache-control"].endswith("immutable")
+        # Not immutable: an erasure withdraws a bundle, and caches must let it go soon.
+        assert full.headers["cache-control"] == "public, max-age=300"
         plain = client.get("/tile/entries/273.p/112", headers={"Accept-Encoding": "identity"})
+        assert plain.headers["cache-control"] == "public, max-age=300"
         assert "content-encoding" not in plain.headers
         assert plain.content == log.entry_bundle(273, 112)
         assert len(tlogtiles.decode_entries(plain.content)) == 112

@@ -5,9 +5,11 @@ As ``c2sp.org/tlog-tiles`` specifies: ``Content-Type: application/octet-stream``
 is the 32-byte hashes of the tree nodes at height ``8L`` numbered ``256N .. 256N+W-1``; an
 entry bundle is the leaf data of entries ``256N ..``, each a big-endian ``uint16`` length and
 its bytes, gzip-compressed at the HTTP layer when the client accepts it ("entry bundles SHOULD
-be compressed"). Full tiles never change: ``Cache-Control: public, max-age=31536000,
+be compressed"). Full hash tiles never change: ``Cache-Control: public, max-age=31536000,
 immutable``. A partial tile's bytes never change either, but the log may stop serving it once
-the full tile exists, so it is cached briefly (:data:`PARTIAL_CACHE`). A tile outside the
+the full tile exists, so it is cached briefly (:data:`PARTIAL_CACHE`). An entry bundle, full
+or partial, is cached for five minutes and never ``immutable`` (:data:`ENTRIES_CACHE`): an
+erasure withdraws it, and caches must let go of the erased record soon after. A tile outside the
 current tree is 404, a malformed path 400 (both RFC 9457 problems). The signed ``checkpoint``
 that a client verifies before trusting any tile is served elsewhere.
 
@@ -42,12 +44,20 @@ router = APIRouter(tags=["tlog-tiles"])
 OCTET_STREAM: Final = "application/octet-stream"
 FULL_CACHE: Final = "public, max-age=31536000, immutable"
 PARTIAL_CACHE: Final = "public, max-age=60"
+ENTRIES_CACHE: Final = "public, max-age=300"
+"""An entry bundle, full or partial, is cached for minutes, never ``immutable``: its bytes
+never change, but once one of its records is erased (or its kind made private) the bundle
+is no longer served, and a cache must not keep serving the erased record for a year."""
 GZIP_OVER: Final = 512
 """Entry bundles larger than this are gzip-compressed for a client that accepts gzip."""
 
 
 def cache_control(ref: tlogtiles.TileRef) -> str:
-    """The ``Cache-Control`` of a tile: long-lived and immutable when full."""
+    """The ``Cache-Control`` of a tile: long-lived and immutable for a full hash tile
+    (leaf hashes never change, erasure included), minutes for an entry bundle
+    (:data:`ENTRIES_CACHE`), a minute for a partial hash tile."""
+    if ref.level is None:
+        return ENTRIES_CACHE
     return PARTIAL_CACHE if ref.partial else FULL_CACHE
 
 
