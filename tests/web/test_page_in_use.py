@@ -1,9 +1,9 @@
 """The page as auditors, partners and compliance officers use it, on the demo's own data.
 
 One ``make demo`` (``scripts/demo.py`` in a directory of its own: its Anvil, its contracts, its
-API server) serves the whole module, plus one more payment that a risk rule holds, as in the
-demo's step 4, left for the compliance officer to work in the page. Debian's Chromium drives
-the page at 1280 and 390 px: no view is wider than the window, axe-core finds no serious or
+API server) serves the whole module, with the held payment its last step leaves open for the
+compliance officer to work in the page (found through the API). Debian's Chromium drives the
+page at 1280 and 390 px: no view is wider than the window, axe-core finds no serious or
 critical violation, the buyer sees its purchase order and its money, an old record is found by
 id and verified in the browser, the demo deal's timeline shows one entry per business action
 with amounts and party names, and the held payment is cleared and released from hold with the
@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from web3 import Web3
 
 from chainaudit.actions import cli_actor
 from chainaudit.chain import Chain
@@ -32,19 +31,15 @@ from chainaudit.deploy import DEVNET_PARTIES
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as devnet_settings
 from chainaudit.escrow import EscrowClient
-from chainaudit.keys import KeyStore
 from chainaudit.reconcile import reconcile
 from chainaudit.risk.incidents import open_incident, record_step
-from chainaudit.store import DB_NAME, Log
+from chainaudit.store import Log
 from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1280, 390)
-UNIT = 10**6
-HELD = 75_000 * UNIT  # above the demo's large-release threshold of 50,000 mUSDC
-DAY = 86_400
 ERRORS: dict[int, list[str]] = {}
 """The uncaught script errors of each open page (a test fails on any)."""
 
@@ -76,48 +71,17 @@ def _run_demo(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _h(text: str) -> str:
-    return Web3.to_hex(Web3.keccak(text=text))
-
-
-def _hold_a_payment(demo: Demo) -> tuple[int, str]:
-    """A one-milestone deal whose release a risk rule holds (the demo's step 4, left open)."""
-    a = demo.addresses
-    with demo.client("auditor") as auditor:
-        rpc = auditor.get("/v1/config").json()["rpc_url"]
-    now = int(Web3(Web3.HTTPProvider(rpc)).eth.get_block("latest")["timestamp"])
-    body = {
-        "supplier": a["supplier"],
-        "arbiter": a["arbiter"],
-        "inspectors": [a["inspector"]],
-        "inspector_threshold": 1,
-        "inspection_window": 7 * DAY,
-        "dispute_timeout": 14 * DAY,
-        "default_payee_bps": 5000,
-        "long_stop": now + 180 * DAY,
-        "milestones": [
-            {"amount": HELD, "due_date": now + 30 * DAY, "document_hash": _h("PO-1003/1")}
-        ],
-    }
-    with demo.client("buyer") as buyer:
-        created = buyer.post("/v1/deals", json=body)
-        assert created.status_code == 201, created.text
-        deal = created.json()["deal"]["deal_id"]
-    steps = [
-        ("buyer", "fund", {}),
-        ("supplier", "ship", {"document_hash": _h("BL-79")}),
-        ("inspector", "attest", {"document_hash": _h("CERT-SGS-4413")}),
-        ("buyer", "accept", {}),
-    ]
-    for who, action, step in steps:
-        with demo.client(who) as client:
-            done = client.post(f"/v1/deals/{deal}/milestones/0/{action}", json=step or None)
-            assert done.status_code == 200, done.text
-    with demo.client("supplier") as supplier:
-        held = supplier.post(f"/v1/deals/{deal}/milestones/0/release")
-    assert held.status_code == 409, held.text
-    assert held.json()["fired"] == ["large-release"]
-    return deal, str(held.json()["alert_id"])
+def _the_demos_held_payment(demo: Demo) -> tuple[int, str]:
+    """The payment ``make demo`` leaves held (its last step): the one open alert, and the
+    deal and milestone of its hold, found through the API as the page finds them."""
+    with demo.client("compliance") as officer:
+        alerts = officer.get("/v1/alerts", params={"status": "open"})
+    assert alerts.status_code == 200, alerts.text
+    open_alerts = alerts.json()["items"]
+    assert len(open_alerts) == 1, open_alerts
+    alert = open_alerts[0]
+    assert alert["rules"] == ["large-release"] and alert["outcome"] == "hold", alert
+    return int(alert["deal_id"]), str(alert["alert_id"])
 
 
 def _incident_and_reconciliation(work: Path, url: str) -> tuple[str, str]:
@@ -147,11 +111,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         accounts = derive_accounts(devnet_settings().mnemonic, 10)
         addresses = {name: accounts[i].address for name, i in DEVNET_PARTIES.items()}
         keys = json.loads((work / "keys.json").read_text())
-        store = KeyStore(work / "data" / DB_NAME)  # the demo has no regulator: add one
-        keys["regulator"] = store.create("regulator", name="financial regulator")[1]
-        store.close()
         found = Demo(api.removesuffix("/docs"), keys, addresses, 0, "")
-        found.held_deal, found.alert_id = _hold_a_payment(found)
+        found.held_deal, found.alert_id = _the_demos_held_payment(found)
         found.incident_id, found.reconcile_record = _incident_and_reconciliation(work, found.url)
         yield found
     finally:
@@ -395,11 +356,14 @@ def test_compliance_officers_work_the_held_payment_with_maker_checker(
         asked = page.locator("#approvals [data-approval-id]")
         expect(asked).to_have_count(1)
         expect(asked).to_contain_text("alert.clear")
-        asked.get_by_role("button", name="Approve").click()  # not by the officer who asked
-        expect(page.locator("#compliance-message")).to_contain_text("Refused")
+        # the officer who asked may not decide it: neither button is offered to it
+        expect(asked).to_contain_text("you asked: a different officer must approve")
+        expect(asked.get_by_role("button", name="Approve")).to_have_count(0)
+        expect(asked.get_by_role("button", name="Reject")).to_have_count(0)
 
         _sign_in(page, demo, "compliance")  # the checker approves
         page.goto("/#compliance")
+        expect(page.locator("#approvals [data-approval-id]")).not_to_contain_text("you asked")
         page.locator("#approvals [data-approval-id]").get_by_role("button", name="Approve").click()
         expect(page.locator("#compliance-message")).to_contain_text("executed")
         expect(page.locator(alert)).to_have_count(0)  # resolved
@@ -414,11 +378,19 @@ def test_compliance_officers_work_the_held_payment_with_maker_checker(
         expect(page.locator("#compliance-message")).to_contain_text("executed")
         expect(page.locator(hold)).to_have_count(0)
         expect(page.locator("#holds-empty")).to_be_visible()
+
+        _sign_in(page, demo, "supplier")  # the money owed to it, no longer on hold ...
+        row = page.locator(f'#my-deals-table tr[data-deal-id="{demo.held_deal}"]')
+        expect(row.locator('td[data-label="On hold"]')).to_have_text("0.00")
+        expect(row.locator('td[data-label="In escrow"]')).to_have_text("75,000.00")
+        with demo.client("supplier") as supplier:
+            released = supplier.post(f"/v1/deals/{demo.held_deal}/milestones/0/release")
+        assert released.status_code == 200, released.text  # the payment goes through now
+        page.click("#refresh")  # ... and, once released, Refresh shows the money moved
+        expect(row.locator('td[data-label="In escrow"]')).to_have_text("0.00")
+        expect(row.locator('td[data-label="Released"]')).to_have_text("75,000.00")
     finally:
         _close(page)
-    with demo.client("supplier") as supplier:
-        released = supplier.post(f"/v1/deals/{demo.held_deal}/milestones/0/release")
-    assert released.status_code == 200, released.text  # the payment goes through now
 
 
 @pytest.mark.parametrize("reader", ["auditor", "regulator"])
