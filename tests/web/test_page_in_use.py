@@ -164,6 +164,8 @@ VIEWS: list[tuple[str, str, str, str | None]] = [
     ("auditor", "#overview", "#records-table tbody tr", None),
     ("auditor", "#records", "#list-table tbody tr", "records"),
     ("auditor", "#records/PO-1001", "#record-detail:not([hidden]) .status", "record"),
+    # the demo's longest ids: an escrow event's (escrow:31337:<64 hex>:…), filled in below
+    ("auditor", "#records/{escrow_event}", "#record-detail:not([hidden]) .status", None),
     ("auditor", "#deals/1", "#timeline .timeline-entry", "deal-story"),
     ("compliance", "#compliance", "#alerts .card", "compliance"),
     ("auditor", "#verify", "#view-verify .legend", None),
@@ -177,32 +179,60 @@ VIEWS: list[tuple[str, str, str, str | None]] = [
 def test_every_view_fits_the_window_and_passes_axe(
     browser: Browser, demo: Demo, width: int
 ) -> None:
+    with demo.client("auditor") as auditor:
+        first_event = auditor.get("/v1/records", params={"kind": "escrow_event", "limit": 1})
+    escrow_event = first_event.json()["items"][0]["record_id"]
     page = _open(browser, demo, width)
     measured: dict[str, int] = {}
     problems: dict[str, list[dict[str, Any]]] = {}
+    tables: dict[str, list[int]] = {}  # the table wraps scrolling sideways, by their excess
+
+    def measure(name: str) -> None:
+        measured[name] = page.evaluate("document.documentElement.scrollWidth")
+        problems[name] = _axe_violations(page)
+        tables[name] = page.eval_on_selector_all(
+            ".table-wrap",
+            "wraps => wraps.map(w => w.scrollWidth - w.clientWidth).filter(d => d > 0)",
+        )
+
     try:
         expect(page.locator("#view-signin")).to_be_visible()
         measured["signin"] = page.evaluate("document.documentElement.scrollWidth")
         problems["signin"] = _axe_violations(page)
         who_now = None
-        for who, view, ready, shot in VIEWS:
+        for who, pattern, ready, shot in VIEWS:
             if who != who_now:
                 _sign_in(page, demo, who)
                 who_now = who
+            view = pattern.format(escrow_event=escrow_event)
             page.goto(f"/{view}")
             expect(
                 page.locator(f'#view-{view[1:].split("/")[0]}[data-loaded="true"]')
             ).to_be_visible()
             expect(page.locator(ready).first).to_be_visible()
-            name = f"{who} {view}"
-            measured[name] = page.evaluate("document.documentElement.scrollWidth")
-            problems[name] = _axe_violations(page)
+            measure(f"{who} {view}")
             if shot:
                 screenshot(page, f"{shot}-{width}")
+        _sign_in(page, demo, "auditor")
+        page.goto(f"/#records/{escrow_event}")  # a verdict shown for the longest id
+        expect(page.locator("#record-detail:not([hidden]) .status").first).to_be_visible()
+        page.click("#record-verify")
+        wait_for_verdict(page)
+        measure("auditor #verify with a verdict")
+        page.goto("/#deals/1")  # the timeline with every entry's raw records shown
+        expect(page.locator('#view-deals[data-loaded="true"]')).to_be_visible()
+        expect(page.locator("#timeline > .timeline-entry").first).to_be_visible()
+        page.eval_on_selector_all("#timeline details.raw", "all => all.forEach(d => d.open = true)")
+        expect(page.locator("#timeline .raw-entry").first).to_be_visible()
+        expect(page.locator("#timeline .raw-entry").last).to_be_visible()
+        measure("auditor #deals/1 with its raw records")
     finally:
         _close(page)
     too_wide = {name: w for name, w in measured.items() if w > width}
     assert too_wide == {}, f"wider than {width} px: {too_wide}"
+    if width == 1280:  # no table needs a sideways scroll on a desktop
+        scrolled = {name: d for name, d in tables.items() if d}
+        assert scrolled == {}, f"tables scrolling sideways: {scrolled}"
     found = {name: v for name, v in problems.items() if v}
     assert found == {}, json.dumps(found, indent=1)
 
