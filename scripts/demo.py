@@ -59,6 +59,7 @@ DATA = WORK / "data"
 SERVE_PID = WORK / "serve.pid"
 DAY = 86400
 UNIT = 10**6  # mUSDC has 6 decimals
+HELD = 75_000 * UNIT  # above the demo rules' large-release threshold of 50,000 mUSDC
 
 NAMES = {
     "buyer": "Megacorp (buyer)",
@@ -281,6 +282,7 @@ def main() -> None:
         "operator", name="compliance officer", address=address["compliance"]
     )[1]
     tokens["auditor"] = store.create("auditor", name="external auditor")[1]
+    tokens["regulator"] = store.create("regulator", name="financial regulator")[1]
     store.close()
     (WORK / "keys.json").write_text(json.dumps(tokens, indent=2) + "\n")
 
@@ -572,6 +574,42 @@ def main() -> None:
     database.close()
     clean = cli("audit", "--chain", env=env)
     say("   restored; " + clean.stdout.strip().splitlines()[-1].split(";")[0])
+
+    say("\n== 7. One more held payment, left for the compliance officer in the web page")
+    now = int(chain.w3.eth.get_block("latest")["timestamp"])
+    third = api.call(
+        "buyer",
+        "POST",
+        "/v1/deals",
+        {
+            "supplier": address["supplier"],
+            "arbiter": address["arbiter"],
+            "inspectors": [address["inspector"]],
+            "inspector_threshold": 1,
+            "inspection_window": 7 * DAY,
+            "dispute_timeout": 14 * DAY,
+            "default_payee_bps": 5000,
+            "long_stop": now + 180 * DAY,
+            "milestones": [
+                {"amount": HELD, "due_date": now + 30 * DAY, "document_hash": h("PO-1003/1")}
+            ],
+        },
+    )["deal"]["deal_id"]
+    api.act("buyer", third, 0, "fund")
+    api.act("supplier", third, 0, "ship", document_hash=h("BL-79"))
+    api.act("inspector", third, 0, "attest", document_hash=h("CERT-SGS-4413"))
+    api.act("buyer", third, 0, "accept")
+    left = api.call("supplier", "POST", f"/v1/deals/{third}/milestones/0/release", expect=409)
+    say(
+        f"   deal {third}: {money(HELD)} funded, shipped, inspected and accepted; its release "
+        f"matched rule {', '.join(left['fired'])}: held, alert {left['alert_id']} left open, "
+        f"compliance hold left in place (tx {short(left.get('hold_tx'))})"
+    )
+    say(
+        f"   to clear it, open the web page's Compliance view signed in as the compliance "
+        f'officer and as the operations desk (keys "compliance" and "operator" in '
+        f"{WORK / 'keys.json'}): one asks, the other approves"
+    )
 
     trace = api.call("auditor", "GET", f"/v1/deals/{deal_id}/trace")["entries"]
     say(f"\n== Done. Deal {deal_id}'s timeline holds {len(trace)} audited entries.")

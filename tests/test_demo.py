@@ -41,6 +41,9 @@ def test_demo_plays_the_whole_scenario_and_stops(tmp_path: Path) -> None:
             "VALID: record CERT-SGS-4411",
             "ALTERED    index",
             "restored; audit: clean",
+            "matched rule large-release: held, alert AL-",
+            "left open, compliance hold left in place",
+            "signed in as the compliance officer",
         ):
             assert line in out, line
         urls = [row.split()[-1] for row in out.splitlines() if "API:" in row]

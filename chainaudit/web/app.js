@@ -817,16 +817,58 @@
     node.hidden = !text;
   }
 
-  // Amounts are integers in the token's minor units (strings or numbers); shown in units.
+  // An amount in a token's minor units as {minor: BigInt, approx}, or null when it is not one.
+  // Strings of digits are read exactly; a JSON number is exact only up to 2^53 (above it, or
+  // when it is not an integer, the nearest integer is taken and marked approximate); never
+  // throws (String(7.5e22) is "7.5e+22", which BigInt refuses).
+  function minorAmount(value) {
+    if (typeof value === "bigint") return { minor: value, approx: false };
+    if (typeof value === "string" && /^-?[0-9]+$/.test(value.trim())) {
+      return { minor: BigInt(value.trim()), approx: false };
+    }
+    const number = typeof value === "number" ? value
+      : typeof value === "string" && value.trim() !== "" ? Number(value) : NaN;
+    if (!Number.isFinite(number)) return null;
+    if (Number.isSafeInteger(number)) return { minor: BigInt(number), approx: false };
+    // The number's shortest decimal form (7.5e22 is 75000000000000000000000, not the float's
+    // exact 75000000000000002097152), as an integer.
+    const digits = Math.round(number).toLocaleString("en-US",
+      { useGrouping: false, maximumFractionDigits: 0 });
+    return { minor: /^-?[0-9]+$/.test(digits) ? BigInt(digits) : BigInt(Math.round(number)),
+      approx: true };
+  }
+
+  // Amounts are integers in the token's minor units; shown in whole units with the token's own
+  // precision: every significant decimal, trailing zeros trimmed but at least two kept (a
+  // 6-decimal 1234567 is "1.234567", 1500000 is "1.50"; a 0-decimal token shows "12").
+  // An approximate figure (a JSON number past 2^53) is prefixed "≈" and cut to two decimals:
+  // its further digits are the float's, not the chain's.
   function units(value, decimals) {
     if (value === null || value === undefined) return "—";
-    if (!Number.isInteger(decimals)) return String(value);
-    const minor = BigInt(String(value));
+    const amount = minorAmount(value);
+    if (!amount || !Number.isInteger(decimals) || decimals < 0) return String(value);
+    const negative = amount.minor < 0n;
+    const abs = negative ? -amount.minor : amount.minor;
     const scale = 10n ** BigInt(decimals);
-    const whole = minor / scale;
-    const cents = ((minor % scale) * 100n) / scale;
-    return `${whole.toLocaleString("en-US")}.${String(cents).padStart(2, "0")}`;
+    const whole = (abs / scale).toLocaleString("en-US");
+    let fraction = decimals ? String(abs % scale).padStart(decimals, "0") : "";
+    const least = Math.min(2, decimals);
+    if (amount.approx) fraction = fraction.slice(0, least);
+    fraction = fraction.replace(/0+$/, "").padEnd(least, "0");
+    return `${amount.approx ? "≈" : ""}${negative ? "-" : ""}${whole}` +
+      `${fraction ? `.${fraction}` : ""}`;
   }
+
+  // The larger of two amounts (as units() reads them), keeping exact figures exact.
+  function maxAmount(a, b) {
+    const x = minorAmount(a);
+    const y = minorAmount(b);
+    if (!x) return b;
+    if (!y) return a;
+    return y.minor > x.minor ? b : a;
+  }
+
+  globalThis.chainauditPage = Object.freeze({ units });
 
   // Selecting a shortened value and copying it copies the full value.
   document.addEventListener("copy", (event) => {
@@ -875,7 +917,25 @@
     const problem = response.ok ? null
       : (data && (data.detail || data.title || data.error)) || `HTTP ${response.status}`;
     if (response.status === 401 && key && key === state.key && state.me) signOut(problem);
-    return { ok: response.ok, status: response.status, data, problem };
+    return { ok: response.ok, status: response.status, data, problem,
+      link: response.headers.get("Link") };
+  }
+
+  // The deals the key sees, newest first, following the API's `Link: <…>; rel="next"` pages
+  // (200 deals each) up to 20 pages, so that older deals (and their holds) are shown too.
+  // The answer has api()'s shape, `data` holding every page's deals.
+  async function allDeals() {
+    let answer = await api("/v1/deals?limit=200");
+    if (!answer.ok || !Array.isArray(answer.data)) return answer;
+    const deals = [...answer.data];
+    for (let pages = 1; pages < 20; pages += 1) {
+      const next = /<([^>]+)>\s*;\s*rel="next"/.exec(answer.link || "");
+      if (!next || !next[1].startsWith("/v1/deals?")) break;
+      answer = await api(next[1]);
+      if (!answer.ok || !Array.isArray(answer.data)) return answer;
+      deals.push(...answer.data);
+    }
+    return { ...answer, data: deals };
   }
 
   // A load overtaken by a later one of the same view, or by another sign-in, renders
@@ -1114,6 +1174,7 @@
   }
 
   async function loadOverview() {
+    state.parties.clear(); // money moves: each load (and Refresh) reads the parties afresh
     const message = $("overview-message");
     const current = freshness("overview");
     const latest = await api("/v1/checkpoints/latest");
@@ -1159,7 +1220,8 @@
     if (partner) await loadMyDeals();
   }
 
-  // The parties of a deal with their names and money (cached per sign-in).
+  // The parties of a deal with their names and money (cached for one view's load: each
+  // load clears the cache, so a Refresh shows money that moved since).
   async function dealParties(id) {
     const key = String(id);
     if (!state.parties.has(key)) {
@@ -1180,7 +1242,7 @@
   async function loadMyDeals() {
     const message = $("my-deals-message");
     const current = freshness("my-deals");
-    const answer = await api("/v1/deals");
+    const answer = await allDeals();
     if (!current()) return;
     const body = $("my-deals-table").tBodies[0];
     if (!answer.ok) {
@@ -1202,13 +1264,13 @@
       const info = await dealParties(deal.deal_id);
       const own = info ? info.parties.filter((p) => p.address.toLowerCase() === mine) : [];
       const figure = (field) => own.reduce((n, p) => (p[field] === null ? n
-        : Math.max(n, Number(p[field]))), 0);
+        : maxAmount(n, p[field])), "0");
       const d = info ? info.token_decimals : deal.token_decimals;
       const roles = [...new Set(own.map((p) => p.role))];
       // A buyer's money is the whole deal's; a payee's, its milestones'.
       const buyer = roles.includes("buyer");
       const onHold = (deal.milestones || []).filter((m) => m.hold && m.hold.active)
-        .reduce((n, m) => n + BigInt(m.held), 0n);
+        .reduce((n, m) => n + (minorAmount(m.held) || { minor: 0n }).minor, 0n);
       const inEscrow = buyer ? deal.held : figure("in_escrow");
       const held = buyer ? onHold : figure("on_hold");
       const released = buyer ? deal.released : figure("released");
@@ -1680,9 +1742,10 @@
   }
 
   async function loadDeals(arg) {
+    state.parties.clear(); // money moves: each load (and Refresh) reads the parties afresh
     const message = $("deals-message");
     const current = freshness("deals");
-    const answer = await api("/v1/deals");
+    const answer = await allDeals();
     if (!current()) return;
     $("deals-wrap").hidden = true;
     if (answer.status === 404) {
@@ -1706,7 +1769,8 @@
       head.replaceChildren(...columns.map((c) => el("th", { scope: "col" }, c)),
         el("th", { scope: "col" }, el("span", { className: "sr-only" }, "Actions")));
       $("deals-table").tBodies[0].replaceChildren(...deals.map((deal, i) => {
-        const total = (deal.milestones || []).reduce((n, m) => n + BigInt(m.amount), 0n);
+        const total = (deal.milestones || [])
+          .reduce((n, m) => n + (minorAmount(m.amount) || { minor: 0n }).minor, 0n);
         return el("tr", { "data-deal-id": deal.deal_id },
           el("td", { "data-label": "Deal" }, String(deal.deal_id)),
           el("td", { "data-label": "Buyer" }, partyCell(infos[i], deal.buyer)),
@@ -1847,7 +1911,8 @@
     const milestone = pick("milestone");
     const created = args.filter((a, i) => events[i].event === "MilestoneCreated");
     const amount = events.some((e) => e.event === "DealCreated") && created.length
-      ? created.reduce((n, a) => n + BigInt(a.amount), 0n) : pick("amount") ?? pick("advance");
+      ? created.reduce((n, a) => n + (minorAmount(a.amount) || { minor: 0n }).minor, 0n)
+      : pick("amount") ?? pick("advance");
     const clearedBy = decision && Array.isArray(decision.payload.cleared_by)
       ? decision.payload.cleared_by : [];
     const actorEntry = action || events[0] || group.find((e) => !/^risk:/.test(e.record_id))
@@ -1943,6 +2008,7 @@
 
   async function loadTrace(id) {
     if (!id) return;
+    state.parties.clear(); // money moves: each load (and Refresh) reads the parties afresh
     $("trace-id").value = id;
     $("trace").hidden = false;
     $("trace-title").textContent = `Deal ${id}`;
@@ -2094,7 +2160,9 @@
 
   function approvalCard(p) {
     const actions = [];
-    if (isOfficer()) {
+    // The officer who asked may not decide (the API refuses it): no buttons for it.
+    const asked = Boolean(state.me) && p.requested_by === `key:${state.me.key_id}`;
+    if (isOfficer() && !asked) {
       for (const [verb, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
         actions.push(el("button", { type: "button",
           className: verb === "approve" ? "button-small button-go" : "button-small",
@@ -2110,8 +2178,8 @@
       [`${p.action} `, el("code", {}, p.approval_id), " ", statusBadge(p.status)],
       el("p", {}, params || "no parameters"),
       el("p", { className: "timeline-meta" }, `asked by ${p.requested_by} at ` +
-        `${utcTime(p.requested_ms)}${p.note ? ` · “${p.note}”` : ""} · a different ` +
-        "officer must approve"),
+        `${utcTime(p.requested_ms)}${p.note ? ` · “${p.note}”` : ""} · ` +
+        `${asked ? "you asked: " : ""}a different officer must approve`),
       el("div", { className: "form-actions" }, actions));
   }
 
@@ -2175,6 +2243,7 @@
   }
 
   async function loadCompliance(clear = true) {
+    state.parties.clear(); // money moves: each load (and Refresh) reads the parties afresh
     if (!seesAll()) return;
     if (clear) showMessage($("compliance-message"), "");
     $("compliance-role-note").textContent = isOfficer()
@@ -2182,12 +2251,18 @@
         "lifting a hold free money and wait for a second officer's approval."
       : "Your role reads everything here; officers (admin, operator) act.";
     const current = freshness("compliance");
-    const [alerts, approvals, deals, decisions] = await Promise.all([
-      api("/v1/alerts?limit=200"), api("/v1/approvals"), api("/v1/deals?limit=200"),
+    // The alerts still to work, all of them (the API lists newest first, up to 1,000 of a
+    // status), and the latest 200 resolved ones.
+    const [open, acknowledged, resolvedAlerts, approvals, deals, decisions] = await Promise.all([
+      api("/v1/alerts?status=open&limit=1000"), api("/v1/alerts?status=acknowledged&limit=1000"),
+      api("/v1/alerts?status=resolved&limit=200"), api("/v1/approvals"), allDeals(),
       decisionRecords()]);
+    const alerts = [open, acknowledged, resolvedAlerts].find((a) => !a.ok) || open;
     const dealList = deals.ok && Array.isArray(deals.data) ? deals.data : [];
     const decimals = dealList.length ? dealList[0].token_decimals : undefined;
-    const alertItems = alerts.ok ? alerts.data.items : [];
+    const alertItems = [open, acknowledged, resolvedAlerts]
+      .flatMap((a) => (a.ok && a.data && Array.isArray(a.data.items) ? a.data.items : []));
+    alertItems.sort((a, b) => b.opened_ms - a.opened_ms); // newest first, as the API lists
     const heldCards = [];
     const waiting = [];
     for (const deal of dealList) {

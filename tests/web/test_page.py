@@ -427,3 +427,34 @@ def test_input_that_is_not_a_bundle_is_refused(
     assert verify_in_page(page, text) == {}
     expect(page.locator("#verdict-title")).to_have_text("This is not a proof bundle")
     expect(page.locator("#verdict-detail")).to_contain_text(says)
+
+
+# -- amounts ------------------------------------------------------------------------------------
+
+
+def test_amounts_show_the_tokens_precision_and_never_throw(page: Page, site: Site) -> None:
+    """The page's ``units`` (exposed as ``chainauditPage.units``) for 0-, 6- and 18-decimal
+    tokens, exact for strings of digits, marked approximate for JSON numbers past 2^53 (which
+    ``String()`` would have turned into ``7.5e+22``, refused by ``BigInt``)."""
+    page.goto("/")
+    cases: list[tuple[str | int | float | None, int, str]] = [
+        ("12", 0, "12"),
+        (1234567, 0, "1,234,567"),
+        ("1234567", 6, "1.234567"),
+        ("1500000", 6, "1.50"),
+        (9876540000, 6, "9,876.54"),
+        (75000000000, 6, "75,000.00"),
+        ("0", 6, "0.00"),
+        ("75000000000000000000000", 18, "75,000.00"),
+        ("1234567890123456789", 18, "1.234567890123456789"),
+        ("100000000000000000", 18, "0.10"),
+        (7.5e22, 18, "≈75,000.00"),  # a JSON number: String() gives "7.5e+22"
+        (7.5e22, 0, "≈75,000,000,000,000,000,000,000"),
+        (2**53 - 1, 0, "9,007,199,254,740,991"),  # the largest exact JSON number
+        (None, 6, "—"),
+    ]
+    shown = page.evaluate(
+        "cases => cases.map(([v, d]) => chainauditPage.units(v, d))",
+        [[value, decimals] for value, decimals, _ in cases],
+    )
+    assert shown == [want for _, _, want in cases]

@@ -44,6 +44,17 @@ def test_the_page_loads_nothing_from_elsewhere() -> None:
         assert "@import" not in text and "url(" not in text, name
 
 
+def test_the_page_never_parses_html_or_evaluates_strings() -> None:
+    """Every node is built with ``createElement``/``textContent`` (the CSP forbids inline
+    script; this keeps markup and code out of the data path as well)."""
+    folder = APP_JS.parent
+    for name in ("index.html", "app.js"):
+        text = (folder / name).read_text(encoding="utf-8")
+        for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+            assert banned not in text, (name, banned)
+        assert not re.search(r"\beval\s*\(|new\s+Function\s*\(", text), name
+
+
 @pytest.mark.parametrize(
     "path", ["/web/index.htm", "/web/..%2Fapi%2Fapp.py", "/web/%2E%2E/settings.py", "/web/"]
 )
