@@ -29,7 +29,6 @@ import binascii
 import logging
 import os
 import re
-import socket
 import stat
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from chainaudit.errors import (
     VerificationError,
     WitnessError,
 )
-from chainaudit.serving import ServedThread
+from chainaudit.serving import ServedThread, serve_bound
 from chainaudit.witness_state import Recorded, WitnessState
 
 log = logging.getLogger("chainaudit.witness")
@@ -358,19 +357,6 @@ def _uvicorn_config(witness: Witness, host: str, port: int) -> uvicorn.Config:
     )
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """Calls ``on_started`` once the app started and the socket accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_started()
-
-
 def serve(
     witness: Witness,
     host: str = "127.0.0.1",
@@ -378,20 +364,14 @@ def serve(
     *,
     on_started: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the witness until interrupted; ``on_started`` gets the URL once it accepts."""
-    from chainaudit.api.server import bind  # noqa: PLC0415
+    """Serve the witness until interrupted; ``on_started`` gets the URL once it accepts.
 
-    sock = bind(host, port)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{bound}"
-    server = _AnnouncingServer(
-        _uvicorn_config(witness, host, bound), lambda: on_started(url) if on_started else None
+    Raises:
+        InputError: the socket cannot be bound.
+    """
+    serve_bound(
+        host, port, lambda bound: _uvicorn_config(witness, host, bound), on_started=on_started
     )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
 
 
 class WitnessThread(ServedThread):

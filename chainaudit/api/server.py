@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +12,7 @@ import uvicorn
 
 from chainaudit.api.app import create_app
 from chainaudit.errors import InputError
-from chainaudit.serving import ServedThread
+from chainaudit.serving import ServedThread, serve_bound
 from chainaudit.settings import Settings
 
 
@@ -73,51 +71,6 @@ def check_transport(settings: Settings, host: str) -> str:
     return "http"
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (port 0: any free port), before anything starts.
-
-    Raises :class:`~chainaudit.errors.InputError` with one line naming the address and why
-    (the port is busy, out of range, the interface does not exist here...).
-    """
-    if not 0 <= port <= 65535:
-        raise InputError(f"cannot serve on port {port}: a TCP port is between 1 and 65535")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(f"cannot serve on {host}:{port}: unknown interface ({exc})") from exc
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        why = (
-            "the port is in use by another process (choose another with --port)"
-            if exc.errno == errno.EADDRINUSE
-            else exc.strerror or str(exc)
-        )
-        raise InputError(f"cannot serve on {host}:{port}: {why}") from exc
-    sock.set_inheritable(True)
-    return sock
-
-
-class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that calls ``on_started`` once the app started and the socket
-    accepts connections (never before: a failed start announces nothing)."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_started()
-
-
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -133,16 +86,13 @@ def serve(
     :class:`InputError` when it cannot be); ``on_started`` then gets the URL served
     (``https://`` over TLS), once the app has started and connections are accepted."""
     scheme = check_transport(settings, host)
-    sock = bind(host, port)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{shown}:{bound}"
-    try:
-        config = _config(settings, host, bound, run_anchorer=True)
-        server = _AnnouncingServer(config, lambda: on_started(url) if on_started else None)
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    serve_bound(
+        host,
+        port,
+        lambda bound: _config(settings, host, bound, run_anchorer=True),
+        scheme=scheme,
+        on_started=on_started,
+    )
 
 
 class ServerThread(ServedThread):
