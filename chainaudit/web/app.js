@@ -1157,14 +1157,18 @@
   const recordLink = (id) => el("a", { className: "record-link",
     href: `#records/${encodeURIComponent(id)}` }, shortCell(id, 40, "record-id"));
 
+  // The cells every record row shows: leaf, record, kind, actor, time and proof status.
+  const recordCells = (r) => [
+    el("td", { className: "num", "data-label": "Leaf" }, String(r.leaf_index)),
+    el("td", { "data-label": "Record" }, recordLink(r.record_id)),
+    el("td", { "data-label": "Kind" }, el("span", { className: "kind" }, r.kind)),
+    el("td", { className: "actor", "data-label": "Actor" }, shortCell(r.actor, 16)),
+    el("td", { className: "time", "data-label": "Time (UTC)" }, utcTime(r.timestamp_ms)),
+    el("td", { "data-label": "Proof" }, statusBadge(proofStatus(r.leaf_index))),
+  ];
+
   function recordRow(r) {
-    return el("tr", { "data-record-id": r.record_id },
-      el("td", { className: "num", "data-label": "Leaf" }, String(r.leaf_index)),
-      el("td", { "data-label": "Record" }, recordLink(r.record_id)),
-      el("td", { "data-label": "Kind" }, el("span", { className: "kind" }, r.kind)),
-      el("td", { className: "actor", "data-label": "Actor" }, shortCell(r.actor, 16)),
-      el("td", { className: "time", "data-label": "Time (UTC)" }, utcTime(r.timestamp_ms)),
-      el("td", { "data-label": "Proof" }, statusBadge(proofStatus(r.leaf_index))),
+    return el("tr", { "data-record-id": r.record_id }, ...recordCells(r),
       el("td", { className: "cell-action" }, el("button", {
         type: "button",
         className: "button-small",
@@ -1534,13 +1538,7 @@
   const PAGE = 50;
 
   function listRow(r) {
-    return el("tr", { "data-record-id": r.record_id },
-      el("td", { className: "num", "data-label": "Leaf" }, String(r.leaf_index)),
-      el("td", { "data-label": "Record" }, recordLink(r.record_id)),
-      el("td", { "data-label": "Kind" }, el("span", { className: "kind" }, r.kind)),
-      el("td", { className: "actor", "data-label": "Actor" }, shortCell(r.actor, 16)),
-      el("td", { className: "time", "data-label": "Time (UTC)" }, utcTime(r.timestamp_ms)),
-      el("td", { "data-label": "Proof" }, statusBadge(proofStatus(r.leaf_index))),
+    return el("tr", { "data-record-id": r.record_id }, ...recordCells(r),
       el("td", { className: "cell-action" }, el("a", {
         className: "button-small",
         href: `#records/${encodeURIComponent(r.record_id)}`,
