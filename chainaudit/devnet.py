@@ -168,7 +168,11 @@ def free_port() -> int:
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((_LOOPBACK, port)) == 0
+        if sock.connect_ex((_LOOPBACK, port)) != 0:
+            return False
+        # A connect to a free ephemeral port can reach the socket itself (TCP simultaneous
+        # open); that is no listener.
+        return bool(sock.getsockname() != sock.getpeername())
 
 
 def _loopback_url(host: str, port: int) -> str:

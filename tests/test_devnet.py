@@ -43,9 +43,18 @@ def alive(pid: int) -> bool:
 
 
 def port_open(port: int) -> bool:
+    """Whether something listens on the loopback port.
+
+    Binding, not connecting: a connect to a free port in the ephemeral range can succeed by
+    connecting the socket to itself (TCP simultaneous open), which once failed CI.
+    """
     with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def test_load_settings_reads_anvil_env() -> None:
