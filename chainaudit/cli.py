@@ -716,21 +716,16 @@ def _clearance_signer(settings: Settings) -> str | None:
     """The EscrowGate's clearance signer: the configured key's address, else (development)
     the devnet's account 0, whose key the development service signs clearances with; ``None``
     (no gate) otherwise."""
-    if settings.clearance_key is not None:
-        from chainaudit.chain import load_account  # noqa: PLC0415
+    from chainaudit.roles import clearance_account  # noqa: PLC0415
 
-        return str(load_account(private_key=settings.clearance_key.get_secret_value()).address)
-    if settings.environment != "development":
-        return None
-    from chainaudit.devnet import derive_accounts  # noqa: PLC0415
-    from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
-
-    return derive_accounts(devnet_settings().mnemonic, 1)[0].address
+    account = clearance_account(settings)
+    return None if account is None else str(account.address)
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.context import anchorer_account, chain_from  # noqa: PLC0415
+    from chainaudit.context import chain_from  # noqa: PLC0415
     from chainaudit.deploy import deploy_contracts  # noqa: PLC0415
+    from chainaudit.roles import anchorer_account  # noqa: PLC0415
 
     chain = chain_from(settings, args.rpc)
     deployer = anchorer_account(settings)
@@ -1334,11 +1329,12 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
 
 def _escrow_client(settings: Settings, args: argparse.Namespace) -> Any:
     from chainaudit.context import chain_from  # noqa: PLC0415
+    from chainaudit.deploy import contract_address  # noqa: PLC0415
     from chainaudit.escrow import EscrowClient  # noqa: PLC0415
-    from chainaudit.risk.operators import escrow_address  # noqa: PLC0415
 
     chain = chain_from(settings, getattr(args, "rpc", None))
-    return EscrowClient(chain, escrow_address(settings, chain, getattr(args, "escrow", None)))
+    override = getattr(args, "escrow", None)
+    return EscrowClient(chain, override or contract_address(settings, chain, "SupplyChainEscrow"))
 
 
 def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
@@ -1454,7 +1450,7 @@ def cmd_risk_resolve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk import holds  # noqa: PLC0415
-    from chainaudit.risk.operators import operator_account  # noqa: PLC0415
+    from chainaudit.roles import operator_account  # noqa: PLC0415
 
     client = _escrow_client(settings, args)
     actor = cli_actor()

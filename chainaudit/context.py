@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-from eth_account.signers.local import LocalAccount
-
 from chainaudit import note
 from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.chain import Chain, load_account
+from chainaudit.chain import Chain
 from chainaudit.checkpointing import Cosign
 from chainaudit.deploy import contract_address
-from chainaudit.devnet import derive_accounts
-from chainaudit.devnet import load_settings as load_devnet_settings
-from chainaudit.errors import ConfigError
 from chainaudit.logkey import log_signer
+from chainaudit.roles import anchorer_account
 from chainaudit.settings import Settings
 from chainaudit.store import Log
 
 
 def chain_from(settings: Settings, rpc_url: str | None = None) -> Chain:
     return Chain(rpc_url or settings.rpc_url, timeout=settings.rpc_timeout)
-
-
-def anchorer_account(settings: Settings) -> LocalAccount:
-    """The anchoring key, from ``CHAINAUDIT_ANCHORER_KEY`` or an encrypted keystore.
-
-    In development only, with neither set, the devnet's first well-known account (derived
-    from the mnemonic in ``anvil.env``) is used.
-    """
-    if settings.anchorer_key is None and settings.anchorer_keystore is None:
-        if settings.environment == "development":
-            devnet = load_devnet_settings()
-            key = derive_accounts(devnet.mnemonic, 1)[0].private_key
-            return load_account(private_key=key)
-        raise ConfigError(
-            "no anchorer key: set CHAINAUDIT_ANCHORER_KEY or CHAINAUDIT_ANCHORER_KEYSTORE "
-            "(with CHAINAUDIT_ANCHORER_PASSWORD)"
-        )
-    return load_account(
-        private_key=settings.anchorer_key.get_secret_value() if settings.anchorer_key else None,
-        keystore=settings.anchorer_keystore if settings.anchorer_key is None else None,
-        password=(
-            settings.anchorer_password.get_secret_value() if settings.anchorer_password else None
-        ),
-    )
 
 
 def policy_from(settings: Settings) -> AnchorPolicy:

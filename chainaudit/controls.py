@@ -6,7 +6,7 @@ checker's authority, through the same code paths the single-officer commands use
 
 ``alert.clear``    :func:`~chainaudit.risk.decisions.transition_alert` (resolved, cleared);
 ``hold.lift``      :func:`~chainaudit.risk.holds.lift_hold`, signed with the checker's own
-                   on-chain account (:func:`~chainaudit.risk.operators.officer_account`);
+                   on-chain account (:func:`~chainaudit.roles.officer_account`);
 ``hold.shorten``   :func:`~chainaudit.risk.holds.renew_hold`, signed the same way;
 ``rules.activate`` :func:`~chainaudit.risk.decisions.announce_rule_set`;
 ``escrow.pause`` / ``escrow.unpause``  :mod:`chainaudit.risk.incidents`, with the pauser key;
@@ -45,8 +45,8 @@ from chainaudit.keys import KeyStore, now_ms
 from chainaudit.risk import freeze, holds, incidents
 from chainaudit.risk.book import RiskBook
 from chainaudit.risk.decisions import announce_rule_set, transition_alert
-from chainaudit.risk.operators import officer_account, operator_account
 from chainaudit.risk.rules import RuleSet, parse_rule_set
+from chainaudit.roles import officer_account, operator_account
 from chainaudit.settings import Settings
 from chainaudit.store import Log
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     compliance_key: SecretStr | None = Field(
         default=None, description="key holding COMPLIANCE_ROLE, for holds placed via the API"
     )
+    pauser_key: SecretStr | None = Field(
+        default=None,
+        description="key holding PAUSER_ROLE, for `pause`/`unpause` (devnet: account 0)",
+    )
     officer_keys: list[SecretStr] = Field(
         default_factory=list,
         description="private keys of officers' own on-chain accounts (each holding "
@@ -92,6 +96,9 @@ class Settings(BaseSettings):
     clearance_key: SecretStr | None = Field(
         default=None,
         description="key of the EscrowGate's clearance signer (issue 13; devnet: account 0)",
+    )
+    rules_file: Path | None = Field(
+        default=None, description="the risk rule file (default: `<data_dir>/rules.toml`)"
     )
     gate_policy: int = Field(
         default=1, ge=0, lt=2**16, description="compliance policy of deals opened via the API"
@@ -236,10 +243,18 @@ class Settings(BaseSettings):
         host = urlparse(self.rpc_url).hostname or ""
         if self.rpc_url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("in production the chain endpoint must use https")
-        if self.anchorer_key is not None and _is_devnet_key(self.anchorer_key.get_secret_value()):
-            raise ValueError("in production the anchorer key must not be a public devnet key")
-        if self.clearance_key is not None and _is_devnet_key(self.clearance_key.get_secret_value()):
-            raise ValueError("in production the clearance key must not be a public devnet key")
+        # Every role key, checked here once: the API, the CLI and the services read them all
+        # through chainaudit.roles, so none of them can accept a key another refuses.
+        role_keys: dict[str, list[SecretStr | None]] = {
+            "anchorer": [self.anchorer_key],
+            "clearance": [self.clearance_key],
+            "compliance": [self.compliance_key],
+            "pauser": [self.pauser_key],
+            "officer": list(self.officer_keys),
+        }
+        for role, keys in role_keys.items():
+            if any(k is not None and _is_devnet_key(k.get_secret_value()) for k in keys):
+                raise ValueError(f"in production the {role} key must not be a public devnet key")
         return self
 
 

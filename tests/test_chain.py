@@ -9,8 +9,8 @@ import pytest
 from eth_account import Account
 
 from chainaudit.chain import load_account
-from chainaudit.context import anchorer_account
 from chainaudit.errors import ConfigError
+from chainaudit.roles import anchorer_account
 from chainaudit.settings import Settings
 
 KEY = "0x" + "4c" * 32

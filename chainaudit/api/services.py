@@ -14,7 +14,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import datapolicy, note
+from chainaudit import datapolicy, note, roles
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.budget import WorkBudget
@@ -24,7 +24,7 @@ from chainaudit.chain import Chain, deployment_block, load_account
 from chainaudit.checkpointing import CheckpointSigner
 from chainaudit.context import anchorer_from, chain_from, cosigner_from
 from chainaudit.datapolicy import DataPolicy
-from chainaudit.deploy import DEVNET_PARTIES, contract_address
+from chainaudit.deploy import contract_address
 from chainaudit.devnet import derive_accounts
 from chainaudit.devnet import load_settings as load_devnet_settings
 from chainaudit.erasure import at_rest_from
@@ -37,7 +37,6 @@ from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.risk.clearance import ClearanceSigner
 from chainaudit.risk.ledger import EventCache
-from chainaudit.risk.operators import officer_account
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from chainaudit.toolchain import project_root
@@ -211,25 +210,13 @@ class Services:
 
     @property
     def compliance_account(self) -> LocalAccount | None:
-        """The compliance officer's key: configured, or the devnet's in development."""
-        if self.settings.compliance_key is not None:
-            return load_account(private_key=self.settings.compliance_key.get_secret_value())
-        if self.settings.environment == "development":
-            mnemonic = load_devnet_settings().mnemonic
-            officer = derive_accounts(mnemonic, 10)[DEVNET_PARTIES["compliance"]]
-            return load_account(private_key=officer.private_key)
-        return None
+        """The compliance officer's key (:func:`chainaudit.roles.compliance_account`)."""
+        return roles.compliance_account(self.settings)
 
     @property
     def clearance_account(self) -> LocalAccount | None:
-        """The EscrowGate's clearance signer (issue 13): configured, or the devnet's account 0
-        (the deployer) in development."""
-        if self.settings.clearance_key is not None:
-            return load_account(private_key=self.settings.clearance_key.get_secret_value())
-        if self.settings.environment == "development":
-            mnemonic = load_devnet_settings().mnemonic
-            return load_account(private_key=derive_accounts(mnemonic, 1)[0].private_key)
-        return None
+        """The EscrowGate's clearance signer (:func:`chainaudit.roles.clearance_account`)."""
+        return roles.clearance_account(self.settings)
 
     def deal_policy(self, client: EscrowClient) -> int:
         """The compliance policy of deals opened through the API: the configured one when the
@@ -274,9 +261,9 @@ class Services:
         """The officer's own on-chain account (bound to ``key``), for holds it signs.
 
         Raises :class:`~chainaudit.errors.ConfigError` when the key is bound to no account
-        or no signing key of that account is configured (:func:`~chainaudit.risk.operators.
-        officer_account`)."""
-        return officer_account(self.settings, key.address)
+        or no signing key of that account is configured
+        (:func:`chainaudit.roles.officer_account`)."""
+        return roles.officer_account(self.settings, key.address)
 
     def _start_anchorer(self) -> None:
         try:

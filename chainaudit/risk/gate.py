@@ -44,13 +44,12 @@ RULES_FILE = "rules.toml"
 
 
 def rules_path(settings: Settings, override: Path | str | None = None) -> Path:
-    """Where the rule file is: ``override``, else a ``rules_file`` setting when the
-    deployment's settings have one, else ``<data_dir>/rules.toml``."""
+    """Where the rule file is: ``override``, else the ``rules_file`` setting
+    (``CHAINAUDIT_RULES_FILE``), else ``<data_dir>/rules.toml``."""
     if override is not None:
         return Path(override)
-    configured = getattr(settings, "rules_file", None)
-    if configured:
-        return Path(configured)
+    if settings.rules_file is not None:
+        return settings.rules_file
     return Path(settings.data_dir) / RULES_FILE
 
 

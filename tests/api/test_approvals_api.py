@@ -58,6 +58,7 @@ def officers(tmp_path: Path, anvil: Devnet) -> Iterator[Officers]:
             anvil,
             escrow_contract=world.client.address,
             officer_keys=[world.officer.key.hex(), second.key.hex()],
+            pauser_key=world.admin.key.hex(),  # holds PAUSER_ROLE on this world's vault
         )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = KeyStore(settings.data_dir / DB_NAME)
@@ -304,11 +305,8 @@ def test_requests_are_checked_before_they_are_recorded(officers: Officers) -> No
         assert one.get("/v1/approvals/APR-0000000000000000").status_code == 404
 
 
-def test_pausing_and_activating_rules_over_http_need_a_second_officer(
-    officers: Officers, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pausing_and_activating_rules_over_http_need_a_second_officer(officers: Officers) -> None:
     world = officers.world
-    monkeypatch.setenv("CHAINAUDIT_PAUSER_KEY", world.admin.key.hex())
     with officers.client("officer1") as one:
         pause = one.post("/v1/approvals", json={"action": "escrow.pause", "note": "stolen key"})
         assert pause.status_code == 201, pause.text
