@@ -199,7 +199,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
-    from chainaudit.bundle import build_bundle, write_bundle  # noqa: PLC0415
+    from chainaudit.bundle import write_bundle  # noqa: PLC0415
+    from chainaudit.bundling import build_bundle  # noqa: PLC0415
 
     if args.format == "tlog-proof":
         return _tlog_proof(args, settings)

@@ -28,7 +28,7 @@ from web3 import Web3
 
 from chainaudit.actions import now_rfc3339
 from chainaudit.anchoring import FINAL, AnchorBook
-from chainaudit.bundle import build_bundle
+from chainaudit.bundling import build_bundle
 from chainaudit.errors import InputError
 from chainaudit.risk.ledger import EventCache, Ledger, Movement, indexed_events
 from chainaudit.store import Log

@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy  # noqa: E402
-from chainaudit.bundle import build_bundle, loads_bundle, parse_bundle  # noqa: E402
+from chainaudit.bundle import loads_bundle, parse_bundle  # noqa: E402
+from chainaudit.bundling import build_bundle  # noqa: E402
 from chainaudit.chain import Chain  # noqa: E402
 from chainaudit.deploy import deploy_contracts  # noqa: E402
 from chainaudit.devnet import Devnet, free_port  # noqa: E402

@@ -19,7 +19,8 @@ import pytest
 from eth_account import Account
 
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import build_bundle, write_bundle
+from chainaudit.bundle import write_bundle
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet

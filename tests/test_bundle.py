@@ -20,13 +20,13 @@ from chainaudit import merkle
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy, AnchorRecord
 from chainaudit.bundle import (
     Bundle,
-    build_bundle,
     load_bundle,
     loads_bundle,
     parse_bundle,
     schema,
     write_bundle,
 )
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet

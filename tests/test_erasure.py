@@ -20,7 +20,8 @@ from eth_account import Account
 
 from chainaudit import datakeys, erasure
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import build_bundle, parse_bundle, schema
+from chainaudit.bundle import parse_bundle, schema
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.cli import main
 from chainaudit.deploy import deploy_contracts

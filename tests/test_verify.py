@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import http.server
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,8 @@ from web3 import Web3
 
 from chainaudit import merkle
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import build_bundle, parse_bundle
+from chainaudit.bundle import parse_bundle
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet, free_port, load_settings
@@ -523,3 +526,27 @@ def test_bundle_parsed_once_verifies_like_its_json(setup: Setup) -> None:
     assert verify_bundle(parsed, chain=setup.chain) == verify_bundle(
         setup.bundle, chain=setup.chain
     )
+
+
+def test_the_verifier_loads_nothing_of_the_operators_side() -> None:
+    # The independent verifier reads the bundle format and the chain, never the log, the anchor
+    # book or the service's settings: an auditor runs it without trusting our server.
+    code = (
+        "import sys, chainaudit.verify; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('chainaudit.'))))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+    operators_side = {
+        "chainaudit.store",
+        "chainaudit.anchoring",
+        "chainaudit.bundling",
+        "chainaudit.erasure",
+        "chainaudit.settings",
+        "chainaudit.api",
+    }
+    assert "chainaudit.bundle" in loaded
+    assert not loaded & operators_side

@@ -9,7 +9,8 @@ import jsonschema
 from eth_account import Account
 
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import build_bundle, schema
+from chainaudit.bundle import schema
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet

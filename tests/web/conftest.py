@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playw
 
 from chainaudit.anchoring import AnchorBook
 from chainaudit.api.server import ServerThread
-from chainaudit.bundle import build_bundle
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet, free_port

@@ -13,7 +13,7 @@ from playwright.sync_api import Page
 
 from chainaudit import erasure
 from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import build_bundle
+from chainaudit.bundling import build_bundle
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
 from chainaudit.devnet import Devnet

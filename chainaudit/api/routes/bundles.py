@@ -17,7 +17,8 @@ from chainaudit import masking
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
-from chainaudit.bundle import build_bundle, parse_bundle, schema
+from chainaudit.bundle import parse_bundle, schema
+from chainaudit.bundling import build_bundle
 from chainaudit.erasure import erased_leaves
 from chainaudit.errors import InputError, ProofPendingError
 from chainaudit.verify import Verdict, parse_log_key, verify_bundle
