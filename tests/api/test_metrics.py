@@ -1,0 +1,138 @@
+"""``/metrics`` over real HTTP: every metric keeps its name, type, labels and help text (pinned
+from the hand-written exposition prometheus_client replaced), and the values count what the
+requests did."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tests.api.conftest import Api
+from tests.api.test_records_api import record
+
+# name: (type, help, label names of its samples) -- as the hand-written exposition had them.
+PINNED: dict[str, tuple[str, str, frozenset[str]]] = {
+    "chainaudit_log_size": ("gauge", "Leaves in the log.", frozenset()),
+    "chainaudit_records_appended_total": (
+        "counter",
+        "Records appended through this API process.",
+        frozenset(),
+    ),
+    "chainaudit_anchors": ("gauge", "Anchors by status.", frozenset({"status"})),
+    "chainaudit_anchor_lag_records": (
+        "gauge",
+        "Leaves not yet in an anchored checkpoint.",
+        frozenset(),
+    ),
+    "chainaudit_anchor_lag_seconds": (
+        "gauge",
+        "Age of the oldest leaf not yet anchored.",
+        frozenset(),
+    ),
+    "chainaudit_integrity_alarms_total": (
+        "counter",
+        "Integrity alarms in the log: a service record whose id another record had taken, "
+        "written under a derived id.",
+        frozenset({"alarm"}),
+    ),
+    "chainaudit_record_index_lag_records": (
+        "gauge",
+        "Leaves the record index has not indexed yet (record lists index them before answering).",
+        frozenset(),
+    ),
+    "chainaudit_http_requests_total": (
+        "counter",
+        "Requests by method, route and status.",
+        frozenset({"method", "route", "status"}),
+    ),
+    "chainaudit_http_request_seconds": ("histogram", "Request latency.", frozenset({"route"})),
+}
+BUCKETS = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "+Inf"]
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class Exposition:
+    """The Prometheus text format, read line by line (no library: the test pins the text)."""
+
+    helps: dict[str, str] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+
+    def value(self, name: str, **labels: str) -> float:
+        found = [v for n, ls, v in self.samples if n == name and ls == labels]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
+
+def parse(text: str) -> Exposition:
+    out = Exposition()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, text_ = line[len("# HELP ") :].partition(" ")
+            out.helps[name] = text_
+        elif line.startswith("# TYPE "):
+            name, _, kind = line[len("# TYPE ") :].partition(" ")
+            out.types[name] = kind
+        elif line and not line.startswith("#"):
+            match = SAMPLE.match(line)
+            assert match, line
+            labels = dict(LABEL.findall(match.group(2) or ""))
+            out.samples.append((match.group(1), labels, float(match.group(3))))
+    return out
+
+
+def family(sample: str, types: dict[str, str]) -> str:
+    """The metric a sample belongs to (a histogram's ``_bucket``/``_count``/``_sum``)."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        base = sample.removesuffix(suffix)
+        if base != sample and types.get(base) == "histogram":
+            return base
+    return sample
+
+
+def test_metrics_keep_their_names_types_labels_and_help(api: Api) -> None:
+    with api.client("operator") as operator:
+        assert operator.post("/v1/records", json=record(1)).status_code == 201
+        batch = {"records": [record(i) for i in range(2, 5)]}
+        assert operator.post("/v1/records/batch", json=batch).status_code == 201
+    with api.client("auditor") as auditor:
+        assert auditor.get("/v1/records/api-2/proof").status_code == 200
+        assert auditor.get("/v1/records/absent/proof").status_code == 404
+        answer = auditor.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    got = parse(answer.text)
+    assert got.types == {name: kind for name, (kind, _, _) in PINNED.items()}
+    assert got.helps == {name: help_ for name, (_, help_, _) in PINNED.items()}
+    for name, labels, _ in got.samples:
+        base = family(name, got.types)
+        assert base in PINNED, name  # no new series (e.g. no ``_created``)
+        expected = set(PINNED[base][2]) | ({"le"} if name.endswith("_bucket") else set())
+        assert set(labels) == expected, (name, labels)
+    # The values: 4 records, the log also holds the action record after each of the 2 writes.
+    assert got.value("chainaudit_log_size") == 6
+    assert got.value("chainaudit_records_appended_total") == 4
+    assert got.value("chainaudit_anchor_lag_records") == 6
+    assert got.value("chainaudit_integrity_alarms_total", alarm="id-conflict") == 0
+    statuses = {ls["status"] for n, ls, _ in got.samples if n == "chainaudit_anchors"}
+    assert statuses == {"pending", "submitted", "confirmed", "final", "superseded"}
+    proof = "/v1/records/{record_id}/proof"
+    for method, route, status in (
+        ("POST", "/v1/records", "201"),
+        ("POST", "/v1/records/batch", "201"),
+        ("GET", proof, "200"),
+        ("GET", proof, "404"),
+    ):
+        labels = {"method": method, "route": route, "status": status}
+        assert got.value("chainaudit_http_requests_total", **labels) == 1
+    les = [
+        ls["le"]
+        for n, ls, _ in got.samples
+        if n == "chainaudit_http_request_seconds_bucket" and ls["route"] == proof
+    ]
+    assert les == BUCKETS
+    assert got.value("chainaudit_http_request_seconds_count", route=proof) == 2
+    assert got.value("chainaudit_http_request_seconds_bucket", route=proof, le="+Inf") == 2
+    assert 0 < got.value("chainaudit_http_request_seconds_sum", route=proof) < 60
