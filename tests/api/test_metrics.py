@@ -4,9 +4,22 @@ requests did."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
+
+from chainaudit.devnet import free_port
+from chainaudit.keys import KeyStore
+from chainaudit.metrics import MULTIPROC_ENV, ApiMetrics, LogReading
+from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import Api
 from tests.api.test_records_api import record
 
@@ -136,3 +149,106 @@ def test_metrics_keep_their_names_types_labels_and_help(api: Api) -> None:
     assert got.value("chainaudit_http_request_seconds_count", route=proof) == 2
     assert got.value("chainaudit_http_request_seconds_bucket", route=proof, le="+Inf") == 2
     assert 0 < got.value("chainaudit_http_request_seconds_sum", route=proof) < 60
+
+
+# -- across processes (multiprocess mode) ----------------------------------------------------
+
+
+def run_python(code: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+@contextmanager
+def serve_app(data_dir: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str, str]]:
+    """`chainaudit serve` in its own process over ``data_dir`` (no chain); yields its URL and
+    an operator's token."""
+    data_dir.mkdir(parents=True)
+    Log.open(data_dir).close()
+    keys = KeyStore(data_dir / DB_NAME)
+    token = keys.create("operator", name="metrics")[1]
+    keys.close()
+    port = free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chainaudit", "serve", "--port", str(port)],
+            env={**env, "CHAINAUDIT_DATA_DIR": str(data_dir)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text(errors="replace")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield url, token
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_two_processes_counts_add_up_in_one_exposition(tmp_path: Path) -> None:
+    """Two API processes share a multiprocess directory (as the workers of ``serve --workers``
+    do): each counts its own appends and requests, and either one's /metrics answers the sum
+    of both, with the same names, types and help texts; values of a previous run left in the
+    directory are cleared by :func:`prepare_multiprocess_dir` first."""
+    shared = tmp_path / "prometheus"
+    env = {
+        **os.environ,
+        MULTIPROC_ENV: str(shared),
+        "CHAINAUDIT_RPC_URL": f"http://127.0.0.1:{free_port()}",  # no chain: not needed
+        "CHAINAUDIT_METRICS_PUBLIC": "true",
+    }
+    shared.mkdir()
+    # a previous run's counts, left behind in the directory
+    run_python("from chainaudit.metrics import ApiMetrics; ApiMetrics().appended(1000)", env)
+    assert list(shared.iterdir())
+    run_python(
+        "from pathlib import Path; from chainaudit.metrics import prepare_multiprocess_dir; "
+        f"prepare_multiprocess_dir(Path({str(shared)!r}))",
+        env,
+    )
+    assert not list(shared.iterdir())
+    with (
+        serve_app(tmp_path / "a", env, tmp_path / "a.log") as (a, token_a),
+        serve_app(tmp_path / "b", env, tmp_path / "b.log") as (b, token_b),
+    ):
+        for url, token, ids in ((a, token_a, range(2)), (b, token_b, range(2, 5))):
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+                for i in ids:
+                    assert client.post("/v1/records", json=record(i)).status_code == 201
+        scrapes = [parse(httpx.get(f"{url}/metrics", timeout=30).text) for url in (a, b)]
+    for got in scrapes:
+        assert got.types == {name: kind for name, (kind, _, _) in PINNED.items()}
+        assert got.helps == {name: help_ for name, (_, help_, _) in PINNED.items()}
+        assert got.value("chainaudit_records_appended_total") == 2 + 3  # not 1005
+        post = {"method": "POST", "route": "/v1/records", "status": "201"}
+        assert got.value("chainaudit_http_requests_total", **post) == 5
+        assert got.value("chainaudit_http_request_seconds_count", route="/v1/records") == 5
+    # the log readings are each server's own database: a has 2 records and 2 action records
+    assert scrapes[0].value("chainaudit_log_size") == 4
+    assert scrapes[1].value("chainaudit_log_size") == 6
+
+
+def test_one_process_counts_alone(tmp_path: Path) -> None:
+    """Without the shared directory each app counts only its own (as before): two apps in one
+    process do not see each other's counts."""
+    first, second = ApiMetrics(), ApiMetrics()
+    first.appended(3)
+    first.observe("GET", "/healthz", 200, 0.002)
+    reading = LogReading(0, {}, 0, 0.0, 0, 0)
+    one = parse(first.exposition(reading))
+    other = parse(second.exposition(reading))
+    assert one.value("chainaudit_records_appended_total") == 3
+    assert other.value("chainaudit_records_appended_total") == 0
+    assert one.value("chainaudit_http_request_seconds_bucket", route="/healthz", le="0.001") == 0
+    assert one.value("chainaudit_http_request_seconds_bucket", route="/healthz", le="0.0025") == 1
+    assert not [n for n, _, _ in other.samples if n.startswith("chainaudit_http_request")]
+    assert MULTIPROC_ENV not in os.environ
