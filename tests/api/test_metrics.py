@@ -19,6 +19,7 @@ import httpx
 from chainaudit.devnet import free_port
 from chainaudit.keys import KeyStore
 from chainaudit.metrics import MULTIPROC_ENV, ApiMetrics, LogReading
+from chainaudit.monitor import write_metrics
 from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import Api
 from tests.api.test_records_api import record
@@ -252,3 +253,31 @@ def test_one_process_counts_alone(tmp_path: Path) -> None:
     assert one.value("chainaudit_http_request_seconds_bucket", route="/healthz", le="0.0025") == 1
     assert not [n for n, _, _ in other.samples if n.startswith("chainaudit_http_request")]
     assert MULTIPROC_ENV not in os.environ
+
+
+def test_the_monitors_textfile_keeps_its_metrics(tmp_path: Path) -> None:
+    """``chainaudit monitor --metrics-file``: the same names, types, help texts and labels as
+    the hand-written file had; a read path's URL is escaped as a label value; the file is
+    replaced whole (no temporary file left beside it)."""
+    path = tmp_path / "monitor.prom"
+    write_metrics(path, {"consistency": 2}, 4, {'http://a/"x"\\': 16, "http://b/": 9})
+    write_metrics(path, {"consistency": 2, "split-view": 1}, 5, {"http://b/": 12})
+    got = parse(path.read_text())
+    assert got.types == {
+        "chainaudit_monitor_findings_total": "counter",
+        "chainaudit_monitor_polls_total": "counter",
+        "chainaudit_monitor_tree_size": "gauge",
+    }
+    assert got.helps == {
+        "chainaudit_monitor_findings_total": "Findings the monitor reported, by kind.",
+        "chainaudit_monitor_polls_total": "Polls the monitor completed.",
+        "chainaudit_monitor_tree_size": "The tree size each read path serves.",
+    }
+    assert got.value("chainaudit_monitor_findings_total", kind="split-view") == 1
+    assert got.value("chainaudit_monitor_polls_total") == 5
+    assert [(n, ls) for n, ls, _ in got.samples if n == "chainaudit_monitor_tree_size"] == [
+        ("chainaudit_monitor_tree_size", {"log": "http://b/"})
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["monitor.prom"]
+    write_metrics(path, {}, 1, {'http://a/"x"\\': 16})
+    assert 'chainaudit_monitor_tree_size{log="http://a/\\"x\\"\\\\"} 16' in path.read_text()
