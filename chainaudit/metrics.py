@@ -21,7 +21,6 @@ directory: values of a previous run would otherwise be added to this run's), eac
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,18 +71,19 @@ def multiprocess_dir() -> Path | None:
 
 
 def prepare_multiprocess_dir(path: Path) -> Path:
-    """Make ``path`` the fresh, empty directory of multiprocess mode and switch this process
-    (hence the workers it forks afterwards) to it; returns ``path``.
+    """Make ``path`` the directory of multiprocess mode, emptied of any earlier values, and
+    switch this process (hence the workers it forks afterwards) to it; returns ``path``.
 
     Precondition: called by the pre-fork parent before it forks and before any worker builds
-    its app. Anything already in ``path`` is removed (the values of a previous run). Sets
+    its app. Creates ``path`` if needed and removes the value files (``*.db``) a previous run
+    left there (they would be added to this run's); nothing else in it is touched. Sets
     :data:`MULTIPROC_ENV`, which the workers inherit, and selects ``prometheus_client``'s
     file-backed values in this process (it chooses them when first imported, which may have
-    happened before). Raises :class:`OSError` when ``path`` cannot be emptied or created.
+    happened before). Raises :class:`OSError` when ``path`` cannot be created or cleaned.
     """
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
     _use_files()
     return path

@@ -281,3 +281,56 @@ def test_the_monitors_textfile_keeps_its_metrics(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["monitor.prom"]
     write_metrics(path, {}, 1, {'http://a/"x"\\': 16})
     assert 'chainaudit_monitor_tree_size{log="http://a/\\"x\\"\\\\"} 16' in path.read_text()
+
+
+FORKED_WORKERS = """
+import json, os, sys
+from pathlib import Path
+from chainaudit.metrics import ApiMetrics, LogReading, mark_process_dead, prepare_multiprocess_dir
+
+# the parent imported prometheus_client (above) before the directory was chosen
+prepare_multiprocess_dir(Path(sys.argv[1]))
+children = []
+for n in (2, 3):
+    pid = os.fork()
+    if pid == 0:  # a worker builds its metrics after the fork, counts, and exits
+        metrics = ApiMetrics()
+        metrics.appended(n)
+        for _ in range(n):
+            metrics.observe("POST", "/v1/records", 201, 0.003)
+        mark_process_dead()
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    assert os.waitpid(pid, 0)[1] == 0
+print(ApiMetrics().exposition(LogReading(0, {}, 0, 0.0, 0, 0)))
+"""
+
+
+def test_workers_forked_after_the_directory_is_prepared_add_up(tmp_path: Path) -> None:
+    """The pre-fork flow in one real parent: it prepares the directory (after
+    prometheus_client was imported), forks two workers that count and exit, then its
+    exposition is the sum of both."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    (shared / "counter_1.db").write_bytes(b"stale")  # a previous run's file: removed
+    (shared / "notes.txt").write_text("kept")  # anything else: left alone
+    env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKERS, str(shared)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    got = parse(done.stdout)
+    assert got.value("chainaudit_records_appended_total") == 2 + 3
+    post = {"method": "POST", "route": "/v1/records", "status": "201"}
+    assert got.value("chainaudit_http_requests_total", **post) == 5
+    bucket = {"route": "/v1/records", "le": "0.005"}
+    assert got.value("chainaudit_http_request_seconds_bucket", **bucket) == 5
+    assert got.types["chainaudit_http_request_seconds"] == "histogram"
+    assert (shared / "notes.txt").read_text() == "kept"
+    assert not (shared / "counter_1.db").exists()
