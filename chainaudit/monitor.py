@@ -37,15 +37,16 @@ finding (exit 1); in follow mode it carries on.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chainaudit import merkle, note
 from chainaudit.errors import InputError, VerificationError
@@ -318,38 +319,38 @@ def find_size(reader: TileReader, root: bytes, limit: int = MAX_SEARCH) -> int |
 
 def write_metrics(path: Path, counts: dict[str, int], polls: int, sizes: dict[str, int]) -> None:
     """Write Prometheus text-format metrics to ``path`` atomically (for a node exporter's
-    textfile collector): findings per kind, polls, and the served tree size per read path."""
-    lines = [
-        "# HELP chainaudit_monitor_findings_total Findings the monitor reported, by kind.",
-        "# TYPE chainaudit_monitor_findings_total counter",
-    ]
-    lines += [
-        f'chainaudit_monitor_findings_total{{kind="{kind}"}} {n}'
-        for kind, n in sorted(counts.items())
-    ]
-    lines += [
-        "# HELP chainaudit_monitor_polls_total Polls the monitor completed.",
-        "# TYPE chainaudit_monitor_polls_total counter",
-        f"chainaudit_monitor_polls_total {polls}",
-        "# HELP chainaudit_monitor_tree_size The tree size each read path serves.",
-        "# TYPE chainaudit_monitor_tree_size gauge",
-    ]
-    lines += [
-        f'chainaudit_monitor_tree_size{{log="{_label(url)}"}} {size}'
-        for url, size in sorted(sizes.items())
-    ]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    textfile collector): findings per kind, polls, and the served tree size per read path.
+    Raises :class:`OSError` when ``path``'s directory cannot be written."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_MonitorReading(counts, polls, sizes))
+    write_to_textfile(str(path), registry)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _MonitorReading(Collector):
+    """One poll's figures as metric families (a fresh registry each write: the monitor's
+    state, not prometheus_client's, holds the counts)."""
+
+    def __init__(self, counts: dict[str, int], polls: int, sizes: dict[str, int]) -> None:
+        self.counts, self.polls, self.sizes = counts, polls, sizes
+
+    def collect(self) -> Iterator[Metric]:
+        findings = CounterMetricFamily(
+            "chainaudit_monitor_findings",
+            "Findings the monitor reported, by kind.",
+            labels=["kind"],
+        )
+        for kind, n in sorted(self.counts.items()):
+            findings.add_metric([kind], n)
+        yield findings
+        yield CounterMetricFamily(
+            "chainaudit_monitor_polls", "Polls the monitor completed.", value=self.polls
+        )
+        sizes = GaugeMetricFamily(
+            "chainaudit_monitor_tree_size", "The tree size each read path serves.", labels=["log"]
+        )
+        for url, size in sorted(self.sizes.items()):
+            sizes.add_metric([url], size)
+        yield sizes
 
 
 def post_webhook(url: str, finding: Finding, *, timeout: float = 5.0) -> str | None:

@@ -38,9 +38,10 @@ from chainaudit.api.routes import (
     tiles,
     web,
 )
-from chainaudit.api.services import Metrics, Services
+from chainaudit.api.services import Services
 from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
 from chainaudit.jsonlimits import MAX_JSON_DEPTH, restore_recursion_limit
+from chainaudit.metrics import ApiMetrics, mark_process_dead
 from chainaudit.settings import Settings
 
 
@@ -226,7 +227,7 @@ class Observe:
     """Count requests and their latency by route (a pure ASGI middleware: no extra task or
     thread per request)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -266,6 +267,7 @@ def create_app(settings: Settings, *, run_anchorer: bool = True) -> FastAPI:
             yield
         finally:
             services.stop()
+            mark_process_dead()  # a worker of `serve --workers N` leaves the shared metrics
 
     app = FastAPI(
         title="chainaudit",

@@ -8,7 +8,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -33,6 +32,7 @@ from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
 from chainaudit.logkey import log_signer
+from chainaudit.metrics import ApiMetrics
 from chainaudit.record_index import RecordIndex
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.risk.clearance import ClearanceSigner
@@ -44,28 +44,6 @@ from chainaudit.toolchain import project_root
 logger = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 5.0
-
-
-@dataclass
-class Metrics:
-    """Counters and a latency histogram, rendered in the Prometheus text format."""
-
-    buckets: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-    requests: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    latency_counts: dict[str, list[int]] = field(default_factory=dict)
-    latency_sum: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self.lock:
-            key = (method, route, status)
-            self.requests[key] = self.requests.get(key, 0) + 1
-            counts = self.latency_counts.setdefault(route, [0] * (len(self.buckets) + 1))
-            for i, bound in enumerate(self.buckets):
-                if seconds <= bound:
-                    counts[i] += 1
-            counts[-1] += 1
-            self.latency_sum[route] = self.latency_sum.get(route, 0.0) + seconds
 
 
 class Services:
@@ -83,14 +61,14 @@ class Services:
         self.at_rest = at_rest_from(settings)
         """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`)."""
         self._open_log().close()  # create the schema before any reader
-        self.writer = GroupWriter(self.log_path, self.kinds, self.at_rest)
+        self.metrics = ApiMetrics()
+        self.writer = GroupWriter(self.log_path, self.kinds, self.at_rest, self.metrics.appended)
         self.reads = ReadAudit(
             self.writer,
             max_reads=settings.read_audit_batch,
             max_seconds=settings.read_audit_seconds,
         )
         self.keys = KeyStore(self.log_path)
-        self.metrics = Metrics()
         self.record_index = RecordIndex(self.log_path)
         """The log's records by kind, actor, time and party (followed by a thread)."""
         self.budget = WorkBudget(settings.work_budget_per_minute)

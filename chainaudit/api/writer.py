@@ -37,15 +37,21 @@ class GroupWriter:
     """The single writer of a log file inside the API process."""
 
     def __init__(
-        self, path: Path, kinds: frozenset[str], at_rest: datakeys.AtRest | None = None
+        self,
+        path: Path,
+        kinds: frozenset[str],
+        at_rest: datakeys.AtRest | None = None,
+        on_appended: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_appended`` is told how many records of a request were appended, once they are
+        durable (the metrics)."""
         self._path = path
         self._kinds = kinds
         self._at_rest = at_rest
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="chainaudit-writer", daemon=True)
         self._started = False
-        self.appended_total = 0
+        self._on_appended = on_appended or (lambda appended: None)
 
     def start(self) -> None:
         if not self._started:
@@ -125,5 +131,5 @@ class GroupWriter:
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
-                self.appended_total += outcome.appended
+                self._on_appended(outcome.appended)
                 future.set_result(outcome)

@@ -153,7 +153,7 @@ def test_filters_read_the_index(big_log: Served, monkeypatch: pytest.MonkeyPatch
     with served.client("auditor") as auditor:
         metrics = auditor.get("/metrics").text
     lag = next(line for line in metrics.splitlines() if line.startswith("chainaudit_record_index"))
-    assert int(lag.split()[1]) < 100  # the whole log is indexed (read-audit records aside)
+    assert float(lag.split()[1]) < 100  # the whole log is indexed (read-audit records aside)
 
 
 def test_healthz_stays_responsive_while_clients_list_records(big_log: Served) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -12,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from chainaudit import integrity
 from chainaudit.api.auth import ServicesDep, _bearer, _header, principal, require
 from chainaudit.api.problems import problem_response
+from chainaudit.metrics import LogReading
 
 router = APIRouter(tags=["health"])
 
@@ -72,68 +74,20 @@ async def metrics_reader(
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 def metrics(svc: ServicesDep) -> str:
     """Prometheus text format: records appended, anchors by status, anchor lag, integrity
-    alarms, record index lag, latency. Needs an API key (any role but partner) unless the
-    ``metrics_public`` setting is on."""
+    alarms, record index lag, latency (summed over every worker of ``serve --workers``). Needs
+    an API key (any role but partner) unless the ``metrics_public`` setting is on."""
     log = svc.reader()
     book = svc.anchor_book()
     anchors = book.all()
     anchored = book.latest_anchored()
     anchored_size = anchored.tree_size if anchored else 0
     oldest = book.oldest_unanchored_ms(anchored_size)
-    lag_seconds = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
-    lines = [
-        "# HELP chainaudit_log_size Leaves in the log.",
-        "# TYPE chainaudit_log_size gauge",
-        f"chainaudit_log_size {log.size}",
-        "# HELP chainaudit_records_appended_total Records appended through this API process.",
-        "# TYPE chainaudit_records_appended_total counter",
-        f"chainaudit_records_appended_total {svc.writer.appended_total}",
-        "# HELP chainaudit_anchors Anchors by status.",
-        "# TYPE chainaudit_anchors gauge",
-    ]
-    for status in ("pending", "submitted", "confirmed", "final", "superseded"):
-        count = sum(1 for a in anchors if a.status == status)
-        lines.append(f'chainaudit_anchors{{status="{status}"}} {count}')
-    lines += [
-        "# HELP chainaudit_anchor_lag_records Leaves not yet in an anchored checkpoint.",
-        "# TYPE chainaudit_anchor_lag_records gauge",
-        f"chainaudit_anchor_lag_records {log.size - anchored_size}",
-        "# HELP chainaudit_anchor_lag_seconds Age of the oldest leaf not yet anchored.",
-        "# TYPE chainaudit_anchor_lag_seconds gauge",
-        f"chainaudit_anchor_lag_seconds {lag_seconds:.3f}",
-        "# HELP chainaudit_integrity_alarms_total Integrity alarms in the log: a service "
-        "record whose id another record had taken, written under a derived id.",
-        "# TYPE chainaudit_integrity_alarms_total counter",
-        f'chainaudit_integrity_alarms_total{{alarm="id-conflict"}} {integrity.count_alarms(log)}',
-        "# HELP chainaudit_record_index_lag_records Leaves the record index has not indexed "
-        "yet (record lists index them before answering).",
-        "# TYPE chainaudit_record_index_lag_records gauge",
-        f"chainaudit_record_index_lag_records {max(0, log.size - svc.record_index.next_index)}",
-        "# HELP chainaudit_http_requests_total Requests by method, route and status.",
-        "# TYPE chainaudit_http_requests_total counter",
-    ]
-    m = svc.metrics
-    with m.lock:
-        for (method, route, code), count in sorted(m.requests.items()):
-            lines.append(
-                f'chainaudit_http_requests_total{{method="{method}",route="{route}",'
-                f'status="{code}"}} {count}'
-            )
-        lines += [
-            "# HELP chainaudit_http_request_seconds Request latency.",
-            "# TYPE chainaudit_http_request_seconds histogram",
-        ]
-        for route, counts in sorted(m.latency_counts.items()):
-            for bound, count in zip(m.buckets, counts, strict=False):
-                lines.append(
-                    f'chainaudit_http_request_seconds_bucket{{route="{route}",le="{bound}"}} '
-                    f"{count}"
-                )
-            lines.append(
-                f'chainaudit_http_request_seconds_bucket{{route="{route}",le="+Inf"}} {counts[-1]}'
-            )
-            lines.append(f'chainaudit_http_request_seconds_count{{route="{route}"}} {counts[-1]}')
-            lines.append(
-                f'chainaudit_http_request_seconds_sum{{route="{route}"}} {m.latency_sum[route]:.6f}'
-            )
-    return "\n".join(lines) + "\n"
+    reading = LogReading(
+        size=log.size,
+        anchors=Counter(a.status for a in anchors),
+        anchor_lag_records=log.size - anchored_size,
+        anchor_lag_seconds=max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0,
+        integrity_alarms=integrity.count_alarms(log),
+        record_index_lag=max(0, log.size - svc.record_index.next_index),
+    )
+    return svc.metrics.exposition(reading)
