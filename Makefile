@@ -93,6 +93,7 @@ bench: setup
 	$(PY) scripts/bench_anchor_gas.py
 	$(PY) scripts/bench_api.py
 	$(PY) scripts/bench_tiles.py
+	$(PY) scripts/bench_scale.py
 
 # The fuzz tests of tests/fuzz and the schemathesis run, with a long budget (tests/fuzz/budget.py;
 # `make test` runs the same tests with a small one).
