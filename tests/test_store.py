@@ -1,17 +1,17 @@
-"""The SQLite log: appends, idempotency, proofs from stored subtrees, restart, audit."""
+"""The log, on SQLite and on PostgreSQL: appends, idempotency, proofs from stored subtrees,
+restart, audit."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 
-from chainaudit import bundles, merkle, provenance
+from chainaudit import bundles, database, merkle, provenance
 from chainaudit.anchoring import AnchorBook
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
@@ -41,8 +41,9 @@ def make(i: int, **change: Any) -> PreparedRecord:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Log:
-    return Log.open(tmp_path / "data")
+def log(tmp_path: Path, log_database: str | None) -> Iterator[Log]:
+    with Log.open(tmp_path / "data", database_url=log_database) as opened:
+        yield opened
 
 
 def test_empty_log(log: Log) -> None:
@@ -68,21 +69,28 @@ def test_proofs_match_reference_builders_at_every_size(log: Log) -> None:
 def test_proof_reads_are_logarithmic(log: Log) -> None:
     log.append([make(i) for i in range(1000)])
     statements: list[str] = []
-    log._db.set_trace_callback(statements.append)
+    log._db.trace = statements.append
     proof = log.inclusion_proof(377)
     consistency = log.consistency_proof(333)
-    log._db.set_trace_callback(None)
+    log._db.trace = None
     assert len(statements) == 2  # one batched read per proof, never a scan of the tree
     assert len(proof) <= 10 and len(consistency) <= 20
 
 
-def test_restart_reloads_without_rebuilding(tmp_path: Path) -> None:
+def test_restart_reloads_without_rebuilding(tmp_path: Path, log_database: str | None) -> None:
     records = [make(i) for i in range(101)]
-    with Log.open(tmp_path) as first:
+    with Log.open(tmp_path, database_url=log_database) as first:
         first.append(records[:100])
         root = first.root()
-    with Log.open(tmp_path) as again:
+    statements: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(database.Database, "trace", statements.append)
+        again = Log.open(tmp_path, database_url=log_database)
+    with again:
         assert again.size == 100 and again.root() == root
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert not any("bundles" in s for s in reads)  # the frontier's tiles, no record
+        assert len(reads) <= 4, reads
         again.append(records[100:])
         assert again.root() == merkle.root_hash([r.leaf_hash for r in records])
 
@@ -114,9 +122,12 @@ def test_failed_transaction_leaves_nothing(log: Log) -> None:
     assert log.audit().clean
 
 
-def test_two_connections_see_each_others_appends(tmp_path: Path) -> None:
+def test_two_connections_see_each_others_appends(tmp_path: Path, log_database: str | None) -> None:
     records = [make(i) for i in range(3)]
-    with Log.open(tmp_path) as a, Log.open(tmp_path) as b:
+    with (
+        Log.open(tmp_path, database_url=log_database) as a,
+        Log.open(tmp_path, database_url=log_database) as b,
+    ):
         a.append(records[:1])
         b.append(records[1:2])  # b re-reads the size before extending it
         a.append(records[2:])
@@ -149,11 +160,14 @@ def test_unopenable_store_raises_store_error(tmp_path: Path) -> None:
 # -- audit: every kind of tampering is found and named ----------------------------------------
 
 
-def tamper(log: Log, edit: Callable[[sqlite3.Connection], None]) -> None:
-    db = sqlite3.connect(log.path)
-    with db:
-        edit(db)
-    db.close()
+def tamper(log: Log, edit: Callable[[Any], None]) -> None:
+    """Run ``edit`` on a connection of its own to the log's database, as one transaction."""
+    db = database.connect(log.database_url or log.path)
+    try:
+        with db.write():
+            edit(db)
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -178,7 +192,7 @@ def test_audit_names_altered_record(filled: Log) -> None:
 
 
 def test_audit_names_reordered_records(filled: Log) -> None:
-    def swap(db: sqlite3.Connection) -> None:
+    def swap(db: Any) -> None:
         records = stored_records(db)
         records[10], records[42] = (
             records[42]._replace(leaf_index=10),
@@ -192,7 +206,7 @@ def test_audit_names_reordered_records(filled: Log) -> None:
 
 
 def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         del records[5], records[99]
         forged = make(100, id="forged")
@@ -210,7 +224,7 @@ def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
 
 
 def test_audit_names_records_the_id_index_misleads_about(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("UPDATE record_ids SET idx = 3 WHERE record_id = 'rec-4'")
         db.execute("DELETE FROM record_ids WHERE record_id = 'rec-8'")
         db.execute("INSERT INTO record_ids VALUES ('ghost', 50)")
@@ -227,7 +241,7 @@ def test_audit_names_records_the_id_index_misleads_about(filled: Log) -> None:
 
 
 def test_audit_reports_a_record_stored_twice_or_in_the_wrong_bundle(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = list(stored_records(db).values())
         blob = bundles.encode_at([records[1], records[1], records[0]._replace(leaf_index=300)])
         db.execute("UPDATE bundles SET records = ? WHERE id = 0", (blob,))
@@ -240,7 +254,7 @@ def test_audit_reports_a_record_stored_twice_or_in_the_wrong_bundle(filled: Log)
 
 
 def test_audit_names_a_record_whose_stored_id_disagrees_with_its_content(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         records[6] = records[6]._replace(record_id="rec-x6")  # the body still says rec-6
         write_records(db, records.values())
@@ -251,7 +265,7 @@ def test_audit_names_a_record_whose_stored_id_disagrees_with_its_content(filled:
 
 
 def test_audit_reports_an_unreadable_bundle(filled: Log) -> None:
-    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = ? WHERE id = 0", (b"\x00",)))
     report = filled.audit()
     assert report.findings[0].problem == "altered" and "bundle 0 is damaged" in (
         report.findings[0].detail
@@ -262,10 +276,7 @@ def test_audit_reports_an_unreadable_bundle(filled: Log) -> None:
 
 
 def test_audit_finds_a_rewritten_tree_node(filled: Log) -> None:
-    db = sqlite3.connect(filled.path)
-    with db:
-        rewrite_node(db, 2, 3, bytes(32))
-    db.close()
+    tamper(filled, lambda db: rewrite_node(db, 2, 3, bytes(32)))
     # node (2, 3) over leaves [12, 16) no longer matches its children, nor its parent (3, 1)
     assert problems(filled) == [("tree", 8, None), ("tree", 12, None)]
 
@@ -276,11 +287,12 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     forged = make(3, payload={"amount": 3000, "currency": "USD"})
     leaves = [filled.leaf_hash(i) for i in range(100)]
     leaves[3] = forged.leaf_hash
-    db = sqlite3.connect(filled.path)
-    with db:
+
+    def edit(db: Any) -> None:
         set_body(db, 3, forged.body)
         rewrite_tree(db, leaves)
-    db.close()
+
+    tamper(filled, edit)
     found = problems(filled)
     assert ("history", 0, None) in found  # leaves [0, 64) no longer give the first checkpoint
 
@@ -307,7 +319,7 @@ def test_appends_go_on_past_a_damaged_edge_bundle_and_keep_the_damage_visible(
     filled.append([make(i) for i in range(100, 110)])
     assert filled.entry("rec-105").index == 105
     assert problems(filled) == [("deleted", 42, None)]
-    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00'"))
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = ?", (b"\x00",)))
     with pytest.raises(StoreError, match="bundle 0 is damaged"):
         filled.append([make(200)])
     assert filled.refresh() == 110
@@ -324,7 +336,7 @@ def test_audit_names_an_erased_record_even_when_relabelled(filled: Log) -> None:
     """No erasure record exists yet: a missing body is always reported, and so is one whose
     stored id, kind, actor and time were changed to hide what it was."""
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         records[7] = records[7]._replace(
             record_id="note-7", kind="document", actor="nobody", timestamp_ms=0, body=None
@@ -367,7 +379,7 @@ def test_audit_names_rewritten_signatures(log: Log) -> None:
     signed_log(log)
     (alices,) = log._db.execute("SELECT signature FROM record_signatures").fetchone()
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("UPDATE record_signatures SET signer = ?", (MALLORY.address,))
         db.execute(
             "INSERT INTO record_signatures VALUES ('rec-6', ?, ?), ('rec-99', ?, ?)",
@@ -404,7 +416,7 @@ def test_audit_names_deal_index_rows_added_removed_or_relinked(dealt: Log) -> No
     assert dealt.audit().clean
     assert [e.index for e in dealt.deal_entries("D-1")] == [0, 3, 6]
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("DELETE FROM deal_records WHERE idx = 3")  # hidden from the timeline
         db.execute("INSERT INTO deal_records VALUES ('D-1', 4)")  # smuggled into it
         db.execute("UPDATE deal_records SET deal_id = 'D-2' WHERE idx = 6")  # moved
@@ -454,7 +466,7 @@ def test_audit_reads_one_snapshot_while_another_connection_appends(log: Log) -> 
     """An audit running beside a live writer (the API appending read records, say) sees the
     log as of one moment: never an id indexed whose record is not yet visible."""
     log.append([make(0)])
-    writer = Log(log.path)
+    writer = Log(log.path, database_url=log.database_url)
     done = threading.Event()
 
     def append_many() -> None:
@@ -529,7 +541,7 @@ def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: L
 def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(log: Log) -> None:
     signed_log(log)
     log.append([make(10, payload={"deal_id": "D-1"})])
-    tamper(log, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    tamper(log, lambda db: db.execute("UPDATE bundles SET records = ? WHERE id = 0", (b"\x00",)))
     found = problems(log)
     assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
     assert [i for p, i, _ in found if p == "deleted"] == list(range(11))
