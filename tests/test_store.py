@@ -545,3 +545,103 @@ def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(l
     found = problems(log)
     assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
     assert [i for p, i, _ in found if p == "deleted"] == list(range(11))
+
+
+# -- many processes, one tree (PostgreSQL) -----------------------------------------------------
+
+ROUNDS = 150
+
+
+def shared(i: int) -> PreparedRecord:
+    """A record every writer submits with the same content (re-submissions)."""
+    return make(i, id=f"c-{i}")
+
+
+def _append_concurrently(
+    url: str, data_dir: str, writer: int, start: Any, out: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """One writer: ``ROUNDS`` batches, each with a record of its own; every third also with
+    two records the other writer submits too (same content), every fifth with an id both use
+    with different content (a conflict: the later batch is refused whole). Reports what was
+    acknowledged and refused."""
+    acknowledged: list[tuple[str, int]] = []
+    refused: list[list[str]] = []
+    try:
+        _append_rounds(url, data_dir, writer, start, acknowledged, refused)
+    except Exception as exc:
+        out.put(f"writer {writer} failed: {exc!r}")
+        raise
+    out.put((acknowledged, refused))
+
+
+def _append_rounds(
+    url: str,
+    data_dir: str,
+    writer: int,
+    start: Any,
+    acknowledged: list[tuple[str, int]],
+    refused: list[list[str]],
+) -> None:  # pragma: no cover - runs in a child process
+    with Log.open(data_dir, database_url=url) as log:
+        start.wait()
+        for k in range(ROUNDS):
+            batch = [make(k, id=f"w{writer}-{k}")]
+            if k % 3 == 0:
+                batch += [shared(2 * k), shared(2 * k + 1)]
+            if k % 5 == 0:
+                batch.append(make(k, id=f"x-{k}", actor=f"writer:{writer}"))
+            try:
+                result = log.append(batch)
+            except ConflictError:
+                refused.append([r.record_id for r in batch])
+                continue
+            acknowledged.extend(zip([r.record_id for r in batch], result.indexes, strict=True))
+
+
+def test_two_processes_append_to_one_postgresql_log_as_one_tree(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two processes append at once, with overlapping and conflicting ids: one tree, no gap
+    and no duplicate; every acknowledged id once, at the index its writer was told; every
+    refused-only id absent; the audit clean; the root that of a fresh build of the leaves."""
+    import multiprocessing  # noqa: PLC0415
+
+    Log.open(tmp_path, database_url=database_url).close()  # the schema, before the writers
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(2), context.Queue()
+    writers = [
+        context.Process(
+            target=_append_concurrently, args=(database_url, str(tmp_path), w, start, out)
+        )
+        for w in (1, 2)
+    ]
+    for process in writers:
+        process.start()
+    results = [out.get(timeout=120) for _ in writers]
+    assert not [r for r in results if isinstance(r, str)], results
+    for process in writers:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    acknowledged = {rid: idx for done, _ in results for rid, idx in done}
+    refused = {rid for _, batches in results for batch in batches for rid in batch}
+    assert all(done for done, _ in results)  # both writers got batches in
+    conflicting = len(range(0, ROUNDS, 5))
+    # each writer submits x-k once, with its own content: one of the two batches k is refused
+    assert sum(len(batches) for _, batches in results) == conflicting
+    with Log.open(tmp_path, database_url=database_url) as log:
+        entries = list(log.entries())
+        assert [e.index for e in entries] == list(range(log.size))  # no gap
+        ids = [e.record_id for e in entries]
+        assert len(ids) == len(set(ids))  # no duplicate
+        assert set(ids) == set(acknowledged)  # nothing acknowledged lost, nothing else kept
+        for rid, idx in acknowledged.items():
+            assert log.entry(rid).index == idx
+        assert not (refused - set(acknowledged)) & set(ids)
+        assert {rid for rid in ids if rid.startswith("x-")} == {
+            f"x-{k}" for k in range(0, ROUNDS, 5)
+        }
+        assert log.size == 2 * ROUNDS + 2 * len(range(0, ROUNDS, 3))
+        assert log.root() == merkle.root_hash([e.leaf_hash for e in entries])
+        assert log.audit().clean
+        sizes = [size for size, _ in log.checkpoints()]
+        assert sizes == sorted(set(sizes)) and sizes[-1] == log.size
