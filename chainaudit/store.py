@@ -155,9 +155,10 @@ class Log:
     the size it extends).
 
     ``database_url`` (``postgresql://...``) keeps the log's tables in that database instead of
-    the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``, beside
-    which the state not yet moved to PostgreSQL lives (the data keys' ``keys.sqlite``, the
-    anchors, API keys and risk tables of the other stores).
+    the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``
+    (created empty if missing), which keeps the state not yet moved to PostgreSQL (the
+    anchors, API keys, risk tables and indexes of the other stores), with the data keys'
+    ``keys.sqlite`` beside it.
     """
 
     def __init__(
@@ -179,6 +180,11 @@ class Log:
         """The key runs of the sealed bodies of the open write transaction, stored in
         ``keys.sqlite`` (one durable transaction) just before the log's commit."""
         where = "the PostgreSQL log" if database_url else f"the log at {self.path}"
+        if database_url:
+            try:  # the other stores' file: created (empty) so that their readers find it
+                self.path.touch(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path}: {exc}") from exc
         try:
             self._db = database.connect(
                 database_url or self.path,
@@ -322,6 +328,22 @@ class Log:
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {directory}: {exc}") from exc
         return cls(directory / DB_NAME, kinds=kinds, at_rest=at_rest, database_url=database_url)
+
+    @staticmethod
+    def exists(data_dir: Path | str, *, database_url: str | None = None) -> bool:
+        """Whether a log has been started in ``data_dir`` (its ``log.sqlite``), or in the
+        PostgreSQL database ``database_url`` when given. Raises :class:`StoreError` when that
+        database cannot be reached."""
+        if database_url is None:
+            return (Path(data_dir) / DB_NAME).is_file()
+        try:
+            db = database.connect(database_url)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot reach the log's database: {exc}") from exc
+        try:
+            return db.has_table("meta")
+        finally:
+            db.close()
 
     def close(self) -> None:
         self._db.close()
@@ -930,6 +952,15 @@ class Log:
             )
         ]
         return self._entries_at(indexes)
+
+    def oldest_commit_ms_after(self, size: int) -> int | None:
+        """When the oldest leaf past ``size`` was committed (milliseconds since the epoch,
+        from the recorded checkpoints), or ``None`` when the log is no larger (what an
+        anchoring schedule waits on; reads the log's own table on either engine)."""
+        row = self._db.execute(
+            "SELECT MIN(created_ms) FROM checkpoints WHERE size > ?", (size,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""

@@ -379,3 +379,29 @@ def test_a_parsing_child_that_dies_fails_the_ingest_and_nothing_is_written(
         ):
             ingest.ingest_file(log, source, workers=1)
         assert log.refresh() == 0
+
+
+def test_the_cli_keeps_the_log_in_the_postgresql_database_the_settings_name(
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``CHAINAUDIT_DATABASE_URL``: ``ingest`` writes the log there (no ``log.sqlite`` in the
+    data directory), ``audit`` reads it; a reading command refuses a database with no log."""
+    from chainaudit.cli import main  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", database_url)
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "no log in the database CHAINAUDIT_DATABASE_URL names" in capsys.readouterr().err
+    source = tmp_path / "records.jsonl"
+    source.write_text("\n".join(simple(i) for i in range(300)) + "\n")
+    assert main(["--data-dir", str(data), "ingest", "-q", str(source)]) == 0
+    assert (data / "log.sqlite").stat().st_size == 0  # only the other stores' file, empty
+    assert main(["--data-dir", str(data), "audit"]) == 0
+    with Log.open(tmp_path / "elsewhere", database_url=database_url) as log:
+        assert log.size == 300 and log.engine == "postgresql"
+    monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", "mysql://nope")
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "must start with postgresql://" in capsys.readouterr().err

@@ -3,6 +3,8 @@ restart, audit."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chainaudit import bundles, database, merkle, provenance
+from chainaudit import bundles, database, erasure, merkle, provenance
 from chainaudit.anchoring import AnchorBook
 from chainaudit.errors import ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
@@ -645,3 +647,80 @@ def test_two_processes_append_to_one_postgresql_log_as_one_tree(
         assert log.audit().clean
         sizes = [size for size, _ in log.checkpoints()]
         assert sizes == sorted(set(sizes)) and sizes[-1] == log.size
+
+
+def _relation_bytes(log: Log) -> bytes:
+    """What someone holding the server's files can read of the bundles table (and its TOAST
+    table): the raw bytes plus every Zstandard frame in them decompressed."""
+    import zstandard  # noqa: PLC0415
+
+    db = database.connect(str(log.database_url))
+    try:
+        db.execute("CHECKPOINT")  # shared buffers to the files
+        (root,) = db.execute("SHOW data_directory").fetchone()
+        paths = db.execute(
+            "SELECT pg_relation_filepath(oid), pg_relation_filepath(NULLIF(reltoastrelid, 0)) "
+            "FROM pg_class WHERE oid = 'bundles'::regclass"
+        ).fetchone()
+    finally:
+        db.close()
+    raw = b"".join(
+        file.read_bytes()
+        for path in paths
+        if path is not None
+        for file in Path(root).glob(f"{path}*")  # the main file and its 1 GB segments
+        if file.name.split(".")[0] == Path(path).name and not file.name.endswith(("_fsm", "_vm"))
+    )
+    found = [raw]
+    start = raw.find(b"\x28\xb5\x2f\xfd")
+    while start >= 0:
+        with contextlib.suppress(zstandard.ZstdError):
+            found.append(zstandard.ZstdDecompressor().decompressobj().decompress(raw[start:]))
+        start = raw.find(b"\x28\xb5\x2f\xfd", start + 1)
+    return b"".join(found)
+
+
+def test_erasure_on_postgresql_leaves_no_live_row_and_vacuum_no_dead_one(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On PostgreSQL an erasure rewrites the bundle row: no live row holds the body; the old
+    row version stays in the table's file until :meth:`Log.vacuum` rewrites the table."""
+    tokens = [f"secret-{i}-{os.urandom(6).hex()}" for i in range(10)]
+    with Log.open(tmp_path, database_url=database_url) as log:
+        if not Path(_data_directory(database_url)).is_dir():
+            pytest.skip("the server's files are not on this machine")
+        log.append([make(i, payload={"note": tokens[i]}) for i in range(10)])
+        assert tokens[5].encode() in _relation_bytes(log)
+        erasure.erase(
+            log,
+            "rec-5",
+            reason="the data subject asked",
+            basis="GDPR Art. 17(1)(a)",
+            requested_by="key:aaaaaaaaaaaa",
+            approved_by="key:bbbbbbbbbbbb",
+        )
+        live = [r.body or b"" for r in log.records_from(0)]
+        assert not any(tokens[5].encode() in body for body in live)
+        assert any(tokens[6].encode() in body for body in live)
+        assert tokens[5].encode() in _relation_bytes(log)  # the dead row version, until:
+        log.vacuum()
+        files = _relation_bytes(log)
+        assert tokens[5].encode() not in files and tokens[6].encode() in files
+        assert log.entry("rec-5").body is None and log.audit().clean
+
+
+def _data_directory(url: str) -> str:
+    db = database.connect(url)
+    try:
+        return str(db.execute("SHOW data_directory").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_the_oldest_commit_past_a_size_is_read_from_the_checkpoints(log: Log) -> None:
+    assert log.oldest_commit_ms_after(0) is None
+    log.append([make(0), make(1)])
+    log.append([make(2)])
+    first, second = (ms for (ms,) in log._db.execute("SELECT created_ms FROM checkpoints"))
+    assert log.oldest_commit_ms_after(0) == first and log.oldest_commit_ms_after(1) == first
+    assert log.oldest_commit_ms_after(2) == second and log.oldest_commit_ms_after(3) is None

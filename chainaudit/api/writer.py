@@ -37,9 +37,16 @@ class GroupWriter:
     """The single writer of a log file inside the API process."""
 
     def __init__(
-        self, path: Path, kinds: frozenset[str], at_rest: datakeys.AtRest | None = None
+        self,
+        path: Path,
+        kinds: frozenset[str],
+        at_rest: datakeys.AtRest | None = None,
+        *,
+        database_url: str | None = None,
     ) -> None:
         self._path = path
+        self._database_url = database_url
+        """The log's PostgreSQL database (:class:`~chainaudit.store.Log`), else ``path``."""
         self._kinds = kinds
         self._at_rest = at_rest
         self._queue: queue.Queue[_Item | None] = queue.Queue()
@@ -79,7 +86,9 @@ class GroupWriter:
         return future
 
     def _run(self) -> None:
-        log = Log(self._path, kinds=self._kinds, at_rest=self._at_rest)
+        log = Log(
+            self._path, kinds=self._kinds, at_rest=self._at_rest, database_url=self._database_url
+        )
         try:
             while True:
                 first = self._queue.get()
