@@ -49,6 +49,13 @@ from chainaudit.errors import (
 from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, same_content
 
 DB_NAME: Final = "log.sqlite"
+IN_POSTGRESQL: Final = "log.in-postgresql"
+"""A file beside ``log.sqlite`` saying the log's tables are in PostgreSQL: opening the data
+directory as an SQLite log is then refused (it would start a second, empty log)."""
+_MARK_TEXT: Final = (
+    "The log of this data directory is kept in PostgreSQL (CHAINAUDIT_DATABASE_URL);\n"
+    "log.sqlite here holds the other stores' state only.\n"
+)
 SCHEMA_VERSION: Final = 3
 
 _SCHEMA = """
@@ -180,11 +187,19 @@ class Log:
         """The key runs of the sealed bodies of the open write transaction, stored in
         ``keys.sqlite`` (one durable transaction) just before the log's commit."""
         where = "the PostgreSQL log" if database_url else f"the log at {self.path}"
+        mark = self.path.with_name(IN_POSTGRESQL)
         if database_url:
             try:  # the other stores' file: created (empty) so that their readers find it
                 self.path.touch(exist_ok=True)
+                if not mark.exists():
+                    mark.write_text(_MARK_TEXT)
             except OSError as exc:
                 raise StoreError(f"cannot create {self.path}: {exc}") from exc
+        elif mark.exists():
+            raise ConfigError(
+                f"the log of {self.path.parent} is kept in PostgreSQL ({IN_POSTGRESQL} says "
+                "so): set CHAINAUDIT_DATABASE_URL to its database"
+            )
         try:
             self._db = database.connect(
                 database_url or self.path,

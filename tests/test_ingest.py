@@ -402,6 +402,9 @@ def test_the_cli_keeps_the_log_in_the_postgresql_database_the_settings_name(
     assert main(["--data-dir", str(data), "audit"]) == 0
     with Log.open(tmp_path / "elsewhere", database_url=database_url) as log:
         assert log.size == 300 and log.engine == "postgresql"
+    monkeypatch.delenv("CHAINAUDIT_DATABASE_URL")  # the data directory alone: refused
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "is kept in PostgreSQL" in capsys.readouterr().err
     monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", "mysql://nope")
     assert main(["--data-dir", str(data), "audit"]) == 2
     assert "must start with postgresql://" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from eth_account import Account
 
 from chainaudit import bundles, database, erasure, merkle, provenance
 from chainaudit.anchoring import AnchorBook
-from chainaudit.errors import ConflictError, NotFoundError, StoreError
+from chainaudit.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.signing import sign_record
 from chainaudit.store import Log
@@ -724,3 +724,15 @@ def test_the_oldest_commit_past_a_size_is_read_from_the_checkpoints(log: Log) ->
     first, second = (ms for (ms,) in log._db.execute("SELECT created_ms FROM checkpoints"))
     assert log.oldest_commit_ms_after(0) == first and log.oldest_commit_ms_after(1) == first
     assert log.oldest_commit_ms_after(2) == second and log.oldest_commit_ms_after(3) is None
+
+
+def test_a_data_directory_whose_log_is_in_postgresql_is_not_opened_as_sqlite(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Else a command run without CHAINAUDIT_DATABASE_URL would start a second, empty log."""
+    with Log.open(tmp_path, database_url=database_url) as log:
+        log.append([make(0)])
+    with pytest.raises(ConfigError, match="kept in PostgreSQL"):
+        Log.open(tmp_path)
+    with Log.open(tmp_path, database_url=database_url) as log:
+        assert log.size == 1
