@@ -372,12 +372,8 @@ class PostgresDatabase(Database):
         return self.raw.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
 
     def begin_write(self) -> None:
-        self.execute("BEGIN")
-        try:
-            self.execute(
-                "SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))",
-                (WRITER_LOCK_CLASS,),
-            )
+        try:  # one round trip: the transaction and its lock
+            self.execute(_BEGIN_WRITE)
         except BaseException:
             self.rollback()
             raise
@@ -387,6 +383,11 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         self.raw.close()
+
+
+_BEGIN_WRITE: Final = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_CLASS}, hashtext(current_schema()))"
+)
 
 
 def _redacted(exc: Exception) -> str:

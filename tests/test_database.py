@@ -3,6 +3,7 @@ serialised, a failed statement never committed."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -146,6 +147,16 @@ def test_a_bulk_append_of_new_ids_takes_the_set_based_path(
         assert not any("ROLLBACK TO" in s for s in statements)
         assert sum("INSERT INTO record_ids" in s for s in statements) == 1
         statements.clear()
-        log.append(records[:10])  # re-submitted: the careful path
-        assert any("ROLLBACK TO" in s for s in statements)
-        assert log.size == 300 and log.audit().clean
+        assert log.append(records[:10]).duplicates == 10  # re-submitted: the careful path
+        # new ids first, then one indexed already: what the set-based try added is taken back
+        more = [prepare({**json.loads(r.body), "id": f"n-{i}"}) for i, r in enumerate(records[:5])]
+        statements.clear()
+        result = log.append([*more, records[7]])
+        assert any("ROLLBACK TO" in s or "DELETE FROM record_ids" in s for s in statements)
+        assert (result.appended, result.duplicates, result.indexes) == (
+            5,
+            1,
+            (300, 301, 302, 303, 304, 7),
+        )
+        assert log.size == 305 and log.audit().clean
+        assert [log.entry(f"n-{i}").index for i in range(5)] == list(range(300, 305))
