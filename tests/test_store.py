@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -736,3 +737,47 @@ def test_a_data_directory_whose_log_is_in_postgresql_is_not_opened_as_sqlite(
         Log.open(tmp_path)
     with Log.open(tmp_path, database_url=database_url) as log:
         assert log.size == 1
+
+
+def _append_until_killed(url: str | None, data_dir: str, pipe: Any) -> None:  # pragma: no cover
+    """Append one record per transaction for ever, reporting each once it is committed."""
+    with Log.open(data_dir, database_url=url) as log:
+        for i in range(1_000_000):
+            result = log.append([make(i, id=f"k-{i}")])
+            pipe.send((f"k-{i}", result.indexes[0]))
+
+
+def test_a_writer_killed_mid_append_loses_no_acknowledged_record(
+    tmp_path: Path, log_database: str | None
+) -> None:
+    """``kill -9`` of a process while it appends: every record it was told is committed
+    survives at its index, the log audits clean, and the next writer is not kept waiting
+    (the dead writer's lock went with it)."""
+    import multiprocessing  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    Log.open(tmp_path, database_url=log_database).close()
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    writer = context.Process(target=_append_until_killed, args=(log_database, tmp_path, theirs))
+    writer.start()
+    acknowledged: dict[str, int] = {}
+    try:
+        while len(acknowledged) < 150:
+            assert ours.poll(60), "the writer stopped reporting"
+            rid, idx = ours.recv()
+            acknowledged[rid] = idx
+    finally:
+        os.kill(writer.pid or 0, signal.SIGKILL)
+        writer.join(timeout=30)
+    while ours.poll(0.2):  # sent before the kill: acknowledged too
+        rid, idx = ours.recv()
+        acknowledged[rid] = idx
+    started = time.monotonic()
+    with Log.open(tmp_path, database_url=log_database) as log:
+        log.append([make(-1, id="after-the-kill")])
+        assert time.monotonic() - started < 10
+        for rid, idx in acknowledged.items():
+            assert log.entry(rid).index == idx
+        assert log.size - 1 in (len(acknowledged), len(acknowledged) + 1)  # + one in flight
+        assert log.audit().clean
