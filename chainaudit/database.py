@@ -241,6 +241,8 @@ class SqliteDatabase(Database):
             raise DatabaseError(str(exc)) from exc
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self.trace is not None:
+            self.trace(sql)
         try:
             self.raw.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
@@ -323,6 +325,8 @@ class PostgresDatabase(Database):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
+        if self.trace is not None:
+            self.trace(sql)
         try:
             with self.raw.cursor() as cursor:
                 cursor.executemany(self._translate(sql), rows)
