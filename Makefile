@@ -17,7 +17,7 @@ SLITHER_STAMP := $(SLITHER_VENV)/.installed
 FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 SNAPSHOT_FILTER := --match-path 'contracts/test/Escrow*' --no-match-test invariant
 
-.PHONY: help setup test test-py test-contracts gas-check lint slither browser go-tlog demo \
+.PHONY: help setup test test-py test-contracts gas-check lint slither browser go-tlog postgres demo \
 	demo-stop bench fuzz clean
 
 help:
@@ -61,9 +61,15 @@ go-tlog:
 	@test -x /usr/bin/go && test -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog || \
 		{ apt-get update -qq && apt-get install -y -qq golang-go golang-golang-x-mod-dev; }
 
-test: setup browser go-tlog lint test-contracts test-py
+# Debian's PostgreSQL server: the suite starts a private cluster of it (tests/pgserver.py)
+# unless CHAINAUDIT_TEST_DATABASE_URL names a running server.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql; }
 
-test-py: setup
+test: setup browser go-tlog postgres lint test-contracts test-py
+
+test-py: setup postgres
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-contracts: setup gas-check

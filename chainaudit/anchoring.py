@@ -223,10 +223,7 @@ class AnchorBook:
     def oldest_unanchored_ms(self, anchored_size: int) -> int | None:
         """When the oldest leaf past ``anchored_size`` was committed (from the log's own
         checkpoints), or ``None`` when nothing is waiting."""
-        row = self._db.execute(
-            "SELECT MIN(created_ms) FROM checkpoints WHERE size > ?", (anchored_size,)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        return self._log.oldest_commit_ms_after(anchored_size)
 
 
 def _now_ms() -> int:

@@ -123,7 +123,13 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
     (which a later ``audit`` would call clean)."""
     from chainaudit.store import DB_NAME  # noqa: PLC0415
 
-    if not create and not (settings.data_dir / DB_NAME).is_file():
+    url = settings.log_database_url
+    if not create and not Log.exists(settings.data_dir, database_url=url):
+        if url is not None:
+            raise InputError(
+                "no log in the database CHAINAUDIT_DATABASE_URL names (it has no log tables): "
+                "start one with `chainaudit ingest FILE`"
+            )
         raise InputError(
             f"no log at {settings.data_dir.resolve()} (no {DB_NAME} there): give the data "
             "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
@@ -131,7 +137,12 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
         )
     from chainaudit.erasure import at_rest_from  # noqa: PLC0415
 
-    return Log.open(settings.data_dir, kinds=settings.record_kinds, at_rest=at_rest_from(settings))
+    return Log.open(
+        settings.data_dir,
+        kinds=settings.record_kinds,
+        at_rest=at_rest_from(settings),
+        database_url=url,
+    )
 
 
 def _print_json(value: Any) -> None:
@@ -448,12 +459,12 @@ def _verify_with_local_erasures(
     directory (if there is one: the operator's side) has erased, so that a bundle still
     carrying erased content fails its record check, naming the erasure."""
     from chainaudit.erasure import erased_leaves  # noqa: PLC0415
-    from chainaudit.store import DB_NAME  # noqa: PLC0415
     from chainaudit.verify import verify_bundle  # noqa: PLC0415
 
-    if bundle.record is None or not (settings.data_dir / DB_NAME).is_file():
+    url = settings.log_database_url
+    if bundle.record is None or not Log.exists(settings.data_dir, database_url=url):
         return verify_bundle(bundle, chain=chain, **pins)
-    with Log.open(settings.data_dir, kinds=settings.record_kinds) as log:
+    with Log.open(settings.data_dir, kinds=settings.record_kinds, database_url=url) as log:
         return verify_bundle(bundle, chain=chain, erased=erased_leaves(log), **pins)
 
 

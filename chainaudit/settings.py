@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="`production` refuses devnet keys and plain-HTTP remote chain endpoints",
     )
     data_dir: Path = Field(default=Path(".data"), description="where the log and state live")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="`postgresql://user:password@host/db`: keep the log's tables in this "
+        "PostgreSQL database instead of <data_dir>/log.sqlite (the other state, e.g. "
+        "keys.sqlite, stays in data_dir); never logged",
+    )
     record_kinds: frozenset[str] = Field(
         default=frozenset(), description="record kinds accepted beyond the built-in ones"
     )
@@ -231,6 +237,20 @@ class Settings(BaseSettings):
                 "no spaces, '+' or '\u2014', e.g. audit.example.com/chainaudit"
             )
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("the database URL must start with postgresql:// (or postgres://)")
+        return value
+
+    @property
+    def log_database_url(self) -> str | None:
+        """The PostgreSQL URL of the log (``database_url``), or ``None``: the SQLite file."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:

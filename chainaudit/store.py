@@ -1,4 +1,4 @@
-"""The persistent, append-only record log: SQLite in WAL mode.
+"""The persistent, append-only record log: SQLite in WAL mode, or PostgreSQL.
 
 Three tables hold the log. ``bundles`` keeps the records, 128 consecutive leaves to a
 compressed row (:mod:`chainaudit.bundles`); ``record_ids`` maps each record id to its leaf
@@ -15,6 +15,12 @@ Appends are group-committed: one transaction per batch, ``synchronous=FULL``, so
 :meth:`Log.append` has returned from survives a crash of the process or the machine, and a
 batch that fails leaves nothing behind. Every commit also records a checkpoint (size, root)
 that :meth:`Log.audit` checks history against.
+
+The tables live in one database behind :mod:`chainaudit.database`: an SQLite file (the
+embedded default, ``<data dir>/log.sqlite``) or a PostgreSQL database (``database_url``),
+with the same semantics. On PostgreSQL every append takes the database's writer lock
+(:meth:`chainaudit.database.Database.write`), so appends from many processes and nodes are
+sequenced into one tree, each extending the size the previous commit left.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from chainaudit import bundles, datakeys, merkle, native, provenance, tiles, tlogtiles
+from chainaudit import bundles, database, datakeys, merkle, native, provenance, tiles, tlogtiles
 from chainaudit.errors import (
     ConfigError,
     ConflictError,
@@ -43,10 +49,17 @@ from chainaudit.errors import (
 from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, same_content
 
 DB_NAME: Final = "log.sqlite"
+IN_POSTGRESQL: Final = "log.in-postgresql"
+"""A file beside ``log.sqlite`` saying the log's tables are in PostgreSQL: opening the data
+directory as an SQLite log is then refused (it would start a second, empty log)."""
+_MARK_TEXT: Final = (
+    "The log of this data directory is kept in PostgreSQL (CHAINAUDIT_DATABASE_URL);\n"
+    "log.sqlite here holds the other stores' state only.\n"
+)
 SCHEMA_VERSION: Final = 3
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS record_ids (
     record_id TEXT PRIMARY KEY,
     idx INTEGER NOT NULL
@@ -141,12 +154,18 @@ class AuditReport:
 
 
 class Log:
-    """An append-only RFC 9162 log of records in one SQLite file.
+    """An append-only RFC 9162 log of records in one SQLite file or PostgreSQL database.
 
     Open it with :meth:`open` (a data directory) or the constructor (a file path); use it as a
     context manager or call :meth:`close`. One object serves one thread at a time; several
-    processes may share the file (SQLite serialises writers and each append re-reads the size
-    it extends).
+    processes may share the database (the engine serialises writers and each append re-reads
+    the size it extends).
+
+    ``database_url`` (``postgresql://...``) keeps the log's tables in that database instead of
+    the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``
+    (created empty if missing), which keeps the state not yet moved to PostgreSQL (the
+    anchors, API keys, risk tables and indexes of the other stores), with the data keys'
+    ``keys.sqlite`` beside it.
     """
 
     def __init__(
@@ -155,8 +174,10 @@ class Log:
         *,
         kinds: frozenset[str] = KINDS,
         at_rest: datakeys.AtRest | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.database_url = database_url
         self.kinds = kinds | KINDS
         self.at_rest = at_rest
         """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`); ``None``:
@@ -165,36 +186,66 @@ class Log:
         self._staged: list[datakeys.KeyRun] = []
         """The key runs of the sealed bodies of the open write transaction, stored in
         ``keys.sqlite`` (one durable transaction) just before the log's commit."""
+        where = "the PostgreSQL log" if database_url else f"the log at {self.path}"
+        mark = self.path.with_name(IN_POSTGRESQL)
+        if database_url:
+            try:  # the other stores' file: created (empty) so that their readers find it
+                self.path.touch(exist_ok=True)
+                if not mark.exists():
+                    mark.write_text(_MARK_TEXT)
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path}: {exc}") from exc
+        elif mark.exists():
+            raise ConfigError(
+                f"the log of {self.path.parent} is kept in PostgreSQL ({IN_POSTGRESQL} says "
+                "so): set CHAINAUDIT_DATABASE_URL to its database"
+            )
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            self._db = database.connect(
+                database_url or self.path,
+                pragmas="PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;",
             )
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                "PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;"
-            )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('tree_size', 0)",
-                (SCHEMA_VERSION,),
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the log at {self.path}: {exc}") from exc
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open {where}: {exc}") from exc
+        self._sql = _Queries(self._db)
         self._size = -1
         self._frontier: list[bytes] = []
         try:
-            if self._has_table("tree"):
+            self._create_schema()
+            if self._db.engine == "sqlite" and self._has_table("tree"):
                 self._upgrade_from_node_rows()
-            if self._has_table("records"):
+            if self._db.engine == "sqlite" and self._has_table("records"):
                 self._upgrade_to_bundles()
             self._sync()
+        except database.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot open {where}: {exc}") from exc
         except BaseException:
             self._db.close()
             raise
 
+    def _create_schema(self) -> None:
+        """Create the tables if missing (on PostgreSQL under the writer lock: several
+        processes may open a new log at once)."""
+        db = self._db
+        init = "INSERT INTO meta VALUES ('schema', ?), ('tree_size', 0) ON CONFLICT DO NOTHING"
+        if db.engine == "sqlite":
+            db.executescript(_SCHEMA)
+            db.execute(init, (SCHEMA_VERSION,))
+            return
+        if db.has_table("meta"):
+            return
+        with db.write():
+            db.executescript(database.adapt_schema(_SCHEMA, db.engine))
+            db.execute(init, (SCHEMA_VERSION,))
+
+    @property
+    def engine(self) -> database.Engine:
+        """Where the log's tables are: ``sqlite`` or ``postgresql``."""
+        return self._db.engine
+
     def _has_table(self, name: str) -> bool:
-        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return self._db.execute(query, (name,)).fetchone() is not None
+        return self._db.has_table(name)
 
     def _upgrade_from_node_rows(self) -> None:
         """Upgrade a schema-1 log, which kept one ``tree`` row per node, to tiles.
@@ -273,7 +324,7 @@ class Log:
     def _put_bundle(self, records: Sequence[bundles.Stored]) -> None:
         blob = bundles.encode_at(records)
         key = bundles.key(records[0].leaf_index)
-        self._db.execute("INSERT OR REPLACE INTO bundles VALUES (?, ?)", (key, blob))
+        self._db.execute(_PUT_BUNDLE, (key, blob))
 
     @classmethod
     def open(
@@ -282,14 +333,32 @@ class Log:
         *,
         kinds: frozenset[str] = KINDS,
         at_rest: datakeys.AtRest | None = None,
+        database_url: str | None = None,
     ) -> Log:
-        """Open (creating if needed) the log in ``data_dir``."""
+        """Open (creating if needed) the log in ``data_dir``, or in the PostgreSQL database
+        ``database_url`` when given (``data_dir`` then holds the rest of the state)."""
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {directory}: {exc}") from exc
-        return cls(directory / DB_NAME, kinds=kinds, at_rest=at_rest)
+        return cls(directory / DB_NAME, kinds=kinds, at_rest=at_rest, database_url=database_url)
+
+    @staticmethod
+    def exists(data_dir: Path | str, *, database_url: str | None = None) -> bool:
+        """Whether a log has been started in ``data_dir`` (its ``log.sqlite``), or in the
+        PostgreSQL database ``database_url`` when given. Raises :class:`StoreError` when that
+        database cannot be reached."""
+        if database_url is None:
+            return (Path(data_dir) / DB_NAME).is_file()
+        try:
+            db = database.connect(database_url)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot reach the log's database: {exc}") from exc
+        try:
+            return db.has_table("meta")
+        finally:
+            db.close()
 
     def close(self) -> None:
         self._db.close()
@@ -449,9 +518,11 @@ class Log:
         body (checked; the caller makes ``erasure`` name both). The record's bundle row is
         rewritten without the body, with ``secure_delete`` on (the freed bytes are zeroed);
         after the commit the WAL is checkpointed and truncated, so no copy of the body is left
-        in the database file or its WAL, and the record's data key, if it was sealed at rest,
-        is destroyed (:meth:`datakeys.Keyring.destroy`). The leaf hash stays in the tree:
-        every proof and checkpoint stays valid.
+        in the database file or its WAL (on PostgreSQL no live row holds the body once the
+        row is rewritten; :meth:`vacuum` rewrites the table without the dead one), and the
+        record's data key, if it was sealed at rest, is destroyed
+        (:meth:`datakeys.Keyring.destroy`). The leaf hash stays in the tree: every proof and
+        checkpoint stays valid.
 
         Raises:
             NotFoundError: no record ``record_id`` at ``leaf_index``.
@@ -460,7 +531,8 @@ class Log:
             StoreError: the store cannot be written (nothing is changed then).
         """
         db = self._db
-        db.execute("PRAGMA secure_delete=ON")
+        if db.engine == "sqlite":
+            db.execute("PRAGMA secure_delete=ON")
         try:
             with self.transaction() as batch:
                 key = bundles.key(leaf_index)
@@ -481,7 +553,8 @@ class Log:
                     raise ConflictError(f"the erasure record {erasure.record_id} exists already")
             self.checkpoint_wal()
         finally:
-            db.execute("PRAGMA secure_delete=OFF")
+            if db.engine == "sqlite":
+                db.execute("PRAGMA secure_delete=OFF")
         if sealed or self.at_rest is not None:
             self.destroy_keys([leaf_index])
         return result
@@ -498,7 +571,10 @@ class Log:
 
     def checkpoint_wal(self) -> bool:
         """Copy the WAL into the database file and truncate it (``wal_checkpoint(TRUNCATE)``);
-        returns False when a reader kept it from completing (run it again later)."""
+        returns False when a reader kept it from completing (run it again later). True on
+        PostgreSQL, whose WAL the server recycles."""
+        if self._db.engine != "sqlite":
+            return True
         busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return not busy
 
@@ -522,11 +598,13 @@ class Log:
 
     def vacuum(self) -> None:
         """Rebuild the database file (``VACUUM``), then truncate the WAL: no freed page of
-        the old file survives. Takes an exclusive lock for as long as it runs."""
+        the old file survives. Takes an exclusive lock for as long as it runs. On PostgreSQL
+        the record bundles' table is rewritten (``VACUUM FULL bundles``): the dead row
+        versions an erasure left behind are gone from its files."""
         try:
-            self._db.execute("VACUUM")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot vacuum {self.path}: {exc}") from exc
+            self._db.execute("VACUUM" if self._db.engine == "sqlite" else "VACUUM FULL bundles")
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot vacuum the log: {exc}") from exc
         self.checkpoint_wal()
 
     @contextmanager
@@ -539,8 +617,8 @@ class Log:
         """
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+            db.begin_write()
+        except database.DatabaseError as exc:
             raise StoreError(f"cannot start a write transaction: {exc}") from exc
         try:
             self._sync()
@@ -553,10 +631,10 @@ class Log:
                     (batch.size, batch.root(), int(time.time() * 1000)),
                 )
             self._store_staged()
-            db.execute("COMMIT")
+            db.commit()
         except BaseException:
             self._staged = []
-            db.execute("ROLLBACK")
+            db.rollback()
             raise
         self._size, self._frontier = batch.size, batch.frontier
 
@@ -609,8 +687,7 @@ class Log:
         return {
             key: (width, _as_bytes(blob))
             for key, width, blob in self._db.execute(
-                "SELECT id, width, hashes FROM tiles WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(set(keys))),),
+                self._sql.tiles_in, (self._db.list_param(sorted(set(keys))),)
             )
         }
 
@@ -701,12 +778,11 @@ class Log:
     def _bundle_blobs(self, keys: Iterable[int]) -> dict[int, object]:
         """The stored rows of the bundles among ``keys``."""
         wanted = sorted(set(keys))
-        argument: int | str
+        argument: object
         if len(wanted) == 1:
             query, argument = "SELECT id, records FROM bundles WHERE id = ?", wanted[0]
         else:
-            query = "SELECT id, records FROM bundles WHERE id IN (SELECT value FROM json_each(?))"
-            argument = json.dumps(wanted)
+            query, argument = self._sql.bundles_in, self._db.list_param(wanted)
         return dict(self._db.execute(query, (argument,)).fetchall())
 
     def _decode_bundle(self, key: int, blob: object) -> list[bundles.Stored]:
@@ -754,10 +830,7 @@ class Log:
             return {}
         indexes = [
             idx
-            for (idx,) in self._db.execute(
-                "SELECT idx FROM record_ids WHERE record_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(record_ids)),),
-            )
+            for (idx,) in self._db.execute(self._sql.indexes_of, (self._db.list_param(record_ids),))
         ]
         wanted = set(record_ids)
         return {e.record_id: e for e in self._entries_at(indexes) if e.record_id in wanted}
@@ -895,6 +968,15 @@ class Log:
         ]
         return self._entries_at(indexes)
 
+    def oldest_commit_ms_after(self, size: int) -> int | None:
+        """When the oldest leaf past ``size`` was committed (milliseconds since the epoch,
+        from the recorded checkpoints), or ``None`` when the log is no larger (what an
+        anchoring schedule waits on; reads the log's own table on either engine)."""
+        row = self._db.execute(
+            "SELECT MIN(created_ms) FROM checkpoints WHERE size > ?", (size,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def checkpoints(self) -> list[tuple[int, bytes]]:
         """Return every locally recorded checkpoint ``(size, root)``, oldest first."""
         return list(self._db.execute("SELECT size, root FROM checkpoints ORDER BY size"))
@@ -922,7 +1004,7 @@ class Log:
                 "WHERE length(excluded.note) >= length(signed_checkpoints.note)",
                 (size, note),
             )
-        except sqlite3.Error as exc:
+        except database.DatabaseError as exc:
             raise StoreError(f"cannot store the signed checkpoint of size {size}: {exc}") from exc
 
     def signed_checkpoint(self, size: int | None = None) -> str | None:
@@ -1096,13 +1178,8 @@ class Log:
         (one WAL snapshot), so appends made meanwhile by other connections are not seen
         half-written. Writes nothing.
         """
-        if self._db.in_transaction:
+        with self._db.read():
             return self._audit(chain_id)
-        self._db.execute("BEGIN")  # deferred: the first read pins the snapshot
-        try:
-            return self._audit(chain_id)
-        finally:
-            self._db.execute("COMMIT")
 
     def _audit(self, chain_id: int | None) -> AuditReport:
         self._sync()
@@ -1182,7 +1259,7 @@ class Log:
         indexed = 0
         reported: set[str] = set()
         unreadable: set[int] = set()
-        for key, blob in self._db.execute("SELECT id, records FROM bundles ORDER BY id"):
+        for key, blob in self._db.stream("SELECT id, records FROM bundles ORDER BY id"):
             try:
                 records = sorted(self._decode_bundle(key, blob), key=lambda r: r.leaf_index)
             except StoreError as exc:
@@ -1191,9 +1268,7 @@ class Log:
                 continue
             index_rows = dict(
                 self._db.execute(
-                    "SELECT record_id, idx FROM record_ids "
-                    "WHERE record_id IN (SELECT value FROM json_each(?))",
-                    (json.dumps([r.record_id for r in records]),),
+                    self._sql.ids_in, (self._db.list_param([r.record_id for r in records]),)
                 ).fetchall()
             )
             seen: set[int] = set()
@@ -1334,13 +1409,20 @@ class Log:
             )
 
     def _anchored_chain_ids(self) -> list[int]:
-        """The chain ids of the log's anchors (none before it is first anchored)."""
-        if not self._has_table("anchors"):
+        """The chain ids of the log's anchors (none before it is first anchored): in the log's
+        database, else (a log in PostgreSQL) in the anchor book still kept in ``path``."""
+        query = "SELECT DISTINCT chain_id FROM anchors ORDER BY 1"
+        if self._has_table("anchors"):
+            return [int(cid) for (cid,) in self._db.execute(query)]
+        if self._db.engine == "sqlite" or not self.path.is_file():
             return []
-        return [
-            int(cid)
-            for (cid,) in self._db.execute("SELECT DISTINCT chain_id FROM anchors ORDER BY 1")
-        ]
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            ) as book:
+                return [int(cid) for (cid,) in book.execute(query)]
+        except sqlite3.Error:  # no anchor table there yet
+            return []
 
     def _audit_tree(self, size: int, findings: list[AuditFinding]) -> tuple[int, bytes]:
         """Recompute every stored node above the leaves, level by level; return the count
@@ -1383,19 +1465,21 @@ class Log:
         group, k = divmod(level, tiles.HEIGHT)
         per_tile = tiles.WIDTH >> k
         position = 0
-        for key, width, blob in self._db.execute(
+        rows = self._db.stream(
             "SELECT id, width, hashes FROM tiles WHERE id >= ? AND id < ? ORDER BY id",
             (group << tiles.GROUP_SHIFT, (group + 1) << tiles.GROUP_SHIFT),
-        ):
-            first = (key - (group << tiles.GROUP_SHIFT)) * per_tile
-            if first >= count:
-                break
-            while position < first:  # a missing tile
-                yield b""
-                position += 1
-            for node in tiles.level_nodes(width, _as_bytes(blob), k)[: count - position]:
-                yield node
-                position += 1
+        )
+        with contextlib.closing(rows):
+            for key, width, blob in rows:
+                first = (key - (group << tiles.GROUP_SHIFT)) * per_tile
+                if first >= count:
+                    break
+                while position < first:  # a missing tile
+                    yield b""
+                    position += 1
+                for node in tiles.level_nodes(width, _as_bytes(blob), k)[: count - position]:
+                    yield node
+                    position += 1
         while True:  # a missing node: yield a value that cannot match
             yield b""
 
@@ -1644,7 +1728,9 @@ class Transaction:
         fresh: Sequence[PreparedRecord] = records
         positions: Sequence[int] = range(len(records))
         duplicates = 0
-        if records and not self._index_all_new(json.dumps([r.record_id for r in records])):
+        if records and not self._index_all_new(
+            json.dumps([r.record_id for r in records]), len(records)
+        ):
             fresh, positions, duplicates = self._log._split_new(records)
             self._index(fresh)
         stored = self._log._sealed(first, fresh) if self._log._seals(fresh) else fresh
@@ -1659,10 +1745,10 @@ class Transaction:
                 for i, body in enumerate(bodies)
                 if b'"deal_id":' in body and (deal := _deal_of(body)) is not None
             ]
-            db.executemany("INSERT OR IGNORE INTO deal_records VALUES (?, ?)", links)
+            db.executemany("INSERT INTO deal_records VALUES (?, ?) ON CONFLICT DO NOTHING", links)
         if signatures:
             db.executemany(
-                "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)",
+                "INSERT INTO record_signatures VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(r[0], *signatures[r[0]]) for r in fresh if r[0] in signatures],
             )
         return AppendResult(
@@ -1680,7 +1766,7 @@ class Transaction:
         an id, or names a deal, takes :meth:`append` instead, with the same results."""
         first = self.size
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
-        if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json):
+        if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json, batch.size):
             return self.append(batch.plain().records())
         if batch.plain_meta and batch.first == first and self._log.at_rest is not None:
             self._log._stage_keys(batch.keys)  # sealed by the parsing process for these leaves
@@ -1695,8 +1781,7 @@ class Transaction:
             first, head, lambda at, a, b: native.batch_bundle_parts(at, batch, a, b)
         )
         self._log._db.executemany(
-            "INSERT OR REPLACE INTO bundles VALUES (?, ?)",
-            [(bundles.key(first + head) + i, blob) for i, blob in enumerate(packed)],
+            _PUT_BUNDLE, [(bundles.key(first + head) + i, blob) for i, blob in enumerate(packed)]
         )
         self._write_bundles(
             first + tail,
@@ -1722,15 +1807,24 @@ class Transaction:
         bodies = batch.bodies
         return any(b'"kind":' + json.dumps(k).encode() in bodies for k in at_rest.kinds)
 
-    def _index_all_new(self, ids_json: str) -> bool:
-        """Map the ids in ``ids_json`` (a JSON array), the next leaves, to their indexes on
-        the assumption that none is in the log or twice in the array (the bulk case); return
-        whether it held (if not, nothing is written)."""
+    def _index_all_new(self, ids_json: str, count: int) -> bool:
+        """Map the ``count`` ids in ``ids_json`` (a JSON array), the next leaves, to their
+        indexes on the assumption that none is in the log or twice in the array (the bulk
+        case); return whether it held (if not, nothing is written)."""
         db = self._log._db
+        if db.engine == "postgresql":  # one round trip: no savepoint, no aborted statement
+            inserted, mine = db.execute(
+                self._log._sql.insert_new_ids, (self.size, ids_json, count)
+            ).fetchone()
+            if inserted == count:
+                return True
+            if mine:  # take back exactly the rows this statement added
+                db.execute("DELETE FROM record_ids WHERE record_id = ANY(?)", (mine,))
+            return False
         db.execute("SAVEPOINT all_new")
         try:
-            db.execute(_INSERT_IDS, (self.size, ids_json))
-        except sqlite3.IntegrityError:  # an id already in the log, or twice in the batch
+            db.execute(self._log._sql.insert_ids, (self.size, ids_json))
+        except database.IntegrityError:  # an id already in the log, or twice in the batch
             db.execute("ROLLBACK TO all_new")
             return False
         finally:
@@ -1739,7 +1833,9 @@ class Transaction:
 
     def _index(self, records: Sequence[PreparedRecord]) -> None:
         """Map the ids of ``records``, the next leaves, to their indexes."""
-        self._log._db.execute(_INSERT_IDS, (self.size, json.dumps([r[0] for r in records])))
+        self._log._db.execute(
+            self._log._sql.insert_ids, (self.size, json.dumps([r[0] for r in records]))
+        )
 
     def _write_bundles(
         self, first: int, count: int, parts: Callable[[int, int, int], native.BundleParts]
@@ -1761,7 +1857,7 @@ class Transaction:
                 items = b",".join(run[0] for run in held[1] if run[0])
                 self._open[key] = (position + take, [(items, b"".join(r[1] for r in held[1]))])
             done += take
-        self._log._db.executemany("INSERT OR REPLACE INTO bundles VALUES (?, ?)", rows)
+        self._log._db.executemany(_PUT_BUNDLE, rows)
 
     def _stored_parts(self, key: int) -> native.BundleParts:
         """The plain form of stored bundle ``key``, its records kept exactly as stored (in a
@@ -1832,7 +1928,7 @@ class Transaction:
     def _write_tiles(self, keys: set[int]) -> None:
         """Store the tiles ``keys``; forget the complete ones (they never change again)."""
         rows = [(key, *tiles.encode(self._edge[key])) for key in sorted(keys)]
-        self._log._db.executemany("INSERT OR REPLACE INTO tiles VALUES (?, ?, ?)", rows)
+        self._log._db.executemany(_PUT_TILE, rows)
         for key, width, _ in rows:
             if width == tiles.WIDTH:
                 del self._edge[key]
@@ -1842,8 +1938,43 @@ FEW: Final = 4
 ERASURE_PREFIX: Final = "erasure:"
 """The id prefix of erasure records (:mod:`chainaudit.erasure`)."""
 """Up to this many records are read from their bundles one by one (:func:`bundles.find`)."""
-_INSERT_IDS: Final = "INSERT INTO record_ids SELECT value, ? + key FROM json_each(?)"
 FIELDS: Final = bundles.FIELDS
+_PUT_BUNDLE: Final = (
+    "INSERT INTO bundles VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET records = excluded.records"
+)
+_PUT_TILE: Final = (
+    "INSERT INTO tiles VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET width = excluded.width, hashes = excluded.hashes"
+)
+
+
+class _Queries:
+    """The log's statements that differ between the engines (a list parameter, JSON)."""
+
+    def __init__(self, db: database.Database) -> None:
+        # Constant text only (S608): in_list names a column of ours.
+        ids, record_ids = db.in_list("id"), db.in_list("record_id")
+        self.tiles_in = "SELECT id, width, hashes FROM tiles WHERE " + ids  # noqa: S608
+        self.bundles_in = "SELECT id, records FROM bundles WHERE " + ids  # noqa: S608
+        self.indexes_of = "SELECT idx FROM record_ids WHERE " + record_ids  # noqa: S608
+        self.ids_in = "SELECT record_id, idx FROM record_ids WHERE " + record_ids  # noqa: S608
+        self.insert_ids = (
+            "INSERT INTO record_ids SELECT value, ? + key FROM json_each(?)"
+            if db.engine == "sqlite"
+            else "INSERT INTO record_ids SELECT value, ?::bigint + ordinality - 1 "
+            "FROM jsonb_array_elements_text(?::jsonb) WITH ORDINALITY"
+        )
+        """Map the ids of a JSON array (text) to consecutive leaf indexes from the first
+        parameter on."""
+        self.insert_new_ids = (
+            "WITH added AS (INSERT INTO record_ids "
+            "SELECT value, ?::bigint + ordinality - 1 "
+            "FROM jsonb_array_elements_text(?::jsonb) WITH ORDINALITY "
+            "ON CONFLICT DO NOTHING RETURNING record_id) "
+            "SELECT count(*), CASE WHEN count(*) < ? THEN array_agg(record_id) END FROM added"
+        )
+        """PostgreSQL: :attr:`insert_ids` skipping ids already indexed (or twice in the
+        array); gives how many were added and, when not all were, which."""
 
 
 def _set_bits(value: int) -> list[int]:

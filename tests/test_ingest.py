@@ -1,9 +1,11 @@
-"""Bulk ingest: the native fast path and the Python reference path build the same log."""
+"""Bulk ingest: the native fast path and the Python reference path build the same log, on
+SQLite and on PostgreSQL (``log_at``)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +58,19 @@ def test_the_fast_path_takes_most_lines() -> None:
 
 @pytest.mark.parametrize("workers", [None, 0, 1])
 def test_fast_and_reference_paths_build_the_same_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None
+    log_at: Callable[..., Log], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None
 ) -> None:
     """``None`` picks two parser processes here (three lines in seven take the Python path);
     0 parses in the writer's process; 1 hands chunks over from one parser process."""
     source = write(tmp_path / "mixed.jsonl", LARGE + 5_000)
     assert source.stat().st_size >= ingest.PARALLEL_BYTES
-    with Log.open(tmp_path / "fast") as fast:
+    with log_at(tmp_path / "fast") as fast:
         result = ingest.ingest_file(fast, source, workers=workers)
         assert result.appended == LARGE + 5_000
         fast_entries = fast.scan(limit=100_000)
         fast_root = fast.root()
     monkeypatch.setattr(native, "AVAILABLE", False)  # prepare_records declines every line
-    with Log.open(tmp_path / "reference") as reference:
+    with log_at(tmp_path / "reference") as reference:
         ingest.ingest_file(reference, source, workers=0)
         reference_entries = reference.scan(limit=100_000)
         reference_root = reference.root()
@@ -93,7 +95,9 @@ def test_fast_and_reference_paths_build_the_same_log(
     assert fast_root != reference_root  # the drawn salts differ
 
 
-def test_the_same_file_ingested_twice_gets_different_salts(tmp_path: Path) -> None:
+def test_the_same_file_ingested_twice_gets_different_salts(
+    log_at: Callable[..., Log], tmp_path: Path
+) -> None:
     """A large file with no salts, three lines in seven on the Python path: the writer draws
     salts for its first chunk, then forks a ``Pool(2)``; no salt may repeat, within one
     ingest or across two."""
@@ -107,7 +111,7 @@ def test_the_same_file_ingested_twice_gets_different_salts(tmp_path: Path) -> No
     assert source.stat().st_size >= ingest.PARALLEL_BYTES
     ingests: list[set[str]] = []
     for name in ("first", "second"):
-        with Log.open(tmp_path / name) as log:
+        with log_at(tmp_path / name) as log:
             assert ingest.ingest_file(log, source).appended == len(lines)
             salts = {json.loads(e.body or b"")["salt"] for e in log.entries()}
             assert len(salts) == len(lines)  # within one ingest, every salt is new
@@ -116,6 +120,7 @@ def test_the_same_file_ingested_twice_gets_different_salts(tmp_path: Path) -> No
 
 
 def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
+    log_at: Callable[..., Log],
     tmp_path: Path,
 ) -> None:
     count = LARGE + 3_000
@@ -123,7 +128,7 @@ def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
     lines[21_500] = lines[21_500].replace('"amount": ', '"amount": 1.5, "x": ')
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(lines) + "\n")
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         with pytest.raises(RecordError, match=r"line 21501: .*float"):
             ingest.ingest_file(log, source)
         assert log.size == 0 and log.refresh() == 0
@@ -141,7 +146,11 @@ def test_a_bad_line_deep_in_a_large_file_is_named_and_nothing_is_written(
     ],
 )
 def test_a_reserved_or_self_stamped_line_in_a_large_file_is_refused_and_nothing_is_written(
-    tmp_path: Path, workers: int | None, change: dict[str, Any], reserved: str | None
+    log_at: Callable[..., Log],
+    tmp_path: Path,
+    workers: int | None,
+    change: dict[str, Any],
+    reserved: str | None,
 ) -> None:
     count = LARGE + 3_000
     lines = [simple(i) for i in range(count)]
@@ -149,7 +158,7 @@ def test_a_reserved_or_self_stamped_line_in_a_large_file_is_refused_and_nothing_
     source = tmp_path / "reserved.jsonl"
     source.write_text("\n".join(lines) + "\n")
     assert source.stat().st_size >= ingest.PARALLEL_BYTES
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         with pytest.raises(RecordError, match="line 22223: ") as caught:
             ingest.ingest_file(log, source, workers=workers)
         if reserved is None:
@@ -161,11 +170,12 @@ def test_a_reserved_or_self_stamped_line_in_a_large_file_is_refused_and_nothing_
 
 
 def test_a_service_submitter_may_ingest_reserved_records_and_a_bad_one_is_refused(
+    log_at: Callable[..., Log],
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "service.jsonl"
     source.write_text(json.dumps({**json.loads(simple(1)), "kind": "decision"}) + "\n")
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         ingest.ingest_file(log, source, submitter="service:risk")
         assert json.loads(log.entry("inv-0000001").body or b"")["submitter"] == "service:risk"
         with pytest.raises(InputError, match="submitter 'alice' is not"):
@@ -196,11 +206,13 @@ def test_the_local_submitter_without_a_user_name(monkeypatch: pytest.MonkeyPatch
     assert ingest.local_submitter() == "local:unknown"
 
 
-def test_resubmitted_and_conflicting_ids_in_bulk(tmp_path: Path) -> None:
+def test_resubmitted_and_conflicting_ids_in_bulk(
+    log_at: Callable[..., Log], tmp_path: Path
+) -> None:
     first = [json.dumps(record(i)) for i in range(100) if i % 7 != 4]  # salts supplied
     (tmp_path / "a.jsonl").write_text("\n".join(first[:60]) + "\n")
     (tmp_path / "b.jsonl").write_text("\n".join(first[40:] + first[40:45]) + "\n")
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         ingest.ingest_file(log, tmp_path / "a.jsonl")
         again = ingest.ingest_file(log, tmp_path / "b.jsonl")
         assert (again.appended, again.duplicates) == (len(first) - 60, 25)
@@ -243,13 +255,17 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize("workers", [None, 0, 1, 2])
 def test_the_batch_lane_builds_the_log_the_reference_path_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: list[int], workers: int | None
+    log_at: Callable[..., Log],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batches: list[int],
+    workers: int | None,
 ) -> None:
     count = LARGE + 1_234
     source = tmp_path / "simple.jsonl"
     source.write_text("\n".join(simple(i) for i in range(count)) + "\n")
     assert source.stat().st_size >= ingest.PARALLEL_BYTES
-    with Log.open(tmp_path / "fast") as fast:
+    with log_at(tmp_path / "fast") as fast:
         fast.append([prepare(json.loads(simple(10**6)))])  # bundle 0 is partly stored already
         result = ingest.ingest_file(fast, source, workers=workers)
         assert (result.appended, result.tree_size) == (count, count + 1)
@@ -257,7 +273,7 @@ def test_the_batch_lane_builds_the_log_the_reference_path_does(
         fast_entries, fast_root = list(fast.entries()), fast.root()
         assert fast.audit().clean
     monkeypatch.setattr(native, "AVAILABLE", False)
-    with Log.open(tmp_path / "reference") as reference:
+    with log_at(tmp_path / "reference") as reference:
         reference.append([prepare(json.loads(simple(10**6)))])
         ingest.ingest_file(reference, source, workers=0)
         assert list(reference.entries()) == fast_entries and reference.root() == fast_root
@@ -265,13 +281,13 @@ def test_the_batch_lane_builds_the_log_the_reference_path_does(
 
 
 def test_the_batch_lane_hands_resubmissions_and_deals_to_the_careful_path(
-    tmp_path: Path, batches: list[int]
+    log_at: Callable[..., Log], tmp_path: Path, batches: list[int]
 ) -> None:
     (tmp_path / "a.jsonl").write_text("\n".join(simple(i) for i in range(100)) + "\n")
     (tmp_path / "b.jsonl").write_text("\n".join(simple(i) for i in range(50, 150)) + "\n")
     deals = [simple(200, deal_id="D-1"), simple(201), simple(202, deal_id=7)]
     (tmp_path / "c.jsonl").write_text("\n".join(deals) + "\n")
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         assert ingest.ingest_file(log, tmp_path / "a.jsonl").appended == 100
         again = ingest.ingest_file(log, tmp_path / "b.jsonl")
         assert (again.appended, again.duplicates, log.size) == (50, 50, 150)
@@ -304,7 +320,7 @@ def test_chunks_cover_the_file_at_line_ends_with_their_first_line_numbers(
 
 
 def test_bundles_packed_ahead_are_dropped_when_resubmissions_shift_the_leaves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    log_at: Callable[..., Log], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The parsing child packs bundles assuming every record is new; re-submitted ids in
     the file move the later records to other leaves, so the writer must not use them."""
@@ -318,7 +334,7 @@ def test_bundles_packed_ahead_are_dropped_when_resubmissions_shift_the_leaves(
     for name, workers in (("child", 1), ("reference", 0)):
         if name == "reference":
             monkeypatch.setattr(native, "AVAILABLE", False)
-        with Log.open(tmp_path / name) as log:
+        with log_at(tmp_path / name) as log:
             result = ingest.ingest_file(log, source, workers=workers)
             assert (result.appended, result.duplicates) == (count, 300)
             assert log.audit().clean
@@ -345,7 +361,7 @@ def test_pack_makes_the_complete_bundles_of_a_batch() -> None:
 
 
 def test_a_parsing_child_that_dies_fails_the_ingest_and_nothing_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    log_at: Callable[..., Log], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "simple.jsonl"
     source.write_text("\n".join(simple(i) for i in range(LARGE + 500)) + "\n")
@@ -357,9 +373,38 @@ def test_a_parsing_child_that_dies_fails_the_ingest_and_nothing_is_written(
         return parse(job)
 
     monkeypatch.setattr(ingest, "_parse_chunk", dies_at_the_third_chunk)
-    with Log.open(tmp_path / "data") as log:
+    with log_at(tmp_path / "data") as log:
         with pytest.raises(
             InputError, match=r"parser process stopped unexpectedly \(exit code 3\)"
         ):
             ingest.ingest_file(log, source, workers=1)
         assert log.refresh() == 0
+
+
+def test_the_cli_keeps_the_log_in_the_postgresql_database_the_settings_name(
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``CHAINAUDIT_DATABASE_URL``: ``ingest`` writes the log there (no ``log.sqlite`` in the
+    data directory), ``audit`` reads it; a reading command refuses a database with no log."""
+    from chainaudit.cli import main  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", database_url)
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "no log in the database CHAINAUDIT_DATABASE_URL names" in capsys.readouterr().err
+    source = tmp_path / "records.jsonl"
+    source.write_text("\n".join(simple(i) for i in range(300)) + "\n")
+    assert main(["--data-dir", str(data), "ingest", "-q", str(source)]) == 0
+    assert (data / "log.sqlite").stat().st_size == 0  # only the other stores' file, empty
+    assert main(["--data-dir", str(data), "audit"]) == 0
+    with Log.open(tmp_path / "elsewhere", database_url=database_url) as log:
+        assert log.size == 300 and log.engine == "postgresql"
+    monkeypatch.delenv("CHAINAUDIT_DATABASE_URL")  # the data directory alone: refused
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "is kept in PostgreSQL" in capsys.readouterr().err
+    monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", "mysql://nope")
+    assert main(["--data-dir", str(data), "audit"]) == 2
+    assert "must start with postgresql://" in capsys.readouterr().err

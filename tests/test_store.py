@@ -1,19 +1,22 @@
-"""The SQLite log: appends, idempotency, proofs from stored subtrees, restart, audit."""
+"""The log, on SQLite and on PostgreSQL: appends, idempotency, proofs from stored subtrees,
+restart, audit."""
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 
-from chainaudit import bundles, merkle, provenance
+from chainaudit import bundles, database, erasure, merkle, provenance
 from chainaudit.anchoring import AnchorBook
-from chainaudit.errors import ConflictError, NotFoundError, StoreError
+from chainaudit.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.signing import sign_record
 from chainaudit.store import Log
@@ -41,8 +44,9 @@ def make(i: int, **change: Any) -> PreparedRecord:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Log:
-    return Log.open(tmp_path / "data")
+def log(tmp_path: Path, log_database: str | None) -> Iterator[Log]:
+    with Log.open(tmp_path / "data", database_url=log_database) as opened:
+        yield opened
 
 
 def test_empty_log(log: Log) -> None:
@@ -68,21 +72,28 @@ def test_proofs_match_reference_builders_at_every_size(log: Log) -> None:
 def test_proof_reads_are_logarithmic(log: Log) -> None:
     log.append([make(i) for i in range(1000)])
     statements: list[str] = []
-    log._db.set_trace_callback(statements.append)
+    log._db.trace = statements.append
     proof = log.inclusion_proof(377)
     consistency = log.consistency_proof(333)
-    log._db.set_trace_callback(None)
+    log._db.trace = None
     assert len(statements) == 2  # one batched read per proof, never a scan of the tree
     assert len(proof) <= 10 and len(consistency) <= 20
 
 
-def test_restart_reloads_without_rebuilding(tmp_path: Path) -> None:
+def test_restart_reloads_without_rebuilding(tmp_path: Path, log_database: str | None) -> None:
     records = [make(i) for i in range(101)]
-    with Log.open(tmp_path) as first:
+    with Log.open(tmp_path, database_url=log_database) as first:
         first.append(records[:100])
         root = first.root()
-    with Log.open(tmp_path) as again:
+    statements: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(database.Database, "trace", statements.append)
+        again = Log.open(tmp_path, database_url=log_database)
+    with again:
         assert again.size == 100 and again.root() == root
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert not any("bundles" in s for s in reads)  # the frontier's tiles, no record
+        assert len(reads) <= 4, reads
         again.append(records[100:])
         assert again.root() == merkle.root_hash([r.leaf_hash for r in records])
 
@@ -114,9 +125,12 @@ def test_failed_transaction_leaves_nothing(log: Log) -> None:
     assert log.audit().clean
 
 
-def test_two_connections_see_each_others_appends(tmp_path: Path) -> None:
+def test_two_connections_see_each_others_appends(tmp_path: Path, log_database: str | None) -> None:
     records = [make(i) for i in range(3)]
-    with Log.open(tmp_path) as a, Log.open(tmp_path) as b:
+    with (
+        Log.open(tmp_path, database_url=log_database) as a,
+        Log.open(tmp_path, database_url=log_database) as b,
+    ):
         a.append(records[:1])
         b.append(records[1:2])  # b re-reads the size before extending it
         a.append(records[2:])
@@ -149,11 +163,14 @@ def test_unopenable_store_raises_store_error(tmp_path: Path) -> None:
 # -- audit: every kind of tampering is found and named ----------------------------------------
 
 
-def tamper(log: Log, edit: Callable[[sqlite3.Connection], None]) -> None:
-    db = sqlite3.connect(log.path)
-    with db:
-        edit(db)
-    db.close()
+def tamper(log: Log, edit: Callable[[Any], None]) -> None:
+    """Run ``edit`` on a connection of its own to the log's database, as one transaction."""
+    db = database.connect(log.database_url or log.path)
+    try:
+        with db.write():
+            edit(db)
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -178,7 +195,7 @@ def test_audit_names_altered_record(filled: Log) -> None:
 
 
 def test_audit_names_reordered_records(filled: Log) -> None:
-    def swap(db: sqlite3.Connection) -> None:
+    def swap(db: Any) -> None:
         records = stored_records(db)
         records[10], records[42] = (
             records[42]._replace(leaf_index=10),
@@ -192,7 +209,7 @@ def test_audit_names_reordered_records(filled: Log) -> None:
 
 
 def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         del records[5], records[99]
         forged = make(100, id="forged")
@@ -210,7 +227,7 @@ def test_audit_names_deleted_and_inserted_records(filled: Log) -> None:
 
 
 def test_audit_names_records_the_id_index_misleads_about(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("UPDATE record_ids SET idx = 3 WHERE record_id = 'rec-4'")
         db.execute("DELETE FROM record_ids WHERE record_id = 'rec-8'")
         db.execute("INSERT INTO record_ids VALUES ('ghost', 50)")
@@ -227,7 +244,7 @@ def test_audit_names_records_the_id_index_misleads_about(filled: Log) -> None:
 
 
 def test_audit_reports_a_record_stored_twice_or_in_the_wrong_bundle(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = list(stored_records(db).values())
         blob = bundles.encode_at([records[1], records[1], records[0]._replace(leaf_index=300)])
         db.execute("UPDATE bundles SET records = ? WHERE id = 0", (blob,))
@@ -240,7 +257,7 @@ def test_audit_reports_a_record_stored_twice_or_in_the_wrong_bundle(filled: Log)
 
 
 def test_audit_names_a_record_whose_stored_id_disagrees_with_its_content(filled: Log) -> None:
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         records[6] = records[6]._replace(record_id="rec-x6")  # the body still says rec-6
         write_records(db, records.values())
@@ -251,7 +268,7 @@ def test_audit_names_a_record_whose_stored_id_disagrees_with_its_content(filled:
 
 
 def test_audit_reports_an_unreadable_bundle(filled: Log) -> None:
-    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = ? WHERE id = 0", (b"\x00",)))
     report = filled.audit()
     assert report.findings[0].problem == "altered" and "bundle 0 is damaged" in (
         report.findings[0].detail
@@ -262,10 +279,7 @@ def test_audit_reports_an_unreadable_bundle(filled: Log) -> None:
 
 
 def test_audit_finds_a_rewritten_tree_node(filled: Log) -> None:
-    db = sqlite3.connect(filled.path)
-    with db:
-        rewrite_node(db, 2, 3, bytes(32))
-    db.close()
+    tamper(filled, lambda db: rewrite_node(db, 2, 3, bytes(32)))
     # node (2, 3) over leaves [12, 16) no longer matches its children, nor its parent (3, 1)
     assert problems(filled) == [("tree", 8, None), ("tree", 12, None)]
 
@@ -276,11 +290,12 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     forged = make(3, payload={"amount": 3000, "currency": "USD"})
     leaves = [filled.leaf_hash(i) for i in range(100)]
     leaves[3] = forged.leaf_hash
-    db = sqlite3.connect(filled.path)
-    with db:
+
+    def edit(db: Any) -> None:
         set_body(db, 3, forged.body)
         rewrite_tree(db, leaves)
-    db.close()
+
+    tamper(filled, edit)
     found = problems(filled)
     assert ("history", 0, None) in found  # leaves [0, 64) no longer give the first checkpoint
 
@@ -307,7 +322,7 @@ def test_appends_go_on_past_a_damaged_edge_bundle_and_keep_the_damage_visible(
     filled.append([make(i) for i in range(100, 110)])
     assert filled.entry("rec-105").index == 105
     assert problems(filled) == [("deleted", 42, None)]
-    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = X'00'"))
+    tamper(filled, lambda db: db.execute("UPDATE bundles SET records = ?", (b"\x00",)))
     with pytest.raises(StoreError, match="bundle 0 is damaged"):
         filled.append([make(200)])
     assert filled.refresh() == 110
@@ -324,7 +339,7 @@ def test_audit_names_an_erased_record_even_when_relabelled(filled: Log) -> None:
     """No erasure record exists yet: a missing body is always reported, and so is one whose
     stored id, kind, actor and time were changed to hide what it was."""
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         records = stored_records(db)
         records[7] = records[7]._replace(
             record_id="note-7", kind="document", actor="nobody", timestamp_ms=0, body=None
@@ -367,7 +382,7 @@ def test_audit_names_rewritten_signatures(log: Log) -> None:
     signed_log(log)
     (alices,) = log._db.execute("SELECT signature FROM record_signatures").fetchone()
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("UPDATE record_signatures SET signer = ?", (MALLORY.address,))
         db.execute(
             "INSERT INTO record_signatures VALUES ('rec-6', ?, ?), ('rec-99', ?, ?)",
@@ -404,7 +419,7 @@ def test_audit_names_deal_index_rows_added_removed_or_relinked(dealt: Log) -> No
     assert dealt.audit().clean
     assert [e.index for e in dealt.deal_entries("D-1")] == [0, 3, 6]
 
-    def edit(db: sqlite3.Connection) -> None:
+    def edit(db: Any) -> None:
         db.execute("DELETE FROM deal_records WHERE idx = 3")  # hidden from the timeline
         db.execute("INSERT INTO deal_records VALUES ('D-1', 4)")  # smuggled into it
         db.execute("UPDATE deal_records SET deal_id = 'D-2' WHERE idx = 6")  # moved
@@ -454,7 +469,7 @@ def test_audit_reads_one_snapshot_while_another_connection_appends(log: Log) -> 
     """An audit running beside a live writer (the API appending read records, say) sees the
     log as of one moment: never an id indexed whose record is not yet visible."""
     log.append([make(0)])
-    writer = Log(log.path)
+    writer = Log(log.path, database_url=log.database_url)
     done = threading.Event()
 
     def append_many() -> None:
@@ -529,7 +544,240 @@ def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: L
 def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(log: Log) -> None:
     signed_log(log)
     log.append([make(10, payload={"deal_id": "D-1"})])
-    tamper(log, lambda db: db.execute("UPDATE bundles SET records = X'00' WHERE id = 0"))
+    tamper(log, lambda db: db.execute("UPDATE bundles SET records = ? WHERE id = 0", (b"\x00",)))
     found = problems(log)
     assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
     assert [i for p, i, _ in found if p == "deleted"] == list(range(11))
+
+
+# -- many processes, one tree (PostgreSQL) -----------------------------------------------------
+
+ROUNDS = 150
+
+
+def shared(i: int) -> PreparedRecord:
+    """A record every writer submits with the same content (re-submissions)."""
+    return make(i, id=f"c-{i}")
+
+
+def _append_concurrently(
+    url: str, data_dir: str, writer: int, start: Any, out: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """One writer: ``ROUNDS`` batches, each with a record of its own; every third also with
+    two records the other writer submits too (same content), every fifth with an id both use
+    with different content (a conflict: the later batch is refused whole). Reports what was
+    acknowledged and refused."""
+    acknowledged: list[tuple[str, int]] = []
+    refused: list[list[str]] = []
+    try:
+        _append_rounds(url, data_dir, writer, start, acknowledged, refused)
+    except Exception as exc:
+        out.put(f"writer {writer} failed: {exc!r}")
+        raise
+    out.put((acknowledged, refused))
+
+
+def _append_rounds(
+    url: str,
+    data_dir: str,
+    writer: int,
+    start: Any,
+    acknowledged: list[tuple[str, int]],
+    refused: list[list[str]],
+) -> None:  # pragma: no cover - runs in a child process
+    with Log.open(data_dir, database_url=url) as log:
+        start.wait()
+        for k in range(ROUNDS):
+            batch = [make(k, id=f"w{writer}-{k}")]
+            if k % 3 == 0:
+                batch += [shared(2 * k), shared(2 * k + 1)]
+            if k % 5 == 0:
+                batch.append(make(k, id=f"x-{k}", actor=f"writer:{writer}"))
+            try:
+                result = log.append(batch)
+            except ConflictError:
+                refused.append([r.record_id for r in batch])
+                continue
+            acknowledged.extend(zip([r.record_id for r in batch], result.indexes, strict=True))
+
+
+def test_two_processes_append_to_one_postgresql_log_as_one_tree(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two processes append at once, with overlapping and conflicting ids: one tree, no gap
+    and no duplicate; every acknowledged id once, at the index its writer was told; every
+    refused-only id absent; the audit clean; the root that of a fresh build of the leaves."""
+    import multiprocessing  # noqa: PLC0415
+
+    Log.open(tmp_path, database_url=database_url).close()  # the schema, before the writers
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(2), context.Queue()
+    writers = [
+        context.Process(
+            target=_append_concurrently, args=(database_url, str(tmp_path), w, start, out)
+        )
+        for w in (1, 2)
+    ]
+    for process in writers:
+        process.start()
+    results = [out.get(timeout=120) for _ in writers]
+    assert not [r for r in results if isinstance(r, str)], results
+    for process in writers:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    acknowledged = {rid: idx for done, _ in results for rid, idx in done}
+    refused = {rid for _, batches in results for batch in batches for rid in batch}
+    assert all(done for done, _ in results)  # both writers got batches in
+    conflicting = len(range(0, ROUNDS, 5))
+    # each writer submits x-k once, with its own content: one of the two batches k is refused
+    assert sum(len(batches) for _, batches in results) == conflicting
+    with Log.open(tmp_path, database_url=database_url) as log:
+        entries = list(log.entries())
+        assert [e.index for e in entries] == list(range(log.size))  # no gap
+        ids = [e.record_id for e in entries]
+        assert len(ids) == len(set(ids))  # no duplicate
+        assert set(ids) == set(acknowledged)  # nothing acknowledged lost, nothing else kept
+        for rid, idx in acknowledged.items():
+            assert log.entry(rid).index == idx
+        assert not (refused - set(acknowledged)) & set(ids)
+        assert {rid for rid in ids if rid.startswith("x-")} == {
+            f"x-{k}" for k in range(0, ROUNDS, 5)
+        }
+        assert log.size == 2 * ROUNDS + 2 * len(range(0, ROUNDS, 3))
+        assert log.root() == merkle.root_hash([e.leaf_hash for e in entries])
+        assert log.audit().clean
+        sizes = [size for size, _ in log.checkpoints()]
+        assert sizes == sorted(set(sizes)) and sizes[-1] == log.size
+
+
+def _relation_bytes(log: Log) -> bytes:
+    """What someone holding the server's files can read of the bundles table (and its TOAST
+    table): the raw bytes plus every Zstandard frame in them decompressed."""
+    import zstandard  # noqa: PLC0415
+
+    db = database.connect(str(log.database_url))
+    try:
+        db.execute("CHECKPOINT")  # shared buffers to the files
+        (root,) = db.execute("SHOW data_directory").fetchone()
+        paths = db.execute(
+            "SELECT pg_relation_filepath(oid), pg_relation_filepath(NULLIF(reltoastrelid, 0)) "
+            "FROM pg_class WHERE oid = 'bundles'::regclass"
+        ).fetchone()
+    finally:
+        db.close()
+    raw = b"".join(
+        file.read_bytes()
+        for path in paths
+        if path is not None
+        for file in Path(root).glob(f"{path}*")  # the main file and its 1 GB segments
+        if file.name.split(".")[0] == Path(path).name and not file.name.endswith(("_fsm", "_vm"))
+    )
+    found = [raw]
+    start = raw.find(b"\x28\xb5\x2f\xfd")
+    while start >= 0:
+        with contextlib.suppress(zstandard.ZstdError):
+            found.append(zstandard.ZstdDecompressor().decompressobj().decompress(raw[start:]))
+        start = raw.find(b"\x28\xb5\x2f\xfd", start + 1)
+    return b"".join(found)
+
+
+def test_erasure_on_postgresql_leaves_no_live_row_and_vacuum_no_dead_one(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On PostgreSQL an erasure rewrites the bundle row: no live row holds the body; the old
+    row version stays in the table's file until :meth:`Log.vacuum` rewrites the table."""
+    tokens = [f"secret-{i}-{os.urandom(6).hex()}" for i in range(10)]
+    with Log.open(tmp_path, database_url=database_url) as log:
+        if not Path(_data_directory(database_url)).is_dir():
+            pytest.skip("the server's files are not on this machine")
+        log.append([make(i, payload={"note": tokens[i]}) for i in range(10)])
+        assert tokens[5].encode() in _relation_bytes(log)
+        erasure.erase(
+            log,
+            "rec-5",
+            reason="the data subject asked",
+            basis="GDPR Art. 17(1)(a)",
+            requested_by="key:aaaaaaaaaaaa",
+            approved_by="key:bbbbbbbbbbbb",
+        )
+        live = [r.body or b"" for r in log.records_from(0)]
+        assert not any(tokens[5].encode() in body for body in live)
+        assert any(tokens[6].encode() in body for body in live)
+        assert tokens[5].encode() in _relation_bytes(log)  # the dead row version, until:
+        log.vacuum()
+        files = _relation_bytes(log)
+        assert tokens[5].encode() not in files and tokens[6].encode() in files
+        assert log.entry("rec-5").body is None and log.audit().clean
+
+
+def _data_directory(url: str) -> str:
+    db = database.connect(url)
+    try:
+        return str(db.execute("SHOW data_directory").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_the_oldest_commit_past_a_size_is_read_from_the_checkpoints(log: Log) -> None:
+    assert log.oldest_commit_ms_after(0) is None
+    log.append([make(0), make(1)])
+    log.append([make(2)])
+    first, second = (ms for (ms,) in log._db.execute("SELECT created_ms FROM checkpoints"))
+    assert log.oldest_commit_ms_after(0) == first and log.oldest_commit_ms_after(1) == first
+    assert log.oldest_commit_ms_after(2) == second and log.oldest_commit_ms_after(3) is None
+
+
+def test_a_data_directory_whose_log_is_in_postgresql_is_not_opened_as_sqlite(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Else a command run without CHAINAUDIT_DATABASE_URL would start a second, empty log."""
+    with Log.open(tmp_path, database_url=database_url) as log:
+        log.append([make(0)])
+    with pytest.raises(ConfigError, match="kept in PostgreSQL"):
+        Log.open(tmp_path)
+    with Log.open(tmp_path, database_url=database_url) as log:
+        assert log.size == 1
+
+
+def _append_until_killed(url: str | None, data_dir: str, pipe: Any) -> None:  # pragma: no cover
+    """Append one record per transaction for ever, reporting each once it is committed."""
+    with Log.open(data_dir, database_url=url) as log:
+        for i in range(1_000_000):
+            result = log.append([make(i, id=f"k-{i}")])
+            pipe.send((f"k-{i}", result.indexes[0]))
+
+
+def test_a_writer_killed_mid_append_loses_no_acknowledged_record(
+    tmp_path: Path, log_database: str | None
+) -> None:
+    """``kill -9`` of a process while it appends: every record it was told is committed
+    survives at its index, the log audits clean, and the next writer is not kept waiting
+    (the dead writer's lock went with it)."""
+    import multiprocessing  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    Log.open(tmp_path, database_url=log_database).close()
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    writer = context.Process(target=_append_until_killed, args=(log_database, tmp_path, theirs))
+    writer.start()
+    acknowledged: dict[str, int] = {}
+    try:
+        while len(acknowledged) < 150:
+            assert ours.poll(60), "the writer stopped reporting"
+            rid, idx = ours.recv()
+            acknowledged[rid] = idx
+    finally:
+        os.kill(writer.pid or 0, signal.SIGKILL)
+        writer.join(timeout=30)
+    while ours.poll(0.2):  # sent before the kill: acknowledged too
+        rid, idx = ours.recv()
+        acknowledged[rid] = idx
+    started = time.monotonic()
+    with Log.open(tmp_path, database_url=log_database) as log:
+        log.append([make(-1, id="after-the-kill")])
+        assert time.monotonic() - started < 10
+        for rid, idx in acknowledged.items():
+            assert log.entry(rid).index == idx
+        assert log.size - 1 in (len(acknowledged), len(acknowledged) + 1)  # + one in flight
+        assert log.audit().clean

@@ -62,7 +62,13 @@ class Services:
         """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`)."""
         self._open_log().close()  # create the schema before any reader
         self.metrics = ApiMetrics()
-        self.writer = GroupWriter(self.log_path, self.kinds, self.at_rest, self.metrics.appended)
+        self.writer = GroupWriter(
+            self.log_path,
+            self.kinds,
+            self.at_rest,
+            self.metrics.appended,
+            database_url=settings.log_database_url,
+        )
         self.reads = ReadAudit(
             self.writer,
             max_reads=settings.read_audit_batch,
@@ -111,7 +117,7 @@ class Services:
 
     def _start_checkpoints(self) -> None:
         """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
-        log = Log(self.log_path, kinds=self.kinds)
+        log = Log(self.log_path, kinds=self.kinds, database_url=self.settings.log_database_url)
         signer = self._checkpoints = CheckpointSigner(
             log,
             self.log_signer,
@@ -284,7 +290,12 @@ class Services:
 
     def _open_log(self) -> Log:
         """A new connection to the log, with this deployment's encryption at rest."""
-        return Log(self.log_path, kinds=self.kinds, at_rest=self.at_rest)
+        return Log(
+            self.log_path,
+            kinds=self.kinds,
+            at_rest=self.at_rest,
+            database_url=self.settings.log_database_url,
+        )
 
     def indexed(self) -> tuple[Log, RecordIndex]:
         """This thread's reader and the record index, caught up with every record the reader

@@ -42,10 +42,14 @@ class GroupWriter:
         kinds: frozenset[str],
         at_rest: datakeys.AtRest | None = None,
         on_appended: Callable[[int], None] | None = None,
+        *,
+        database_url: str | None = None,
     ) -> None:
         """``on_appended`` is told how many records of a request were appended, once they are
         durable (the metrics)."""
         self._path = path
+        self._database_url = database_url
+        """The log's PostgreSQL database (:class:`~chainaudit.store.Log`), else ``path``."""
         self._kinds = kinds
         self._at_rest = at_rest
         self._queue: queue.Queue[_Item | None] = queue.Queue()
@@ -85,7 +89,9 @@ class GroupWriter:
         return future
 
     def _run(self) -> None:
-        log = Log(self._path, kinds=self._kinds, at_rest=self._at_rest)
+        log = Log(
+            self._path, kinds=self._kinds, at_rest=self._at_rest, database_url=self._database_url
+        )
         try:
             while True:
                 first = self._queue.get()

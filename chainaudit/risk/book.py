@@ -485,7 +485,10 @@ def audit_tables(log: Log) -> list[AuditFinding]:
             )
         )
         synced = size
-    with RiskBook(":memory:") as fresh, _LogPrefix(log.path, synced) as prefix:
+    with (
+        RiskBook(":memory:") as fresh,
+        _LogPrefix(log.path, synced, database_url=log.database_url) as prefix,
+    ):
         fresh.sync(prefix)
         implied = {t: _table_rows(fresh._db, t) for t in (*stored, *_tables(fresh._db))}
     for table in sorted(implied):
@@ -544,8 +547,8 @@ class _LogPrefix(Log):
     """``log`` as it was at ``size`` leaves, for replaying exactly what a sync had seen:
     :meth:`refresh` and :meth:`scan` stop there."""
 
-    def __init__(self, path: Path, size: int) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, size: int, *, database_url: str | None = None) -> None:
+        super().__init__(path, database_url=database_url)
         self._cut = size
 
     def refresh(self) -> int:

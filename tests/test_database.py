@@ -1,0 +1,162 @@
+"""The storage boundary (chainaudit/database.py) on both engines: one SQL dialect, writers
+serialised, a failed statement never committed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chainaudit import database
+from chainaudit.records import prepare
+from chainaudit.store import Log
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL, n INTEGER) WITHOUT ROWID;
+"""
+
+
+@pytest.fixture
+def db(tmp_path: Path, log_database: str | None) -> Iterator[database.Database]:
+    opened = database.connect(log_database or tmp_path / "test.sqlite")
+    opened.executescript(database.adapt_schema(SCHEMA, opened.engine))
+    yield opened
+    opened.close()
+
+
+def test_placeholders_are_translated_outside_quotes_only() -> None:
+    assert database.to_pyformat("SELECT ? WHERE a = '?' AND b LIKE 'x%'") == (
+        "SELECT %s WHERE a = '?' AND b LIKE 'x%%'"
+    )
+    assert database.to_pyformat('SELECT "we?ird", 5 % ?') == 'SELECT "we?ird", 5 %% %s'
+    assert database.to_pyformat("SELECT 'it''s ?', ?") == "SELECT 'it''s ?', %s"
+    with pytest.raises(ValueError, match="unterminated"):
+        database.to_pyformat("SELECT 'open")
+
+
+def test_schema_text_is_adapted_for_postgresql() -> None:
+    adapted = database.adapt_schema(SCHEMA, "postgresql")
+    assert "BYTEA" in adapted and "BIGINT" in adapted and "ROWID" not in adapted
+    assert 'k TEXT COLLATE "C" PRIMARY KEY' in adapted
+    assert database.adapt_schema(SCHEMA, "sqlite") == SCHEMA
+    with pytest.raises(ValueError, match="PRAGMA"):
+        database.adapt_schema("PRAGMA journal_mode=WAL;", "postgresql")
+
+
+def test_one_dialect_on_both_engines(db: database.Database) -> None:
+    upsert = "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+    db.executemany(upsert, [("a?", b"\x00\x01", 1), ("b%", b"", 2), ("c", b"z", 3)])
+    db.execute(upsert, ("a?", b"\xff", 9))
+    db.execute("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT DO NOTHING", ("c", b"no", 0))
+    rows = db.execute("SELECT k, v, n FROM kv WHERE k LIKE '%?%' OR k = ?", ("b%",)).fetchall()
+    assert sorted(rows) == [("a?", b"\xff", 1), ("b%", b"", 2)]
+    chosen = db.execute(
+        "SELECT k FROM kv WHERE " + db.in_list("k") + " ORDER BY k",
+        (db.list_param(["c", "a?", "zz"]),),
+    ).fetchall()
+    assert chosen == [("a?",), ("c",)]
+    assert db.has_table("kv") and not db.has_table("nope")
+    with pytest.raises(database.IntegrityError):
+        db.execute("INSERT INTO kv VALUES (?, ?, ?)", ("c", b"", 0))
+    # byte order, as SQLite compares text, whatever the server's locale
+    db.executemany("INSERT INTO kv VALUES (?, ?, 0)", [("B", b""), ("a", b""), ("_", b"")])
+    assert [k for (k,) in db.execute("SELECT k FROM kv ORDER BY k")] == [
+        "B",
+        "_",
+        "a",
+        "a?",
+        "b%",
+        "c",
+    ]
+
+
+def test_a_failed_write_commits_nothing(db: database.Database) -> None:
+    with pytest.raises(RuntimeError), db.write():
+        db.execute("INSERT INTO kv VALUES ('x', ?, 1)", (b"\x00",))
+        raise RuntimeError("crash")
+    assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 0
+    assert not db.in_transaction
+
+
+def test_a_statement_that_failed_inside_a_write_is_not_committed_silently(
+    database_url: str,
+) -> None:
+    """PostgreSQL aborts the whole transaction on an error (a COMMIT would roll it back and
+    report success): the boundary says so instead."""
+    db = database.connect(database_url)
+    try:
+        db.executescript(database.adapt_schema(SCHEMA, db.engine))
+        db.execute("INSERT INTO kv VALUES ('k', ?, 1)", (b"",))
+        with pytest.raises(database.DatabaseError, match="rolled back"), db.write():
+            db.execute("INSERT INTO kv VALUES ('new', ?, 1)", (b"",))
+            with pytest.raises(database.IntegrityError):
+                db.execute("INSERT INTO kv VALUES ('k', ?, 1)", (b"",))
+        assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 1
+    finally:
+        db.close()
+
+
+def test_writers_are_serialised(db: database.Database, log_database: str | None) -> None:
+    """A second writer waits for the first to commit, then reads what it wrote."""
+    other = database.connect(log_database or db.location)
+    order: list[str] = []
+    try:
+        db.begin_write()
+        db.execute("INSERT INTO kv VALUES ('first', ?, 1)", (b"",))
+
+        def second() -> None:
+            with other.write():
+                seen = other.execute("SELECT count(*) FROM kv").fetchone()[0]
+                order.append(f"second saw {seen}")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first commits")
+        db.commit()
+        thread.join(timeout=30)
+    finally:
+        other.close()
+    assert order == ["first commits", "second saw 1"]
+
+
+def test_a_bulk_append_of_new_ids_takes_the_set_based_path(
+    tmp_path: Path, log_database: str | None
+) -> None:
+    """New ids are indexed with one statement (JSON on both engines), no fallback."""
+    records = [
+        prepare(
+            {
+                "id": f"r-{i}",
+                "kind": "transaction",
+                "timestamp": "2026-11-21T09:30:00Z",
+                "actor": "a:b",
+                "payload": {"i": i},
+            }
+        )
+        for i in range(300)
+    ]
+    with Log.open(tmp_path, database_url=log_database) as log:
+        statements: list[str] = []
+        log._db.trace = statements.append
+        log.append(records)
+        assert not any("ROLLBACK TO" in s for s in statements)
+        assert sum("INSERT INTO record_ids" in s for s in statements) == 1
+        statements.clear()
+        assert log.append(records[:10]).duplicates == 10  # re-submitted: the careful path
+        # new ids first, then one indexed already: what the set-based try added is taken back
+        more = [prepare({**json.loads(r.body), "id": f"n-{i}"}) for i, r in enumerate(records[:5])]
+        statements.clear()
+        result = log.append([*more, records[7]])
+        assert any("ROLLBACK TO" in s or "DELETE FROM record_ids" in s for s in statements)
+        assert (result.appended, result.duplicates, result.indexes) == (
+            5,
+            1,
+            (300, 301, 302, 303, 304, 7),
+        )
+        assert log.size == 305 and log.audit().clean
+        assert [log.entry(f"n-{i}").index for i in range(5)] == list(range(300, 305))
