@@ -1,0 +1,339 @@
+"""Backup, restore, export and import (chainaudit.backup, chainaudit.export) on real SQLite
+files and a real Anvil: an online backup while another connection appends, restores refused
+for every kind of altered backup, and the engine-neutral export rebuilding the same tree."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from chainaudit import erasure
+from chainaudit.anchoring import Anchorer, AnchorPolicy
+from chainaudit.backup import (
+    MANIFEST,
+    BackupError,
+    RestoreRefusedError,
+    backup,
+    backup_order,
+    chain_anchors,
+    restore,
+)
+from chainaudit.chain import Chain
+from chainaudit.deploy import deploy_contracts
+from chainaudit.devnet import Devnet
+from chainaudit.export import ExportError, export_file, import_log
+from chainaudit.records import PreparedRecord, prepare
+from chainaudit.store import Log
+from tests import tamper
+
+
+def record(i: int) -> PreparedRecord:
+    return prepare(
+        {
+            "id": f"inv-{i:06d}",
+            "kind": "transaction",
+            "timestamp": "2026-11-21T09:30:00Z",
+            "actor": "supplier:globex",
+            "payload": {"amount": i * 100, "currency": "EUR", "invoice": f"INV-{i}"},
+        }
+    )
+
+
+@dataclass
+class World:
+    data: Path
+    chain: Chain
+    contract: str
+
+    def anchors(self) -> list[object]:
+        return list(chain_anchors(self.chain, self.contract))
+
+    def restore(self, source: Path, target: Path, **extra: object) -> object:
+        return restore(
+            source,
+            target,
+            anchors=lambda: chain_anchors(self.chain, self.contract),
+            open_log=Log,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture(scope="module")
+def world(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A log anchored at sizes 100 (seq 0) and 250 (seq 1); leaf 7 erased after (its erasure
+    record is leaf 250); 30 more records not anchored."""
+    root = tmp_path_factory.mktemp("backup")
+    chain = Chain(anvil.rpc_url)
+    account = Account.from_key(anvil.accounts[0].private_key)
+    contract = deploy_contracts(chain, account)["AuditAnchor"].address
+    data = root / "data"
+    with Log.open(data) as log:
+        anchorer = Anchorer(log, chain, account, contract, policy=AnchorPolicy(finality=10_000))
+        log.append([record(i) for i in range(100)])
+        anchorer.anchor_now(timeout=60)
+        log.append([record(i) for i in range(100, 250)])
+        anchorer.anchor_now(timeout=60)
+        erasure.erase(
+            log,
+            "inv-000007",
+            reason="the data subject asked",
+            basis="GDPR Art. 17(1)(a)",
+            requested_by="key:aaaaaaaaaaaa",
+            approved_by="key:bbbbbbbbbbbb",
+        )
+        log.append([record(i) for i in range(250, 280)])
+        log.put_signed_checkpoint(250, "localhost/chainaudit\n250\nAAAA\n\n— fake sig\n")
+        anchorer.close()
+    yield World(data, chain, contract)
+
+
+def _rehash(backup_dir: Path) -> None:
+    """Rewrite the manifest's sizes and hashes to the files as they are (what someone who
+    alters a backup would do)."""
+    manifest = json.loads((backup_dir / MANIFEST).read_text())
+    for item in manifest["files"]:
+        path = backup_dir / item["name"]
+        item["bytes"] = path.stat().st_size
+        item["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (backup_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _siblings(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+def test_backup_while_appending_restores_a_consistent_log(world: World, tmp_path: Path) -> None:
+    with Log.open(world.data) as log:
+        before = log.size
+    stop = threading.Event()
+    appended: list[int] = []
+
+    def append() -> None:
+        with Log.open(world.data) as writer:
+            i = 10_000
+            while not stop.is_set():
+                writer.append([record(i + k) for k in range(10)])
+                appended.append(writer.size)
+                i += 10
+
+    thread = threading.Thread(target=append)
+    thread.start()
+    try:
+        while len(appended) < 3:  # the backup starts mid-stream
+            stop.wait(0.01)
+        made = backup(world.data, tmp_path / "bk")
+    finally:
+        stop.set()
+        thread.join()
+    size = made.manifest["log"]["tree_size"]
+    assert before < size <= appended[-1] and size % 10 == before % 10  # whole batches only
+    assert [f["name"] for f in made.manifest["files"]] == ["log.sqlite"]
+    assert not list(tmp_path.glob(".bk.*"))
+
+    restored = world.restore(tmp_path / "bk", tmp_path / "restored")
+    assert restored.anchors_checked == 2 and restored.tree_size == size  # type: ignore[attr-defined]
+    with Log(tmp_path / "restored" / "log.sqlite") as log:
+        assert log.size == size and log.audit().clean
+        assert log.entry("inv-000007").body is None  # the erasure is in the backup
+        assert log.signed_checkpoint(250) is not None
+
+
+def test_backup_leaves_secrets_out_unless_asked(world: World, tmp_path: Path) -> None:
+    (world.data / "log-signing.key").write_text("PRIVATE+KEY+fake\n")
+    (world.data / "rules.toml").write_text("# rules\n")
+    sqlite3.connect(world.data / "keys.sqlite").close()
+    try:
+        plain = backup(world.data, tmp_path / "plain")
+        assert sorted(f["name"] for f in plain.manifest["files"]) == ["log.sqlite", "rules.toml"]
+        assert [name for name, _ in plain.left_out] == ["keys.sqlite", "log-signing.key"]
+        assert not (tmp_path / "plain" / "keys.sqlite").exists()
+        full = backup(world.data, tmp_path / "full", include_secrets=True)
+        secret = {f["name"] for f in full.manifest["files"] if f["secret"]}
+        assert secret == {"keys.sqlite", "log-signing.key"} and full.left_out == []
+    finally:
+        for name in ("log-signing.key", "rules.toml", "keys.sqlite"):
+            (world.data / name).unlink()
+
+
+def test_backup_order_puts_what_refers_to_the_log_first() -> None:
+    names = ["keys.sqlite", "zeta.sqlite", "log.sqlite", "anchors.sqlite"]
+    assert backup_order(names) == ["anchors.sqlite", "log.sqlite", "zeta.sqlite", "keys.sqlite"]
+
+
+def test_backup_refuses_an_existing_destination(world: World, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    with pytest.raises(BackupError, match="not an empty directory"):
+        backup(world.data, tmp_path / "taken")
+    with pytest.raises(BackupError, match="no log at"):
+        backup(tmp_path / "nothing", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.fixture
+def copy(world: World, tmp_path: Path) -> Path:
+    backup(world.data, tmp_path / "bk")
+    return tmp_path / "bk"
+
+
+def test_restore_refuses_an_altered_body_naming_the_first_checkpoint(
+    world: World, copy: Path, tmp_path: Path
+) -> None:
+    with contextlib.closing(sqlite3.connect(copy / "log.sqlite")) as db, db:
+        tamper.replace_in_body(db, "inv-000150", '"amount":15000', '"amount":15001')
+    _rehash(copy)
+    target = tmp_path / "restored"
+    with pytest.raises(RestoreRefusedError) as refused:
+        world.restore(copy, target)
+    message = str(refused.value)
+    assert message.startswith("anchored checkpoint 1 (tree size 250, block ")
+    assert "; in the restored log leaf 150's record hashes to 0x" in message
+    assert not target.exists() and _siblings(target) == []
+
+
+def test_restore_refuses_an_altered_tile_naming_the_first_checkpoint(
+    world: World, copy: Path, tmp_path: Path
+) -> None:
+    with contextlib.closing(sqlite3.connect(copy / "log.sqlite")) as db, db:
+        tamper.rewrite_node(db, 0, 42, b"\x11" * 32)
+    _rehash(copy)
+    with pytest.raises(RestoreRefusedError) as refused:
+        world.restore(copy, tmp_path / "restored")
+    assert str(refused.value).startswith("anchored checkpoint 0 (tree size 100, block ")
+    assert "leaf 42's record hashes to 0x" in str(refused.value)
+    assert not (tmp_path / "restored").exists()
+
+
+def test_restore_refuses_a_file_that_differs_from_the_manifest(
+    world: World, copy: Path, tmp_path: Path
+) -> None:
+    with (copy / "log.sqlite").open("r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\xff")
+    with pytest.raises(RestoreRefusedError, match=r"^log\.sqlite of the backup differs from its"):
+        world.restore(copy, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists() and _siblings(tmp_path / "restored") == []
+
+
+def test_restore_refuses_a_non_empty_target(world: World, copy: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "log.sqlite").write_bytes(b"old")
+    with pytest.raises(BackupError, match="is not empty"):
+        world.restore(copy, target)
+    assert (target / "log.sqlite").read_bytes() == b"old"
+
+
+def test_restore_refuses_a_log_shorter_than_the_chain(anvil: Devnet, tmp_path: Path) -> None:
+    chain = Chain(anvil.rpc_url)
+    account = Account.from_key(anvil.accounts[0].private_key)
+    contract = deploy_contracts(chain, account)["AuditAnchor"].address
+    data = tmp_path / "data"
+    with Log.open(data) as log:
+        anchorer = Anchorer(log, chain, account, contract, policy=AnchorPolicy(finality=10_000))
+        log.append([record(i) for i in range(10)])
+        anchorer.anchor_now(timeout=60)
+        backup(data, tmp_path / "old")
+        log.append([record(i) for i in range(10, 16)])
+        anchorer.anchor_now(timeout=60)
+        anchorer.close()
+    world = World(data, chain, contract)
+    with pytest.raises(RestoreRefusedError, match=r"anchored checkpoint 1 \(tree size 16, .*"):
+        world.restore(tmp_path / "old", tmp_path / "r1")
+    assert not (tmp_path / "r1").exists()
+    done = world.restore(tmp_path / "old", tmp_path / "r2", allow_behind=True)
+    assert done.behind == 6 and done.anchors_checked == 1  # type: ignore[attr-defined]
+
+
+def test_restore_without_a_chain_check_still_rehashes(
+    world: World, copy: Path, tmp_path: Path
+) -> None:
+    with contextlib.closing(sqlite3.connect(copy / "log.sqlite")) as db, db:
+        tamper.replace_in_body(db, "inv-000270", '"amount":27000', '"amount":1')
+    _rehash(copy)
+    damaged = r"^the restored log is damaged: leaf 271's record hashes to"
+    with pytest.raises(RestoreRefusedError, match=damaged):
+        restore(copy, tmp_path / "r", anchors=None, open_log=Log)
+    shutil.rmtree(copy)
+    backup(world.data, copy)
+    done = restore(copy, tmp_path / "r", anchors=None, open_log=Log)
+    assert done.chain_checked is False and done.anchors_checked == 0
+
+
+# -- export / import ---------------------------------------------------------------------------
+
+
+def test_export_import_rebuilds_the_same_tree(world: World, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    with Log.open(world.data) as source:
+        summary = export_file(source, out)
+        leaves = [source.leaf_hash(i) for i in range(summary.tree_size)]
+        checkpoints = [(s, r) for s, r in source.checkpoints() if s <= summary.tree_size]
+    lines = out.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["format"] == "chainaudit-log-export/1"
+    assert (header["tree_size"], header["root"]) == (summary.tree_size, "0x" + summary.root.hex())
+    assert summary.erased == 1 and summary.signed_checkpoints == 1
+    with Log.open(tmp_path / "imported") as log:
+        rebuilt = import_log(log, iter(lines))
+        assert (rebuilt.tree_size, rebuilt.root) == (summary.tree_size, summary.root)
+        assert [log.leaf_hash(i) for i in range(log.size)] == leaves
+        assert all(log.root_at(s) == r for s, r in checkpoints)
+        assert log.entry("inv-000007").body is None
+        assert log.signed_checkpoint(250) is not None
+        assert log.audit().clean
+
+
+def _export_lines(world: World, tmp_path: Path) -> list[str]:
+    out = tmp_path / "log.jsonl"
+    with Log.open(world.data) as source:
+        export_file(source, out)
+    return out.read_text().splitlines()
+
+
+def _leaf_line(lines: list[str], index: int) -> int:
+    return next(n for n, line in enumerate(lines) if json.loads(line).get("index") == index)
+
+
+def test_import_refuses_an_altered_body_naming_the_line(world: World, tmp_path: Path) -> None:
+    lines = _export_lines(world, tmp_path)
+    at = _leaf_line(lines, 42)
+    lines[at] = lines[at].replace('\\"amount\\":4200', '\\"amount\\":4201')
+    with Log.open(tmp_path / "imported") as log:
+        with pytest.raises(ExportError, match=rf"^line {at + 1}: leaf 42 \(record 'inv-000042'\)"):
+            import_log(log, iter(lines))
+        assert log.refresh() == 0  # nothing written
+
+
+def test_import_refuses_an_altered_erased_leaf_by_the_checkpoint(
+    world: World, tmp_path: Path
+) -> None:
+    lines = _export_lines(world, tmp_path)
+    at = _leaf_line(lines, 7)
+    item = json.loads(lines[at])
+    assert item["body"] is None
+    item["leaf_hash"] = "0x" + "22" * 32
+    lines[at] = json.dumps(item)
+    with Log.open(tmp_path / "imported") as log:
+        with pytest.raises(ExportError, match="does not reproduce the checkpoint at size 100"):
+            import_log(log, iter(lines))
+        assert log.refresh() == 0
+
+
+def test_import_refuses_a_non_empty_log(world: World, tmp_path: Path) -> None:
+    lines = _export_lines(world, tmp_path)
+    with Log.open(tmp_path / "imported") as log:
+        log.append([record(1)])
+        with pytest.raises(ExportError, match="already holds 1 records"):
+            import_log(log, iter(lines))
+        assert log.size == 1
