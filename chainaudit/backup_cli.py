@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -86,7 +85,7 @@ def _show(args: argparse.Namespace, text: str, result: dict[str, Any]) -> None:
 def _progress(args: argparse.Namespace) -> Any:
     if getattr(args, "json", False):
         return None
-    return lambda line: print(f"  {line}", file=sys.stderr)
+    return lambda line: print(f"  {line}", flush=True)
 
 
 def _embedded_only(settings: Settings, what: str) -> None:
