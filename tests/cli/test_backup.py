@@ -200,3 +200,24 @@ def test_export_import_keeps_the_root_and_the_old_bundles_verify(env: Env, tmp_p
     for bundle in env.bundles:
         checked = env.verify(tmp_path / "new", bundle)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_restore_drill_passes() -> None:
+    """`make drill`: a real `chainaudit serve` appending through the API while it is backed
+    up; restore, verify, altered backups refused, export and import (scripts/drill.py)."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "drill.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert out.rstrip().endswith(
+        "DRILL PASSED: backed up live, restored, checked against the chain, old bundles valid"
+    )
+    assert out.count("VALID: record drill-") == 6  # 3 bundles after restore, 3 after import
+    assert out.count("-> exit 2") == 2 and "ca_" not in out.replace("ca_…", "")
