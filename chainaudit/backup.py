@@ -344,9 +344,13 @@ def _check_restored(
     )
 
 
-_STRUCTURAL: Final = frozenset({"altered", "reordered", "deleted", "inserted", "tree", "history"})
+_STRUCTURAL: Final = frozenset(
+    {"altered", "reordered", "deleted", "inserted", "tree", "history", "erased"}
+)
 """The findings of :meth:`Log.audit` that mean the stored tree or records are not the ones
-committed (the others, such as who submitted a record, are about content, not integrity)."""
+committed, or a record's content is gone with no erasure record (also what a record sealed
+at rest reads as when its data key is missing); the others, such as who submitted a record,
+are about what the records say, not whether the copy is whole."""
 
 
 def _check_content(log: Log, size: int, root: bytes, anchored: list[Anchored]) -> None:
@@ -419,7 +423,16 @@ def _check_content(log: Log, size: int, root: bytes, anchored: list[Anchored]) -
         fail(count, f"the records end at leaf {count} of {size}")
     for finding in report.findings:
         if finding.problem in _STRUCTURAL:
-            fail(finding.index, f"{finding.problem}: {finding.detail}")
+            hint = (
+                " (a record encrypted at rest whose data key was not restored reads as erased: "
+                "restore the data keys too, e.g. a backup taken with --include-secrets)"
+                if finding.problem == "erased"
+                else ""
+            )
+            where = "" if finding.index is None else f" at leaf {finding.index}"
+            fail(
+                finding.index, f"the audit finds {finding.problem!r}{where}: {finding.detail}{hint}"
+            )
             break
     if failures:
         raise RestoreRefusedError(min(failures, key=lambda f: f[0])[1])

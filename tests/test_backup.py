@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import erasure
+from chainaudit import datakeys, erasure
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.backup import (
     MANIFEST,
@@ -337,3 +338,60 @@ def test_import_refuses_a_non_empty_log(world: World, tmp_path: Path) -> None:
         with pytest.raises(ExportError, match="already holds 1 records"):
             import_log(log, iter(lines))
         assert log.size == 1
+
+
+def test_records_encrypted_at_rest_need_their_data_keys(anvil: Devnet, tmp_path: Path) -> None:
+    """Without --include-secrets the data keys stay out, and a restore whose sealed bodies
+    cannot be opened refuses (their content reads as gone, unexplained); with them and the
+    master key it restores, and an export/import re-seals the bodies under the importing
+    log's keys, with the same root."""
+    chain = Chain(anvil.rpc_url)
+    account = Account.from_key(anvil.accounts[0].private_key)
+    contract = deploy_contracts(chain, account)["AuditAnchor"].address
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    data = tmp_path / "data"
+    with Log.open(data, at_rest=at_rest) as log:
+        anchorer = Anchorer(log, chain, account, contract, policy=AnchorPolicy(finality=10_000))
+        log.append([record(i) for i in range(30)])
+        anchorer.anchor_now(timeout=60)
+        anchorer.close()
+        assert b"INV-3" not in (data / "log.sqlite").read_bytes()  # sealed in the file
+        root = log.root()
+    world = World(data, chain, contract)
+
+    def sealed_log(path: Path) -> Log:
+        return Log(path, at_rest=at_rest)
+
+    plain = backup(data, tmp_path / "plain")
+    assert [name for name, _ in plain.left_out] == ["keys.sqlite"]
+    with pytest.raises(RestoreRefusedError) as refused:
+        restore(
+            tmp_path / "plain",
+            tmp_path / "r1",
+            anchors=lambda: chain_anchors(chain, contract),
+            open_log=sealed_log,
+        )
+    assert str(refused.value).startswith("anchored checkpoint 0 (tree size 30, block ")
+    assert "the audit finds 'erased' at leaf 0: the record's content is gone" in str(refused.value)
+    assert "restore the data keys too" in str(refused.value)
+    assert not (tmp_path / "r1").exists()
+
+    backup(data, tmp_path / "full", include_secrets=True)
+    done = restore(
+        tmp_path / "full",
+        tmp_path / "r2",
+        anchors=lambda: chain_anchors(chain, contract),
+        open_log=sealed_log,
+    )
+    assert done.anchors_checked == 1 and done.root == root
+    assert sorted(p.name for p in (tmp_path / "r2").iterdir()) == ["keys.sqlite", "log.sqlite"]
+
+    with Log.open(data, at_rest=at_rest) as source:
+        export_file(source, tmp_path / "log.jsonl")
+    assert "INV-3" in (tmp_path / "log.jsonl").read_text()  # exported in plain text
+    other = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path / "imported", at_rest=other) as log:
+        rebuilt = import_log(log, iter((tmp_path / "log.jsonl").read_text().splitlines()))
+        assert rebuilt.root == root and log.entry("inv-000003").body is not None
+    assert b"INV-3" not in (tmp_path / "imported" / "log.sqlite").read_bytes()
+    assert world.anchors()  # the chain still holds the anchor the copies reproduce
