@@ -198,15 +198,22 @@ def import_log(log: Log, lines: Iterator[str]) -> ExportSummary:
                         f"line {number}: leaf index {item.get('index')!r}, expected {size}"
                     )
                 leaf = _leaf(number, item)
-                if item.get("signature") is not None:
-                    signatures[leaf.record_id] = _signature(number, item["signature"])
+                signed = item.get("signature")
+                signature = None if signed is None else _signature(number, signed)
                 if item.get("body") is None:
                     _flush(batch, pending, signatures)
                     batch.append_erased(
-                        leaf.record_id, leaf.kind, leaf.actor, leaf.timestamp_ms, leaf.leaf_hash
+                        leaf.record_id,
+                        leaf.kind,
+                        leaf.actor,
+                        leaf.timestamp_ms,
+                        leaf.leaf_hash,
+                        signature=signature,
                     )
                     erased += 1
                 else:
+                    if signature is not None:
+                        signatures[leaf.record_id] = signature
                     pending.append(leaf)
                     if len(pending) >= _CHUNK:
                         _flush(batch, pending, signatures)

@@ -395,3 +395,63 @@ def test_records_encrypted_at_rest_need_their_data_keys(anvil: Devnet, tmp_path:
         assert rebuilt.root == root and log.entry("inv-000003").body is not None
     assert b"INV-3" not in (tmp_path / "imported" / "log.sqlite").read_bytes()
     assert world.anchors()  # the chain still holds the anchor the copies reproduce
+
+
+def test_export_import_keeps_signatures_of_kept_and_erased_records(tmp_path: Path) -> None:
+    signer = "0x" + "ab" * 20
+    signed = {f"inv-{i:06d}": (signer, "0x" + f"{i:02x}" * 65) for i in (1, 2)}
+    with Log.open(tmp_path / "data") as log:
+        log.append([record(i) for i in range(5)], signatures=signed)
+        erasure.erase(
+            log,
+            "inv-000002",
+            reason="the data subject asked",
+            basis="GDPR Art. 17(1)(a)",
+            requested_by="key:aaaaaaaaaaaa",
+            approved_by="key:bbbbbbbbbbbb",
+        )
+        export_file(log, tmp_path / "log.jsonl")
+        root = log.root()
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    erased_line = json.loads(lines[_leaf_line(lines, 2)])
+    assert erased_line["body"] is None and erased_line["signature"]["signer"] == signer
+    with Log.open(tmp_path / "imported") as log:
+        assert import_log(log, iter(lines)).root == root
+        assert {rid: log.signature(rid) for rid in signed} == signed
+        assert log.signature("inv-000003") is None
+
+
+def test_backup_of_sealed_appends_holds_every_data_key(tmp_path: Path) -> None:
+    """The keys are copied after the log: every record sealed in the copied log has its
+    data key in the copied keys, while another connection keeps appending sealed records."""
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    data = tmp_path / "data"
+    with Log.open(data, at_rest=at_rest) as log:
+        log.append([record(i) for i in range(5)])
+    stop = threading.Event()
+    batches: list[int] = []
+
+    def append() -> None:
+        with Log.open(data, at_rest=at_rest) as writer:
+            i = 100
+            while not stop.is_set():
+                writer.append([record(i + k) for k in range(5)])
+                batches.append(writer.size)
+                i += 5
+
+    thread = threading.Thread(target=append)
+    thread.start()
+    try:
+        while len(batches) < 3:
+            stop.wait(0.01)
+        made = backup(data, tmp_path / "bk", include_secrets=True)
+    finally:
+        stop.set()
+        thread.join()
+    assert [f["name"] for f in made.manifest["files"]] == ["log.sqlite", "keys.sqlite"]
+    done = restore(
+        tmp_path / "bk", tmp_path / "r", anchors=None, open_log=lambda p: Log(p, at_rest=at_rest)
+    )
+    assert done.tree_size == made.manifest["log"]["tree_size"] > 5
+    with Log(tmp_path / "r" / "log.sqlite", at_rest=at_rest) as log:
+        assert all(entry.body is not None for entry in log.entries(0))
