@@ -118,6 +118,18 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     ]
     for name, why in result.left_out:
         lines.append(f"not copied: {name}: {why}; pass --include-secrets to copy it")
+    outside = [
+        (what, path)
+        for what, path in (
+            ("the data keys file", settings.keys_file),
+            ("the master key file", settings.master_key_file),
+            ("the anchorer keystore", settings.anchorer_keystore),
+            ("the log signing keystore", settings.log_signing_keystore),
+        )
+        if path is not None
+    ]
+    for what, path in outside:
+        lines.append(f"not copied: {path}: {what}, configured outside the data directory")
     if not args.include_secrets:
         lines.append(
             "secrets are not in this backup: keep the master key, keystores and data keys "

@@ -202,6 +202,21 @@ def test_export_import_keeps_the_root_and_the_old_bundles_verify(env: Env, tmp_p
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_backup_names_the_secrets_configured_elsewhere(env: Env, tmp_path: Path) -> None:
+    keys = tmp_path / "vault" / "keys.sqlite"
+    made = env.run(env.data, "backup", str(tmp_path / "bk"), CHAINAUDIT_KEYS_FILE=str(keys))
+    assert made.returncode == 0, made.stderr
+    assert (
+        f"not copied: {keys}: the data keys file, configured outside the data directory"
+        in made.stdout.splitlines()
+    )
+    as_json = env.run(env.data, "backup", str(tmp_path / "bk2"), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    manifest = json.loads(as_json.stdout)
+    assert manifest == json.loads((tmp_path / "bk2" / "manifest.json").read_text())
+    assert manifest["format"] == "chainaudit-backup/1" and manifest["left_out"] == []
+
+
 def test_the_restore_drill_passes() -> None:
     """`make drill`: a real `chainaudit serve` appending through the API while it is backed
     up; restore, verify, altered backups refused, export and import (scripts/drill.py)."""
