@@ -59,6 +59,12 @@ DEV_KEY_FILE: Final = "log-signing.key"
 """The development log signing key (:data:`chainaudit.logkey.DEV_KEY_FILE`): a secret."""
 RULES_FILE: Final = "rules.toml"
 """The risk rules (:data:`chainaudit.risk.gate.RULES_FILE`): configuration, copied as is."""
+_WHY_KEYS: Final = (
+    "the data keys of records encrypted at rest, a secret (--include-secrets copies it)"
+)
+_WHY_SIGNER: Final = "the development log signing key, a secret (--include-secrets copies it)"
+_SIDECARS: Final = (".sqlite-wal", ".sqlite-shm", ".sqlite-journal")
+"""The files SQLite keeps beside a database: the backup API copies their committed content."""
 BEFORE_LOG: Final = ("anchors.sqlite",)
 """Database files whose rows refer to the log's sizes and roots: copied before the log."""
 
@@ -153,7 +159,7 @@ def backup(
         databases = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix == ".sqlite"]
         for name in backup_order(databases):
             if name == KEYS_DB and not include_secrets:
-                left_out.append((name, "the data keys of records encrypted at rest (a secret)"))
+                left_out.append((name, _WHY_KEYS))
                 continue
             say(f"copying {name} (SQLite online backup)")
             _copy_database(data_dir / name, temporary / name)
@@ -162,16 +168,20 @@ def backup(
             if not (data_dir / name).is_file():
                 continue
             if secret and not include_secrets:
-                left_out.append((name, "the development log signing key (a secret)"))
+                left_out.append((name, _WHY_SIGNER))
                 continue
             say(f"copying {name}")
             shutil.copyfile(data_dir / name, temporary / name)
             files.append({"name": name, "method": "copy", "secret": secret})
+        taken = {item["name"] for item in files} | {name for name, _ in left_out}
+        for entry in sorted(data_dir.iterdir()):
+            if entry.name not in taken and not entry.name.endswith(_SIDECARS):
+                left_out.append((entry.name, "not a database, rules or key file of chainaudit"))
         size, root = _log_state(temporary / DB_NAME)
         for item in files:
             path = temporary / item["name"]
             item["bytes"] = path.stat().st_size
-            item["sha256"] = _sha256(path)
+            item["sha256"] = "0x" + _sha256(path)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -186,6 +196,7 @@ def backup(
         if dest.exists():
             dest.rmdir()  # empty (checked above)
         temporary.rename(dest)
+        _fsync_dir(dest.parent)
     except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(exc, OSError | sqlite3.Error):
@@ -239,7 +250,8 @@ def read_manifest(source: Path) -> dict[str, Any]:
         path = source / name
         if not path.is_file():
             raise RestoreRefusedError(f"the backup lacks {name}, which its manifest lists")
-        if path.stat().st_size != item.get("bytes") or _sha256(path) != item.get("sha256"):
+        stated = item.get("sha256")
+        if path.stat().st_size != item.get("bytes") or "0x" + _sha256(path) != stated:
             raise RestoreRefusedError(
                 f"{name} of the backup differs from its manifest (size or SHA-256): the "
                 "backup was altered or damaged"
@@ -300,6 +312,7 @@ def restore(
         if data_dir.exists():
             data_dir.rmdir()  # empty (checked above)
         temporary.rename(data_dir)
+        _fsync_dir(data_dir.parent)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -484,6 +497,11 @@ def _fsync_tree(directory: Path) -> None:
         if path.is_file():
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the entries of ``directory`` (a rename into it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -117,7 +117,7 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
         "file's SHA-256)"
     ]
     for name, why in result.left_out:
-        lines.append(f"not copied: {name}: {why}; pass --include-secrets to copy it")
+        lines.append(f"not copied: {name}: {why}")
     outside = [
         (what, path)
         for what, path in (

@@ -7,10 +7,11 @@ The format (JSON Lines, UTF-8, one JSON object a line), version :data:`FORMAT`:
 2. the log's local checkpoints, smallest first, ``{"type": "checkpoint", "tree_size": n,
    "root": "0x…"}`` (before the leaves, so that an import checks each root as it passes
    that size, in one pass);
-3. one line per leaf, in leaf order: ``{"type": "leaf", "index": i, "id": …, "kind": …,
-   "actor": …, "timestamp_ms": …, "body": "<canonical record>" | null, "leaf_hash": "0x…",
-   "signature": {"signer": "0x…", "signature": "0x…"} | null}``; ``body`` is the record's
-   RFC 8785 canonical text exactly as hashed (``null`` once erased: the leaf hash stays);
+3. one line per leaf, in leaf order: ``{"type": "leaf", "leaf_index": i, "record_id": …,
+   "kind": …, "actor": …, "timestamp_ms": …, "body": "<canonical record>" | null,
+   "leaf_hash": "0x…", "signature": {"signer": "0x…", "signature": "0x…"} | null}``;
+   ``body`` is the record's RFC 8785 canonical text exactly as hashed (``null`` once
+   erased: the leaf hash stays);
 4. the signed checkpoint notes ``{"type": "signed_checkpoint", "tree_size": n, "note":
    "…"}`` (c2sp.org/tlog-checkpoint).
 
@@ -107,8 +108,8 @@ def export_log(log: Log, out: IO[str]) -> ExportSummary:
                 out,
                 {
                     "type": "leaf",
-                    "index": entry.index,
-                    "id": entry.record_id,
+                    "leaf_index": entry.index,
+                    "record_id": entry.record_id,
                     "kind": entry.kind,
                     "actor": entry.actor,
                     "timestamp_ms": entry.timestamp_ms,
@@ -193,9 +194,9 @@ def import_log(log: Log, lines: Iterator[str]) -> ExportSummary:
             elif what == "leaf":
                 if notes:
                     raise ExportError(f"line {number}: a leaf after the signed checkpoints")
-                if item.get("index") != size:
+                if item.get("leaf_index") != size:
                     raise ExportError(
-                        f"line {number}: leaf index {item.get('index')!r}, expected {size}"
+                        f"line {number}: leaf_index {item.get('leaf_index')!r}, expected {size}"
                     )
                 leaf = _leaf(number, item)
                 signed = item.get("signature")
@@ -269,9 +270,11 @@ def _header(numbered: Iterator[tuple[int, str]]) -> tuple[int, bytes]:
 
 def _leaf(number: int, item: dict[str, Any]) -> PreparedRecord:
     """The line's record, checked: its body hashes to its leaf hash and states its fields."""
-    record_id, kind, actor, ts = (item.get(k) for k in ("id", "kind", "actor", "timestamp_ms"))
+    record_id, kind, actor, ts = (
+        item.get(k) for k in ("record_id", "kind", "actor", "timestamp_ms")
+    )
     if not (isinstance(record_id, str) and isinstance(kind, str) and isinstance(actor, str)):
-        raise ExportError(f"line {number}: a leaf needs a string id, kind and actor")
+        raise ExportError(f"line {number}: a leaf needs a string record_id, kind and actor")
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise ExportError(f"line {number}: a leaf needs an integer timestamp_ms")
     leaf_hash = _hash(number, item, "leaf_hash")
@@ -286,13 +289,13 @@ def _leaf(number: int, item: dict[str, Any]) -> PreparedRecord:
     computed = hashlib.sha256(_LEAF_PREFIX + body).digest()
     if computed != leaf_hash:
         raise ExportError(
-            f"line {number}: leaf {item['index']} (record {record_id!r}): its body hashes to "
+            f"line {number}: leaf {item['leaf_index']} (record {record_id!r}): its body hashes to "
             f"{_hex(computed)}, the line says {_hex(leaf_hash)}"
         )
     stated = _stated(body)
     if stated != (record_id, kind, actor, ts):
         raise ExportError(
-            f"line {number}: leaf {item['index']}: the body states id, kind, actor, time "
+            f"line {number}: leaf {item['leaf_index']}: the body states id, kind, actor, time "
             f"{stated!r}, the line {(record_id, kind, actor, ts)!r}"
         )
     return PreparedRecord(record_id, kind, actor, ts, False, body, leaf_hash)

@@ -85,7 +85,7 @@ def rehash(backup: Path) -> None:
     for item in manifest["files"]:
         path = backup / item["name"]
         item["bytes"] = path.stat().st_size
-        item["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        item["sha256"] = "0x" + hashlib.sha256(path.read_bytes()).hexdigest()
     (backup / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -105,7 +105,7 @@ def _rehash(backup_dir: Path) -> None:
     for item in manifest["files"]:
         path = backup_dir / item["name"]
         item["bytes"] = path.stat().st_size
-        item["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        item["sha256"] = "0x" + hashlib.sha256(path.read_bytes()).hexdigest()
     (backup_dir / MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -303,7 +303,7 @@ def _export_lines(world: World, tmp_path: Path) -> list[str]:
 
 
 def _leaf_line(lines: list[str], index: int) -> int:
-    return next(n for n, line in enumerate(lines) if json.loads(line).get("index") == index)
+    return next(n for n, line in enumerate(lines) if json.loads(line).get("leaf_index") == index)
 
 
 def test_import_refuses_an_altered_body_naming_the_line(world: World, tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def _rehash(backup_dir: Path) -> None:
     for item in manifest["files"]:
         path = backup_dir / item["name"]
         item["bytes"] = path.stat().st_size
-        item["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        item["sha256"] = "0x" + hashlib.sha256(path.read_bytes()).hexdigest()
     (backup_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
