@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -47,9 +48,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from chainaudit import __version__, merkle
+from chainaudit import __version__
 from chainaudit.errors import ChainauditError, ConfigError, NotFoundError, StoreError
-from chainaudit.store import DB_NAME, Log
+from chainaudit.store import DB_NAME, AuditFinding, Log
 
 FORMAT: Final = "chainaudit-backup/1"
 MANIFEST: Final = "manifest.json"
@@ -346,7 +347,7 @@ def _check_restored(
             f"losing {behind[-1].tree_size - size} anchored records)"
         )
     say(f"checking {size} records against {len(within)} anchored checkpoints")
-    _check_content(log, size, root, within)
+    _check_content(log, size, within)
     return RestoreResult(
         tree_size=size,
         root=root,
@@ -364,91 +365,68 @@ _STRUCTURAL: Final = frozenset(
 committed, or a record's content is gone with no erasure record (also what a record sealed
 at rest reads as when its data key is missing); the others, such as who submitted a record,
 are about what the records say, not whether the copy is whole."""
+_SPAN: Final = re.compile(r"leaves \[(\d+), (\d+)\)")
+"""How :meth:`Log.audit` names the leaves under a node or a checkpoint in a finding."""
 
 
-def _check_content(log: Log, size: int, root: bytes, anchored: list[Anchored]) -> None:
-    """Refuse unless every anchored checkpoint is reproduced three ways: by the stored tiles
-    (:meth:`Log.root_at`, what proofs are built from), by the records' own content (each
-    body re-hashed; an erased record counts with its stored leaf hash), and by every stored
-    node (:meth:`Log.audit`'s tree and record checks). The first anchored checkpoint that
-    covers a difference is named; a difference past the last anchor is refused too."""
+def _check_content(log: Log, size: int, anchored: list[Anchored]) -> None:
+    """Refuse unless every anchored checkpoint is reproduced by the stored tiles
+    (:meth:`Log.root_at`, what proofs are built from) and the stored tiles and records are
+    whole: :meth:`Log.audit` re-hashes every record against its committed leaf and every
+    stored node against its children, so together the records' own content gives the
+    anchored roots too (an erased record counts with its stored leaf hash). The first
+    anchored checkpoint covering a difference is named; a difference past the last anchor
+    is refused too."""
     failures: list[tuple[int, str]] = []  # (seq of the first anchor covering it, message)
-
-    def covering(leaf: int | None) -> Anchored | None:
-        if leaf is None:
-            return anchored[0] if anchored else None
-        return next((a for a in anchored if a.tree_size > leaf), None)
-
-    def fail(leaf: int | None, what: str) -> None:
-        anchor = covering(leaf)
-        if anchor is None:
-            where = " past its last anchor" if anchored else ""
-            failures.append((len(anchored), f"the restored log is damaged{where}: {what}"))
-        else:
-            failures.append((anchor.seq, _differs(anchor, what)))
-
     for anchor in anchored:
         tiles_root = log.root_at(anchor.tree_size)
         if tiles_root != anchor.root:
             failures.append((anchor.seq, _differs(anchor, f"the tiles give 0x{tiles_root.hex()}")))
             break
-    frontier: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees, left first
-    pending = list(anchored)
-    count = 0
-    bad_leaf = False
     try:
-        for entry in log.entries(0):
-            if entry.index >= size:
-                break
-            if entry.index != count:
-                fail(count, f"leaf {count} has no record")
-                break
-            leaf = entry.leaf_hash
-            if entry.body is not None:
-                leaf = merkle.hash_leaf(entry.body)
-                if leaf != entry.leaf_hash and not bad_leaf:
-                    bad_leaf = True
-                    fail(
-                        entry.index,
-                        f"leaf {entry.index}'s record hashes to 0x{leaf.hex()}, its stored "
-                        f"leaf hash is 0x{entry.leaf_hash.hex()}",
-                    )
-            node = (0, leaf)
-            while frontier and frontier[-1][0] == node[0]:
-                height, left = frontier.pop()
-                node = (height + 1, merkle.hash_children(left, node[1]))
-            frontier.append(node)
-            count += 1
-            while pending and pending[0].tree_size == count:
-                anchor = pending.pop(0)
-                content_root = merkle.fold_blocks([h for _, h in frontier])
-                if content_root != anchor.root:
-                    failures.append(
-                        (anchor.seq, _differs(anchor, f"the records give 0x{content_root.hex()}"))
-                    )
         report = log.audit()
     except (StoreError, ConfigError, NotFoundError) as exc:
         raise RestoreRefusedError(
             f"cannot check the restored records: {exc} (a backup without its data keys cannot "
             "be checked: restore them too, with the master key configured)"
         ) from exc
-    if count < size:
-        fail(count, f"the records end at leaf {count} of {size}")
     for finding in report.findings:
-        if finding.problem in _STRUCTURAL:
-            hint = (
+        if finding.problem not in _STRUCTURAL:
+            continue
+        what = f"the audit finds {finding.problem!r}"
+        if finding.index is not None:
+            what += f" at leaf {finding.index}"
+        what += f": {finding.detail}"
+        if finding.problem == "erased":
+            what += (
                 " (a record encrypted at rest whose data key was not restored reads as erased: "
                 "restore the data keys too, e.g. a backup taken with --include-secrets)"
-                if finding.problem == "erased"
-                else ""
             )
-            where = "" if finding.index is None else f" at leaf {finding.index}"
-            fail(
-                finding.index, f"the audit finds {finding.problem!r}{where}: {finding.detail}{hint}"
-            )
-            break
+        needed = _size_needing(finding)
+        covering = next((a for a in anchored if needed is not None and a.tree_size >= needed), None)
+        if covering is not None:
+            failures.append((covering.seq, _differs(covering, what)))
+        else:
+            where = " past its last anchor" if anchored and needed is not None else ""
+            failures.append((len(anchored), f"the restored log is damaged{where}: {what}"))
+    if report.tree_size != size and not failures:
+        failures.append((len(anchored), f"the audit read {report.tree_size} leaves of {size}"))
     if failures:
         raise RestoreRefusedError(min(failures, key=lambda f: f[0])[1])
+
+
+def _size_needing(finding: AuditFinding) -> int | None:
+    """The smallest tree size that what ``finding`` names is part of, ``None`` if it names no
+    leaf. A record (``altered``, ``deleted``, ...) at leaf ``i`` is part of every tree of more
+    than ``i`` leaves. A stored node over leaves ``[a, b)`` (``tree``: the node or one of its
+    children differs; ``history``: the root at ``b``) is used only by trees of ``b`` leaves or
+    more: a corrupted node that no anchored tree contains leaves every anchored proof whole,
+    and is reported as damage past the last anchor."""
+    if finding.problem in ("tree", "history"):
+        span = _SPAN.search(finding.detail)
+        if span is not None:
+            return int(span.group(2))
+    return None if finding.index is None else finding.index + 1
 
 
 def _differs(anchor: Anchored, found: str) -> str:

@@ -198,20 +198,41 @@ def test_restore_refuses_an_altered_body_naming_the_first_checkpoint(
         world.restore(copy, target)
     message = str(refused.value)
     assert message.startswith("anchored checkpoint 1 (tree size 250, block ")
-    assert "; in the restored log leaf 150's record hashes to 0x" in message
+    assert message.endswith(
+        "; in the restored log the audit finds 'altered' at leaf 150: content does not hash "
+        "to the committed leaf"
+    )
     assert not target.exists() and _siblings(target) == []
 
 
+@pytest.mark.parametrize(
+    ("node", "seq", "found"),
+    [
+        ((0, 42), 0, "'altered' at leaf 42: content does not hash to the committed leaf"),
+        ((3, 2), 0, "'tree' at leaf 16: node (3, 2) over leaves [16, 24) does not match"),
+        ((7, 1), None, "'tree' at leaf 0: node (8, 0) over leaves [0, 256) does not match"),
+    ],
+    ids=["leaf", "interior", "on-the-root-path"],
+)
 def test_restore_refuses_an_altered_tile_naming_the_first_checkpoint(
-    world: World, copy: Path, tmp_path: Path
+    world: World, copy: Path, tmp_path: Path, node: tuple[int, int], seq: int | None, found: str
 ) -> None:
+    """A node that an anchored tree contains names the first such anchor; one that none
+    contains (node (7, 1) is complete only from 256 leaves on) is damage past the anchors."""
     with contextlib.closing(sqlite3.connect(copy / "log.sqlite")) as db, db:
-        tamper.rewrite_node(db, 0, 42, b"\x11" * 32)
+        tamper.rewrite_node(db, *node, b"\x11" * 32)
     _rehash(copy)
     with pytest.raises(RestoreRefusedError) as refused:
         world.restore(copy, tmp_path / "restored")
-    assert str(refused.value).startswith("anchored checkpoint 0 (tree size 100, block ")
-    assert "leaf 42's record hashes to 0x" in str(refused.value)
+    message = str(refused.value)
+    if seq is None:
+        assert message.startswith(
+            f"the restored log is damaged past its last anchor: the audit finds {found}"
+        )
+    else:
+        size = (100, 250)[seq]
+        assert message.startswith(f"anchored checkpoint {seq} (tree size {size}, block ")
+        assert f"; in the restored log the audit finds {found}" in message
     assert not (tmp_path / "restored").exists()
 
 
@@ -262,7 +283,7 @@ def test_restore_without_a_chain_check_still_rehashes(
     with contextlib.closing(sqlite3.connect(copy / "log.sqlite")) as db, db:
         tamper.replace_in_body(db, "inv-000270", '"amount":27000', '"amount":1')
     _rehash(copy)
-    damaged = r"^the restored log is damaged: leaf 271's record hashes to"
+    damaged = r"^the restored log is damaged: the audit finds 'altered' at leaf 271: content"
     with pytest.raises(RestoreRefusedError, match=damaged):
         restore(copy, tmp_path / "r", anchors=None, open_log=Log)
     shutil.rmtree(copy)
