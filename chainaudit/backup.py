@@ -29,8 +29,10 @@ the manifest; the command says which files it left out either way.
 
 A restore (:func:`restore`) checks the manifest's hashes, rebuilds the data directory in a
 temporary directory beside it, then refuses it unless the restored log reproduces every
-checkpoint anchored on chain (from the records' content and from the stored tiles alike),
-naming the first that differs; only then is it renamed into place.
+checkpoint anchored on chain: the stored tiles give each anchored root, and every record
+re-hashes to its committed leaf and every stored node to its children (so the records' own
+content gives those roots too). A refusal names the first anchored checkpoint whose tree
+contains a difference. Only then is the directory renamed into place.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def backup(
         _fsync_dir(dest.parent)
     except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
-        if isinstance(exc, OSError | sqlite3.Error):
+        if isinstance(exc, OSError | sqlite3.Error) and not isinstance(exc, BrokenPipeError):
             raise BackupError(f"cannot back up {data_dir} into {dest}: {exc}") from exc
         raise
     return BackupResult(dest, manifest, left_out)
@@ -286,7 +288,8 @@ def restore(
     ``data_dir`` as it was and nothing beside it.
 
     Raises:
-        BackupError: ``data_dir`` is not empty, or ``source`` is not a backup.
+        BackupError: ``data_dir`` is not empty, ``source`` is not a backup, or a file cannot
+            be copied or renamed.
         RestoreRefusedError: a file differs from the manifest, the log's size or root is not
             the manifest's, a record's content does not hash to its leaf, or the log does not
             reproduce an anchored checkpoint (the message names the first).
@@ -314,8 +317,10 @@ def restore(
             data_dir.rmdir()  # empty (checked above)
         temporary.rename(data_dir)
         _fsync_dir(data_dir.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(exc, OSError | sqlite3.Error) and not isinstance(exc, BrokenPipeError):
+            raise BackupError(f"cannot restore {source} into {data_dir}: {exc}") from exc
         raise
     result.files = names
     return result
