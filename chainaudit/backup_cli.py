@@ -43,19 +43,7 @@ def register(commands: Any) -> None:
         "unless the restored log reproduces every checkpoint anchored on chain",
     )
     restore.add_argument("src", type=Path, help="the backup directory")
-    restore.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
-    restore.add_argument(
-        "--no-chain-check",
-        action="store_true",
-        help="restore without comparing the log with the anchors on chain (no chain here): "
-        "only the manifest's hashes and the log's own tree are checked",
-    )
-    restore.add_argument(
-        "--allow-behind",
-        action="store_true",
-        help="accept a backup older than the latest anchor (the anchored records after it "
-        "are lost); every anchor within the backup must still match",
-    )
+    _add_chain_check(restore, "restore")
     restore.set_defaults(handler=cmd_restore)
 
     export = commands.add_parser(
@@ -68,10 +56,12 @@ def register(commands: Any) -> None:
 
     load = commands.add_parser(
         "import",
-        help="rebuild the log of an export FILE into an empty log: every leaf re-hashed, the "
-        "root checked; nothing is written if anything differs",
+        help="rebuild the log of an export FILE into an empty log: every leaf re-hashed, every "
+        "checkpoint anchored on chain and the root checked; nothing is written if anything "
+        "differs",
     )
     load.add_argument("file", type=Path, help="a file written by `chainaudit export`")
+    _add_chain_check(load, "import")
     load.set_defaults(handler=cmd_import)
 
 
@@ -97,6 +87,53 @@ def _embedded_only(settings: Settings, what: str) -> None:
             "back it up with pg_dump or a base backup (docs/deploy.md), or move the log "
             "itself with `chainaudit export` / `chainaudit import`"
         )
+
+
+def _anchors(
+    args: argparse.Namespace, settings: Settings, what: str
+) -> tuple[Callable[[], list[Anchored]] | None, str]:
+    """How ``what`` (restore, import) reads the checkpoints anchored on chain, and a phrase
+    naming them; ``(None, …)`` only with ``--no-chain-check``. The chain and the contract are
+    resolved now, before anything is copied or written.
+
+    Raises:
+        ConfigError: no AuditAnchor is configured (the message names ``--no-chain-check``).
+        ChainUnavailableError: the chain endpoint cannot be reached.
+    """
+    from chainaudit.backup import chain_anchors  # noqa: PLC0415
+    from chainaudit.context import chain_from  # noqa: PLC0415
+    from chainaudit.deploy import contract_address  # noqa: PLC0415
+
+    if args.no_chain_check:
+        skipped = "chain check SKIPPED (--no-chain-check): the log was not compared with any anchor"
+        return None, skipped
+    chain = chain_from(settings, args.rpc)
+    try:
+        contract = contract_address(settings, chain)
+    except (ConfigError, InputError) as exc:
+        raise ConfigError(
+            f"{what} checks the log against its anchors on chain, but {exc}: set "
+            f"CHAINAUDIT_ANCHOR_CONTRACT (or deployments/), or pass --no-chain-check to {what} "
+            "without that check"
+        ) from exc
+    where = f"contract {contract} on chain {chain.chain_id()}"
+    return partial(chain_anchors, chain, contract), where
+
+
+def _add_chain_check(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--rpc", help="chain endpoint (default: $CHAINAUDIT_RPC_URL)")
+    parser.add_argument(
+        "--no-chain-check",
+        action="store_true",
+        help=f"{what} without comparing the log with the anchors on chain (no chain here): "
+        "only the copy's own hashes and tree are checked",
+    )
+    parser.add_argument(
+        "--allow-behind",
+        action="store_true",
+        help="accept a copy older than the latest anchor (the anchored records after it are "
+        "lost); every anchor within the copy must still match",
+    )
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,30 +177,12 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.backup import chain_anchors, restore  # noqa: PLC0415
+    from chainaudit.backup import restore  # noqa: PLC0415
     from chainaudit.erasure import at_rest_from  # noqa: PLC0415
     from chainaudit.store import Log  # noqa: PLC0415
 
     _embedded_only(settings, "restore")
-    anchors: Callable[[], list[Anchored]] | None = None
-    where = "chain check SKIPPED (--no-chain-check): the log was not compared with any anchor"
-    if not args.no_chain_check:
-        from chainaudit.context import chain_from  # noqa: PLC0415
-        from chainaudit.deploy import contract_address  # noqa: PLC0415
-
-        chain = chain_from(settings, args.rpc)
-        try:
-            contract = contract_address(settings, chain)
-        except (ConfigError, InputError) as exc:
-            raise ConfigError(
-                f"restore checks the log against its anchors on chain, but {exc}: set "
-                "CHAINAUDIT_ANCHOR_CONTRACT (or deployments/), or pass --no-chain-check to "
-                "restore without that check"
-            ) from exc
-        chain_id = chain.chain_id()
-        where = f"contract {contract} on chain {chain_id}"
-
-        anchors = partial(chain_anchors, chain, contract)
+    anchors, where = _anchors(args, settings, "restore")
 
     at_rest = at_rest_from(settings)
     result = restore(
@@ -234,14 +253,22 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         source = args.file.open(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
+    anchors, where = _anchors(args, settings, "import")
+    anchored = [] if anchors is None else anchors()
     with source, _open_log(settings, create=True) as log:
-        summary = import_log(log, iter(source))
+        summary = import_log(log, iter(source), anchored=anchored, allow_behind=args.allow_behind)
+    reproduced = sum(a.tree_size <= summary.tree_size for a in anchored)
+    checked = (
+        where if anchors is None else f"{reproduced} anchored checkpoint(s) of {where} reproduced"
+    )
     _show(
         args,
         f"imported {summary.tree_size} leaves ({summary.erased} erased) and "
         f"{summary.signed_checkpoints} signed checkpoint(s) from {args.file}: root "
-        f"0x{summary.root.hex()}, as the export states",
+        f"0x{summary.root.hex()}, as the export states; {checked}",
         {
+            "chain_checked": anchors is not None,
+            "anchors_checked": reproduced,
             "file": str(args.file),
             "tree_size": summary.tree_size,
             "root": "0x" + summary.root.hex(),

@@ -33,13 +33,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 from chainaudit import __version__, merkle
+from chainaudit.backup import Anchored
 from chainaudit.errors import ChainauditError
 from chainaudit.records import PreparedRecord
 from chainaudit.store import Log, Transaction
@@ -134,20 +135,29 @@ def export_log(log: Log, out: IO[str]) -> ExportSummary:
     return ExportSummary(tree_size=size, root=root, erased=erased, signed_checkpoints=signed)
 
 
-def import_log(log: Log, lines: Iterator[str]) -> ExportSummary:
+def import_log(
+    log: Log,
+    lines: Iterator[str],
+    *,
+    anchored: Sequence[Anchored] = (),
+    allow_behind: bool = False,
+) -> ExportSummary:
     """Rebuild, in the empty ``log``, the log that ``lines`` (an export) describe.
 
     Every leaf with a body is re-hashed (``SHA-256(0x00 || body)``) and must give the line's
     leaf hash, and its body must state the line's id, kind, actor and time; an erased leaf
     is appended with its recorded hash (:meth:`chainaudit.store.Transaction.append_erased`).
-    The rebuilt tree must give each exported checkpoint's root as it passes that size, and
-    the header's size and root at the end. Everything is appended in one transaction, which
-    commits only if all of that holds; the signed checkpoint notes are stored after it. On
-    any refusal nothing is written.
+    The rebuilt tree must give each exported checkpoint's root, and each checkpoint of
+    ``anchored`` (read from the chain, :func:`chainaudit.backup.chain_anchors`), as it passes
+    that size, and the header's size and root at the end. An anchored checkpoint beyond the
+    file's tree is refused unless ``allow_behind``. Everything is appended in one
+    transaction, which commits only if all of that holds; the signed checkpoint notes are
+    stored after it. On any refusal nothing is written.
 
     Raises:
-        ExportError: the log is not empty, or a line is malformed or does not match (the
-            message names the first such line, 1-based).
+        ExportError: the log is not empty, a line is malformed or does not match (the
+            message names the first such line, 1-based), or the rebuilt tree does not give
+            an anchored checkpoint's root (the message names the first such checkpoint).
         ConflictError: a record id appears twice.
     """
     if log.refresh() != 0:
@@ -157,6 +167,15 @@ def import_log(log: Log, lines: Iterator[str]) -> ExportSummary:
         )
     numbered = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
     tree_size, root = _header(numbered)
+    anchors = sorted(anchored, key=lambda a: a.tree_size)
+    beyond = [a for a in anchors if a.tree_size > tree_size]
+    if beyond and not allow_behind:
+        raise ExportError(
+            f"anchored checkpoint {beyond[0].seq} (tree size {beyond[0].tree_size}) is beyond "
+            f"the file's {tree_size} leaves: the export is older than the chain's history "
+            "(export again, or pass --allow-behind to lose the anchored records after it)"
+        )
+    anchors = [a for a in anchors if a.tree_size <= tree_size]
     checkpoints: list[tuple[int, int, bytes]] = []  # (line, size, root), checked in order
     notes: list[tuple[int, str]] = []
     erased = 0
@@ -166,7 +185,17 @@ def import_log(log: Log, lines: Iterator[str]) -> ExportSummary:
     with log.transaction() as batch:
 
         def reached() -> None:
-            """Check every exported checkpoint of the size the rebuilt log has now."""
+            """Check every anchored and exported checkpoint of the size the rebuilt log has
+            now."""
+            while anchors and anchors[0].tree_size == size:
+                anchor = anchors.pop(0)
+                _flush(batch, pending, signatures)
+                if batch.root() != anchor.root:
+                    raise ExportError(
+                        f"anchored checkpoint {anchor.seq} (tree size {size}, block "
+                        f"{anchor.block}) differs: the chain holds root {_hex(anchor.root)}, "
+                        f"the file's leaves give {_hex(batch.root())}"
+                    )
             while checkpoints and checkpoints[0][1] == size:
                 number, _, expected = checkpoints.pop(0)
                 _flush(batch, pending, signatures)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import datakeys, erasure
+from chainaudit import datakeys, erasure, merkle
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.backup import (
     MANIFEST,
@@ -476,3 +476,39 @@ def test_backup_of_sealed_appends_holds_every_data_key(tmp_path: Path) -> None:
     assert done.tree_size == made.manifest["log"]["tree_size"] > 5
     with Log(tmp_path / "r" / "log.sqlite", at_rest=at_rest) as log:
         assert all(entry.body is not None for entry in log.entries(0))
+
+
+def test_import_checks_the_anchors_a_consistent_forgery_cannot_pass(
+    world: World, tmp_path: Path
+) -> None:
+    """A file rewritten consistently (body, leaf hash, header root; its own checkpoints
+    dropped) passes every check the file can make of itself, and only the chain refuses it."""
+    lines = _export_lines(world, tmp_path)
+    at = _leaf_line(lines, 150)
+    item = json.loads(lines[at])
+    item["body"] = item["body"].replace('"amount":15000', '"amount":15001')
+    item["leaf_hash"] = "0x" + merkle.hash_leaf(item["body"].encode()).hex()
+    lines[at] = json.dumps(item)
+    lines = [line for line in lines if json.loads(line).get("type") != "checkpoint"]
+    leaves = [
+        bytes.fromhex(json.loads(line)["leaf_hash"][2:])
+        for line in lines
+        if json.loads(line).get("type") == "leaf"
+    ]
+    header = json.loads(lines[0])
+    header["root"] = "0x" + merkle.root_hash(leaves).hex()
+    lines[0] = json.dumps(header)
+    anchored = chain_anchors(world.chain, world.contract)
+    with Log.open(tmp_path / "checked") as log:
+        with pytest.raises(ExportError) as refused:
+            import_log(log, iter(lines), anchored=anchored)
+        assert str(refused.value).startswith("anchored checkpoint 1 (tree size 250, block ")
+        assert log.refresh() == 0
+    with Log.open(tmp_path / "unchecked") as log:  # what the file alone cannot tell
+        assert import_log(log, iter(lines)).tree_size == len(leaves)
+    with Log.open(tmp_path / "short") as log:
+        short = [lines[0].replace(f'"tree_size": {len(leaves)}', '"tree_size": 200')]
+        with pytest.raises(
+            ExportError, match=r"^anchored checkpoint 1 \(tree size 250\) is beyond"
+        ):
+            import_log(log, iter(short), anchored=anchored)

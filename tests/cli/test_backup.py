@@ -188,9 +188,15 @@ def test_export_import_keeps_the_root_and_the_old_bundles_verify(env: Env, tmp_p
     assert exported.returncode == 0, exported.stderr
     summary = json.loads(exported.stdout)
     assert summary["tree_size"] == 40 and summary["root"].startswith("0x")
+    unchecked = env.run(tmp_path / "new", "import", str(out), CHAINAUDIT_ANCHOR_CONTRACT="")
+    assert unchecked.returncode == 2
+    assert "pass --no-chain-check to import without that check" in unchecked.stderr
+    assert not (tmp_path / "new").exists()
     imported = env.run(tmp_path / "new", "import", str(out), "--json")
     assert imported.returncode == 0, imported.stderr
-    assert json.loads(imported.stdout)["root"] == summary["root"]
+    result = json.loads(imported.stdout)
+    assert result["root"] == summary["root"]
+    assert result["chain_checked"] is True and result["anchors_checked"] == 2
     again = env.run(tmp_path / "new", "import", str(out))
     assert again.returncode == 2
     assert again.stderr == (
