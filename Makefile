@@ -106,5 +106,12 @@ bench: setup
 fuzz: setup
 	FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout=7200 tests/fuzz tests/api/test_schemathesis.py
 
+# The restore drill: a live `chainaudit serve` on its own Anvil and a temporary data directory,
+# backed up while appending, destroyed, restored (checked against the chain), old bundles
+# verified; altered backups refused; export and import (scripts/drill.py prints each step).
+.PHONY: drill
+drill: setup
+	$(PY) scripts/drill.py
+
 clean:
 	rm -rf build out cache reports .data .demo .pytest_cache .mypy_cache .ruff_cache

@@ -65,7 +65,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit import datapolicy, minimum, provenance, witness_cli
+from chainaudit import backup_cli, datapolicy, minimum, provenance, witness_cli
 from chainaudit.errors import ChainauditError, InputError, VerificationError
 from chainaudit.ingest import ingest_file, local_submitter
 from chainaudit.jsonlimits import restore_recursion_limit
@@ -2151,6 +2151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_risk_commands(commands)
     _register_approval_commands(commands)
     witness_cli.register(commands)
+    backup_cli.register(commands)
     _register_privacy_commands(commands)
     _add_common_flags(parser)
     return parser

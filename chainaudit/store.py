@@ -1798,6 +1798,47 @@ class Transaction:
             indexes=tuple(range(first, self.size)),
         )
 
+    def append_erased(
+        self,
+        record_id: str,
+        kind: str,
+        actor: str,
+        timestamp_ms: int,
+        leaf_hash: bytes,
+        *,
+        signature: tuple[str, str] | None = None,
+    ) -> int:
+        """Append one leaf whose record's content is already erased: its stored id, kind,
+        actor and time, no body, and ``leaf_hash`` as given (it cannot be recomputed: the
+        body is gone), with the record's stored ``(signer, signature)`` if it had one (as
+        :meth:`append` stores it). What :mod:`chainaudit.export` needs to rebuild a log
+        holding erased records leaf for leaf; the erasure record that names this leaf is
+        appended later, as an ordinary record, from the same export. Returns the new leaf's
+        index.
+
+        Preconditions (checked): ``leaf_hash`` is 32 bytes and ``record_id`` is not in the
+        log. Nothing else is: the caller vouches for the leaf hash (the import checks the
+        resulting root against its source, and ``chainaudit restore`` against the chain).
+
+        Raises:
+            InputError: ``leaf_hash`` is not 32 bytes.
+            ConflictError: ``record_id`` is in the log already (nothing of this call is
+                written).
+        """
+        if len(leaf_hash) != merkle.HASH_SIZE:
+            raise InputError(f"a leaf hash is {merkle.HASH_SIZE} bytes, not {len(leaf_hash)}")
+        first = self.size
+        if not self._index_all_new(json.dumps([record_id])):
+            raise ConflictError(f"record id {record_id!r} is already in the log")
+        erased = bundles.Stored(record_id, kind, actor, timestamp_ms, first, None)
+        self._write_bundles(first, 1, lambda at, a, b: bundles.parts_at([erased]))
+        self._write_tiles(self._grow(leaf_hash))
+        if signature is not None:
+            self._log._db.execute(
+                "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)", (record_id, *signature)
+            )
+        return first
+
     def _seals_batch(self, batch: native.Batch) -> bool:
         """Whether ``batch`` may hold a record of a kind sealed at rest (a byte search of its
         canonical bodies: a payload quoting the kind only sends it down the careful path)."""
