@@ -80,8 +80,7 @@ def _progress(args: argparse.Namespace) -> Any:
 
 def _embedded_only(settings: Settings, what: str) -> None:
     """Refuse ``what`` (a file-level command) when the log lives in a database server."""
-    url = getattr(settings, "database_url", None)  # the PostgreSQL engine's setting
-    if url and not str(url).startswith("sqlite"):
+    if settings.log_database_url is not None:
         raise ConfigError(
             f"{what} copies the embedded engine's files; this log is in a database server: "
             "back it up with pg_dump or a base backup (docs/deploy.md), or move the log "

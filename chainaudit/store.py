@@ -1828,14 +1828,15 @@ class Transaction:
         if len(leaf_hash) != merkle.HASH_SIZE:
             raise InputError(f"a leaf hash is {merkle.HASH_SIZE} bytes, not {len(leaf_hash)}")
         first = self.size
-        if not self._index_all_new(json.dumps([record_id])):
+        if not self._index_all_new(json.dumps([record_id]), 1):
             raise ConflictError(f"record id {record_id!r} is already in the log")
         erased = bundles.Stored(record_id, kind, actor, timestamp_ms, first, None)
         self._write_bundles(first, 1, lambda at, a, b: bundles.parts_at([erased]))
         self._write_tiles(self._grow(leaf_hash))
         if signature is not None:
             self._log._db.execute(
-                "INSERT OR IGNORE INTO record_signatures VALUES (?, ?, ?)", (record_id, *signature)
+                "INSERT INTO record_signatures VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (record_id, *signature),
             )
         return first
 

@@ -182,6 +182,18 @@ def test_restore_without_a_chain_needs_the_explicit_flag(env: Env, tmp_path: Pat
     )
 
 
+def test_file_backups_point_a_postgresql_log_to_pg_dump_and_export(
+    env: Env, tmp_path: Path
+) -> None:
+    url = "postgresql://chainaudit@127.0.0.1:1/none"  # refused before any connection
+    for args in (("backup", str(tmp_path / "bk")), ("restore", str(env.root / "nowhere"))):
+        refused = env.run(tmp_path / "d", *args, CHAINAUDIT_DATABASE_URL=url)
+        assert refused.returncode == 2, refused.stderr
+        assert "pg_dump" in refused.stderr and "chainaudit export" in refused.stderr
+        assert url not in refused.stderr  # a URL may carry a password: never echoed
+    assert not (tmp_path / "bk").exists()
+
+
 def test_export_import_keeps_the_root_and_the_old_bundles_verify(env: Env, tmp_path: Path) -> None:
     out = tmp_path / "log.jsonl"
     exported = env.run(env.data, "export", str(out), "--json")
