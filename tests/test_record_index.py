@@ -4,7 +4,6 @@ log's file) and on PostgreSQL (the log's database)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,19 +161,22 @@ def test_audit_of_a_log_with_no_index_finds_nothing_and_creates_nothing(log: Log
     assert not _has_table(log, "record_index")
 
 
-def test_the_audit_command_names_an_edited_record_index(tmp_path: Path) -> None:
+def test_the_audit_command_names_an_edited_record_index(
+    tmp_path: Path,
+    log_at: Callable[..., Log],
+    log_database: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if log_database is not None:  # the command finds the log (and its index) there
+        monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", log_database)
     data = tmp_path / "data"
-    with Log.open(data) as log:
+    with log_at(data) as log:
         submitter = provenance.local_submitter("test")
         log.append([prepare(_record(i), submitter=submitter) for i in range(10)])
-        with RecordIndex(log.path) as index:
+        with _index(log) as index:
             index.sync(log)
-        path = log.path
-    run(data, "audit")
-    db = sqlite3.connect(path)
-    db.execute("UPDATE record_index SET kind = 'document' WHERE idx = 3")
-    db.commit()
-    db.close()
+        run(data, "audit")
+        _execute(log, "UPDATE record_index SET kind = 'document' WHERE idx = 3")
     result = run(data, "audit", check_rc=1)
     assert "RECORD-INDEX index 3 record 'r-3'" in result.stdout
 
