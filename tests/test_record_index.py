@@ -4,6 +4,7 @@ log's file) and on PostgreSQL (the log's database)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,34 @@ def test_time_filters_agree_with_the_records_narrow_or_wide(
             ]
             found = index.matching(Filters(since_ms=lo, until_ms=hi), start=5, limit=50)
             assert found == [i for i in expected if i >= 5][:50], (since, until)
+
+
+def test_two_followers_syncing_at_once_index_every_record_once(log: Log) -> None:
+    """Two processes' indexes (two connections) syncing while records are appended: each
+    record is indexed once, the cursor never goes back, and the audit is clean."""
+    submitter = provenance.local_submitter("t")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            with _index(log) as index, Log(log.path, database_url=log.database_url) as reader:
+                while not stop.is_set():
+                    index.sync(reader, page=50)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=follow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for n in range(10):
+        log.append([prepare(_record(5_000 + 10 * n + i), submitter=submitter) for i in range(10)])
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with _index(log) as index:
+        index.sync(log)
+        assert index.next_index == log.size
+        assert index.matching(Filters(), start=0, limit=10_000) == list(range(log.size))
+    assert audit_record_index(log) == []
