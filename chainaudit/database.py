@@ -13,7 +13,11 @@ by the schema the connection writes to (one writer per schema, across every proc
 so a writer that reads the state it extends (a log's size) sees every earlier commit.
 
 Every store of the package can be moved onto this module; today :mod:`chainaudit.store` (the
-log) is.
+log) is, and so are the stores that follow the log into its database: the API keys
+(:mod:`chainaudit.keys`), the derived tables (:mod:`chainaudit.derived`: the record index, the
+risk tables) and the data keys (:mod:`chainaudit.datakeys`). Those write with
+:meth:`Database.write_as` (a lock of their own, so that they never wait for the log's writer,
+which may be waiting for them), and the audits read with :func:`connect_reader`.
 """
 
 from __future__ import annotations

@@ -164,8 +164,9 @@ class Log:
     ``database_url`` (``postgresql://...``) keeps the log's tables in that database instead of
     the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``
     (created empty if missing), which keeps the state not yet moved to PostgreSQL (the
-    anchors, API keys, risk tables and indexes of the other stores), with the data keys'
-    ``keys.sqlite`` beside it.
+    anchors and the escrow indexer's tables). The API keys, the record index, the risk tables
+    and, unless ``at_rest.keys_file`` names a file, the data keys follow the log into its
+    database (:mod:`chainaudit.keys`, :mod:`chainaudit.derived`, :mod:`chainaudit.datakeys`).
     """
 
     def __init__(
