@@ -16,8 +16,8 @@ Every store of the package can be moved onto this module; today :mod:`chainaudit
 log) is, and so are the stores that follow the log into its database: the API keys
 (:mod:`chainaudit.keys`), the derived tables (:mod:`chainaudit.derived`: the record index, the
 risk tables) and the data keys (:mod:`chainaudit.datakeys`). Those write with
-:meth:`Database.write_as` (a lock of their own, so that they never wait for the log's writer,
-which may be waiting for them), and the audits read with :func:`connect_reader`.
+:meth:`Database.write_as` (a lock of their own: a log append stores its data keys while it
+holds the log's writer lock), and the audits read with :func:`connect_reader`.
 """
 
 from __future__ import annotations
