@@ -950,7 +950,7 @@ def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeySto
     from chainaudit.keys import KeyStore  # noqa: PLC0415
 
     log = _open_log(settings, create=create)
-    return log, KeyStore(log.path)
+    return log, KeyStore(log.path, database_url=log.database_url)
 
 
 def _expiry(days: float | None) -> int | None:
@@ -1135,7 +1135,7 @@ def _officer(log: Log) -> Any:
             f"this action needs two officers: set {OFFICER_KEY_ENV} to your own admin or "
             "operator API key to request or approve it"
         )
-    store = KeyStore(log.path)
+    store = KeyStore(log.path, database_url=log.database_url)
     try:
         key = store.authenticate(token)
     finally:
@@ -1199,7 +1199,7 @@ def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
             done = approvals.reject(log, log.append, args.approval_id, checker, args.note)
             _print_approval(done)
             return EXIT_OK
-        store = KeyStore(log.path)
+        store = KeyStore(log.path, database_url=log.database_url)
         ctx = controls.Context(
             log=log,
             settings=settings,
@@ -1358,7 +1358,10 @@ def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
 
     path = rules_path(settings, args.rules)
     rule_set = load_rule_file(path)
-    with _open_log(settings, create=True) as log, RiskBook(log.path) as book:
+    with (
+        _open_log(settings, create=True) as log,
+        RiskBook(log.path, database_url=log.database_url) as book,
+    ):
         book.sync(log)
         latest = book.latest_rule_set()
         if latest is not None and latest.hash != rule_set.hash:  # a change: two officers
@@ -1386,7 +1389,7 @@ def cmd_risk_replay(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.risk.book import RiskBook  # noqa: PLC0415
     from chainaudit.risk.decisions import replay_decision  # noqa: PLC0415
 
-    with _open_log(settings) as log, RiskBook(log.path) as book:
+    with _open_log(settings) as log, RiskBook(log.path, database_url=log.database_url) as book:
         report = replay_decision(log, book, args.record_id)
     if args.json:
         _print_json(report.to_json())
@@ -1405,7 +1408,7 @@ def cmd_risk_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_risk_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.risk.book import RiskBook  # noqa: PLC0415
 
-    with _open_log(settings) as log, RiskBook(log.path) as book:
+    with _open_log(settings) as log, RiskBook(log.path, database_url=log.database_url) as book:
         book.sync(log)
         alerts = book.alerts(status=args.status, deal_id=args.deal, limit=args.limit)
     if args.json:
@@ -1433,7 +1436,7 @@ def _transition(args: argparse.Namespace, settings: Settings, transition: str) -
         with _open_log(settings) as log:
             params = {"alert_id": args.alert_id, "note": args.note}
             return _request(log, "alert.clear", {k: v for k, v in params.items() if v})
-    with _open_log(settings) as log, RiskBook(log.path) as book:
+    with _open_log(settings) as log, RiskBook(log.path, database_url=log.database_url) as book:
         record_id, alert = transition_alert(
             log,
             book,

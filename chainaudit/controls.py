@@ -225,7 +225,7 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
     p, by, aid = approval.params, ctx.checker.actor, approval.approval_id
     note = p.get("note")
     if approval.action == "alert.clear":
-        with RiskBook(ctx.log.path) as book:
+        with RiskBook(ctx.log.path, database_url=ctx.log.database_url) as book:
             record_id, alert = transition_alert(
                 ctx.log,
                 book,
@@ -287,7 +287,7 @@ def execute(ctx: Context, approval: Approval) -> dict[str, Any]:
         rule_set = parse_rule_set(p["rules"])
         if rule_set.hash != p["rule_set_hash"]:
             raise RiskError("the approved rules no longer hash to the approved rule-set hash")
-        with RiskBook(ctx.log.path) as book:
+        with RiskBook(ctx.log.path, database_url=ctx.log.database_url) as book:
             announced = announce_rule_set(ctx.log, book, rule_set, actor=by, source=p.get("source"))
         if ctx.on_rules is not None:
             ctx.on_rules(rule_set)

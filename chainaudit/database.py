@@ -13,7 +13,11 @@ by the schema the connection writes to (one writer per schema, across every proc
 so a writer that reads the state it extends (a log's size) sees every earlier commit.
 
 Every store of the package can be moved onto this module; today :mod:`chainaudit.store` (the
-log) is.
+log) is, and so are the stores that follow the log into its database: the API keys
+(:mod:`chainaudit.keys`), the derived tables (:mod:`chainaudit.derived`: the record index, the
+risk tables) and the data keys (:mod:`chainaudit.datakeys`). Those write with
+:meth:`Database.write_as` (a lock of their own: a log append stores its data keys while it
+holds the log's writer lock), and the audits read with :func:`connect_reader`.
 """
 
 from __future__ import annotations
@@ -188,6 +192,32 @@ class Database:
             raise
 
     @contextmanager
+    def write_as(self, name: str) -> Iterator[Database]:
+        """A write transaction serialised only with the other ``write_as(name)`` blocks of
+        the same database (schema), not with :meth:`write` (the log's writer): SQLite's
+        ``BEGIN IMMEDIATE`` (one writer per file anyway); on PostgreSQL a transaction that
+        first takes an advisory lock keyed by the schema and ``name``. For stores beside the
+        log (keys, derived tables), so that one may write while a log append holds the
+        writer lock on another connection. Commits at the end of the block, rolls back (and
+        re-raises) if it raises; raises :class:`DatabaseError` if it cannot start."""
+        self.begin_named(name)
+        try:
+            yield self
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def begin_named(self, name: str) -> None:
+        """Start a write transaction serialised by lock ``name`` (see :meth:`write_as`)."""
+        self.begin_write()
+
+    def tables(self, prefix: str) -> list[str]:
+        """The names of the tables (on PostgreSQL: of the connection's schema) that start
+        with ``prefix`` (taken literally), sorted."""
+        raise NotImplementedError
+
+    @contextmanager
     def read(self) -> Iterator[Database]:
         """A read-only snapshot: every query in the block sees the database as of one moment
         (SQLite: one WAL snapshot; PostgreSQL: ``REPEATABLE READ``). Nested in an open
@@ -267,6 +297,10 @@ class SqliteDatabase(Database):
     def has_table(self, name: str) -> bool:
         query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return self.execute(query, (name,)).fetchone() is not None
+
+    def tables(self, prefix: str) -> list[str]:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?"
+        return sorted(str(n) for (n,) in self.execute(query, (len(prefix), prefix)))
 
     @property
     def in_transaction(self) -> bool:
@@ -371,6 +405,22 @@ class PostgresDatabase(Database):
     def has_table(self, name: str) -> bool:
         return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0] is True
 
+    def tables(self, prefix: str) -> list[str]:
+        query = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_type = 'BASE TABLE' AND left(table_name, ?) = ?"
+        )
+        return sorted(str(n) for (n,) in self.execute(query, (len(prefix), prefix)))
+
+    def begin_named(self, name: str) -> None:
+        if not _LOCK_NAME.fullmatch(name):
+            raise ValueError(f"a lock name is lower-case letters and underscores: {name!r}")
+        try:  # one round trip: the transaction and its lock
+            self.execute(_BEGIN_NAMED.format(name=name))
+        except BaseException:
+            self.rollback()
+            raise
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
@@ -392,6 +442,41 @@ class PostgresDatabase(Database):
 _BEGIN_WRITE: Final = (
     f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_CLASS}, hashtext(current_schema()))"
 )
+
+
+_BEGIN_NAMED: Final = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_CLASS + 1}, "
+    "hashtext(current_schema() || ':{name}'))"
+)
+_LOCK_NAME: Final = re.compile(r"[a-z_]{1,40}")
+
+
+class ReadOnlySqliteDatabase(SqliteDatabase):
+    """An existing SQLite file opened read-only (``mode=ro``): no PRAGMA, no file created."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.location = str(path)
+        self.Error = (sqlite3.Error,)
+        try:
+            self.raw = sqlite3.connect(
+                f"{Path(path).resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=30.0,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open the database at {path}: {exc}") from exc
+
+
+def connect_reader(location: str | Path) -> Database:
+    """Open the database at ``location`` for reading only: a ``postgresql://`` URL (a plain
+    connection; read inside :meth:`Database.read`), else an existing SQLite file opened with
+    ``mode=ro`` (never created, no PRAGMA written). Raises :class:`DatabaseError` as
+    :func:`connect` does."""
+    if is_url(location):
+        return PostgresDatabase(str(location))
+    return ReadOnlySqliteDatabase(location)
 
 
 def _redacted(exc: Exception) -> str:

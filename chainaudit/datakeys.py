@@ -11,20 +11,25 @@ another leaf or id does not open. Canonical JSON never starts with the byte ``0x
 :data:`MAGIC` tells a sealed body from a plain one. The canonical bytes hashed into the tree
 are the plain ones: encryption is a storage matter only.
 
-The data keys live in their own SQLite file, ``keys.sqlite`` beside ``log.sqlite``. They are
-stored a *run* at a time (table ``key_runs``, :class:`KeyRun`): the keys of the sealed records
-of one append within one record bundle (at most :data:`RUN_WIDTH` consecutive leaves), one
-32-byte slot per leaf (all zero: no key), encrypted together with AES-256-GCM under the master
-key (setting ``master_key`` or ``master_key_file``; never stored beside the data, never
-logged) with a random nonce and associated data binding the run's first leaf, length and
-master key id (:func:`run_associated_data`). The keys are still independent random keys, one
-per record: destroying one (:meth:`Keyring.destroy`) re-encrypts its run without it, under a
-fresh nonce, with ``secure_delete`` on and the WAL truncated, so its sealed body, in the log
-and in every backup of the log, cannot be decrypted any more (crypto-shredding) while the
-other records of the run stay readable. :meth:`Keyring.rotate` re-encrypts every run under a
-new master key in one transaction. Sealing is pure (:func:`seal_items`, :func:`seal_batch`),
-so the bulk ingest's parsing process seals beside the writer; the writer only stores the runs
-(:meth:`Keyring.store`) before the log's commit.
+The data keys live in tables of their own: in their own SQLite file (``keys.sqlite``
+beside ``log.sqlite``, or the setting ``keys_file``), or, for a log kept in PostgreSQL
+(``database_url``) with no ``keys_file`` set, in tables of the log's database beside the log's
+(every store through :mod:`chainaudit.database`; production still requires ``keys_file``
+outside the data, so that no backup of the data holds a key). They are stored a *run* at a time
+(table ``key_runs``, :class:`KeyRun`): the keys of the sealed records of one append within one
+record bundle (at most :data:`RUN_WIDTH` consecutive leaves), one 32-byte slot per leaf (all
+zero: no key), encrypted together with AES-256-GCM under the master key (setting ``master_key``
+or ``master_key_file``; never stored beside the data, never logged) with a random nonce and
+associated data binding the run's first leaf, length and master key id
+(:func:`run_associated_data`). The keys are still independent random keys, one per record:
+destroying one (:meth:`Keyring.destroy`) re-encrypts its run without it, under a fresh nonce
+(SQLite: with ``secure_delete`` on and the WAL truncated; PostgreSQL: the old row version
+removed by ``VACUUM``, see :class:`Keyring` for what that does not erase), so its sealed body,
+in the log and in every backup of the log, cannot be decrypted any more (crypto-shredding)
+while the other records of the run stay readable. :meth:`Keyring.rotate` re-encrypts every run
+under a new master key in one transaction. Sealing is pure (:func:`seal_items`,
+:func:`seal_batch`), so the bulk ingest's parsing process seals beside the writer; the writer
+only stores the runs (:meth:`Keyring.store`) before the log's commit.
 
 Rows of the first format (table ``data_keys``: one AES-key-wrapped key per leaf) are still
 opened, destroyed and rotated. ``docs/privacy.md`` says where keys live, how they are backed up
@@ -39,17 +44,16 @@ import binascii
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from chainaudit import bundles, native
+from chainaudit import bundles, database, native
 from chainaudit.errors import ChainauditError, ConfigError
 
 try:
@@ -73,6 +77,7 @@ __all__ = [
     "run_associated_data",
     "seal_batch",
     "seal_items",
+    "vacuum_keys",
 ]
 
 KEYS_DB: Final = "keys.sqlite"
@@ -365,46 +370,71 @@ class AtRest:
 
 
 class Keyring:
-    """The data keys of one data directory (``keys.sqlite``), used with one master key.
+    """The data keys of one data directory, used with one master key: in the SQLite file
+    ``path`` (``keys.sqlite``, or the configured ``keys_file``), or, when ``database_url`` is
+    given, in the tables ``key_runs`` and ``data_keys`` of that PostgreSQL database (the
+    log's, beside its tables).
 
     One object serves one thread at a time (like :class:`chainaudit.store.Log`, which owns
-    one). Every write is its own durable transaction (``synchronous=FULL``) with
-    ``secure_delete`` on, so a destroyed or rewrapped key leaves no copy in freed pages.
+    one). Every write is its own durable transaction, serialised with the other keyrings of
+    the same database but not with the log's writer (a log append stores its keys while it
+    holds that lock). On SQLite (``synchronous=FULL``) ``secure_delete`` is on, so a
+    destroyed or rewrapped key leaves no copy in freed pages, and the WAL is truncated after.
+    On PostgreSQL a destroyed key leaves no live row, and ``VACUUM`` (run after each destroy
+    and rotation, :func:`vacuum_keys`) removes the dead row versions that no open snapshot
+    still sees and makes their space reusable; it does not overwrite their bytes, which may
+    stay in free page space, in the server's WAL (until it is recycled) and in WAL archives
+    and replicas, always encrypted under the master key (see ``docs/privacy.md``: rotating
+    the master key and destroying the old one makes every such copy unreadable).
+    Raises :class:`KeyringError` when the keys cannot be opened.
     """
 
-    def __init__(self, path: Path | str, master: bytes) -> None:
+    def __init__(self, path: Path | str, master: bytes, *, database_url: str | None = None) -> None:
         self.path = Path(path)
+        self.database_url = database_url
+        self._where = "the log's PostgreSQL database" if database_url else str(self.path)
         self._master = master
         self._master_id = master_key_id(master)
         self._cached: tuple[int, bytes, bytes] | None = None
         """The last run opened: its first leaf, its stored ``wrapped`` and its slots."""
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            self._db = database.connect(
+                database_url or self.path, pragmas="PRAGMA secure_delete=ON;"
             )
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;"
-            )
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise KeyringError(f"cannot open the data keys at {self.path}: {exc}") from exc
+        except database.DatabaseError as exc:
+            raise KeyringError(f"cannot open the data keys in {self._where}: {exc}") from exc
+        try:
+            if self._db.engine == "sqlite":
+                self._db.executescript(_SCHEMA)
+            elif not self._db.has_table("key_runs"):
+                with self._db.write_as(_LOCK):  # several processes may open at once
+                    self._db.executescript(database.adapt_schema(_SCHEMA, self._db.engine))
+        except database.DatabaseError as exc:
+            self._db.close()
+            raise KeyringError(f"cannot open the data keys in {self._where}: {exc}") from exc
+
+    @property
+    def engine(self) -> database.Engine:
+        """Where the keys are: ``sqlite`` or ``postgresql``."""
+        return self._db.engine
 
     def close(self) -> None:
         self._cached = None
         self._db.close()
 
     def checkpoint_wal(self) -> bool:
-        """Copy the keys file's WAL into it and truncate it; False when a reader kept it from
-        completing (a destroyed key may then linger in the WAL until the next one).
+        """Leave no copy of a destroyed key in the store's own files (:func:`vacuum_keys`):
+        on SQLite copy the keys file's WAL into it and truncate it, False when a reader kept
+        it from completing (a destroyed key may then linger in the WAL until the next one);
+        on PostgreSQL ``VACUUM`` the key tables (True).
 
         Raises:
             KeyringError: the database refuses it.
         """
         try:
-            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            raise KeyringError(f"cannot checkpoint {self.path}: {exc}") from exc
-        return not busy
+            return vacuum_keys(self._db)
+        except database.DatabaseError as exc:
+            raise KeyringError(f"cannot checkpoint the data keys in {self._where}: {exc}") from exc
 
     @property
     def master_id(self) -> str:
@@ -435,12 +465,12 @@ class Keyring:
             return
         start = min(run.first for run in runs)
         try:
-            with self._transaction():
+            with self._db.write_as(_LOCK):
                 self._db.execute("DELETE FROM key_runs WHERE first >= ?", (start,))
                 self._db.execute("DELETE FROM data_keys WHERE idx >= ?", (start,))
-                self._db.executemany("INSERT OR REPLACE INTO key_runs VALUES (?, ?, ?, ?, ?)", runs)
-        except sqlite3.Error as exc:
-            raise KeyringError(f"cannot store data keys in {self.path}: {exc}") from exc
+                self._db.executemany(_PUT_RUN, runs)
+        except database.DatabaseError as exc:
+            raise KeyringError(f"cannot store data keys in {self._where}: {exc}") from exc
 
     def _run_at(self, leaf_index: int) -> tuple[int, int, str, list[str | None], bytes] | None:
         """The stored run holding a slot for ``leaf_index``: first leaf, count, master id, ids
@@ -553,7 +583,7 @@ class Keyring:
             return 0
         count = 0
         try:
-            with self._transaction():
+            with self._db.write_as(_LOCK):
                 runs: dict[int, tuple[int, int, str, list[str | None], bytes]] = {}
                 for index in wanted:
                     run = self._run_at(index)
@@ -577,14 +607,15 @@ class Keyring:
                             "UPDATE key_runs SET ids = ?, wrapped = ? WHERE first = ?",
                             (run_now.ids, run_now.wrapped, first),
                         )
-                cursor = self._db.executemany(
-                    "DELETE FROM data_keys WHERE idx = ?", [(i,) for i in wanted]
+                cursor: Any = self._db.execute(
+                    f"DELETE FROM data_keys WHERE {self._db.in_list('idx')}",  # noqa: S608
+                    (self._db.list_param(wanted),),
                 )
-                count += max(cursor.rowcount, 0)
+                count += max(int(cursor.rowcount), 0)
             self._cached = None
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            raise KeyringError(f"cannot destroy data keys in {self.path}: {exc}") from exc
+            vacuum_keys(self._db)
+        except database.DatabaseError as exc:
+            raise KeyringError(f"cannot destroy data keys in {self._where}: {exc}") from exc
         return count
 
     def rotate(self, new_master: bytes) -> int:
@@ -602,7 +633,7 @@ class Keyring:
         new_id = master_key_id(new_master)
         rewrapped = 0
         try:
-            with self._transaction():
+            with self._db.write_as(_LOCK):
                 rewrapped += self._rotate_runs(new_master, new_id)
                 rows = self._db.execute("SELECT idx, master_id, wrapped FROM data_keys").fetchall()
                 updates: list[tuple[str, bytes, int]] = []
@@ -620,9 +651,9 @@ class Keyring:
                 )
                 rewrapped += len(updates)
             self._cached = None
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            raise KeyringError(f"cannot rewrap the data keys in {self.path}: {exc}") from exc
+            vacuum_keys(self._db)
+        except database.DatabaseError as exc:
+            raise KeyringError(f"cannot rewrap the data keys in {self._where}: {exc}") from exc
         self._master, self._master_id = new_master, new_id
         return rewrapped
 
@@ -656,27 +687,45 @@ class Keyring:
 
     def count(self) -> int:
         """How many data keys exist."""
-        in_runs = self._db.execute(
-            "SELECT count(*) FROM key_runs, json_each(key_runs.ids) WHERE json_each.type != 'null'"
-        ).fetchone()[0]
-        legacy = self._db.execute("SELECT count(*) FROM data_keys").fetchone()[0]
+        with self._db.read():
+            in_runs = self._db.execute(_COUNT_IN_RUNS[self._db.engine]).fetchone()[0]
+            legacy = self._db.execute("SELECT count(*) FROM data_keys").fetchone()[0]
         return int(in_runs) + int(legacy)
 
-    def _transaction(self) -> _Tx:
-        return _Tx(self._db)
+
+_LOCK: Final = "data_keys"
+"""The name of the keyrings' write lock (:meth:`database.Database.write_as`)."""
+_PUT_RUN: Final = (
+    "INSERT INTO key_runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (first) DO UPDATE SET "
+    "length = excluded.length, master_id = excluded.master_id, ids = excluded.ids, "
+    "wrapped = excluded.wrapped"
+)
+_COUNT_IN_RUNS: Final = {
+    "sqlite": (
+        "SELECT count(*) FROM key_runs, json_each(key_runs.ids) WHERE json_each.type != 'null'"
+    ),
+    "postgresql": (
+        "SELECT count(*) FROM key_runs, jsonb_array_elements(key_runs.ids::jsonb) AS slot "
+        "WHERE jsonb_typeof(slot) != 'null'"
+    ),
+}
 
 
-class _Tx:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+def vacuum_keys(db: database.Database) -> bool:
+    """Leave no copy of a destroyed or rewrapped key in the store's files, as far as the
+    engine can: on SQLite (``secure_delete`` zeroed the freed bytes) checkpoint the WAL into
+    the file and truncate it, returning False when a reader kept that from completing; on
+    PostgreSQL ``VACUUM`` the key tables (True): the dead row versions no open snapshot still
+    sees are removed and their space made reusable, but their bytes are not overwritten (see
+    :class:`Keyring`). Precondition: no transaction is open on ``db``; raises
+    :class:`database.DatabaseError` when the engine refuses.
+    """
+    if db.engine == "sqlite":
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    if db.has_table("key_runs"):
+        db.execute("VACUUM key_runs, data_keys")
+    return True
 
 
 def master_key_from(value: str | None, file: Path | None) -> bytes | None:

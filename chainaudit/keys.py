@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Final
 
 from web3 import Web3
 
+from chainaudit import database
 from chainaudit.errors import InputError, NotFoundError, StoreError
 
 ROLES: Final = ("admin", "operator", "partner", "auditor", "regulator")
@@ -132,25 +132,45 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 
 class KeyStore:
-    """The ``api_keys`` table of the data directory's SQLite file."""
+    """The ``api_keys`` table of the data directory's SQLite file ``path``, or of the
+    PostgreSQL database ``database_url`` when given (the log's: the table sits beside the
+    log's tables). Every change is one statement, committed on its own.
 
-    def __init__(self, path: Path) -> None:
+    Raises :class:`StoreError` when the database cannot be opened or the table not created.
+    """
+
+    def __init__(self, path: Path, *, database_url: str | None = None) -> None:
+        where = "the PostgreSQL database" if database_url else str(path)
         try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
-            for column, kind in _ADDED_COLUMNS:
-                if column not in present:  # a key store from before expiry: upgrade in place
-                    try:
-                        self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
-                    except sqlite3.OperationalError as exc:
-                        if "duplicate column" not in str(exc):  # another process was first
-                            raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the key store at {path}: {exc}") from exc
+            self._db = database.connect(database_url or path)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open the key store in {where}: {exc}") from exc
+        try:
+            if self._db.engine == "sqlite":
+                self._db.executescript(_SCHEMA)
+                self._add_columns()
+            elif not self._db.has_table("api_keys"):
+                with self._db.write_as("api_keys"):  # several processes may open at once
+                    self._db.executescript(database.adapt_schema(_SCHEMA, self._db.engine))
+        except database.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot open the key store in {where}: {exc}") from exc
+
+    def _add_columns(self) -> None:
+        """Give an SQLite table of an older data directory the columns added since."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in present:  # a key store from before expiry: upgrade in place
+                try:
+                    self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
+                except database.DatabaseError as exc:
+                    if "duplicate column" not in str(exc):  # another process was first
+                        raise
+
+    @property
+    def engine(self) -> database.Engine:
+        """Where the table is: ``sqlite`` or ``postgresql``."""
+        return self._db.engine
 
     def close(self) -> None:
         self._db.close()

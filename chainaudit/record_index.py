@@ -1,9 +1,9 @@
 """The record index: the log's records by kind, actor, time and named party.
 
-A derived index in the log's own SQLite file that follows the log from a cursor (as
-:mod:`chainaudit.risk.book` does): :meth:`RecordIndex.sync` reads the records appended since
-its last run (any process may have appended them) and writes, per record, one
-``record_index`` row ``(idx, kind, actor, ts)`` and, for an ``escrow_event`` record, one
+A derived index beside the log (in its SQLite file, or its PostgreSQL database) that follows
+the log from a cursor (as :mod:`chainaudit.risk.book` does): :meth:`RecordIndex.sync` reads
+the records appended since its last run (any process may have appended them) and writes, per
+record, one ``record_index`` row ``(idx, kind, actor, ts)`` and, for an ``escrow_event`` record, one
 ``record_parties`` row per address its ``payload.args`` name (lower case). Nothing in
 :meth:`chainaudit.store.Log.append` knows about it, so appends cost what they did.
 
@@ -21,12 +21,11 @@ finding; :meth:`RecordIndex.rebuild` re-derives the whole index.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from chainaudit import bundles
+from chainaudit import bundles, database
 from chainaudit.derived import DerivedTables
 from chainaudit.errors import StoreError
 from chainaudit.store import AuditFinding, Log
@@ -58,7 +57,7 @@ CREATE TABLE IF NOT EXISTS record_parties (
     idx INTEGER NOT NULL,
     PRIMARY KEY (party, idx)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO record_index_cursor VALUES (1, 0);
+INSERT INTO record_index_cursor VALUES (1, 0) ON CONFLICT DO NOTHING;
 """
 
 
@@ -134,14 +133,16 @@ def _rows(
 
 
 class RecordIndex(DerivedTables):
-    """The record index of the log at ``path`` (its SQLite file). Thread-safe."""
+    """The record index of the log at ``path`` (its SQLite file), or in the log's
+    PostgreSQL database ``database_url`` when given. Thread-safe."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, database_url: str | None = None) -> None:
         super().__init__(
             path,
             what="the record index",
             schema=_SCHEMA,
             synchronous="NORMAL",
+            database_url=database_url,
         )
 
     @property
@@ -169,9 +170,7 @@ class RecordIndex(DerivedTables):
                     batch = []
             done += self._write(batch)
             with self._transaction() as db:
-                db.execute(
-                    "UPDATE record_index_cursor SET next_index = MAX(next_index, ?)", (size,)
-                )
+                db.execute(_ADVANCE, (size, size))
             return done
 
     def _write(self, batch: Sequence[bundles.Stored]) -> int:
@@ -179,12 +178,16 @@ class RecordIndex(DerivedTables):
             return 0
         index_rows, party_rows = _rows(batch)
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO record_index VALUES (?, ?, ?, ?)", index_rows)
-            db.executemany("INSERT OR IGNORE INTO record_parties VALUES (?, ?)", party_rows)
-            db.execute(
-                "UPDATE record_index_cursor SET next_index = MAX(next_index, ?)",
-                (batch[-1].leaf_index + 1,),
+            db.executemany(
+                "INSERT INTO record_index VALUES (?, ?, ?, ?) ON CONFLICT (idx) DO UPDATE SET "
+                "kind = excluded.kind, actor = excluded.actor, ts = excluded.ts",
+                index_rows,
             )
+            db.executemany(
+                "INSERT INTO record_parties VALUES (?, ?) ON CONFLICT DO NOTHING", party_rows
+            )
+            after = batch[-1].leaf_index + 1
+            db.execute(_ADVANCE, (after, after))
         return len(batch)
 
     def rebuild(self, log: Log) -> int:
@@ -208,10 +211,10 @@ class RecordIndex(DerivedTables):
                 upper = 2**63 - 1 if filters.until_ms is None else filters.until_ms
                 (within,) = self._db.execute(
                     "SELECT count(*) FROM (SELECT 1 FROM record_index "
-                    "WHERE ts >= ? AND ts < ? LIMIT ?)",
+                    "WHERE ts >= ? AND ts < ? LIMIT ?) AS narrow",
                     (lower, upper, NARROW),
                 ).fetchone()
-                if within < NARROW:
+                if within < NARROW and self._db.engine == "sqlite":
                     table = "record_index r INDEXED BY record_index_by_time"
             query = f"SELECT r.idx FROM {table} WHERE r.idx >= ?{where} ORDER BY r.idx LIMIT ?"  # noqa: S608 - fixed text
             return [int(i) for (i,) in self._db.execute(query, [start, *params, limit])]
@@ -235,10 +238,10 @@ class RecordIndex(DerivedTables):
         args: list[Any] = []
         if actors:
             parts.append(
-                "SELECT r.idx FROM record_index r WHERE r.actor IN "  # noqa: S608 - fixed text
-                f"(SELECT value FROM json_each(?)) AND r.idx >= ?{where} ORDER BY r.idx LIMIT ?"
+                "SELECT r.idx FROM record_index r WHERE "  # noqa: S608 - fixed text
+                f"{self._db.in_list('r.actor')} AND r.idx >= ?{where} ORDER BY r.idx LIMIT ?"
             )
-            args += [json.dumps(list(actors)), start, *params, limit]
+            args += [self._db.list_param(list(actors)), start, *params, limit]
         if party is not None:
             parts.append(
                 "SELECT p.idx FROM record_parties p JOIN record_index r ON r.idx = p.idx "  # noqa: S608 - fixed text
@@ -248,107 +251,129 @@ class RecordIndex(DerivedTables):
         if deals:
             parts.append(
                 "SELECT d.idx FROM deal_records d JOIN record_index r ON r.idx = d.idx "  # noqa: S608 - fixed text
-                "WHERE d.deal_id IN (SELECT value FROM json_each(?)) AND d.idx >= ?"
+                f"WHERE {self._db.in_list('d.deal_id')} AND d.idx >= ?"
                 f"{where} ORDER BY d.idx LIMIT ?"
             )
-            args += [json.dumps(list(deals)), start, *params, limit]
+            args += [self._db.list_param(list(deals)), start, *params, limit]
         if not parts:
             return []
-        union = " UNION ".join(f"SELECT idx FROM ({p})" for p in parts)  # noqa: S608
-        query = f"SELECT idx FROM ({union}) ORDER BY idx LIMIT ?"  # noqa: S608 - fixed text
+        union = " UNION ".join(
+            f"SELECT idx FROM ({p}) AS part{n}"  # noqa: S608 - fixed text
+            for n, p in enumerate(parts)
+        )
+        query = f"SELECT idx FROM ({union}) AS found ORDER BY idx LIMIT ?"  # noqa: S608
         with self._lock:
             return [int(i) for (i,) in self._db.execute(query, [*args, limit])]
 
 
 def audit_record_index(log: Log, *, page: int = 8_192) -> list[AuditFinding]:
-    """Check the record index of ``log``'s file against the records: every indexed leaf must
+    """Check the record index beside ``log`` (its SQLite file or PostgreSQL database)
+    against the records: every indexed leaf must
     hold a record of the indexed kind, actor and time, every escrow event naming an address
     must have its ``record_parties`` row and no row may name a party its record does not;
     every record below the index's cursor must be indexed. Returns one ``record-index``
-    finding per difference; an empty list when the file has no record index (none is
-    created). Writes nothing; raises :class:`~chainaudit.errors.StoreError` if the file
-    cannot be read."""
+    finding per difference; an empty list when there is no record index (none is created).
+    Writes nothing (reads one snapshot); raises :class:`~chainaudit.errors.StoreError` if the
+    index cannot be read."""
+    where = "the log's PostgreSQL database" if log.database_url else str(log.path)
     try:
-        db = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the record index in {log.path}: {exc}") from exc
+        db = database.connect_reader(log.database_url or log.path)
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the record index in {where}: {exc}") from exc
     findings: list[AuditFinding] = []
     try:
-        db.execute("BEGIN")  # one snapshot of the index and its cursor
-        found = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'record_index_cursor'"
-        ).fetchone()
-        if found is None:
-            return []
-        (cursor,) = db.execute("SELECT next_index FROM record_index_cursor").fetchone()
-        rows = db.execute("SELECT idx, kind, actor, ts FROM record_index ORDER BY idx")
-        parties = db.execute("SELECT idx, party FROM record_parties ORDER BY idx, party")
-        party_row = parties.fetchone()
-        row = rows.fetchone()
-        batch: list[bundles.Stored] = []
-
-        def check(records: Sequence[bundles.Stored]) -> None:
-            nonlocal row, party_row
-            for record in records:
-                idx = record.leaf_index
-                while row is not None and row[0] < idx:
-                    findings.append(_finding(row[0], None, "indexes a leaf with no record"))
-                    row = rows.fetchone()
-                if row is not None and row[0] == idx:
-                    want = (record.kind, record.actor, record.timestamp_ms)
-                    if tuple(row[1:]) != want:
-                        findings.append(
-                            _finding(
-                                idx,
-                                record.record_id,
-                                f"indexed as kind/actor/time {tuple(row[1:])!r}, the record "
-                                f"says {want!r}",
-                            )
-                        )
-                    row = rows.fetchone()
-                elif idx < cursor:
-                    findings.append(_finding(idx, record.record_id, "missing from the index"))
-                named: set[str] = set()
-                while party_row is not None and party_row[0] <= idx:
-                    if party_row[0] < idx:
-                        findings.append(
-                            _finding(party_row[0], None, f"party {party_row[1]} of no record")
-                        )
-                    else:
-                        named.add(str(party_row[1]))
-                    party_row = parties.fetchone()
-                if record.body is None:
-                    continue  # erased content: its party rows cannot be checked
-                implied = parties_named(record.body) if record.kind == PARTY_KIND else set()
-                if idx >= cursor and not named:
-                    continue  # not indexed yet
-                for party in sorted(named - implied):
-                    findings.append(
-                        _finding(idx, record.record_id, f"party {party} not named by the record")
-                    )
-                for party in sorted(implied - named):
-                    findings.append(
-                        _finding(idx, record.record_id, f"names {party}, missing from the index")
-                    )
-
-        for record in log.records_from(0):
-            batch.append(record)
-            if len(batch) == page:
-                check(batch)
-                batch = []
-        check(batch)
-        while row is not None:
-            findings.append(_finding(row[0], None, "indexes a leaf with no record"))
-            row = rows.fetchone()
-        while party_row is not None:
-            findings.append(_finding(party_row[0], None, f"party {party_row[1]} of no record"))
-            party_row = parties.fetchone()
-        db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the record index in {log.path}: {exc}") from exc
+        with db.read():  # one snapshot of the index and its cursor
+            if not db.has_table("record_index_cursor"):
+                return []
+            (cursor,) = db.execute("SELECT next_index FROM record_index_cursor").fetchone()
+            rows = db.stream("SELECT idx, kind, actor, ts FROM record_index ORDER BY idx")
+            parties = db.stream("SELECT idx, party FROM record_parties ORDER BY idx, party")
+            try:
+                _check_index(log, page, cursor, rows, parties, findings)
+            finally:
+                rows.close()
+                parties.close()
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the record index in {where}: {exc}") from exc
     finally:
         db.close()
     return findings
+
+
+def _check_index(
+    log: Log,
+    page: int,
+    cursor: int,
+    rows: Iterator[Any],
+    parties: Iterator[Any],
+    findings: list[AuditFinding],
+) -> None:
+    """Compare the index's ``rows`` and ``parties`` (both in leaf order) with the records of
+    ``log``, appending a finding per difference (see :func:`audit_record_index`)."""
+    row = next(rows, None)
+    party_row = next(parties, None)
+    batch: list[bundles.Stored] = []
+
+    def check(records: Sequence[bundles.Stored]) -> None:
+        nonlocal row, party_row
+        for record in records:
+            idx = record.leaf_index
+            while row is not None and row[0] < idx:
+                findings.append(_finding(row[0], None, "indexes a leaf with no record"))
+                row = next(rows, None)
+            if row is not None and row[0] == idx:
+                want = (record.kind, record.actor, record.timestamp_ms)
+                if tuple(row[1:]) != want:
+                    findings.append(
+                        _finding(
+                            idx,
+                            record.record_id,
+                            f"indexed as kind/actor/time {tuple(row[1:])!r}, the record "
+                            f"says {want!r}",
+                        )
+                    )
+                row = next(rows, None)
+            elif idx < cursor:
+                findings.append(_finding(idx, record.record_id, "missing from the index"))
+            named: set[str] = set()
+            while party_row is not None and party_row[0] <= idx:
+                if party_row[0] < idx:
+                    findings.append(
+                        _finding(party_row[0], None, f"party {party_row[1]} of no record")
+                    )
+                else:
+                    named.add(str(party_row[1]))
+                party_row = next(parties, None)
+            if record.body is None:
+                continue  # erased content: its party rows cannot be checked
+            implied = parties_named(record.body) if record.kind == PARTY_KIND else set()
+            if idx >= cursor and not named:
+                continue  # not indexed yet
+            for party in sorted(named - implied):
+                findings.append(
+                    _finding(idx, record.record_id, f"party {party} not named by the record")
+                )
+            for party in sorted(implied - named):
+                findings.append(
+                    _finding(idx, record.record_id, f"names {party}, missing from the index")
+                )
+
+    for record in log.records_from(0):
+        batch.append(record)
+        if len(batch) == page:
+            check(batch)
+            batch = []
+    check(batch)
+    while row is not None:
+        findings.append(_finding(row[0], None, "indexes a leaf with no record"))
+        row = next(rows, None)
+    while party_row is not None:
+        findings.append(_finding(party_row[0], None, f"party {party_row[1]} of no record"))
+        party_row = next(parties, None)
+
+
+_ADVANCE: Final = "UPDATE record_index_cursor SET next_index = ? WHERE next_index < ?"
+"""Move the cursor forward to the parameter (never back: another process may be ahead)."""
 
 
 def _finding(index: int, record_id: str | None, detail: str) -> AuditFinding:

@@ -164,8 +164,9 @@ class Log:
     ``database_url`` (``postgresql://...``) keeps the log's tables in that database instead of
     the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``
     (created empty if missing), which keeps the state not yet moved to PostgreSQL (the
-    anchors, API keys, risk tables and indexes of the other stores), with the data keys'
-    ``keys.sqlite`` beside it.
+    anchors and the escrow indexer's tables). The API keys, the record index, the risk tables
+    and, unless ``at_rest.keys_file`` names a file, the data keys follow the log into its
+    database (:mod:`chainaudit.keys`, :mod:`chainaudit.derived`, :mod:`chainaudit.datakeys`).
     """
 
     def __init__(
@@ -379,7 +380,9 @@ class Log:
                 "CHAINAUDIT_MASTER_KEY or CHAINAUDIT_MASTER_KEY_FILE (docs/privacy.md)"
             )
         if self._keyring is None:
-            self._keyring = datakeys.Keyring(self._keys_path(), self.at_rest.master)
+            self._keyring = datakeys.Keyring(
+                self._keys_path(), self.at_rest.master, database_url=self._keys_url()
+            )
         return self._keyring
 
     def _keys_path(self) -> Path:
@@ -387,6 +390,21 @@ class Log:
         if self.at_rest is not None and self.at_rest.keys_file is not None:
             return self.at_rest.keys_file
         return self.path.with_name(datakeys.KEYS_DB)
+
+    def _keys_url(self) -> str | None:
+        """The keyring's PostgreSQL database: the log's when it has one and no keys file is
+        configured; else ``None`` (the keyring's file, :meth:`_keys_path`)."""
+        if self.at_rest is not None and self.at_rest.keys_file is not None:
+            return None
+        return self.database_url
+
+    def _keys_exist(self) -> bool:
+        """Whether a keyring was ever started here (its file, or its tables)."""
+        if self._keyring is not None:
+            return True
+        if self._keys_url() is not None:
+            return self._db.has_table("key_runs")
+        return self._keys_path().exists()
 
     def _seals(self, records: Sequence[PreparedRecord]) -> bool:
         """Whether any of ``records`` is of a kind sealed at rest."""
@@ -562,7 +580,7 @@ class Log:
     def destroy_keys(self, indexes: Sequence[int]) -> int:
         """Destroy the data keys of the records at ``indexes`` if any exist (their bodies
         must be erased already); returns how many existed. A no-op without a keys file."""
-        if self._keyring is None and not self._keys_path().exists():
+        if not self._keys_exist():
             return 0
         try:
             return self.keyring().destroy(indexes)
@@ -582,8 +600,13 @@ class Log:
         """Truncate the keys file's WAL (as :meth:`checkpoint_wal`); True when there is no
         keys file or the truncation completed."""
         path = self._keys_path()
-        if self._keyring is None and not path.exists():
+        if not self._keys_exist():
             return True
+        if self.at_rest is None and self._keys_url() is not None:
+            try:  # no master key here: the tables can still be vacuumed
+                return datakeys.vacuum_keys(self._db)
+            except database.DatabaseError as exc:
+                raise StoreError(f"cannot vacuum the data keys: {exc}") from exc
         if self.at_rest is None:  # no master key here: the file can still be checkpointed
             try:
                 with contextlib.closing(sqlite3.connect(path)) as db:

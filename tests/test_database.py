@@ -160,3 +160,64 @@ def test_a_bulk_append_of_new_ids_takes_the_set_based_path(
         )
         assert log.size == 305 and log.audit().clean
         assert [log.entry(f"n-{i}").index for i in range(5)] == list(range(300, 305))
+
+
+def test_a_named_writer_waits_for_its_own_name_only(tmp_path: Path, database_url: str) -> None:
+    """On PostgreSQL ``write_as(name)`` is serialised with the other writers of that name, not
+    with the log's writer (a log append stores its data keys while it holds that lock)."""
+    schema = "CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB NOT NULL, n INTEGER NOT NULL);"
+    holder, other = database.connect(database_url), database.connect(database_url)
+    holder.executescript(database.adapt_schema(schema, holder.engine))
+    other.execute("SET lock_timeout = '5s'")  # a wait on the wrong lock fails, never hangs
+    order: list[str] = []
+    try:
+        with holder.write():  # the log's writer lock: a named writer goes straight on
+            with other.write_as("data_keys"):
+                other.execute("INSERT INTO kv VALUES ('keys', ?, 1)", (b"",))
+            order.append("named writer done under the log's lock")
+        holder.begin_named("data_keys")
+
+        def second() -> None:
+            with other.write_as("data_keys"):
+                order.append("second named writer")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first named writer commits")
+        holder.commit()
+        thread.join(timeout=30)
+    finally:
+        holder.close()
+        other.close()
+    assert order == [
+        "named writer done under the log's lock",
+        "first named writer commits",
+        "second named writer",
+    ]
+    checked = database.connect(database_url)
+    with pytest.raises(ValueError, match="lower-case"):
+        checked.begin_named("x'; DROP TABLE kv; --")
+    checked.close()
+
+
+def test_tables_and_the_read_only_reader(db: database.Database, tmp_path: Path) -> None:
+    db.executescript(
+        database.adapt_schema("CREATE TABLE risk_a (k TEXT PRIMARY KEY);", db.engine)
+        + database.adapt_schema("CREATE TABLE riskb (k TEXT PRIMARY KEY);", db.engine)
+    )
+    assert db.tables("risk_") == ["risk_a"]
+    assert set(db.tables("")) >= {"kv", "risk_a", "riskb"}
+    reader = database.connect_reader(db.location)
+    try:
+        with reader.read():
+            assert reader.has_table("risk_a") and reader.tables("risk_") == ["risk_a"]
+        if reader.engine == "sqlite":
+            with pytest.raises(database.DatabaseError, match="readonly"):
+                reader.execute("INSERT INTO risk_a VALUES ('x')")
+    finally:
+        reader.close()
+    missing = tmp_path / "none.sqlite"
+    with pytest.raises(database.DatabaseError):
+        database.connect_reader(missing)
+    assert not missing.exists()  # a reader never creates the file

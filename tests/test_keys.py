@@ -1,18 +1,57 @@
-"""The key store on a real SQLite file: expiry, rotation, officer addresses, and the in-place
-upgrade of a key table from before expiry."""
+"""The key store on a real SQLite file and a real PostgreSQL database: expiry, rotation,
+officer addresses, keys kept across a restart, and the in-place upgrade of an SQLite key table
+from before expiry."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from chainaudit import database
 from chainaudit.errors import InputError, NotFoundError
 from chainaudit.keys import KeyStore, format_ms, now_ms
 
 OFFICER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+
+
+@pytest.fixture
+def open_store(tmp_path: Path, log_database: str | None) -> Iterator[Callable[[], KeyStore]]:
+    """``open_store()``: the key store of one data directory on the test's engine (the
+    SQLite file, or a fresh PostgreSQL database), opened anew at each call."""
+    opened: list[KeyStore] = []
+
+    def open_() -> KeyStore:
+        opened.append(KeyStore(tmp_path / "log.sqlite", database_url=log_database))
+        return opened[-1]
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+def test_keys_survive_a_restart_and_live_on_the_chosen_engine(
+    tmp_path: Path, log_database: str | None, open_store: Callable[[], KeyStore]
+) -> None:
+    store = open_store()
+    assert store.engine == ("sqlite" if log_database is None else "postgresql")
+    key, token = store.create("admin", name="first admin")
+    store.close()
+    again = open_store()  # a restart: nothing rebuilt, the key still authenticates
+    found = again.authenticate(token)
+    assert found is not None and found.key_id == key.key_id and again.has_active_admin()
+    assert again.authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    file = sqlite3.connect(tmp_path / "log.sqlite")
+    in_file = file.execute("SELECT 1 FROM sqlite_master WHERE name = 'api_keys'").fetchone()
+    file.close()
+    assert (in_file is not None) == (log_database is None)
+    if log_database is not None:
+        db = database.connect(log_database)
+        assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 1
+        db.close()
 
 
 def test_an_old_key_table_is_upgraded_in_place_and_its_keys_still_work(tmp_path: Path) -> None:
@@ -45,8 +84,8 @@ def test_an_old_key_table_is_upgraded_in_place_and_its_keys_still_work(tmp_path:
     upgraded.close()
 
 
-def test_expiry_and_rotation(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "log.sqlite")
+def test_expiry_and_rotation(open_store: Callable[[], KeyStore]) -> None:
+    store = open_store()
     soon = now_ms() + 300
     key, token = store.create("regulator", name="regulator", expires_ms=soon)
     assert not key.expired() and key.expired(soon)
@@ -71,8 +110,10 @@ def test_expiry_and_rotation(tmp_path: Path) -> None:
     store.close()
 
 
-def test_officer_keys_may_bind_their_own_account_read_only_keys_may_not(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "log.sqlite")
+def test_officer_keys_may_bind_their_own_account_read_only_keys_may_not(
+    open_store: Callable[[], KeyStore],
+) -> None:
+    store = open_store()
     officer, _ = store.create("operator", name="compliance", address=OFFICER.lower())
     assert (officer.address, officer.officer) == (OFFICER, True)
     assert store.create("admin", name="admin")[0].address is None
@@ -85,9 +126,9 @@ def test_officer_keys_may_bind_their_own_account_read_only_keys_may_not(tmp_path
 
 
 def test_the_personal_data_permission_is_for_active_auditor_and_regulator_keys(
-    tmp_path: Path,
+    open_store: Callable[[], KeyStore],
 ) -> None:
-    store = KeyStore(tmp_path / "log.sqlite")
+    store = open_store()
     auditor, token = store.create("auditor", name="auditor")
     regulator, _ = store.create("regulator", name="regulator")
     partner, _ = store.create("partner", name="supplier", address=OFFICER)

@@ -1,15 +1,17 @@
 """The record index follows the log from a cursor, answers filters and a partner's
-candidates from SQLite indexes, upgrades an existing log in place and is audited."""
+candidates from indexes, upgrades an existing log in place and is audited: on SQLite (the
+log's file) and on PostgreSQL (the log's database)."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chainaudit import provenance, record_index
+from chainaudit import database, provenance, record_index
 from chainaudit.record_index import Filters, RecordIndex, audit_record_index
 from chainaudit.records import prepare
 from chainaudit.store import Log
@@ -40,8 +42,8 @@ def _event(i: int, args: dict[str, Any], deal: str = "7") -> dict[str, Any]:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Log:
-    log = Log(tmp_path / "log.sqlite")
+def log(tmp_path: Path, log_at: Callable[..., Log]) -> Iterator[Log]:
+    log = log_at(tmp_path / "data")
     submitter = provenance.local_submitter("test")
     records = [prepare(_record(i), submitter=submitter) for i in range(1_000)]
     records.append(prepare(_record(1_000, actor=PARTNER, kind="document"), submitter=submitter))
@@ -51,11 +53,34 @@ def log(tmp_path: Path) -> Log:
     records.append(prepare(_event(1_002, {"buyer": OTHER}, deal="8"), submitter=submitter))
     records.append(prepare(_record(1_003, payload={"deal_id": 9}), submitter=submitter))
     log.append(records)
-    return log
+    yield log
+    log.close()
+
+
+def _index(log: Log) -> RecordIndex:
+    """The record index beside ``log``, on its engine."""
+    return RecordIndex(log.path, database_url=log.database_url)
+
+
+def _execute(log: Log, sql: str) -> None:
+    """Run ``sql`` straight on ``log``'s database (tampering behind the index's back)."""
+    db = database.connect(log.database_url or log.path)
+    try:
+        db.execute(sql)
+    finally:
+        db.close()
+
+
+def _has_table(log: Log, name: str) -> bool:
+    db = database.connect(log.database_url or log.path)
+    try:
+        return db.has_table(name)
+    finally:
+        db.close()
 
 
 def test_sync_indexes_every_record_once_and_catches_up(log: Log) -> None:
-    with RecordIndex(log.path) as index:
+    with _index(log) as index:
         assert index.sync(log) == 1_004
         assert index.sync(log) == 0 and index.next_index == 1_004
         log.append([prepare(_record(2_000), submitter=provenance.local_submitter("t"))])
@@ -63,7 +88,7 @@ def test_sync_indexes_every_record_once_and_catches_up(log: Log) -> None:
 
 
 def test_filters_and_partner_candidates(log: Log) -> None:
-    with RecordIndex(log.path) as index:
+    with _index(log) as index:
         index.sync(log)
         assert index.matching(Filters(kind="document"), start=0, limit=10) == [1_000]
         assert index.matching(Filters(kind="document"), start=1_001, limit=10) == []
@@ -96,11 +121,8 @@ def test_filters_and_partner_candidates(log: Log) -> None:
 def test_an_existing_log_is_upgraded_in_place(tmp_path: Path, log: Log) -> None:
     """A log written before the index existed has no index tables; opening the index
     creates them and the first sync indexes every record already there."""
-    db = sqlite3.connect(log.path)
-    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-    db.close()
-    assert "record_index" not in tables
-    with RecordIndex(log.path) as index:
+    assert not _has_table(log, "record_index")
+    with _index(log) as index:
         assert index.next_index == 0
         index.sync(log)
         assert index.matching(Filters(kind="escrow_event"), start=0, limit=10) == [1_001, 1_002]
@@ -108,13 +130,10 @@ def test_an_existing_log_is_upgraded_in_place(tmp_path: Path, log: Log) -> None:
 
 
 def _tampered(log: Log, sql: str) -> list[str]:
-    with RecordIndex(log.path) as index:
+    with _index(log) as index:
         index.sync(log)
     assert audit_record_index(log) == []
-    db = sqlite3.connect(log.path)
-    db.execute(sql)
-    db.commit()
-    db.close()
+    _execute(log, sql)
     return [f.detail for f in audit_record_index(log)]
 
 
@@ -140,24 +159,25 @@ def test_audit_names_a_removed_party(log: Log) -> None:
 
 def test_audit_of_a_log_with_no_index_finds_nothing_and_creates_nothing(log: Log) -> None:
     assert audit_record_index(log) == []
-    db = sqlite3.connect(log.path)
-    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_index'").fetchone() is None
-    db.close()
+    assert not _has_table(log, "record_index")
 
 
-def test_the_audit_command_names_an_edited_record_index(tmp_path: Path) -> None:
+def test_the_audit_command_names_an_edited_record_index(
+    tmp_path: Path,
+    log_at: Callable[..., Log],
+    log_database: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if log_database is not None:  # the command finds the log (and its index) there
+        monkeypatch.setenv("CHAINAUDIT_DATABASE_URL", log_database)
     data = tmp_path / "data"
-    with Log.open(data) as log:
+    with log_at(data) as log:
         submitter = provenance.local_submitter("test")
         log.append([prepare(_record(i), submitter=submitter) for i in range(10)])
-        with RecordIndex(log.path) as index:
+        with _index(log) as index:
             index.sync(log)
-        path = log.path
-    run(data, "audit")
-    db = sqlite3.connect(path)
-    db.execute("UPDATE record_index SET kind = 'document' WHERE idx = 3")
-    db.commit()
-    db.close()
+        run(data, "audit")
+        _execute(log, "UPDATE record_index SET kind = 'document' WHERE idx = 3")
     result = run(data, "audit", check_rc=1)
     assert "RECORD-INDEX index 3 record 'r-3'" in result.stdout
 
@@ -167,7 +187,7 @@ def test_time_filters_agree_with_the_records_narrow_or_wide(
     log: Log, narrow: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(record_index, "NARROW", narrow)
-    with RecordIndex(log.path) as index:
+    with _index(log) as index:
         index.sync(log)
         entries = list(log.entries())
         for since, until in ((27, 28), (0, 27), (26, None), (None, 1)):
@@ -180,3 +200,34 @@ def test_time_filters_agree_with_the_records_narrow_or_wide(
             ]
             found = index.matching(Filters(since_ms=lo, until_ms=hi), start=5, limit=50)
             assert found == [i for i in expected if i >= 5][:50], (since, until)
+
+
+def test_two_followers_syncing_at_once_index_every_record_once(log: Log) -> None:
+    """Two processes' indexes (two connections) syncing while records are appended: each
+    record is indexed once, the cursor never goes back, and the audit is clean."""
+    submitter = provenance.local_submitter("t")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            with _index(log) as index, Log(log.path, database_url=log.database_url) as reader:
+                while not stop.is_set():
+                    index.sync(reader, page=50)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=follow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for n in range(10):
+        log.append([prepare(_record(5_000 + 10 * n + i), submitter=submitter) for i in range(10)])
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with _index(log) as index:
+        index.sync(log)
+        assert index.next_index == log.size
+        assert index.matching(Filters(), start=0, limit=10_000) == list(range(log.size))
+    assert audit_record_index(log) == []

@@ -74,8 +74,8 @@ class Services:
             max_reads=settings.read_audit_batch,
             max_seconds=settings.read_audit_seconds,
         )
-        self.keys = KeyStore(self.log_path)
-        self.record_index = RecordIndex(self.log_path)
+        self.keys = KeyStore(self.log_path, database_url=settings.log_database_url)
+        self.record_index = RecordIndex(self.log_path, database_url=settings.log_database_url)
         """The log's records by kind, actor, time and party (followed by a thread)."""
         self.budget = WorkBudget(settings.work_budget_per_minute)
         self.events = EventCache()

@@ -1,4 +1,5 @@
-"""The risk tables in the log's SQLite file: an index of the log's decision records.
+"""The risk tables beside the log (in its SQLite file, or in its PostgreSQL database): an
+index of the log's decision records.
 
 The log is the evidence; these tables only make it quick to query. :meth:`RiskBook.sync`
 reads the ``decision`` records appended since its last run (any process may have appended
@@ -24,13 +25,12 @@ first) is ignored.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from chainaudit import provenance
+from chainaudit import database, provenance
 from chainaudit.derived import DerivedTables
 from chainaudit.errors import NotFoundError, RecordError, StoreError
 from chainaudit.provenance import document_entitled
@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS risk_executions (
     at INTEGER NOT NULL,
     leaf_index INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO risk_sync VALUES (1, 0);
+INSERT INTO risk_sync VALUES (1, 0) ON CONFLICT DO NOTHING;
 """
 
 _ALERT_COLUMNS = (
@@ -168,14 +168,16 @@ class Execution:
 
 
 class RiskBook(DerivedTables):
-    """The risk tables of the log at ``path`` (its SQLite file). Thread-safe."""
+    """The risk tables of the log at ``path`` (its SQLite file), or in the log's PostgreSQL
+    database ``database_url`` when given. Thread-safe."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, database_url: str | None = None) -> None:
         super().__init__(
             path,
             what="the risk tables",
             schema=_SCHEMA,
             synchronous="FULL",
+            database_url=database_url,
         )
 
     # -- syncing with the log ----------------------------------------------------------------
@@ -212,7 +214,9 @@ class RiskBook(DerivedTables):
                     start = batch[-1].index + 1 if batch else start
                     if done:
                         start = max(start, size)  # no decision record left below the size
-                    db.execute("UPDATE risk_sync SET next_index = MAX(next_index, ?)", (start,))
+                    db.execute(
+                        "UPDATE risk_sync SET next_index = ? WHERE next_index < ?", (start, start)
+                    )
                 if done:
                     break
             return applied
@@ -226,13 +230,13 @@ class RiskBook(DerivedTables):
         return self.sync(log)
 
     def _apply(
-        self, db: sqlite3.Connection, index: int, record: Mapping[str, Any], p: Mapping[str, Any]
+        self, db: database.Database, index: int, record: Mapping[str, Any], p: Mapping[str, Any]
     ) -> int:
         kind = p.get("type")
         try:
             if kind == "rule_set":
                 db.execute(
-                    "INSERT OR IGNORE INTO risk_rule_sets VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO risk_rule_sets VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (
                         str(record["id"]),
                         str(p["rule_set_hash"]),
@@ -247,7 +251,8 @@ class RiskBook(DerivedTables):
             if kind == "risk_execution" and p.get("tx_hash") and not p.get("error"):
                 deal = p.get("deal_id")
                 db.execute(
-                    "INSERT OR IGNORE INTO risk_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO risk_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     (
                         str(p["decision_id"]),
                         str(record["id"]),
@@ -267,7 +272,7 @@ class RiskBook(DerivedTables):
         return 0
 
     def _apply_alert(
-        self, db: sqlite3.Connection, index: int, record: Mapping[str, Any], p: Mapping[str, Any]
+        self, db: database.Database, index: int, record: Mapping[str, Any], p: Mapping[str, Any]
     ) -> int:
         alert_id = str(p["alert_id"])
         when = _ms(record)
@@ -276,9 +281,9 @@ class RiskBook(DerivedTables):
             deal = p.get("deal_id")
             milestone = p.get("milestone")
             db.execute(
-                f"INSERT OR IGNORE INTO risk_alerts ({_ALERT_COLUMNS}, applied_index) "  # noqa: S608
+                f"INSERT INTO risk_alerts ({_ALERT_COLUMNS}, applied_index) "  # noqa: S608
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, NULL, ?, ?, NULL, NULL, "
-                "NULL, NULL, ?, ?)",
+                "NULL, NULL, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     alert_id,
                     str(p["decision_id"]),
@@ -457,20 +462,20 @@ def audit_tables(log: Log) -> list[AuditFinding]:
     :class:`~chainaudit.errors.StoreError` if the file cannot be read.
     """
     size = log.refresh()
+    where = "the log's PostgreSQL database" if log.database_url else str(log.path)
     try:
-        db = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the risk tables in {log.path}: {exc}") from exc
+        db = database.connect_reader(log.database_url or log.path)
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the risk tables in {where}: {exc}") from exc
     try:
-        db.execute("BEGIN")  # one snapshot: the sync point and the rows it produced
-        tables = [name for (name,) in db.execute(_RISK_TABLES)]
-        if "risk_sync" not in tables:
-            return []
-        synced = int(db.execute("SELECT next_index FROM risk_sync").fetchone()[0])
-        stored = {t: _table_rows(db, t) for t in tables if t != "risk_sync"}
-        db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the risk tables in {log.path}: {exc}") from exc
+        with db.read():  # one snapshot: the sync point and the rows it produced
+            tables = db.tables("risk_")
+            if "risk_sync" not in tables:
+                return []
+            synced = int(db.execute("SELECT next_index FROM risk_sync").fetchone()[0])
+            stored = {t: _table_rows(db, t) for t in tables if t != "risk_sync"}
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the risk tables in {where}: {exc}") from exc
     finally:
         db.close()
     findings: list[AuditFinding] = []
@@ -496,21 +501,17 @@ def audit_tables(log: Log) -> list[AuditFinding]:
     return findings
 
 
-_RISK_TABLES: Final = (
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'risk\\_%' ESCAPE '\\'"
-)
-
 Row = dict[str, Any]
 
 
-def _tables(db: sqlite3.Connection) -> list[str]:
+def _tables(db: database.Database) -> list[str]:
     """The risk tables in ``db`` other than ``risk_sync``."""
-    return [name for (name,) in db.execute(_RISK_TABLES) if name != "risk_sync"]
+    return [name for name in db.tables("risk_") if name != "risk_sync"]
 
 
-def _table_rows(db: sqlite3.Connection, table: str) -> dict[str, Row]:
+def _table_rows(db: database.Database, table: str) -> dict[str, Row]:
     """Every row of ``table``, by its first column (the key of every risk table)."""
-    cursor = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - names from sqlite_master
+    cursor: Any = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - names from the catalogue
     columns = [d[0] for d in cursor.description]
     return {str(row[0]): dict(zip(columns, row, strict=True)) for row in cursor}
 

@@ -107,7 +107,7 @@ class RiskGate:
         self.actor = actor
         self.source = source
         first = self.log
-        self.book = RiskBook(first.path)
+        self.book = RiskBook(first.path, database_url=first.database_url)
         self._lock = threading.Lock()
         self._events = EventCache(chain_id=chain_id, contract=contract)
         if not activate:

@@ -54,7 +54,7 @@ def make_settings(tmp: Path, anvil: Devnet, *, escrow: bool = False, **extra: ob
 
 def issue_keys(settings: Settings, anvil: Devnet) -> tuple[dict[str, str], str, str]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = KeyStore(settings.data_dir / DB_NAME)
+    store = KeyStore(settings.data_dir / DB_NAME, database_url=settings.log_database_url)
     partner, other = anvil.accounts[3].address, anvil.accounts[4].address
     tokens = {}
     for role in ("admin", "operator", "auditor", "regulator"):

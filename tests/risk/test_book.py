@@ -1,10 +1,15 @@
 """The risk tables are an index of the log: rebuilt from it they come out the same, applying a
-record twice changes nothing, and a transition racing another is ignored, not applied twice."""
+record twice changes nothing, and a transition racing another is ignored, not applied twice;
+on SQLite (the log's file) and on PostgreSQL (the log's database)."""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
+
+from chainaudit import database
 from chainaudit.records import prepare
 from chainaudit.risk import ActionRequest, RiskBook, RiskGate, parse_rule_set, transition_alert
 from chainaudit.risk.book import audit_tables
@@ -13,6 +18,22 @@ from chainaudit.store import Log
 from tests.risk.conftest import rules
 
 BUYER = "0x1111111111111111111111111111111111111111"
+
+
+@pytest.fixture
+def log(data_dir: Path, log_at: Callable[..., Log]) -> Iterator[Log]:
+    with log_at(data_dir) as opened:
+        yield opened
+
+
+def execute(log: Log, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Run ``sql`` straight on ``log``'s database (behind the risk tables' back)."""
+    db = database.connect(log.database_url or log.path)
+    try:
+        cursor = db.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()] if sql.startswith("SELECT") else []
+    finally:
+        db.close()
 
 
 def hold_request(amount: int) -> ActionRequest:
@@ -62,13 +83,13 @@ def test_tables_rebuild_from_the_log_and_apply_idempotently(log: Log) -> None:
     before = {a.alert_id: a for a in book.alerts()}
     assert before[str(second.alert_id)].acknowledged_by == "a"
     assert len(before[str(second.alert_id)].records) == 2  # the stale one is not applied
-    cursor = sqlite3.connect(log.path).execute("SELECT next_index FROM risk_sync").fetchone()[0]
+    ((cursor,),) = execute(log, "SELECT next_index FROM risk_sync")
     assert cursor == log.size  # past the trailing documents: no rescans
 
-    sqlite3.connect(log.path).execute("UPDATE risk_sync SET next_index = 0").connection.commit()
+    execute(log, "UPDATE risk_sync SET next_index = 0")
     book.sync(log)  # everything applied a second time
     assert {a.alert_id: a for a in book.alerts()} == before
-    with RiskBook(log.path) as other:
+    with RiskBook(log.path, database_url=log.database_url) as other:
         other.rebuild(log)
         assert {a.alert_id: a for a in other.alerts()} == before
         assert [e.hash for e in other.rule_sets()] == [gate.rule_set.hash]
@@ -77,11 +98,9 @@ def test_tables_rebuild_from_the_log_and_apply_idempotently(log: Log) -> None:
 
 def test_audit_tables_rebuilds_what_the_records_imply_and_names_edited_rows(log: Log) -> None:
     assert audit_tables(log) == []  # a log without risk tables: nothing checked, none created
-    assert (
-        not sqlite3.connect(log.path)
-        .execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_alerts'")
-        .fetchall()
-    )
+    db = database.connect(log.database_url or log.path)
+    assert not db.has_table("risk_alerts")
+    db.close()
     gate = RiskGate(
         log,
         parse_rule_set(
@@ -98,10 +117,7 @@ def test_audit_tables_rebuilds_what_the_records_imply_and_names_edited_rows(log:
     assert audit_tables(log) == []
 
     def edit(sql: str, *params: object) -> None:
-        db = sqlite3.connect(log.path)
-        with db:
-            db.execute(sql, params)
-        db.close()
+        execute(log, sql, *params)
 
     # the partner's forged clearance, written straight into the alerts table
     edit(

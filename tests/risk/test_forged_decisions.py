@@ -93,7 +93,7 @@ def test_forged_alert_records_and_announcements_are_not_applied(
             ),
         ]
     )
-    with RiskBook(log.path) as book:
+    with RiskBook(log.path, database_url=log.database_url) as book:
         book.rebuild(log)
         assert [(a.alert_id, a.status) for a in book.alerts()] == [(alert_id, "open")]
         assert book.clearances(subject_of(hold_request(11))) == []

@@ -158,7 +158,7 @@ def site(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
         max_batch_records=1_000_000,
     )
     settings.data_dir.mkdir(parents=True)
-    store = KeyStore(settings.data_dir / DB_NAME)
+    store = KeyStore(settings.data_dir / DB_NAME, database_url=settings.log_database_url)
     tokens = {role: store.create(role, name=f"{role} (tests)")[1] for role in ROLES}
     partner = anvil.accounts[3].address
     tokens["partner"] = store.create("partner", name="Globex supplier", address=partner)[1]

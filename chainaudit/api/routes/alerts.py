@@ -87,7 +87,7 @@ def _book(request: Request, svc: Services) -> RiskBook:
     """The app's risk tables, synced with the log."""
     book: RiskBook | None = getattr(request.app.state, "risk_book", None)
     if book is None:
-        book = RiskBook(svc.log_path)
+        book = RiskBook(svc.log_path, database_url=svc.settings.log_database_url)
         request.app.state.risk_book = book
     book.sync(svc.reader())
     return book
