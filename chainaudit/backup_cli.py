@@ -64,6 +64,18 @@ def register(commands: Any) -> None:
     _add_chain_check(load, "import")
     load.set_defaults(handler=cmd_import)
 
+    move = commands.add_parser(
+        "migrate",
+        help="move the data directory's SQLite log and the state beside it into an empty "
+        "PostgreSQL database: every leaf re-hashed and every anchored checkpoint checked, "
+        "nothing kept of a refused migration",
+    )
+    move.add_argument(
+        "--to", required=True, metavar="URL", help="the PostgreSQL database (postgresql://...)"
+    )
+    _add_chain_check(move, "migrate")
+    move.set_defaults(handler=cmd_migrate)
+
 
 def _show(args: argparse.Namespace, text: str, result: dict[str, Any]) -> None:
     if getattr(args, "json", False):
@@ -273,6 +285,49 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             "root": "0x" + summary.root.hex(),
             "erased": summary.erased,
             "signed_checkpoints": summary.signed_checkpoints,
+        },
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.migrate import migrate  # noqa: PLC0415
+
+    if settings.log_database_url is not None:
+        raise InputError(
+            "CHAINAUDIT_DATABASE_URL is set: the log is in PostgreSQL already; migrate moves the "
+            "data directory's SQLite log (unset it and give the target with --to)"
+        )
+    anchors, where = _anchors(args, settings, "migrate")
+    anchored = [] if anchors is None else anchors()
+    moved = migrate(
+        settings.data_dir,
+        args.to,
+        kinds=settings.record_kinds,
+        at_rest=at_rest_from(settings),
+        anchored=anchored,
+        allow_behind=args.allow_behind,
+        progress=_progress(args),
+    )
+    reproduced = sum(a.tree_size <= moved.log.tree_size for a in anchored)
+    checked = (
+        where if anchors is None else f"{reproduced} anchored checkpoint(s) of {where} reproduced"
+    )
+    tables = ", ".join(f"{name} ({rows})" for name, rows in sorted(moved.tables.items()))
+    _show(
+        args,
+        f"migrated {moved.log.tree_size} leaves ({moved.log.erased} erased), root "
+        f"0x{moved.log.root.hex()}; {checked}; copied {tables or 'no other table'}. Set "
+        "CHAINAUDIT_DATABASE_URL to the database to use it (the data directory now refuses "
+        "to open its SQLite log)",
+        {
+            "chain_checked": anchors is not None,
+            "anchors_checked": reproduced,
+            "tree_size": moved.log.tree_size,
+            "root": "0x" + moved.log.root.hex(),
+            "erased": moved.log.erased,
+            "tables": moved.tables,
         },
     )
     return 0

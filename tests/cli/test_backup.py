@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from chainaudit import database
 from chainaudit.anchoring import Anchorer, AnchorPolicy
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
@@ -254,3 +255,62 @@ def test_the_restore_drill_passes() -> None:
     )
     assert out.count("VALID: record drill-") == 6  # 3 bundles after restore, 3 after import
     assert out.count("-> exit 2") == 2 and "ca_" not in out.replace("ca_…", "")
+
+
+def _pg_tables(url: str) -> set[str]:
+    with contextlib.closing(database.connect(url)) as db:
+        return set(db.tables(""))
+
+
+def test_migrate_moves_the_log_and_the_state_beside_it_into_postgresql(
+    env: Env, tmp_path: Path, database_url: str
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(env.data, data)
+    made = env.run(data, "keys", "create", "--role", "auditor", "--name", "ann", "--json")
+    assert made.returncode == 0, made.stderr
+    moved = env.run(data, "migrate", "--to", database_url, "--json")
+    assert moved.returncode == 0, moved.stderr
+    result = json.loads(moved.stdout)
+    assert result["tree_size"] == 41 and result["anchors_checked"] == 2  # 40 + the key's record
+    assert result["tables"]["api_keys"] == 1 and result["tables"]["anchors"] == 2
+    assert database_url not in moved.stdout + moved.stderr
+    assert {"bundles", "tiles", "record_ids", "api_keys", "anchors"} <= _pg_tables(database_url)
+    in_pg = {"CHAINAUDIT_DATABASE_URL": database_url}
+    audit = env.run(data, "audit", **in_pg)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    listed = env.run(data, "keys", "list", "--json", **in_pg)
+    assert listed.returncode == 0 and "ann" in listed.stdout, listed.stderr
+    proof = env.run(data, "proof", "inv-30", "-o", str(tmp_path / "b.json"), **in_pg)
+    assert proof.returncode == 0, proof.stderr
+    assert env.verify(tmp_path / "auditor", tmp_path / "b.json").returncode == 0
+    # the old SQLite copy can no longer be written by mistake
+    line = {
+        "id": "x-1",
+        "kind": "transaction",
+        "timestamp": "2026-11-21T09:30:00Z",
+        "actor": "supplier:globex",
+        "payload": {"amount": 1},
+    }
+    (tmp_path / "one.jsonl").write_text(json.dumps(line) + "\n")
+    stale = env.run(data, "ingest", str(tmp_path / "one.jsonl"))
+    assert stale.returncode == 2 and "kept in PostgreSQL" in stale.stderr
+    again = env.run(tmp_path / "other", "migrate", "--to", database_url)
+    assert again.returncode == 2
+
+
+def test_a_migration_that_does_not_reproduce_the_anchors_leaves_nothing(
+    env: Env, tmp_path: Path, database_url: str
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(env.data, data)
+    with contextlib.closing(sqlite3.connect(data / "log.sqlite")) as db, db:
+        tamper.replace_in_body(db, "inv-12", '"amount":1200', '"amount":120')
+    before = _pg_tables(database_url)
+    refused = env.run(data, "migrate", "--to", database_url)
+    assert refused.returncode == 2, refused.stdout
+    assert "line" in refused.stderr and "inv-12" in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert _pg_tables(database_url) == before
+    assert not (data / "log.in-postgresql").exists()
+    assert env.run(data, "keys", "list").returncode == 0  # the SQLite log still opens
