@@ -184,10 +184,11 @@ class SqliteLease:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=busy_seconds, check_same_thread=False
+                path, isolation_level=None, timeout=30.0, check_same_thread=False
             )
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA)  # once: it may wait for the other workers
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the leader lease in {path}: {exc}") from exc
 
