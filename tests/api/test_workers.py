@@ -28,6 +28,8 @@ import httpx
 import pytest
 
 from chainaudit import merkle
+from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain import Chain
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
@@ -237,6 +239,21 @@ def test_workers_sequence_concurrent_clients_into_one_tree(tmp_path: Path, anvil
             assert entry.body is not None
             assert json.loads(entry.body)["payload"]["variant"] != variant
         log.close()
+        # one leader among the workers anchors, whichever worker got the requests
+        leader = served.leader()
+        assert leader is not None and leader[0] in served.workers()
+        for _ in range(3):
+            with served.client(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+                assert http.post("/v1/anchors").status_code == 202
+        contract = Chain(served.settings.rpc_url).contract(
+            str(served.settings.anchor_contract), AUDIT_ANCHOR_ABI
+        )
+        deadline = time.monotonic() + 30
+        while contract.functions.checkpointCount().call() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # time for a second anchor, were a second process anchoring
+        assert contract.functions.checkpointCount().call() == 1
+        assert contract.functions.latestCheckpoint().call()[1] == size
         audit_clean(served)
 
 
