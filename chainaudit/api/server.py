@@ -5,12 +5,16 @@ loopback port)."""
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import ssl
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from chainaudit import metrics
 from chainaudit.api.app import create_app
 from chainaudit.errors import InputError
 from chainaudit.serving import ServedThread, serve_bound, serve_workers
@@ -94,7 +98,10 @@ def serve(
     serve_workers`; each opens its own stores, and one of them, elected through the
     database, runs the anchoring service and the other background work,
     :mod:`chainaudit.leader`); ``on_started`` is called once all of them accept connections.
-    ``before_fork`` and ``after_worker_exit`` are passed on (multi-process metrics).
+    The workers' counters are summed in ``prometheus_client``'s multiprocess mode
+    (:mod:`chainaudit.metrics`): in ``PROMETHEUS_MULTIPROC_DIR`` when set, else in a
+    directory made for this run and removed at its end; each worker that ends is marked
+    dead there. ``before_fork`` and ``after_worker_exit`` are extra hooks of the parent.
     Raises :class:`~chainaudit.errors.WorkersFailedError` when the workers keep dying at
     start."""
     scheme = check_transport(settings, host)
@@ -107,16 +114,31 @@ def serve(
             on_started=on_started,
         )
         return
-    serve_workers(
-        host,
-        port,
-        lambda bound: _config(settings, host, bound, run_anchorer=True),
-        workers=workers,
-        scheme=scheme,
-        on_started=on_started,
-        before_fork=before_fork,
-        after_worker_exit=after_worker_exit,
+    shared = metrics.multiprocess_dir()  # the operator's, else one for this run only
+    own = shared is None
+    directory = metrics.prepare_multiprocess_dir(
+        shared or Path(tempfile.mkdtemp(prefix="chainaudit-metrics-"))
     )
+
+    def worker_exited(pid: int) -> None:
+        metrics.mark_process_dead(pid)
+        if after_worker_exit is not None:
+            after_worker_exit(pid)
+
+    try:
+        serve_workers(
+            host,
+            port,
+            lambda bound: _config(settings, host, bound, run_anchorer=True),
+            workers=workers,
+            scheme=scheme,
+            on_started=on_started,
+            before_fork=before_fork,
+            after_worker_exit=worker_exited,
+        )
+    finally:
+        if own:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class ServerThread(ServedThread):

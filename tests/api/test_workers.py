@@ -239,6 +239,16 @@ def test_workers_sequence_concurrent_clients_into_one_tree(tmp_path: Path, anvil
             assert entry.body is not None
             assert json.loads(entry.body)["payload"]["variant"] != variant
         log.close()
+        # /metrics, whichever worker answers, sums every worker's appends (the records; the
+        # action record that follows each is not counted)
+        with served.client("admin") as http:
+            exposition = http.get("/metrics").text
+        (appended,) = [
+            float(line.split()[-1])
+            for line in exposition.splitlines()
+            if line.startswith("chainaudit_records_appended_total ")
+        ]
+        assert appended == len(acked)
         # one leader among the workers anchors, whichever worker got the requests
         leader = served.leader()
         assert leader is not None and leader[0] in served.workers()
