@@ -335,3 +335,41 @@ def test_workers_that_cannot_start_make_serve_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "the API workers keep exiting before they serve" in last, done.stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_end_with_their_parent(tmp_path: Path) -> None:
+    """``kill -9`` of the supervising parent leaves no orphaned worker serving the port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINAUDIT_")}
+    env.update(
+        CHAINAUDIT_DATA_DIR=str(tmp_path / "data"),
+        CHAINAUDIT_RPC_URL=f"http://127.0.0.1:{free_port()}",  # no chain: nothing to anchor
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chainaudit", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert "with 2 worker processes" in process.stdout.readline()
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert len(children) == 2
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(alive(int(pid)) for pid in children):
+        assert time.monotonic() < deadline, "a worker outlived its parent"
+        time.sleep(0.1)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
