@@ -119,26 +119,32 @@ def test_an_elector_leads_alone_at_once_and_hands_over_on_stop(tmp_path: Path) -
 # -- failover of real worker processes ----------------------------------------------------------
 
 
-def kill_at_pause(served: Served, marker: Path) -> tuple[int, int, float]:
-    """Wait for the leader to reach the pause point, kill it with SIGKILL, and wait until
-    another process holds the lease. Returns (killed pid, old token, takeover seconds)."""
+def paused_leader(served: Served, marker: Path) -> tuple[int, int]:
+    """Wait for the leader to reach the pause point; ``(its pid, its token)``."""
     wait_for("the pause point", marker.exists, timeout=90)
     wait_for("the marker's pid", lambda: marker.read_text().strip(), timeout=5)
     paused = int(marker.read_text())
     leader = served.leader()
     assert leader is not None and leader[0] == paused, "the paused process is the leader"
+    return leader
+
+
+def kill_leader(served: Served, leader: tuple[int, int]) -> float:
+    """Kill the paused leader with SIGKILL and wait until another process holds the lease
+    with a newer token; returns the seconds that took (asserted under 5)."""
+    paused, token = leader
     os.kill(paused, signal.SIGKILL)
     killed_at = time.monotonic()
 
     def successor() -> tuple[int, int] | None:
         now = served.leader()
-        return now if now is not None and now[1] > leader[1] else None
+        return now if now is not None and now[1] > token else None
 
     new = wait_for("a new leader", successor, timeout=15)
     takeover = time.monotonic() - killed_at
     assert isinstance(new, tuple) and new[0] != paused
     assert takeover < TAKEOVER_LIMIT, f"takeover took {takeover:.2f} s"
-    return paused, leader[1], takeover
+    return takeover
 
 
 def anchors(served: Served) -> list[tuple[int, int, str, bytes | None]]:
@@ -161,10 +167,11 @@ def test_leader_killed_mid_anchor_is_replaced_and_anchors_once(
                 assert http.post("/v1/records", json=record(f"a-{i}")).status_code == 201
             size = http.get("/v1/checkpoints/latest").json()["tree_size"]
             assert http.post("/v1/anchors").status_code == 202  # any worker: to the leader
-        _, _, takeover = kill_at_pause(served, marker)
-        killed_at = time.monotonic() - takeover
-        (journaled,) = anchors(served)
+        leader = paused_leader(served, marker)
+        (journaled,) = anchors(served)  # signed and recorded (and sent, after the broadcast)
         assert journaled[1] == size and journaled[2] == SUBMITTED and journaled[3]
+        takeover = kill_leader(served, leader)
+        killed_at = time.monotonic() - takeover
 
         def confirmed() -> bool:
             return any(a[2] in ANCHORED and a[1] >= size for a in anchors(served))
@@ -216,7 +223,7 @@ def test_leader_killed_mid_index_loses_and_repeats_no_event(
     with serve_workers(tmp_path, anvil, 2, escrow=True, **env) as served:
         before = escrow_events(served, anvil)
         assert before > 0  # the deployment's own events: the first tick pauses on them
-        _, _, takeover = kill_at_pause(served, marker)
+        takeover = kill_leader(served, paused_leader(served, marker))
         killed_at = time.monotonic() - takeover
         # more events after the takeover, indexed by the new leader
         client = EscrowClient(Chain(anvil.rpc_url), escrow_address(served, anvil))
