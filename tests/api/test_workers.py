@@ -1,10 +1,11 @@
-"""``chainaudit serve --workers N``: N real processes on one port, over one SQLite log.
+"""``chainaudit serve --workers N``: N real processes on one port, over one log.
 
 Real processes (the CLI in a subprocess), the session's Anvil, real HTTP on a free loopback
-port. Concurrent clients append overlapping and conflicting ids through every worker; the
-log must then hold every acknowledged record exactly once, none of the refused ones, audit
-clean, with the root of a fresh in-memory build of its leaves; a worker killed with
-``kill -9`` mid-append loses nothing it acknowledged, and the parent replaces it.
+port; the log in SQLite and in PostgreSQL (the suite's server). Concurrent clients append
+overlapping and conflicting ids through every worker; the log must then hold every
+acknowledged record exactly once, none of the refused ones, audit clean, with the root of a
+fresh in-memory build of its leaves; a worker killed with ``kill -9`` mid-append loses
+nothing it acknowledged, and the parent replaces it.
 """
 
 from __future__ import annotations
@@ -88,16 +89,25 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
         CHAINAUDIT_MAX_BATCH_RECORDS=str(settings.max_batch_records),
         **extra,
     )
+    if settings.log_database_url is not None:
+        env["CHAINAUDIT_DATABASE_URL"] = settings.log_database_url
     return env
 
 
 @contextmanager
 def serve_workers(
-    tmp: Path, anvil: Devnet, workers: int, *, escrow: bool = False, **extra: str
+    tmp: Path,
+    anvil: Devnet,
+    workers: int,
+    *,
+    escrow: bool = False,
+    database_url: str | None = None,
+    **extra: str,
 ) -> Iterator[Served]:
     """Deploy, issue keys, run ``chainaudit serve --workers N`` until the block ends (then
-    SIGTERM: it must stop every worker and exit 0)."""
-    settings = make_settings(tmp, anvil, escrow=escrow)
+    SIGTERM: it must stop every worker and exit 0); the log in PostgreSQL at
+    ``database_url`` when given."""
+    settings = make_settings(tmp, anvil, escrow=escrow, database_url=database_url)
     tokens, _, _ = issue_keys(settings, anvil)
     env = serve_env(settings, **extra)
     command = ["serve", "--workers", str(workers), "--port", str(free_port())]
@@ -143,7 +153,7 @@ def body_of(document: dict[str, Any]) -> dict[str, Any]:
 def check_log(settings: Settings, acked: dict[str, tuple[int, int]]) -> Log:
     """Every acknowledged id exactly once, at its acknowledged index, with the acknowledged
     variant; the root is a fresh in-memory build of the stored leaves. Returns the log."""
-    log = Log.open(settings.data_dir)
+    log = Log.open(settings.data_dir, database_url=settings.log_database_url)
     entries = list(log.entries())
     assert len(entries) == log.size
     ids = [e.record_id for e in entries]
@@ -174,7 +184,9 @@ def audit_clean(served: Served) -> None:
     assert "audit: clean" in audit.stdout
 
 
-def test_workers_sequence_concurrent_clients_into_one_tree(tmp_path: Path, anvil: Devnet) -> None:
+def test_workers_sequence_concurrent_clients_into_one_tree(
+    tmp_path: Path, anvil: Devnet, log_database: str | None
+) -> None:
     """3 workers x 6 clients, 40 appends each, over 60 ids: overlapping ids with the same
     content are idempotent, a different variant of a taken id is refused (409); every
     acknowledged record is readable with its proof right after the acknowledgement through
@@ -219,7 +231,7 @@ def test_workers_sequence_concurrent_clients_into_one_tree(tmp_path: Path, anvil
             if min(got["tree_size"], latest) <= index:
                 problems.append(f"tree size behind the acknowledged leaf {index}")
 
-    with serve_workers(tmp_path, anvil, 3) as served:
+    with serve_workers(tmp_path, anvil, 3, database_url=log_database) as served:
         assert len(served.workers()) == 3
         threads = [threading.Thread(target=client, args=(n, served)) for n in range(6)]
         for thread in threads:
@@ -268,7 +280,7 @@ def test_workers_sequence_concurrent_clients_into_one_tree(tmp_path: Path, anvil
 
 
 def test_a_worker_killed_mid_append_loses_nothing_acknowledged(
-    tmp_path: Path, anvil: Devnet
+    tmp_path: Path, anvil: Devnet, log_database: str | None
 ) -> None:
     acked: dict[str, tuple[int, int]] = {}
     failed: list[str] = []
@@ -290,7 +302,7 @@ def test_a_worker_killed_mid_append_loses_nothing_acknowledged(
                 with lock:
                     acked[record_id] = (answer.json()["results"][0]["leaf_index"], 0)
 
-    with serve_workers(tmp_path, anvil, 2) as served:
+    with serve_workers(tmp_path, anvil, 2, database_url=log_database) as served:
         first = served.workers()
         threads = [threading.Thread(target=client, args=(n, served)) for n in range(4)]
         for thread in threads:
