@@ -29,7 +29,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,7 +43,14 @@ from chainaudit import note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call
 from chainaudit.checkpointing import Cosign, sign_at
-from chainaudit.errors import ChainError, ChainUnavailableError, NotFoundError, StoreError
+from chainaudit.errors import (
+    ChainError,
+    ChainUnavailableError,
+    NotFoundError,
+    NotLeaderError,
+    StoreError,
+)
+from chainaudit.leader import Fence, pause_point
 from chainaudit.store import AuditFinding, Log
 
 logger = logging.getLogger(__name__)
@@ -146,10 +154,16 @@ def _hex(value: bytes | None) -> str | None:
 
 
 class AnchorBook:
-    """Read and write access to the ``anchors`` table of a log's SQLite file."""
+    """Read and write access to the ``anchors`` table of a log's SQLite file.
 
-    def __init__(self, log: Log) -> None:
+    With a :attr:`fence` (the anchoring service of an elected leader, :mod:`chainaudit.
+    leader`), every write first checks in its own transaction that the fence's term is still
+    current, and raises :class:`~chainaudit.errors.NotLeaderError` (nothing written) if not.
+    """
+
+    def __init__(self, log: Log, *, fence: Fence | None = None) -> None:
         self._log = log
+        self.fence = fence
         try:
             self._db = sqlite3.connect(
                 log.path, isolation_level=None, timeout=30.0, check_same_thread=False
@@ -200,21 +214,39 @@ class AnchorBook:
 
     def create(self, tree_size: int, root: bytes, chain_id: int, contract: str) -> AnchorRecord:
         now = _now_ms()
-        cursor = self._db.execute(
-            "INSERT INTO anchors (tree_size, root, status, chain_id, contract, created_ms, "
-            "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (tree_size, root, PENDING, chain_id, contract, now, now),
-        )
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO anchors (tree_size, root, status, chain_id, contract, created_ms, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tree_size, root, PENDING, chain_id, contract, now, now),
+            )
         return self.get(int(cursor.lastrowid or 0))
 
     def update(self, anchor_id: int, **fields: Any) -> AnchorRecord:
         fields["updated_ms"] = _now_ms()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._db.execute(
-            f"UPDATE anchors SET {assignments} WHERE id = ?",  # noqa: S608 - names are ours
-            (*fields.values(), anchor_id),
-        )
+        with self._write() as db:
+            db.execute(
+                f"UPDATE anchors SET {assignments} WHERE id = ?",  # noqa: S608 - names are ours
+                (*fields.values(), anchor_id),
+            )
         return self.get(anchor_id)
+
+    def check_fence(self) -> None:
+        """Raise :class:`NotLeaderError` when this book has a fence whose term has ended."""
+        if self.fence is not None:
+            with self.fence.transaction(self._db):
+                pass
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The connection for one write: autocommit without a fence, else a transaction
+        that checks the fence first (:meth:`chainaudit.leader.Fence.transaction`)."""
+        if self.fence is None:
+            yield self._db
+            return
+        with self.fence.transaction(self._db) as db:
+            yield db
 
     def raw_tx(self, anchor_id: int) -> bytes | None:
         row = self._db.execute("SELECT raw_tx FROM anchors WHERE id = ?", (anchor_id,)).fetchone()
@@ -257,6 +289,7 @@ class Anchorer:
         clock: Callable[[], float] = time.time,
         signer: note.Signer | None = None,
         cosign: Cosign | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.log = log
         self.cosign = cosign
@@ -269,7 +302,8 @@ class Anchorer:
         self.policy = policy or AnchorPolicy()
         self.clock = clock
         self.contract_address = Web3.to_checksum_address(contract_address)
-        self.book = AnchorBook(log)
+        self.book = AnchorBook(log, fence=fence)
+        """The anchors; with a fence, every write checks the leader's term first."""
         self._contract: Contract = chain.contract(self.contract_address, AUDIT_ANCHOR_ABI)
         self._chain_id: int | None = None
         self._requested = False
@@ -329,11 +363,15 @@ class Anchorer:
                 time.sleep(0.02)
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set, backing off exponentially while the chain is down."""
+        """Tick until ``stop`` is set, backing off exponentially while the chain is down;
+        returns at once when the leader's term ended (:class:`NotLeaderError`)."""
         delay = self.policy.retry_initial
         while not stop.is_set():
             try:
                 self.tick()
+            except NotLeaderError as exc:
+                logger.warning("anchoring: stopped: %s", exc)
+                return
             except Exception:  # the service must outlive any single failure; it is logged
                 logger.exception("anchoring: unexpected failure")
                 self.last_error = "unexpected failure (see the service log)"
@@ -445,7 +483,9 @@ class Anchorer:
             last_error=None,
         )
         logger.info("anchoring: submitted %s for size %d", signed.tx_hash.hex(), anchor.tree_size)
+        pause_point("anchor-recorded")  # test-only: the transaction is journaled, not sent
         broadcast(self.chain, signed)
+        pause_point("anchor-broadcast")  # test-only: sent, its receipt not yet followed
         return record
 
     def _adopt_or_supersede(self, anchor: AnchorRecord, latest: OnChainCheckpoint) -> AnchorRecord:
@@ -521,6 +561,7 @@ class Anchorer:
             return self.book.update(
                 anchor.id, status=PENDING, last_error="anchor transaction was dropped"
             )
+        self.book.check_fence()  # only the current leader sends (the same bytes) again
         try:
             broadcast(self.chain, SignedTx(anchor.tx_hash or b"", raw, anchor.nonce))
         except ChainUnavailableError:

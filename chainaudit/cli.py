@@ -830,7 +830,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.api.server import serve  # noqa: PLC0415
 
     def announce(url: str) -> None:
-        print(f"serving the API at {url} (docs at /docs); Ctrl-C stops it", flush=True)
+        processes = f" with {args.workers} worker processes" if args.workers > 1 else ""
+        print(f"serving the API at {url}{processes} (docs at /docs); Ctrl-C stops it", flush=True)
 
     try:  # the service keeps its log and state there: a writer, it may create it
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -839,7 +840,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc} "
             "(choose another with --data-dir or CHAINAUDIT_DATA_DIR)"
         ) from exc
-    serve(settings, host=args.host, port=args.port, on_started=announce)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, on_started=announce)
     return EXIT_OK
 
 
@@ -2056,6 +2057,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     server.add_argument(
         "--port", type=int, default=8000, help="port (default 8000; 0: any free port)"
+    )
+    server.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default 1); one of them, elected through "
+        "the database, runs the anchoring service, the escrow indexer and checkpoint signing",
     )
     server.set_defaults(handler=cmd_serve)
 

@@ -222,3 +222,14 @@ class RiskHoldError(RiskError):
         self.hold_tx = hold_tx
         #: The ids of the rules that fired.
         self.fired = fired
+
+
+class NotLeaderError(ChainauditError):
+    """Leader-only work (anchoring, the escrow indexer, checkpoint signing) was attempted by
+    a process whose leadership term has ended: another process holds a newer fencing token
+    (:mod:`chainaudit.leader`). Nothing of the attempted write was committed."""
+
+
+class WorkersFailedError(ChainauditError):
+    """``chainaudit serve --workers N`` could not keep its worker processes running: they
+    kept exiting before they started serving."""

@@ -66,8 +66,15 @@ from web3 import Web3
 
 from chainaudit import integrity, provenance
 from chainaudit.chain import Chain
-from chainaudit.errors import ChainUnavailableError, ConflictError, NotFoundError, StoreError
+from chainaudit.errors import (
+    ChainUnavailableError,
+    ConflictError,
+    NotFoundError,
+    NotLeaderError,
+    StoreError,
+)
 from chainaudit.escrow import DecodedEvent, EscrowClient
+from chainaudit.leader import Fence, pause_point
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import AuditFinding, Entry, Log
 
@@ -188,6 +195,11 @@ class Indexer:
 
     Call :meth:`tick` repeatedly, or :meth:`run` in a thread. ``log`` must not be used by
     another thread while a tick runs (a :class:`~chainaudit.store.Log` serves one thread).
+
+    With a ``fence`` (an elected leader's, :mod:`chainaudit.leader`), every write to the
+    indexer's tables checks in its transaction that the term is still current, and the
+    outbox is appended to the log only after that check; a deposed indexer raises
+    :class:`~chainaudit.errors.NotLeaderError` and :meth:`run` returns.
     """
 
     def __init__(
@@ -202,6 +214,7 @@ class Indexer:
         poll_interval: float = 1.0,
         retry_max: float = 30.0,
         abi: list[dict[str, Any]] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         if confirmations < 1:
             raise ValueError("confirmations must be at least 1 (the head has depth 1)")
@@ -218,6 +231,7 @@ class Indexer:
         self.retry_max = retry_max
         self.last_error: str | None = None
         self.alarms = 0
+        self.fence = fence
         """Integrity alarms (squatted ids) this indexer raised since it started."""
         self._chain_id: int | None = None
         self._input_types = _input_types(self.client.abi)
@@ -306,6 +320,9 @@ class Indexer:
         while not stop.is_set():
             try:
                 self.tick()
+            except NotLeaderError as exc:
+                logger.warning("indexer: stopped: %s", exc)
+                return
             except ChainUnavailableError as exc:
                 self.last_error = str(exc)
                 logger.warning("indexer: chain unavailable: %s", exc)
@@ -338,6 +355,8 @@ class Indexer:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot start an indexer transaction: {exc}") from exc
         try:
+            if self.fence is not None:
+                self.fence.check(self._db)
             yield self._db
             self._db.execute("COMMIT")
         except BaseException:
@@ -350,12 +369,18 @@ class Indexer:
         if not rows:
             return 0
         records = [prepare(json.loads(body)) for _, body in rows]
+        pause_point("index-outbox")  # test-only: the events are in the outbox, not the log
+        if self.fence is not None:  # a deposed indexer appends nothing (idempotent anyway)
+            with self._transaction():
+                pass
         try:
             result = self.log.append(records)
         except ConflictError:
             self._divert([seq for seq, _ in rows], records)
             return self._flush()
-        self._db.execute("DELETE FROM escrow_index_outbox WHERE seq <= ?", (rows[-1][0],))
+        pause_point("index-appended")  # test-only: in the log, still in the outbox
+        with self._transaction() as db:
+            db.execute("DELETE FROM escrow_index_outbox WHERE seq <= ?", (rows[-1][0],))
         return result.appended
 
     def _divert(self, seqs: Sequence[int], records: Sequence[PreparedRecord]) -> None:

@@ -1,18 +1,23 @@
-"""Running the API with uvicorn: in the foreground (``chainaudit serve``) or in a thread
-(tests and benchmarks, on a free loopback port)."""
+"""Running the API with uvicorn: in the foreground (``chainaudit serve``, one process or
+``--workers N`` processes on one socket) or in a thread (tests and benchmarks, on a free
+loopback port)."""
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import ssl
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from chainaudit import metrics
 from chainaudit.api.app import create_app
 from chainaudit.errors import InputError
-from chainaudit.serving import ServedThread, serve_bound
+from chainaudit.serving import ServedThread, serve_bound, serve_workers
 from chainaudit.settings import Settings
 
 
@@ -76,7 +81,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
+    workers: int = 1,
     on_started: Callable[[str], None] | None = None,
+    before_fork: Callable[[], None] | None = None,
+    after_worker_exit: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until interrupted, over TLS when the settings name a certificate and key.
 
@@ -84,15 +92,53 @@ def serve(
     for an unusable certificate, or plain HTTP off loopback in production without
     ``behind_proxy``), then the socket is bound (:func:`bind` raises a one-line
     :class:`InputError` when it cannot be); ``on_started`` then gets the URL served
-    (``https://`` over TLS), once the app has started and connections are accepted."""
+    (``https://`` over TLS), once the app has started and connections are accepted.
+
+    ``workers`` > 1: that many processes serve the one socket (:func:`~chainaudit.serving.
+    serve_workers`; each opens its own stores, and one of them, elected through the
+    database, runs the anchoring service and the other background work,
+    :mod:`chainaudit.leader`); ``on_started`` is called once all of them accept connections.
+    The workers' counters are summed in ``prometheus_client``'s multiprocess mode
+    (:mod:`chainaudit.metrics`): in ``PROMETHEUS_MULTIPROC_DIR`` when set, else in a
+    directory made for this run and removed at its end; each worker that ends is marked
+    dead there. ``before_fork`` and ``after_worker_exit`` are extra hooks of the parent.
+    Raises :class:`~chainaudit.errors.WorkersFailedError` when the workers keep dying at
+    start."""
     scheme = check_transport(settings, host)
-    serve_bound(
-        host,
-        port,
-        lambda bound: _config(settings, host, bound, run_anchorer=True),
-        scheme=scheme,
-        on_started=on_started,
+    if workers == 1:
+        serve_bound(
+            host,
+            port,
+            lambda bound: _config(settings, host, bound, run_anchorer=True),
+            scheme=scheme,
+            on_started=on_started,
+        )
+        return
+    shared = metrics.multiprocess_dir()  # the operator's, else one for this run only
+    own = shared is None
+    directory = metrics.prepare_multiprocess_dir(
+        shared or Path(tempfile.mkdtemp(prefix="chainaudit-metrics-"))
     )
+
+    def worker_exited(pid: int) -> None:
+        metrics.mark_process_dead(pid)
+        if after_worker_exit is not None:
+            after_worker_exit(pid)
+
+    try:
+        serve_workers(
+            host,
+            port,
+            lambda bound: _config(settings, host, bound, run_anchorer=True),
+            workers=workers,
+            scheme=scheme,
+            on_started=on_started,
+            before_fork=before_fork,
+            after_worker_exit=worker_exited,
+        )
+    finally:
+        if own:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class ServerThread(ServedThread):

@@ -1,5 +1,14 @@
 """What the API's requests share: settings, the log (one reader per thread, one group
-writer), the key store, the chain endpoint, the anchoring thread and the metrics."""
+writer), the key store, the chain endpoint, the metrics, and the background work.
+
+Background work is of two sorts. **Per process** (every worker of ``chainaudit serve
+--workers N``): the group writer and the read audit, which write only what this process's
+requests bring, and in-memory state read from the database (authentication cache, escrow
+event cache). **Leader only** (one process at a time, elected through the database,
+:mod:`chainaudit.leader`): the anchoring service and the escrow indexer, which write records
+and send transactions under a fencing token, checkpoint signing (which may call witnesses)
+and the record index follower (a derived table every request can also catch up).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigErro
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
+from chainaudit.leader import ANCHOR_SIGNAL, Elector, Fence, SqliteLease
 from chainaudit.logkey import log_signer
 from chainaudit.metrics import ApiMetrics
 from chainaudit.record_index import RecordIndex
@@ -80,11 +90,18 @@ class Services:
         self.budget = WorkBudget(settings.work_budget_per_minute)
         self.events = EventCache()
         """Every vault's live escrow events, read incrementally (statements)."""
-        self._index_thread: threading.Thread | None = None
         self.chain: Chain = chain_from(settings)
         self.run_anchorer = run_anchorer
         self.anchorer: Anchorer | None = None
-        self._anchor_thread: threading.Thread | None = None
+        """The anchoring service, while this process leads and it runs here."""
+        self.anchoring_problem: str | None = "not run by this service"
+        """Why the anchoring service cannot run (``None``: it can)."""
+        self._anchor_contract: str | None = None
+        self.lease: SqliteLease | None = None
+        self.elector: Elector | None = None
+        """The election of the process that runs the background work (:meth:`_lead`)."""
+        self._leader_stop = threading.Event()
+        self._leader_threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._local = threading.local()
         self._chain_id: int | None = None
@@ -93,8 +110,6 @@ class Services:
         self.escrow: EscrowClient | None = None
         self.devnet_token: str | None = None
         self.indexer: Indexer | None = None
-        self._indexer_thread: threading.Thread | None = None
-        self._checkpoint_thread: threading.Thread | None = None
         self._checkpoints: CheckpointSigner | None = None
         self._devnet_keys: dict[str, str] | None = None
         self._guarded: GuardedEscrow | None = None
@@ -103,19 +118,74 @@ class Services:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the per-process work (the group writer, the read audit) and the election:
+        the leader-only work (:meth:`_lead`) starts once this process holds the lease
+        (:mod:`chainaudit.leader`; a lone process holds it from its first moment)."""
         self.writer.start()
         self.reads.start()
-        self._index_thread = threading.Thread(
-            target=self._follow_log, name="chainaudit-record-index", daemon=True
-        )
-        self._index_thread.start()
-        self._start_checkpoints()
         self._connect_escrow()
         if self.run_anchorer:
-            self._start_anchorer()
-            self._start_indexer()
+            self._check_anchoring()
+        self.lease = SqliteLease(self.log_path)
+        self.elector = Elector(
+            self.lease, on_elected=self._lead, on_deposed=self._follow, on_duty=self._duties
+        )
+        self.elector.start()
 
-    def _start_checkpoints(self) -> None:
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the leader-only work now."""
+        return self.elector is not None and self.elector.is_leader
+
+    def _lead(self, fence: Fence) -> None:
+        """Start the leader-only work of one term, fenced by ``fence``: the record index
+        follower, checkpoint signing, and (``run_anchorer``) the anchoring service and the
+        escrow indexer."""
+        stop = self._leader_stop = threading.Event()
+        self._leader_threads = []
+        self._spawn("chainaudit-record-index", self._follow_log, stop)
+        self._start_checkpoints(stop)
+        if self.run_anchorer:
+            self._start_anchorer(fence, stop)
+            try:
+                self._start_indexer(fence, stop)
+            except ChainauditError as exc:
+                logger.warning("escrow indexer not started in this term: %s", exc)
+
+    def _spawn(
+        self, name: str, target: Callable[[threading.Event], None], stop: threading.Event
+    ) -> None:
+        thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+        self._leader_threads.append(thread)
+        thread.start()
+
+    def _follow(self) -> None:
+        """End this process's term: stop the leader-only work and wait for it (at most 30 s
+        a thread; a deposed writer is fenced anyway)."""
+        self._leader_stop.set()
+        for thread in self._leader_threads:
+            thread.join(timeout=30)
+        self._leader_threads = []
+        for closing in (self._checkpoints, self.anchorer, self.indexer):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception:  # a thread still stuck in it: left to the process exit
+                    logger.exception("leader: closing %s failed", type(closing).__name__)
+        if self.anchorer is not None:
+            self.anchorer.log.close()
+        if self.indexer is not None:
+            self.indexer.log.close()
+        self._checkpoints, self.anchorer, self.indexer = None, None, None
+
+    def _duties(self) -> None:
+        """Each leader cycle: pass on an anchor request another worker left."""
+        if self.lease is not None and self.lease.take_signal(ANCHOR_SIGNAL):
+            anchorer = self.anchorer
+            if anchorer is not None:
+                anchorer.request()
+
+    def _start_checkpoints(self, stop: threading.Event) -> None:
         """Sign a checkpoint whenever the log grew, every ``checkpoint_interval`` seconds."""
         log = Log(self.log_path, kinds=self.kinds, database_url=self.settings.log_database_url)
         signer = self._checkpoints = CheckpointSigner(
@@ -128,10 +198,7 @@ class Services:
             signer.tick()  # a restarted service serves its current tree head at once
         except ChainauditError:
             logger.exception("checkpoints: signing the current tree failed; retrying")
-        self._checkpoint_thread = threading.Thread(
-            target=signer.run, args=(self._stop,), name="chainaudit-checkpoints", daemon=True
-        )
-        self._checkpoint_thread.start()
+        self._spawn("chainaudit-checkpoints", signer.run, stop)
 
     def _connect_escrow(self) -> None:
         """Find the escrow vault (settings or deployments file); absent on chains without one."""
@@ -149,7 +216,7 @@ class Services:
         except ChainauditError:
             return None
 
-    def _start_indexer(self) -> None:
+    def _start_indexer(self, fence: Fence, stop: threading.Event) -> None:
         if self.escrow is None:
             return
         start = deployment_block(
@@ -162,11 +229,9 @@ class Services:
             confirmations=self.settings.confirmations,
             start_block=start,
             poll_interval=0.5,
+            fence=fence,
         )
-        self._indexer_thread = threading.Thread(
-            target=self.indexer.run, args=(self._stop,), name="chainaudit-indexer", daemon=True
-        )
-        self._indexer_thread.start()
+        self._spawn("chainaudit-indexer", self.indexer.run, stop)
 
     def token_decimals(self, token: str) -> int | None:
         """An ERC-20's ``decimals()``, cached; ``None`` when the token does not answer."""
@@ -249,44 +314,68 @@ class Services:
         (:func:`chainaudit.roles.officer_account`)."""
         return roles.officer_account(self.settings, key.address)
 
-    def _start_anchorer(self) -> None:
+    def _check_anchoring(self) -> None:
+        """Whether the anchoring service can be built here (every process knows, so that a
+        follower answers ``POST /v1/anchors`` as the leader would)."""
         try:
-            self.anchorer = anchorer_from(
+            anchorer = anchorer_from(
                 self.settings, self._open_log(), self.chain, signer=self.log_signer
             )
         except (ChainauditError, OSError) as exc:
             logger.warning("anchoring service not started: %s", exc)
-            self.anchorer = None
+            self.anchoring_problem = str(exc)
             return
-        self._anchor_thread = threading.Thread(
-            target=self.anchorer.run, args=(self._stop,), name="chainaudit-anchorer", daemon=True
-        )
-        self._anchor_thread.start()
+        self._anchor_contract = anchorer.contract_address
+        anchorer.close()
+        anchorer.log.close()
+        self.anchoring_problem = None
+
+    def _start_anchorer(self, fence: Fence, stop: threading.Event) -> None:
+        if self.anchoring_problem is not None:
+            return
+        try:
+            anchorer = anchorer_from(
+                self.settings, self._open_log(), self.chain, signer=self.log_signer
+            )
+        except (ChainauditError, OSError) as exc:
+            logger.warning("anchoring service not started: %s", exc)
+            return
+        anchorer.book.fence = fence
+        self.anchorer = anchorer
+        self._spawn("chainaudit-anchorer", anchorer.run, stop)
+
+    def anchoring_running(self) -> bool:
+        """Whether the anchoring service runs in this deployment (in the leader, which may
+        be another process)."""
+        return self.run_anchorer and self.anchoring_problem is None
+
+    def request_anchor(self) -> None:
+        """Ask the anchoring service to anchor the current log at its next step: at once in
+        the leader, through the lease's signal from any other worker (within a second)."""
+        anchorer = self.anchorer
+        if anchorer is not None:
+            anchorer.request()
+        elif self.lease is not None:
+            self.lease.signal(ANCHOR_SIGNAL)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._anchor_thread is not None:
-            self._anchor_thread.join(timeout=30)
-        if self._indexer_thread is not None:
-            self._indexer_thread.join(timeout=30)
-        if self._checkpoint_thread is not None:
-            self._checkpoint_thread.join(timeout=30)
-            if self._checkpoints is not None and not self._checkpoint_thread.is_alive():
-                self._checkpoints.close()
-        if self._index_thread is not None:
-            self._index_thread.join(timeout=30)
+        if self.elector is not None:
+            self.elector.stop()  # the leader-only work ends, and the lease is released
+        if self.lease is not None:
+            self.lease.close()
         self.reads.stop()  # the last reads, while the writer still runs
         self.writer.stop()
 
-    def _follow_log(self) -> None:
+    def _follow_log(self, stop: threading.Event) -> None:
         """Keep :attr:`record_index` caught up with the log (a request syncs the rest)."""
         with self._open_log() as log:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
                     self.record_index.sync(log)
                 except ChainauditError:
                     logger.exception("record index: sync failed")
-                self._stop.wait(0.5)
+                stop.wait(0.5)
 
     def _open_log(self) -> Log:
         """A new connection to the log, with this deployment's encryption at rest."""
@@ -371,8 +460,11 @@ class Services:
     def anchor_contract(self) -> str:
         """The EIP-55 address of this service's ``AuditAnchor`` (settings, else the deployments
         file); :class:`ConfigError` when none is configured."""
-        if self.anchorer is not None:
-            return self.anchorer.contract_address
+        anchorer = self.anchorer
+        if anchorer is not None:
+            return anchorer.contract_address
+        if self._anchor_contract is not None:
+            return self._anchor_contract
         try:
             return str(Web3.to_checksum_address(contract_address(self.settings, self.chain)))
         except ValueError as exc:

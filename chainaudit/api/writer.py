@@ -10,7 +10,9 @@ whose ids conflict fails alone (nothing of it is written); the others still comm
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +27,7 @@ from chainaudit.store import AppendResult, Log
 logger = logging.getLogger(__name__)
 
 MAX_GROUP_RECORDS = 50_000
+FLAGS = os.O_CREAT | os.O_RDWR
 
 Signatures = dict[str, tuple[str, str]]
 FollowUp = Callable[[AppendResult], PreparedRecord | None]
@@ -34,7 +37,9 @@ _Item = tuple[Sequence[PreparedRecord], Signatures, FollowUp | None, "Future[App
 
 
 class GroupWriter:
-    """The single writer of a log file inside the API process."""
+    """The single writer of a log inside the API process. The writers of several processes
+    (``chainaudit serve --workers N``) on an SQLite log take turns through an advisory lock
+    on the file ``<log file>.writers``."""
 
     def __init__(
         self,
@@ -92,26 +97,43 @@ class GroupWriter:
         log = Log(
             self._path, kinds=self._kinds, at_rest=self._at_rest, database_url=self._database_url
         )
+        # SQLite only: PostgreSQL queues its writers itself
+        turn = None if self._database_url else os.open(f"{self._path}.writers", FLAGS, 0o600)
         try:
             while True:
                 first = self._queue.get()
                 if first is None:
                     return
-                group = [first]
-                count = len(first[0])
-                while count < MAX_GROUP_RECORDS:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)
-                        break
-                    group.append(item)
-                    count += len(item[0])
-                self._commit(log, group)
+                # The writers of every process sharing the file take turns on this lock
+                # (the kernel wakes the next at once, where SQLite's busy handler would sleep
+                # and poll); what queued meanwhile joins the group.
+                if turn is not None:
+                    fcntl.flock(turn, fcntl.LOCK_EX)
+                try:
+                    self._commit(log, self._group(first))
+                finally:
+                    if turn is not None:
+                        fcntl.flock(turn, fcntl.LOCK_UN)
         finally:
+            if turn is not None:
+                os.close(turn)
             log.close()
+
+    def _group(self, first: _Item) -> list[_Item]:
+        """``first`` and what else is queued, up to :data:`MAX_GROUP_RECORDS` records."""
+        group = [first]
+        count = len(first[0])
+        while count < MAX_GROUP_RECORDS:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            group.append(item)
+            count += len(item[0])
+        return group
 
     def _commit(self, log: Log, group: list[_Item]) -> None:
         outcomes: list[tuple[Future[AppendResult], AppendResult | BaseException]] = []

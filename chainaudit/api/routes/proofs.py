@@ -191,7 +191,7 @@ class AnchorRequested(BaseModel):
 @router.post("/anchors", status_code=status.HTTP_202_ACCEPTED, response_model=AnchorRequested)
 def request_anchor(key: Operator, svc: ServicesDep) -> AnchorRequested:
     """Ask the anchoring service to anchor the current log at its next step."""
-    if svc.anchorer is None:
+    if not svc.anchoring_running():
         raise Problem(
             503,
             "chain-unavailable",
@@ -201,7 +201,7 @@ def request_anchor(key: Operator, svc: ServicesDep) -> AnchorRequested:
     ready, detail = svc.chain_ready()
     if not ready:
         raise Problem(503, "chain-unavailable", detail, headers={"Retry-After": "5"})
-    svc.anchorer.request()
+    svc.request_anchor()  # the leader's, which may be another worker
     return AnchorRequested(
         requested=True, tree_size=svc.reader().size, detail="the anchor will be submitted shortly"
     )
