@@ -17,7 +17,7 @@ SLITHER_STAMP := $(SLITHER_VENV)/.installed
 FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 SNAPSHOT_FILTER := --match-path 'contracts/test/Escrow*' --no-match-test invariant
 
-.PHONY: help setup test test-py test-contracts gas-check lint slither browser go-tlog postgres demo \
+.PHONY: help setup test test-py test-contracts gas-check lint slither browser go-tlog postgres nginx demo \
 	demo-stop bench fuzz clean
 
 help:
@@ -65,11 +65,15 @@ go-tlog:
 # unless CHAINAUDIT_TEST_DATABASE_URL names a running server.
 postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+		tools/apt-install postgresql
 
-test: setup browser go-tlog postgres lint test-contracts test-py
+# Debian's nginx: tests/test_deploy.py runs docs/deploy.md's site in front of the workers.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || tools/apt-install nginx-light
 
-test-py: setup postgres
+test: setup browser go-tlog postgres nginx lint test-contracts test-py
+
+test-py: setup postgres nginx
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-contracts: setup gas-check
