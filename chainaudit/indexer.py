@@ -141,6 +141,16 @@ CREATE TABLE IF NOT EXISTS escrow_index_outbox (
 );
 """
 
+_TABLES: Final = frozenset(
+    {
+        "escrow_index_cursor",
+        "escrow_index_blocks",
+        "escrow_index_events",
+        "escrow_deal_parties",
+        "escrow_index_outbox",
+    }
+)
+"""The tables of :data:`_SCHEMA` (created when one is missing: an upgrade in place)."""
 _INSERT_PARTY: Final = (
     "INSERT INTO escrow_deal_parties VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
@@ -250,7 +260,7 @@ class Indexer:
         try:
             if self._db.engine == "sqlite":
                 self._db.executescript(_SCHEMA)
-            elif not self._db.has_table("escrow_index_outbox"):
+            elif set(self._db.tables("escrow_")) < _TABLES:
                 with self._db.write_as(_LOCK):  # several processes may open at once
                     self._db.executescript(database.adapt_schema(_SCHEMA, self._db.engine))
         except database.DatabaseError as exc:
