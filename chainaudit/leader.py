@@ -202,7 +202,8 @@ class DatabaseLease:
     one clock of every node sharing the database (the nodes' own clocks may differ).
 
     Raises :class:`~chainaudit.errors.StoreError` when the database cannot be opened; each
-    method raises it when the database refuses (busy longer than ``busy_seconds``).
+    method raises it when the database refuses (busy longer than ``busy_seconds``, or the
+    connection was lost: on PostgreSQL the next call opens a new one).
     """
 
     def __init__(
@@ -210,47 +211,66 @@ class DatabaseLease:
     ) -> None:
         self.name = name
         self.location = location
+        self.busy_seconds = busy_seconds
         self._lock = threading.Lock()
-        where = "the PostgreSQL database" if database.is_url(location) else str(location)
+        self._where = "the PostgreSQL database" if database.is_url(location) else str(location)
+        self._db: database.Database | None = self._open()
+        self.engine: database.Engine = self._db.engine
+        """Where the lease is: ``sqlite`` or ``postgresql``."""
+
+    def _open(self) -> database.Database:
+        """A new connection, the tables created if missing; raises :class:`StoreError`."""
         try:
-            self._db = database.connect(location)
+            db = database.connect(self.location)
         except database.DatabaseError as exc:
-            raise StoreError(f"cannot open the leader lease in {where}: {exc}") from exc
+            raise StoreError(f"cannot open the leader lease in {self._where}: {exc}") from exc
         try:
-            if self._db.engine == "sqlite":
-                self._db.executescript(_SCHEMA)  # once: it may wait for the other workers
-                self._db.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
+            if db.engine == "sqlite":
+                db.executescript(_SCHEMA)  # once: it may wait for the other workers
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_seconds * 1000)}")
             else:
-                if not self._db.has_table("leader_lease"):
-                    with self._db.write_as("leader_lease"):  # several may open at once
-                        self._db.executescript(database.adapt_schema(_SCHEMA, "postgresql"))
-                self._db.execute(f"SET lock_timeout = {int(busy_seconds * 1000)}")
+                if not db.has_table("leader_lease"):
+                    with db.write_as("leader_lease"):  # several may open at once
+                        db.executescript(database.adapt_schema(_SCHEMA, "postgresql"))
+                db.execute(f"SET lock_timeout = {int(self.busy_seconds * 1000)}")
         except database.DatabaseError as exc:
-            self._db.close()
-            raise StoreError(f"cannot open the leader lease in {where}: {exc}") from exc
+            db.close()
+            raise StoreError(f"cannot open the leader lease in {self._where}: {exc}") from exc
+        return db
 
-    @property
-    def engine(self) -> database.Engine:
-        return self._db.engine
+    @contextmanager
+    def _session(self, what: str) -> Iterator[database.Database]:
+        """The connection, under the object's lock. A PostgreSQL connection that failed is
+        dropped and a new one opened at the next call (a server restart, a cut connection:
+        the election goes on); the failure is raised as :class:`StoreError` ``what``."""
+        with self._lock:
+            if self._db is None:
+                self._db = self._open()
+            db = self._db
+            try:
+                yield db
+            except database.DatabaseError as exc:
+                if db.engine == "postgresql":
+                    self._db = None
+                    with suppress(Exception):
+                        db.close()
+                raise StoreError(f"cannot {what} the {self.name} lease: {exc}") from exc
 
-    def _now(self) -> int:
+    @staticmethod
+    def _now(db: database.Database) -> int:
         """Now in ms by the shared clock (see the class)."""
-        if self._db.engine == "postgresql":
-            return int(self._db.execute(_PG_NOW).fetchone()[0])
+        if db.engine == "postgresql":
+            return int(db.execute(_PG_NOW).fetchone()[0])
         return _now_ms()
 
     @contextmanager
     def _transaction(self) -> Iterator[database.Database]:
-        with self._lock:
-            try:
-                with self._db.write_as("leader_lease") as db:
-                    yield db
-            except database.DatabaseError as exc:
-                raise StoreError(f"cannot write the {self.name} lease: {exc}") from exc
+        with self._session("write") as db, db.write_as("leader_lease"):
+            yield db
 
     def acquire(self, holder: str, seconds: float) -> Term | None:
         with self._transaction() as db:
-            now = self._now()
+            now = self._now(db)
             row = db.execute(
                 "SELECT holder, token, expires_ms FROM leader_lease WHERE name = ?", (self.name,)
             ).fetchone()
@@ -268,7 +288,7 @@ class DatabaseLease:
 
     def renew(self, term: Term, seconds: float) -> Term | None:
         with self._transaction() as db:
-            expires = self._now() + int(seconds * 1000)
+            expires = self._now(db) + int(seconds * 1000)
             done = _changed(
                 db.execute(
                     "UPDATE leader_lease SET expires_ms = ? WHERE name = ? AND token = ? "
@@ -286,21 +306,17 @@ class DatabaseLease:
             )
 
     def current(self) -> Term | None:
-        with self._lock:
-            try:
-                row = self._db.execute(
-                    "SELECT holder, token, expires_ms FROM leader_lease WHERE name = ?",
-                    (self.name,),
-                ).fetchone()
-            except database.DatabaseError as exc:
-                raise StoreError(f"cannot read the {self.name} lease: {exc}") from exc
+        with self._session("read") as db:
+            row = db.execute(
+                "SELECT holder, token, expires_ms FROM leader_lease WHERE name = ?", (self.name,)
+            ).fetchone()
         return None if row is None else Term(self.name, str(row[0]), int(row[1]), int(row[2]))
 
     def live(self) -> Term | None:
         """The current term if it has not expired (by the shared clock), else ``None``."""
         term = self.current()
-        with self._lock:
-            now = self._now()
+        with self._session("read") as db:
+            now = self._now(db)
         return term if term is not None and term.expires_ms > now else None
 
     def signal(self, what: str) -> None:
@@ -308,17 +324,12 @@ class DatabaseLease:
             db.execute(
                 "INSERT INTO leader_signals VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
                 "SET requested_ms = excluded.requested_ms",
-                (what, self._now()),
+                (what, self._now(db)),
             )
 
     def take_signal(self, what: str) -> bool:
-        with self._lock:  # a cheap read first: the leader polls this every second
-            try:
-                found = self._db.execute(
-                    "SELECT 1 FROM leader_signals WHERE name = ?", (what,)
-                ).fetchone()
-            except database.DatabaseError as exc:
-                raise StoreError(f"cannot read the {self.name} signals: {exc}") from exc
+        with self._session("read") as db:  # a cheap read first: the leader polls it every second
+            found = db.execute("SELECT 1 FROM leader_signals WHERE name = ?", (what,)).fetchone()
         if found is None:
             return False
         with self._transaction() as db:
@@ -326,7 +337,9 @@ class DatabaseLease:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 class SqliteLease(DatabaseLease):

@@ -34,7 +34,7 @@ from chainaudit.anchoring import ANCHORED, SUBMITTED, AnchorBook
 from chainaudit.chain import Chain, deployment_block
 from chainaudit.deploy import contract_address
 from chainaudit.devnet import Devnet, free_port
-from chainaudit.errors import NotLeaderError
+from chainaudit.errors import NotLeaderError, StoreError
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import KIND as EVENT_KIND
 from chainaudit.leader import (
@@ -92,6 +92,23 @@ def test_the_lease_is_taken_once_renewed_and_taken_over_with_a_new_token(
     assert third is not None and third.token == 3
     a.close()
     b.close()
+
+
+def test_a_postgresql_lease_outlives_a_lost_connection(database_url: str) -> None:
+    """The server ends the lease's connection (as a restart or a cut link would): that one
+    call fails with StoreError (the elector logs it and tries again), the next reconnects."""
+    lease = PostgresLease(database_url)
+    term = lease.acquire("a", 5.0)
+    assert term is not None and lease._db is not None
+    (pid,) = lease._db.execute("SELECT pg_backend_pid()").fetchone()
+    with closing(database.connect(database_url)) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(?)", (pid,)).fetchone()[0] is True
+    with pytest.raises(StoreError, match="cannot write the background lease"):
+        lease.renew(term, 5.0)
+    renewed = lease.renew(term, 5.0)  # on a new connection
+    assert renewed is not None and renewed.token == term.token
+    assert lease.current() == renewed
+    lease.close()
 
 
 def test_a_deposed_leader_writes_no_anchor(tmp_path: Path, log_database: str | None) -> None:
