@@ -86,9 +86,9 @@ LIVE: Final = "live"
 RETRACTED: Final = "retracted"
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 KEEP_EMPTY_BLOCKS: Final = 128
+"""How many event-less cursor blocks to remember for finding a fork point quickly."""
 _LOCK: Final = "escrow_index"
 """The :meth:`~chainaudit.database.Database.write_as` lock of the indexer's writes."""
-"""How many event-less cursor blocks to remember for finding a fork point quickly."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS escrow_index_cursor (
@@ -207,8 +207,7 @@ class Indexer:
     ``start_block`` the first block to scan (the vault's deployment block);
     ``batch_blocks`` the most blocks one tick scans. ``abi`` defaults to the compiled
     contract. The indexer's tables live beside ``log``'s (its SQLite file or PostgreSQL
-    schema); several indexers (other
-    chains or vaults) may share one log.
+    schema); several indexers (other chains or vaults) may share one log.
 
     Call :meth:`tick` repeatedly, or :meth:`run` in a thread. ``log`` must not be used by
     another thread while a tick runs (a :class:`~chainaudit.store.Log` serves one thread).
