@@ -1,6 +1,7 @@
 """The anchoring service: puts the log's checkpoints on chain, durably and exactly once.
 
-Each anchor is a row of the ``anchors`` table, in the log's own SQLite file, and moves through
+Each anchor is a row of the ``anchors`` table, beside the log's tables (its SQLite file or
+its PostgreSQL schema), and moves through
 
     pending ──► submitted ──► confirmed ──► final
        ▲            │  ▲           │
@@ -26,7 +27,6 @@ keeps accepting records.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +39,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
-from chainaudit import note
+from chainaudit import database, note
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain import Chain, SignedTx, broadcast, sign_call
 from chainaudit.checkpointing import Cosign, sign_at
@@ -62,6 +62,8 @@ FINAL: Final = "final"
 SUPERSEDED: Final = "superseded"
 ACTIVE: Final = (PENDING, SUBMITTED, CONFIRMED)
 ANCHORED: Final = (CONFIRMED, FINAL)
+_LOCK: Final = "anchors"
+"""The :meth:`~chainaudit.database.Database.write_as` lock of the anchor writers."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS anchors (
@@ -154,24 +156,42 @@ def _hex(value: bytes | None) -> str | None:
 
 
 class AnchorBook:
-    """Read and write access to the ``anchors`` table of a log's SQLite file.
+    """Read and write access to the ``anchors`` table beside ``log``'s tables: in the log's
+    SQLite file, or in its PostgreSQL database (schema) when the log is there
+    (``log.database_url``), so that every node sharing that database sees the same anchors.
 
-    With a :attr:`fence` (the anchoring service of an elected leader, :mod:`chainaudit.
-    leader`), every write first checks in its own transaction that the fence's term is still
-    current, and raises :class:`~chainaudit.errors.NotLeaderError` (nothing written) if not.
+    Every write is one transaction serialised with the other anchor writers
+    (:meth:`~chainaudit.database.Database.write_as` ``"anchors"``). With a :attr:`fence`
+    (the anchoring service of an elected leader, :mod:`chainaudit.leader`), every write
+    first checks in that same transaction that the fence's term is still current, and raises
+    :class:`~chainaudit.errors.NotLeaderError` (nothing written) if not.
+
+    Raises :class:`~chainaudit.errors.StoreError` when the database cannot be opened or the
+    table not created.
     """
 
     def __init__(self, log: Log, *, fence: Fence | None = None) -> None:
         self._log = log
         self.fence = fence
+        where = "the PostgreSQL database" if log.database_url else str(log.path)
         try:
-            self._db = sqlite3.connect(
-                log.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the anchor table in {log.path}: {exc}") from exc
+            self._db = database.connect(log.database_url or log.path)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open the anchor table in {where}: {exc}") from exc
+        try:
+            if self._db.engine == "sqlite":
+                self._db.executescript(_SCHEMA)
+            elif not self._db.has_table("anchors"):
+                with self._db.write_as(_LOCK):  # several processes may open at once
+                    self._db.executescript(database.adapt_schema(_SCHEMA, self._db.engine))
+        except database.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot open the anchor table in {where}: {exc}") from exc
+
+    @property
+    def engine(self) -> database.Engine:
+        """Where the table is: ``sqlite`` or ``postgresql``."""
+        return self._db.engine
 
     def close(self) -> None:
         self._db.close()
@@ -197,7 +217,9 @@ class AnchorBook:
         return self._rows("WHERE status = ? ORDER BY id", (status,))
 
     def latest_anchored(self) -> AnchorRecord | None:
-        rows = self._rows("WHERE status IN (?, ?) ORDER BY tree_size DESC LIMIT 1", ANCHORED)
+        rows = self._rows(
+            "WHERE status IN (?, ?) ORDER BY tree_size DESC, id DESC LIMIT 1", ANCHORED
+        )
         return rows[0] if rows else None
 
     def covering(self, leaf_index: int) -> AnchorRecord | None:
@@ -205,7 +227,8 @@ class AnchorBook:
         for statuses in ((FINAL,), ANCHORED):
             marks = ", ".join("?" for _ in statuses)
             rows = self._rows(
-                f"WHERE status IN ({marks}) AND tree_size > ? ORDER BY tree_size DESC LIMIT 1",
+                f"WHERE status IN ({marks}) AND tree_size > ? "
+                "ORDER BY tree_size DESC, id DESC LIMIT 1",
                 (*statuses, leaf_index),
             )
             if rows:
@@ -213,14 +236,18 @@ class AnchorBook:
         return None
 
     def create(self, tree_size: int, root: bytes, chain_id: int, contract: str) -> AnchorRecord:
+        """Record a new pending anchor; its id is one past the largest (the table's ids are
+        explicit on both engines, so a table copied by ``migrate`` goes on from its last)."""
         now = _now_ms()
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO anchors (tree_size, root, status, chain_id, contract, created_ms, "
-                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tree_size, root, PENDING, chain_id, contract, now, now),
+            next_id = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM anchors").fetchone()
+            anchor_id = int(next_id[0])
+            db.execute(
+                "INSERT INTO anchors (id, tree_size, root, status, chain_id, contract, "
+                "created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (anchor_id, tree_size, root, PENDING, chain_id, contract, now, now),
             )
-        return self.get(int(cursor.lastrowid or 0))
+        return self.get(anchor_id)
 
     def update(self, anchor_id: int, **fields: Any) -> AnchorRecord:
         fields["updated_ms"] = _now_ms()
@@ -235,17 +262,18 @@ class AnchorBook:
     def check_fence(self) -> None:
         """Raise :class:`NotLeaderError` when this book has a fence whose term has ended."""
         if self.fence is not None:
-            with self.fence.transaction(self._db):
+            with self.fence.transaction(self._db, _LOCK):
                 pass
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The connection for one write: autocommit without a fence, else a transaction
-        that checks the fence first (:meth:`chainaudit.leader.Fence.transaction`)."""
+    def _write(self) -> Iterator[database.Database]:
+        """The connection for one write transaction (``write_as("anchors")``), which checks
+        the fence first when there is one (:meth:`chainaudit.leader.Fence.transaction`)."""
         if self.fence is None:
-            yield self._db
+            with self._db.write_as(_LOCK) as db:
+                yield db
             return
-        with self.fence.transaction(self._db) as db:
+        with self.fence.transaction(self._db, _LOCK) as db:
             yield db
 
     def raw_tx(self, anchor_id: int) -> bytes | None:

@@ -17,7 +17,10 @@ log) is, and so are the stores that follow the log into its database: the API ke
 (:mod:`chainaudit.keys`), the derived tables (:mod:`chainaudit.derived`: the record index, the
 risk tables) and the data keys (:mod:`chainaudit.datakeys`). Those write with
 :meth:`Database.write_as` (a lock of their own: a log append stores its data keys while it
-holds the log's writer lock), and the audits read with :func:`connect_reader`.
+holds the log's writer lock), and the audits read with :func:`connect_reader`. The anchor
+book, the escrow index and the leader lease (:mod:`chainaudit.anchoring`,
+:mod:`chainaudit.indexer`, :mod:`chainaudit.leader`) follow the log too: their writes check
+the leader's fencing token in their own transaction (:meth:`chainaudit.leader.Fence.check`).
 """
 
 from __future__ import annotations

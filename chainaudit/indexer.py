@@ -16,11 +16,12 @@ deal id (when the event has one) and the decoded arguments. No floats: integers 
 type has at most 53 bits stay JSON numbers, wider ones (``uint256``) become decimal strings,
 bytes become 0x-hex and addresses checksummed strings. The record's timestamp is the block's.
 
-**Exactly once, across restarts.** The indexer keeps, in the log's own SQLite file, a cursor
-(the last processed block and its hash), the hash of every block it recorded events from,
-the events it recorded, and an *outbox* of prepared records. One tick works in three steps:
+**Exactly once, across restarts.** The indexer keeps, beside the log's tables (its SQLite
+file or its PostgreSQL schema), a cursor (the last processed block and its hash), the hash
+of every block it recorded events from, the events it recorded, and an *outbox* of prepared
+records. One tick works in three steps:
 
-1. scan the next confirmed blocks and, in **one SQLite transaction**, write the new records to
+1. scan the next confirmed blocks and, in **one database transaction**, write the new records to
    the outbox together with the new cursor and block hashes;
 2. append the outbox to the log (:meth:`~chainaudit.store.Log.append`);
 3. delete the appended rows from the outbox.
@@ -51,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,7 +64,7 @@ from typing import Any, Final
 from hexbytes import HexBytes
 from web3 import Web3
 
-from chainaudit import integrity, provenance
+from chainaudit import database, integrity, provenance
 from chainaudit.chain import Chain
 from chainaudit.errors import (
     ChainUnavailableError,
@@ -87,6 +87,8 @@ RETRACTED: Final = "retracted"
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 KEEP_EMPTY_BLOCKS: Final = 128
 """How many event-less cursor blocks to remember for finding a fork point quickly."""
+_LOCK: Final = "escrow_index"
+"""The :meth:`~chainaudit.database.Database.write_as` lock of the indexer's writes."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS escrow_index_cursor (
@@ -139,6 +141,20 @@ CREATE TABLE IF NOT EXISTS escrow_index_outbox (
 );
 """
 
+_TABLES: Final = frozenset(
+    {
+        "escrow_index_cursor",
+        "escrow_index_blocks",
+        "escrow_index_events",
+        "escrow_deal_parties",
+        "escrow_index_outbox",
+    }
+)
+"""The tables of :data:`_SCHEMA` (created when one is missing: an upgrade in place)."""
+_INSERT_PARTY: Final = (
+    "INSERT INTO escrow_deal_parties VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
 
 PARTY_ROLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "DealCreated": (
@@ -190,8 +206,8 @@ class Indexer:
     ``confirmations`` (>= 1) is the depth a block must reach before it is indexed;
     ``start_block`` the first block to scan (the vault's deployment block);
     ``batch_blocks`` the most blocks one tick scans. ``abi`` defaults to the compiled
-    contract. The indexer's tables live in ``log``'s SQLite file; several indexers (other
-    chains or vaults) may share one log.
+    contract. The indexer's tables live beside ``log``'s (its SQLite file or PostgreSQL
+    schema); several indexers (other chains or vaults) may share one log.
 
     Call :meth:`tick` repeatedly, or :meth:`run` in a thread. ``log`` must not be used by
     another thread while a tick runs (a :class:`~chainaudit.store.Log` serves one thread).
@@ -235,24 +251,33 @@ class Indexer:
         """Integrity alarms (squatted ids) this indexer raised since it started."""
         self._chain_id: int | None = None
         self._input_types = _input_types(self.client.abi)
+        where = "the PostgreSQL database" if log.database_url else str(log.path)
         try:
-            self._db = sqlite3.connect(
-                log.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the indexer tables in {log.path}: {exc}") from exc
+            self._db = database.connect(log.database_url or log.path)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open the indexer tables in {where}: {exc}") from exc
+        try:
+            if self._db.engine == "sqlite":
+                self._db.executescript(_SCHEMA)
+            elif set(self._db.tables("escrow_")) < _TABLES:
+                with self._db.write_as(_LOCK):  # several processes may open at once
+                    self._db.executescript(database.adapt_schema(_SCHEMA, self._db.engine))
+        except database.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot open the indexer tables in {where}: {exc}") from exc
         self._backfill_parties()
 
     def _backfill_parties(self) -> None:
         """Derive the party rows of the party events recorded before the party index
         existed (an upgrade in place), from their records in the log or the outbox."""
+        query = (
+            "SELECT e.record_id, e.chain_id, e.contract, e.deal_id, e.event "  # noqa: S608
+            f"FROM escrow_index_events e WHERE {self._db.in_list('e.event')} "
+            "AND NOT EXISTS (SELECT 1 FROM escrow_deal_parties p WHERE p.record_id = e.record_id)"
+        )
         missing = self._db.execute(
-            "SELECT e.record_id, e.chain_id, e.contract, e.deal_id, e.event "
-            "FROM escrow_index_events e WHERE e.event IN (SELECT value FROM json_each(?)) "
-            "AND NOT EXISTS (SELECT 1 FROM escrow_deal_parties p WHERE p.record_id = e.record_id)",
-            (json.dumps(list(PARTY_ROLES)),),
+            query,
+            (self._db.list_param(list(PARTY_ROLES)),),
         ).fetchall()
         if not missing:
             return
@@ -278,7 +303,7 @@ class Indexer:
                 for party, role in deal_parties(event, args)
             )
         with self._transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO escrow_deal_parties VALUES (?,?,?,?,?,?)", rows)
+            db.executemany(_INSERT_PARTY, rows)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -349,19 +374,13 @@ class Indexer:
     # -- the outbox ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot start an indexer transaction: {exc}") from exc
-        try:
+    def _transaction(self) -> Iterator[database.Database]:
+        """One write transaction on the indexer's tables (``write_as("escrow_index")``),
+        which checks the fence first when there is one."""
+        with self._db.write_as(_LOCK) as db:
             if self.fence is not None:
-                self.fence.check(self._db)
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+                self.fence.check(db)
+            yield db
 
     def _flush(self) -> int:
         """Append every outbox record to the log, then forget them; returns the new ones."""
@@ -420,9 +439,13 @@ class Indexer:
             )
 
     @staticmethod
-    def _queue(db: sqlite3.Connection, record: PreparedRecord) -> None:
+    def _queue(db: database.Database, record: PreparedRecord) -> None:
+        """Add ``record`` to the outbox (in ``db``'s open transaction) unless its id is there;
+        its ``seq`` is one past the largest (explicit on both engines)."""
         db.execute(
-            "INSERT OR IGNORE INTO escrow_index_outbox (record_id, body) VALUES (?, ?)",
+            "INSERT INTO escrow_index_outbox (seq, record_id, body) "
+            "SELECT COALESCE(MAX(seq), 0) + 1, ?, ? FROM escrow_index_outbox WHERE true "
+            "ON CONFLICT DO NOTHING",
             (record.record_id, record.body),
         )
 
@@ -550,18 +573,20 @@ class Indexer:
                 for entry in sorted(entries, key=lambda e: int(e["logIndex"])):
                     self._record_event(db, entry, block)
                 db.execute(
-                    "INSERT OR REPLACE INTO escrow_index_blocks VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO escrow_index_blocks VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (chain_id, contract, number) DO UPDATE "
+                    "SET hash = excluded.hash, events = excluded.events",
                     (self.chain_id, self.contract, number, block["hash"], len(entries)),
                 )
             db.execute(
-                "INSERT OR IGNORE INTO escrow_index_blocks VALUES (?, ?, ?, ?, 0)",
+                "INSERT INTO escrow_index_blocks VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
                 (self.chain_id, self.contract, end, end_hash),
             )
             db.execute(
                 "DELETE FROM escrow_index_blocks WHERE chain_id = ? AND contract = ? "
                 "AND events = 0 AND number < (SELECT MIN(number) FROM (SELECT number FROM "
                 "escrow_index_blocks WHERE chain_id = ? AND contract = ? AND events = 0 "
-                "ORDER BY number DESC LIMIT ?))",
+                "ORDER BY number DESC LIMIT ?) AS kept)",
                 (self.chain_id, self.contract, self.chain_id, self.contract, KEEP_EMPTY_BLOCKS),
             )
             self._set_cursor(db, end, end_hash)
@@ -583,7 +608,7 @@ class Indexer:
             "senders": senders,
         }
 
-    def _record_event(self, db: sqlite3.Connection, entry: Any, block: Mapping[str, Any]) -> None:
+    def _record_event(self, db: database.Database, entry: Any, block: Mapping[str, Any]) -> None:
         tx_hash = _hex(bytes(HexBytes(entry["transactionHash"])))
         block_hash = _hex(block["hash"])
         log_index = int(entry["logIndex"])
@@ -632,7 +657,7 @@ class Indexer:
         )
         if payload["deal_id"] is not None:
             db.executemany(
-                "INSERT OR IGNORE INTO escrow_deal_parties VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_PARTY,
                 [
                     (party, self.chain_id, self.contract, int(payload["deal_id"]), role, record_id)
                     for party, role in deal_parties(payload["event"], payload["args"])
@@ -674,9 +699,11 @@ class Indexer:
         payload["args"] = args
         return payload
 
-    def _set_cursor(self, db: sqlite3.Connection, number: int, block_hash: bytes) -> None:
+    def _set_cursor(self, db: database.Database, number: int, block_hash: bytes) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO escrow_index_cursor VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO escrow_index_cursor VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (chain_id, contract) DO UPDATE SET block_number = excluded.block_number, "
+            "block_hash = excluded.block_hash, updated_ms = excluded.updated_ms",
             (self.chain_id, self.contract, number, block_hash, int(time.time() * 1000)),
         )
 
@@ -692,22 +719,23 @@ def deals_of(
     *,
     before: int | None = None,
     limit: int | None = None,
+    database_url: str | None = None,
 ) -> list[int]:
     """The ids of the deals of vault ``contract`` on ``chain_id`` that ``party`` is a party
     of (buyer, supplier, arbiter, inspector, financier or approver) according to the events
     indexed into the log at ``path`` that no reorganisation retracted, newest first: below
     ``before`` when given, at most ``limit``. Reads only the party index (no chain call);
-    an empty list when the file has no party index yet. Raises
-    :class:`~chainaudit.errors.StoreError` if the file cannot be read."""
+    an empty list when the database has no party index yet. The index is in the PostgreSQL
+    database ``database_url`` when given (the log's), else in the SQLite file ``path``
+    (opened read-only). Raises :class:`~chainaudit.errors.StoreError` if it cannot be
+    read."""
+    where = "the PostgreSQL database" if database_url else str(path)
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the party index in {path}: {exc}") from exc
+        db = database.connect_reader(database_url or path)
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the party index in {where}: {exc}") from exc
     try:
-        found = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_deal_parties'"
-        ).fetchone()
-        if found is None:
+        if not db.has_table("escrow_deal_parties"):
             return []
         rows = db.execute(
             "SELECT DISTINCT p.deal_id FROM escrow_deal_parties p "
@@ -720,11 +748,11 @@ def deals_of(
                 Web3.to_checksum_address(contract),
                 LIVE,
                 2**63 - 1 if before is None else before,
-                -1 if limit is None else limit,
+                2**62 if limit is None else limit,
             ),
         ).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the party index in {path}: {exc}") from exc
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the party index in {where}: {exc}") from exc
     finally:
         db.close()
     return [int(deal_id) for (deal_id,) in rows]
@@ -793,35 +821,35 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
     nothing; raises :class:`~chainaudit.errors.StoreError` if the file cannot be read.
     """
     size = log.refresh()  # every record below this was flushed before the snapshot below
+    where = "the PostgreSQL database" if log.database_url else str(log.path)
     try:
-        db = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the escrow index in {log.path}: {exc}") from exc
+        db = database.connect_reader(log.database_url or log.path)
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the escrow index in {where}: {exc}") from exc
     try:
-        db.execute("BEGIN")  # one snapshot of the rows, the outbox and the vaults followed
-        found = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_index_events'"
-        ).fetchone()
-        if found is None:
-            return []
-        rows = db.execute(f"SELECT {_INDEX_COLUMNS} FROM escrow_index_events").fetchall()  # noqa: S608
-        has_parties = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'escrow_deal_parties'"
-        ).fetchone()
-        party_rows = (
-            db.execute("SELECT * FROM escrow_deal_parties").fetchall() if has_parties else []
-        )
-        pending = {
-            str(record_id): _payload_of(body)
-            for record_id, body in db.execute("SELECT record_id, body FROM escrow_index_outbox")
-        }
-        vaults = {
-            (int(chain), str(contract))
-            for chain, contract in db.execute("SELECT chain_id, contract FROM escrow_index_cursor")
-        }
-        db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the escrow index in {log.path}: {exc}") from exc
+        # one snapshot of the rows, the outbox and the vaults followed
+        with db.read():
+            if not db.has_table("escrow_index_events"):
+                return []
+            rows = db.execute(f"SELECT {_INDEX_COLUMNS} FROM escrow_index_events").fetchall()  # noqa: S608
+            has_parties = db.has_table("escrow_deal_parties")
+            party_rows = (
+                [tuple(r) for r in db.execute("SELECT * FROM escrow_deal_parties")]
+                if has_parties
+                else []
+            )
+            pending = {
+                str(record_id): _payload_of(body)
+                for record_id, body in db.execute("SELECT record_id, body FROM escrow_index_outbox")
+            }
+            vaults = {
+                (int(chain), str(contract))
+                for chain, contract in db.execute(
+                    "SELECT chain_id, contract FROM escrow_index_cursor"
+                )
+            }
+    except database.DatabaseError as exc:
+        raise StoreError(f"cannot read the escrow index in {where}: {exc}") from exc
     finally:
         db.close()
     records: dict[str, tuple[int, dict[str, Any] | None]] = {}
@@ -842,10 +870,8 @@ def audit_index(log: Log, *, page: int = 2_000) -> list[AuditFinding]:
         listed.add(record_id)
         problem = _row_problem(row, payloads, f"{record_id}:retracted" in payloads)
         if problem is not None:
-            where = records.get(record_id, (None, None))[0]
-            findings.append(
-                AuditFinding("escrow", where, record_id, f"escrow index row: {problem}")
-            )
+            at = records.get(record_id, (None, None))[0]
+            findings.append(AuditFinding("escrow", at, record_id, f"escrow index row: {problem}"))
     for record_id, (index, payload) in sorted(records.items(), key=lambda r: r[1][0]):
         if index >= size or payload is None:
             continue

@@ -22,10 +22,20 @@ They elect it through the database they share:
   leaves it in ``leader_signals`` (:meth:`Lease.signal`); the leader takes it within a
   second.
 
-The interface (:class:`Lease`, :class:`Fence`, :class:`Elector`) is engine-neutral: an
-SQLite implementation lives here (:class:`SqliteLease`, in the log's own file so the fence
-is checked in the writer's transaction); a PostgreSQL one can keep the same lease row (or
-hold an advisory lock for the term and keep the token in a row).
+The interface (:class:`Lease`, :class:`Fence`, :class:`Elector`) is engine-neutral, and so
+is its one implementation, :class:`DatabaseLease` over :mod:`chainaudit.database`, beside
+the log's tables (:func:`open_lease` chooses by the setting ``database_url``): in the log's
+SQLite file (:class:`SqliteLease`) or the log's PostgreSQL schema (:class:`PostgresLease`),
+so that the fence is checked in the leader work's own write transaction on either engine.
+
+On PostgreSQL it is **the same lease row, not an advisory lock held for the term**. A
+session-level advisory lock would tie the term to one connection: a leader whose connection
+is cut (a proxy, a failover of the server) loses the lock silently, the fencing token would
+still need a row, and a pool cannot hold it. The row needs nothing of the connection, the
+expiry is read on the *server's* clock (the one clock every node shares; the nodes' clocks
+may differ), and a takeover is an ``UPDATE`` of the row that the fence check's ``SELECT ...
+FOR SHARE`` makes wait for any leader transaction in flight, so nothing a deposed leader
+commits can land after its successor's term began.
 
 :func:`pause_point` is a **test-only** hook (environment variables
 :data:`PAUSE_ENV`/:data:`PAUSE_FILE_ENV`, never set in production): the failover tests stop
@@ -39,7 +49,6 @@ import logging
 import os
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from chainaudit import database
 from chainaudit.errors import NotLeaderError, StoreError
 
 logger = logging.getLogger(__name__)
@@ -100,18 +110,25 @@ class Fence:
     name: str
     token: int
 
-    def check(self, db: sqlite3.Connection) -> None:
-        """Check, inside the caller's open write transaction on the log's SQLite file
-        (``BEGIN IMMEDIATE`` taken), that this term is still the current one.
+    def check(self, db: database.Database) -> None:
+        """Check, inside the caller's open write transaction on the log's database (either
+        engine), that this term is still the current one.
+
+        On SQLite the transaction holds the file's writer lock (``BEGIN IMMEDIATE``), so no
+        takeover can commit before the caller does. On PostgreSQL the lease row is read
+        ``FOR SHARE``: a takeover (an ``UPDATE`` of that row) waits until the caller's
+        transaction ends, so what the caller commits was written while its term was current.
 
         Raises :class:`~chainaudit.errors.NotLeaderError` when another process has taken the
         lease since (a larger token), or the lease row is gone; the caller rolls back.
         """
+        lock = " FOR SHARE" if db.engine == "postgresql" else ""
         try:
             row = db.execute(
-                "SELECT token, holder FROM leader_lease WHERE name = ?", (self.name,)
+                f"SELECT token, holder FROM leader_lease WHERE name = ?{lock}",  # noqa: S608
+                (self.name,),
             ).fetchone()
-        except sqlite3.Error as exc:
+        except database.DatabaseError as exc:
             raise NotLeaderError(f"cannot read the {self.name} lease: {exc}") from exc
         if row is None or int(row[0]) != self.token:
             current = "none" if row is None else f"token {row[0]} held by {row[1]}"
@@ -121,20 +138,15 @@ class Fence:
             )
 
     @contextmanager
-    def transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """A write transaction on ``db`` (autocommit mode) that starts with :meth:`check`;
-        committed at the end of the block, rolled back on any exception."""
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
-        try:
+    def transaction(
+        self, db: database.Database, lock: str = "leader_work"
+    ) -> Iterator[database.Database]:
+        """A write transaction on ``db`` (:meth:`~chainaudit.database.Database.write_as`
+        ``lock``) that starts with :meth:`check`; committed at the end of the block, rolled
+        back on any exception. Raises :class:`StoreError` if it cannot start."""
+        with db.write_as(lock):
             self.check(db)
             yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
 
 class Lease(Protocol):
@@ -166,52 +178,99 @@ class Lease(Protocol):
         """Release the database connection."""
 
 
+def _changed(cursor: database.Rows) -> int:
+    """How many rows the statement of ``cursor`` changed (a DB-API cursor's ``rowcount``)."""
+    return max(int(getattr(cursor, "rowcount", 0)), 0)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SqliteLease:
-    """:class:`Lease` in the SQLite file at ``path`` (the log's, so that :class:`Fence`
-    checks run in the writers' own transactions). Thread-safe. Times are this machine's
-    clock, which every process sharing the file reads.
+_PG_NOW: Final = "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint"
 
-    Raises :class:`~chainaudit.errors.StoreError` when the file cannot be opened; each
-    method raises it when the database refuses (busy longer than ``busy_seconds``)."""
 
-    def __init__(self, path: Path, name: str = BACKGROUND, *, busy_seconds: float = 2.0) -> None:
+class DatabaseLease:
+    """:class:`Lease` as the row ``name`` of ``leader_lease`` in the database at
+    ``location``: the log's SQLite file or the log's PostgreSQL database (schema), so that
+    :class:`Fence` checks run in the leader work's own transactions on either engine.
+    Thread-safe.
+
+    Every change is one transaction serialised by the ``leader_lease`` lock
+    (:meth:`~chainaudit.database.Database.write_as`). Times are SQLite's machine clock,
+    which every process sharing the file reads, or **the PostgreSQL server's clock**, the
+    one clock of every node sharing the database (the nodes' own clocks may differ).
+
+    Raises :class:`~chainaudit.errors.StoreError` when the database cannot be opened; each
+    method raises it when the database refuses (busy longer than ``busy_seconds``, or the
+    connection was lost: on PostgreSQL the next call opens a new one).
+    """
+
+    def __init__(
+        self, location: Path | str, name: str = BACKGROUND, *, busy_seconds: float = 2.0
+    ) -> None:
         self.name = name
-        self.path = path
+        self.location = location
+        self.busy_seconds = busy_seconds
         self._lock = threading.Lock()
+        self._where = "the PostgreSQL database" if database.is_url(location) else str(location)
+        self._db: database.Database | None = self._open()
+        self.engine: database.Engine = self._db.engine
+        """Where the lease is: ``sqlite`` or ``postgresql``."""
+
+    def _open(self) -> database.Database:
+        """A new connection, the tables created if missing; raises :class:`StoreError`."""
         try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)  # once: it may wait for the other workers
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the leader lease in {path}: {exc}") from exc
+            db = database.connect(self.location)
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open the leader lease in {self._where}: {exc}") from exc
+        try:
+            if db.engine == "sqlite":
+                db.executescript(_SCHEMA)  # once: it may wait for the other workers
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_seconds * 1000)}")
+            else:
+                if not db.has_table("leader_lease"):
+                    with db.write_as("leader_lease"):  # several may open at once
+                        db.executescript(database.adapt_schema(_SCHEMA, "postgresql"))
+                db.execute(f"SET lock_timeout = {int(self.busy_seconds * 1000)}")
+        except database.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"cannot open the leader lease in {self._where}: {exc}") from exc
+        return db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _session(self, what: str) -> Iterator[database.Database]:
+        """The connection, under the object's lock. A PostgreSQL connection that failed is
+        dropped and a new one opened at the next call (a server restart, a cut connection:
+        the election goes on); the failure is raised as :class:`StoreError` ``what``."""
         with self._lock:
+            if self._db is None:
+                self._db = self._open()
+            db = self._db
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write the {self.name} lease: {exc}") from exc
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"cannot write the {self.name} lease: {exc}") from exc
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                yield db
+            except database.DatabaseError as exc:
+                if db.engine == "postgresql":
+                    self._db = None
+                    with suppress(Exception):
+                        db.close()
+                raise StoreError(f"cannot {what} the {self.name} lease: {exc}") from exc
+
+    @staticmethod
+    def _now(db: database.Database) -> int:
+        """Now in ms by the shared clock (see the class)."""
+        if db.engine == "postgresql":
+            return int(db.execute(_PG_NOW).fetchone()[0])
+        return _now_ms()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[database.Database]:
+        with self._session("write") as db, db.write_as("leader_lease"):
+            yield db
 
     def acquire(self, holder: str, seconds: float) -> Term | None:
         with self._transaction() as db:
-            now = _now_ms()
+            now = self._now(db)
             row = db.execute(
                 "SELECT holder, token, expires_ms FROM leader_lease WHERE name = ?", (self.name,)
             ).fetchone()
@@ -220,19 +279,23 @@ class SqliteLease:
             token = 1 if row is None else int(row[1]) + 1
             expires = now + int(seconds * 1000)
             db.execute(
-                "INSERT OR REPLACE INTO leader_lease VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO leader_lease VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET holder = excluded.holder, token = excluded.token, "
+                "expires_ms = excluded.expires_ms, acquired_ms = excluded.acquired_ms",
                 (self.name, holder, token, expires, now),
             )
             return Term(self.name, holder, token, expires)
 
     def renew(self, term: Term, seconds: float) -> Term | None:
         with self._transaction() as db:
-            expires = _now_ms() + int(seconds * 1000)
-            done = db.execute(
-                "UPDATE leader_lease SET expires_ms = ? WHERE name = ? AND token = ? "
-                "AND holder = ?",
-                (expires, self.name, term.token, term.holder),
-            ).rowcount
+            expires = self._now(db) + int(seconds * 1000)
+            done = _changed(
+                db.execute(
+                    "UPDATE leader_lease SET expires_ms = ? WHERE name = ? AND token = ? "
+                    "AND holder = ?",
+                    (expires, self.name, term.token, term.holder),
+                )
+            )
             return Term(self.name, term.holder, term.token, expires) if done else None
 
     def release(self, term: Term) -> None:
@@ -243,29 +306,69 @@ class SqliteLease:
             )
 
     def current(self) -> Term | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._session("read") as db:
+            row = db.execute(
                 "SELECT holder, token, expires_ms FROM leader_lease WHERE name = ?", (self.name,)
             ).fetchone()
         return None if row is None else Term(self.name, str(row[0]), int(row[1]), int(row[2]))
 
+    def live(self) -> Term | None:
+        """The current term if it has not expired (by the shared clock), else ``None``."""
+        term = self.current()
+        with self._session("read") as db:
+            now = self._now(db)
+        return term if term is not None and term.expires_ms > now else None
+
     def signal(self, what: str) -> None:
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO leader_signals VALUES (?, ?)", (what, _now_ms()))
+            db.execute(
+                "INSERT INTO leader_signals VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET requested_ms = excluded.requested_ms",
+                (what, self._now(db)),
+            )
 
     def take_signal(self, what: str) -> bool:
-        with self._lock:  # a cheap read first: the leader polls this every second
-            found = self._db.execute(
-                "SELECT 1 FROM leader_signals WHERE name = ?", (what,)
-            ).fetchone()
+        with self._session("read") as db:  # a cheap read first: the leader polls it every second
+            found = db.execute("SELECT 1 FROM leader_signals WHERE name = ?", (what,)).fetchone()
         if found is None:
             return False
         with self._transaction() as db:
-            return db.execute("DELETE FROM leader_signals WHERE name = ?", (what,)).rowcount > 0
+            return _changed(db.execute("DELETE FROM leader_signals WHERE name = ?", (what,))) > 0
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+class SqliteLease(DatabaseLease):
+    """:class:`DatabaseLease` in the SQLite file at ``path`` (the log's)."""
+
+    def __init__(self, path: Path, name: str = BACKGROUND, *, busy_seconds: float = 2.0) -> None:
+        super().__init__(path, name, busy_seconds=busy_seconds)
+        self.path = path
+
+
+class PostgresLease(DatabaseLease):
+    """:class:`DatabaseLease` in the PostgreSQL database (schema) ``url`` (the log's): the
+    same lease row as on SQLite, shared by every process of every node."""
+
+    def __init__(self, url: str, name: str = BACKGROUND, *, busy_seconds: float = 2.0) -> None:
+        if not database.is_url(url):
+            raise ValueError("a PostgreSQL lease needs a postgresql:// URL")
+        super().__init__(url, name, busy_seconds=busy_seconds)
+
+
+def open_lease(
+    log_path: Path, *, database_url: str | None = None, name: str = BACKGROUND
+) -> DatabaseLease:
+    """The lease beside the log: in PostgreSQL ``database_url`` when given (the setting
+    ``database_url``), else in the log's SQLite file ``log_path``. Raises
+    :class:`~chainaudit.errors.StoreError` as :class:`DatabaseLease` does."""
+    if database_url:
+        return PostgresLease(database_url, name)
+    return SqliteLease(log_path, name)
 
 
 def holder_id() -> str:

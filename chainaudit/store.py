@@ -163,10 +163,12 @@ class Log:
 
     ``database_url`` (``postgresql://...``) keeps the log's tables in that database instead of
     the SQLite file ``path``; ``path`` still names the data directory's ``log.sqlite``
-    (created empty if missing), which keeps the state not yet moved to PostgreSQL (the
-    anchors and the escrow indexer's tables). The API keys, the record index, the risk tables
-    and, unless ``at_rest.keys_file`` names a file, the data keys follow the log into its
-    database (:mod:`chainaudit.keys`, :mod:`chainaudit.derived`, :mod:`chainaudit.datakeys`).
+    (created empty if missing, with its ``log.in-postgresql`` marker beside it). The API
+    keys, the record index, the risk tables, the anchors, the escrow indexer's tables, the
+    leader lease and, unless ``at_rest.keys_file`` names a file, the data keys follow the log
+    into its database (:mod:`chainaudit.keys`, :mod:`chainaudit.derived`,
+    :mod:`chainaudit.anchoring`, :mod:`chainaudit.indexer`, :mod:`chainaudit.leader`,
+    :mod:`chainaudit.datakeys`).
     """
 
     def __init__(
@@ -1432,20 +1434,13 @@ class Log:
             )
 
     def _anchored_chain_ids(self) -> list[int]:
-        """The chain ids of the log's anchors (none before it is first anchored): in the log's
-        database, else (a log in PostgreSQL) in the anchor book still kept in ``path``."""
+        """The chain ids of the log's anchors (none before it is first anchored), from the
+        anchor book beside the log's tables (:class:`chainaudit.anchoring.AnchorBook`: the
+        log's SQLite file or its PostgreSQL schema)."""
+        if not self._has_table("anchors"):
+            return []
         query = "SELECT DISTINCT chain_id FROM anchors ORDER BY 1"
-        if self._has_table("anchors"):
-            return [int(cid) for (cid,) in self._db.execute(query)]
-        if self._db.engine == "sqlite" or not self.path.is_file():
-            return []
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            ) as book:
-                return [int(cid) for (cid,) in book.execute(query)]
-        except sqlite3.Error:  # no anchor table there yet
-            return []
+        return [int(cid) for (cid,) in self._db.execute(query)]
 
     def _audit_tree(self, size: int, findings: list[AuditFinding]) -> tuple[int, bytes]:
         """Recompute every stored node above the leaves, level by level; return the count

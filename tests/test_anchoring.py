@@ -1,11 +1,12 @@
 """The anchoring service against a real Anvil: batching, the state machine, restarts, reorgs,
-outages and rewritten history."""
+outages and rewritten history; the anchor book beside the log in SQLite and in PostgreSQL
+(the suite's server), each test on both engines (``log_database``)."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,13 @@ def contract(chain: Chain, account: LocalAccount) -> str:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Log]:
+def log(tmp_path: Path, log_database: str | None) -> Iterator[Log]:
+    with Log.open(tmp_path / "data", database_url=log_database) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_log(tmp_path: Path) -> Iterator[Log]:
     with Log.open(tmp_path / "data") as opened:
         yield opened
 
@@ -150,9 +157,14 @@ def test_anchor_now_ignores_the_batch_policy(
     log: Log, chain: Chain, account: LocalAccount, contract: str
 ) -> None:
     log.append(records(0, 3))
-    done = make_anchorer(log, chain, account, contract).anchor_now(timeout=30)
+    anchorer = make_anchorer(log, chain, account, contract)
+    assert anchorer.book.engine == log.engine  # the anchors sit beside the log's tables
+    done = anchorer.anchor_now(timeout=30)
     assert done.tree_size == 3 and done.status in (CONFIRMED, FINAL)
     assert on_chain(chain, contract) == [(3, log.root())]
+    with sqlite3.connect(log.path) as db:  # on PostgreSQL, nothing of them in the file
+        in_file = db.execute("SELECT name FROM sqlite_master WHERE name = 'anchors'").fetchall()
+    assert in_file == ([("anchors",)] if log.engine == "sqlite" else [])
 
 
 def test_restart_after_signing_before_sending_neither_loses_nor_duplicates(
@@ -214,11 +226,11 @@ def test_reorg_that_drops_the_anchor_is_reanchored(
 
 
 def test_chain_outage_keeps_records_flowing_and_anchors_on_return(
-    tmp_path: Path, account: LocalAccount
+    tmp_path: Path, account: LocalAccount, log_database: str | None
 ) -> None:
     port = free_port()
     state = tmp_path / "anvil-state.json"
-    with Log.open(tmp_path / "data") as log:
+    with Log.open(tmp_path / "data", database_url=log_database) as log:
         devnet = Devnet(port=port, extra_args=["--state", str(state)])
         devnet.start()
         chain = Chain(devnet.rpc_url, timeout=2)
@@ -243,13 +255,17 @@ def test_chain_outage_keeps_records_flowing_and_anchors_on_return(
 
 
 def test_rewritten_history_cannot_be_anchored(
-    tmp_path: Path, chain: Chain, account: LocalAccount, contract: str
+    tmp_path: Path,
+    chain: Chain,
+    account: LocalAccount,
+    contract: str,
+    log_at: Callable[..., Log],
 ) -> None:
     honest, forged = records(0, 60), records(0, 60)
-    with Log.open(tmp_path / "honest") as log:
+    with log_at(tmp_path / "honest") as log:
         log.append(honest)
         make_anchorer(log, chain, account, contract).anchor_now(timeout=30)
-    with Log.open(tmp_path / "forged") as other:
+    with log_at(tmp_path / "forged") as other:
         other.append(forged[:59] + records(500, 1) + records(60, 10))
         rewriter = make_anchorer(other, chain, account, contract)
         rewriter.request()
@@ -260,8 +276,10 @@ def test_rewritten_history_cannot_be_anchored(
 
 
 def test_audit_against_chain_catches_a_consistent_rewrite(
-    log: Log, chain: Chain, account: LocalAccount, contract: str
+    sqlite_log: Log, chain: Chain, account: LocalAccount, contract: str
 ) -> None:
+    """SQLite only: the rewrite is done on the file by hand (tests/tamper.py)."""
+    log = sqlite_log
     honest = records(0, 40)
     log.append(honest)
     make_anchorer(log, chain, account, contract).anchor_now(timeout=30)

@@ -5,7 +5,6 @@ reorganisation that drops a block retracts its events and indexes the replacemen
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chainaudit import integrity, provenance
+from chainaudit import database, integrity, provenance
 from chainaudit.escrow import DecodedEvent
 from chainaudit.indexer import Indexer, audit_index, event_record_id, events_for_deal
 from chainaudit.records import PreparedRecord, prepare
@@ -25,9 +24,15 @@ MAX_SAFE = 2**53 - 1
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Log]:
-    with Log.open(tmp_path / "data") as opened:
+def log(tmp_path: Path, log_database: str | None) -> Iterator[Log]:
+    """The log (and the indexer's tables beside it) on each engine in turn."""
+    with Log.open(tmp_path / "data", database_url=log_database) as opened:
         yield opened
+
+
+def raw(log: Log) -> database.Database:
+    """A plain connection to the database of ``log``'s tables (to tamper with them)."""
+    return database.connect(log.database_url or log.path)
 
 
 def indexer(log: Log, world: World, **options: Any) -> Indexer:
@@ -307,8 +312,8 @@ def test_audit_index_names_rows_that_do_not_match_the_event_records(log: Log, wo
     funded = next(r for r in escrow_records(log) if payload(r)["event"] == "MilestoneFunded")
     created = next(r for r in escrow_records(log) if payload(r)["event"] == "DealCreated")
     first = escrow_records(log)[0]
-    db = sqlite3.connect(log.path)
-    with db:
+    db = raw(log)
+    with db.write():
         db.execute(
             "UPDATE escrow_index_events SET deal_id = '999' WHERE record_id = ?",
             (funded.record_id,),

@@ -5,29 +5,41 @@ checked by the index audit."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from chainaudit import database
 from chainaudit.indexer import Indexer, audit_index, deals_of
 from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, World, h, now
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Log]:
-    with Log.open(tmp_path / "data") as opened:
+def log(tmp_path: Path, log_database: str | None) -> Iterator[Log]:
+    """The log (and the indexer's tables beside it) on each engine in turn."""
+    with Log.open(tmp_path / "data", database_url=log_database) as opened:
         yield opened
 
 
+def raw(log: Log) -> database.Database:
+    """A plain connection to the database of ``log``'s tables (to tamper with them)."""
+    return database.connect(log.database_url or log.path)
+
+
 def _deals(log: Log, world: World, who: str) -> list[int]:
-    return deals_of(log.path, world.client.chain_id, world.client.address, who)
+    return deals_of(
+        log.path,
+        world.client.chain_id,
+        world.client.address,
+        who,
+        database_url=log.database_url,
+    )
 
 
 def _parties(log: Log) -> set[tuple[str, int, str]]:
-    db = sqlite3.connect(log.path)
+    db = raw(log)
     rows = {
         (str(p), int(d), str(r))
         for p, d, r in db.execute("SELECT party, deal_id, role FROM escrow_deal_parties")
@@ -67,7 +79,10 @@ def test_parties_come_from_the_indexed_events(log: Log, world: World) -> None:
     assert _deals(log, world, world.stranger.address) == [second]
     assert _deals(log, world, offered_to.address) == []  # an offer makes no party
     vault = (log.path, world.client.chain_id, world.client.address)
-    assert deals_of(*vault, world.arbiter.address, before=second, limit=1) == [first]
+    found = deals_of(
+        *vault, world.arbiter.address, before=second, limit=1, database_url=log.database_url
+    )
+    assert found == [first]
 
     funded = world.financier
     client.offer_financing(
@@ -93,9 +108,8 @@ def test_an_existing_index_is_backfilled_in_place(log: Log, world: World) -> Non
     indexer.close()
     before = _parties(log)
     assert (world.buyer.address.lower(), deal_id, "buyer") in before
-    db = sqlite3.connect(log.path)
+    db = raw(log)
     db.execute("DROP TABLE escrow_deal_parties")  # as a log indexed by the previous version
-    db.commit()
     db.close()
     assert _deals(log, world, world.buyer.address) == []
     Indexer(log, world.chain, world.client.address).close()  # opening upgrades it
@@ -109,13 +123,12 @@ def test_the_index_audit_names_forged_and_missing_parties(log: Log, world: World
     indexer.tick()
     indexer.close()
     assert audit_index(log) == []
-    db = sqlite3.connect(log.path)
+    db = raw(log)
     stranger = world.stranger.address.lower()
     db.execute(
         "UPDATE escrow_deal_parties SET party = ? WHERE party = ? AND role = 'supplier'",
         (stranger, world.supplier.address.lower()),
     )
-    db.commit()
     db.close()
     details = sorted(f.detail for f in audit_index(log))
     assert details == [

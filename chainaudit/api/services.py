@@ -40,7 +40,7 @@ from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigErro
 from chainaudit.escrow import EscrowClient
 from chainaudit.indexer import Indexer, deals_of
 from chainaudit.keys import ApiKey, KeyStore
-from chainaudit.leader import ANCHOR_SIGNAL, Elector, Fence, SqliteLease
+from chainaudit.leader import ANCHOR_SIGNAL, DatabaseLease, Elector, Fence, open_lease
 from chainaudit.logkey import log_signer
 from chainaudit.metrics import ApiMetrics
 from chainaudit.record_index import RecordIndex
@@ -97,7 +97,7 @@ class Services:
         self.anchoring_problem: str | None = "not run by this service"
         """Why the anchoring service cannot run (``None``: it can)."""
         self._anchor_contract: str | None = None
-        self.lease: SqliteLease | None = None
+        self.lease: DatabaseLease | None = None
         self.elector: Elector | None = None
         """The election of the process that runs the background work (:meth:`_lead`)."""
         self._leader_stop = threading.Event()
@@ -126,7 +126,7 @@ class Services:
         self._connect_escrow()
         if self.run_anchorer:
             self._check_anchoring()
-        self.lease = SqliteLease(self.log_path)
+        self.lease = open_lease(self.log_path, database_url=self.settings.log_database_url)
         self.elector = Elector(
             self.lease, on_elected=self._lead, on_deposed=self._follow, on_duty=self._duties
         )
@@ -407,6 +407,7 @@ class Services:
             address,
             before=before,
             limit=limit,
+            database_url=self.settings.log_database_url,
         )
 
     # -- per-thread readers -----------------------------------------------------------------

@@ -14,13 +14,12 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from chainaudit import merkle
 from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain import Chain
 from chainaudit.devnet import Devnet, free_port
+from chainaudit.leader import open_lease
 from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import issue_keys, make_settings
@@ -53,17 +53,12 @@ class Served:
         return [int(pid) for pid in path.read_text().split()]
 
     def leader(self) -> tuple[int, int] | None:
-        """``(pid, token)`` of the lease holder, from the lease row (unexpired), or None."""
-        with sqlite3.connect(self.settings.data_dir / DB_NAME, timeout=30) as db:
-            try:
-                row = db.execute(
-                    "SELECT holder, token, expires_ms FROM leader_lease WHERE name = 'background'"
-                ).fetchone()
-            except sqlite3.OperationalError:
-                return None
-        if row is None or row[2] <= time.time() * 1000:
-            return None
-        return int(str(row[0]).split(":")[1]), int(row[1])
+        """``(pid, token)`` of the lease holder, from the lease row (unexpired; in the log's
+        SQLite file or PostgreSQL database), or None."""
+        path, url = self.settings.data_dir / DB_NAME, self.settings.log_database_url
+        with closing(open_lease(path, database_url=url)) as lease:
+            term = lease.live()
+        return None if term is None else (int(term.holder.split(":")[1]), term.token)
 
     def client(self, role: str = "operator", **options: Any) -> httpx.Client:
         return httpx.Client(
