@@ -73,8 +73,10 @@ nginx:
 
 test: setup browser go-tlog postgres nginx lint test-contracts test-py
 
+# Both cores: each xdist worker starts its own Anvil and PostgreSQL; the tests that run the demo
+# (fixed ports) form one group on one worker.
 test-py: setup postgres nginx
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 test-contracts: setup gas-check
 	$(FORGE) test

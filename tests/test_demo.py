@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+
+# `make demo` listens on its fixed ports: every test that runs it shares one xdist worker.
+pytestmark = pytest.mark.xdist_group("demo")
 
 ROOT = Path(__file__).resolve().parents[1]
 

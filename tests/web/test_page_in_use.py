@@ -37,6 +37,10 @@ from chainaudit.store import Log
 from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict
 
+# `make demo` listens on its fixed ports (Anvil 8545, the API 8000): the tests that run it share
+# one pytest-xdist worker, one after the other (`make test` runs `pytest -n 2 --dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("demo")
+
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1280, 390)
