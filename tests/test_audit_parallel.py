@@ -5,13 +5,14 @@ what the one-range audit reports, in the same order, on SQLite and on PostgreSQL
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chainaudit import bundles, database, provenance
+from chainaudit import bundles, database, datakeys, provenance
 from chainaudit.records import PreparedRecord, prepare
 from chainaudit.store import AuditReport, Log
 from tests.cli.test_log_commands import run
@@ -144,3 +145,15 @@ def test_the_audit_command_prints_the_same_report_for_any_jobs(tmp_path: Path) -
     assert one.stdout == two.stdout
     assert '"problem": "unentitled"' in one.stdout and "after leaf 10 was stamped" in one.stdout
     assert run(data, "audit", "--jobs", "0", check_rc=2).stderr
+
+
+def test_workers_open_sealed_bodies_with_the_master_key(tmp_path: Path) -> None:
+    """Records sealed at rest: each worker opens the data keys itself; a destroyed key (the
+    body gone, no erasure record) is reported alike."""
+    at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))
+    with Log.open(tmp_path / "data", at_rest=at_rest) as log:
+        log.append([make(i) for i in range(700)])
+        assert log.destroy_keys([100, 650]) == 2
+        serial = log.audit()
+        assert [(f.problem, f.index) for f in serial.findings] == [("erased", 100), ("erased", 650)]
+        assert as_dict(log.audit(jobs=2, chunk_leaves=256)) == as_dict(serial)
