@@ -35,7 +35,8 @@ See ``docs/transparency.md``.
 
 ``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
 :func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
-prints one line per finding and exits 1 if there is any.
+prints one line per finding and exits 1 if there is any; ``--jobs N`` (default: the number of
+CPUs) re-derives the leaves and nodes in N worker processes, the report unchanged.
 
 Controlled actions need two officers (:mod:`chainaudit.approvals`): ``risk resolve --cleared``,
 ``risk hold lift``, a ``risk hold renew`` that shortens a hold, ``risk rules`` with a changed
