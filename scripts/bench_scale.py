@@ -299,7 +299,10 @@ def time_audit(data_dir: Path, jobs: int, database_url: str | None = None) -> di
         "tree_size": report["tree_size"],
         "clean": report["clean"],
         "load_before": load,
-        "command": " ".join(["chainaudit", *command[3:]]),
+        "command": (
+            "CHAINAUDIT_DATABASE_URL=<the private server's database> " if database_url else ""
+        )
+        + " ".join(["chainaudit", *command[3:]]),
     }
 
 
