@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from chainaudit import bundles, database, datakeys, merkle, native, provenance, tiles, tlogtiles
 from chainaudit.errors import (
@@ -1171,7 +1172,9 @@ class Log:
 
     # -- audit -------------------------------------------------------------------------------
 
-    def audit(self, *, chain_id: int | None = None) -> AuditReport:
+    def audit(
+        self, *, chain_id: int | None = None, jobs: int = 1, chunk_leaves: int | None = None
+    ) -> AuditReport:
         """Re-derive every leaf from its stored record, every stored node from the leaves, and
         every derived index row from the records.
 
@@ -1198,27 +1201,145 @@ class Log:
         chain ids the log was anchored on; a log never anchored names no chain, so its
         signatures are then reported as not checkable.
 
-        Reads the store sequentially in ``O(n)`` time and ``O(log n)`` memory, plus the
-        mismatching leaves, the deal links and the signatures, all in one read transaction
-        (one WAL snapshot), so appends made meanwhile by other connections are not seen
-        half-written. Writes nothing.
-        """
-        with self._db.read():
-            return self._audit(chain_id)
+        Reads the store in ``O(n)`` time in one read transaction (one snapshot), so appends
+        made meanwhile by other connections are not seen half-written; writes nothing.
 
-    def _audit(self, chain_id: int | None) -> AuditReport:
+        ``jobs`` > 1 splits the heavy part (decoding each bundle, re-hashing each record into
+        its leaf, re-deriving the nodes of the tiles) over aligned ranges of
+        ``chunk_leaves`` leaves (a power of two, at least 256; by default about four ranges
+        per job), checked by ``jobs`` worker processes each with its own read connection.
+        The audit is bounded at the tree size read first: the workers read only the complete
+        ranges below it (on PostgreSQL in the very snapshot of this connection, exported to
+        them; on SQLite in their own, which holds the same rows below that size unless a
+        record is erased meanwhile), this process the last range and whatever lies beyond.
+        The findings are the same, in the same order, whatever ``jobs`` is.
+        Raises :class:`ValueError` for ``jobs`` < 1 or a bad ``chunk_leaves``.
+        """
+        if jobs < 1:
+            raise ValueError(f"jobs must be at least 1, not {jobs}")
+        if chunk_leaves is not None and (
+            chunk_leaves < tiles.WIDTH or chunk_leaves & (chunk_leaves - 1)
+        ):
+            raise ValueError(f"chunk_leaves must be a power of two >= {tiles.WIDTH}")
+        with self._db.read():
+            return self._audit(chain_id, jobs, chunk_leaves)
+
+    def _audit(self, chain_id: int | None, jobs: int, chunk_leaves: int | None) -> AuditReport:
         self._sync()
         size = self._size
         report = AuditReport(tree_size=size, records_checked=0, nodes_checked=0, root=b"")
         findings = report.findings
+        bits = _chunk_bits(size, jobs, chunk_leaves)
+        last = max(size - 1, 0) >> bits
+        parts = self._audit_parts(size, bits, last, jobs)
         mismatched: dict[int, tuple[str, bytes]] = {}  # index -> (record id, computed leaf)
         tree_leaves: dict[int, bytes] = {}
-        expected = 0
-        committed = self._level(0, size)
-        committed_next = 0  # the index of the leaf ``committed`` yields next
         content = _ContentAudit(findings)
-        for idx, record_id, body in self._audit_records(findings, content):
-            report.records_checked += 1
+        tally = _IdTally()
+        tree_findings: list[AuditFinding] = []
+        for part in parts:
+            _merge_part(part, report, content, tally)
+            mismatched.update(part.mismatched)
+            tree_leaves.update(part.tree_leaves)
+            tree_findings.extend(part.tree_findings)
+            report.nodes_checked += part.nodes_checked
+        self._audit_orphan_ids(tally, findings)
+        committed_at = {leaf: idx for idx, leaf in tree_leaves.items()}
+        for idx, (record_id, computed) in sorted(mismatched.items()):
+            if computed in committed_at:
+                findings.append(
+                    AuditFinding(
+                        "reordered",
+                        idx,
+                        record_id,
+                        f"committed at index {committed_at[computed]}, found at index {idx}",
+                    )
+                )
+            else:
+                findings.append(
+                    AuditFinding(
+                        "altered", idx, record_id, "content does not hash to the committed leaf"
+                    )
+                )
+        content.resolve_erasures(self._committed_leaf)
+        findings.extend(tree_findings)
+        report.nodes_checked += self._audit_tree_top(size, bits, findings)
+        report.root = self._audit_root(size)
+        self._audit_history(report.root, size, findings)
+        self._audit_deal_links(content, findings)
+        self._audit_signatures(chain_id, findings)
+        findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
+        return report
+
+    def _audit_parts(self, size: int, bits: int, last: int, jobs: int) -> list[_AuditPart]:
+        """Audit the ranges ``0 .. last`` of ``1 << bits`` leaves (see :meth:`audit`): the
+        ones below ``last`` in a pool of ``jobs`` processes when there are several, the last
+        here; return their parts in range order."""
+        if jobs == 1 or last == 0:
+            return [self._audit_part(size, bits, chunk, chunk == last) for chunk in range(last + 1)]
+        import multiprocessing  # noqa: PLC0415 - only a parallel audit needs it
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+        where = _AuditSource(
+            str(self.path), self.database_url, self.at_rest, self.kinds, self._export_snapshot()
+        )
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        with ProcessPoolExecutor(max_workers=min(jobs, last), mp_context=context) as pool:
+            futures = [
+                pool.submit(_audit_part_in_worker, where, size, bits, chunk)
+                for chunk in range(last)
+            ]
+            tail = self._audit_part(size, bits, last, True)
+            return [future.result() for future in futures] + [tail]
+
+    def _export_snapshot(self) -> str | None:
+        """On PostgreSQL, the id of this read transaction's snapshot, for the workers of a
+        parallel audit to read in (``None`` on SQLite, which cannot share one)."""
+        if self._db.engine != "postgresql":
+            return None
+        (snapshot,) = self._db.execute("SELECT pg_export_snapshot()").fetchone()
+        return str(snapshot)
+
+    @classmethod
+    def _audit_reader(cls, where: _AuditSource) -> Log:
+        """A read-only view of the log ``where`` names for a worker of a parallel audit: its
+        own connection, no schema created or upgraded (the auditing process opened it)."""
+        log = cls.__new__(cls)
+        log.path = Path(where.path)
+        log.database_url = where.database_url
+        log.kinds = where.kinds
+        log.at_rest = where.at_rest
+        log._keyring = None
+        log._staged = []
+        try:
+            log._db = database.connect(
+                where.database_url or log.path, pragmas="PRAGMA cache_size=-262144;"
+            )
+        except database.DatabaseError as exc:
+            raise StoreError(f"cannot open the log to audit it: {exc}") from exc
+        log._sql = _Queries(log._db)
+        log._size = -1
+        log._frontier = []
+        return log
+
+    def _audit_part(self, size: int, bits: int, chunk: int, last: bool) -> _AuditPart:
+        """Audit the records of bundles in leaf range ``chunk`` of ``1 << bits`` leaves (the
+        first also takes any bundle below, the ``last`` any above) against the tree of
+        ``size`` leaves, and the tree's nodes of levels ``1 .. bits`` over that range."""
+        part = _AuditPart()
+        findings = part.findings
+        start = chunk << bits
+        stop = size if last else min((chunk + 1) << bits, size)
+        first_key = start >> bundles.HEIGHT if chunk else -_NO_BOUND
+        end_key = _NO_BOUND if last else ((chunk + 1) << bits) >> bundles.HEIGHT
+        expected = start
+        committed = self._level(0, size, start=start, stop=stop)
+        committed_next = start  # the index of the leaf ``committed`` yields next
+        content = _ContentAudit(findings, deferred=part.unstamped)
+        for idx, record_id, body in self._audit_records(
+            findings, content, part.tally, first_key, end_key
+        ):
+            part.records_checked += 1
             if idx >= size:
                 findings.append(
                     AuditFinding("inserted", idx, record_id, "not committed to the tree")
@@ -1240,34 +1361,13 @@ class Log:
             if body is not None:
                 computed = merkle.hash_leaf(_as_bytes(body))
                 if computed != tree_leaf:
-                    mismatched[idx] = (record_id, computed)
-                    tree_leaves[idx] = tree_leaf
-        for missing in range(expected, size):
+                    part.mismatched[idx] = (record_id, computed)
+                    part.tree_leaves[idx] = tree_leaf
+        for missing in range(expected, stop):
             findings.append(AuditFinding("deleted", missing, None, "record missing from the store"))
-        committed_at = {leaf: idx for idx, leaf in tree_leaves.items()}
-        for idx, (record_id, computed) in sorted(mismatched.items()):
-            if computed in committed_at:
-                findings.append(
-                    AuditFinding(
-                        "reordered",
-                        idx,
-                        record_id,
-                        f"committed at index {committed_at[computed]}, found at index {idx}",
-                    )
-                )
-            else:
-                findings.append(
-                    AuditFinding(
-                        "altered", idx, record_id, "content does not hash to the committed leaf"
-                    )
-                )
-        content.resolve_erasures(self._committed_leaf)
-        report.nodes_checked, report.root = self._audit_tree(size, findings)
-        self._audit_history(report.root, size, findings)
-        self._audit_deal_links(content, findings)
-        self._audit_signatures(chain_id, findings)
-        findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
-        return report
+        part.content = content
+        part.nodes_checked = self._audit_subtree(size, bits, chunk, part.tree_findings)
+        return part
 
     def _committed_leaf(self, leaf_index: int) -> bytes | None:
         """The stored leaf hash at ``leaf_index``, or ``None`` when the store lacks it."""
@@ -1276,20 +1376,28 @@ class Log:
         return self._stored_nodes([(0, leaf_index)])[0]
 
     def _audit_records(
-        self, findings: list[AuditFinding], content: _ContentAudit
+        self,
+        findings: list[AuditFinding],
+        content: _ContentAudit,
+        tally: _IdTally,
+        first_key: int,
+        end_key: int,
     ) -> Iterator[tuple[int, str, bytes | None]]:
-        """Yield ``(index, record id, body)`` of every stored record once, by index; report
-        unreadable bundles, records stored in the wrong bundle or twice, and id index rows
-        that do not lead to their record; check each record's content with ``content``."""
-        indexed = 0
-        reported: set[str] = set()
-        unreadable: set[int] = set()
-        for key, blob in self._db.stream("SELECT id, records FROM bundles ORDER BY id"):
+        """Yield ``(index, record id, body)`` of every record stored in the bundles
+        ``first_key`` up to ``end_key``, by index; report unreadable bundles, records stored
+        in the wrong bundle or twice, and records the id index does not map to; check each
+        record's content with ``content``; count what :meth:`_audit_orphan_ids` needs in
+        ``tally``."""
+        rows = self._db.stream(
+            "SELECT id, records FROM bundles WHERE id >= ? AND id < ? ORDER BY id",
+            (first_key, end_key),
+        )
+        for key, blob in rows:
             try:
                 records = sorted(self._decode_bundle(key, blob), key=lambda r: r.leaf_index)
             except StoreError as exc:
                 findings.append(AuditFinding("altered", None, None, str(exc)))
-                unreadable.add(key)
+                tally.unreadable.add(key)
                 continue
             index_rows = dict(
                 self._db.execute(
@@ -1312,24 +1420,29 @@ class Log:
                     findings.append(
                         AuditFinding("altered", idx, record_id, f"sealed body does not open: {exc}")
                     )
-                    reported.add(record_id)
+                    tally.reported.add(record_id)
                     opened = record._replace(body=None)
                 content.check(opened)
                 if index_rows.get(record_id) == idx:
-                    indexed += 1
+                    tally.indexed += 1
                 else:
                     findings.append(_index_finding(record_id, idx, index_rows.get(record_id)))
-                    reported.add(record_id)
+                    tally.reported.add(record_id)
                 yield idx, record_id, opened.body
+
+    def _audit_orphan_ids(self, tally: _IdTally, findings: list[AuditFinding]) -> None:
+        """Report the id index rows that lead to no stored record (a damaged store only),
+        given what :meth:`_audit_records` counted over the whole log."""
         (rows,) = self._db.execute("SELECT count(*) FROM record_ids").fetchone()
-        if rows != indexed:  # rows for no stored record: find them (a damaged store only)
-            rows_by_id = self._db.execute("SELECT record_id, idx FROM record_ids")
-            while rows := rows_by_id.fetchmany(4096):
-                chunk = {rid: idx for rid, idx in rows if bundles.key(idx) not in unreadable}
-                found = self._entries_by_id(list(chunk))
-                for record_id, idx in chunk.items():
-                    if record_id not in found and record_id not in reported:
-                        findings.append(_index_finding(record_id, None, idx))
+        if rows == tally.indexed:
+            return
+        rows_by_id = self._db.execute("SELECT record_id, idx FROM record_ids")
+        while rows := rows_by_id.fetchmany(4096):
+            chunk = {rid: idx for rid, idx in rows if bundles.key(idx) not in tally.unreadable}
+            found = self._entries_by_id(list(chunk))
+            for record_id, idx in chunk.items():
+                if record_id not in found and record_id not in tally.reported:
+                    findings.append(_index_finding(record_id, None, idx))
 
     def _audit_deal_links(self, content: _ContentAudit, findings: list[AuditFinding]) -> None:
         """Compare ``deal_records`` with the links the records imply (``content.links``);
@@ -1442,62 +1555,90 @@ class Log:
         query = "SELECT DISTINCT chain_id FROM anchors ORDER BY 1"
         return [int(cid) for (cid,) in self._db.execute(query)]
 
-    def _audit_tree(self, size: int, findings: list[AuditFinding]) -> tuple[int, bytes]:
-        """Recompute every stored node above the leaves, level by level; return the count
-        checked and the root recomputed from the stored leaves."""
+    def _audit_subtree(self, size: int, bits: int, chunk: int, findings: list[AuditFinding]) -> int:
+        """Recompute the stored nodes of levels ``1 .. bits`` over leaf range ``chunk`` of
+        ``1 << bits`` leaves, level by level; return the count checked."""
         checked = 0
-        width = size
-        level = 0
-        border: list[bytes] = []  # the unpaired last node of each level, for the root
+        for level in range(bits):
+            width = size >> level
+            first = (chunk << (bits - level)) // 2  # the first parent in the range
+            end = min(((chunk + 1) << (bits - level)) // 2, width // 2)
+            if first >= end:
+                break
+            checked += self._check_parents(level, width, first, end, findings)
+        return checked
+
+    def _audit_tree_top(self, size: int, bits: int, findings: list[AuditFinding]) -> int:
+        """Recompute the stored nodes above level ``bits``, level by level; return the count
+        checked."""
+        checked = 0
+        level = bits
+        width = size >> bits
         while width > 1:
-            below = self._level(level, width)
-            stored = self._level(level + 1, width // 2)
-            for index in range(width // 2):
-                left, right = next(below), next(below)
-                parent = next(stored)
-                checked += 1
-                computed = merkle.hash_children(left, right)
-                if parent != computed:
-                    span = 1 << (level + 1)
-                    findings.append(
-                        AuditFinding(
-                            "tree",
-                            index * span,
-                            None,
-                            f"node ({level + 1}, {index}) over leaves [{index * span}, "
-                            f"{(index + 1) * span}) does not match its children",
-                        )
-                    )
-            if width & 1:
-                border.append(next(below))
+            checked += self._check_parents(level, width, 0, width // 2, findings)
             width //= 2
             level += 1
-        if width == 1:
-            border.append(next(self._level(level, 1)))
-        root = merkle.fold_blocks(border[::-1]) if border else merkle.EMPTY_ROOT
-        return checked, root
+        return checked
 
-    def _level(self, level: int, count: int) -> Iterator[bytes]:
-        """Yield the stored nodes of ``level`` from index 0 on, in order, then ``b""`` for
-        ever: in place of each of the first ``count`` the store lacks, and after them."""
+    def _check_parents(
+        self, level: int, width: int, first: int, end: int, findings: list[AuditFinding]
+    ) -> int:
+        """Compare the stored nodes ``first .. end`` of level ``level + 1`` with the hash of
+        their stored children (``width`` nodes at ``level``); return how many."""
+        below = self._level(level, width, start=2 * first, stop=2 * end)
+        stored = self._level(level + 1, width // 2, start=first, stop=end)
+        span = 1 << (level + 1)
+        for index in range(first, end):
+            left, right = next(below), next(below)
+            parent = next(stored)
+            if parent != merkle.hash_children(left, right):
+                findings.append(
+                    AuditFinding(
+                        "tree",
+                        index * span,
+                        None,
+                        f"node ({level + 1}, {index}) over leaves [{index * span}, "
+                        f"{(index + 1) * span}) does not match its children",
+                    )
+                )
+        return end - first
+
+    def _audit_root(self, size: int) -> bytes:
+        """The root folded from the stored nodes of the tree of ``size`` leaves (an absent
+        node counts as empty, so that the root cannot match)."""
+        levels = [level for level in range(size.bit_length()) if (size >> level) & 1]
+        border = self._stored_nodes([(level, (size >> level) - 1) for level in levels])
+        nodes = [node or b"" for node in border]
+        return merkle.fold_blocks(nodes[::-1]) if nodes else merkle.EMPTY_ROOT
+
+    def _level(
+        self, level: int, count: int, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[bytes]:
+        """Yield the stored nodes of ``level`` from index ``start`` on, in order, then ``b""``
+        for ever: in place of each of the first ``count`` the store lacks, and after them.
+        Reads only the tiles up to node ``stop`` (default ``count``)."""
         group, k = divmod(level, tiles.HEIGHT)
         per_tile = tiles.WIDTH >> k
-        position = 0
+        base = group << tiles.GROUP_SHIFT
+        first_tile = start // per_tile
+        position = first_tile * per_tile
+        limit = min(count, count if stop is None else stop)
         rows = self._db.stream(
             "SELECT id, width, hashes FROM tiles WHERE id >= ? AND id < ? ORDER BY id",
-            (group << tiles.GROUP_SHIFT, (group + 1) << tiles.GROUP_SHIFT),
+            (base + first_tile, base + max(first_tile, -(-limit // per_tile))),
         )
         with contextlib.closing(rows):
             for key, width, blob in rows:
-                first = (key - (group << tiles.GROUP_SHIFT)) * per_tile
+                first = (key - base) * per_tile
                 if first >= count:
                     break
                 while position < first:  # a missing tile
-                    yield b""
+                    if position >= start:
+                        yield b""
                     position += 1
-                for node in tiles.level_nodes(width, _as_bytes(blob), k)[: count - position]:
-                    yield node
-                    position += 1
+                nodes = tiles.level_nodes(width, _as_bytes(blob), k)[: count - position]
+                yield from nodes[max(start - position, 0) :]
+                position += len(nodes)
         while True:  # a missing node: yield a value that cannot match
             yield b""
 
@@ -1547,8 +1688,14 @@ class _ContentAudit:
     """What :meth:`Log.audit` checks in each stored record's content, fed the records in
     leaf order (:meth:`check`); collects the deal links the contents imply."""
 
-    def __init__(self, findings: list[AuditFinding]) -> None:
+    def __init__(
+        self, findings: list[AuditFinding], *, deferred: list[_Unstamped] | None = None
+    ) -> None:
         self.findings = findings
+        self.deferred = deferred
+        """When given, where each finding on a record with no submitter is noted (its
+        place in ``findings``): one range of a parallel audit cannot know whether an
+        earlier range holds the log's first stamped record (:func:`_merge_part`)."""
         self.links: dict[tuple[str, int], str] = {}
         """``(deal id, leaf index)`` -> record id, for every record whose payload names a
         deal."""
@@ -1660,20 +1807,152 @@ class _ContentAudit:
         if submitter is not None:
             problem = "unentitled"
             detail = f"submitted by {submitter!r}, which may not write {what}"
-        elif self.first_stamped is None:
-            problem = "unstamped"
-            detail = (
-                f"no submitter, though only the service writes {what}: the record predates "
-                "submitter stamping (no earlier record of this log carries one), so nothing "
-                "shows the service wrote it"
+            self.findings.append(
+                AuditFinding(problem, idx, record_id, detail + "; readers ignore it")
             )
-        else:
-            problem = "unentitled"
-            detail = (
-                f"no submitter, though only the service writes {what}, and it was appended "
-                f"after leaf {self.first_stamped} was stamped"
+            return
+        if self.deferred is not None:
+            self.deferred.append(
+                _Unstamped(len(self.findings), idx, record_id, what, self.first_stamped)
             )
-        self.findings.append(AuditFinding(problem, idx, record_id, detail + "; readers ignore it"))
+        self.findings.append(_unstamped_finding(idx, record_id, what, self.first_stamped))
+
+
+def _unstamped_finding(
+    idx: int, record_id: str, what: str, first_stamped: int | None
+) -> AuditFinding:
+    """The finding on a record with no submitter that only the service may write:
+    ``unstamped`` when no record before it (``first_stamped`` is ``None``) carries a
+    submitter, else ``unentitled``."""
+    if first_stamped is None:
+        problem = "unstamped"
+        detail = (
+            f"no submitter, though only the service writes {what}: the record predates "
+            "submitter stamping (no earlier record of this log carries one), so nothing "
+            "shows the service wrote it"
+        )
+    else:
+        problem = "unentitled"
+        detail = (
+            f"no submitter, though only the service writes {what}, and it was appended "
+            f"after leaf {first_stamped} was stamped"
+        )
+    return AuditFinding(problem, idx, record_id, detail + "; readers ignore it")
+
+
+class _Unstamped(NamedTuple):
+    """A finding on a record with no submitter, to settle once the ranges before it are
+    known (see :class:`_ContentAudit`)."""
+
+    at: int
+    """Its place in its range's findings."""
+    leaf: int
+    record_id: str
+    what: str
+    first_stamped: int | None
+    """The first stamped record of its range before it, if any."""
+
+
+@dataclass(slots=True)
+class _IdTally:
+    """What :meth:`Log._audit_orphan_ids` needs from the scan of the records."""
+
+    indexed: int = 0
+    """Records the id index maps to their leaf."""
+    reported: set[str] = field(default_factory=set)
+    """Ids of records already reported (the index or the sealed body)."""
+    unreadable: set[int] = field(default_factory=set)
+    """Keys of the bundles that could not be decoded."""
+
+
+@dataclass(slots=True)
+class _AuditPart:
+    """What the audit of one leaf range (:meth:`Log._audit_part`) found, to merge in range
+    order (:func:`_merge_part`)."""
+
+    findings: list[AuditFinding] = field(default_factory=list)
+    unstamped: list[_Unstamped] = field(default_factory=list)
+    records_checked: int = 0
+    tally: _IdTally = field(default_factory=_IdTally)
+    mismatched: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    """Leaf index -> (record id, computed leaf) of each record not hashing to its leaf."""
+    tree_leaves: dict[int, bytes] = field(default_factory=dict)
+    """Leaf index -> committed leaf of the same records."""
+    content: _ContentAudit | None = None
+    tree_findings: list[AuditFinding] = field(default_factory=list)
+    nodes_checked: int = 0
+
+
+class _AuditSource(NamedTuple):
+    """Where a worker of a parallel audit reads the log (see :meth:`Log._audit_reader`)."""
+
+    path: str
+    database_url: str | None
+    at_rest: datakeys.AtRest | None
+    kinds: frozenset[str]
+    snapshot: str | None
+    """PostgreSQL: the auditing transaction's exported snapshot."""
+
+
+_NO_BOUND: Final = 1 << 62
+"""Beyond every bundle key."""
+_SNAPSHOT_ID: Final = re.compile(r"[0-9A-Fa-f-]{1,64}")
+_CHUNKS_PER_JOB: Final = 8
+_MIN_CHUNK_BITS: Final = 12
+
+
+def _chunk_bits(size: int, jobs: int, chunk_leaves: int | None) -> int:
+    """log2 of the leaves per range of an audit (:meth:`Log.audit`): ``chunk_leaves`` when
+    given; one range for one job; else about :data:`_CHUNKS_PER_JOB` ranges per job."""
+    if chunk_leaves is not None:
+        return chunk_leaves.bit_length() - 1
+    if jobs == 1:
+        return max(_MIN_CHUNK_BITS, (size - 1).bit_length())
+    target = -(-size // (_CHUNKS_PER_JOB * jobs))
+    return max(_MIN_CHUNK_BITS, (target - 1).bit_length())
+
+
+def _merge_part(
+    part: _AuditPart, report: AuditReport, content: _ContentAudit, tally: _IdTally
+) -> None:
+    """Add one range's findings and counts to the whole audit's, ranges in leaf order,
+    settling its findings on records with no submitter by the ranges before it."""
+    first = content.first_stamped
+    for noted in part.unstamped:
+        stamped = first if first is not None else noted.first_stamped
+        part.findings[noted.at] = _unstamped_finding(
+            noted.leaf, noted.record_id, noted.what, stamped
+        )
+    report.findings.extend(part.findings)
+    report.records_checked += part.records_checked
+    found = part.content
+    if found is not None:
+        content.links.update(found.links)
+        content.deals.update(found.deals)
+        content.erased |= found.erased
+        content.missing.update(found.missing)
+        content.erasures.update(found.erasures)
+        if content.first_stamped is None:
+            content.first_stamped = found.first_stamped
+    tally.indexed += part.tally.indexed
+    tally.reported |= part.tally.reported
+    tally.unreadable |= part.tally.unreadable
+
+
+def _audit_part_in_worker(where: _AuditSource, size: int, bits: int, chunk: int) -> _AuditPart:
+    """One range of a parallel audit, in a worker process (see :meth:`Log.audit`): read in
+    ``where.snapshot`` when given (PostgreSQL), else in a snapshot of its own."""
+    log = Log._audit_reader(where)
+    try:
+        log._db.begin_read()
+        if where.snapshot is not None:
+            if not _SNAPSHOT_ID.fullmatch(where.snapshot):
+                raise StoreError(f"not a snapshot id: {where.snapshot!r}")
+            log._db.execute(f"SET TRANSACTION SNAPSHOT '{where.snapshot}'")
+        return log._audit_part(size, bits, chunk, False)
+    finally:
+        log._db.rollback()
+        log.close()
 
 
 def _reserved_what(document: Mapping[str, Any]) -> str:

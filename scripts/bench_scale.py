@@ -1,7 +1,11 @@
 """Benchmark the API's scale (issue 15): one process against ``serve --workers N``, one run.
 
-For today's one-process ``chainaudit serve`` and then ``chainaudit serve --workers N`` for each
-N of ``--workers`` (a configuration this version cannot run is printed as "not available"):
+For today's one-process ``chainaudit serve`` (the log in SQLite), then ``chainaudit serve
+--workers N`` for each N of ``--workers`` on SQLite, then ``chainaudit serve --workers N`` for
+each N of ``--postgresql-workers`` with the log in PostgreSQL (``CHAINAUDIT_DATABASE_URL``): a
+private server this script starts and stops (``tests/pgserver.py``'s :class:`PgServer`, here
+with ``fsync`` and ``full_page_writes`` on, as a deployment runs it) (a configuration this
+version cannot run is printed as "not available"):
 
 1. Single-record appends: ``POST /v1/records`` from `wrk` over ``--connections`` connections
    (64) for ``--seconds``, each request a record with an id never used before (a Lua script
@@ -14,7 +18,8 @@ N of ``--workers`` (a configuration this version cannot run is printed as "not a
    ``GET /v1/records/{id}/proof`` for random records from `wrk` (``scripts/bench_api.py``'s
    script), requests/s and p50/p99.
 
-Then ``chainaudit audit`` over the same ``--records`` log (one command, no server), in seconds.
+Then ``chainaudit audit --jobs J`` for each J of ``--audit-jobs`` over the same ``--records``
+log, in SQLite and in PostgreSQL (one command, no server), in seconds.
 Prints one table, every figure from this run, with the goals of issue 15 and the peers'
 published figures beside them (published, not measured here). Writes reports/bench_scale.json.
 
@@ -24,6 +29,7 @@ other processes. `wrk` is Debian's package ``wrk``: ``make bench`` installs it, 
 
     .venv/bin/python scripts/bench_scale.py                           # 1,000,000 records
     .venv/bin/python scripts/bench_scale.py --records 100000 --seconds 10 --workers 2
+    .venv/bin/python scripts/bench_scale.py --postgresql-workers ''   # no PostgreSQL
 """
 
 from __future__ import annotations
@@ -45,12 +51,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_api import bench_appends, bench_proofs_wrk, issue_key, record
+from bench_api import bench_appends, bench_proofs_wrk, record
 
 from chainaudit.devnet import free_port
-from chainaudit.store import Log
+from chainaudit.keys import KeyStore
+from chainaudit.store import DB_NAME, Log
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' PostgreSQL server, reused as it is
+from tests.pgserver import Databases, PgServer  # noqa: E402
+
+PG_SHARED_BUFFERS = "512MB"
+"""The benchmark cluster's ``shared_buffers`` (the tests' 64 MB would not hold the 1M log's
+hot pages)."""
 CHAINAUDIT = [sys.executable, "-m", "chainaudit"]
 ID_PREFIX = "scale-"
 
@@ -82,10 +95,10 @@ end
 """
 
 GOALS = {
-    "post": "≥ 5,000/s, p99 ≤ 50 ms (embedded)",
+    "post": "≥ 5,000/s, p99 ≤ 50 ms (embedded); ≥ 3,000/s (PostgreSQL)",
     "batch": "≥ 50,000 records/s (PostgreSQL)",
     "proof": "≥ 10,000/s, p99 ≤ 20 ms at 1M",
-    "audit": "≤ 40 s at 10M (today 86 s)",
+    "audit": "≤ 40 s at 10M using both cores (today 86 s on one)",
 }
 PUBLISHED = [
     ("Tessera (POSIX), writes", "2,900/s on 12 cores; ~10,000/s on 7 cores with NVMe"),
@@ -108,16 +121,39 @@ def _tail(log_file: Path) -> str:
     return " | ".join(lines[-3:]) or "(no output)"
 
 
+def _env(database_url: str | None) -> dict[str, str]:
+    """This process's environment, with ``CHAINAUDIT_DATABASE_URL`` when the log is in
+    PostgreSQL."""
+    env = dict(os.environ)
+    env.pop("CHAINAUDIT_DATABASE_URL", None)
+    if database_url is not None:
+        env["CHAINAUDIT_DATABASE_URL"] = database_url
+    return env
+
+
+def issue_key(data_dir: Path, database_url: str | None = None) -> str:
+    """An operator's API key in the log's database (created empty if missing)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    Log.open(data_dir, database_url=database_url).close()
+    store = KeyStore(data_dir / DB_NAME, database_url=database_url)
+    token = store.create("operator", name="bench")[1]
+    store.close()
+    return token
+
+
 @contextmanager
-def served(data_dir: Path, workers: int | None, log_file: Path) -> Iterator[str]:
+def served(
+    data_dir: Path, workers: int | None, log_file: Path, database_url: str | None = None
+) -> Iterator[str]:
     """``chainaudit serve`` (with ``--workers`` unless ``workers`` is None) over ``data_dir``
-    on a free loopback port, with no chain and no rate limit; yields its URL."""
+    (the log in ``database_url`` when given) on a free loopback port, with no chain and no
+    rate limit; yields its URL."""
     port = free_port()
     command = [*CHAINAUDIT, "--data-dir", str(data_dir), "serve", "--port", str(port)]
     if workers is not None:
         command += ["--workers", str(workers)]
     env = {
-        **os.environ,
+        **_env(database_url),
         "CHAINAUDIT_RATE_LIMIT_PER_SECOND": "1000000",
         "CHAINAUDIT_RATE_LIMIT_BURST": "1000000",
         "CHAINAUDIT_RPC_URL": f"http://127.0.0.1:{free_port()}",  # no chain: not needed here
@@ -206,71 +242,108 @@ def bench_single_posts(
     }
 
 
-def durable_appends(data_dir: Path) -> int:
+def durable_appends(data_dir: Path, database_url: str | None = None) -> int:
     """The benchmark's single records the log holds (after the server stopped)."""
-    with Log.open(data_dir) as log:
+    with Log.open(data_dir, database_url=database_url) as log:
         return log.count_ids(ID_PREFIX)
 
 
-def build_log(data_dir: Path, count: int, workdir: Path) -> dict[str, Any]:
-    """A log of ``count`` records (``bench_api``'s, which its proof script asks for) and an
-    operator's key, built with ``chainaudit ingest``; returns the token and the build time."""
-    token = issue_key(data_dir)
+def write_records(count: int, workdir: Path) -> Path:
+    """``count`` of ``bench_api``'s records (which its proof script asks for), as JSONL."""
     source = workdir / "records.jsonl"
-    with source.open("w") as out:
-        for i in range(count):
-            out.write(json.dumps(record(i)) + "\n")
+    if not source.exists():
+        with source.open("w") as out:
+            for i in range(count):
+                out.write(json.dumps(record(i)) + "\n")
+    return source
+
+
+def build_log(
+    data_dir: Path, source: Path, count: int, database_url: str | None = None
+) -> dict[str, Any]:
+    """A log of the ``count`` records of ``source`` and an operator's key, built with
+    ``chainaudit ingest`` (in ``database_url`` when given); returns the token and the build
+    time."""
+    token = issue_key(data_dir, database_url)
     started = time.perf_counter()
     subprocess.run(
         [*CHAINAUDIT, "--data-dir", str(data_dir), "ingest", "-q", str(source)],
         check=True,
         stdout=subprocess.DEVNULL,
+        env=_env(database_url),
     )
     elapsed = time.perf_counter() - started
-    source.unlink()
     return {"token": token, "ingest_seconds": elapsed, "ingest_records_per_s": count / elapsed}
 
 
-def time_audit(data_dir: Path) -> dict[str, Any]:
-    """``chainaudit audit --json`` over ``data_dir``: wall-clock seconds; it must be clean."""
+def time_audit(data_dir: Path, jobs: int, database_url: str | None = None) -> dict[str, Any]:
+    """``chainaudit audit --json --jobs JOBS`` over ``data_dir`` (the log in ``database_url``
+    when given): wall-clock seconds; it must be clean."""
+    command = [*CHAINAUDIT, "--data-dir", str(data_dir), "audit", "--json", "--jobs", str(jobs)]
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(
-        [*CHAINAUDIT, "--data-dir", str(data_dir), "audit", "--json"],
+        command,
         check=False,  # a finding exits 1: reported below with the output
         capture_output=True,
         text=True,
+        env=_env(database_url),
     )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"bench_scale: the audit failed:\n{done.stdout}{done.stderr}")
     report = json.loads(done.stdout)
-    return {"seconds": elapsed, "tree_size": report["tree_size"], "clean": report["clean"]}
+    return {
+        "seconds": elapsed,
+        "jobs": jobs,
+        "tree_size": report["tree_size"],
+        "clean": report["clean"],
+        "load_before": load,
+        "command": (
+            "CHAINAUDIT_DATABASE_URL=<the private server's database> " if database_url else ""
+        )
+        + " ".join(["chainaudit", *command[3:]]),
+    }
 
 
 def measure(
-    name: str, workers: int | None, args: argparse.Namespace, proofs_dir: Path, token: str
+    name: str,
+    workers: int | None,
+    args: argparse.Namespace,
+    proofs: tuple[Path, str, str | None],
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """Every per-configuration figure for one server configuration."""
+    """Every per-configuration figure for one server configuration: appends to a new log
+    (in ``database_url`` when given), proofs from ``proofs`` (its data directory, a token,
+    its database URL)."""
+    proofs_dir, token, proofs_url = proofs
     work = args.workdir / name
     work.mkdir()
     data = work / "data"
-    post_token = issue_key(data)
+    post_token = issue_key(data, database_url)
     log_file = work / "serve.log"
-    with served(data, workers, log_file) as url:
+    load = os.getloadavg()[0]
+    with served(data, workers, log_file, database_url) as url:
         print(f"[{name}] single-record appends ...", flush=True)
         post = bench_single_posts(url, post_token, args.seconds, args.connections, work)
         print(f"[{name}] batched appends ...", flush=True)
         batch = asyncio.run(bench_appends(url, post_token, args.append_batches, args.batch_size, 4))
-    post["durable"] = durable_appends(data)
+    post["durable"] = durable_appends(data, database_url)
     if post["durable"] < post["acknowledged"]:
         raise SystemExit(
             f"bench_scale: {post['acknowledged']} appends acknowledged, {post['durable']} in "
             "the log: an acknowledged record was lost"
         )
-    with served(proofs_dir, workers, log_file) as url:
+    with served(proofs_dir, workers, log_file, proofs_url) as url:
         print(f"[{name}] proof fetches at {args.records:,} records ...", flush=True)
-        proofs = bench_proofs_wrk(url, token, args.records, args.seconds, args.connections, work)
-    return {"post": post, "batch_records_per_s": batch, "proofs": proofs}
+        fetched = bench_proofs_wrk(url, token, args.records, args.seconds, args.connections, work)
+    return {
+        "post": post,
+        "batch_records_per_s": batch,
+        "proofs": fetched,
+        "load_before": load,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def table(report: dict[str, Any]) -> str:
@@ -279,7 +352,16 @@ def table(report: dict[str, Any]) -> str:
     configs: dict[str, dict[str, Any] | None] = report["configurations"]
     records = report["records"]
 
+    audits: dict[str, dict[str, dict[str, Any]]] = report["audit"]
+
+    def audit_cell(name: str, jobs: str) -> str:
+        engine = "sqlite" if name == "serve" else "postgresql" if name.startswith("pg-") else ""
+        got = audits.get(engine, {}).get(jobs)
+        return f"{got['seconds']:.1f} s" if got else "-"
+
     def cell(name: str, row: str) -> str:
+        if row.startswith("audit-"):
+            return audit_cell(name, row.removeprefix("audit-"))
         got = configs[name]
         if got is None:
             return "not available"
@@ -294,7 +376,7 @@ def table(report: dict[str, Any]) -> str:
             "batch": f"{got['batch_records_per_s']:,.0f}/s",
             "proof": f"{proofs['requests_per_s']:,.0f}/s",
             "proof_latency": f"{proofs['p50_ms']:.2f} / {proofs['p99_ms']:.2f}",
-            "audit": f"{report['audit']['seconds']:.1f} s" if name == "serve" else "-",
+            "load": f"{got['load_before']:.1f} / {got['load_after']:.1f}",
         }[row]
 
     rows = [
@@ -305,10 +387,23 @@ def table(report: dict[str, Any]) -> str:
         (f"batched appends ({report['batch_size']:,}/request)", "batch", GOALS["batch"]),
         (f"proof fetch at {records:,} records", "proof", GOALS["proof"]),
         ("  p50 / p99 (ms)", "proof_latency", ""),
-        (f"chainaudit audit, {records:,} records", "audit", GOALS["audit"]),
+        ("  load average before / after", "load", ""),
+    ]
+    jobs = sorted({j for engine in audits.values() for j in engine}, key=int)
+    rows += [
+        (f"chainaudit audit --jobs {j}, {records:,} rec.", f"audit-{j}", GOALS["audit"])
+        for j in jobs
     ]
     names = list(configs)
-    heads = ["serve (1 process, today)" if n == "serve" else f"serve --workers {n}" for n in names]
+
+    def head(name: str) -> str:
+        if name == "serve":
+            return "serve (SQLite, 1 proc., today)"
+        if name.startswith("pg-"):
+            return f"--workers {name.removeprefix('pg-')} PostgreSQL"
+        return f"--workers {name} SQLite"
+
+    heads = [head(n) for n in names]
     label_w = max(len(r[0]) for r in rows + [(p, "", "") for p, _ in PUBLISHED]) + 2
     widths = [max(len(h), 14) + 2 for h in heads]
     lines = [
@@ -324,6 +419,44 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def measure_postgresql(
+    args: argparse.Namespace,
+    pg_workers: list[int],
+    source: Path,
+    available: bool,
+    configs: dict[str, dict[str, Any] | None],
+    audit: dict[str, dict[str, dict[str, Any]]],
+    audit_jobs: list[int],
+) -> dict[str, Any]:
+    """The PostgreSQL configurations, on a private durable server started now and stopped
+    after: the ``--records`` log ingested into a database of its own, audited, then
+    ``serve --workers N`` for each N (appending to a fresh database each); fills ``configs``
+    and ``audit``, returns the build figures."""
+    print("starting a private PostgreSQL (fsync on) ...", flush=True)
+    with PgServer(fsync=True, shared_buffers=PG_SHARED_BUFFERS) as server:
+        databases = Databases(server.url)
+        proofs_dir, proofs_url = args.workdir / "pg-proofs", databases.create()
+        print(f"building a log of {args.records:,} records in PostgreSQL ...", flush=True)
+        built = build_log(proofs_dir, source, args.records, proofs_url)
+        audit["postgresql"] = {}
+        for jobs in audit_jobs:
+            print(f"chainaudit audit --jobs {jobs} (PostgreSQL) ...", flush=True)
+            audit["postgresql"][str(jobs)] = time_audit(proofs_dir, jobs, proofs_url)
+        for n in pg_workers:
+            name = f"pg-{n}"
+            if not available:
+                configs[name] = None
+                continue
+            try:
+                configs[name] = measure(
+                    name, n, args, (proofs_dir, built["token"], proofs_url), databases.create()
+                )
+            except ServerFailedError as exc:  # shown in the table; the other figures stand
+                print(f"[{name}] {exc}", flush=True)
+                configs[name] = {"failed": str(exc)}
+    return {k: v for k, v in built.items() if k != "token"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="log size of the proofs")
@@ -332,6 +465,15 @@ def main() -> None:
         default="1,2,4",
         help="comma-separated N of `serve --workers N` to measure after the one-process serve",
     )
+    parser.add_argument(
+        "--postgresql-workers",
+        default="2",
+        help="comma-separated N of `serve --workers N` to measure with the log in a private "
+        "PostgreSQL ('' for none)",
+    )
+    parser.add_argument(
+        "--audit-jobs", default="1,2", help="comma-separated J of `chainaudit audit --jobs J`"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="each wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--append-batches", type=int, default=100)
@@ -339,6 +481,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_scale.json")
     args = parser.parse_args()
     workers = [int(n) for n in args.workers.split(",") if n.strip()]
+    pg_workers = [int(n) for n in args.postgresql_workers.split(",") if n.strip()]
+    audit_jobs = [int(j) for j in args.audit_jobs.split(",") if j.strip()]
     if shutil.which("wrk") is None:
         raise SystemExit("bench_scale: wrk is not installed (make bench installs it)")
     available = workers_flag_available()
@@ -347,12 +491,15 @@ def main() -> None:
         args.workdir = Path(tmp)
         proofs_dir = args.workdir / "proofs"
         print(f"building a log of {args.records:,} records (chainaudit ingest) ...", flush=True)
-        built = build_log(proofs_dir, args.records, args.workdir)
-        print("chainaudit audit ...", flush=True)
-        audit = time_audit(proofs_dir)
+        source = write_records(args.records, args.workdir)
+        built = build_log(proofs_dir, source, args.records)
+        audit: dict[str, dict[str, dict[str, Any]]] = {"sqlite": {}}
+        for jobs in audit_jobs:
+            print(f"chainaudit audit --jobs {jobs} ...", flush=True)
+            audit["sqlite"][str(jobs)] = time_audit(proofs_dir, jobs)
         try:
             configs: dict[str, dict[str, Any] | None] = {
-                "serve": measure("serve", None, args, proofs_dir, built["token"])
+                "serve": measure("serve", None, args, (proofs_dir, built["token"], None))
             }
         except ServerFailedError as exc:
             raise SystemExit(f"bench_scale: {exc}") from exc
@@ -361,18 +508,28 @@ def main() -> None:
                 configs[str(n)] = None
                 continue
             try:
-                configs[str(n)] = measure(f"workers-{n}", n, args, proofs_dir, built["token"])
+                configs[str(n)] = measure(
+                    f"workers-{n}", n, args, (proofs_dir, built["token"], None)
+                )
             except ServerFailedError as exc:  # shown in the table; the other figures stand
                 print(f"[workers-{n}] {exc}", flush=True)
                 configs[str(n)] = {"failed": str(exc)}
+        if pg_workers:
+            built["postgresql"] = measure_postgresql(
+                args, pg_workers, source, available, configs, audit, audit_jobs
+            )
 
     report: dict[str, Any] = {
         "records": args.records,
         "connections": args.connections,
         "batch_size": args.batch_size,
         "seconds": args.seconds,
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+        "postgresql": {"fsync": True, "full_page_writes": True, "shared_buffers": PG_SHARED_BUFFERS}
+        if pg_workers
+        else None,
         "build": {k: v for k, v in built.items() if k != "token"},
+        "command": " ".join(["scripts/bench_scale.py", *sys.argv[1:]]),
         "audit": audit,
         "configurations": configs,
         "published_not_measured_here": dict(PUBLISHED),
@@ -385,6 +542,13 @@ def main() -> None:
         f"run, no chain; log built by chainaudit ingest at "
         f"{built['ingest_records_per_s']:,.0f} records/s"
     )
+    if pg_workers:
+        print(
+            "PostgreSQL: a private server started by this script (tests/pgserver.py), "
+            f"fsync and full_page_writes on, shared_buffers {PG_SHARED_BUFFERS}; log built at "
+            f"{built['postgresql']['ingest_records_per_s']:,.0f} records/s"
+        )
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     if not available:
         print("`chainaudit serve --workers` is not available in this version: not measured")
     print(table(report))

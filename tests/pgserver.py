@@ -11,7 +11,8 @@ server instead (a superuser's ``postgresql://`` URL: each test gets a database o
 created there).
 
 The cluster is built for speed, not durability (``fsync=off``): a test kills processes, never
-the machine.
+the machine. ``PgServer(fsync=True)`` keeps PostgreSQL's durable defaults (``fsync`` and
+``full_page_writes`` on), for a benchmark (``scripts/bench_scale.py``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ class PgServer:
     ``url`` is a superuser's ``postgresql://`` URL (TCP on 127.0.0.1:``port``) once started.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False, shared_buffers: str = "64MB") -> None:
+        self.fsync = fsync
+        """Whether the server syncs its writes to disk (off for tests)."""
+        self.shared_buffers = shared_buffers
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="chainaudit-pg-"))
         self.data = self.root / "data"
@@ -125,11 +129,10 @@ class PgServer:
                     f"-p {self.port}",
                     "-c listen_addresses=127.0.0.1",
                     f"-c unix_socket_directories={self.socket_dir}",
-                    "-c fsync=off",
-                    "-c full_page_writes=off",
                     "-c max_connections=200",
-                    "-c shared_buffers=64MB",
+                    f"-c shared_buffers={self.shared_buffers}",
                 ]
+                + ([] if self.fsync else ["-c fsync=off", "-c full_page_writes=off"])
             )
             self._started = True
             atexit.register(self.stop)  # a session that dies without its teardown
