@@ -5,9 +5,14 @@ Every test here runs once per engine: ``[sqlite]`` with the log (and the API key
 index, risk tables, data keys) in ``data_dir/log.sqlite``, ``[postgresql]`` with them in a
 fresh PostgreSQL schema on the session's server (the ``engine`` fixture, autouse). Settings
 from :func:`make_settings` name the test's engine; :func:`open_log` and :func:`key_store` open
-the stores those settings name. A module or test marked ``one_engine("why")`` runs once, on
-SQLite unless it passes ``database_url`` itself (tests about SQLite files, or that choose
-their engine themselves).
+the stores those settings name. A module or test marked ``one_engine("why")`` is not
+parametrised here: it runs once on SQLite, unless it passes ``database_url`` itself or
+parametrises ``engine`` itself (indirectly: ``test_schemathesis.py``'s roles).
+
+Once per engine: every module but these (``one_engine``): ``test_workers.py`` (it
+parametrises its own engine), ``test_postgresql_state.py`` (about PostgreSQL itself), the
+CLI ingest test in ``test_minimum_fields.py`` (no API; asserts no ``log.sqlite`` is made);
+``test_schemathesis.py`` runs every role on SQLite and the admin on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ ENGINES = ("sqlite", "postgresql")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "one_engine(reason): run once (on SQLite unless the test passes database_url itself), "
-        "not once per engine; the reason says why",
+        "one_engine(reason): not parametrised by engine here (SQLite unless the test names "
+        "database_url or parametrises engine itself); the reason says why",
     )
 
 

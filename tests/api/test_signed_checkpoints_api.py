@@ -133,15 +133,15 @@ def test_served_checkpoint_anchor_note_and_bundle_check(
 
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
-    assert main(["verify", str(path), "--log-key", vkey]) == 0
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", vkey]) == 0
     out = capsys.readouterr().out
     assert "checkpoint_note" in out and "VALID offline only" in out
 
-    assert main(["verify", str(path), "--log-key", stranger]) == 1
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", stranger]) == 1
     assert "verification failed: checkpoint_note" in capsys.readouterr().err
 
     lines = stored.split("\n")
     lines[1] = str(anchored_size + 2)  # claim a larger size, keep the signature
     path.write_text(json.dumps({**bundle, "checkpoint_note": "\n".join(lines)}))
-    assert main(["verify", str(path), "--log-key", vkey]) == 1
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", vkey]) == 1
     assert "verification failed: checkpoint_note" in capsys.readouterr().err
