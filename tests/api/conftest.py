@@ -25,6 +25,7 @@ import httpx
 import pytest
 from eth_account import Account
 
+from chainaudit import bundles, database
 from chainaudit.api.server import ServerThread
 from chainaudit.chain import Chain
 from chainaudit.deploy import deploy_contracts
@@ -118,28 +119,17 @@ def open_log(where: Settings | Path, **options: object) -> Log:
     return Log.open(where, database_url=database_url_for(where), **options)  # type: ignore[arg-type]
 
 
-def stored_bytes(settings: Settings) -> bytes:
-    """What the stores that ``settings`` name hold at rest: the bytes of the SQLite file, or
-    every value of every row of every table in the PostgreSQL schema (``bytea`` as stored,
-    anything else as text)."""
-    url = settings.log_database_url
-    if url is None:
-        return (settings.data_dir / DB_NAME).read_bytes()
-    import psycopg  # noqa: PLC0415
-
-    found = bytearray()
-    with psycopg.connect(url) as db:
-        tables = db.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        ).fetchall()
-        for (table,) in tables:
-            for row in db.execute(f'SELECT * FROM "{table}"'):
-                for value in row:
-                    if isinstance(value, bytes | memoryview):
-                        found += bytes(value)
-                    else:
-                        found += str(value).encode()
-    return bytes(found)
+def stored_bodies(settings: Settings) -> dict[str, bytes]:
+    """The bodies of the records as the log of ``settings`` holds them at rest (its bundle
+    rows decoded, nothing unsealed), by record id, on either engine."""
+    location = settings.log_database_url or settings.data_dir / DB_NAME
+    db = database.connect_reader(location)
+    try:
+        with db.read():
+            rows = db.execute("SELECT records FROM bundles ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return {r.record_id: r.body for (blob,) in rows for r in bundles.decode(bytes(blob))}
 
 
 def key_store(settings: Settings) -> KeyStore:
