@@ -851,7 +851,9 @@ class Log:
         ]
 
     def _entries_by_id(self, record_ids: Sequence[str]) -> dict[str, Entry]:
-        """The stored records among ``record_ids``, by id."""
+        """The stored records among ``record_ids``, by id. An id holding a NUL names no record
+        (no valid id holds one) and is not looked up: PostgreSQL's text refuses NUL."""
+        record_ids = [i for i in record_ids if "\x00" not in i]
         if not record_ids:
             return {}
         indexes = [

@@ -4,13 +4,12 @@ over HTTP (as ``chainaudit risk replay`` does); partners may not ask."""
 from __future__ import annotations
 
 from chainaudit.risk import Outcome, RiskGate, parse_rule_set
-from chainaudit.store import Log
-from tests.api.conftest import Api
+from tests.api.conftest import Api, open_log
 from tests.api.test_alerts_api import RULES, request
 
 
 def test_an_alerts_decision_replays_to_the_recorded_outcome(api: Api) -> None:
-    with Log.open(api.settings.data_dir) as log:
+    with open_log(api.settings) as log:
         gate = RiskGate(log, parse_rule_set(RULES))
         hold = gate.check(request(2_000_001, deal_id=10), at=1_800_000_000)  # big: hold
         gate.close()

@@ -13,10 +13,8 @@ import pytest
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.indexer import Indexer
-from chainaudit.keys import KeyStore
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
-from chainaudit.store import DB_NAME, Log
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, key_store, make_settings, open_log
 from tests.escrow_world import AMOUNT, World, make_world, snapshot
 
 BUYER = "0x1111111111111111111111111111111111111111"
@@ -44,7 +42,7 @@ def request(amount: int, deal_id: int = 9) -> ActionRequest:
 
 
 def test_alerts_are_read_by_auditors_and_handled_by_operators(api: Api) -> None:
-    with Log.open(api.settings.data_dir) as log:
+    with open_log(api.settings) as log:
         gate = RiskGate(log, parse_rule_set(RULES))
         review = gate.check(request(5_000), at=1_800_000_000)  # round: review
         hold = gate.check(request(2_000_001, deal_id=10), at=1_800_000_000)  # big: hold
@@ -121,7 +119,7 @@ def statement_api(tmp_path: Path, anvil: Devnet) -> Iterator[tuple[Api, World]]:
     with snapshot(world.w3):
         settings = make_settings(tmp_path, devnet)
         tokens, partner, other = issue_keys(settings, devnet)
-        store = KeyStore(settings.data_dir / DB_NAME)
+        store = key_store(settings)
         tokens["buyer"] = store.create("partner", name="buyer", address=world.buyer.address)[1]
         store.close()
         with ServerThread(settings, free_port()) as server:
@@ -136,7 +134,7 @@ def test_statements_by_address_with_partner_isolation(
     params = world.params()
     deal_id = client.create_deal(world.buyer, params, world.milestones(1)).deal_id
     client.fund(world.buyer, deal_id, 0, AMOUNT)
-    with Log.open(api.settings.data_dir) as log:
+    with open_log(api.settings) as log:
         Indexer(log, world.chain, client.address).tick()
     buyer = world.buyer.address
     with api.client("buyer") as partner:

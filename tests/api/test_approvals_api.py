@@ -20,12 +20,10 @@ from chainaudit import provenance
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.escrow_deploy import deploy_gate
-from chainaudit.keys import KeyStore
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
 from chainaudit.risk.freeze import frozen_until
 from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
-from tests.api.conftest import make_settings
+from tests.api.conftest import key_store, make_settings, open_log
 from tests.escrow_world import AMOUNT, World, make_world, snapshot
 
 RULES = {
@@ -61,7 +59,7 @@ def officers(tmp_path: Path, anvil: Devnet) -> Iterator[Officers]:
             pauser_key=world.admin.key.hex(),  # holds PAUSER_ROLE on this world's vault
         )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = KeyStore(settings.data_dir / DB_NAME)
+        store = key_store(settings)
         tokens = {
             "admin1": store.create("admin", name="admin one")[1],
             "admin2": store.create("admin", name="admin two")[1],
@@ -83,7 +81,7 @@ def officers(tmp_path: Path, anvil: Devnet) -> Iterator[Officers]:
 
 
 def _held_alert(settings: Settings) -> str:
-    with Log.open(settings.data_dir) as log:
+    with open_log(settings) as log:
         gate = RiskGate(log, parse_rule_set(RULES))
         decision = gate.check(
             ActionRequest(

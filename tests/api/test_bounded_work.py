@@ -25,11 +25,10 @@ from chainaudit.chain import Chain
 from chainaudit.deploy import DEVNET_PARTIES, deploy_contracts
 from chainaudit.devnet import Devnet, derive_accounts, free_port
 from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams
-from chainaudit.keys import KeyStore
 from chainaudit.records import parse_timestamp, prepare
 from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
-from tests.api.conftest import issue_keys, make_settings
+from chainaudit.store import Log
+from tests.api.conftest import issue_keys, key_store, make_settings, open_log
 from tests.escrow_world import now, rpc
 
 NOISE = 50_000
@@ -59,7 +58,7 @@ def big_log(tmp_path_factory: pytest.TempPathFactory, anvil: Devnet) -> Iterator
     tmp = tmp_path_factory.mktemp("bounded")
     settings = make_settings(tmp, anvil, rate_limit_per_second=1000, rate_limit_burst=1000)
     tokens, partner, _ = issue_keys(settings, anvil)
-    with Log.open(settings.data_dir) as log:
+    with open_log(settings) as log:
         noise = [
             prepare(
                 {
@@ -291,7 +290,7 @@ def vault(tmp_path: Path, anvil: Devnet) -> Iterator[Vault]:
         rate_limit_burst=1000,
     )
     settings.data_dir.mkdir(parents=True)
-    store = KeyStore(settings.data_dir / DB_NAME)
+    store = key_store(settings)
     partner = Account.create().address
     tokens = {
         "partner": store.create("partner", name="supplier", address=partner)[1],

@@ -21,9 +21,8 @@ from chainaudit.deploy import DEVNET_PARTIES, deploy_contracts
 from chainaudit.devnet import Devnet, derive_accounts, free_port
 from chainaudit.escrow import EscrowClient
 from chainaudit.escrow_deploy import mint
-from chainaudit.keys import KeyStore
 from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME
+from tests.api.conftest import key_store
 from tests.escrow_world import now, snapshot, travel
 
 DAY = 86400
@@ -82,7 +81,7 @@ def open_deals_api(tmp_path: Path, anvil: Devnet, *, gate: bool = False) -> Iter
         rate_limit_burst=1000,
     )
     settings.data_dir.mkdir(parents=True)
-    store = KeyStore(settings.data_dir / DB_NAME)
+    store = key_store(settings)
     tokens = {
         name: store.create("partner", name=name, address=addresses[name])[1]
         for name in (

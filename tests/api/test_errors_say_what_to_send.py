@@ -16,8 +16,7 @@ import pytest
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.records import MAX_RECORD_BYTES, prepare
-from chainaudit.store import Log
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 PROBLEM = "application/problem+json"
 JSON = {"content-type": "application/json"}
@@ -210,7 +209,7 @@ def test_ids_with_a_slash_are_refused_at_write_and_readable_when_present(api: Ap
         )
         assert only_error(body)["pointer"] == "/records/1/id"
     # a log may already hold such ids (chainaudit ingest, older versions): they stay readable
-    with Log.open(api.settings.data_dir) as log:
+    with open_log(api.settings) as log:
         log.append([prepare(record(4, id="lot/7")), prepare(record(5, id="lot/7/proof"))])
     with api.client("auditor") as client:
         for path in ("lot/7", "lot%2F7", "lot%2f7"):

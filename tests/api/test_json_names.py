@@ -109,6 +109,8 @@ def test_api_cli_and_bundle_share_names_and_0x_hashes(api: Api) -> None:
         "PATH": "/usr/bin:/bin",
         "CHAINAUDIT_DATA_DIR": str(api.settings.data_dir),
     }
+    if api.settings.log_database_url is not None:  # the CLI is told where the log is
+        env["CHAINAUDIT_DATABASE_URL"] = api.settings.log_database_url
     cli = subprocess.run(
         [sys.executable, "-m", "chainaudit", "proof", "n-1", "--json"],
         capture_output=True,

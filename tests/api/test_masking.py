@@ -23,7 +23,8 @@ import pytest
 
 from chainaudit.devnet import Devnet
 from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME, Log
+from chainaudit.store import DB_NAME
+from tests.api.conftest import database_url_for, open_log
 from tests.api.test_deals_api import DealsApi, _act, _create, open_deals_api
 
 SECRET_NAME = "Grete Q. Zwanziger-Olschewski"
@@ -71,7 +72,8 @@ def masked_api(
     # entry bundles on: even then, no bundle holding a private kind's record is served
     monkeypatch.setenv("CHAINAUDIT_TILES_ENTRIES", "true")
     with open_deals_api(tmp_path, anvil) as api:
-        store = KeyStore(tmp_path / "data" / DB_NAME)
+        data = tmp_path / "data"
+        store = KeyStore(data / DB_NAME, database_url=database_url_for(data))
         for role, name in (
             ("regulator", "regulator"),
             ("auditor", "trusted auditor"),
@@ -100,7 +102,7 @@ def _wait(check: Any, what: str, seconds: float = 45) -> Any:
 
 def _reads(data_dir: Path) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    with Log.open(data_dir) as log:
+    with open_log(data_dir) as log:
         for entry in log.scan(kind="admin", limit=100_000):
             if entry.record_id.startswith("read:") and entry.body is not None:
                 found.extend(json.loads(entry.body)["payload"]["reads"])

@@ -20,8 +20,8 @@ from chainaudit.devnet import free_port
 from chainaudit.keys import KeyStore
 from chainaudit.metrics import MULTIPROC_ENV, ApiMetrics, LogReading
 from chainaudit.monitor import write_metrics
-from chainaudit.store import DB_NAME, Log
-from tests.api.conftest import Api
+from chainaudit.store import DB_NAME
+from tests.api.conftest import Api, database_url_for, open_log
 from tests.api.test_records_api import record
 
 # name: (type, help, label names of its samples) -- as the hand-written exposition had them.
@@ -162,10 +162,14 @@ def run_python(code: str, env: dict[str, str]) -> None:
 @contextmanager
 def serve_app(data_dir: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str, str]]:
     """`chainaudit serve` in its own process over ``data_dir`` (no chain); yields its URL and
-    an operator's token."""
+    an operator's token. Its stores are on the test's engine, a database of its own."""
     data_dir.mkdir(parents=True)
-    Log.open(data_dir).close()
-    keys = KeyStore(data_dir / DB_NAME)
+    database_url = database_url_for(data_dir)
+    open_log(data_dir).close()
+    keys = KeyStore(data_dir / DB_NAME, database_url=database_url)
+    env = {k: v for k, v in env.items() if k != "CHAINAUDIT_DATABASE_URL"}
+    if database_url is not None:
+        env["CHAINAUDIT_DATABASE_URL"] = database_url
     token = keys.create("operator", name="metrics")[1]
     keys.close()
     port = free_port()

@@ -71,6 +71,8 @@ def test_undeclared_fields_are_refused_naming_them(closed: Api) -> None:
         assert partner.get("/v1/records/doc-3").status_code == 404
 
 
+# Once: the CLI's ingest into a fresh data directory's SQLite file (asserts none is created).
+@pytest.mark.one_engine("the CLI's ingest, no API: asserts no log.sqlite is created")
 def test_ingest_refuses_a_line_with_undeclared_fields_before_appending(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY))

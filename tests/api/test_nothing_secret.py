@@ -14,8 +14,7 @@ from chainaudit.api.routes.web import publishable_rpc_url
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.records import prepare
-from chainaudit.store import Log
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 
 @pytest.mark.parametrize(
@@ -134,7 +133,7 @@ def test_fast_lane_and_regular_route_agree_on_odd_paths(api: Api) -> None:
     with api.client("operator") as operator:
         made = operator.post("/v1/records/batch", json={"records": records[:-1]})
         assert made.status_code == 201, made.text
-    with Log.open(api.settings.data_dir) as log:  # the API refuses new ids with "/"
+    with open_log(api.settings) as log:  # the API refuses new ids with "/"
         log.append([prepare(records[-1])])
         size = log.size
     with api.client("auditor") as auditor:

@@ -11,11 +11,15 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from chainaudit import database
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
 from tests.api.conftest import issue_keys, make_settings
+
+# Once, not once per engine (tests/api/conftest.py): about PostgreSQL itself: it names database_url.
+pytestmark = pytest.mark.one_engine("about PostgreSQL itself: it names database_url")
 
 MOVED = {
     "api_keys",

@@ -20,9 +20,8 @@ from chainaudit.deploy import DEVNET_PARTIES
 from chainaudit.devnet import derive_accounts
 from chainaudit.escrow import EscrowClient
 from chainaudit.records import prepare
-from chainaudit.store import Log
 from tests.api import test_deals_api
-from tests.api.conftest import Api
+from tests.api.conftest import Api, open_log
 from tests.api.test_deals_api import AMOUNT, DealsApi, _create
 
 ROLES = ("partner", "admin", "operator")
@@ -175,7 +174,7 @@ def test_a_squatted_deal_action_id_raises_an_alarm_and_the_request_succeeds(
         submitter="key:mallory",
     )
     data_dir = tmp_path / "data"
-    with Log.open(data_dir) as log:
+    with open_log(data_dir) as log:
         log.append([squatter])
 
     with api.client("buyer") as buyer_api:
@@ -186,7 +185,7 @@ def test_a_squatted_deal_action_id_raises_an_alarm_and_the_request_succeeds(
         assert "MilestoneFunded" in relayed.json()["events"]
     assert client.deal(deal_id).milestones[0].funded == AMOUNT  # the money moved
 
-    with Log.open(data_dir) as log:
+    with open_log(data_dir) as log:
         assert log.entry(action_id).leaf_hash == squatter.leaf_hash  # left as found
         diverted = json.loads(log.entry(f"{action_id}:conflict:1").body or b"")
         assert diverted["submitter"] == "service:api"

@@ -15,8 +15,7 @@ import pytest
 from chainaudit import provenance
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
-from chainaudit.store import Log
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def audited(tmp_path: Path, anvil: Devnet) -> Iterator[Api]:
 def _reads(api: Api) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Every ``read:`` record's document and each read it lists."""
     found = []
-    with Log.open(api.settings.data_dir) as log:
+    with open_log(api.settings) as log:
         for entry in log.scan(kind="admin", limit=10_000):
             if entry.record_id.startswith("read:") and entry.body is not None:
                 document = json.loads(entry.body)

@@ -238,3 +238,17 @@ def _bytes(value: str) -> bytes:
     """A hash from the API's JSON: ``0x`` and 64 hex digits, nothing else (issue 14)."""
     assert value.startswith("0x") and len(value) == 66, value
     return bytes.fromhex(value[2:])
+
+
+def test_an_id_with_a_nul_names_no_record_on_either_engine(api: Api) -> None:
+    """No valid id holds a NUL, so a path with one is a 404, never a 500 (PostgreSQL's text
+    refuses NUL: the store must not ask it)."""
+    with api.client("operator") as client:
+        assert client.post("/v1/records", json=record(1)).status_code == 201
+        for path in (
+            "/v1/records/a%00b",
+            "/v1/records/a%00b/proof",
+            "/v1/records/a%00b/bundle",
+            "/v1/records/%00/proof?tree_size=1",
+        ):
+            assert_problem(client.get(httpx.URL(api.url + path)), 404, "not-found")

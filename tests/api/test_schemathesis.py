@@ -89,7 +89,21 @@ def check_response(response: Any, case: schemathesis.Case) -> None:
         assert "application/problem+json" in content_type, (case.method, case.path, response.text)
 
 
-@pytest.mark.parametrize("role", ROLES, ids=[role or "no-key" for role in ROLES])
+def engines_and_roles(roles: tuple[str | None, ...]) -> pytest.MarkDecorator:
+    """Every role on SQLite, the admin (who reaches every operation) alone on PostgreSQL:
+    the engine is below the routes, and each role's run costs seconds (``make test``'s
+    budget)."""
+    cases = [("sqlite", role) for role in roles] + [("postgresql", "admin")]
+    return pytest.mark.parametrize(
+        ("engine", "role"),
+        cases,
+        ids=[f"{engine}-{role or 'no-key'}" for engine, role in cases],
+        indirect=["engine"],
+    )
+
+
+@pytest.mark.one_engine("the engines are parametrised with the roles: admin alone on PostgreSQL")
+@engines_and_roles(ROLES)
 def test_no_input_causes_a_server_error(served: Served, role: str | None) -> None:
     examples = scaled(EXAMPLES_PER_OPERATION.get(role or "", OTHER_EXAMPLES))
     headers = served.headers(role)
@@ -124,7 +138,8 @@ def test_no_input_causes_a_server_error(served: Served, role: str | None) -> Non
     assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
 
 
-@pytest.mark.parametrize("role", ["admin", "operator", "partner"])
+@pytest.mark.one_engine("the engines are parametrised with the roles: admin alone on PostgreSQL")
+@engines_and_roles(("admin", "operator", "partner"))
 def test_linked_operations_cause_no_server_error(served: Served, role: str) -> None:
     """Stateful: sequences of calls that feed one response into the next request."""
     machine = served.schema.as_state_machine()

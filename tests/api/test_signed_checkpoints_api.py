@@ -22,8 +22,7 @@ from chainaudit.api.server import ServerThread
 from chainaudit.cli import main
 from chainaudit.devnet import Devnet, free_port
 from chainaudit.logkey import DEV_KEY_FILE
-from chainaudit.store import Log
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 
 @pytest.fixture
@@ -95,10 +94,10 @@ def test_served_checkpoint_anchor_note_and_bundle_check(
             for batch, count in (("a", 5), ("b", 3)):
                 posted = operator.post("/v1/records/batch", json={"records": records(batch, count)})
                 assert posted.status_code == 201, posted.text
-                with Log.open(data) as log:
+                with open_log(data) as log:
                     size, root = log.size, log.root()
                 checkpoint = served_checkpoint(anonymous, log_key, size)
-                with Log.open(data) as log:
+                with open_log(data) as log:
                     assert checkpoint.root == log.root_at(checkpoint.size)
                 assert checkpoint.size >= size
                 assert checkpoint.size > size or checkpoint.root == root
@@ -113,7 +112,7 @@ def test_served_checkpoint_anchor_note_and_bundle_check(
                 time.sleep(0.2)
 
     anchored_size = latest["tree_size"]
-    with Log.open(data) as log:  # the anchor's note: signed_checkpoints[its size]
+    with open_log(data) as log:  # the anchor's note: signed_checkpoints[its size]
         stored = log.signed_checkpoint(anchored_size)
     assert stored is not None
     signed, _ = note.open_checkpoint(stored, log_key)
@@ -134,15 +133,15 @@ def test_served_checkpoint_anchor_note_and_bundle_check(
 
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
-    assert main(["verify", str(path), "--log-key", vkey]) == 0
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", vkey]) == 0
     out = capsys.readouterr().out
     assert "checkpoint_note" in out and "VALID offline only" in out
 
-    assert main(["verify", str(path), "--log-key", stranger]) == 1
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", stranger]) == 1
     assert "verification failed: checkpoint_note" in capsys.readouterr().err
 
     lines = stored.split("\n")
     lines[1] = str(anchored_size + 2)  # claim a larger size, keep the signature
     path.write_text(json.dumps({**bundle, "checkpoint_note": "\n".join(lines)}))
-    assert main(["verify", str(path), "--log-key", vkey]) == 1
+    assert main(["--data-dir", str(data), "verify", str(path), "--log-key", vkey]) == 1
     assert "verification failed: checkpoint_note" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from chainaudit.escrow_deploy import mint
 from chainaudit.indexer import event_record_id
 from chainaudit.reconcile import reconcile
 from chainaudit.records import prepare
-from chainaudit.store import Log
+from tests.api.conftest import open_log
 from tests.api.test_deals_api import (
     AMOUNT,
     DealsApi,
@@ -88,7 +88,7 @@ def indexed(api: DealsApi, deal_id: int, event: str, milestone: int | None = Non
 def forge(data_dir: Path, *documents: tuple[dict[str, Any], str | None]) -> list[str]:
     """Append records straight to the log file, bypassing the API (no submitter, or a forged
     one); return their ids."""
-    with Log.open(data_dir) as log:
+    with open_log(data_dir) as log:
         records = [prepare(doc, submitter=submitter) for doc, submitter in documents]
         log.append(records)
     return [r.record_id for r in records]
@@ -120,7 +120,7 @@ def event_doc(
 
 def unentitled(api: DealsApi, data_dir: Path) -> set[str]:
     """The records reconcile reports as written by someone not entitled to them."""
-    with Log.open(data_dir) as log:
+    with open_log(data_dir) as log:
         report = reconcile(log, EscrowClient(Chain(api.devnet.rpc_url), api.escrow), append=False)
     return {
         d.subject.removeprefix("record ")

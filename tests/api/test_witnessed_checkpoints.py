@@ -15,10 +15,9 @@ import pytest
 from chainaudit import note
 from chainaudit.api.server import ServerThread
 from chainaudit.devnet import Devnet, free_port
-from chainaudit.store import Log
 from chainaudit.witness import WitnessThread
 from chainaudit.witness_policy import Policy, load_policy
-from tests.api.conftest import Api, issue_keys, make_settings
+from tests.api.conftest import Api, issue_keys, make_settings, open_log
 from tests.api.test_signed_checkpoints_api import records
 from tests.test_witness import make_witness, start
 
@@ -88,11 +87,11 @@ def test_served_checkpoints_and_bundles_carry_the_witness_quorum(
         for batch, count in (("a", 4), ("b", 3)):  # two checkpoints: the second needs a proof
             posted = op.post("/v1/records/batch", json={"records": records(batch, count)})
             assert posted.status_code == 201, posted.text
-            with Log.open(api.settings.data_dir) as log:
+            with open_log(api.settings) as log:
                 size = log.size
             checkpoint, cosigners = cosigned_checkpoint(anonymous, log_key, policy, size)
             assert set(cosigners) == {"w1", "w2"}  # w3 is down: 2 of 3 is the quorum
-            with Log.open(api.settings.data_dir) as log:
+            with open_log(api.settings) as log:
                 assert checkpoint.root == log.root_at(checkpoint.size)
 
         assert op.post("/v1/anchors").status_code == 202

@@ -36,6 +36,9 @@ from chainaudit.settings import Settings
 from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import issue_keys, make_settings
 
+# Once, not once per engine (tests/api/conftest.py): its tests choose their engine themselves.
+pytestmark = pytest.mark.one_engine("its tests choose their engine themselves")
+
 
 @dataclass
 class Served:

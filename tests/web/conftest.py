@@ -186,7 +186,7 @@ def site(anvil: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
                 requested = operator.post("/v1/anchors")
                 assert requested.status_code == 202, requested.text
                 sizes.append(_wait_for_anchor(operator, requested.json()["tree_size"])["tree_size"])
-        with Log.open(settings.data_dir) as log:
+        with Log.open(settings.data_dir, database_url=settings.log_database_url) as log:
             book = AnchorBook(log)
             site.bundle = build_bundle(log, book, BUNDLE_RECORD)
             site.consistency_bundle = build_bundle(log, book, LATER_RECORD, since_size=sizes[0])
