@@ -73,10 +73,10 @@ nginx:
 
 test: setup browser go-tlog postgres nginx lint test-contracts test-py
 
-# Both cores: each xdist worker starts its own Anvil and PostgreSQL; the tests that run the demo
-# (fixed ports) form one group on one worker.
+# Both cores: each xdist worker starts its own Anvil and PostgreSQL (free ports); the tests that
+# run the demo on its fixed ports take turns (tests/demo_lock.py).
 test-py: setup postgres nginx
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test-contracts: setup gas-check
 	$(FORGE) test

@@ -181,6 +181,34 @@ def edit_record(database: sqlite3.Connection, record_id: str, old: bytes, new: b
         raise
 
 
+def start_api(port: int, env: dict[str, str]) -> tuple[int, str]:
+    """Start ``chainaudit serve`` on ``port`` (another free port if that one is taken by the
+    time it binds: another demo may have started meanwhile) and wait until *this* server
+    announces that it accepts connections. Returns the port and the URL."""
+    for candidate in (port, free_port()):
+        log_path = WORK / "serve.log"
+        with log_path.open("w") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "chainaudit", "serve", "--port", str(candidate)],
+                cwd=WORK,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        SERVE_PID.write_text(f"{server.pid}\n")
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            if "serving the API at" in log_path.read_text(errors="replace"):
+                return candidate, f"http://127.0.0.1:{candidate}"
+            time.sleep(0.2)
+        if server.poll() is None or "in use by another process" not in log_path.read_text(
+            errors="replace"
+        ):
+            break
+    raise SystemExit(f"demo: the API did not start; see {WORK / 'serve.log'}")
+
+
 def stop() -> None:
     """Stop a demo left running (API, then Anvil); harmless when none is."""
     if SERVE_PID.exists():
@@ -286,26 +314,7 @@ def main() -> None:
     store.close()
     (WORK / "keys.json").write_text(json.dumps(tokens, indent=2) + "\n")
 
-    log_file = (WORK / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "chainaudit", "serve", "--port", str(api_port)],
-        cwd=WORK,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    SERVE_PID.write_text(f"{server.pid}\n")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise SystemExit(f"demo: the API did not start; see {WORK / 'serve.log'}")
-        time.sleep(0.3)
+    api_port, api_url = start_api(api_port, env)
     say(f"   API service on {api_url} (anchoring service and escrow indexer running)")
     api = Api(api_url, tokens)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])

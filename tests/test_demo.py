@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
-# `make demo` listens on its fixed ports: every test that runs it shares one xdist worker.
-pytestmark = pytest.mark.xdist_group("demo")
+from tests.demo_lock import demo_running
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +28,11 @@ def run_demo(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_demo_plays_the_whole_scenario_and_stops(tmp_path: Path) -> None:
     work = tmp_path / "demo"
+    with demo_running():
+        _plays_and_stops(work)
+
+
+def _plays_and_stops(work: Path) -> None:
     try:
         first = run_demo(work)
         assert first.returncode == 0, first.stdout + first.stderr

@@ -34,12 +34,9 @@ from chainaudit.escrow import EscrowClient
 from chainaudit.reconcile import reconcile
 from chainaudit.risk.incidents import open_incident, record_step
 from chainaudit.store import Log
+from tests.demo_lock import demo_running
 from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict
-
-# `make demo` listens on its fixed ports (Anvil 8545, the API 8000): the tests that run it share
-# one pytest-xdist worker, one after the other (`make test` runs `pytest -n 2 --dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("demo")
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -108,6 +105,11 @@ def _incident_and_reconciliation(work: Path, url: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     work = tmp_path_factory.mktemp("page-demo") / "demo"
+    with demo_running():  # the demo's fixed ports: one demo at a time across the workers
+        yield from _demo_left_running(work)
+
+
+def _demo_left_running(work: Path) -> Iterator[Demo]:
     try:
         ran = _run_demo(work)
         assert ran.returncode == 0, ran.stdout + ran.stderr
