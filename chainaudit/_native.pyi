@@ -1,4 +1,4 @@
-# Type stub of the C extension built from _native.c (see chainaudit/native.py).
+# Type stub of the C extension built from _native.c (see chainaudit/log/native.py).
 
 from typing import Any, TypeVar, overload
 

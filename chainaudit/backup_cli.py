@@ -1,7 +1,7 @@
 """``chainaudit backup|restore|export|import``: copies of the data you can trust.
 
 Registered on the main parser by :mod:`chainaudit.cli`; the handlers import their modules
-only when they run. Every refusal is a :class:`chainaudit.errors.ChainauditError`: one line on
+only when they run. Every refusal is a :class:`chainaudit.core.errors.ChainauditError`: one line on
 stderr, exit 2.
 """
 
@@ -14,11 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainaudit.errors import ConfigError, InputError
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from chainaudit.backup import Anchored
+    from chainaudit.service.backup import Anchored
 
 
 def register(commands: Any) -> None:
@@ -111,9 +111,9 @@ def _anchors(
         ConfigError: no AuditAnchor is configured (the message names ``--no-chain-check``).
         ChainUnavailableError: the chain endpoint cannot be reached.
     """
-    from chainaudit.backup import chain_anchors  # noqa: PLC0415
-    from chainaudit.context import chain_from  # noqa: PLC0415
-    from chainaudit.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.app.context import chain_from  # noqa: PLC0415
+    from chainaudit.app.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.service.backup import chain_anchors  # noqa: PLC0415
 
     if args.no_chain_check:
         skipped = "chain check SKIPPED (--no-chain-check): the log was not compared with any anchor"
@@ -148,7 +148,7 @@ def _add_chain_check(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.backup import backup  # noqa: PLC0415
+    from chainaudit.service.backup import backup  # noqa: PLC0415
 
     _embedded_only(settings, "backup")
     result = backup(
@@ -188,9 +188,9 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.backup import restore  # noqa: PLC0415
-    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
-    from chainaudit.store import Log  # noqa: PLC0415
+    from chainaudit.log.store import Log  # noqa: PLC0415
+    from chainaudit.service.backup import restore  # noqa: PLC0415
+    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
 
     _embedded_only(settings, "restore")
     anchors, where = _anchors(args, settings, "restore")
@@ -235,7 +235,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.cli import _open_log  # noqa: PLC0415
-    from chainaudit.export import export_file  # noqa: PLC0415
+    from chainaudit.service.export import export_file  # noqa: PLC0415
 
     with _open_log(settings) as log:
         summary = export_file(log, args.file)
@@ -258,7 +258,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from chainaudit.cli import _open_log  # noqa: PLC0415
-    from chainaudit.export import import_log  # noqa: PLC0415
+    from chainaudit.service.export import import_log  # noqa: PLC0415
 
     try:
         source = args.file.open(encoding="utf-8")
@@ -291,8 +291,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
-    from chainaudit.migrate import migrate  # noqa: PLC0415
+    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.service.migrate import migrate  # noqa: PLC0415
 
     if settings.log_database_url is not None:
         raise InputError(

@@ -11,37 +11,39 @@ without one. ``--version`` works on every command; ``--json`` prints the result 
 command that has one as a single JSON document, with the names and ``0x``-hex hashes of
 ``docs/json.md`` (shared with the API and proof bundles).
 
-``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.bundle`); for a record not
+``proof RECORD_ID -o FILE`` writes a proof bundle (:mod:`chainaudit.core.bundle`); for a record not
 anchored yet it exits 2 with "proof pending: ..." (fetch it again after the next anchor).
 ``verify BUNDLE [--rpc URL --chain-id ID --contract ADDRESS]`` and ``verify --consistency OLD
-NEW`` (:mod:`chainaudit.verify`) print one line per check and exit 0 when valid, 1 when a check
-failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
+NEW`` (:mod:`chainaudit.verify.verifier`) print one line per check and exit 0 when valid, 1 when a
+check failed (named on stderr), 2 when the bundle or the endpoint cannot be used — or when ``--rpc``
 comes without the chain and contract to trust (``--trust-bundle-contract`` accepts the
 bundle's own, with a warning in the verdict). ``--log-key VKEY`` (the log's note verifier key)
 adds the ``checkpoint_note`` check of the bundle's signed checkpoint. Every JSON input is
-checked for nesting before it is parsed (:mod:`chainaudit.jsonlimits`).
+checked for nesting before it is parsed (:mod:`chainaudit.core.jsonlimits`).
 
 ``log-key generate --origin O --keystore FILE`` creates the log's checkpoint signing key in an
 encrypted keystore (password from ``CHAINAUDIT_LOG_SIGNING_KEYSTORE_PASSWORD`` or a prompt);
-``log-key verifier`` prints the configured key's verifier key (:mod:`chainaudit.logkey`).
+``log-key verifier`` prints the configured key's verifier key (:mod:`chainaudit.app.logkey`).
 
 ``proof RECORD_ID --format tlog-proof`` writes a ``c2sp.org/tlog-proof@v1`` file
-(:mod:`chainaudit.tlogproof`); ``verify`` tells it from a bundle v1 by content and checks it
+(:mod:`chainaudit.verify.tlogproof`); ``verify`` tells it from a bundle v1 by content and checks it
 against ``--log-key`` and the witness quorum (``--witness``, ``--quorum``). ``verify --state
 FILE`` refuses a checkpoint that is not provably consistent with the last one it accepted
-(:mod:`chainaudit.verifierstate`; proofs from the evidence or ``--log-url``). ``monitor``
-follows a log's read path and its anchors (:mod:`chainaudit.monitor`): exit 1 on any finding.
+(:mod:`chainaudit.verify.state`; proofs from the evidence or ``--log-url``). ``monitor``
+follows a log's read path and its anchors (:mod:`chainaudit.verify.monitor`): exit 1 on any finding.
 See ``docs/transparency.md``.
 
-``audit [--chain]`` (:meth:`chainaudit.store.Log.audit`, :func:`chainaudit.risk.book.audit_tables`,
-:func:`chainaudit.indexer.audit_index`, :func:`chainaudit.record_index.audit_record_index`)
-prints one line per finding and exits 1 if there is any; ``--jobs N`` (default: the number of
-CPUs) re-derives the leaves and nodes in N worker processes, the report unchanged.
+``audit [--chain]`` (:meth:`chainaudit.log.store.Log.audit`,
+:func:`chainaudit.risk.book.audit_tables`,
+:func:`chainaudit.service.indexer.audit_index`,
+:func:`chainaudit.log.record_index.audit_record_index`) prints one line per finding and exits 1 if
+there is any; ``--jobs N`` (default: the number of CPUs) re-derives the leaves and nodes in N worker
+processes, the report unchanged.
 
-Controlled actions need two officers (:mod:`chainaudit.approvals`): ``risk resolve --cleared``,
-``risk hold lift``, a ``risk hold renew`` that shortens a hold, ``risk rules`` with a changed
-rule set, ``pause``, ``unpause`` and ``keys create`` of an admin, operator or partner key (once
-an admin key exists) record a request; a second officer runs ``approvals approve ID``. An
+Controlled actions need two officers (:mod:`chainaudit.service.approvals`): ``risk resolve
+--cleared``, ``risk hold lift``, a ``risk hold renew`` that shortens a hold, ``risk rules`` with a
+changed rule set, ``pause``, ``unpause`` and ``keys create`` of an admin, operator or partner key
+(once an admin key exists) record a request; a second officer runs ``approvals approve ID``. An
 officer identifies with its own API key in ``CHAINAUDIT_API_KEY`` (checked against the local
 key store); the requester's key cannot approve.
 
@@ -66,20 +68,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chainaudit import backup_cli, datapolicy, minimum, provenance, witness_cli
-from chainaudit.errors import ChainauditError, InputError, VerificationError
-from chainaudit.ingest import ingest_file, local_submitter
-from chainaudit.jsonlimits import restore_recursion_limit
-from chainaudit.settings import Settings, load_settings
-from chainaudit.store import Log
+from chainaudit import backup_cli, witness_cli
+from chainaudit.app.settings import Settings, load_settings
+from chainaudit.core import datapolicy, minimum, provenance
+from chainaudit.core.errors import ChainauditError, InputError, VerificationError
+from chainaudit.core.jsonlimits import restore_recursion_limit
+from chainaudit.log.ingest import ingest_file, local_submitter
+from chainaudit.log.store import Log
 
 if TYPE_CHECKING:
-    from chainaudit.bundle import Bundle
-    from chainaudit.keys import KeyStore
+    from chainaudit.core.bundle import Bundle
+    from chainaudit.service.keys import KeyStore
 
 # Commands import the chain, API and bundle modules when they run: web3 alone takes most of a
 # second to import, which every `chainaudit ingest` would otherwise pay.
-ROLES = ("admin", "operator", "partner", "auditor", "regulator")  # chainaudit.keys.ROLES
+ROLES = ("admin", "operator", "partner", "auditor", "regulator")  # chainaudit.service.keys.ROLES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -122,7 +125,7 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
     """The log in the data directory. Only commands that write records pass ``create``: a
     command that reads refuses a directory with no log rather than leave an empty one there
     (which a later ``audit`` would call clean)."""
-    from chainaudit.store import DB_NAME  # noqa: PLC0415
+    from chainaudit.log.store import DB_NAME  # noqa: PLC0415
 
     url = settings.log_database_url
     if not create and not Log.exists(settings.data_dir, database_url=url):
@@ -136,7 +139,7 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
             "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
             "the current folder), or start a log with `chainaudit ingest FILE`"
         )
-    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
 
     return Log.open(
         settings.data_dir,
@@ -165,7 +168,7 @@ def _emit(text: str, result: dict[str, Any] | list[Any]) -> None:
 
 def _hex(value: bytes) -> str:
     """A hash as every JSON of the project writes it: ``0x`` and lowercase hex."""
-    from chainaudit.wire import hex0x  # noqa: PLC0415
+    from chainaudit.core.wire import hex0x  # noqa: PLC0415
 
     return hex0x(value)
 
@@ -210,9 +213,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
-    from chainaudit.bundle import write_bundle  # noqa: PLC0415
-    from chainaudit.bundling import build_bundle  # noqa: PLC0415
+    from chainaudit.core.bundle import write_bundle  # noqa: PLC0415
+    from chainaudit.service.anchoring import AnchorBook  # noqa: PLC0415
+    from chainaudit.service.bundling import build_bundle  # noqa: PLC0415
 
     if args.format == "tlog-proof":
         return _tlog_proof(args, settings)
@@ -261,7 +264,7 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
 def _tlog_proof(args: argparse.Namespace, settings: Settings) -> int:
     """``proof ID --format tlog-proof``: a c2sp.org/tlog-proof@v1 file against the log's
     latest signed checkpoint, the record's leaf data as its extra data (unless --no-record)."""
-    from chainaudit.tlogproof import TlogProof, build_tlog_proof  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import TlogProof, build_tlog_proof  # noqa: PLC0415
 
     if args.since is not None:
         raise InputError("--since shapes a bundle v1; a tlog-proof carries no consistency proof")
@@ -316,7 +319,7 @@ def _plain_proof(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_bundle(name: str) -> Bundle:
-    from chainaudit.bundle import load_bundle, loads_bundle  # noqa: PLC0415
+    from chainaudit.core.bundle import load_bundle, loads_bundle  # noqa: PLC0415
 
     if name == "-":
         return loads_bundle(sys.stdin.buffer.read(), source="stdin")
@@ -340,11 +343,11 @@ def _state_check(
     given: tuple[int, bytes, Sequence[bytes]] | None,
 ) -> Any:
     """``verify --state``: the evidence's checkpoint against the remembered one of its origin
-    (:mod:`chainaudit.verifierstate`); a Check, the file updated only when it passes."""
-    from chainaudit.tlogclient import consistency_source  # noqa: PLC0415
-    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
-    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
-    from chainaudit.verify import Check  # noqa: PLC0415
+    (:mod:`chainaudit.verify.state`); a Check, the file updated only when it passes."""
+    from chainaudit.verify.state import VerifierState  # noqa: PLC0415
+    from chainaudit.verify.tlogclient import consistency_source  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.verify.verifier import Check  # noqa: PLC0415
 
     state = VerifierState.load(args.state)
     key = parse_keys([args.log_key], "--log-key")[0] if args.log_key else None
@@ -366,9 +369,9 @@ def _policy_log_key(policy: Any, checkpoint: str, given: str | None) -> Any:
         InputError: ``--log-key`` is not a log of the policy, or neither names a log.
         VerificationError: no log of the policy has the checkpoint's origin or signed it.
     """
-    from chainaudit import note as notes  # noqa: PLC0415
-    from chainaudit.errors import NoteError  # noqa: PLC0415
-    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
+    from chainaudit.core import note as notes  # noqa: PLC0415
+    from chainaudit.core.errors import NoteError  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import parse_keys  # noqa: PLC0415
 
     listed: list[notes.Verifier] = policy.log_verifiers()
     if given is not None:
@@ -395,14 +398,14 @@ def _policy_log_key(policy: Any, checkpoint: str, given: str | None) -> Any:
 
 def _verify_tlog_proof(args: argparse.Namespace, data: bytes) -> tuple[Any, str]:
     """``verify FILE`` of a c2sp.org/tlog-proof@v1: the verdict and what it proves."""
-    from chainaudit.tlogproof import (  # noqa: PLC0415
+    from chainaudit.core.witness_policy import Policy, load_policy  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import (  # noqa: PLC0415
         WitnessPolicy,
         parse_keys,
         parse_tlog_proof,
         verify_tlog_proof,
     )
-    from chainaudit.verify import Verdict  # noqa: PLC0415
-    from chainaudit.witness_policy import Policy, load_policy  # noqa: PLC0415
+    from chainaudit.verify.verifier import Verdict  # noqa: PLC0415
 
     if args.rpc:
         raise InputError(
@@ -456,11 +459,11 @@ def _marks() -> dict[str, str]:
 def _verify_with_local_erasures(
     settings: Settings, bundle: Bundle, chain: Any, pins: dict[str, Any]
 ) -> Any:
-    """:func:`~chainaudit.verify.verify_bundle`, told which leaves the log in the data
+    """:func:`~chainaudit.verify.verifier.verify_bundle`, told which leaves the log in the data
     directory (if there is one: the operator's side) has erased, so that a bundle still
     carrying erased content fails its record check, naming the erasure."""
-    from chainaudit.erasure import erased_leaves  # noqa: PLC0415
-    from chainaudit.verify import verify_bundle  # noqa: PLC0415
+    from chainaudit.service.erasure import erased_leaves  # noqa: PLC0415
+    from chainaudit.verify.verifier import verify_bundle  # noqa: PLC0415
 
     url = settings.log_database_url
     if bundle.record is None or not Log.exists(settings.data_dir, database_url=url):
@@ -470,9 +473,9 @@ def _verify_with_local_erasures(
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.chain import Chain  # noqa: PLC0415
-    from chainaudit.tlogproof import is_tlog_proof  # noqa: PLC0415
-    from chainaudit.verify import (  # noqa: PLC0415
+    from chainaudit.chain.chain import Chain  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import is_tlog_proof  # noqa: PLC0415
+    from chainaudit.verify.verifier import (  # noqa: PLC0415
         Verdict,
         verify_consistency_bundles,
     )
@@ -524,7 +527,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         if is_tlog_proof(data):
             verdict, subject = _verify_tlog_proof(args, data)
         else:
-            from chainaudit.bundle import loads_bundle  # noqa: PLC0415
+            from chainaudit.core.bundle import loads_bundle  # noqa: PLC0415
 
             bundle = loads_bundle(data, source="stdin" if args.bundle == "-" else args.bundle)
             if args.witness or args.quorum is not None or args.entry or args.policy:
@@ -582,12 +585,12 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
-    """``monitor``: follow a log's read path and its anchors (:mod:`chainaudit.monitor`)."""
+    """``monitor``: follow a log's read path and its anchors (:mod:`chainaudit.verify.monitor`)."""
     from web3 import Web3  # noqa: PLC0415
 
-    from chainaudit.monitor import Monitor, follow  # noqa: PLC0415
-    from chainaudit.tlogproof import parse_keys  # noqa: PLC0415
-    from chainaudit.verifierstate import VerifierState  # noqa: PLC0415
+    from chainaudit.verify.monitor import Monitor, follow  # noqa: PLC0415
+    from chainaudit.verify.state import VerifierState  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import parse_keys  # noqa: PLC0415
 
     if args.rpc and (args.contract is None or args.chain_id is None):
         raise InputError(
@@ -649,12 +652,12 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.anchoring import audit_against_chain  # noqa: PLC0415
-    from chainaudit.context import chain_from  # noqa: PLC0415
-    from chainaudit.deploy import contract_address  # noqa: PLC0415
-    from chainaudit.indexer import audit_index  # noqa: PLC0415
-    from chainaudit.record_index import audit_record_index  # noqa: PLC0415
+    from chainaudit.app.context import chain_from  # noqa: PLC0415
+    from chainaudit.app.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.log.record_index import audit_record_index  # noqa: PLC0415
     from chainaudit.risk.book import audit_tables  # noqa: PLC0415
+    from chainaudit.service.anchoring import audit_against_chain  # noqa: PLC0415
+    from chainaudit.service.indexer import audit_index  # noqa: PLC0415
 
     with _open_log(settings) as log:
         chain = chain_from(settings, args.rpc) if args.chain else None
@@ -695,7 +698,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.devnet import Devnet, start_detached, stop_detached  # noqa: PLC0415
+    from chainaudit.chain.devnet import Devnet, start_detached, stop_detached  # noqa: PLC0415
 
     devnet_dir = settings.data_dir / "devnet"
     if args.stop:
@@ -732,16 +735,16 @@ def _clearance_signer(settings: Settings) -> str | None:
     """The EscrowGate's clearance signer: the configured key's address, else (development)
     the devnet's account 0, whose key the development service signs clearances with; ``None``
     (no gate) otherwise."""
-    from chainaudit.roles import clearance_account  # noqa: PLC0415
+    from chainaudit.app.roles import clearance_account  # noqa: PLC0415
 
     account = clearance_account(settings)
     return None if account is None else str(account.address)
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.context import chain_from  # noqa: PLC0415
-    from chainaudit.deploy import deploy_contracts  # noqa: PLC0415
-    from chainaudit.roles import anchorer_account  # noqa: PLC0415
+    from chainaudit.app.context import chain_from  # noqa: PLC0415
+    from chainaudit.app.deploy import deploy_contracts  # noqa: PLC0415
+    from chainaudit.app.roles import anchorer_account  # noqa: PLC0415
 
     chain = chain_from(settings, args.rpc)
     deployer = anchorer_account(settings)
@@ -749,9 +752,9 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     arbiters: tuple[str, ...] = ()
     inspectors: tuple[str, ...] = ()
     if settings.environment == "development":
-        from chainaudit.deploy import DEVNET_PARTIES  # noqa: PLC0415
-        from chainaudit.devnet import derive_accounts  # noqa: PLC0415
-        from chainaudit.devnet import load_settings as devnet_settings  # noqa: PLC0415
+        from chainaudit.app.deploy import DEVNET_PARTIES  # noqa: PLC0415
+        from chainaudit.chain.devnet import derive_accounts  # noqa: PLC0415
+        from chainaudit.chain.devnet import load_settings as devnet_settings  # noqa: PLC0415
 
         accounts = derive_accounts(devnet_settings().mnemonic, 10)
         if not officers:
@@ -792,7 +795,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.context import anchorer_from, chain_from  # noqa: PLC0415
+    from chainaudit.app.context import anchorer_from, chain_from  # noqa: PLC0415
 
     with _open_log(settings) as log:
         anchorer = anchorer_from(settings, log, chain_from(settings, args.rpc))
@@ -852,7 +855,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     """Write the C2SP tlog-tiles files (checkpoint, tile/..., tile/entries/...) into DIR."""
     import threading  # noqa: PLC0415
 
-    from chainaudit.publish import Published, Publisher, check_directory  # noqa: PLC0415
+    from chainaudit.log.publish import Published, Publisher, check_directory  # noqa: PLC0415
 
     if args.interval is not None and not args.follow:
         raise InputError("--interval needs --follow")
@@ -932,7 +935,7 @@ def _new_keystore_password() -> str:
 
 
 def cmd_log_key_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.logkey import generate_keystore  # noqa: PLC0415
+    from chainaudit.app.logkey import generate_keystore  # noqa: PLC0415
 
     signer = generate_keystore(args.keystore, args.origin, _new_keystore_password())
     verifier = signer.verifier().encode()
@@ -944,7 +947,7 @@ def cmd_log_key_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_log_key_verifier(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.logkey import log_signer  # noqa: PLC0415
+    from chainaudit.app.logkey import log_signer  # noqa: PLC0415
 
     verifier = log_signer(settings).verifier()
     _emit(verifier.encode(), {"origin": verifier.name, "verifier_key": verifier.encode()})
@@ -952,7 +955,7 @@ def cmd_log_key_verifier(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _key_store(settings: Settings, *, create: bool = False) -> tuple[Log, KeyStore]:
-    from chainaudit.keys import KeyStore  # noqa: PLC0415
+    from chainaudit.service.keys import KeyStore  # noqa: PLC0415
 
     log = _open_log(settings, create=create)
     return log, KeyStore(log.path, database_url=log.database_url)
@@ -963,8 +966,8 @@ def _expiry(days: float | None) -> int | None:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
-    from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
+    from chainaudit.app.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor, record_action  # noqa: PLC0415
 
     log, store = _key_store(settings, create=True)
     try:
@@ -1003,8 +1006,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
-    from chainaudit.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
+    from chainaudit.app.controls import KEY_ROLES_NEEDING_TWO  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor, record_action  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
@@ -1031,7 +1034,7 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor, record_action  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
@@ -1053,8 +1056,8 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_personal_data(args: argparse.Namespace, settings: Settings) -> int:
     """Request the personal-data permission for an auditor or regulator key (a second admin
     approves it with ``chainaudit approvals approve``), or ``--withdraw`` it at once."""
-    from chainaudit.actions import cli_actor, record_action  # noqa: PLC0415
-    from chainaudit.keys import READ_ONLY_ROLES  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor, record_action  # noqa: PLC0415
+    from chainaudit.service.keys import READ_ONLY_ROLES  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
@@ -1082,7 +1085,7 @@ def cmd_keys_personal_data(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.keys import format_ms  # noqa: PLC0415
+    from chainaudit.service.keys import format_ms  # noqa: PLC0415
 
     log, store = _key_store(settings)
     try:
@@ -1129,10 +1132,10 @@ def _officer(log: Log) -> Any:
     """The officer running this command, from the API key in ``CHAINAUDIT_API_KEY``.
 
     Raises :class:`InputError` without a key, for an unknown, revoked or expired one, and
-    :class:`~chainaudit.approvals.ApprovalError` for a key that is not an officer's.
+    :class:`~chainaudit.service.approvals.ApprovalError` for a key that is not an officer's.
     """
-    from chainaudit.approvals import Officer  # noqa: PLC0415
-    from chainaudit.keys import KeyStore  # noqa: PLC0415
+    from chainaudit.service.approvals import Officer  # noqa: PLC0415
+    from chainaudit.service.keys import KeyStore  # noqa: PLC0415
 
     token = os.environ.get(OFFICER_KEY_ENV, "").strip()
     if not token:
@@ -1154,8 +1157,8 @@ def _officer(log: Log) -> Any:
 
 def _request(log: Log, action: str, params: dict[str, Any], note: str | None = None) -> int:
     """Record the calling officer's request for ``action``; print how to approve it."""
-    from chainaudit.approvals import request  # noqa: PLC0415
-    from chainaudit.controls import check_params  # noqa: PLC0415
+    from chainaudit.app.controls import check_params  # noqa: PLC0415
+    from chainaudit.service.approvals import request  # noqa: PLC0415
 
     maker = _officer(log)
     approval = request(log.append, action, check_params(action, params), maker, note)
@@ -1179,8 +1182,9 @@ def _print_approval(approval: Any) -> None:
 
 
 def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit import approvals, controls  # noqa: PLC0415
-    from chainaudit.keys import KeyStore  # noqa: PLC0415
+    from chainaudit.app import controls  # noqa: PLC0415
+    from chainaudit.service import approvals  # noqa: PLC0415
+    from chainaudit.service.keys import KeyStore  # noqa: PLC0415
 
     with _open_log(settings) as log:
         if args.approvals_action == "list":
@@ -1241,7 +1245,7 @@ def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     """Request the erasure of a record's content (``record.erase``); a second officer runs
     ``approvals approve ID``, which erases it."""
-    from chainaudit import erasure  # noqa: PLC0415
+    from chainaudit.service import erasure  # noqa: PLC0415
 
     with _open_log(settings) as log:
         try:
@@ -1257,7 +1261,7 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Erase the records whose kind's retention period has ended (bounded by ``--batch``);
     print a JSON summary."""
-    from chainaudit import erasure  # noqa: PLC0415
+    from chainaudit.service import erasure  # noqa: PLC0415
 
     policy, digest = erasure.policy_from(settings)
     if settings.data_policy_file is None:
@@ -1291,7 +1295,7 @@ def cmd_vacuum(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _new_master_key(args: argparse.Namespace) -> bytes:
-    from chainaudit import datakeys  # noqa: PLC0415
+    from chainaudit.log import datakeys  # noqa: PLC0415
 
     text = os.environ.get(NEW_MASTER_KEY_ENV)
     if args.new_key_file is not None:
@@ -1317,7 +1321,7 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
     import base64  # noqa: PLC0415
     import secrets  # noqa: PLC0415
 
-    from chainaudit import datakeys  # noqa: PLC0415
+    from chainaudit.log import datakeys  # noqa: PLC0415
 
     if args.master_key_action == "generate":
         print(base64.b64encode(secrets.token_bytes(datakeys.KEY_SIZE)).decode("ascii"))
@@ -1345,9 +1349,9 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _escrow_client(settings: Settings, args: argparse.Namespace) -> Any:
-    from chainaudit.context import chain_from  # noqa: PLC0415
-    from chainaudit.deploy import contract_address  # noqa: PLC0415
-    from chainaudit.escrow import EscrowClient  # noqa: PLC0415
+    from chainaudit.app.context import chain_from  # noqa: PLC0415
+    from chainaudit.app.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.chain.escrow import EscrowClient  # noqa: PLC0415
 
     chain = chain_from(settings, getattr(args, "rpc", None))
     override = getattr(args, "escrow", None)
@@ -1355,7 +1359,7 @@ def _escrow_client(settings: Settings, args: argparse.Namespace) -> Any:
 
 
 def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk.book import RiskBook  # noqa: PLC0415
     from chainaudit.risk.decisions import announce_rule_set  # noqa: PLC0415
     from chainaudit.risk.gate import rules_path  # noqa: PLC0415
@@ -1432,7 +1436,7 @@ def cmd_risk_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _transition(args: argparse.Namespace, settings: Settings, transition: str) -> int:
-    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk.book import RiskBook  # noqa: PLC0415
     from chainaudit.risk.decisions import transition_alert  # noqa: PLC0415
 
@@ -1468,9 +1472,9 @@ def cmd_risk_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.app.roles import operator_account  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk import holds  # noqa: PLC0415
-    from chainaudit.roles import operator_account  # noqa: PLC0415
 
     client = _escrow_client(settings, args)
     actor = cli_actor()
@@ -1542,7 +1546,7 @@ def cmd_risk_hold(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _emergency(args: argparse.Namespace, settings: Settings, action: str) -> int:
-    from chainaudit.errors import RiskError  # noqa: PLC0415
+    from chainaudit.core.errors import RiskError  # noqa: PLC0415
     from chainaudit.risk.incidents import incident_steps  # noqa: PLC0415
 
     with _open_log(settings) as log:
@@ -1562,7 +1566,7 @@ def cmd_unpause(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.actions import cli_actor  # noqa: PLC0415
+    from chainaudit.log.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk import incidents  # noqa: PLC0415
 
     with _open_log(settings, create=args.incident_action != "show") as log:
@@ -1603,10 +1607,10 @@ def cmd_incident(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.deploy import contract_address  # noqa: PLC0415
-    from chainaudit.errors import ConfigError  # noqa: PLC0415
-    from chainaudit.indexer import Indexer  # noqa: PLC0415
-    from chainaudit.reconcile import reconcile  # noqa: PLC0415
+    from chainaudit.app.deploy import contract_address  # noqa: PLC0415
+    from chainaudit.core.errors import ConfigError  # noqa: PLC0415
+    from chainaudit.service.indexer import Indexer  # noqa: PLC0415
+    from chainaudit.service.reconcile import reconcile  # noqa: PLC0415
 
     client = _escrow_client(settings, args)
     try:
@@ -1658,8 +1662,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.anchoring import AnchorBook  # noqa: PLC0415
-    from chainaudit.statements import build_statement  # noqa: PLC0415
+    from chainaudit.service.anchoring import AnchorBook  # noqa: PLC0415
+    from chainaudit.service.statements import build_statement  # noqa: PLC0415
 
     with _open_log(settings) as log:
         book = AnchorBook(log)
@@ -2206,7 +2210,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, top: bool = True) -> None
 
 
 def _register_log_key_commands(commands: Any) -> None:
-    """``log-key generate|verifier``: the log's checkpoint key (:mod:`chainaudit.logkey`)."""
+    """``log-key generate|verifier``: the log's checkpoint key (:mod:`chainaudit.app.logkey`)."""
     log_key = commands.add_parser(
         "log-key",
         help="the log's checkpoint signing key: generate a keystore, print the verifier key",
@@ -2235,7 +2239,8 @@ def _register_log_key_commands(commands: Any) -> None:
 
 
 def _register_approval_commands(commands: Any) -> None:
-    """``approvals list|show|approve|reject`` (maker-checker, :mod:`chainaudit.approvals`)."""
+    """``approvals list|show|approve|reject`` (maker-checker,
+    :mod:`chainaudit.service.approvals`)."""
     approvals = commands.add_parser(
         "approvals",
         help="requests for two-officer actions: list, show, approve, reject",
@@ -2376,8 +2381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if not type(exc).__module__.startswith(("requests", "urllib3")):
             raise
-        # a transport error raised outside chainaudit.chain's translation: the same one line
-        from chainaudit.chain import unreachable  # noqa: PLC0415
+        # a transport error raised outside chainaudit.chain.chain's translation: the same one line
+        from chainaudit.chain.chain import unreachable  # noqa: PLC0415
 
         rpc = getattr(args, "rpc", None) or os.environ.get("CHAINAUDIT_RPC_URL")
         rpc = rpc or str(Settings.model_fields["rpc_url"].default)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -48,7 +48,7 @@ def _show(args: argparse.Namespace, text: str, result: dict[str, Any]) -> None:
 
 
 def cmd_witness_keygen(args: argparse.Namespace, _settings: Settings) -> int:
-    from chainaudit.witness import write_key_file  # noqa: PLC0415
+    from chainaudit.service.witness import write_key_file  # noqa: PLC0415
 
     signer = write_key_file(args.name, args.out)
     vkey = signer.verifier().encode()
@@ -57,7 +57,7 @@ def cmd_witness_keygen(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_witness_verifier(args: argparse.Namespace, _settings: Settings) -> int:
-    from chainaudit.witness import read_key_file  # noqa: PLC0415
+    from chainaudit.service.witness import read_key_file  # noqa: PLC0415
 
     vkey = read_key_file(args.key).verifier().encode()
     _show(args, vkey, {"vkey": vkey})
@@ -65,8 +65,8 @@ def cmd_witness_verifier(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_witness_serve(args: argparse.Namespace, _settings: Settings) -> int:
-    from chainaudit.witness import Witness, load_config, serve  # noqa: PLC0415
-    from chainaudit.witness_state import WitnessState  # noqa: PLC0415
+    from chainaudit.service.witness import Witness, load_config, serve  # noqa: PLC0415
+    from chainaudit.service.witness_state import WitnessState  # noqa: PLC0415
 
     config = load_config(args.config)
     witness = Witness(config, WitnessState(args.state))

@@ -17,7 +17,7 @@ Starts its own Anvil (free port) and deploys AuditAnchor, then measures:
    parsed bundle and from JSON text. Goals: at most 5 ms each, at least 20,000 per second.
 
 Records are generated directly in RFC 8785 form (a fixed layout with a per-record salt),
-checked against ``chainaudit.records.prepare`` on a sample, so 1,000,000 can be appended in
+checked against ``chainaudit.core.records.prepare`` on a sample, so 1,000,000 can be appended in
 seconds. Writes reports/bench_anchor.json and prints tables. Not part of the test suite.
 
     .venv/bin/python scripts/bench_anchor.py                       # 100 / 10k / 1M, ~2 min
@@ -48,16 +48,16 @@ from eth_account.signers.local import LocalAccount
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy  # noqa: E402
-from chainaudit.bundle import loads_bundle, parse_bundle  # noqa: E402
-from chainaudit.bundling import build_bundle  # noqa: E402
-from chainaudit.chain import Chain  # noqa: E402
-from chainaudit.deploy import deploy_contracts  # noqa: E402
-from chainaudit.devnet import Devnet, free_port  # noqa: E402
-from chainaudit.errors import ProofPendingError  # noqa: E402
-from chainaudit.records import PreparedRecord, parse_timestamp, prepare  # noqa: E402
-from chainaudit.store import Log  # noqa: E402
-from chainaudit.verify import verify_bundle  # noqa: E402
+from chainaudit.app.deploy import deploy_contracts  # noqa: E402
+from chainaudit.chain.chain import Chain  # noqa: E402
+from chainaudit.chain.devnet import Devnet, free_port  # noqa: E402
+from chainaudit.core.bundle import loads_bundle, parse_bundle  # noqa: E402
+from chainaudit.core.errors import ProofPendingError  # noqa: E402
+from chainaudit.core.records import PreparedRecord, parse_timestamp, prepare  # noqa: E402
+from chainaudit.log.store import Log  # noqa: E402
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy  # noqa: E402
+from chainaudit.service.bundling import build_bundle  # noqa: E402
+from chainaudit.verify.verifier import verify_bundle  # noqa: E402
 
 GAS_PER_RECORD_GOAL = 10.0
 GAS_GOAL_BATCH = 10_000

@@ -31,8 +31,9 @@ from web3.exceptions import ContractLogicError
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chainaudit.devnet import Devnet, free_port  # noqa: E402
-from chainaudit.merkle import (  # noqa: E402
+from chainaudit.chain.devnet import Devnet, free_port  # noqa: E402
+from chainaudit.chain.toolchain import compile_contracts  # noqa: E402
+from chainaudit.core.merkle import (  # noqa: E402
     consistency_ranges,
     hash_children,
     hash_leaf,
@@ -41,7 +42,6 @@ from chainaudit.merkle import (  # noqa: E402
     verify_consistency,
     verify_inclusion,
 )
-from chainaudit.toolchain import compile_contracts  # noqa: E402
 
 LOG2_MAX = 20
 ANCHOR_GOAL = 65_000

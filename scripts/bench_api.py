@@ -39,10 +39,10 @@ from typing import Any
 
 import httpx
 
-from chainaudit.devnet import free_port
-from chainaudit.keys import KeyStore
-from chainaudit.records import prepare
-from chainaudit.store import DB_NAME, Log
+from chainaudit.chain.devnet import free_port
+from chainaudit.core.records import prepare
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.keys import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def start_server(
         "CHAINAUDIT_RPC_URL": f"http://127.0.0.1:{free_port()}",  # no chain: not needed here
     }
     code = (
-        "from chainaudit.api.server import serve; from chainaudit.settings import Settings; "
+        "from chainaudit.api.server import serve; from chainaudit.app.settings import Settings; "
         f"serve(Settings(), port={port})"
     )
     process = subprocess.Popen([sys.executable, "-c", code], env=env)

@@ -3,7 +3,7 @@
 ``Escrow`` (deposit and withdraw of ether for a payee) side by side as the baseline.
 
 Starts its own Anvil (free port), deploys the vault, the mock stablecoin and OZ's Escrow, and
-runs every action through the Python client (``chainaudit.escrow.EscrowClient``), so each
+runs every action through the Python client (``chainaudit.chain.escrow.EscrowClient``), so each
 figure is a receipt's ``gasUsed``: 21,000 base gas, calldata, cold accounts and slots and
 refunds included. The scenario is steady state, as in ``contracts/test/EscrowGas.t.sol``: a
 first deal is run to the end before measuring, so the vault already holds the token and the
@@ -36,19 +36,19 @@ from web3 import Web3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chainaudit.chain import Chain, deploy, transact  # noqa: E402
-from chainaudit.devnet import Devnet, free_port  # noqa: E402
-from chainaudit.errors import ToolchainError  # noqa: E402
-from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams, TxResult  # noqa: E402
-from chainaudit.escrow_deploy import (  # noqa: E402
+from chainaudit.chain.chain import Chain, deploy, transact  # noqa: E402
+from chainaudit.chain.devnet import Devnet, free_port  # noqa: E402
+from chainaudit.chain.escrow import DealParams, EscrowClient, MilestoneParams, TxResult  # noqa: E402
+from chainaudit.chain.escrow_deploy import (  # noqa: E402
     EIP170_CODE_LIMIT,
     deploy_escrow,
     deploy_gate,
     escrow_artifacts,
     mint,
 )
+from chainaudit.chain.toolchain import compile_contracts  # noqa: E402
+from chainaudit.core.errors import ToolchainError  # noqa: E402
 from chainaudit.risk.clearance import ClearanceSigner  # noqa: E402
-from chainaudit.toolchain import compile_contracts  # noqa: E402
 
 OZ_ESCROW = "node_modules/@openzeppelin/contracts-v4/utils/escrow/Escrow.sol"
 EIP170_LIMIT = EIP170_CODE_LIMIT

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chainaudit import provenance
-from chainaudit.record_index import Filters, RecordIndex
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.core import provenance
+from chainaudit.core.records import prepare
+from chainaudit.log.record_index import Filters, RecordIndex
+from chainaudit.log.store import Log
 
 PARTNER = "0x00000000000000000000000000000000000000aa"
 

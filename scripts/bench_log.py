@@ -45,9 +45,9 @@ from typing import Any
 
 from pymerkle import SqliteTree
 
-from chainaudit.datakeys import AtRest
-from chainaudit.records import PreparedRecord
-from chainaudit.store import Log
+from chainaudit.core.records import PreparedRecord
+from chainaudit.log.datakeys import AtRest
+from chainaudit.log.store import Log
 
 ROOT = Path(__file__).resolve().parents[1]
 

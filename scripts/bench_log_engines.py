@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chainaudit import ingest  # noqa: E402
-from chainaudit.records import prepare  # noqa: E402
-from chainaudit.store import Log  # noqa: E402
+from chainaudit.core.records import prepare  # noqa: E402
+from chainaudit.log import ingest  # noqa: E402
+from chainaudit.log.store import Log  # noqa: E402
 from tests.pgserver import Databases, PgServer  # noqa: E402
 
 

@@ -53,9 +53,9 @@ from typing import Any
 import httpx
 from bench_api import bench_appends, bench_proofs_wrk, record
 
-from chainaudit.devnet import free_port
-from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME, Log
+from chainaudit.chain.devnet import free_port
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.keys import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' PostgreSQL server, reused as it is

@@ -42,10 +42,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import fill, issue_key, start_server, stop_server
 
-from chainaudit import merkle, note, tlogtiles
-from chainaudit.devnet import free_port
-from chainaudit.publish import Publisher
-from chainaudit.store import Log
+from chainaudit.chain.devnet import free_port
+from chainaudit.core import merkle, note, tlogtiles
+from chainaudit.log.publish import Publisher
+from chainaudit.log.store import Log
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "bench.chainaudit.example/log"

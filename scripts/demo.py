@@ -43,15 +43,15 @@ import httpx
 from eth_account import Account
 from web3 import Web3
 
-from chainaudit import bundles
-from chainaudit.chain import Chain
-from chainaudit.deploy import DEVNET_PARTIES
-from chainaudit.devnet import derive_accounts, free_port, stop_detached
-from chainaudit.devnet import load_settings as devnet_settings
-from chainaudit.escrow import EscrowClient
-from chainaudit.escrow_deploy import mint
-from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME, Log
+from chainaudit.app.deploy import DEVNET_PARTIES
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import derive_accounts, free_port, stop_detached
+from chainaudit.chain.devnet import load_settings as devnet_settings
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.chain.escrow_deploy import mint
+from chainaudit.log import bundles
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.keys import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("CHAINAUDIT_DEMO_DIR", ROOT / ".demo"))  # tests use their own

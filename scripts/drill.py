@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chainaudit.devnet import Devnet, free_port  # noqa: E402
+from chainaudit.chain.devnet import Devnet, free_port  # noqa: E402
 from tests import tamper  # noqa: E402
 
 CHAINAUDIT = (sys.executable, "-m", "chainaudit")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from web3 import HTTPProvider, Web3
 
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.store import Log
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.log.store import Log
 from tests.escrow_world import World, make_world, snapshot
 from tests.pgserver import URL_ENV, Databases, PgServer
 

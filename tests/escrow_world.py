@@ -19,10 +19,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit.chain import Chain
-from chainaudit.devnet import Devnet
-from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams
-from chainaudit.escrow_deploy import EIP170_CODE_LIMIT, deploy_escrow, escrow_artifacts, mint
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.chain.escrow import DealParams, EscrowClient, MilestoneParams
+from chainaudit.chain.escrow_deploy import EIP170_CODE_LIMIT, deploy_escrow, escrow_artifacts, mint
 
 EIP170_LIMIT = EIP170_CODE_LIMIT
 DAY = 24 * 3600

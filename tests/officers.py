@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chainaudit.cli import OFFICER_KEY_ENV, main
-from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME
+from chainaudit.log.store import DB_NAME
+from chainaudit.service.keys import KeyStore
 
 APPROVAL = re.compile(r"approval (APR-[0-9a-f]{16}) requested")
 

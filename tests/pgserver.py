@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from chainaudit.devnet import free_port
+from chainaudit.chain.devnet import free_port
 
 TEST_USER = "chainaudit-test"
 """The system user that owns the test cluster when the tests run as root."""

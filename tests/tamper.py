@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from chainaudit import bundles, merkle, tiles
+from chainaudit.core import merkle, tiles
+from chainaudit.log import bundles
 
 
 def rewrite_node(db: sqlite3.Connection, level: int, index: int, value: bytes) -> None:

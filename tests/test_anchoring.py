@@ -15,9 +15,16 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import anchoring, merkle
-from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.anchoring import (
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core import merkle
+from chainaudit.core.errors import StoreError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.service import anchoring
+from chainaudit.service.anchoring import (
     CONFIRMED,
     FINAL,
     PENDING,
@@ -26,12 +33,6 @@ from chainaudit.anchoring import (
     AnchorPolicy,
     AnchorRecord,
 )
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.errors import StoreError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
 from tests.tamper import rewrite_tree, set_body
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from chainaudit import approvals, provenance
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.core import provenance
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service import approvals
 
 ALICE = approvals.Officer("key:aaaaaaaaaaaa", "operator", "0x" + "11" * 20)
 BOB = approvals.Officer("key:bbbbbbbbbbbb", "operator", "0x" + "22" * 20)

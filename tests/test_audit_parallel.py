@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from chainaudit import bundles, database, datakeys, provenance
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import AuditReport, Log
+from chainaudit.core import provenance
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log import bundles, database, datakeys
+from chainaudit.log.store import AuditReport, Log
 from tests.cli.test_log_commands import run
 from tests.tamper import rewrite_node, stored_records, write_records
 

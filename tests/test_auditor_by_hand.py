@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import write_bundle
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.records import prepare
-from chainaudit.store import Log
-from chainaudit.toolchain import project_root, tool_path
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.chain.toolchain import project_root, tool_path
+from chainaudit.core.bundle import write_bundle
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.service.bundling import build_bundle
 
 JQ_BLOCK = """\
 CONTRACT=$(jq -r .anchor.contract bundle.json)

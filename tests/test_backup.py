@@ -1,5 +1,5 @@
-"""Backup, restore, export and import (chainaudit.backup, chainaudit.export) on real SQLite
-files and a real Anvil: an online backup while another connection appends, restores refused
+"""Backup, restore, export and import (chainaudit.service.backup, chainaudit.service.export) on real
+SQLite files and a real Anvil: an online backup while another connection appends, restores refused
 for every kind of altered backup, and the engine-neutral export rebuilding the same tree."""
 
 from __future__ import annotations
@@ -18,9 +18,16 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import datakeys, erasure, merkle
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.backup import (
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.core import merkle
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log import datakeys
+from chainaudit.log.store import Log
+from chainaudit.service import erasure
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
+from chainaudit.service.backup import (
     MANIFEST,
     BackupError,
     RestoreRefusedError,
@@ -29,12 +36,7 @@ from chainaudit.backup import (
     chain_anchors,
     restore,
 )
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.export import ExportError, export_file, import_log
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
+from chainaudit.service.export import ExportError, export_file, import_log
 from tests import tamper
 
 

@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from chainaudit import _native, bundles, native
-from chainaudit.records import KINDS, PreparedRecord
+from chainaudit import _native
+from chainaudit.core.records import KINDS, PreparedRecord
+from chainaudit.log import bundles, native
 from tests.test_native import bench_record, record_line
 
 ALL_KINDS = frozenset(KINDS)

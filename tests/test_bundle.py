@@ -16,9 +16,11 @@ import rfc8785
 from eth_account import Account
 from jsonschema import Draft202012Validator
 
-from chainaudit import merkle
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy, AnchorRecord
-from chainaudit.bundle import (
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.core import merkle
+from chainaudit.core.bundle import (
     Bundle,
     load_bundle,
     loads_bundle,
@@ -26,13 +28,11 @@ from chainaudit.bundle import (
     schema,
     write_bundle,
 )
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.errors import InputError, NotFoundError, ProofPendingError, StoreError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
+from chainaudit.core.errors import InputError, NotFoundError, ProofPendingError, StoreError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy, AnchorRecord
+from chainaudit.service.bundling import build_bundle
 from tests.tamper import replace_in_body, rewrite_node, set_body
 
 VALIDATOR = Draft202012Validator(schema())
@@ -353,7 +353,7 @@ def test_unreadable_files_are_input_errors(tmp_path: Path, anchored: Anchored) -
 def test_a_record_withheld_for_privacy_says_so_and_still_proves_its_leaf(
     anchored: Anchored,
 ) -> None:
-    from chainaudit.verify import verify_bundle  # noqa: PLC0415 - this test only
+    from chainaudit.verify.verifier import verify_bundle  # noqa: PLC0415 - this test only
 
     reason = "personal data: not for this reader"
     bundle = build_bundle(anchored.log, anchored.book, "rec-0000007", withheld=reason)

@@ -8,8 +8,8 @@ import threading
 import pytest
 import zstandard
 
-from chainaudit import bundles
-from chainaudit.records import prepare
+from chainaudit.core.records import prepare
+from chainaudit.log import bundles
 
 
 def stored(i: int, **change: object) -> bundles.Stored:

@@ -9,8 +9,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainaudit.canonical import MAX_SAFE_INTEGER, canonicalize
-from chainaudit.errors import RecordError
+from chainaudit.core.canonical import MAX_SAFE_INTEGER, canonicalize
+from chainaudit.core.errors import RecordError
 
 # Text without lone surrogates (they cannot be UTF-8), including astral-plane characters.
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit.chain import load_account
-from chainaudit.errors import ConfigError
-from chainaudit.roles import anchorer_account
-from chainaudit.settings import Settings
+from chainaudit.app.roles import anchorer_account
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import load_account
+from chainaudit.core.errors import ConfigError
 
 KEY = "0x" + "4c" * 32
 

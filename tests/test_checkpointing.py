@@ -1,4 +1,4 @@
-"""Signed checkpoints (chainaudit/checkpointing.py): C2SP tlog-checkpoint notes of the log,
+"""Signed checkpoints (chainaudit/log/checkpointing.py): C2SP tlog-checkpoint notes of the log,
 stored in ``signed_checkpoints``, with a cosigning seam; bundles carrying one and the
 verifier's ``checkpoint_note`` check (offline; the served and anchored path is in
 tests/api/test_signed_checkpoints_api.py)."""
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from chainaudit import note
-from chainaudit.bundle import Anchor, Bundle, Checkpoint, parse_bundle, schema
-from chainaudit.checkpointing import CheckpointSigner, sign_at, sign_current
-from chainaudit.errors import InputError, StoreError
-from chainaudit.records import prepare
-from chainaudit.store import Log
-from chainaudit.verify import verify_bundle
+from chainaudit.core import note
+from chainaudit.core.bundle import Anchor, Bundle, Checkpoint, parse_bundle, schema
+from chainaudit.core.errors import InputError, StoreError
+from chainaudit.core.records import prepare
+from chainaudit.log.checkpointing import CheckpointSigner, sign_at, sign_current
+from chainaudit.log.store import Log
+from chainaudit.verify.verifier import verify_bundle
 
 ORIGIN = "audit.example.com/chainaudit"
 

@@ -1,4 +1,4 @@
-"""The storage boundary (chainaudit/database.py) on both engines: one SQL dialect, writers
+"""The storage boundary (chainaudit/log/database.py) on both engines: one SQL dialect, writers
 serialised, a failed statement never committed."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import database
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.core.records import prepare
+from chainaudit.log import database
+from chainaudit.log.store import Log
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL, n INTEGER) WITHOUT ROWID;

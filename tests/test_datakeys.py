@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
-from chainaudit import datakeys
-from chainaudit.datakeys import Keyring, KeyringError
-from chainaudit.errors import ConfigError
+from chainaudit.core.errors import ConfigError
+from chainaudit.log import datakeys
+from chainaudit.log.datakeys import Keyring, KeyringError
 
 BODY = b'{"actor":"a","id":"r1","kind":"transaction","payload":{"name":"Li Wei"},"salt":"00"}'
 
@@ -278,8 +278,8 @@ def test_the_openssl_extension_and_cryptography_seal_the_same_bytes(
 def test_a_batch_is_sealed_column_wise_the_same_with_or_without_the_extension(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extension: bool
 ) -> None:
-    from chainaudit import native  # noqa: PLC0415
-    from chainaudit.records import KINDS  # noqa: PLC0415
+    from chainaudit.core.records import KINDS  # noqa: PLC0415
+    from chainaudit.log import native  # noqa: PLC0415
 
     if not extension:
         monkeypatch.setattr(datakeys, "_seal", None)
@@ -306,12 +306,9 @@ def test_a_batch_is_sealed_column_wise_the_same_with_or_without_the_extension(
 
 
 def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> None:
-    from chainaudit import (  # noqa: PLC0415
-        _seal,  # noqa: F401 - built by `make setup` (libssl-dev)
-        bundles,
-        native,
-    )
-    from chainaudit.records import KINDS  # noqa: PLC0415
+    from chainaudit import _seal  # noqa: F401, PLC0415 - built by `make setup` (libssl-dev)
+    from chainaudit.core.records import KINDS  # noqa: PLC0415
+    from chainaudit.log import bundles, native  # noqa: PLC0415
 
     raw = b"".join(
         json.dumps(
@@ -337,10 +334,10 @@ def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> No
 def test_keys_live_apart_from_the_data(tmp_path: Path) -> None:
     """The keys file can (in production: must) live outside the data directory, and the master
     key file never inside it: a backup of the data then holds no key."""
-    from chainaudit.erasure import at_rest_from  # noqa: PLC0415
-    from chainaudit.records import prepare  # noqa: PLC0415
-    from chainaudit.settings import Settings  # noqa: PLC0415
-    from chainaudit.store import Log  # noqa: PLC0415
+    from chainaudit.app.settings import Settings  # noqa: PLC0415
+    from chainaudit.core.records import prepare  # noqa: PLC0415
+    from chainaudit.log.store import Log  # noqa: PLC0415
+    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
 
     data, vault = tmp_path / "data", tmp_path / "vault"
     vault.mkdir()
@@ -378,9 +375,9 @@ def test_a_sealed_log_in_postgresql_keeps_its_keys_there_and_erasure_shreds_them
     log's database (no ``keys.sqlite``); an append stores them while it holds the log's
     writer lock (no deadlock), a restart reads them, and an erasure leaves no live key row and
     no dead version of it. With ``keys_file`` set they stay in that SQLite file."""
-    from chainaudit.erasure import erase  # noqa: PLC0415
-    from chainaudit.records import prepare  # noqa: PLC0415
-    from chainaudit.store import Log  # noqa: PLC0415
+    from chainaudit.core.records import prepare  # noqa: PLC0415
+    from chainaudit.log.store import Log  # noqa: PLC0415
+    from chainaudit.service.erasure import erase  # noqa: PLC0415
 
     data = tmp_path / "data"
     at_rest = datakeys.AtRest(os.urandom(32), frozenset({"transaction"}))

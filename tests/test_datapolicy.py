@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import datapolicy
-from chainaudit.errors import ConfigError
+from chainaudit.core import datapolicy
+from chainaudit.core.errors import ConfigError
 
 POLICY = """{"kinds": {"transaction": {"personal": ["/contact/name", "/a~1b"],
   "allowed": ["po", "contact"], "encrypt": true, "retention_days": 30}}}"""

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.test_workers import record, serve_workers
 
 DEPLOY = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"

@@ -1,4 +1,4 @@
-"""Tests of chainaudit.devnet against real Anvil processes (never on port 8545)."""
+"""Tests of chainaudit.chain.devnet against real Anvil processes (never on port 8545)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit.devnet import (
+from chainaudit.chain.devnet import (
     Devnet,
     derive_accounts,
     free_port,
@@ -19,7 +19,7 @@ from chainaudit.devnet import (
     stop_detached,
     wait_for_rpc,
 )
-from chainaudit.errors import ChainError, ChainUnavailableError, ConfigError
+from chainaudit.core.errors import ChainError, ChainUnavailableError, ConfigError
 
 # Anvil's first well-known account for the public "test ... junk" mnemonic.
 FIRST_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

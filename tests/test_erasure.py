@@ -18,19 +18,20 @@ import pytest
 import zstandard
 from eth_account import Account
 
-from chainaudit import datakeys, erasure
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import parse_bundle, schema
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
 from chainaudit.cli import main
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.erasure import ErasureError
-from chainaudit.errors import ConflictError, NotFoundError, ProofPendingError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
-from chainaudit.verify import verify_bundle
+from chainaudit.core.bundle import parse_bundle, schema
+from chainaudit.core.errors import ConflictError, NotFoundError, ProofPendingError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log import datakeys
+from chainaudit.log.store import Log
+from chainaudit.service import erasure
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.service.bundling import build_bundle
+from chainaudit.service.erasure import ErasureError
+from chainaudit.verify.verifier import verify_bundle
 from tests.tamper import set_body
 
 TOKENS = {i: secrets.token_hex(16) for i in range(40)}
@@ -306,7 +307,7 @@ def test_a_failed_erasure_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_bulk_ingest_seals_only_the_encrypted_kinds_and_keeps_the_leaves(tmp_path: Path) -> None:
-    from chainaudit.ingest import ingest_file  # noqa: PLC0415
+    from chainaudit.log.ingest import ingest_file  # noqa: PLC0415
 
     lines = [
         json.dumps(
@@ -362,7 +363,7 @@ def test_a_parsing_child_seals_and_the_writer_stores_one_key_row_per_bundle(
     """With a large file the parsing child seals (for the leaves it assumes) and packs; the
     writer only stores the key runs. Re-submissions mid-file move the later records to
     other leaves: the writer then unseals those batches and seals them again itself."""
-    from chainaudit import ingest  # noqa: PLC0415
+    from chainaudit.log import ingest  # noqa: PLC0415
 
     count = 14_000
     lines = bulk_lines(count, lambda i: "document" if i % 5 == 0 else "transaction")

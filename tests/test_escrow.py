@@ -16,20 +16,20 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.deploy import deploy_contracts
-from chainaudit.errors import ChainError, EscrowError
-from chainaudit.escrow import (
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.escrow import (
     ErrorDecoder,
     MilestoneStatus,
     Party,
     attestation_digest,
     domain_separator,
 )
-from chainaudit.escrow_deploy import escrow_artifacts
-from chainaudit.records import prepare
-from chainaudit.signing import sign_record
-from chainaudit.store import Log
+from chainaudit.chain.escrow_deploy import escrow_artifacts
+from chainaudit.core.errors import ChainError, EscrowError
+from chainaudit.core.records import prepare
+from chainaudit.core.signing import sign_record
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 from tests.escrow_world import (
     AMOUNT,
     DAY,

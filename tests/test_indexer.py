@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from chainaudit import database, integrity, provenance
-from chainaudit.escrow import DecodedEvent
-from chainaudit.indexer import Indexer, audit_index, event_record_id, events_for_deal
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Entry, Log
+from chainaudit.chain.escrow import DecodedEvent
+from chainaudit.core import provenance
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log import database
+from chainaudit.log.store import Entry, Log
+from chainaudit.service import integrity
+from chainaudit.service.indexer import Indexer, audit_index, event_record_id, events_for_deal
 from tests.escrow_world import AMOUNT, World, h, rpc
 
 MAX_SAFE = 2**53 - 1
@@ -389,7 +391,7 @@ def test_a_squatted_event_id_raises_an_alarm_and_indexing_goes_on(
     forged = squat(log, squatted, deal_id)
 
     rpc(world.w3, "evm_mine")
-    with caplog.at_level("WARNING", logger="chainaudit.indexer"):
+    with caplog.at_level("WARNING", logger="chainaudit.service.indexer"):
         assert service.tick() == len(events) + 1  # the events and one alarm
     assert service.pending() == 0 and service.alarms == 1
     assert f"integrity alarm: record id {squatted} is taken" in caplog.text

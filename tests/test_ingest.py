@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from chainaudit import bundles, ingest, native
-from chainaudit.errors import ConflictError, InputError, RecordError, ReservedError
-from chainaudit.records import KINDS, prepare
-from chainaudit.store import Log, Transaction
+from chainaudit.core.errors import ConflictError, InputError, RecordError, ReservedError
+from chainaudit.core.records import KINDS, prepare
+from chainaudit.log import bundles, ingest, native
+from chainaudit.log.store import Log, Transaction
 
 LARGE = 20_000
 """Records enough for a file over ``ingest.PARALLEL_BYTES`` (the tests check)."""

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from chainaudit import integrity, provenance
-from chainaudit.errors import ConflictError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
+from chainaudit.core import provenance
+from chainaudit.core.errors import ConflictError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.service import integrity
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_append_diverting_writes_the_rest_as_is_and_warns(
     batch = [make("action-relay-0"), make("action-relay-1", amount=1), make("action-relay-2")]
     with pytest.raises(ConflictError):
         log.append(batch)
-    with caplog.at_level("WARNING", logger="chainaudit.integrity"):
+    with caplog.at_level("WARNING", logger="chainaudit.service.integrity"):
         written = integrity.append_diverting(
             log.append,
             lambda: log,

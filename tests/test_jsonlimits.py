@@ -1,4 +1,4 @@
-"""The nesting pre-scan (chainaudit.jsonlimits) against the parser, and the recursion limit."""
+"""The nesting pre-scan (chainaudit.core.jsonlimits) against the parser, and the recursion limit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from chainaudit import jsonlimits
-from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
+from chainaudit.core import jsonlimits
+from chainaudit.core.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_check_nesting_and_loads_refuse_deep_input_before_parsing() -> None:
 
 def test_importing_the_chain_edge_leaves_the_default_recursion_limit() -> None:
     code = (
-        "import sys, chainaudit.chain, chainaudit.verify, chainaudit.api.app, web3, "
+        "import sys, chainaudit.chain.chain, chainaudit.verify.verifier, chainaudit.api.app, web3, "
         "eth_account; print(sys.getrecursionlimit())"
     )
     result = subprocess.run(

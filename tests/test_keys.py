@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import database
-from chainaudit.errors import InputError, NotFoundError
-from chainaudit.keys import KeyStore, format_ms, now_ms
+from chainaudit.core.errors import InputError, NotFoundError
+from chainaudit.log import database
+from chainaudit.service.keys import KeyStore, format_ms, now_ms
 
 OFFICER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 

@@ -1,4 +1,4 @@
-"""One leader for background work (:mod:`chainaudit.leader`): the lease row, fencing, and
+"""One leader for background work (:mod:`chainaudit.service.leader`): the lease row, fencing, and
 failover of a real ``chainaudit serve --workers 2`` whose leader is killed with ``kill -9``
 mid-anchor (after the signed transaction is recorded, before and after its broadcast) and
 mid-index (events in the outbox, not yet in the log; in the log, not yet out of the outbox).
@@ -7,7 +7,7 @@ escrow index in the log's SQLite file, or in its PostgreSQL database (the suite'
 and two API processes on two data directories ("nodes") sharing one PostgreSQL database
 elect one leader and anchor once, as separate machines would.
 
-The pause points are the test-only hook :func:`chainaudit.leader.pause_point`, armed by
+The pause points are the test-only hook :func:`chainaudit.service.leader.pause_point`, armed by
 environment variables no deployment sets. Failover times are printed (``pytest -s``).
 """
 
@@ -28,16 +28,18 @@ import httpx
 import pytest
 from eth_account import Account
 
-from chainaudit import database
-from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.anchoring import ANCHORED, SUBMITTED, AnchorBook
-from chainaudit.chain import Chain, deployment_block
-from chainaudit.deploy import contract_address
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.errors import NotLeaderError, StoreError
-from chainaudit.escrow import EscrowClient
-from chainaudit.indexer import KIND as EVENT_KIND
-from chainaudit.leader import (
+from chainaudit.app.deploy import contract_address
+from chainaudit.app.settings import Settings
+from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain.chain import Chain, deployment_block
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.core.errors import NotLeaderError, StoreError
+from chainaudit.log import database
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.anchoring import ANCHORED, SUBMITTED, AnchorBook
+from chainaudit.service.indexer import KIND as EVENT_KIND
+from chainaudit.service.leader import (
     PAUSE_ENV,
     PAUSE_FILE_ENV,
     DatabaseLease,
@@ -47,8 +49,6 @@ from chainaudit.leader import (
     SqliteLease,
     open_lease,
 )
-from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
 from tests.api.conftest import issue_keys, make_settings
 from tests.api.test_workers import Served, audit_clean, record, serve_env, serve_workers
 

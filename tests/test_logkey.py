@@ -1,4 +1,4 @@
-"""The log's identity (chainaudit/logkey.py): origin, signer key from the environment, an
+"""The log's identity (chainaudit/app/logkey.py): origin, signer key from the environment, an
 encrypted keystore or the development key file; production refusals; ``chainaudit log-key``."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import note
+from chainaudit.app.logkey import DEV_KEY_FILE, generate_keystore, log_signer, read_keystore
+from chainaudit.app.settings import Settings, load_settings
 from chainaudit.cli import main
-from chainaudit.errors import ConfigError
-from chainaudit.logkey import DEV_KEY_FILE, generate_keystore, log_signer, read_keystore
-from chainaudit.settings import Settings, load_settings
+from chainaudit.core import note
+from chainaudit.core.errors import ConfigError
 
 ORIGIN = "audit.example.com/chainaudit"
 PASSWORD = "correct horse battery staple"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from chainaudit.datapolicy import DataPolicy
-from chainaudit.keys import ApiKey
-from chainaudit.masking import MASK, mask_document, mask_payload, masked_reader
+from chainaudit.core.datapolicy import DataPolicy
+from chainaudit.service.keys import ApiKey
+from chainaudit.service.masking import MASK, mask_document, mask_payload, masked_reader
 
 PAYLOAD = {
     "po_number": "PO-1",

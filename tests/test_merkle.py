@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainaudit import merkle
-from chainaudit.errors import VerificationError
+from chainaudit.core import merkle
+from chainaudit.core.errors import VerificationError
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc6962"
 needs_vectors = pytest.mark.skipif(

@@ -20,9 +20,10 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainaudit import _native, merkle, native, provenance
-from chainaudit.errors import RecordError, ReservedError
-from chainaudit.records import (
+from chainaudit import _native
+from chainaudit.core import merkle, provenance
+from chainaudit.core.errors import RecordError, ReservedError
+from chainaudit.core.records import (
     KINDS,
     MAX_RECORD_BYTES,
     PreparedRecord,
@@ -30,6 +31,7 @@ from chainaudit.records import (
     parse_timestamp,
     prepare,
 )
+from chainaudit.log import native
 
 CUSTOM_KIND = "shipment_scan"
 ALL_KINDS = KINDS | {CUSTOM_KIND}

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from chainaudit import note
-from chainaudit.errors import NoteError
+from chainaudit.core import note
+from chainaudit.core.errors import NoteError
 
 # The example of golang.org/x/mod/sumdb/note's documentation (data only): Ed25519 signing is
 # deterministic, so our signer must reproduce the reference's signature byte for byte.

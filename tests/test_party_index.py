@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import database
-from chainaudit.indexer import Indexer, audit_index, deals_of
-from chainaudit.store import Log
+from chainaudit.log import database
+from chainaudit.log.store import Log
+from chainaudit.service.indexer import Indexer, audit_index, deals_of
 from tests.escrow_world import AMOUNT, World, h, now
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit import note, publish, tlogtiles
 from chainaudit.cli import main
-from chainaudit.errors import StoreError
-from chainaudit.publish import CHECKPOINT, Publisher
-from chainaudit.store import Log
+from chainaudit.core import note, tlogtiles
+from chainaudit.core.errors import StoreError
+from chainaudit.log import publish
+from chainaudit.log.publish import CHECKPOINT, Publisher
+from chainaudit.log.store import Log
 from tests.interop.tiled import ORIGIN, Tiled, make_tiled, serving, sign
 from tests.test_tiles import leaf_records
 
@@ -267,9 +268,9 @@ def test_an_erasure_removes_the_published_entry_bundles_holding_the_record(
 def test_a_record_too_long_for_a_bundle_length_is_withheld(tmp_path: Path) -> None:
     """A record may be 65,536 bytes (records.MAX_RECORD_BYTES); a bundle's uint16 length
     holds 65,535: that bundle is withheld like an erased one, its leaf hash published."""
-    from chainaudit import merkle  # noqa: PLC0415
-    from chainaudit.errors import NotFoundError  # noqa: PLC0415
-    from chainaudit.records import MAX_RECORD_BYTES, PreparedRecord  # noqa: PLC0415
+    from chainaudit.core import merkle  # noqa: PLC0415
+    from chainaudit.core.errors import NotFoundError  # noqa: PLC0415
+    from chainaudit.core.records import MAX_RECORD_BYTES, PreparedRecord  # noqa: PLC0415
 
     tiled = make_tiled(tmp_path / "data", size=260)
     head = b'{"actor":"x","id":"big","kind":"transaction","pad":"'

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chainaudit.devnet import free_port
+from chainaudit.chain.devnet import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chainaudit.devnet import free_port
-from chainaudit.records import parse_json_line
+from chainaudit.chain.devnet import free_port
+from chainaudit.core.records import parse_json_line
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "records.jsonl"

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from chainaudit import database, provenance, record_index
-from chainaudit.record_index import Filters, RecordIndex, audit_record_index
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.core import provenance
+from chainaudit.core.records import prepare
+from chainaudit.log import database, record_index
+from chainaudit.log.record_index import Filters, RecordIndex, audit_record_index
+from chainaudit.log.store import Log
 from tests.cli.test_log_commands import run
 
 PARTNER = "0x00000000000000000000000000000000000000aa"

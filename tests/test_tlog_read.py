@@ -1,5 +1,5 @@
 """The C2SP tlog-tiles read path of the store: ``Log.hash_tile`` and ``Log.entry_bundle``
-against hashes recomputed from the leaves by :mod:`chainaudit.merkle`, at sizes around tile
+against hashes recomputed from the leaves by :mod:`chainaudit.core.merkle`, at sizes around tile
 and level borders; the signed checkpoint table."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import datakeys, merkle, note, tlogtiles
-from chainaudit.errors import NotFoundError
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.core import merkle, note, tlogtiles
+from chainaudit.core.errors import NotFoundError
+from chainaudit.core.records import prepare
+from chainaudit.log import datakeys
+from chainaudit.log.store import Log
 from tests.test_tiles import leaf_records
 
 SIZES = (0, 1, 255, 256, 257, 511, 512, 65_535, 65_536, 65_539)

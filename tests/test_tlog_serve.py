@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit import tlogtiles
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import free_port
-from chainaudit.settings import Settings
-from chainaudit.store import Log
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import free_port
+from chainaudit.core import tlogtiles
+from chainaudit.log.store import Log
 from tests.interop.tiled import Tiled, make_tiled, serving
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chainaudit import tlogtiles
-from chainaudit.errors import InputError
-from chainaudit.tlogtiles import TileRef
+from chainaudit.core import tlogtiles
+from chainaudit.core.errors import InputError
+from chainaudit.core.tlogtiles import TileRef
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Tests of chainaudit.toolchain: finding the tools and compiling with a content-addressed cache."""
+"""Tests of chainaudit.chain.toolchain: finding the tools and compiling with a content-addressed
+cache."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from typing import Any
 import pytest
 import solcx
 
-from chainaudit import toolchain
-from chainaudit.errors import ToolchainError
-from chainaudit.escrow_deploy import EIP170_CODE_LIMIT
-from chainaudit.toolchain import (
+from chainaudit.chain import toolchain
+from chainaudit.chain.escrow_deploy import EIP170_CODE_LIMIT
+from chainaudit.chain.toolchain import (
     SOLC_VERSION,
     compile_contracts,
     project_root,
     solc_binary,
     tool_path,
 )
+from chainaudit.core.errors import ToolchainError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,17 +20,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import merkle
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import parse_bundle
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port, load_settings
-from chainaudit.errors import ChainUnavailableError, InputError, VerificationError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
-from chainaudit.verify import Verdict, verify_bundle, verify_consistency_bundles
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port, load_settings
+from chainaudit.core import merkle
+from chainaudit.core.bundle import parse_bundle
+from chainaudit.core.errors import ChainUnavailableError, InputError, VerificationError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.service.bundling import build_bundle
+from chainaudit.verify.verifier import Verdict, verify_bundle, verify_consistency_bundles
 
 ALL_CHECKS = ["record", "inclusion", "chain_id", "contract", "checkpoint", "block", "transaction"]
 
@@ -532,7 +532,7 @@ def test_the_verifier_loads_nothing_of_the_operators_side() -> None:
     # The independent verifier reads the bundle format and the chain, never the log, the anchor
     # book or the service's settings: an auditor runs it without trusting our server.
     code = (
-        "import sys, chainaudit.verify; "
+        "import sys, chainaudit.verify.verifier; "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('chainaudit.'))))"
     )
     loaded = set(
@@ -541,12 +541,12 @@ def test_the_verifier_loads_nothing_of_the_operators_side() -> None:
         ).stdout.split()
     )
     operators_side = {
-        "chainaudit.store",
-        "chainaudit.anchoring",
-        "chainaudit.bundling",
-        "chainaudit.erasure",
-        "chainaudit.settings",
+        "chainaudit.log.store",
+        "chainaudit.service.anchoring",
+        "chainaudit.service.bundling",
+        "chainaudit.service.erasure",
+        "chainaudit.app.settings",
         "chainaudit.api",
     }
-    assert "chainaudit.bundle" in loaded
+    assert "chainaudit.core.bundle" in loaded
     assert not loaded & operators_side

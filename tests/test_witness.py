@@ -17,13 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit import merkle, note
-from chainaudit.cosign import collect_cosignatures, cosign, known_sizes, quorum_met
-from chainaudit.devnet import free_port
-from chainaudit.errors import ConfigError, NoteError, PolicyError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
-from chainaudit.witness import (
+from chainaudit.chain.devnet import free_port
+from chainaudit.core import merkle, note
+from chainaudit.core.errors import ConfigError, NoteError, PolicyError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.core.witness_policy import parse_policy
+from chainaudit.log.store import Log
+from chainaudit.service.cosign import collect_cosignatures, cosign, known_sizes, quorum_met
+from chainaudit.service.witness import (
     SIZE_CONTENT_TYPE,
     Witness,
     WitnessThread,
@@ -32,8 +33,7 @@ from chainaudit.witness import (
     read_key_file,
     write_key_file,
 )
-from chainaudit.witness_policy import parse_policy
-from chainaudit.witness_state import WitnessState
+from chainaudit.service.witness_state import WitnessState
 
 ORIGIN = "example.com/audit-log"
 
@@ -194,7 +194,7 @@ def test_a_split_view_is_refused(witness: WitnessThread, log_key: note.Signer) -
 
 def test_concurrent_requests_cannot_roll_the_state_back(tmp_path: Path) -> None:
     state = WitnessState(tmp_path / "state.sqlite")
-    from chainaudit.witness_state import Recorded  # noqa: PLC0415
+    from chainaudit.service.witness_state import Recorded  # noqa: PLC0415
 
     root = bytes(32)
     assert state.compare_and_swap(ORIGIN, None, Recorded(5, root, "five"))

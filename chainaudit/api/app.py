@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainaudit import __version__, jsonlimits
+from chainaudit import __version__
 from chainaudit.api import problems
 from chainaudit.api.auth import RateLimiter
 from chainaudit.api.fastlane import ProofFastLane
@@ -39,10 +39,11 @@ from chainaudit.api.routes import (
     web,
 )
 from chainaudit.api.services import Services
-from chainaudit.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
-from chainaudit.jsonlimits import MAX_JSON_DEPTH, restore_recursion_limit
-from chainaudit.metrics import ApiMetrics, mark_process_dead
-from chainaudit.settings import Settings
+from chainaudit.app.metrics import ApiMetrics, mark_process_dead
+from chainaudit.app.settings import Settings
+from chainaudit.core import jsonlimits
+from chainaudit.core.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
+from chainaudit.core.jsonlimits import MAX_JSON_DEPTH, restore_recursion_limit
 
 
 class BodyLimit:
@@ -101,7 +102,7 @@ class JsonBody:
     before it resolves the route's dependencies, authentication included, so without this an
     unauthenticated, deeply nested body reached ``json.loads``), be valid JSON and name no
     member of an object twice; each is refused with 422 saying where
-    (:func:`chainaudit.jsonlimits.loads`: the byte offset of a syntax error, the JSON pointer
+    (:func:`chainaudit.core.jsonlimits.loads`: the byte offset of a syntax error, the JSON pointer
     of a duplicate key). The body is read here (:class:`BodyLimit`, outside, has already
     capped its size), parsed in a worker thread when large, then replayed to the app.
     """

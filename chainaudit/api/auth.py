@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.keys import ApiKey
+from chainaudit.service.keys import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ca_<id>_<secret>`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -24,9 +24,9 @@ from chainaudit.api.auth import READERS, RateLimiter
 from chainaudit.api.routes.proofs import PROOF_PATH
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer, document_of
-from chainaudit.errors import ChainauditError
-from chainaudit.keys import ApiKey
-from chainaudit.wire import hex0x
+from chainaudit.core.errors import ChainauditError
+from chainaudit.core.wire import hex0x
+from chainaudit.service.keys import ApiKey
 
 ROUTE: Final = SimpleNamespace(path=PROOF_PATH)
 _PATH_REGEX, _, _CONVERTORS = compile_path(ROUTE.path)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chainaudit.api.validation import explain
-from chainaudit.errors import (
+from chainaudit.core.errors import (
     ChainError,
     ChainUnavailableError,
     ConfigError,

@@ -3,7 +3,7 @@ auditor, regulator or admin key is itself logged — who, what, when — in batc
 
 A request only notes the read in memory (:meth:`ReadAudit.note`: a lock and a list append);
 the reads are written as one ``read:`` record (kind ``admin``, submitter
-:data:`chainaudit.provenance.API`) through the API's group writer when :attr:`ReadAudit.
+:data:`chainaudit.core.provenance.API`) through the API's group writer when :attr:`ReadAudit.
 max_reads` reads are waiting or when :attr:`ReadAudit.max_seconds` have passed since the
 first of them (a background thread looks twice per interval), and on shutdown. The record's
 payload lists each read as ``{"key": "key:<id>", "role", "what", "target", "at"}`` (``at`` in
@@ -23,11 +23,11 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from chainaudit import provenance
 from chainaudit.api.writer import GroupWriter
-from chainaudit.keys import ApiKey
-from chainaudit.records import prepare
-from chainaudit.store import AppendResult
+from chainaudit.core import provenance
+from chainaudit.core.records import prepare
+from chainaudit.log.store import AppendResult
+from chainaudit.service.keys import ApiKey
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import uvicorn
 
-from chainaudit import metrics
 from chainaudit.api.app import create_app
-from chainaudit.errors import InputError
-from chainaudit.serving import ServedThread, serve_bound, serve_workers
-from chainaudit.settings import Settings
+from chainaudit.app import metrics
+from chainaudit.app.settings import Settings
+from chainaudit.core.errors import InputError
+from chainaudit.service.serving import ServedThread, serve_bound, serve_workers
 
 
 def _config(settings: Settings, host: str, port: int, *, run_anchorer: bool) -> uvicorn.Config:
@@ -53,7 +53,7 @@ def check_transport(settings: Settings, host: str) -> str:
     """The scheme the API will be served with on ``host``: ``https`` when the settings name a
     certificate and key (both readable and matching), else ``http``.
 
-    Raises :class:`~chainaudit.errors.InputError` (one line) when the certificate or key
+    Raises :class:`~chainaudit.core.errors.InputError` (one line) when the certificate or key
     cannot be loaded, or when production would serve plain HTTP on a non-loopback address
     without ``behind_proxy`` (a TLS-terminating proxy in front).
     """
@@ -94,15 +94,15 @@ def serve(
     :class:`InputError` when it cannot be); ``on_started`` then gets the URL served
     (``https://`` over TLS), once the app has started and connections are accepted.
 
-    ``workers`` > 1: that many processes serve the one socket (:func:`~chainaudit.serving.
+    ``workers`` > 1: that many processes serve the one socket (:func:`~chainaudit.service.serving.
     serve_workers`; each opens its own stores, and one of them, elected through the
     database, runs the anchoring service and the other background work,
-    :mod:`chainaudit.leader`); ``on_started`` is called once all of them accept connections.
+    :mod:`chainaudit.service.leader`); ``on_started`` is called once all of them accept connections.
     The workers' counters are summed in ``prometheus_client``'s multiprocess mode
-    (:mod:`chainaudit.metrics`): in ``PROMETHEUS_MULTIPROC_DIR`` when set, else in a
+    (:mod:`chainaudit.app.metrics`): in ``PROMETHEUS_MULTIPROC_DIR`` when set, else in a
     directory made for this run and removed at its end; each worker that ends is marked
     dead there. ``before_fork`` and ``after_worker_exit`` are extra hooks of the parent.
-    Raises :class:`~chainaudit.errors.WorkersFailedError` when the workers keep dying at
+    Raises :class:`~chainaudit.core.errors.WorkersFailedError` when the workers keep dying at
     start."""
     scheme = check_transport(settings, host)
     if workers == 1:

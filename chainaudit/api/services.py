@@ -5,7 +5,7 @@ Background work is of two sorts. **Per process** (every worker of ``chainaudit s
 --workers N``): the group writer and the read audit, which write only what this process's
 requests bring, and in-memory state read from the database (authentication cache, escrow
 event cache). **Leader only** (one process at a time, elected through the database,
-:mod:`chainaudit.leader`): the anchoring service and the escrow indexer, which write records
+:mod:`chainaudit.service.leader`): the anchoring service and the escrow indexer, which write records
 and send transactions under a fencing token, checkpoint signing (which may call witnesses)
 and the record index follower (a derived table every request can also catch up).
 """
@@ -22,34 +22,35 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import datapolicy, note, roles
-from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.anchoring import AnchorBook, Anchorer
 from chainaudit.api.budget import WorkBudget
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
-from chainaudit.chain import Chain, deployment_block, load_account
-from chainaudit.checkpointing import CheckpointSigner
-from chainaudit.context import anchorer_from, chain_from, cosigner_from
-from chainaudit.datapolicy import DataPolicy
-from chainaudit.deploy import contract_address
-from chainaudit.devnet import derive_accounts
-from chainaudit.devnet import load_settings as load_devnet_settings
-from chainaudit.erasure import at_rest_from
-from chainaudit.errors import ChainauditError, ChainUnavailableError, ConfigError
-from chainaudit.escrow import EscrowClient
-from chainaudit.indexer import Indexer, deals_of
-from chainaudit.keys import ApiKey, KeyStore
-from chainaudit.leader import ANCHOR_SIGNAL, DatabaseLease, Elector, Fence, open_lease
-from chainaudit.logkey import log_signer
-from chainaudit.metrics import ApiMetrics
-from chainaudit.record_index import RecordIndex
+from chainaudit.app import roles
+from chainaudit.app.context import anchorer_from, chain_from, cosigner_from
+from chainaudit.app.deploy import contract_address
+from chainaudit.app.logkey import log_signer
+from chainaudit.app.metrics import ApiMetrics
+from chainaudit.app.settings import Settings
+from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain.chain import Chain, deployment_block, load_account
+from chainaudit.chain.devnet import derive_accounts
+from chainaudit.chain.devnet import load_settings as load_devnet_settings
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.chain.toolchain import project_root
+from chainaudit.core import datapolicy, note
+from chainaudit.core.datapolicy import DataPolicy
+from chainaudit.core.errors import ChainauditError, ChainUnavailableError, ConfigError
+from chainaudit.log.checkpointing import CheckpointSigner
+from chainaudit.log.record_index import RecordIndex
+from chainaudit.log.store import DB_NAME, Log
 from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
 from chainaudit.risk.clearance import ClearanceSigner
 from chainaudit.risk.ledger import EventCache
-from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
-from chainaudit.toolchain import project_root
+from chainaudit.service.anchoring import AnchorBook, Anchorer
+from chainaudit.service.erasure import at_rest_from
+from chainaudit.service.indexer import Indexer, deals_of
+from chainaudit.service.keys import ApiKey, KeyStore
+from chainaudit.service.leader import ANCHOR_SIGNAL, DatabaseLease, Elector, Fence, open_lease
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Services:
         self.policy: DataPolicy = datapolicy.load(settings.data_policy_file)
         """The data policy: personal fields (masked), allowed fields (checked on append)."""
         self.at_rest = at_rest_from(settings)
-        """The master key and the kinds sealed at rest (:mod:`chainaudit.datakeys`)."""
+        """The master key and the kinds sealed at rest (:mod:`chainaudit.log.datakeys`)."""
         self._open_log().close()  # create the schema before any reader
         self.metrics = ApiMetrics()
         self.writer = GroupWriter(
@@ -120,7 +121,7 @@ class Services:
     def start(self) -> None:
         """Start the per-process work (the group writer, the read audit) and the election:
         the leader-only work (:meth:`_lead`) starts once this process holds the lease
-        (:mod:`chainaudit.leader`; a lone process holds it from its first moment)."""
+        (:mod:`chainaudit.service.leader`; a lone process holds it from its first moment)."""
         self.writer.start()
         self.reads.start()
         self._connect_escrow()
@@ -259,12 +260,12 @@ class Services:
 
     @property
     def compliance_account(self) -> LocalAccount | None:
-        """The compliance officer's key (:func:`chainaudit.roles.compliance_account`)."""
+        """The compliance officer's key (:func:`chainaudit.app.roles.compliance_account`)."""
         return roles.compliance_account(self.settings)
 
     @property
     def clearance_account(self) -> LocalAccount | None:
-        """The EscrowGate's clearance signer (:func:`chainaudit.roles.clearance_account`)."""
+        """The EscrowGate's clearance signer (:func:`chainaudit.app.roles.clearance_account`)."""
         return roles.clearance_account(self.settings)
 
     def deal_policy(self, client: EscrowClient) -> int:
@@ -309,9 +310,9 @@ class Services:
     def officer_account(self, key: ApiKey) -> LocalAccount:
         """The officer's own on-chain account (bound to ``key``), for holds it signs.
 
-        Raises :class:`~chainaudit.errors.ConfigError` when the key is bound to no account
+        Raises :class:`~chainaudit.core.errors.ConfigError` when the key is bound to no account
         or no signing key of that account is configured
-        (:func:`chainaudit.roles.officer_account`)."""
+        (:func:`chainaudit.app.roles.officer_account`)."""
         return roles.officer_account(self.settings, key.address)
 
     def _check_anchoring(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Final, Union
 
 from pydantic import BaseModel
 
-from chainaudit.jsonlimits import pointer_token
+from chainaudit.core.jsonlimits import pointer_token
 
 __all__ = ["PATTERNS", "explain", "model_shape"]
 

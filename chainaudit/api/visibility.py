@@ -20,7 +20,7 @@ of a record; nothing else decides it.
      ``FinancingOffered`` naming it;
   4. nothing else: not another partner's records (even when they name its deal), not admin
      records, not a record whose stamped submitter was not entitled to write it
-     (:mod:`chainaudit.provenance`).
+     (:mod:`chainaudit.core.provenance`).
 
   A party's scope comes from the deal on chain, read once per request: the buyer, the
   supplier, the arbiter, the inspectors, the approvers and the deal's own financier see the
@@ -36,12 +36,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chainaudit import masking, provenance
 from chainaudit.api.services import Services
-from chainaudit.errors import ChainauditError
-from chainaudit.escrow import Deal
-from chainaudit.keys import ApiKey
-from chainaudit.store import Entry
+from chainaudit.chain.escrow import Deal
+from chainaudit.core import provenance
+from chainaudit.core.errors import ChainauditError
+from chainaudit.log.store import Entry
+from chainaudit.service import masking
+from chainaudit.service.keys import ApiKey
 
 __all__ = [
     "WHOLE_DEAL",
@@ -94,7 +95,7 @@ _INPUT_KEYS: Final = frozenset(
 class RecordView:
     """What a key may see of one record: the entry, its document as shown (``None`` once the
     content was erased), whether that document was redacted for the key, and whether its
-    personal fields were masked (:mod:`chainaudit.masking`)."""
+    personal fields were masked (:mod:`chainaudit.service.masking`)."""
 
     entry: Entry
     document: dict[str, Any] | None

@@ -2,7 +2,7 @@
 
 Requests hand their prepared records to :meth:`GroupWriter.submit` and await the result; one
 writer thread drains everything queued, appends each request inside a single
-:meth:`~chainaudit.store.Log.transaction`, commits once (one fsync for all of them), and only
+:meth:`~chainaudit.log.store.Log.transaction`, commits once (one fsync for all of them), and only
 then resolves the requests' futures, so an acknowledged append is always durable. A request
 whose ids conflict fails alone (nothing of it is written); the others still commit.
 """
@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from chainaudit import datakeys
-from chainaudit.errors import ConflictError, StoreError
-from chainaudit.records import PreparedRecord
-from chainaudit.store import AppendResult, Log
+from chainaudit.core.errors import ConflictError, StoreError
+from chainaudit.core.records import PreparedRecord
+from chainaudit.log import datakeys
+from chainaudit.log.store import AppendResult, Log
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class GroupWriter:
         durable (the metrics)."""
         self._path = path
         self._database_url = database_url
-        """The log's PostgreSQL database (:class:`~chainaudit.store.Log`), else ``path``."""
+        """The log's PostgreSQL database (:class:`~chainaudit.log.store.Log`), else ``path``."""
         self._kinds = kinds
         self._at_rest = at_rest
         self._queue: queue.Queue[_Item | None] = queue.Queue()

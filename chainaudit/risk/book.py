@@ -4,7 +4,7 @@ index of the log's decision records.
 The log is the evidence; these tables only make it quick to query. :meth:`RiskBook.sync`
 reads the ``decision`` records appended since its last run (any process may have appended
 them) and applies those whose stamped ``submitter`` is entitled to write them
-(:func:`chainaudit.provenance.document_entitled`: the risk service, for alerts, rule sets and
+(:func:`chainaudit.core.provenance.document_entitled`: the risk service, for alerts, rule sets and
 executions under ``risk:`` ids). A decision record that reached the log any other way — a
 forged clearance written straight into the database, a record with no submitter — is never
 applied: it opens, moves or clears no alert (``chainaudit reconcile`` reports it). The tables:
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from chainaudit import database, provenance
-from chainaudit.derived import DerivedTables
-from chainaudit.errors import NotFoundError, RecordError, StoreError
-from chainaudit.provenance import document_entitled
-from chainaudit.records import parse_timestamp
-from chainaudit.store import AuditFinding, Entry, Log
+from chainaudit.core import provenance
+from chainaudit.core.errors import NotFoundError, RecordError, StoreError
+from chainaudit.core.provenance import document_entitled
+from chainaudit.core.records import parse_timestamp
+from chainaudit.log import database
+from chainaudit.log.derived import DerivedTables
+from chainaudit.log.store import AuditFinding, Entry, Log
 
 __all__ = ["ALERT_STATUSES", "Alert", "Execution", "RiskBook", "RuleSetEntry", "audit_tables"]
 
@@ -459,7 +460,7 @@ def audit_tables(log: Log) -> list[AuditFinding]:
     implied row that is missing, and per row whose values differ (naming the columns), plus
     one if the tables claim a sync point beyond the log; an empty list when they match or when
     the file has no risk tables (none is created). Writes nothing; raises
-    :class:`~chainaudit.errors.StoreError` if the file cannot be read.
+    :class:`~chainaudit.core.errors.StoreError` if the file cannot be read.
     """
     size = log.refresh()
     where = "the log's PostgreSQL database" if log.database_url else str(log.path)

@@ -34,15 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chainaudit import provenance
-from chainaudit.actions import now_rfc3339
-from chainaudit.errors import NotFoundError, RecordError, RiskError
-from chainaudit.merkle import hash_leaf
-from chainaudit.records import PreparedRecord, prepare
+from chainaudit.core import provenance
+from chainaudit.core.errors import NotFoundError, RecordError, RiskError
+from chainaudit.core.merkle import hash_leaf
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.actions import now_rfc3339
+from chainaudit.log.store import Log
 from chainaudit.risk.book import Alert, RiskBook
 from chainaudit.risk.engine import Evaluation, evaluate, inputs_sha256
 from chainaudit.risk.rules import RuleSet, parse_rule_set
-from chainaudit.store import Log
 
 __all__ = [
     "DECISION_ACTOR",
@@ -75,7 +75,7 @@ def alert_id_for(decision_id: str) -> str:
 
 def make_record(record_id: str, actor: str, payload: dict[str, Any]) -> PreparedRecord:
     """A ``decision`` record with ``payload``, timestamped now and stamped with the risk
-    service's submitter (:data:`chainaudit.provenance.RISK`); ``RiskError`` if invalid."""
+    service's submitter (:data:`chainaudit.core.provenance.RISK`); ``RiskError`` if invalid."""
     try:
         return prepare(
             {
@@ -255,10 +255,10 @@ def alert_transition_record(
     """The record moving alert ``alert_id`` to ``acknowledged`` or ``resolved``.
 
     Clearing (``resolution="cleared"``) frees the held action, so it needs a second officer:
-    ``approval_id`` names the executed maker-checker request (:mod:`chainaudit.approvals`)
+    ``approval_id`` names the executed maker-checker request (:mod:`chainaudit.service.approvals`)
     and is recorded in the payload; ``by`` is then the approving officer.
     Raises :class:`NotFoundError` for an unknown alert and
-    :class:`~chainaudit.errors.RiskError` for a transition its status does not allow, a
+    :class:`~chainaudit.core.errors.RiskError` for a transition its status does not allow, a
     resolution other than ``cleared`` / ``confirmed`` (required to resolve), or a clearance
     without ``approval_id``.
     """
@@ -360,13 +360,13 @@ def replay_decision(log: Log, book: RiskBook, record_id: str) -> ReplayReport:
     """Re-evaluate the ``risk_decision`` record ``record_id`` and compare.
 
     Checks, in order: the record's stored bytes still hash to the leaf the log committed;
-    its stamped submitter was entitled to write it (:mod:`chainaudit.provenance`);
+    its stamped submitter was entitled to write it (:mod:`chainaudit.core.provenance`);
     its inputs still hash to ``inputs_sha256``; the rule set ``rule_set_hash`` is announced in
     the log (and its rules hash to that); evaluating those inputs with it gives the recorded
     outcome, severity, owner, clearances and fired rules with the same figures.
 
     Raises :class:`NotFoundError` for an unknown record and
-    :class:`~chainaudit.errors.RiskError` for a record that is not a risk decision or whose
+    :class:`~chainaudit.core.errors.RiskError` for a record that is not a risk decision or whose
     content was erased (nothing to replay).
     """
     entry = log.entry(record_id)

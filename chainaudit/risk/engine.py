@@ -42,8 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chainaudit.canonical import canonicalize
-from chainaudit.errors import RecordError, RiskError
+from chainaudit.core.canonical import canonicalize
+from chainaudit.core.errors import RecordError, RiskError
 from chainaudit.risk.rules import ACTIONS, BPS, Outcome, Rule, RuleSet, Severity
 
 __all__ = ["INPUTS_SCHEMA", "Evaluation", "Firing", "evaluate", "inputs_sha256"]
@@ -115,7 +115,7 @@ def inputs_sha256(inputs: Mapping[str, Any]) -> str:
 def evaluate(rule_set: RuleSet, inputs: Mapping[str, Any]) -> Evaluation:
     """Evaluate every rule of ``rule_set`` that applies to the action in ``inputs``.
 
-    Raises :class:`~chainaudit.errors.RiskError` if ``inputs`` is malformed or lacks a figure
+    Raises :class:`~chainaudit.core.errors.RiskError` if ``inputs`` is malformed or lacks a figure
     a rule needs (for example a velocity window the rule set uses).
     """
     view = _Inputs.parse(inputs)

@@ -6,7 +6,7 @@ renew; refunds to others, disputes and rulings are never blocked. Each freeze an
 sent by the compliance officer's key (``COMPLIANCE_ROLE`` of the gate) and recorded in the log
 as a ``decision`` record ``risk:freeze:...`` stamped by the risk service. Two officers decide
 first (the controlled actions ``party.freeze`` / ``party.unfreeze`` of
-:mod:`chainaudit.approvals`); the record names that approval.
+:mod:`chainaudit.service.approvals`); the record names that approval.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any, Final
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chainaudit import provenance
-from chainaudit.actions import now_rfc3339
-from chainaudit.errors import RiskError
-from chainaudit.escrow import EscrowClient, TxResult
-from chainaudit.records import prepare
+from chainaudit.chain.escrow import EscrowClient, TxResult
+from chainaudit.chain.toolchain import compile_contracts
+from chainaudit.core import provenance
+from chainaudit.core.errors import RiskError
+from chainaudit.core.records import prepare
+from chainaudit.log.actions import now_rfc3339
+from chainaudit.log.store import Log
 from chainaudit.risk.decisions import DECISION_KIND, new_record_id
-from chainaudit.store import Log
-from chainaudit.toolchain import compile_contracts
 
 __all__ = [
     "MAX_FREEZE_SECONDS",
@@ -78,8 +78,8 @@ def freeze_account(
     """Freeze ``account`` (or renew its freeze) for ``duration`` seconds from now, then append
     the ``freeze`` record (``transition`` ``frozen``).
 
-    Raises :class:`~chainaudit.errors.RiskError` when the vault has no gate or ``duration`` is
-    out of (0, 30 days], :class:`~chainaudit.errors.EscrowError` when the gate refuses (for
+    Raises :class:`~chainaudit.core.errors.RiskError` when the vault has no gate or ``duration`` is
+    out of (0, 30 days], :class:`~chainaudit.core.errors.EscrowError` when the gate refuses (for
     example ``officer`` lacks ``COMPLIANCE_ROLE``).
     """
     if not 0 < duration <= MAX_FREEZE_SECONDS:

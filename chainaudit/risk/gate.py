@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chainaudit.records import PreparedRecord
+from chainaudit.app.settings import Settings
+from chainaudit.core.records import PreparedRecord
+from chainaudit.log.store import Log
 from chainaudit.risk.book import RiskBook
 from chainaudit.risk.decisions import (
     DECISION_ACTOR,
@@ -33,8 +35,6 @@ from chainaudit.risk.engine import Evaluation, evaluate, inputs_sha256
 from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
 from chainaudit.risk.ledger import EventCache, Ledger
 from chainaudit.risk.rules import Outcome, RuleSet, load_rule_file
-from chainaudit.settings import Settings
-from chainaudit.store import Log
 
 __all__ = ["GateDecision", "RiskGate", "rules_path"]
 
@@ -76,7 +76,7 @@ class GateDecision:
 class RiskGate:
     """Evaluates actions against a rule set and records every decision in ``log``.
 
-    ``log`` is a :class:`~chainaudit.store.Log` or a callable returning one for the current
+    ``log`` is a :class:`~chainaudit.log.store.Log` or a callable returning one for the current
     thread (a ``Log`` serves one thread at a time; the API passes ``services.reader``).
     ``contract`` and ``chain_id`` restrict the history to one escrow vault. ``actor`` is the
     records' actor. The gate is thread-safe when ``log`` is a per-thread callable.
@@ -84,7 +84,7 @@ class RiskGate:
     ``activate``: with ``True`` (the default, for a rule set given in code) ``rule_set`` is
     announced if it is not the version in force. With ``False`` (a rule *file*, see
     :meth:`from_file`) a new version comes into force only through an approved
-    ``rules.activate`` request (:mod:`chainaudit.approvals`, two officers): when the log
+    ``rules.activate`` request (:mod:`chainaudit.service.approvals`, two officers): when the log
     already announces another version, the gate keeps using that one, rebuilt from the log,
     and logs a warning; only the very first rule set of a log is announced from the file.
     """
@@ -136,7 +136,7 @@ class RiskGate:
 
         The file's rules are announced only when the log has no rule set yet; otherwise a
         differing file waits for an approved ``rules.activate`` (``activate=False``).
-        Raises :class:`~chainaudit.errors.RiskError` for a missing or invalid rule file.
+        Raises :class:`~chainaudit.core.errors.RiskError` for a missing or invalid rule file.
         """
         source = Path(path)
         options.setdefault("activate", False)
@@ -144,8 +144,8 @@ class RiskGate:
 
     def use(self, rule_set: RuleSet) -> None:
         """Evaluate with ``rule_set`` from now on: one whose activation was approved and
-        announced (:func:`chainaudit.controls.execute` did that). Raises
-        :class:`~chainaudit.errors.NotFoundError` if it is not announced in the log."""
+        announced (:func:`chainaudit.app.controls.execute` did that). Raises
+        :class:`~chainaudit.core.errors.NotFoundError` if it is not announced in the log."""
         with self._lock:
             self.book.sync(self.log)
             find_rule_set(self.log, self.book, rule_set.hash)

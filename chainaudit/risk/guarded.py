@@ -5,7 +5,7 @@ transaction a partner signs itself, :meth:`GuardedEscrow.clearance_for` evaluate
 and issues the EscrowGate clearance the transaction must carry, which the chain checks)::
 
     from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
-    from chainaudit.errors import EscrowError, RiskHoldError
+    from chainaudit.core.errors import EscrowError, RiskHoldError
 
     gate = RiskGate.from_file(services.reader, rules_path(settings),
                               contract=client.address, chain_id=client.chain_id)
@@ -16,13 +16,13 @@ and issues the EscrowGate clearance the transaction must carry, which the chain 
         ...  # 409: exc.decision_id, exc.alert_id, exc.hold_tx
     except EscrowError as exc:        # the contract refused (the decision is still recorded)
         ...
-    done.tx            # the chainaudit.escrow.TxResult, as EscrowClient would return it
+    done.tx            # the chainaudit.chain.escrow.TxResult, as EscrowClient would return it
     done.decision      # GateDecision: record_id, outcome, alert_id (for "review"), ...
 
 **Constructor.** ``GuardedEscrow(client, gate, *, compliance=None, hold_seconds=7 days,
 clearances=None)``:
 
-* ``client``: an :class:`~chainaudit.escrow.EscrowClient` of the vault;
+* ``client``: an :class:`~chainaudit.chain.escrow.EscrowClient` of the vault;
 * ``gate``: a :class:`~chainaudit.risk.gate.RiskGate` (the rule set, the log, the alerts);
 * ``compliance``: the ``LocalAccount`` holding ``COMPLIANCE_ROLE`` on the vault, or ``None``.
   With it, a ``hold`` outcome on the release of a funded milestone also places an on-chain
@@ -51,15 +51,15 @@ clearances=None)``:
    its hash (or the error) and returns a :class:`GuardedResult`; ``hold``: sends nothing,
    places the compliance hold described above (reason hash = the decision record's leaf
    hash, so the hold points at the evidence) and raises
-   :class:`~chainaudit.errors.RiskHoldError`.
+   :class:`~chainaudit.core.errors.RiskHoldError`.
 
-**Exceptions.** :class:`~chainaudit.errors.RiskHoldError` (outcome ``hold``; carries
-``decision_id``, ``alert_id``, ``hold_tx``, ``fired``); :class:`~chainaudit.errors.EscrowError`
+**Exceptions.** :class:`~chainaudit.core.errors.RiskHoldError` (outcome ``hold``; carries
+``decision_id``, ``alert_id``, ``hold_tx``, ``fired``); :class:`~chainaudit.core.errors.EscrowError`
 when the contract refuses (the decision and the failed execution are recorded), including
 ``SupplyChainEscrowUnknownDeal`` before any evaluation for an unknown deal;
-:class:`~chainaudit.errors.ChainUnavailableError` / :class:`~chainaudit.errors.ChainError`
-for the endpoint; :class:`~chainaudit.errors.RiskError` for a hold method called without a
-compliance account; :class:`~chainaudit.errors.StoreError` when the log cannot be written (then
+:class:`~chainaudit.core.errors.ChainUnavailableError` / :class:`~chainaudit.core.errors.ChainError`
+for the endpoint; :class:`~chainaudit.core.errors.RiskError` for a hold method called without a
+compliance account; :class:`~chainaudit.core.errors.StoreError` when the log cannot be written (then
 nothing is sent).
 
 ``request_release`` and ``approve_release`` (maker-checker) move no money: they pass through
@@ -75,10 +75,7 @@ from typing import Final, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 
-from chainaudit import provenance
-from chainaudit.actions import now_rfc3339
-from chainaudit.errors import ChainauditError, ChainError, EscrowError, RiskError, RiskHoldError
-from chainaudit.escrow import (
+from chainaudit.chain.escrow import (
     Deal,
     DealParams,
     DecodedEvent,
@@ -88,7 +85,16 @@ from chainaudit.escrow import (
     MilestoneStatus,
     TxResult,
 )
-from chainaudit.records import prepare
+from chainaudit.core import provenance
+from chainaudit.core.errors import (
+    ChainauditError,
+    ChainError,
+    EscrowError,
+    RiskError,
+    RiskHoldError,
+)
+from chainaudit.core.records import prepare
+from chainaudit.log.actions import now_rfc3339
 from chainaudit.risk import freeze, holds
 from chainaudit.risk.clearance import ACTIONS, Clearance, ClearanceSigner
 from chainaudit.risk.decisions import DECISION_KIND
@@ -123,7 +129,7 @@ class _Plan(NamedTuple):
 class GuardedResult:
     """A guarded action that was sent: its transaction and the decision that let it through.
 
-    It also offers the :class:`~chainaudit.escrow.TxResult` interface (``tx_hash``,
+    It also offers the :class:`~chainaudit.chain.escrow.TxResult` interface (``tx_hash``,
     ``block_number``, ``events``, ``event()``, ``deal_id`` ...), delegated to :attr:`tx`.
     """
 
@@ -312,8 +318,8 @@ class GuardedEscrow:
 
         ``amount``: the funding amount (``fund``) or the advance (``finance``, with
         ``invoice_hash``); a release clears the escrowed amount. Raises
-        :class:`~chainaudit.errors.RiskHoldError` on ``hold`` (no clearance),
-        :class:`~chainaudit.errors.RiskError` when no clearance signer is configured and
+        :class:`~chainaudit.core.errors.RiskHoldError` on ``hold`` (no clearance),
+        :class:`~chainaudit.core.errors.RiskError` when no clearance signer is configured and
         :class:`ValueError` for an action that needs no clearance or a missing argument.
         """
         if self.clearances is None:

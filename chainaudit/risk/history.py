@@ -28,13 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainaudit.canonical import canonicalize
-from chainaudit.escrow import MilestoneStatus
+from chainaudit.chain.escrow import MilestoneStatus
+from chainaudit.core.canonical import canonicalize
+from chainaudit.log.store import Log
 from chainaudit.risk.book import RiskBook
 from chainaudit.risk.engine import INPUTS_SCHEMA
 from chainaudit.risk.ledger import Ledger, indexed_events
 from chainaudit.risk.rules import ACTIONS, RuleSet
-from chainaudit.store import Log
 
 __all__ = ["ActionRequest", "gather_inputs", "party_record", "subject_of"]
 

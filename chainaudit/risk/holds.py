@@ -16,11 +16,11 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from chainaudit.errors import RiskError
-from chainaudit.escrow import EscrowClient, TxResult
-from chainaudit.records import PreparedRecord
+from chainaudit.chain.escrow import EscrowClient, TxResult
+from chainaudit.core.errors import RiskError
+from chainaudit.core.records import PreparedRecord
+from chainaudit.log.store import Log
 from chainaudit.risk.decisions import DECISION_ACTOR, make_record, new_record_id
-from chainaudit.store import Log
 
 __all__ = ["HoldResult", "lift_hold", "place_hold", "reason_record", "renew_hold"]
 

@@ -23,11 +23,11 @@ from typing import Any, Final
 
 from eth_account.signers.local import LocalAccount
 
-from chainaudit.errors import NotFoundError, RiskError
-from chainaudit.escrow import EscrowClient, TxResult
-from chainaudit.provenance import document_entitled
+from chainaudit.chain.escrow import EscrowClient, TxResult
+from chainaudit.core.errors import NotFoundError, RiskError
+from chainaudit.core.provenance import document_entitled
+from chainaudit.log.store import Log
 from chainaudit.risk.decisions import make_record
-from chainaudit.store import Log
 
 __all__ = [
     "STEPS",
@@ -82,7 +82,7 @@ def record_step(
     """Append step ``step`` of an open incident; return the record id.
 
     Raises :class:`NotFoundError` for an unknown incident and
-    :class:`~chainaudit.errors.RiskError` for an unknown step or a closed incident.
+    :class:`~chainaudit.core.errors.RiskError` for an unknown step or a closed incident.
     """
     if step not in STEPS or step == "detected":
         raise RiskError(f"step must be one of {', '.join(STEPS[1:])} (detected opens it)")

@@ -3,8 +3,8 @@ per-deal, per-milestone amounts, per-account credits and every movement of money
 
 :func:`indexed_events` reads the live events of the log (an event retracted after a
 reorganisation is left out); :meth:`Ledger.replay` applies them in chain order. The risk
-history (:mod:`chainaudit.risk.history`), reconciliation (:mod:`chainaudit.reconcile`) and
-per-party statements (:mod:`chainaudit.statements`) all read the same ledger, so they agree
+history (:mod:`chainaudit.risk.history`), reconciliation (:mod:`chainaudit.service.reconcile`) and
+per-party statements (:mod:`chainaudit.service.statements`) all read the same ledger, so they agree
 with each other by construction.
 
 Event arguments are as the indexer stores them: integers of at most 53 bits as JSON numbers,
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chainaudit.escrow import MilestoneStatus
-from chainaudit.provenance import document_entitled
-from chainaudit.store import Entry, Log
+from chainaudit.chain.escrow import MilestoneStatus
+from chainaudit.core.provenance import document_entitled
+from chainaudit.log.store import Entry, Log
 
 __all__ = [
     "ActionEvent",
@@ -80,7 +80,7 @@ def indexed_events(
     ``(record id, reason)`` of every ``escrow_event`` record that could not be read.
 
     Only records the indexer wrote count (their stamped ``submitter`` is entitled to the
-    ``escrow_event`` kind, :func:`chainaudit.provenance.document_entitled`): an event or a
+    ``escrow_event`` kind, :func:`chainaudit.core.provenance.document_entitled`): an event or a
     retraction that reached the log any other way is ignored (``chainaudit reconcile``
     reports it). Retracted events (a retraction record names them) are left out, and so are
     events of another chain or vault when ``chain_id`` / ``contract`` are given. Erased records are

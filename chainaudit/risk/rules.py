@@ -25,7 +25,7 @@ disable a control), and so are floats and dates: thresholds are integers in the 
 units or decimal strings, rates are integer basis points. ``docs/risk.md`` explains each type.
 
 The **rule-set hash** is the SHA-256 of the RFC 8785 canonical form of the parsed document
-(:mod:`chainaudit.canonical`): formatting, comments and key order do not change it, any
+(:mod:`chainaudit.core.canonical`): formatting, comments and key order do not change it, any
 change of meaning does. Decision records name the hash of the rule set that produced them.
 """
 
@@ -40,8 +40,8 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from chainaudit.canonical import canonicalize
-from chainaudit.errors import RecordError, RiskError
+from chainaudit.core.canonical import canonicalize
+from chainaudit.core.errors import RecordError, RiskError
 
 __all__ = [
     "ACTIONS",
@@ -187,7 +187,7 @@ def rule_set_hash(document: Mapping[str, Any]) -> str:
 def load_rule_file(path: Path | str) -> RuleSet:
     """Read and parse the TOML rule file at ``path``.
 
-    Raises :class:`~chainaudit.errors.RiskError` naming the file for an unreadable file,
+    Raises :class:`~chainaudit.core.errors.RiskError` naming the file for an unreadable file,
     invalid TOML, or any invalid rule.
     """
     source = Path(path)
@@ -213,7 +213,7 @@ def parse_rule_set(document: Mapping[str, Any]) -> RuleSet:
     """Validate a parsed rule document and build its :class:`RuleSet`.
 
     Accepts the TOML file parsed (:func:`tomllib.loads`) or the JSON ``rules`` of an
-    announcing decision record. Raises :class:`~chainaudit.errors.RiskError` naming the
+    announcing decision record. Raises :class:`~chainaudit.core.errors.RiskError` naming the
     first offending field.
     """
     if not isinstance(document, Mapping):

@@ -25,14 +25,14 @@ import httpx
 import pytest
 from eth_account import Account
 
-from chainaudit import bundles, database
 from chainaudit.api.server import ServerThread
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.keys import KeyStore
-from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.log import bundles, database
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.keys import KeyStore
 from tests.pgserver import Databases
 
 ENGINES = ("sqlite", "postgresql")

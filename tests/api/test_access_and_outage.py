@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.conftest import Api, issue_keys
 
 ROLES = ("admin", "operator", "partner", "auditor", "regulator")

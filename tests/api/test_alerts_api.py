@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.indexer import Indexer
+from chainaudit.chain.devnet import Devnet, free_port
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
+from chainaudit.service.indexer import Indexer
 from tests.api.conftest import Api, issue_keys, key_store, make_settings, open_log
 from tests.escrow_world import AMOUNT, World, make_world, snapshot
 

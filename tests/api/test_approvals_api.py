@@ -16,13 +16,13 @@ import httpx
 import pytest
 from web3 import Web3
 
-from chainaudit import provenance
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.escrow_deploy import deploy_gate
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.chain.escrow_deploy import deploy_gate
+from chainaudit.core import provenance
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
 from chainaudit.risk.freeze import frozen_until
-from chainaudit.settings import Settings
 from tests.api.conftest import key_store, make_settings, open_log
 from tests.escrow_world import AMOUNT, World, make_world, snapshot
 

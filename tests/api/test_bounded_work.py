@@ -17,17 +17,17 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chainaudit import provenance
 from chainaudit.api.budget import DEAL_READ, WorkBudget
 from chainaudit.api.server import ServerThread
 from chainaudit.api.services import Services
-from chainaudit.chain import Chain
-from chainaudit.deploy import DEVNET_PARTIES, deploy_contracts
-from chainaudit.devnet import Devnet, derive_accounts, free_port
-from chainaudit.escrow import DealParams, EscrowClient, MilestoneParams
-from chainaudit.records import parse_timestamp, prepare
-from chainaudit.settings import Settings
-from chainaudit.store import Log
+from chainaudit.app.deploy import DEVNET_PARTIES, deploy_contracts
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, derive_accounts, free_port
+from chainaudit.chain.escrow import DealParams, EscrowClient, MilestoneParams
+from chainaudit.core import provenance
+from chainaudit.core.records import parse_timestamp, prepare
+from chainaudit.log.store import Log
 from tests.api.conftest import issue_keys, key_store, make_settings, open_log
 from tests.escrow_world import now, rpc
 

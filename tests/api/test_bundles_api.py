@@ -8,15 +8,15 @@ from typing import Any
 import jsonschema
 from eth_account import Account
 
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundle import schema
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.records import prepare
-from chainaudit.store import Log
-from chainaudit.verify import verify_bundle
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.core.bundle import schema
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.service.bundling import build_bundle
+from chainaudit.verify.verifier import verify_bundle
 from tests.api.conftest import Api
 
 

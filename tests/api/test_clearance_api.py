@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit.chain import Chain, broadcast, sign_call, wait_for_receipt
-from chainaudit.deploy import DEVNET_PARTIES
-from chainaudit.devnet import Devnet, derive_accounts
-from chainaudit.errors import EscrowError
-from chainaudit.escrow import EscrowClient, MilestoneStatus, WithClearance
+from chainaudit.app.deploy import DEVNET_PARTIES
+from chainaudit.chain.chain import Chain, broadcast, sign_call, wait_for_receipt
+from chainaudit.chain.devnet import Devnet, derive_accounts
+from chainaudit.chain.escrow import EscrowClient, MilestoneStatus, WithClearance
+from chainaudit.core.errors import EscrowError
 from tests.api.test_deals_api import AMOUNT, DealsApi, _act, _create, _h, open_deals_api
 from tests.escrow_world import now
 

@@ -16,12 +16,12 @@ from eth_account import Account
 from web3 import Web3
 
 from chainaudit.api.server import ServerThread
-from chainaudit.chain import Chain, sign_call
-from chainaudit.deploy import DEVNET_PARTIES, deploy_contracts
-from chainaudit.devnet import Devnet, derive_accounts, free_port
-from chainaudit.escrow import EscrowClient
-from chainaudit.escrow_deploy import mint
-from chainaudit.settings import Settings
+from chainaudit.app.deploy import DEVNET_PARTIES, deploy_contracts
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import Chain, sign_call
+from chainaudit.chain.devnet import Devnet, derive_accounts, free_port
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.chain.escrow_deploy import mint
 from tests.api.conftest import key_store
 from tests.escrow_world import now, snapshot, travel
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.conftest import Api, issue_keys, make_settings, stored_bodies
 
 SECRET = "Wang Fang, +86 139 0000 0000"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.records import MAX_RECORD_BYTES, prepare
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core.records import MAX_RECORD_BYTES, prepare
 from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 PROBLEM = "application/problem+json"

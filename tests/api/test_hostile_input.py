@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.conftest import make_settings
 
 DEEP = b"[" * 200_000 + b"]" * 200_000  # 400 KB, 200,000 levels

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chainaudit.devnet import Devnet
-from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME
+from chainaudit.chain.devnet import Devnet
+from chainaudit.log.store import DB_NAME
+from chainaudit.service.keys import KeyStore
 from tests.api.conftest import database_url_for, open_log
 from tests.api.test_deals_api import DealsApi, _act, _create, open_deals_api
 

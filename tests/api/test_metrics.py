@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 
-from chainaudit.devnet import free_port
-from chainaudit.keys import KeyStore
-from chainaudit.metrics import MULTIPROC_ENV, ApiMetrics, LogReading
-from chainaudit.monitor import write_metrics
-from chainaudit.store import DB_NAME
+from chainaudit.app.metrics import MULTIPROC_ENV, ApiMetrics, LogReading
+from chainaudit.chain.devnet import free_port
+from chainaudit.log.store import DB_NAME
+from chainaudit.service.keys import KeyStore
+from chainaudit.verify.monitor import write_metrics
 from tests.api.conftest import Api, database_url_for, open_log
 from tests.api.test_records_api import record
 
@@ -212,10 +212,10 @@ def test_two_processes_counts_add_up_in_one_exposition(tmp_path: Path) -> None:
     }
     shared.mkdir()
     # a previous run's counts, left behind in the directory
-    run_python("from chainaudit.metrics import ApiMetrics; ApiMetrics().appended(1000)", env)
+    run_python("from chainaudit.app.metrics import ApiMetrics; ApiMetrics().appended(1000)", env)
     assert list(shared.iterdir())
     run_python(
-        "from pathlib import Path; from chainaudit.metrics import prepare_multiprocess_dir; "
+        "from pathlib import Path; from chainaudit.app.metrics import prepare_multiprocess_dir; "
         f"prepare_multiprocess_dir(Path({str(shared)!r}))",
         env,
     )
@@ -290,7 +290,8 @@ def test_the_monitors_textfile_keeps_its_metrics(tmp_path: Path) -> None:
 FORKED_WORKERS = """
 import json, os, sys
 from pathlib import Path
-from chainaudit.metrics import ApiMetrics, LogReading, mark_process_dead, prepare_multiprocess_dir
+from chainaudit.app.metrics import ApiMetrics, LogReading, mark_process_dead,
+prepare_multiprocess_dir
 
 # the parent imported prometheus_client (above) before the directory was chosen
 prepare_multiprocess_dir(Path(sys.argv[1]))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.store import DB_NAME, Log
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.log.store import DB_NAME, Log
 from tests.api.conftest import Api, issue_keys, make_settings
 from tests.cli.test_cli_edges import NO_DATA_ENV, assert_one_line, chainaudit
 

@@ -12,8 +12,8 @@ import pytest
 from chainaudit.api.fastlane import proof_record_id
 from chainaudit.api.routes.web import publishable_rpc_url
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.records import prepare
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core.records import prepare
 from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 

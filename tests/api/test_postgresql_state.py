@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit import database
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.log import database
 from tests.api.conftest import issue_keys, make_settings
 
 # Once, not once per engine (tests/api/conftest.py): about PostgreSQL itself: it names database_url.

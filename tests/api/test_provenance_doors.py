@@ -14,12 +14,13 @@ import httpx
 import pytest
 from eth_account import Account
 
-from chainaudit import integrity, merkle, provenance
-from chainaudit.chain import Chain, sign_call
-from chainaudit.deploy import DEVNET_PARTIES
-from chainaudit.devnet import derive_accounts
-from chainaudit.escrow import EscrowClient
-from chainaudit.records import prepare
+from chainaudit.app.deploy import DEVNET_PARTIES
+from chainaudit.chain.chain import Chain, sign_call
+from chainaudit.chain.devnet import derive_accounts
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.core import merkle, provenance
+from chainaudit.core.records import prepare
+from chainaudit.service import integrity
 from tests.api import test_deals_api
 from tests.api.conftest import Api, open_log
 from tests.api.test_deals_api import AMOUNT, DealsApi, _create

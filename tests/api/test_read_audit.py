@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from chainaudit import provenance
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core import provenance
 from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 

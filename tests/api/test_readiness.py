@@ -9,8 +9,8 @@ import httpx
 from web3 import Web3
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.conftest import make_settings
 
 NOWHERE = Web3.to_checksum_address("0x" + "12" * 20)  # no code on the devnet

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from eth_account import Account
 
-from chainaudit import merkle
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.records import prepare
-from chainaudit.signing import sign_record
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core import merkle
+from chainaudit.core.records import prepare
+from chainaudit.core.signing import sign_record
 from tests.api.conftest import Api, issue_keys, make_settings
 
 PROBLEM = "application/problem+json"

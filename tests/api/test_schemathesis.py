@@ -25,7 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
+from chainaudit.chain.devnet import Devnet, free_port
 from tests.api.conftest import issue_keys, make_settings
 from tests.fuzz.budget import LONG, LONG_FACTOR
 

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chainaudit import note
 from chainaudit.api.server import ServerThread
+from chainaudit.app.logkey import DEV_KEY_FILE
+from chainaudit.chain.devnet import Devnet, free_port
 from chainaudit.cli import main
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.logkey import DEV_KEY_FILE
+from chainaudit.core import note
 from tests.api.conftest import Api, issue_keys, make_settings, open_log
 
 

@@ -15,13 +15,13 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chainaudit.chain import Chain
-from chainaudit.devnet import derive_accounts
-from chainaudit.escrow import EscrowClient
-from chainaudit.escrow_deploy import mint
-from chainaudit.indexer import event_record_id
-from chainaudit.reconcile import reconcile
-from chainaudit.records import prepare
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import derive_accounts
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.chain.escrow_deploy import mint
+from chainaudit.core.records import prepare
+from chainaudit.service.indexer import event_record_id
+from chainaudit.service.reconcile import reconcile
 from tests.api.conftest import open_log
 from tests.api.test_deals_api import (
     AMOUNT,

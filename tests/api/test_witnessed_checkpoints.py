@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chainaudit import note
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.witness import WitnessThread
-from chainaudit.witness_policy import Policy, load_policy
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core import note
+from chainaudit.core.witness_policy import Policy, load_policy
+from chainaudit.service.witness import WitnessThread
 from tests.api.conftest import Api, issue_keys, make_settings, open_log
 from tests.api.test_signed_checkpoints_api import records
 from tests.test_witness import make_witness, start

@@ -27,13 +27,13 @@ from typing import Any
 import httpx
 import pytest
 
-from chainaudit import merkle
-from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.chain import Chain
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.leader import open_lease
-from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
+from chainaudit.app.settings import Settings
+from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core import merkle
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.leader import open_lease
 from tests.api.conftest import issue_keys, make_settings
 
 # Once, not once per engine (tests/api/conftest.py): its tests choose their engine themselves.

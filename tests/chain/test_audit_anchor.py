@@ -1,4 +1,4 @@
-"""AuditAnchor on a real Anvil: deployed with web3, fed proofs built by chainaudit.merkle.
+"""AuditAnchor on a real Anvil: deployed with web3, fed proofs built by chainaudit.core.merkle.
 
 Also runs the shared RFC 6962 test vectors (transparency-dev) through the contract: every vector
 that fits the ABI (32-byte hashes, non-empty trees) must verify on chain exactly when it is
@@ -20,9 +20,9 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 
-from chainaudit.devnet import Devnet
-from chainaudit.merkle import consistency_proof, hash_leaf, inclusion_proof, root_hash
-from chainaudit.toolchain import compile_contracts
+from chainaudit.chain.devnet import Devnet
+from chainaudit.chain.toolchain import compile_contracts
+from chainaudit.core.merkle import consistency_proof, hash_leaf, inclusion_proof, root_hash
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc6962"
 

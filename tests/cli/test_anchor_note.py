@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import note
-from chainaudit.chain import Chain
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.app.logkey import log_signer
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
 from chainaudit.cli import main
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.logkey import log_signer
-from chainaudit.settings import Settings
-from chainaudit.store import Log
+from chainaudit.core import note
+from chainaudit.log.store import Log
 from tests.test_checkpointing import append
 
 ORIGIN = "audit.example.com/chainaudit"

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from chainaudit import approvals, provenance
-from chainaudit.errors import NotFoundError
-from chainaudit.keys import KeyStore
+from chainaudit.core import provenance
+from chainaudit.core.errors import NotFoundError
+from chainaudit.log.store import DB_NAME, Log
 from chainaudit.risk import ActionRequest, Outcome, RiskBook, RiskGate, parse_rule_set
-from chainaudit.store import DB_NAME, Log
+from chainaudit.service import approvals
+from chainaudit.service.keys import KeyStore
 from tests.escrow_world import AMOUNT, World
 from tests.officers import issue, requested, run_as
 from tests.risk.conftest import milestones, rules

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chainaudit import provenance
-from chainaudit.anchoring import AnchorBook
-from chainaudit.records import PreparedRecord, prepare
+from chainaudit.core import provenance
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.core.signing import sign_record
+from chainaudit.log.store import Log
 from chainaudit.risk.book import RiskBook
-from chainaudit.signing import sign_record
-from chainaudit.store import Log
+from chainaudit.service.anchoring import AnchorBook
 from tests.cli.test_log_commands import run
 from tests.tamper import stored_records, write_records
 

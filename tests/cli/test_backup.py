@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainaudit import database
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.core.records import prepare
+from chainaudit.log import database
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 from tests import tamper
 
 

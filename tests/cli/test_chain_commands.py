@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chainaudit.anchor_abi import AUDIT_ANCHOR_ABI
-from chainaudit.chain import Chain
-from chainaudit.devnet import free_port
-from chainaudit.store import Log
+from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import free_port
+from chainaudit.log.store import Log
 
 
 def run(

@@ -28,13 +28,13 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from chainaudit import __version__
-from chainaudit.anchor_abi import decode_anchor_revert
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.anchor_abi import decode_anchor_revert
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 from tests.api.conftest import make_settings
 from tests.api.test_hostile_input import settings_env
 
@@ -510,8 +510,8 @@ def test_json_results_use_the_shared_names_and_0x_hashes(anvil: Devnet, tmp_path
 def test_the_decoded_errors_are_the_compiled_contracts() -> None:
     """Every custom error ``AuditAnchor`` can revert with is known to the decoder, with the
     same parameter names and types (compiled artifacts are cached)."""
-    from chainaudit.anchor_abi import AUDIT_ANCHOR_ERRORS  # noqa: PLC0415
-    from chainaudit.toolchain import compile_contracts  # noqa: PLC0415
+    from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ERRORS  # noqa: PLC0415
+    from chainaudit.chain.toolchain import compile_contracts  # noqa: PLC0415
 
     compiled = {
         entry["name"]: [(p["name"], p["type"]) for p in entry["inputs"]]

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from chainaudit import ingest, merkle
-from chainaudit.store import Log
+from chainaudit.core import merkle
+from chainaudit.log import ingest
+from chainaudit.log.store import Log
 from tests.tamper import replace_in_body
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit.keys import KeyStore
-from chainaudit.store import DB_NAME
+from chainaudit.log.store import DB_NAME
+from chainaudit.service.keys import KeyStore
 from tests.officers import issue, requested, run_as
 
 

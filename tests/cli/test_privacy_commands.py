@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import datakeys
 from chainaudit.cli import main
-from chainaudit.datakeys import AtRest
-from chainaudit.store import Log
+from chainaudit.log import datakeys
+from chainaudit.log.datakeys import AtRest
+from chainaudit.log.store import Log
 from tests.officers import issue, requested, run_as
 
 SECRET = "Zhang San 13800138000"

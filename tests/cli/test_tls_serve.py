@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chainaudit.api.server import check_transport, loopback
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.errors import InputError
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core.errors import InputError
 from tests.api.conftest import make_settings
 from tests.api.test_hostile_input import settings_env
 from tests.cli.test_cli_edges import NO_DATA_ENV, assert_one_line, chainaudit

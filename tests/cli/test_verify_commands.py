@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.records import prepare
-from chainaudit.store import Log
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 
 CHECKS = ["record", "inclusion", "chain_id", "contract", "checkpoint", "block", "transaction"]
 

@@ -3,7 +3,7 @@
 Starting from a well-formed bundle (a real RFC 9162 tree, a prepared record), the tests send
 arbitrary bytes, JSON token soup, byte-level mutations of the bundle's text, and structural
 mutations of its JSON (a field replaced by any JSON value, deleted, added, duplicated, nested
-deep). :func:`chainaudit.bundle.loads_bundle` must return a bundle or raise
+deep). :func:`chainaudit.core.bundle.loads_bundle` must return a bundle or raise
 :class:`InputError`, nothing else, in bounded time; a bundle it returns must survive a round
 trip and the offline verifier (no chain), which may judge it invalid but must not raise.
 """
@@ -18,11 +18,11 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from chainaudit import merkle
-from chainaudit.bundle import Bundle, loads_bundle, parse_bundle
-from chainaudit.errors import InputError
-from chainaudit.records import prepare
-from chainaudit.verify import verify_bundle
+from chainaudit.core import merkle
+from chainaudit.core.bundle import Bundle, loads_bundle, parse_bundle
+from chainaudit.core.errors import InputError
+from chainaudit.core.records import prepare
+from chainaudit.verify.verifier import verify_bundle
 from tests.fuzz.budget import fuzz_settings
 
 

@@ -1,12 +1,12 @@
 """Fuzzing the canonical form (RFC 8785) and the record parser against independent references.
 
-* Any Python value: :func:`chainaudit.canonical.canonicalize` either refuses it with
+* Any Python value: :func:`chainaudit.core.canonical.canonicalize` either refuses it with
   :class:`RecordError` exactly when it lies outside the documented domain (a float, an integer
   beyond ±(2**53-1), a non-string key, a lone surrogate, containers nested deeper than 32), as
   judged by this file's own checker, or returns the bytes of the independent ``rfc8785``
   package.
-* Any text: :func:`chainaudit.jsonlimits.loads` raises only :class:`InputError`, and
-  :func:`chainaudit.records.parse_json_line` only :class:`RecordError`; a line it accepts is
+* Any text: :func:`chainaudit.core.jsonlimits.loads` raises only :class:`InputError`, and
+  :func:`chainaudit.core.records.parse_json_line` only :class:`RecordError`; a line it accepts is
   in the domain, and its stored body is the RFC 8785 form of the line's own JSON (plus the
   salt it drew), whichever of its two decoders took it.
 """
@@ -21,10 +21,10 @@ import rfc8785
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from chainaudit import jsonlimits
-from chainaudit.canonical import canonicalize
-from chainaudit.errors import InputError, RecordError
-from chainaudit.records import KINDS, parse_json_line
+from chainaudit.core import jsonlimits
+from chainaudit.core.canonical import canonicalize
+from chainaudit.core.errors import InputError, RecordError
+from chainaudit.core.records import KINDS, parse_json_line
 from tests.fuzz.budget import fuzz_settings
 
 SAFE = 2**53 - 1
@@ -32,7 +32,7 @@ DEPTH = 32
 
 
 def in_domain(value: Any, depth: int = 0) -> bool:
-    """The canonical domain, written independently of chainaudit.canonical."""
+    """The canonical domain, written independently of chainaudit.core.canonical."""
     if value is None or type(value) is bool:
         return True
     if type(value) is int:

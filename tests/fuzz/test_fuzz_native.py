@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainaudit import _native, native
+from chainaudit import _native
+from chainaudit.log import native
 from tests.fuzz.budget import fuzz_settings
 from tests.test_native import ALL_KINDS, SUBMITTERS, check_line
 

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chainaudit import note
-from chainaudit.publish import Publisher
-from chainaudit.store import Log
+from chainaudit.core import note
+from chainaudit.log.publish import Publisher
+from chainaudit.log.store import Log
 from tests.interop.tiled import OLD_SIZE, ORIGIN, Tiled, make_tiled, serving, static_server
 
 RECORDS = 12

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from chainaudit import note
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import free_port
-from chainaudit.settings import Settings
-from chainaudit.store import Log
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import free_port
+from chainaudit.core import note
+from chainaudit.log.store import Log
 from tests.test_tiles import leaf_records
 
 ORIGIN = "chainaudit.example/test-log"

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from chainaudit.anchoring import Anchorer, AnchorPolicy
-from chainaudit.deploy import deploy_contracts
-from chainaudit.escrow import MilestoneParams
-from chainaudit.indexer import KIND as EVENT_KIND
-from chainaudit.indexer import Indexer
-from chainaudit.reconcile import ReconcileReport, reconcile
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.escrow import MilestoneParams
+from chainaudit.log.store import Log
 from chainaudit.risk import RiskGate, parse_rule_set
-from chainaudit.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
+from chainaudit.service.indexer import KIND as EVENT_KIND
+from chainaudit.service.indexer import Indexer
+from chainaudit.service.reconcile import ReconcileReport, reconcile
 from tests.escrow_world import AMOUNT, DAY, World, h, now
 
 REPORT = h("inspection report")

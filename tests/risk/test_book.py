@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import database
-from chainaudit.records import prepare
+from chainaudit.core.records import prepare
+from chainaudit.log import database
+from chainaudit.log.store import Log
 from chainaudit.risk import ActionRequest, RiskBook, RiskGate, parse_rule_set, transition_alert
 from chainaudit.risk.book import audit_tables
 from chainaudit.risk.decisions import alert_transition_record
-from chainaudit.store import Log
 from tests.risk.conftest import rules
 
 BUYER = "0x1111111111111111111111111111111111111111"

@@ -13,17 +13,17 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from chainaudit import provenance
-from chainaudit.errors import ConfigError, EscrowError, RiskHoldError
-from chainaudit.escrow import MilestoneStatus
-from chainaudit.escrow_deploy import GATE_POLICY_ID, deploy_gate
-from chainaudit.reconcile import reconcile
+from chainaudit.app.settings import load_settings
+from chainaudit.chain.escrow import MilestoneStatus
+from chainaudit.chain.escrow_deploy import GATE_POLICY_ID, deploy_gate
+from chainaudit.chain.toolchain import compile_contracts
+from chainaudit.core import provenance
+from chainaudit.core.errors import ConfigError, EscrowError, RiskHoldError
+from chainaudit.log.store import Log
 from chainaudit.risk import ClearanceSigner, GuardedEscrow, RiskGate
 from chainaudit.risk.clearance import ACTIONS, clearance_digest
 from chainaudit.risk.freeze import frozen_until
-from chainaudit.settings import load_settings
-from chainaudit.store import Log
-from chainaudit.toolchain import compile_contracts
+from chainaudit.service.reconcile import reconcile
 from tests.escrow_world import AMOUNT, DAY, World, h, now, rpc
 from tests.risk.conftest import gate, indexer, milestones, to_accepted
 

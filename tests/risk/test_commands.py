@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chainaudit.cli import main
-from chainaudit.records import prepare
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
-from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, World
 from tests.officers import issue, requested, run_as
 from tests.risk.conftest import milestones, rules

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from chainaudit.records import prepare
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
 from chainaudit.risk import RiskBook, RiskGate, parse_rule_set
 from chainaudit.risk.decisions import replay_decision
 from chainaudit.risk.history import subject_of
 from chainaudit.risk.incidents import incident_steps, open_incident, record_step
-from chainaudit.store import Log
 from tests.risk.conftest import rules
 from tests.risk.test_book import hold_request
 

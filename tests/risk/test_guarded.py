@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from chainaudit.errors import EscrowError, RiskError, RiskHoldError
-from chainaudit.escrow import DealParams, MilestoneParams, MilestoneStatus
+from chainaudit.chain.escrow import DealParams, MilestoneParams, MilestoneStatus
+from chainaudit.core.errors import EscrowError, RiskError, RiskHoldError
+from chainaudit.log.store import Log
 from chainaudit.risk import GuardedEscrow, Outcome, RiskBook, replay_decision
-from chainaudit.store import Log
 from tests.escrow_world import AMOUNT, DAY, World, h, now, travel
 from tests.risk.conftest import gate, indexer, milestones, to_accepted
 from tests.tamper import replace_in_body

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from chainaudit.cli import main
-from chainaudit.indexer import KIND as EVENT_KIND
-from chainaudit.reconcile import ReconcileReport
-from chainaudit.records import prepare
+from chainaudit.core.records import prepare
+from chainaudit.service.indexer import KIND as EVENT_KIND
+from chainaudit.service.reconcile import ReconcileReport
 from tests.escrow_world import AMOUNT
 from tests.risk.conftest import Busy, indexer
 from tests.tamper import delete_record, replace_in_body

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chainaudit.canonical import canonicalize
-from chainaudit.errors import RiskError
+from chainaudit.core.canonical import canonicalize
+from chainaudit.core.errors import RiskError
 from chainaudit.risk import (
     Outcome,
     Severity,

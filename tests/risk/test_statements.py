@@ -9,11 +9,11 @@ import io
 import json
 from pathlib import Path
 
-from chainaudit.anchoring import AnchorBook
-from chainaudit.bundle import parse_bundle
 from chainaudit.cli import main
-from chainaudit.statements import CSV_COLUMNS, build_statement
-from chainaudit.verify import verify_bundle
+from chainaudit.core.bundle import parse_bundle
+from chainaudit.service.anchoring import AnchorBook
+from chainaudit.service.statements import CSV_COLUMNS, build_statement
+from chainaudit.verify.verifier import verify_bundle
 from tests.escrow_world import AMOUNT
 from tests.risk.conftest import Busy, indexer
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit.anchoring import Anchorer, AnchorPolicy
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.escrow import MilestoneStatus
 from chainaudit.cli import main
-from chainaudit.deploy import deploy_contracts
-from chainaudit.errors import EscrowError, RiskHoldError
-from chainaudit.escrow import MilestoneStatus
-from chainaudit.reconcile import reconcile
+from chainaudit.core.errors import EscrowError, RiskHoldError
+from chainaudit.log.store import Log
 from chainaudit.risk import GuardedEscrow, Outcome, RiskGate, transition_alert
-from chainaudit.store import Log
+from chainaudit.service.anchoring import Anchorer, AnchorPolicy
+from chainaudit.service.reconcile import reconcile
 from tests.escrow_world import AMOUNT, World
 from tests.officers import issue, requested, run_as
 from tests.risk.conftest import indexer, milestones, to_accepted

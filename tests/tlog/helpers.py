@@ -5,9 +5,9 @@ HTTP by a plain static file server.
 split view of two real stores in tests/tlog/test_split_view.py). These folders are for the
 tests that need histories a store would not write: arbitrary entry bytes, a forged entry at
 a chosen index, a log that rewrites its history between two polls, checkpoint files of
-another history. ``checkpoint`` is signed with :func:`chainaudit.note.sign_checkpoint`; the
-hash tiles and entry bundles are computed here with :mod:`chainaudit.merkle` and laid out
-with :mod:`chainaudit.tlogtiles` (c2sp.org/tlog-tiles), independently of the store.
+another history. ``checkpoint`` is signed with :func:`chainaudit.core.note.sign_checkpoint`; the
+hash tiles and entry bundles are computed here with :mod:`chainaudit.core.merkle` and laid out
+with :mod:`chainaudit.core.tlogtiles` (c2sp.org/tlog-tiles), independently of the store.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from chainaudit import merkle, note, tlogtiles
-from chainaudit.devnet import free_port
+from chainaudit.chain.devnet import free_port
+from chainaudit.core import merkle, note, tlogtiles
 
 ORIGIN = "example.test/chainaudit-log"
 

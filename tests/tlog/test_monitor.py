@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from chainaudit import note
+from chainaudit.chain.devnet import free_port
 from chainaudit.cli import main
-from chainaudit.devnet import free_port
-from chainaudit.monitor import Monitor, follow
-from chainaudit.verifierstate import VerifierState
+from chainaudit.core import note
+from chainaudit.verify.monitor import Monitor, follow
+from chainaudit.verify.state import VerifierState
 from tests.tlog.helpers import ORIGIN, entries, serve, write_log
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from chainaudit import merkle, note
+from chainaudit.chain.devnet import Devnet
+from chainaudit.chain.toolchain import compile_contracts
 from chainaudit.cli import main
-from chainaudit.devnet import Devnet
-from chainaudit.toolchain import compile_contracts
+from chainaudit.core import merkle, note
 from tests.tlog.helpers import ORIGIN, entries, serve, write_log
 
 

@@ -1,6 +1,6 @@
 """Split view, end to end: the operator serves two different histories to two clients.
 
-Two real stores (:class:`chainaudit.store.Log`) share their first records and then differ;
+Two real stores (:class:`chainaudit.log.store.Log`) share their first records and then differ;
 each is served by a real ``chainaudit serve`` app signing its checkpoints with the one log
 key: client A is given URL A, client B URL B. In that one scenario a real witness cosigns A's
 checkpoint and refuses B's, ``chainaudit monitor`` given both URLs reports the split view,
@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chainaudit import note
 from chainaudit.api.server import ServerThread
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import free_port
 from chainaudit.cli import main
-from chainaudit.devnet import free_port
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.settings import Settings
-from chainaudit.store import Log
-from chainaudit.witness import encode_request
+from chainaudit.core import note
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.service.witness import encode_request
 from tests.test_witness import make_witness, start
 
 ORIGIN = "example.test/split-log"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import merkle, note
-from chainaudit.errors import InputError, VerificationError
-from chainaudit.tlogclient import TileReader, TlogClient
+from chainaudit.core import merkle, note
+from chainaudit.core.errors import InputError, VerificationError
+from chainaudit.verify.tlogclient import TileReader, TlogClient
 from tests.tlog.helpers import ORIGIN, entries, serve, write_log
 
 

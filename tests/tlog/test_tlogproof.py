@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from chainaudit import merkle, note
 from chainaudit.cli import main
-from chainaudit.errors import InputError
-from chainaudit.records import PreparedRecord, prepare
-from chainaudit.store import Log
-from chainaudit.tlogproof import (
+from chainaudit.core import merkle, note
+from chainaudit.core.errors import InputError
+from chainaudit.core.records import PreparedRecord, prepare
+from chainaudit.log.store import Log
+from chainaudit.verify.tlogproof import (
     HEADER,
     TlogProof,
     WitnessPolicy,

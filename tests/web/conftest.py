@@ -19,15 +19,15 @@ import pytest
 from eth_account import Account
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
-from chainaudit.anchoring import AnchorBook
 from chainaudit.api.server import ServerThread
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet, free_port
-from chainaudit.keys import KeyStore
-from chainaudit.settings import Settings
-from chainaudit.store import DB_NAME, Log
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.app.settings import Settings
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet, free_port
+from chainaudit.log.store import DB_NAME, Log
+from chainaudit.service.anchoring import AnchorBook
+from chainaudit.service.bundling import build_bundle
+from chainaudit.service.keys import KeyStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,15 +11,15 @@ from typing import Any
 from eth_account import Account
 from playwright.sync_api import Page
 
-from chainaudit import erasure
-from chainaudit.anchoring import AnchorBook, Anchorer, AnchorPolicy
-from chainaudit.bundling import build_bundle
-from chainaudit.chain import Chain
-from chainaudit.deploy import deploy_contracts
-from chainaudit.devnet import Devnet
-from chainaudit.records import prepare
-from chainaudit.store import Log
-from chainaudit.verify import verify_bundle
+from chainaudit.app.deploy import deploy_contracts
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import Devnet
+from chainaudit.core.records import prepare
+from chainaudit.log.store import Log
+from chainaudit.service import erasure
+from chainaudit.service.anchoring import AnchorBook, Anchorer, AnchorPolicy
+from chainaudit.service.bundling import build_bundle
+from chainaudit.verify.verifier import verify_bundle
 from tests.web.conftest import Site
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from chainaudit import merkle
-from chainaudit.bundle import loads_bundle
-from chainaudit.canonical import canonicalize
-from chainaudit.errors import InputError, RecordError, VerificationError
-from chainaudit.verify import verify_bundle
+from chainaudit.core import merkle
+from chainaudit.core.bundle import loads_bundle
+from chainaudit.core.canonical import canonicalize
+from chainaudit.core.errors import InputError, RecordError, VerificationError
+from chainaudit.verify.verifier import verify_bundle
 from tests.web.conftest import Site
 
 CANONICAL_CASES = [

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from chainaudit.chain import Chain
-from chainaudit.verify import verify_bundle
+from chainaudit.chain.chain import Chain
+from chainaudit.verify.verifier import verify_bundle
 from tests.web.conftest import BUNDLE_RECORD, Site, screenshot
 
 ALL_CHECKS = ["record", "inclusion", "chain_id", "contract", "checkpoint", "block", "transaction"]

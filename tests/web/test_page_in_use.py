@@ -25,15 +25,15 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from chainaudit.actions import cli_actor
-from chainaudit.chain import Chain
-from chainaudit.deploy import DEVNET_PARTIES
-from chainaudit.devnet import derive_accounts
-from chainaudit.devnet import load_settings as devnet_settings
-from chainaudit.escrow import EscrowClient
-from chainaudit.reconcile import reconcile
+from chainaudit.app.deploy import DEVNET_PARTIES
+from chainaudit.chain.chain import Chain
+from chainaudit.chain.devnet import derive_accounts
+from chainaudit.chain.devnet import load_settings as devnet_settings
+from chainaudit.chain.escrow import EscrowClient
+from chainaudit.log.actions import cli_actor
+from chainaudit.log.store import Log
 from chainaudit.risk.incidents import open_incident, record_step
-from chainaudit.store import Log
+from chainaudit.service.reconcile import reconcile
 from tests.demo_lock import demo_running
 from tests.web.conftest import screenshot
 from tests.web.test_page import wait_for_verdict

@@ -11,8 +11,8 @@ from web3 import Web3
 
 from chainaudit import __version__
 from chainaudit.api.server import ServerThread
-from chainaudit.devnet import free_port
-from chainaudit.settings import Settings
+from chainaudit.app.settings import Settings
+from chainaudit.chain.devnet import free_port
 from tests.web.conftest import Site
 
 APP_JS = Path(__file__).parents[2] / "chainaudit" / "web" / "app.js"

@@ -23,10 +23,10 @@ from chainaudit.api.auth import Operator, ServicesDep, actor_of, require
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
-from chainaudit.errors import NotFoundError, RiskError
-from chainaudit.keys import ApiKey
+from chainaudit.core.errors import NotFoundError, RiskError
 from chainaudit.risk.book import Alert, RiskBook
 from chainaudit.risk.decisions import alert_transition_record, replay_decision
+from chainaudit.service.keys import ApiKey
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 

@@ -18,12 +18,11 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainaudit import approvals, controls
 from chainaudit.api.auth import Principal, ServicesDep, require
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.erasure import ErasureError
-from chainaudit.errors import (
+from chainaudit.app import controls
+from chainaudit.core.errors import (
     ChainauditError,
     ConfigError,
     EscrowError,
@@ -31,8 +30,10 @@ from chainaudit.errors import (
     NotFoundError,
     RiskError,
 )
-from chainaudit.keys import ApiKey
 from chainaudit.risk.rules import RuleSet
+from chainaudit.service import approvals
+from chainaudit.service.erasure import ErasureError
+from chainaudit.service.keys import ApiKey
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 

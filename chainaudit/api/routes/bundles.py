@@ -13,15 +13,15 @@ from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from chainaudit import masking
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
-from chainaudit.bundle import parse_bundle, schema
-from chainaudit.bundling import build_bundle
-from chainaudit.erasure import erased_leaves
-from chainaudit.errors import InputError, ProofPendingError
-from chainaudit.verify import Verdict, parse_log_key, verify_bundle
+from chainaudit.core.bundle import parse_bundle, schema
+from chainaudit.core.errors import InputError, ProofPendingError
+from chainaudit.service import masking
+from chainaudit.service.bundling import build_bundle
+from chainaudit.service.erasure import erased_leaves
+from chainaudit.verify.verifier import Verdict, parse_log_key, verify_bundle
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
@@ -55,7 +55,7 @@ async def record_bundle(
     404 for a record the key may not see (the visibility of ``GET /v1/records/{id}``); a
     record the key sees only redacted is bundled without its content (the leaf hash alone);
     so is a record whose personal fields the key sees masked, and the bundle then says so in
-    ``withheld`` (:mod:`chainaudit.masking`).
+    ``withheld`` (:mod:`chainaudit.service.masking`).
     """
     view = await run_in_threadpool(visible_entry, svc, key, record_id)
     try:

@@ -1,10 +1,10 @@
 """``GET /checkpoint``: the log's latest signed checkpoint, for transparency-log tools.
 
 The body is a ``c2sp.org/tlog-checkpoint`` signed note (``c2sp.org/signed-note``), exactly as
-stored by :mod:`chainaudit.checkpointing` (with any witness cosignatures): the origin, the
+stored by :mod:`chainaudit.log.checkpointing` (with any witness cosignatures): the origin, the
 tree size, the base64 root, a blank line and the signature lines. Served without an API key
 (the path of ``c2sp.org/tlog-tiles``); verify it with the log's verifier key
-(``chainaudit log-key verifier``), e.g. :func:`chainaudit.note.open_checkpoint`.
+(``chainaudit log-key verifier``), e.g. :func:`chainaudit.core.note.open_checkpoint`.
 """
 
 from __future__ import annotations

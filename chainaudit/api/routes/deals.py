@@ -31,21 +31,22 @@ from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
 from web3 import Web3
 
-from chainaudit import integrity, provenance
-from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Operator, Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer, document_of, read_scope, trusted
-from chainaudit.chain import SignedTx, broadcast, wait_for_receipt
-from chainaudit.errors import ConfigError, EscrowError, RiskHoldError
-from chainaudit.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
-from chainaudit.keys import ApiKey
-from chainaudit.records import prepare
+from chainaudit.chain.chain import SignedTx, broadcast, wait_for_receipt
+from chainaudit.chain.escrow import Deal, DealParams, EscrowClient, MilestoneParams, TxResult
+from chainaudit.core import provenance
+from chainaudit.core.errors import ConfigError, EscrowError, RiskHoldError
+from chainaudit.core.records import prepare
+from chainaudit.core.wire import hex0x
+from chainaudit.log.actions import now_rfc3339
 from chainaudit.risk import ClearanceGrant, GuardedResult, HoldResult, holds
-from chainaudit.wire import hex0x
+from chainaudit.service import integrity
+from chainaudit.service.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["deals"])
 
@@ -404,7 +405,7 @@ async def list_deals(
     """Deals, newest first, ``limit`` to a page; a ``Link: <…?before=N>; rel="next"``
     header names the next page. A partner sees only the deals it is a party of, and only
     those are read from the chain: their ids come from the party index the escrow indexer
-    keeps (:func:`chainaudit.indexer.deals_of`), so a deal appears in a partner's list once
+    keeps (:func:`chainaudit.service.indexer.deals_of`), so a deal appears in a partner's list once
     the indexer has recorded its ``DealCreated`` event (``GET /v1/deals/{id}`` reads it at
     once). Each deal read costs :data:`~chainaudit.api.budget.DEAL_READ` units of the key's
     work budget (429 ``work-budget`` once it is spent)."""

@@ -1,9 +1,9 @@
 """``POST /v1/records/{record_id}/erasure``: request the erasure of a record's content.
 
-Erasure is a two-officer action (``record.erase``, :mod:`chainaudit.approvals`): an officer
+Erasure is a two-officer action (``record.erase``, :mod:`chainaudit.service.approvals`): an officer
 (admin or operator key) requests it here with a reason and a legal basis and gets ``202`` with
 the request; a **different** officer approves it at ``POST /v1/approvals/{id}/approve``, which
-erases the content (:func:`chainaudit.erasure.erase`) and appends the erasure record naming
+erases the content (:func:`chainaudit.service.erasure.erase`) and appends the erasure record naming
 both. The record must exist, still have its content and not be one the service writes itself.
 """
 
@@ -16,11 +16,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainaudit import erasure
 from chainaudit.api.auth import Operator, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
-from chainaudit.errors import NotFoundError
+from chainaudit.core.errors import NotFoundError
+from chainaudit.service import erasure
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 

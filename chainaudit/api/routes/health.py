@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from chainaudit import integrity
 from chainaudit.api.auth import ServicesDep, _bearer, _header, principal, require
 from chainaudit.api.problems import problem_response
-from chainaudit.metrics import LogReading
+from chainaudit.app.metrics import LogReading
+from chainaudit.service import integrity
 
 router = APIRouter(tags=["health"])
 

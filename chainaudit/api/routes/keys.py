@@ -20,15 +20,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainaudit import provenance
-from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Admin, Principal, ServicesDep, actor_of
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.approvals import ApprovalOut, create_request
-from chainaudit.controls import KEY_ROLES_NEEDING_TWO
-from chainaudit.errors import InputError, NotFoundError
-from chainaudit.keys import READ_ONLY_ROLES, ROLES, ApiKey
-from chainaudit.records import prepare
+from chainaudit.app.controls import KEY_ROLES_NEEDING_TWO
+from chainaudit.core import provenance
+from chainaudit.core.errors import InputError, NotFoundError
+from chainaudit.core.records import prepare
+from chainaudit.log.actions import now_rfc3339
+from chainaudit.service.keys import READ_ONLY_ROLES, ROLES, ApiKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from chainaudit.api.auth import Operator, Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.routes.records import visible_entry
-from chainaudit.errors import NotFoundError
-from chainaudit.wire import hex0x
+from chainaudit.core.errors import NotFoundError
+from chainaudit.core.wire import hex0x
 
 router = APIRouter(prefix="/v1", tags=["proofs"])
 

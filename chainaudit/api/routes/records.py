@@ -9,33 +9,33 @@ from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainaudit import minimum, provenance
-from chainaudit.actions import now_rfc3339
 from chainaudit.api.auth import Reader, ServicesDep, Writer, actor_of
 from chainaudit.api.budget import DEAL_READ
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import RecordView, Viewer
-from chainaudit.errors import (
+from chainaudit.core import minimum, provenance
+from chainaudit.core.errors import (
     ChainauditError,
     NotFoundError,
     RecordError,
     ReservedError,
     VerificationError,
 )
-from chainaudit.jsonlimits import pointer_token
-from chainaudit.keys import ApiKey
-from chainaudit.record_index import Filters, RecordIndex
-from chainaudit.records import KINDS, PreparedRecord, parse_timestamp, prepare
-from chainaudit.signing import recover_record_signer
-from chainaudit.store import AppendResult, Log
-from chainaudit.wire import hex0x
+from chainaudit.core.jsonlimits import pointer_token
+from chainaudit.core.records import KINDS, PreparedRecord, parse_timestamp, prepare
+from chainaudit.core.signing import recover_record_signer
+from chainaudit.core.wire import hex0x
+from chainaudit.log.actions import now_rfc3339
+from chainaudit.log.record_index import Filters, RecordIndex
+from chainaudit.log.store import AppendResult, Log
+from chainaudit.service.keys import ApiKey
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
 NEW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-"""The grammar of ids the API accepts for new records: :data:`chainaudit.records._ID`
+"""The grammar of ids the API accepts for new records: :data:`chainaudit.core.records._ID`
 without ``/``, which would make the id two segments of the URL ``/v1/records/{id}``."""
 PARTNER_SCAN_BUDGET = 2_000
 """The most records one page of a partner's list examines: only records it might see are
@@ -52,10 +52,10 @@ class RecordIn(BaseModel):
     leaf hash of the record *with* that field: ``records.prepare(record,
     submitter="key:<key id>").leaf_hash``. Kinds ``decision``, ``escrow_event``, ``admin`` and
     ids under ``escrow:``, ``action-``, ``risk:``, ``reconcile:``, ``integrity:`` and the other
-    prefixes of :data:`chainaudit.provenance.RESERVED_PREFIXES` are written only by the service:
-    403 ``reserved`` for every key, admin and operator included. A kind whose data policy
+    prefixes of :data:`chainaudit.core.provenance.RESERVED_PREFIXES` are written only by the
+    service: 403 ``reserved`` for every key, admin and operator included. A kind whose data policy
     declares its ``allowed`` payload fields refuses any other (422 ``undeclared-fields``,
-    one error per field, :mod:`chainaudit.minimum`)."""
+    one error per field, :mod:`chainaudit.core.minimum`)."""
 
     model_config = ConfigDict(extra="forbid")
     shape: ClassVar[str] = (
@@ -345,7 +345,7 @@ def _partner_page(
 ) -> tuple[RecordPage, int]:
     """A partner's page: only the records it might see are read (its own, the escrow
     events naming it, the records of the deals the party index lists it in:
-    :meth:`~chainaudit.record_index.RecordIndex.candidates`), at most
+    :meth:`~chainaudit.log.record_index.RecordIndex.candidates`), at most
     :data:`PARTNER_SCAN_BUDGET` of them; the visibility rule decides each. Returns the page
     and how many records were examined."""
     key = viewer.key
@@ -464,7 +464,7 @@ async def list_records(
     """Records in log order from leaf ``cursor``, filtered by kind, actor and time, each
     shown as ``GET /v1/records/{id}`` shows it to the key (:mod:`chainaudit.api.visibility`):
     the records a key may not see are left out. Filters read the record index
-    (:mod:`chainaudit.record_index`), never the whole log; a partner's list reads only the
+    (:mod:`chainaudit.log.record_index`), never the whole log; a partner's list reads only the
     records it might see (its own, the escrow events naming it, the records of its deals).
     A partner's page may hold fewer than ``limit`` records while ``next_cursor`` is set (at
     most :data:`PARTNER_SCAN_BUDGET` records are examined per page); ``next_cursor`` is null

@@ -1,12 +1,12 @@
 """``/v1/statements/{address}``: a party's statement — every movement of its money in the
 escrow, each with the record that proves it and its proof status — as JSON or CSV.
 
-The same statement as ``chainaudit statement`` (:mod:`chainaudit.statements`). A partner key
+The same statement as ``chainaudit statement`` (:mod:`chainaudit.service.statements`). A partner key
 reads only the statement of its own address, and of it only the lines whose records it may
 see (:mod:`chainaudit.api.visibility`, the rule of ``GET /v1/records/{id}``); admins,
 operators, auditors and regulators read any. Lines come only from records the indexer wrote.
 An embedded bundle of a record whose personal fields a key sees masked carries no record
-(``withheld``, :mod:`chainaudit.masking`).
+(``withheld``, :mod:`chainaudit.service.masking`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from chainaudit import masking
 from chainaudit.api.auth import Reader, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.api.visibility import Viewer
-from chainaudit.errors import NotFoundError
-from chainaudit.keys import ApiKey
-from chainaudit.statements import build_statement
+from chainaudit.core.errors import NotFoundError
+from chainaudit.service import masking
+from chainaudit.service.keys import ApiKey
+from chainaudit.service.statements import build_statement
 
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 

@@ -14,7 +14,7 @@ current tree is 404, a malformed path 400 (both RFC 9457 problems). The signed `
 that a client verifies before trusting any tile is served elsewhere.
 
 What the entries reveal: each entry is a record's RFC 8785 canonical form, salted
-(:mod:`chainaudit.records`), readable by anyone who can reach the server, outside the API's
+(:mod:`chainaudit.core.records`), readable by anyone who can reach the server, outside the API's
 visibility rules. So entries are off by default (``tiles_entries``): the hash tiles (leaf
 hashes and above, which reveal nothing about salted records) are served and
 ``tile/entries/...`` answers 404 ``entries-not-published``. An operator whose records may be
@@ -33,11 +33,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chainaudit import tlogtiles
 from chainaudit.api.auth import ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.errors import ChainauditError, InputError
+from chainaudit.core import tlogtiles
+from chainaudit.core.errors import ChainauditError, InputError
 
 router = APIRouter(tags=["tlog-tiles"])
 

@@ -24,7 +24,7 @@ from chainaudit import __version__
 from chainaudit.api.auth import Principal, ServicesDep
 from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
-from chainaudit.errors import ChainauditError
+from chainaudit.core.errors import ChainauditError
 
 router = APIRouter(tags=["web"])
 

@@ -1,0 +1,1 @@
+"""The application: one Settings, context built from it, serving."""

@@ -1,0 +1,1 @@
+"""The log: its store, schema, bundles, ingest, data keys and the indexes that follow it."""

@@ -1,0 +1,1 @@
+"""The operator's services: anchoring, indexing, reconciliation, statements, trace."""

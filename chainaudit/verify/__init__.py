@@ -1,0 +1,1 @@
+"""The independent verifier: proof bundles, tlog proofs, clients and the monitor."""
