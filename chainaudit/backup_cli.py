@@ -188,9 +188,9 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.app.privacy import at_rest_from  # noqa: PLC0415
     from chainaudit.log.store import Log  # noqa: PLC0415
     from chainaudit.service.backup import restore  # noqa: PLC0415
-    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
 
     _embedded_only(settings, "restore")
     anchors, where = _anchors(args, settings, "restore")
@@ -291,7 +291,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.app.privacy import at_rest_from  # noqa: PLC0415
     from chainaudit.service.migrate import migrate  # noqa: PLC0415
 
     if settings.log_database_url is not None:

@@ -139,7 +139,7 @@ def _open_log(settings: Settings, *, create: bool = False) -> Log:
             "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
             "the current folder), or start a log with `chainaudit ingest FILE`"
         )
-    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
+    from chainaudit.app.privacy import at_rest_from  # noqa: PLC0415
 
     return Log.open(
         settings.data_dir,
@@ -264,7 +264,8 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
 def _tlog_proof(args: argparse.Namespace, settings: Settings) -> int:
     """``proof ID --format tlog-proof``: a c2sp.org/tlog-proof@v1 file against the log's
     latest signed checkpoint, the record's leaf data as its extra data (unless --no-record)."""
-    from chainaudit.verify.tlogproof import TlogProof, build_tlog_proof  # noqa: PLC0415
+    from chainaudit.service.bundling import build_tlog_proof  # noqa: PLC0415
+    from chainaudit.verify.tlogproof import TlogProof  # noqa: PLC0415
 
     if args.since is not None:
         raise InputError("--since shapes a bundle v1; a tlog-proof carries no consistency proof")
@@ -1261,9 +1262,10 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Erase the records whose kind's retention period has ended (bounded by ``--batch``);
     print a JSON summary."""
+    from chainaudit.app import privacy  # noqa: PLC0415
     from chainaudit.service import erasure  # noqa: PLC0415
 
-    policy, digest = erasure.policy_from(settings)
+    policy, digest = privacy.policy_from(settings)
     if settings.data_policy_file is None:
         raise InputError(
             "no data policy: set CHAINAUDIT_DATA_POLICY_FILE to the policy file that declares "
@@ -1359,10 +1361,10 @@ def _escrow_client(settings: Settings, args: argparse.Namespace) -> Any:
 
 
 def cmd_risk_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from chainaudit.app.context import rules_path  # noqa: PLC0415
     from chainaudit.log.actions import cli_actor  # noqa: PLC0415
     from chainaudit.risk.book import RiskBook  # noqa: PLC0415
     from chainaudit.risk.decisions import announce_rule_set  # noqa: PLC0415
-    from chainaudit.risk.gate import rules_path  # noqa: PLC0415
     from chainaudit.risk.rules import load_rule_file  # noqa: PLC0415
 
     path = rules_path(settings, args.rules)

@@ -334,10 +334,10 @@ def test_a_packed_sealed_batch_sends_each_sealed_body_once(tmp_path: Path) -> No
 def test_keys_live_apart_from_the_data(tmp_path: Path) -> None:
     """The keys file can (in production: must) live outside the data directory, and the master
     key file never inside it: a backup of the data then holds no key."""
+    from chainaudit.app.privacy import at_rest_from  # noqa: PLC0415
     from chainaudit.app.settings import Settings  # noqa: PLC0415
     from chainaudit.core.records import prepare  # noqa: PLC0415
     from chainaudit.log.store import Log  # noqa: PLC0415
-    from chainaudit.service.erasure import at_rest_from  # noqa: PLC0415
 
     data, vault = tmp_path / "data", tmp_path / "vault"
     vault.mkdir()

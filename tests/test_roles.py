@@ -9,11 +9,11 @@ import pytest
 from eth_account import Account
 
 from chainaudit.app import roles
+from chainaudit.app.context import rules_path
 from chainaudit.app.deploy import DEVNET_PARTIES
 from chainaudit.app.settings import DEVNET_MNEMONIC, load_settings
 from chainaudit.chain.devnet import derive_accounts
 from chainaudit.core.errors import ConfigError
-from chainaudit.risk.gate import rules_path
 
 DEVNET = derive_accounts(DEVNET_MNEMONIC, 10)
 OWN_KEY = "0x" + "42" * 32

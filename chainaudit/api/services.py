@@ -26,10 +26,11 @@ from chainaudit.api.budget import WorkBudget
 from chainaudit.api.readaudit import ReadAudit
 from chainaudit.api.writer import GroupWriter
 from chainaudit.app import roles
-from chainaudit.app.context import anchorer_from, chain_from, cosigner_from
+from chainaudit.app.context import anchorer_from, chain_from, cosigner_from, rules_path
 from chainaudit.app.deploy import contract_address
 from chainaudit.app.logkey import log_signer
 from chainaudit.app.metrics import ApiMetrics
+from chainaudit.app.privacy import at_rest_from
 from chainaudit.app.settings import Settings
 from chainaudit.chain.anchor_abi import AUDIT_ANCHOR_ABI
 from chainaudit.chain.chain import Chain, deployment_block, load_account
@@ -43,11 +44,10 @@ from chainaudit.core.errors import ChainauditError, ChainUnavailableError, Confi
 from chainaudit.log.checkpointing import CheckpointSigner
 from chainaudit.log.record_index import RecordIndex
 from chainaudit.log.store import DB_NAME, Log
-from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+from chainaudit.risk import GuardedEscrow, RiskGate
 from chainaudit.risk.clearance import ClearanceSigner
 from chainaudit.risk.ledger import EventCache
 from chainaudit.service.anchoring import AnchorBook, Anchorer
-from chainaudit.service.erasure import at_rest_from
 from chainaudit.service.indexer import Indexer, deals_of
 from chainaudit.service.keys import ApiKey, KeyStore
 from chainaudit.service.leader import ANCHOR_SIGNAL, DatabaseLease, Elector, Fence, open_lease

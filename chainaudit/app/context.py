@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chainaudit.app.deploy import contract_address
 from chainaudit.app.logkey import log_signer
 from chainaudit.app.roles import anchorer_account
@@ -70,3 +72,16 @@ def anchorer_from(
         signer=signer or log_signer(settings),
         cosign=cosigner_from(settings, log),
     )
+
+
+RULES_FILE = "rules.toml"
+
+
+def rules_path(settings: Settings, override: Path | str | None = None) -> Path:
+    """Where the rule file is: ``override``, else the ``rules_file`` setting
+    (``CHAINAUDIT_RULES_FILE``), else ``<data_dir>/rules.toml``."""
+    if override is not None:
+        return Path(override)
+    if settings.rules_file is not None:
+        return settings.rules_file
+    return Path(settings.data_dir) / RULES_FILE

@@ -20,7 +20,7 @@ from chainaudit.risk.book import Alert, RiskBook
 from chainaudit.risk.clearance import Clearance, ClearanceSigner
 from chainaudit.risk.decisions import ReplayReport, replay_decision, transition_alert
 from chainaudit.risk.engine import Evaluation, Firing, evaluate, inputs_sha256
-from chainaudit.risk.gate import GateDecision, RiskGate, rules_path
+from chainaudit.risk.gate import GateDecision, RiskGate
 from chainaudit.risk.guarded import ClearanceGrant, GuardedEscrow, GuardedResult, HoldResult
 from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
 from chainaudit.risk.rules import Outcome, Rule, RuleSet, Severity, load_rule_file, parse_rule_set
@@ -50,7 +50,6 @@ __all__ = [
     "load_rule_file",
     "parse_rule_set",
     "replay_decision",
-    "rules_path",
     "subject_of",
     "transition_alert",
 ]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chainaudit.app.settings import Settings
 from chainaudit.core.records import PreparedRecord
 from chainaudit.log.store import Log
 from chainaudit.risk.book import RiskBook
@@ -36,21 +35,9 @@ from chainaudit.risk.history import ActionRequest, gather_inputs, subject_of
 from chainaudit.risk.ledger import EventCache, Ledger
 from chainaudit.risk.rules import Outcome, RuleSet, load_rule_file
 
-__all__ = ["GateDecision", "RiskGate", "rules_path"]
+__all__ = ["GateDecision", "RiskGate"]
 
 logger = logging.getLogger(__name__)
-
-RULES_FILE = "rules.toml"
-
-
-def rules_path(settings: Settings, override: Path | str | None = None) -> Path:
-    """Where the rule file is: ``override``, else the ``rules_file`` setting
-    (``CHAINAUDIT_RULES_FILE``), else ``<data_dir>/rules.toml``."""
-    if override is not None:
-        return Path(override)
-    if settings.rules_file is not None:
-        return settings.rules_file
-    return Path(settings.data_dir) / RULES_FILE
 
 
 @dataclass(frozen=True, slots=True)

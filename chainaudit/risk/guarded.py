@@ -4,7 +4,9 @@ Usage (the deals API does this for every create, fund, finance, release and refu
 transaction a partner signs itself, :meth:`GuardedEscrow.clearance_for` evaluates the action
 and issues the EscrowGate clearance the transaction must carry, which the chain checks)::
 
-    from chainaudit.risk import GuardedEscrow, RiskGate, rules_path
+    from chainaudit.risk import GuardedEscrow, RiskGate
+
+    from chainaudit.app.context import rules_path
     from chainaudit.core.errors import EscrowError, RiskHoldError
 
     gate = RiskGate.from_file(services.reader, rules_path(settings),

@@ -61,7 +61,7 @@ KEYS_DB: Final = "keys.sqlite"
 DEV_KEY_FILE: Final = "log-signing.key"
 """The development log signing key (:data:`chainaudit.app.logkey.DEV_KEY_FILE`): a secret."""
 RULES_FILE: Final = "rules.toml"
-"""The risk rules (:data:`chainaudit.risk.gate.RULES_FILE`): configuration, copied as is."""
+"""The risk rules (:data:`chainaudit.app.context.RULES_FILE`): configuration, copied as is."""
 _WHY_KEYS: Final = (
     "the data keys of records encrypted at rest, a secret (--include-secrets copies it)"
 )

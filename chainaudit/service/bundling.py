@@ -14,7 +14,7 @@ from typing import Any
 
 from web3 import Web3
 
-from chainaudit.core import merkle
+from chainaudit.core import merkle, note
 from chainaudit.core.bundle import (
     MAX_WITHHELD_CHARS,
     Anchor,
@@ -24,11 +24,12 @@ from chainaudit.core.bundle import (
     Erasure,
 )
 from chainaudit.core.canonical import canonicalize
-from chainaudit.core.errors import InputError, ProofPendingError, RecordError, StoreError
+from chainaudit.core.errors import InputError, NoteError, ProofPendingError, RecordError, StoreError
 from chainaudit.log.store import Entry, Log
 from chainaudit.service.anchoring import FINAL, AnchorBook
+from chainaudit.verify.tlogproof import TlogProof
 
-__all__ = ["build_bundle"]
+__all__ = ["build_bundle", "build_tlog_proof"]
 
 
 def build_bundle(
@@ -154,3 +155,36 @@ def _erasure_section(log: Log, entry: Entry, size: int) -> Erasure:
         leaf_index=entry.index,
         inclusion_proof=tuple(log.inclusion_proof(entry.index, size)),
     )
+
+
+def build_tlog_proof(log: Log, record_id: str, *, size: int | None = None) -> TlogProof:
+    """The tlog-proof of ``record_id`` against the log's signed checkpoint of ``size``
+    (default: the latest one the log keeps), with the record's leaf data as ``extra``.
+
+    Raises:
+        NotFoundError: no such record.
+        InputError: the log keeps no signed checkpoint (of that size).
+        ProofPendingError: the record is newer than the checkpoint.
+        StoreError: the signed checkpoint's root is not the log's root at its size.
+    """
+    entry = log.entry(record_id)
+    text = log.signed_checkpoint(size)
+    if text is None:
+        which = "any" if size is None else f"a signed checkpoint of size {size}"
+        raise InputError(
+            f"the log keeps no signed checkpoint ({which}): a tlog-proof needs the log's "
+            "signed checkpoint; sign one first"
+        )
+    try:
+        checkpoint = note.Checkpoint.parse(note.Note.parse(text).text)
+    except NoteError as exc:
+        raise StoreError(f"the stored signed checkpoint is malformed: {exc}") from exc
+    if entry.index >= checkpoint.size:
+        raise ProofPendingError(record_id, entry.index)
+    root, proof = log.inclusion_proof_with_root(entry.index, checkpoint.size)
+    if root != checkpoint.root:
+        raise StoreError(
+            f"the signed checkpoint of size {checkpoint.size} has root "
+            f"0x{checkpoint.root.hex()}, the log has 0x{root.hex()} at that size"
+        )
+    return TlogProof(entry.index, tuple(proof), text, entry.body)

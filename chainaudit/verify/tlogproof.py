@@ -41,21 +41,18 @@ from chainaudit.core import merkle, note
 from chainaudit.core.errors import (
     InputError,
     NoteError,
-    ProofPendingError,
-    StoreError,
     VerificationError,
 )
 from chainaudit.core.witness_policy import Policy
 from chainaudit.verify.verifier import Check, Verdict
 
 if TYPE_CHECKING:
-    from chainaudit.log.store import Log
+    pass
 
 __all__ = [
     "HEADER",
     "TlogProof",
     "WitnessPolicy",
-    "build_tlog_proof",
     "is_tlog_proof",
     "parse_tlog_proof",
     "verify_tlog_proof",
@@ -162,39 +159,6 @@ class WitnessPolicy:
                 f"witness policy: a quorum of {self.quorum} out of {len(self.witnesses)} "
                 "witnesses cannot be met"
             )
-
-
-def build_tlog_proof(log: Log, record_id: str, *, size: int | None = None) -> TlogProof:
-    """The tlog-proof of ``record_id`` against the log's signed checkpoint of ``size``
-    (default: the latest one the log keeps), with the record's leaf data as ``extra``.
-
-    Raises:
-        NotFoundError: no such record.
-        InputError: the log keeps no signed checkpoint (of that size).
-        ProofPendingError: the record is newer than the checkpoint.
-        StoreError: the signed checkpoint's root is not the log's root at its size.
-    """
-    entry = log.entry(record_id)
-    text = log.signed_checkpoint(size)
-    if text is None:
-        which = "any" if size is None else f"a signed checkpoint of size {size}"
-        raise InputError(
-            f"the log keeps no signed checkpoint ({which}): a tlog-proof needs the log's "
-            "signed checkpoint; sign one first"
-        )
-    try:
-        checkpoint = note.Checkpoint.parse(note.Note.parse(text).text)
-    except NoteError as exc:
-        raise StoreError(f"the stored signed checkpoint is malformed: {exc}") from exc
-    if entry.index >= checkpoint.size:
-        raise ProofPendingError(record_id, entry.index)
-    root, proof = log.inclusion_proof_with_root(entry.index, checkpoint.size)
-    if root != checkpoint.root:
-        raise StoreError(
-            f"the signed checkpoint of size {checkpoint.size} has root "
-            f"0x{checkpoint.root.hex()}, the log has 0x{root.hex()} at that size"
-        )
-    return TlogProof(entry.index, tuple(proof), text, entry.body)
 
 
 def verify_tlog_proof(
