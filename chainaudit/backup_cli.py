@@ -20,6 +20,8 @@ from chainaudit.core.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from chainaudit.service.backup import Anchored
 
+__all__ = ["register"]
+
 
 def register(commands: Any) -> None:
     """Add ``backup``, ``restore``, ``export`` and ``import`` to ``commands`` (sub-parsers)."""

@@ -80,6 +80,8 @@ if TYPE_CHECKING:
     from chainaudit.core.bundle import Bundle
     from chainaudit.service.keys import KeyStore
 
+__all__ = ["main"]
+
 # Commands import the chain, API and bundle modules when they run: web3 alone takes most of a
 # second to import, which every `chainaudit ingest` would otherwise pay.
 ROLES = ("admin", "operator", "partner", "auditor", "regulator")  # chainaudit.service.keys.ROLES

@@ -13,6 +13,8 @@ from typing import Any
 
 from chainaudit.app.settings import Settings
 
+__all__ = ["register"]
+
 
 def register(commands: Any) -> None:
     """Add the ``witness`` command and its actions to ``commands`` (a sub-parsers action)."""

@@ -45,6 +45,8 @@ from chainaudit.core import jsonlimits
 from chainaudit.core.errors import DuplicateKeyError, InputError, JsonNestingError, JsonSyntaxError
 from chainaudit.core.jsonlimits import MAX_JSON_DEPTH, restore_recursion_limit
 
+__all__ = ["create_app"]
+
 
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413, whether or not they declare a

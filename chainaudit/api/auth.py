@@ -16,6 +16,20 @@ from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.service.keys import ApiKey
 
+__all__ = [
+    "READERS",
+    "Admin",
+    "Operator",
+    "Principal",
+    "RateLimiter",
+    "Reader",
+    "ServicesDep",
+    "Writer",
+    "actor_of",
+    "principal",
+    "require",
+]
+
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ca_<id>_<secret>`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
 

@@ -28,6 +28,8 @@ from chainaudit.core.errors import ChainauditError
 from chainaudit.core.wire import hex0x
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["ProofFastLane", "proof_record_id"]
+
 ROUTE: Final = SimpleNamespace(path=PROOF_PATH)
 _PATH_REGEX, _, _CONVERTORS = compile_path(ROUTE.path)
 

@@ -29,6 +29,8 @@ from chainaudit.core.errors import (
     VerificationError,
 )
 
+__all__ = ["PROBLEM_JSON", "Problem", "install", "problem_response", "problem_schema"]
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"

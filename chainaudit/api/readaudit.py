@@ -29,6 +29,8 @@ from chainaudit.core.records import prepare
 from chainaudit.log.store import AppendResult
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["ReadAudit"]
+
 logger = logging.getLogger(__name__)
 
 AUDITED_ROLES: Final = frozenset({"admin", "auditor", "regulator"})

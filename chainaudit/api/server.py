@@ -20,6 +20,8 @@ from chainaudit.app.settings import Settings
 from chainaudit.core.errors import InputError
 from chainaudit.service.serving import ServedThread, serve_bound, serve_workers
 
+__all__ = ["ServerThread", "check_transport", "loopback", "serve"]
+
 
 def _config(settings: Settings, host: str, port: int, *, run_anchorer: bool) -> uvicorn.Config:
     tls: dict[str, Any] = {}

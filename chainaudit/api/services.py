@@ -52,6 +52,8 @@ from chainaudit.service.indexer import Indexer, deals_of
 from chainaudit.service.keys import ApiKey, KeyStore
 from chainaudit.service.leader import ANCHOR_SIGNAL, DatabaseLease, Elector, Fence, open_lease
 
+__all__ = ["Services"]
+
 logger = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 5.0

@@ -24,6 +24,8 @@ from chainaudit.core.records import PreparedRecord
 from chainaudit.log import datakeys
 from chainaudit.log.store import AppendResult, Log
 
+__all__ = ["FollowUp", "GroupWriter", "Signatures"]
+
 logger = logging.getLogger(__name__)
 
 MAX_GROUP_RECORDS = 50_000

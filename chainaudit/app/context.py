@@ -14,6 +14,8 @@ from chainaudit.log.checkpointing import Cosign
 from chainaudit.log.store import Log
 from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 
+__all__ = ["anchorer_from", "chain_from", "cosigner_from", "rules_path"]
+
 
 def chain_from(settings: Settings, rpc_url: str | None = None) -> Chain:
     return Chain(rpc_url or settings.rpc_url, timeout=settings.rpc_timeout)

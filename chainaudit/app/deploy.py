@@ -17,6 +17,8 @@ from chainaudit.chain.escrow_deploy import deploy_escrow, deploy_gate
 from chainaudit.chain.toolchain import compile_contracts
 from chainaudit.core.errors import ConfigError
 
+__all__ = ["DEVNET_PARTIES", "contract_address", "deploy_contracts"]
+
 ADMIN_DELAY_SECONDS = 2 * 24 * 3600
 """Default-admin transfers wait two days (OpenZeppelin AccessControlDefaultAdminRules)."""
 

@@ -43,6 +43,8 @@ from chainaudit.app.settings import DEV_LOG_ORIGIN, Settings
 from chainaudit.core import note
 from chainaudit.core.errors import ConfigError, NoteError
 
+__all__ = ["DEV_KEY_FILE", "generate_keystore", "log_signer", "read_keystore"]
+
 logger = logging.getLogger(__name__)
 
 DEV_KEY_FILE: Final = "log-signing.key"

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chainaudit.core.errors import ConfigError
 
+__all__ = ["DEVNET_MNEMONIC", "DEV_LOG_ORIGIN", "Settings", "load_settings"]
+
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
 """Foundry's public test mnemonic (``anvil.env``): its keys must never guard real value."""
 DEV_LOG_ORIGIN = "localhost/chainaudit"

@@ -21,6 +21,8 @@ from pydantic.fields import FieldInfo
 
 from chainaudit.app.settings import Settings
 
+__all__ = ["DOC_PATH", "markdown"]
+
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 """Where the reference is committed (the repository's ``docs/`` folder)."""
 

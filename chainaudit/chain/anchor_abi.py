@@ -12,6 +12,8 @@ from eth_abi.abi import decode as abi_decode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+__all__ = ["AUDIT_ANCHOR_ABI", "AUDIT_ANCHOR_ERRORS", "decode_anchor_revert"]
+
 
 def _fn(
     name: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]], mutability: str

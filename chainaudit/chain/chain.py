@@ -38,6 +38,25 @@ from chainaudit.chain.toolchain import ContractArtifact
 from chainaudit.core.errors import ChainError, ChainUnavailableError, ConfigError
 from chainaudit.core.jsonlimits import restore_recursion_limit
 
+__all__ = [
+    "Call",
+    "Chain",
+    "Deployed",
+    "SignedTx",
+    "T",
+    "broadcast",
+    "deploy",
+    "deployment_block",
+    "load_account",
+    "read_deployment",
+    "shown_endpoint",
+    "sign_call",
+    "transact",
+    "unreachable",
+    "wait_for_receipt",
+    "write_deployment",
+]
+
 restore_recursion_limit()  # web3 imported py_ecc, which raised it to 100,000: see jsonlimits
 
 T = TypeVar("T")

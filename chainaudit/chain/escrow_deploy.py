@@ -18,6 +18,15 @@ from chainaudit.chain.chain import Chain, Deployed, deploy, transact
 from chainaudit.chain.toolchain import ContractArtifact, compile_contracts
 from chainaudit.core.errors import ChainError, ChainUnavailableError, ConfigError
 
+__all__ = [
+    "EIP170_CODE_LIMIT",
+    "GATE_POLICY_ID",
+    "deploy_escrow",
+    "deploy_gate",
+    "escrow_artifacts",
+    "mint",
+]
+
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 ESCROW_ROLES: tuple[str, ...] = (

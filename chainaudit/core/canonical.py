@@ -25,6 +25,8 @@ from typing import Any
 
 from chainaudit.core.errors import RecordError
 
+__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "canonicalize", "canonicalize_checked", "check_value"]
+
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 32
 

@@ -38,6 +38,8 @@ from typing import Any
 from chainaudit.core.errors import ConfigError
 from chainaudit.core.provenance import RESERVED_KINDS
 
+__all__ = ["OPEN", "DataPolicy", "KindPolicy", "load", "pointer_parts"]
+
 _KIND_KEYS = frozenset({"personal", "allowed", "encrypt", "retention_days"})
 MAX_RETENTION_DAYS = 100 * 366
 

@@ -10,6 +10,33 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+__all__ = [
+    "ChainError",
+    "ChainUnavailableError",
+    "ChainauditError",
+    "ConfigError",
+    "ConflictError",
+    "DuplicateKeyError",
+    "EscrowError",
+    "InputError",
+    "JsonNestingError",
+    "JsonSyntaxError",
+    "NotFoundError",
+    "NotLeaderError",
+    "NoteError",
+    "PolicyError",
+    "ProofPendingError",
+    "RecordError",
+    "ReservedError",
+    "RiskError",
+    "RiskHoldError",
+    "StoreError",
+    "ToolchainError",
+    "VerificationError",
+    "WitnessError",
+    "WorkersFailedError",
+]
+
 
 class ChainauditError(Exception):
     """Base class of every error raised by chainaudit."""

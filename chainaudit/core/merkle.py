@@ -26,6 +26,26 @@ from collections.abc import Callable, Sequence
 
 from chainaudit.core.errors import VerificationError
 
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "Range",
+    "consistency_proof",
+    "consistency_ranges",
+    "fold_blocks",
+    "hash_children",
+    "hash_leaf",
+    "inclusion_proof",
+    "inclusion_ranges",
+    "perfect_blocks",
+    "range_hash",
+    "root_from_inclusion_proof",
+    "root_hash",
+    "split_point",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"

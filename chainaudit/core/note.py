@@ -36,6 +36,18 @@ from cryptography.hazmat.primitives.serialization import (
 
 from chainaudit.core.errors import NoteError
 
+__all__ = [
+    "COSIGNATURE_V1",
+    "ED25519",
+    "Checkpoint",
+    "Note",
+    "Signature",
+    "Signer",
+    "Verifier",
+    "open_checkpoint",
+    "sign_checkpoint",
+]
+
 ED25519 = 0x01
 """Signature type of a plain Ed25519 note signature (signed-note)."""
 COSIGNATURE_V1 = 0x04

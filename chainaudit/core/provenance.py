@@ -22,6 +22,24 @@ from typing import Any, Final
 
 from chainaudit.core.errors import ReservedError
 
+__all__ = [
+    "API",
+    "INDEXER",
+    "KEYS",
+    "PRIVACY",
+    "RECONCILER",
+    "RESERVED_KINDS",
+    "RESERVED_PREFIXES",
+    "RISK",
+    "check_client_write",
+    "document_entitled",
+    "entitled",
+    "is_service",
+    "key_submitter",
+    "local_submitter",
+    "reserved_prefix",
+]
+
 INDEXER: Final = "service:indexer"
 """The escrow-event indexer (``escrow_event`` records, ``escrow:`` ids, integrity alarms)."""
 RISK: Final = "service:risk"

@@ -38,6 +38,19 @@ from chainaudit.core.errors import JsonNestingError, RecordError, ReservedError
 from chainaudit.core.jsonlimits import check_nesting
 from chainaudit.core.merkle import hash_leaf
 
+__all__ = [
+    "KINDS",
+    "MAX_RECORD_BYTES",
+    "SALT_BYTES",
+    "PreparedRecord",
+    "is_submitter",
+    "new_salt",
+    "parse_json_line",
+    "parse_timestamp",
+    "prepare",
+    "same_content",
+]
+
 KINDS: frozenset[str] = frozenset(
     {
         "transaction",  # payments, invoices, purchase orders, shipments

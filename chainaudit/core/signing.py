@@ -18,6 +18,8 @@ from web3 import Web3
 
 from chainaudit.core.errors import VerificationError
 
+__all__ = ["recover_record_signer", "sign_record"]
+
 DOMAIN_NAME = "chainaudit"
 DOMAIN_VERSION = "1"
 

@@ -22,6 +22,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+__all__ = [
+    "GROUP_SHIFT",
+    "HASH_SIZE",
+    "HEIGHT",
+    "WIDTH",
+    "address",
+    "decode",
+    "encode",
+    "level_nodes",
+    "node",
+    "offset",
+]
+
 HEIGHT: Final = 8
 """Tree levels per tile."""
 WIDTH: Final = 1 << HEIGHT

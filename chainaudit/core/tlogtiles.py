@@ -24,6 +24,22 @@ from dataclasses import dataclass
 
 from chainaudit.core.errors import InputError
 
+__all__ = [
+    "ENTRIES",
+    "HASH_SIZE",
+    "MAX_ENTRY_BYTES",
+    "MAX_LEVEL",
+    "TILE_HEIGHT",
+    "TILE_WIDTH",
+    "TileRef",
+    "decode_entries",
+    "encode_entries",
+    "levels_for",
+    "parse_path",
+    "split_hashes",
+    "tiles_for",
+]
+
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 HASH_SIZE = 32

@@ -30,6 +30,8 @@ from pathlib import Path
 from chainaudit.core import note
 from chainaudit.core.errors import NoteError, PolicyError
 
+__all__ = ["Group", "Policy", "PolicyLog", "PolicyWitness", "load_policy", "parse_policy"]
+
 NONE = "none"
 """The predefined quorum name that requires no cosignature at all."""
 MAX_ITEMS = 256

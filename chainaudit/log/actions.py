@@ -17,6 +17,8 @@ from chainaudit.core import provenance
 from chainaudit.core.records import prepare
 from chainaudit.log.store import AppendResult, Log
 
+__all__ = ["cli_actor", "now_rfc3339", "record_action"]
+
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

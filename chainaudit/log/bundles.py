@@ -29,6 +29,22 @@ import zstandard
 
 from chainaudit.log import native
 
+__all__ = [
+    "FIELDS",
+    "HEIGHT",
+    "WIDTH",
+    "BundleError",
+    "Stored",
+    "assemble",
+    "decode",
+    "encode",
+    "encode_at",
+    "find",
+    "key",
+    "pack",
+    "parts_at",
+]
+
 HEIGHT: Final = 7
 WIDTH: Final = 1 << HEIGHT
 """Records per complete bundle."""

@@ -31,6 +31,8 @@ from chainaudit.core import note
 from chainaudit.core.errors import ChainauditError, NoteError, StoreError
 from chainaudit.log.store import Log
 
+__all__ = ["CheckpointSigner", "Cosign", "sign_at", "sign_current"]
+
 logger = logging.getLogger(__name__)
 
 Cosign = Callable[[note.Note], note.Note]

@@ -35,6 +35,19 @@ from typing import Any, Final, Literal, Protocol
 
 from chainaudit.core.errors import StoreError
 
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "Engine",
+    "IntegrityError",
+    "Rows",
+    "adapt_schema",
+    "connect",
+    "connect_reader",
+    "is_url",
+    "to_pyformat",
+]
+
 Engine = Literal["sqlite", "postgresql"]
 WRITER_LOCK_CLASS: Final = 0x63_61_6C_67  # "calg": the advisory lock class of the writer lock
 """The first key of the PostgreSQL writer lock; the second is the schema's ``hashtext``."""

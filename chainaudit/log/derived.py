@@ -18,6 +18,8 @@ from typing import Literal, Self
 from chainaudit.core.errors import StoreError
 from chainaudit.log import database
 
+__all__ = ["DerivedTables"]
+
 
 class DerivedTables:
     """Tables derived from the log at ``path`` (its SQLite file), or in the PostgreSQL

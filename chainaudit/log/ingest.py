@@ -33,6 +33,16 @@ from chainaudit.core.records import KINDS, SALT_BYTES, PreparedRecord, is_submit
 from chainaudit.log import bundles, datakeys, native
 from chainaudit.log.store import AppendResult, Log
 
+__all__ = [
+    "PARALLEL_BYTES",
+    "Chunk",
+    "IngestResult",
+    "Job",
+    "Progress",
+    "ingest_file",
+    "local_submitter",
+]
+
 CHUNK_BYTES = 1 << 20
 """Records are parsed, handed over and appended a chunk of about this many bytes at a time."""
 PIPE_BYTES = 1 << 20

@@ -62,6 +62,8 @@ from chainaudit.core import note, tlogtiles
 from chainaudit.core.errors import ChainauditError, InputError, NoteError, NotFoundError, StoreError
 from chainaudit.log.store import Log
 
+__all__ = ["CHECKPOINT", "Published", "Publisher", "check_directory", "write_atomically"]
+
 CHECKPOINT = "checkpoint"
 logger = logging.getLogger(__name__)
 

@@ -50,6 +50,18 @@ from chainaudit.core.errors import (
 from chainaudit.core.records import KINDS, PreparedRecord, parse_timestamp, same_content
 from chainaudit.log import bundles, database, datakeys, native
 
+__all__ = [
+    "DB_NAME",
+    "ERASURE_PREFIX",
+    "IN_POSTGRESQL",
+    "AppendResult",
+    "AuditFinding",
+    "AuditReport",
+    "Entry",
+    "Log",
+    "Transaction",
+]
+
 DB_NAME: Final = "log.sqlite"
 IN_POSTGRESQL: Final = "log.in-postgresql"
 """A file beside ``log.sqlite`` saying the log's tables are in PostgreSQL: opening the data

@@ -54,6 +54,19 @@ from chainaudit.log.checkpointing import Cosign, sign_at
 from chainaudit.log.store import AuditFinding, Log
 from chainaudit.service.leader import Fence, pause_point
 
+__all__ = [
+    "ANCHORED",
+    "CONFIRMED",
+    "FINAL",
+    "PENDING",
+    "SUBMITTED",
+    "AnchorBook",
+    "AnchorPolicy",
+    "AnchorRecord",
+    "Anchorer",
+    "audit_against_chain",
+]
+
 logger = logging.getLogger(__name__)
 
 PENDING: Final = "pending"

@@ -54,6 +54,19 @@ from chainaudit import __version__
 from chainaudit.core.errors import ChainauditError, ConfigError, NotFoundError, StoreError
 from chainaudit.log.store import DB_NAME, AuditFinding, Log
 
+__all__ = [
+    "MANIFEST",
+    "Anchored",
+    "BackupError",
+    "BackupResult",
+    "RestoreRefusedError",
+    "RestoreResult",
+    "backup",
+    "backup_order",
+    "chain_anchors",
+    "restore",
+]
+
 FORMAT: Final = "chainaudit-backup/1"
 MANIFEST: Final = "manifest.json"
 KEYS_DB: Final = "keys.sqlite"

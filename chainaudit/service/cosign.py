@@ -27,6 +27,16 @@ from chainaudit.core.errors import ChainauditError, NoteError
 from chainaudit.core.witness_policy import Policy, PolicyWitness
 from chainaudit.service.witness import SIZE_CONTENT_TYPE, encode_request
 
+__all__ = [
+    "ConsistencyProof",
+    "CosignResult",
+    "collect_cosignatures",
+    "cosign",
+    "known_sizes",
+    "log_cosigner",
+    "quorum_met",
+]
+
 log = logging.getLogger("chainaudit.service.cosign")
 
 DEFAULT_TIMEOUT = 5.0

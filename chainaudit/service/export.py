@@ -46,6 +46,8 @@ from chainaudit.core.records import PreparedRecord
 from chainaudit.log.store import Log, Transaction
 from chainaudit.service.backup import Anchored
 
+__all__ = ["ExportError", "ExportSummary", "export_file", "export_log", "import_log"]
+
 FORMAT: Final = "chainaudit-log-export/1"
 _LEAF_PREFIX: Final = b"\x00"
 _CHUNK: Final = 4096

@@ -80,6 +80,16 @@ from chainaudit.log.store import AuditFinding, Entry, Log
 from chainaudit.service import integrity
 from chainaudit.service.leader import Fence, pause_point
 
+__all__ = [
+    "KIND",
+    "Cursor",
+    "Indexer",
+    "audit_index",
+    "deals_of",
+    "event_record_id",
+    "events_for_deal",
+]
+
 logger = logging.getLogger(__name__)
 
 KIND: Final = "escrow_event"

@@ -36,6 +36,16 @@ from chainaudit.core.records import PreparedRecord, prepare, same_content
 from chainaudit.log.actions import now_rfc3339
 from chainaudit.log.store import Entry, Log
 
+__all__ = [
+    "ALARM_PREFIX",
+    "API_ACTOR",
+    "Diversion",
+    "append_diverting",
+    "conflict_id",
+    "count_alarms",
+    "divert_conflicts",
+]
+
 logger = logging.getLogger(__name__)
 
 ALARM_PREFIX: Final = "integrity:conflict:"

@@ -34,6 +34,8 @@ from web3 import Web3
 from chainaudit.core.errors import InputError, NotFoundError, StoreError
 from chainaudit.log import database
 
+__all__ = ["READ_ONLY_ROLES", "ROLES", "ApiKey", "KeyStore", "format_ms", "now_ms"]
+
 ROLES: Final = ("admin", "operator", "partner", "auditor", "regulator")
 READ_ONLY_ROLES: Final = ("auditor", "regulator")
 OFFICER_ROLES: Final = ("admin", "operator")

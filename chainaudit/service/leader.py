@@ -60,6 +60,21 @@ from typing import Final, Protocol
 from chainaudit.core.errors import NotLeaderError, StoreError
 from chainaudit.log import database
 
+__all__ = [
+    "ANCHOR_SIGNAL",
+    "PAUSE_ENV",
+    "PAUSE_FILE_ENV",
+    "DatabaseLease",
+    "Elector",
+    "Fence",
+    "Lease",
+    "PostgresLease",
+    "SqliteLease",
+    "Term",
+    "open_lease",
+    "pause_point",
+]
+
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS: Final = 3.0

@@ -25,6 +25,8 @@ import uvicorn
 
 from chainaudit.core.errors import ChainauditError, InputError, WorkersFailedError
 
+__all__ = ["ServedThread", "serve_bound", "serve_workers"]
+
 
 class ServedThread:
     """Serve ``config`` in a daemon thread; a context manager that starts and stops it."""

@@ -51,6 +51,19 @@ from chainaudit.core.errors import (
 from chainaudit.service.serving import ServedThread, serve_bound
 from chainaudit.service.witness_state import Recorded, WitnessState
 
+__all__ = [
+    "SIZE_CONTENT_TYPE",
+    "Answer",
+    "Witness",
+    "WitnessConfig",
+    "WitnessThread",
+    "encode_request",
+    "load_config",
+    "read_key_file",
+    "serve",
+    "write_key_file",
+]
+
 log = logging.getLogger("chainaudit.service.witness")
 
 MAX_BODY_BYTES = 256 * 1024

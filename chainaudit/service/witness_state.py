@@ -19,6 +19,8 @@ from pathlib import Path
 
 from chainaudit.core.errors import WitnessError
 
+__all__ = ["Recorded", "WitnessState"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS latest (
     origin TEXT PRIMARY KEY,

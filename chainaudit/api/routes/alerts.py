@@ -28,6 +28,8 @@ from chainaudit.risk.book import Alert, RiskBook
 from chainaudit.risk.decisions import alert_transition_record, replay_decision
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
 AlertReader = Annotated[ApiKey, Depends(require("admin", "operator", "auditor", "regulator"))]

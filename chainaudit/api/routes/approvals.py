@@ -35,6 +35,8 @@ from chainaudit.service import approvals
 from chainaudit.service.erasure import ErasureError
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["ApprovalOut", "create_request", "router"]
+
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
 ApprovalReader = Annotated[ApiKey, Depends(require("admin", "operator", "auditor", "regulator"))]

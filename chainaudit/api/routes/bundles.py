@@ -23,6 +23,8 @@ from chainaudit.service.bundling import build_bundle
 from chainaudit.service.erasure import erased_leaves
 from chainaudit.verify.verifier import Verdict, parse_log_key, verify_bundle
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
 

@@ -16,6 +16,8 @@ from fastapi.responses import PlainTextResponse
 from chainaudit.api.auth import ServicesDep
 from chainaudit.api.problems import Problem
 
+__all__ = ["router"]
+
 router = APIRouter(tags=["transparency log"])
 
 CHECKPOINT_CACHE: str = "no-cache"

@@ -48,6 +48,8 @@ from chainaudit.risk import ClearanceGrant, GuardedResult, HoldResult, holds
 from chainaudit.service import integrity
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["MilestoneIn", "router"]
+
 router = APIRouter(prefix="/v1", tags=["deals"])
 
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"

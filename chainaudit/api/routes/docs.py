@@ -24,6 +24,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from chainaudit.api.problems import Problem
 
+__all__ = ["router"]
+
 router = APIRouter(include_in_schema=False)
 
 ASSETS_PREFIX: Final = "/docs/assets/"

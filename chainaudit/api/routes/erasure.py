@@ -22,6 +22,8 @@ from chainaudit.api.routes.approvals import ApprovalOut, create_request
 from chainaudit.core.errors import NotFoundError
 from chainaudit.service import erasure
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 

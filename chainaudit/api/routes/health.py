@@ -15,6 +15,8 @@ from chainaudit.api.problems import problem_response
 from chainaudit.app.metrics import LogReading
 from chainaudit.service import integrity
 
+__all__ = ["router"]
+
 router = APIRouter(tags=["health"])
 
 

@@ -30,6 +30,8 @@ from chainaudit.core.records import prepare
 from chainaudit.log.actions import now_rfc3339
 from chainaudit.service.keys import READ_ONLY_ROLES, ROLES, ApiKey
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 

@@ -15,6 +15,8 @@ from chainaudit.api.routes.records import visible_entry
 from chainaudit.core.errors import NotFoundError
 from chainaudit.core.wire import hex0x
 
+__all__ = ["PROOF_PATH", "router"]
+
 router = APIRouter(prefix="/v1", tags=["proofs"])
 
 

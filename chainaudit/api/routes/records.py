@@ -31,6 +31,8 @@ from chainaudit.log.record_index import Filters, RecordIndex
 from chainaudit.log.store import AppendResult, Log
 from chainaudit.service.keys import ApiKey
 
+__all__ = ["BatchIn", "RecordIn", "router", "visible_entry"]
+
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"

@@ -26,6 +26,8 @@ from chainaudit.service import masking
 from chainaudit.service.keys import ApiKey
 from chainaudit.service.statements import build_statement
 
+__all__ = ["router"]
+
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 
 AddressPath = Annotated[

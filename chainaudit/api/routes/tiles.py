@@ -39,6 +39,8 @@ from chainaudit.api.services import Services
 from chainaudit.core import tlogtiles
 from chainaudit.core.errors import ChainauditError, InputError
 
+__all__ = ["TileFastLane", "router"]
+
 router = APIRouter(tags=["tlog-tiles"])
 
 OCTET_STREAM: Final = "application/octet-stream"

@@ -26,6 +26,8 @@ from chainaudit.api.problems import Problem
 from chainaudit.api.services import Services
 from chainaudit.core.errors import ChainauditError
 
+__all__ = ["publishable_rpc_url", "router"]
+
 router = APIRouter(tags=["web"])
 
 STATIC: Final = {
