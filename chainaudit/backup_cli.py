@@ -19,6 +19,7 @@ from chainaudit.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from chainaudit.service.backup import Anchored
+    from chainaudit.service.export import ExportSummary
 
 __all__ = ["register"]
 
@@ -270,26 +271,33 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     anchored = [] if anchors is None else anchors()
     with source, _open_log(settings, create=True) as log:
         summary = import_log(log, iter(source), anchored=anchored, allow_behind=args.allow_behind)
-    reproduced = sum(a.tree_size <= summary.tree_size for a in anchored)
-    checked = (
-        where if anchors is None else f"{reproduced} anchored checkpoint(s) of {where} reproduced"
-    )
+    checked, fields = _checked(summary, anchored, where, chain_checked=anchors is not None)
     _show(
         args,
         f"imported {summary.tree_size} leaves ({summary.erased} erased) and "
         f"{summary.signed_checkpoints} signed checkpoint(s) from {args.file}: root "
         f"0x{summary.root.hex()}, as the export states; {checked}",
-        {
-            "chain_checked": anchors is not None,
-            "anchors_checked": reproduced,
-            "file": str(args.file),
-            "tree_size": summary.tree_size,
-            "root": "0x" + summary.root.hex(),
-            "erased": summary.erased,
-            "signed_checkpoints": summary.signed_checkpoints,
-        },
+        {**fields, "file": str(args.file), "signed_checkpoints": summary.signed_checkpoints},
     )
     return 0
+
+
+def _checked(
+    summary: ExportSummary, anchored: list[Anchored], where: str, *, chain_checked: bool
+) -> tuple[str, dict[str, Any]]:
+    """What an import or a migration checked against the chain, as a phrase and as the JSON
+    fields shared by both (with the rebuilt log's size, root and erased leaves)."""
+    reproduced = sum(a.tree_size <= summary.tree_size for a in anchored)
+    phrase = (
+        f"{reproduced} anchored checkpoint(s) of {where} reproduced" if chain_checked else where
+    )
+    return phrase, {
+        "chain_checked": chain_checked,
+        "anchors_checked": reproduced,
+        "tree_size": summary.tree_size,
+        "root": "0x" + summary.root.hex(),
+        "erased": summary.erased,
+    }
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -312,10 +320,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         allow_behind=args.allow_behind,
         progress=_progress(args),
     )
-    reproduced = sum(a.tree_size <= moved.log.tree_size for a in anchored)
-    checked = (
-        where if anchors is None else f"{reproduced} anchored checkpoint(s) of {where} reproduced"
-    )
+    checked, fields = _checked(moved.log, anchored, where, chain_checked=anchors is not None)
     tables = ", ".join(f"{name} ({rows})" for name, rows in sorted(moved.tables.items()))
     _show(
         args,
@@ -323,13 +328,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         f"0x{moved.log.root.hex()}; {checked}; copied {tables or 'no other table'}. Set "
         "CHAINAUDIT_DATABASE_URL to the database to use it (the data directory now refuses "
         "to open its SQLite log)",
-        {
-            "chain_checked": anchors is not None,
-            "anchors_checked": reproduced,
-            "tree_size": moved.log.tree_size,
-            "root": "0x" + moved.log.root.hex(),
-            "erased": moved.log.erased,
-            "tables": moved.tables,
-        },
+        {**fields, "tables": moved.tables},
     )
     return 0

@@ -153,6 +153,46 @@ def test_audit_names_a_forged_party_and_a_hidden_one(log: Log) -> None:
     assert forged == [f"record index: party {OTHER} not named by the record"]
 
 
+def test_records_naming_a_deal_are_in_its_timeline(
+    tmp_path: Path, log_at: Callable[..., Log]
+) -> None:
+    with log_at(tmp_path / "deals") as log:
+        log.append(
+            [
+                prepare(_record(1, payload={"deal_id": "7", "event": "MilestoneFunded"})),
+                prepare(_record(2)),
+                prepare(_record(3, payload={"deal_id": 7, "decision": "allow"})),
+                prepare(_record(4, payload={"deal_id": "8"})),
+                prepare(_record(5, payload={"note": 'mentions "deal_id": 7 only in text'})),
+            ]
+        )
+        with _index(log) as index:
+            index.sync(log)
+            assert index.deal_indexes("7") == [0, 2]
+            assert index.deal_indexes("8") == [3]
+            assert index.deal_indexes("9") == []
+        assert not _has_table(log, "deal_records")  # the log itself holds no deal knowledge
+
+
+def test_audit_names_deal_rows_added_removed_or_relinked(log: Log) -> None:
+    with _index(log) as index:
+        index.sync(log)
+        assert index.deal_indexes("7") == [1001]
+    assert audit_record_index(log) == []
+    _execute(log, "DELETE FROM record_deals WHERE idx = 1001")  # hidden from the timeline
+    _execute(log, "INSERT INTO record_deals VALUES ('7', 4)")  # smuggled into it
+    _execute(log, "UPDATE record_deals SET deal_id = '10' WHERE idx = 1002")  # moved
+    _execute(log, "INSERT INTO record_deals VALUES ('7', 5000)")  # a leaf that is not there
+    found = [(f.problem, f.index, f.detail) for f in audit_record_index(log)]
+    assert found == [
+        ("record-index", 4, "record index: deal 7 not named by the record"),
+        ("record-index", 1001, "record index: names deal 7, missing from the deal's timeline"),
+        ("record-index", 1002, "record index: deal 10 not named by the record"),
+        ("record-index", 1002, "record index: names deal 8, missing from the deal's timeline"),
+        ("record-index", 5000, "record index: deal 7 of no record"),
+    ]
+
+
 def test_audit_names_a_removed_party(log: Log) -> None:
     hidden = _tampered(log, "DELETE FROM record_parties WHERE idx = 1001")
     assert hidden == [f"record index: names {PARTNER}, missing from the index"]

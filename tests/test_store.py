@@ -302,21 +302,6 @@ def test_audit_finds_consistently_rewritten_history(filled: Log) -> None:
     assert ("history", 0, None) in found  # leaves [0, 64) no longer give the first checkpoint
 
 
-def test_records_naming_a_deal_are_linked_to_it(log: Log) -> None:
-    log.append(
-        [
-            make(1, payload={"deal_id": "7", "event": "MilestoneFunded"}),
-            make(2),
-            make(3, payload={"deal_id": 7, "decision": "allow"}),
-            make(4, payload={"deal_id": "8"}),
-            make(5, payload={"note": 'mentions "deal_id": 7 only in text'}),
-        ]
-    )
-    assert [e.record_id for e in log.deal_entries("7")] == ["rec-1", "rec-3"]
-    assert [e.record_id for e in log.deal_entries("8")] == ["rec-4"]
-    assert log.deal_entries("9") == []
-
-
 def test_appends_go_on_past_a_damaged_edge_bundle_and_keep_the_damage_visible(
     filled: Log,
 ) -> None:
@@ -404,42 +389,6 @@ def test_audit_names_rewritten_signatures(log: Log) -> None:
     assert "for a record the log does not hold" in findings[0].detail
     tamper(log, lambda db: db.execute("UPDATE record_signatures SET signature = '0x00'"))
     assert "nobody (malformed)" in log.audit(chain_id=CHAIN_ID).findings[1].detail
-
-
-@pytest.fixture
-def dealt(log: Log) -> Log:
-    log.append(
-        [
-            make(i, payload={"deal_id": "D-1", "step": i}) if i % 3 == 0 else make(i)
-            for i in range(9)
-        ]
-    )
-    return log
-
-
-def test_audit_names_deal_index_rows_added_removed_or_relinked(dealt: Log) -> None:
-    assert dealt.audit().clean
-    assert [e.index for e in dealt.deal_entries("D-1")] == [0, 3, 6]
-
-    def edit(db: Any) -> None:
-        db.execute("DELETE FROM deal_records WHERE idx = 3")  # hidden from the timeline
-        db.execute("INSERT INTO deal_records VALUES ('D-1', 4)")  # smuggled into it
-        db.execute("UPDATE deal_records SET deal_id = 'D-2' WHERE idx = 6")  # moved
-        db.execute("INSERT INTO deal_records VALUES ('D-1', 500)")  # a leaf that is not there
-
-    tamper(dealt, edit)
-    findings = dealt.audit().findings
-    assert [(f.problem, f.index, f.record_id) for f in findings] == [
-        ("deal", 3, "rec-3"),
-        ("deal", 4, "rec-4"),
-        ("deal", 6, "rec-6"),
-        ("deal", 6, "rec-6"),
-        ("deal", 500, None),
-    ]
-    details = {f.detail for f in findings}
-    assert "names deal 'D-1', but the deal index does not link it" in findings[0].detail
-    assert "linked to deal 'D-1' in the deal index, but its content names no deal" in details
-    assert "linked to deal 'D-2' in the deal index, but its content names deal 'D-1'" in details
 
 
 def decision(i: int, submitter: str | None, **change: Any) -> PreparedRecord:
@@ -543,12 +492,12 @@ def test_audit_reports_reserved_records_from_before_stamping_as_unstamped(log: L
     assert "the record predates submitter stamping" in findings[0].detail
 
 
-def test_audit_of_a_damaged_store_with_deal_links_and_signatures_still_reports(log: Log) -> None:
+def test_audit_of_a_damaged_store_with_signatures_still_reports(log: Log) -> None:
     signed_log(log)
     log.append([make(10, payload={"deal_id": "D-1"})])
     tamper(log, lambda db: db.execute("UPDATE bundles SET records = ? WHERE id = 0", (b"\x00",)))
     found = problems(log)
-    assert ("deal", 10, None) in found and ("signature", None, "rec-5") in found
+    assert ("signature", None, "rec-5") in found
     assert [i for p, i, _ in found if p == "deleted"] == list(range(11))
 
 

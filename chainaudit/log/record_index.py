@@ -3,9 +3,11 @@
 A derived index beside the log (in its SQLite file, or its PostgreSQL database) that follows
 the log from a cursor (as :mod:`chainaudit.risk.book` does): :meth:`RecordIndex.sync` reads
 the records appended since its last run (any process may have appended them) and writes, per
-record, one ``record_index`` row ``(idx, kind, actor, ts)`` and, for an ``escrow_event`` record, one
-``record_parties`` row per address its ``payload.args`` name (lower case). Nothing in
-:meth:`chainaudit.log.store.Log.append` knows about it, so appends cost what they did.
+record, one ``record_index`` row ``(idx, kind, actor, ts)``; for an ``escrow_event`` record, one
+``record_parties`` row per address its ``payload.args`` name (lower case); and for a record whose
+payload names a deal (``payload.deal_id``), one ``record_deals`` row, the deal's timeline
+(:meth:`RecordIndex.deal_indexes`). Nothing in :meth:`chainaudit.log.store.Log.append` knows
+about it, so appends cost what they did and the log holds no escrow knowledge.
 
 Filtered lists (``GET /v1/records?kind=…&actor=…&since=…``) then read the matching leaf
 indexes from SQLite indexes, and a partner's list reads only the records it might see
@@ -30,7 +32,14 @@ from chainaudit.log import bundles, database
 from chainaudit.log.derived import DerivedTables
 from chainaudit.log.store import AuditFinding, Log
 
-__all__ = ["PARTY_KIND", "Filters", "RecordIndex", "audit_record_index", "parties_named"]
+__all__ = [
+    "PARTY_KIND",
+    "Filters",
+    "RecordIndex",
+    "audit_record_index",
+    "deal_named",
+    "parties_named",
+]
 
 NARROW: Final = 10_000
 """A time range with fewer rows than this is read through the time index."""
@@ -57,6 +66,12 @@ CREATE TABLE IF NOT EXISTS record_parties (
     idx INTEGER NOT NULL,
     PRIMARY KEY (party, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_deals (
+    deal_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (deal_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_deals_by_leaf ON record_deals (idx);
 INSERT INTO record_index_cursor VALUES (1, 0) ON CONFLICT DO NOTHING;
 """
 
@@ -120,16 +135,35 @@ def parties_named(body: bytes | None) -> set[str]:
     return found
 
 
+def deal_named(body: bytes | None) -> str | None:
+    """The deal a record's canonical bytes name (``payload.deal_id``, a string or an integer,
+    as a string), or ``None``."""
+    if body is None or b'"deal_id":' not in body:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    payload = document.get("payload") if isinstance(document, dict) else None
+    deal = payload.get("deal_id") if isinstance(payload, dict) else None
+    if isinstance(deal, bool) or not isinstance(deal, str | int):
+        return None
+    return str(deal)
+
+
 def _rows(
     records: Iterable[bundles.Stored],
-) -> tuple[list[tuple[int, str, str, int]], list[tuple[str, int]]]:
+) -> tuple[list[tuple[int, str, str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     index_rows: list[tuple[int, str, str, int]] = []
     party_rows: list[tuple[str, int]] = []
+    deal_rows: list[tuple[str, int]] = []
     for r in records:
         index_rows.append((r.leaf_index, r.kind, r.actor, r.timestamp_ms))
         if r.kind == PARTY_KIND:
             party_rows.extend((party, r.leaf_index) for party in parties_named(r.body))
-    return index_rows, party_rows
+        if (deal := deal_named(r.body)) is not None:
+            deal_rows.append((deal, r.leaf_index))
+    return index_rows, party_rows, deal_rows
 
 
 class RecordIndex(DerivedTables):
@@ -176,7 +210,7 @@ class RecordIndex(DerivedTables):
     def _write(self, batch: Sequence[bundles.Stored]) -> int:
         if not batch:
             return 0
-        index_rows, party_rows = _rows(batch)
+        index_rows, party_rows, deal_rows = _rows(batch)
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO record_index VALUES (?, ?, ?, ?) ON CONFLICT (idx) DO UPDATE SET "
@@ -185,6 +219,9 @@ class RecordIndex(DerivedTables):
             )
             db.executemany(
                 "INSERT INTO record_parties VALUES (?, ?) ON CONFLICT DO NOTHING", party_rows
+            )
+            db.executemany(
+                "INSERT INTO record_deals VALUES (?, ?) ON CONFLICT DO NOTHING", deal_rows
             )
             after = batch[-1].leaf_index + 1
             db.execute(_ADVANCE, (after, after))
@@ -195,8 +232,16 @@ class RecordIndex(DerivedTables):
         with self._transaction() as db:
             db.execute("DELETE FROM record_index")
             db.execute("DELETE FROM record_parties")
+            db.execute("DELETE FROM record_deals")
             db.execute("UPDATE record_index_cursor SET next_index = 0")
         return self.sync(log)
+
+    def deal_indexes(self, deal_id: str) -> list[int]:
+        """The leaf indexes of the records whose payload names ``deal_id``, in log order (as
+        of the last :meth:`sync`): the deal's timeline."""
+        with self._lock:
+            query = "SELECT idx FROM record_deals WHERE deal_id = ? ORDER BY idx"
+            return [int(i) for (i,) in self._db.execute(query, (deal_id,))]
 
     def matching(self, filters: Filters, *, start: int, limit: int) -> list[int]:
         """The leaf indexes from ``start`` on that match ``filters``, in log order, at most
@@ -231,7 +276,7 @@ class RecordIndex(DerivedTables):
     ) -> list[int]:
         """The leaf indexes from ``start`` on, matching ``filters``, of the records by one
         of ``actors``, naming ``party`` in an escrow event or linked to one of ``deals``
-        (``deal_records``), in log order, at most ``limit``: every record a partner might
+        (``record_deals``), in log order, at most ``limit``: every record a partner might
         see, and only those (its visibility rule then decides each)."""
         where, params = filters.sql()
         parts: list[str] = []
@@ -250,7 +295,7 @@ class RecordIndex(DerivedTables):
             args += [party.lower(), start, *params, limit]
         if deals:
             parts.append(
-                "SELECT d.idx FROM deal_records d JOIN record_index r ON r.idx = d.idx "  # noqa: S608 - fixed text
+                "SELECT d.idx FROM record_deals d JOIN record_index r ON r.idx = d.idx "  # noqa: S608 - fixed text
                 f"WHERE {self._db.in_list('d.deal_id')} AND d.idx >= ?"
                 f"{where} ORDER BY d.idx LIMIT ?"
             )
@@ -270,7 +315,8 @@ def audit_record_index(log: Log, *, page: int = 8_192) -> list[AuditFinding]:
     """Check the record index beside ``log`` (its SQLite file or PostgreSQL database)
     against the records: every indexed leaf must
     hold a record of the indexed kind, actor and time, every escrow event naming an address
-    must have its ``record_parties`` row and no row may name a party its record does not;
+    must have its ``record_parties`` row and no row may name a party its record does not, and
+    likewise every record naming a deal its ``record_deals`` row (the deal's timeline);
     every record below the index's cursor must be indexed. Returns one ``record-index``
     finding per difference; an empty list when there is no record index (none is created).
     Writes nothing (reads one snapshot); raises :class:`~chainaudit.core.errors.StoreError` if the
@@ -288,11 +334,13 @@ def audit_record_index(log: Log, *, page: int = 8_192) -> list[AuditFinding]:
             (cursor,) = db.execute("SELECT next_index FROM record_index_cursor").fetchone()
             rows = db.stream("SELECT idx, kind, actor, ts FROM record_index ORDER BY idx")
             parties = db.stream("SELECT idx, party FROM record_parties ORDER BY idx, party")
+            deals = db.stream("SELECT idx, deal_id FROM record_deals ORDER BY idx, deal_id")
             try:
-                _check_index(log, page, cursor, rows, parties, findings)
+                _check_index(log, page, cursor, rows, _Links(parties), _Links(deals), findings)
             finally:
                 rows.close()
                 parties.close()
+                deals.close()
     except database.DatabaseError as exc:
         raise StoreError(f"cannot read the record index in {where}: {exc}") from exc
     finally:
@@ -300,22 +348,69 @@ def audit_record_index(log: Log, *, page: int = 8_192) -> list[AuditFinding]:
     return findings
 
 
+class _Links:
+    """A stream of ``(leaf index, value)`` rows in leaf order (parties or deals), read one leaf
+    at a time."""
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self._rows = rows
+        self._row = next(rows, None)
+
+    def take(self, idx: int) -> tuple[set[str], list[tuple[int, str]]]:
+        """The values stored at leaf ``idx``, and the rows before it (leaves already passed:
+        rows of no record)."""
+        here: set[str] = set()
+        before: list[tuple[int, str]] = []
+        while self._row is not None and self._row[0] <= idx:
+            if self._row[0] < idx:
+                before.append((int(self._row[0]), str(self._row[1])))
+            else:
+                here.add(str(self._row[1]))
+            self._row = next(self._rows, None)
+        return here, before
+
+    def rest(self) -> list[tuple[int, str]]:
+        """Every row not taken yet."""
+        left: list[tuple[int, str]] = []
+        while self._row is not None:
+            left.append((int(self._row[0]), str(self._row[1])))
+            self._row = next(self._rows, None)
+        return left
+
+
 def _check_index(
     log: Log,
     page: int,
     cursor: int,
     rows: Iterator[Any],
-    parties: Iterator[Any],
+    parties: _Links,
+    deals: _Links,
     findings: list[AuditFinding],
 ) -> None:
-    """Compare the index's ``rows`` and ``parties`` (both in leaf order) with the records of
-    ``log``, appending a finding per difference (see :func:`audit_record_index`)."""
+    """Compare the index's ``rows``, ``parties`` and ``deals`` (all in leaf order) with the
+    records of ``log``, appending a finding per difference (see :func:`audit_record_index`)."""
     row = next(rows, None)
-    party_row = next(parties, None)
     batch: list[bundles.Stored] = []
 
+    def check_links(
+        record: bundles.Stored, links: _Links, implied: set[str], what: str, names: str
+    ) -> None:
+        idx = record.leaf_index
+        named, orphans = links.take(idx)
+        findings.extend(_finding(at, None, f"{what} {value} of no record") for at, value in orphans)
+        if record.body is None:
+            return  # erased content: its rows cannot be checked
+        if idx >= cursor and not named:
+            return  # not indexed yet
+        for value in sorted(named - implied):
+            findings.append(
+                _finding(idx, record.record_id, f"{what} {value} not named by the record")
+            )
+        for value in sorted(implied - named):
+            findings.append(_finding(idx, record.record_id, names.format(value)))
+
     def check(records: Sequence[bundles.Stored]) -> None:
-        nonlocal row, party_row
+        nonlocal row
         for record in records:
             idx = record.leaf_index
             while row is not None and row[0] < idx:
@@ -335,28 +430,16 @@ def _check_index(
                 row = next(rows, None)
             elif idx < cursor:
                 findings.append(_finding(idx, record.record_id, "missing from the index"))
-            named: set[str] = set()
-            while party_row is not None and party_row[0] <= idx:
-                if party_row[0] < idx:
-                    findings.append(
-                        _finding(party_row[0], None, f"party {party_row[1]} of no record")
-                    )
-                else:
-                    named.add(str(party_row[1]))
-                party_row = next(parties, None)
-            if record.body is None:
-                continue  # erased content: its party rows cannot be checked
-            implied = parties_named(record.body) if record.kind == PARTY_KIND else set()
-            if idx >= cursor and not named:
-                continue  # not indexed yet
-            for party in sorted(named - implied):
-                findings.append(
-                    _finding(idx, record.record_id, f"party {party} not named by the record")
-                )
-            for party in sorted(implied - named):
-                findings.append(
-                    _finding(idx, record.record_id, f"names {party}, missing from the index")
-                )
+            party_implied = parties_named(record.body) if record.kind == PARTY_KIND else set()
+            check_links(record, parties, party_implied, "party", "names {}, missing from the index")
+            deal = deal_named(record.body)
+            check_links(
+                record,
+                deals,
+                set() if deal is None else {deal},
+                "deal",
+                "names deal {}, missing from the deal's timeline",
+            )
 
     for record in log.records_from(0):
         batch.append(record)
@@ -367,9 +450,10 @@ def _check_index(
     while row is not None:
         findings.append(_finding(row[0], None, "indexes a leaf with no record"))
         row = next(rows, None)
-    while party_row is not None:
-        findings.append(_finding(party_row[0], None, f"party {party_row[1]} of no record"))
-        party_row = next(parties, None)
+    for what, links in (("party", parties), ("deal", deals)):
+        findings.extend(
+            _finding(at, None, f"{what} {value} of no record") for at, value in links.rest()
+        )
 
 
 _ADVANCE: Final = "UPDATE record_index_cursor SET next_index = ? WHERE next_index < ?"

@@ -92,11 +92,6 @@ CREATE TABLE IF NOT EXISTS record_signatures (
     signer TEXT NOT NULL,
     signature TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deal_records (
-    deal_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    PRIMARY KEY (deal_id, idx)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     root BLOB NOT NULL,
@@ -142,8 +137,8 @@ class AuditFinding:
 
     problem: str
     """One of ``altered``, ``reordered``, ``deleted``, ``inserted``, ``tree``, ``history``,
-    ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``,
-    ``deal`` (the deal index) (see :meth:`Log.audit`); ``risk`` from
+    ``index`` (the record id index), ``erased``, ``unentitled``, ``unstamped``, ``signature``
+    (see :meth:`Log.audit`); ``risk`` from
     :func:`chainaudit.risk.book.audit_tables`, ``escrow`` from
     :func:`chainaudit.service.indexer.audit_index` and ``record-index`` from
     :func:`chainaudit.log.record_index.audit_record_index`."""
@@ -1000,16 +995,6 @@ class Log:
                 batch = []
         yield from self._with_leaves(batch)
 
-    def deal_entries(self, deal_id: str) -> list[Entry]:
-        """Every record whose payload names ``deal_id`` (as ``payload.deal_id``), in log order."""
-        indexes = [
-            idx
-            for (idx,) in self._db.execute(
-                "SELECT idx FROM deal_records WHERE deal_id = ? ORDER BY idx", (deal_id,)
-            )
-        ]
-        return self._entries_at(indexes)
-
     def oldest_commit_ms_after(self, size: int) -> int | None:
         """When the oldest leaf past ``size`` was committed (milliseconds since the epoch,
         from the recorded checkpoints), or ``None`` when the log is no larger (what an
@@ -1210,8 +1195,7 @@ class Log:
         (``unentitled``; also one with no submitter appended after the log's first stamped
         record), or with no submitter at all before that (``unstamped``: written before
         submitters were stamped, nothing shows the service wrote it, readers ignore it);
-        each ``deal_records`` row the records do not imply and each link they imply that is
-        missing (``deal``); each stored signature that is not the stored signer's EIP-712
+        each stored signature that is not the stored signer's EIP-712
         signature of that record's committed leaf, or whose record the log lacks
         (``signature``). Signatures are checked for ``chain_id`` when given, else for the
         chain ids the log was anchored on; a log never anchored names no chain, so its
@@ -1282,7 +1266,6 @@ class Log:
         report.nodes_checked += self._audit_tree_top(size, bits, findings)
         report.root = self._audit_root(size)
         self._audit_history(report.root, size, findings)
-        self._audit_deal_links(content, findings)
         self._audit_signatures(chain_id, findings)
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.problem))
         return report
@@ -1459,46 +1442,6 @@ class Log:
             for record_id, idx in chunk.items():
                 if record_id not in found and record_id not in tally.reported:
                     findings.append(_index_finding(record_id, None, idx))
-
-    def _audit_deal_links(self, content: _ContentAudit, findings: list[AuditFinding]) -> None:
-        """Compare ``deal_records`` with the links the records imply (``content.links``);
-        rows for records whose content is gone cannot be checked and are left alone."""
-        implied = content.links
-        extra: list[tuple[str, object]] = []
-        for deal, idx in self._db.execute("SELECT deal_id, idx FROM deal_records"):
-            if implied.pop((str(deal), idx), None) is None and idx not in content.erased:
-                extra.append((str(deal), idx))
-        leaves = [idx for _, idx in extra if isinstance(idx, int) and 0 <= idx < self._size]
-        try:
-            stored = {e.index: e.record_id for e in self._entries_at(leaves)}
-        except StoreError:  # a damaged bundle, reported already: its records count as absent
-            stored = {}
-        for deal, idx in extra:
-            if isinstance(idx, int) and idx in stored:
-                named = content.deals.get(idx)
-                says = f"its content names deal {named!r}" if named else "its content names no deal"
-                detail = f"linked to deal {deal!r} in the deal index, but {says}"
-                findings.append(AuditFinding("deal", idx, stored[idx], detail))
-            else:
-                findings.append(
-                    AuditFinding(
-                        "deal",
-                        idx if isinstance(idx, int) else None,
-                        None,
-                        f"the deal index links deal {deal!r} to leaf {idx!r}, which holds no "
-                        "stored record",
-                    )
-                )
-        for (deal, idx), record_id in implied.items():
-            findings.append(
-                AuditFinding(
-                    "deal",
-                    idx,
-                    record_id,
-                    f"names deal {deal!r}, but the deal index does not link it (it is missing "
-                    "from the deal's timeline)",
-                )
-            )
 
     def _audit_signatures(self, chain_id: int | None, findings: list[AuditFinding]) -> None:
         """Check every stored signature against its record's committed leaf and its stored
@@ -1702,7 +1645,7 @@ class Log:
 
 class _ContentAudit:
     """What :meth:`Log.audit` checks in each stored record's content, fed the records in
-    leaf order (:meth:`check`); collects the deal links the contents imply."""
+    leaf order (:meth:`check`)."""
 
     def __init__(
         self, findings: list[AuditFinding], *, deferred: list[_Unstamped] | None = None
@@ -1712,11 +1655,6 @@ class _ContentAudit:
         """When given, where each finding on a record with no submitter is noted (its
         place in ``findings``): one range of a parallel audit cannot know whether an
         earlier range holds the log's first stamped record (:func:`_merge_part`)."""
-        self.links: dict[tuple[str, int], str] = {}
-        """``(deal id, leaf index)`` -> record id, for every record whose payload names a
-        deal."""
-        self.deals: dict[int, str] = {}
-        """The deal each of those records names, by leaf index."""
         self.erased: set[int] = set()
         """The leaf indexes of records whose content is gone."""
         self.first_stamped: int | None = None
@@ -1785,7 +1723,7 @@ class _ContentAudit:
     def check(self, record: bundles.Stored) -> None:
         """Check one stored record: its content is there (``erased``), agrees with the id,
         kind, actor and time stored beside it (``altered``), and was submitted by someone
-        entitled to write it (``unentitled``, ``unstamped``); note the deal it names."""
+        entitled to write it (``unentitled``, ``unstamped``)."""
         idx, record_id = record.leaf_index, record.record_id
         if record.body is None:
             self.erased.add(idx)
@@ -1809,9 +1747,6 @@ class _ContentAudit:
         self._check_submitter(idx, record_id, document)
         if record_id.startswith(ERASURE_PREFIX):
             self._note_erasure(idx, document)
-        if b'"deal_id":' in record.body and (deal := _deal_in(document)) is not None:
-            self.links[(deal, idx)] = record_id
-            self.deals[idx] = deal
 
     def _check_submitter(self, idx: int, record_id: str, document: dict[str, Any]) -> None:
         submitter = document.get("submitter")
@@ -1943,8 +1878,6 @@ def _merge_part(
     report.records_checked += part.records_checked
     found = part.content
     if found is not None:
-        content.links.update(found.links)
-        content.deals.update(found.deals)
         content.erased |= found.erased
         content.missing.update(found.missing)
         content.erasures.update(found.erasures)
@@ -2051,14 +1984,6 @@ class Transaction:
             first, len(fresh), lambda at, a, b: native.bundle_parts(at, list(stored[a:b]), FIELDS)
         )
         self._write_tiles(self._grow(b"".join([r[6] for r in fresh])))
-        bodies = [r[5] for r in fresh]
-        if b'"deal_id":' in b"".join(bodies):
-            links = [
-                (deal, first + i)
-                for i, body in enumerate(bodies)
-                if b'"deal_id":' in body and (deal := _deal_of(body)) is not None
-            ]
-            db.executemany("INSERT INTO deal_records VALUES (?, ?) ON CONFLICT DO NOTHING", links)
         if signatures:
             db.executemany(
                 "INSERT INTO record_signatures VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -2076,10 +2001,10 @@ class Transaction:
     def append_batch(self, batch: native.Batch) -> AppendResult:
         """:meth:`append` for a chunk prepared as columns (the bulk ingest's fast lane): a
         batch of new records is written without an object per record; one that re-submits
-        an id, or names a deal, takes :meth:`append` instead, with the same results."""
+        an id takes :meth:`append` instead, with the same results."""
         first = self.size
         ids_json = batch.ids_json.decode("ascii")  # text: SQLite reads a BLOB as JSONB
-        if b'"deal_id":' in batch.bodies or not self._index_all_new(ids_json, batch.size):
+        if not self._index_all_new(ids_json, batch.size):
             return self.append(batch.plain().records())
         if batch.plain_meta and batch.first == first and self._log.at_rest is not None:
             self._log._stage_keys(batch.keys)  # sealed by the parsing process for these leaves
@@ -2335,21 +2260,3 @@ class _Queries:
 def _set_bits(value: int) -> list[int]:
     """The positions of the bits set in ``value``, lowest first."""
     return [bit for bit in range(value.bit_length()) if value >> bit & 1]
-
-
-def _deal_of(body: bytes) -> str | None:
-    """The ``payload.deal_id`` of a record's canonical bytes, as a string, if it has one."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    return _deal_in(document) if isinstance(document, dict) else None
-
-
-def _deal_in(document: Mapping[str, Any]) -> str | None:
-    """The ``payload.deal_id`` of a parsed record, as a string, if it has one."""
-    payload = document.get("payload", {})
-    deal = payload.get("deal_id") if isinstance(payload, dict) else None
-    if isinstance(deal, bool) or not isinstance(deal, str | int):
-        return None
-    return str(deal)

@@ -16,6 +16,7 @@ from eth_account import Account
 from chainaudit.core import provenance
 from chainaudit.core.records import PreparedRecord, prepare
 from chainaudit.core.signing import sign_record
+from chainaudit.log.record_index import RecordIndex
 from chainaudit.log.store import Log
 from chainaudit.risk.book import RiskBook
 from chainaudit.service.anchoring import AnchorBook
@@ -82,6 +83,8 @@ def data(tmp_path: Path) -> Path:
         with RiskBook(log.path) as book:
             book.sync(log)
             assert book.alert(ALERT).status == "acknowledged"
+        with RecordIndex(log.path) as index:  # the deals' timelines, as the API keeps them
+            index.sync(log)
         anchors = AnchorBook(log)
         anchors.create(log.size, log.root(), CHAIN_ID, "0x" + "cc" * 20)
         anchors.close()
@@ -116,8 +119,8 @@ def rewrite_signatures(db: sqlite3.Connection) -> None:
 
 
 def relink_deals(db: sqlite3.Connection) -> None:
-    db.execute("DELETE FROM deal_records WHERE idx = 2")
-    db.execute("INSERT INTO deal_records VALUES ('8', 4)")
+    db.execute("DELETE FROM record_deals WHERE idx = 2")
+    db.execute("INSERT INTO record_deals VALUES ('8', 4)")
 
 
 def clear_alert(db: sqlite3.Connection) -> None:
@@ -131,7 +134,16 @@ def clear_alert(db: sqlite3.Connection) -> None:
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (erase_and_relabel, ["ERASED     index 3 record 'note-3': the record's content is gone"]),
+        (
+            erase_and_relabel,
+            [
+                "ERASED     index 3 record 'note-3': the record's content is gone",
+                # the record index still holds what the relabelled row said before
+                "RECORD-INDEX index 3 record 'note-3': record index: indexed as kind/actor/time "
+                "('transaction', 'buyer:acme', 1795253400000), the record says ('document', "
+                "'nobody', 0)",
+            ],
+        ),
         (
             rewrite_signatures,
             [
@@ -144,10 +156,9 @@ def clear_alert(db: sqlite3.Connection) -> None:
         (
             relink_deals,
             [
-                "DEAL       index 2 record 'rec-2': names deal '7', but the deal index does not "
-                "link it",
-                "DEAL       index 4 record 'rec-4': linked to deal '8' in the deal index, but its "
-                "content names deal '7'",
+                "RECORD-INDEX index 2 record 'rec-2': record index: names deal 7, missing from "
+                "the deal's timeline",
+                "RECORD-INDEX index 4 record 'rec-4': record index: deal 8 not named by the record",
             ],
         ),
         (

@@ -15,6 +15,7 @@ from chainaudit.cli import main
 from chainaudit.core.records import prepare
 from chainaudit.log.store import Log
 from chainaudit.risk import ActionRequest, Outcome, RiskGate, parse_rule_set
+from tests.deals import deal_entries
 from tests.escrow_world import AMOUNT, World
 from tests.officers import issue, requested, run_as
 from tests.risk.conftest import milestones, rules
@@ -317,7 +318,7 @@ def test_hold_commands_use_a_recorded_reason(
     holds = [p for p in payloads(log) if p["type"] == "hold"]
     assert [p["transition"] for p in holds] == ["placed", "lifted"]
     assert all(p["deal_id"] == str(deal_id) for p in holds)
-    linked = {e.record_id for e in log.deal_entries(str(deal_id))}
+    linked = {e.record_id for e in deal_entries(log, str(deal_id))}
     assert reason_id in linked
     monkeypatch.setenv("CHAINAUDIT_COMPLIANCE_KEY", world.stranger.key.hex())
     assert run(data_dir, "risk", "hold", "place", str(deal_id), "0", "--reason", "x", *escrow) == 2

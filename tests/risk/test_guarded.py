@@ -14,6 +14,7 @@ from chainaudit.chain.escrow import DealParams, MilestoneParams, MilestoneStatus
 from chainaudit.core.errors import EscrowError, RiskError, RiskHoldError
 from chainaudit.log.store import Log
 from chainaudit.risk import GuardedEscrow, Outcome, RiskBook, replay_decision
+from tests.deals import deal_entries
 from tests.escrow_world import AMOUNT, DAY, World, h, now, travel
 from tests.risk.conftest import gate, indexer, milestones, to_accepted
 from tests.tamper import replace_in_body
@@ -63,7 +64,7 @@ def test_allow_sends_and_links_decision_and_execution_to_the_deal(world: World, 
 
     funded = guarded.fund(world.buyer, deal_id, 0, AMOUNT)
     assert funded.outcome is Outcome.ALLOW
-    linked = [e.record_id for e in log.deal_entries(str(deal_id))]
+    linked = [e.record_id for e in deal_entries(log, str(deal_id))]
     assert created.execution_id in linked and funded.decision.record_id in linked
     assert world.client.deal(deal_id).milestones[0].status is MilestoneStatus.FUNDED
 
@@ -130,7 +131,7 @@ def test_hold_sends_nothing_and_holds_the_milestone_on_chain(world: World, log: 
     assert milestone.hold.reason_hash == decision_leaf  # the hold points at the evidence
     placed = [
         e
-        for e in log.deal_entries(str(deal_id))
+        for e in deal_entries(log, str(deal_id))
         if e.body and json.loads(e.body)["payload"].get("type") == "hold"
     ]
     assert len(placed) == 1

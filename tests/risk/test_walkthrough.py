@@ -17,6 +17,7 @@ from chainaudit.log.store import Log
 from chainaudit.risk import GuardedEscrow, Outcome, RiskGate, transition_alert
 from chainaudit.service.anchoring import Anchorer, AnchorPolicy
 from chainaudit.service.reconcile import reconcile
+from tests.deals import deal_entries
 from tests.escrow_world import AMOUNT, World
 from tests.officers import issue, requested, run_as
 from tests.risk.conftest import indexer, milestones, to_accepted
@@ -135,7 +136,7 @@ def test_rule_firing_hold_two_person_approval_release_replay_reconcile(
 
     # The deal's timeline holds its decisions, alerts, hold, executions and chain events.
     indexer(log, world).tick()
-    timeline = [json.loads(e.body or b"{}")["payload"] for e in log.deal_entries(str(deal_id))]
+    timeline = [json.loads(e.body or b"{}")["payload"] for e in deal_entries(log, str(deal_id))]
     types = {p.get("type") for p in timeline}
     assert {"risk_decision", "alert", "hold", "risk_execution", "event"} <= types
     events = [p["event"] for p in timeline if p.get("type") == "event"]

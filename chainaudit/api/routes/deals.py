@@ -924,7 +924,7 @@ async def trace(deal_id: DealId, key: Reader, svc: ServicesDep) -> dict[str, Any
 
 def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], int]:
     """The timeline as :func:`trace` returns it, and how many records were examined."""
-    log = svc.reader()
+    log, index = svc.indexed()  # the deal's timeline: the record index, caught up
     viewer = Viewer(svc, key)
     anchors = sorted(
         (a for a in svc.anchor_book().all() if a.status in ("confirmed", "final")),
@@ -932,7 +932,7 @@ def _trace(svc: Services, key: ApiKey, deal_id: int) -> tuple[dict[str, Any], in
     )
     final_size = max((a.tree_size for a in anchors if a.status == "final"), default=0)
     out = []
-    entries = log.deal_entries(str(deal_id))
+    entries = log.entries_at(index.deal_indexes(str(deal_id)))
     for entry in entries:
         stored = document_of(entry)
         if stored is not None and not trusted(stored):
