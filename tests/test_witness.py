@@ -192,8 +192,10 @@ def test_a_split_view_is_refused(witness: WitnessThread, log_key: note.Signer) -
     assert add(url, 4, a, 7).status_code == 200
 
 
-def test_concurrent_requests_cannot_roll_the_state_back(tmp_path: Path) -> None:
-    state = WitnessState(tmp_path / "state.sqlite")
+def test_concurrent_requests_cannot_roll_the_state_back(
+    tmp_path: Path, log_database: str | None
+) -> None:
+    state = WitnessState(log_database or tmp_path / "state.sqlite")  # both engines
     from chainaudit.service.witness_state import Recorded  # noqa: PLC0415
 
     root = bytes(32)

@@ -3,14 +3,14 @@
 ``c2sp.org/tlog-witness`` requires the witness to persist the new checkpoint before it
 answers, and to check the old size and persist the new checkpoint atomically (else two
 concurrent requests can roll the recorded size back). :meth:`WitnessState.compare_and_swap`
-does both in one SQLite ``BEGIN IMMEDIATE`` transaction: it replaces the record only if it is
-still the one the request was checked against. The file uses WAL with ``synchronous=FULL``,
-so a committed record survives a crash or power loss.
+does both in one serialised write transaction (:mod:`chainaudit.log.database`: SQLite's ``BEGIN
+IMMEDIATE``, or a PostgreSQL advisory lock): it replaces the record only if it is still the one
+the request was checked against. An SQLite file uses WAL with ``synchronous=FULL``, so a
+committed record survives a crash or power loss.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chainaudit.core.errors import WitnessError
+from chainaudit.log import database
 
 __all__ = ["Recorded", "WitnessState"]
 
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS latest (
     root BLOB NOT NULL CHECK (length(root) = 32),
     checkpoint TEXT NOT NULL,
     updated INTEGER NOT NULL
-) STRICT
+)
 """
 
 
@@ -42,23 +43,33 @@ class Recorded:
 
 
 class WitnessState:
-    """The witness's state file (SQLite). Safe to share between threads and processes:
-    every call opens its own connection."""
+    """The witness's state: an SQLite file, or a PostgreSQL database when ``path`` is a
+    ``postgresql://`` URL (:mod:`chainaudit.log.database`). Safe to share between threads and
+    processes: every call opens its own connection."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+        self.location: Path | str = path if database.is_url(path) else Path(path)
+        self.path = Path(path) if not database.is_url(path) else None
+        """The state file (``None`` when the state is in PostgreSQL)."""
         try:
             with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise WitnessError(f"cannot open the witness state {self.path}: {exc}") from exc
+                schema = database.adapt_schema(_SCHEMA, db.engine)
+                if db.engine == "sqlite":
+                    db.executescript(schema)  # idempotent; SQLite's script commits by itself
+                else:
+                    with db.write_as("witness_state"):  # two witnesses starting at once
+                        db.execute(schema)
+        except database.DatabaseError as exc:
+            raise WitnessError(f"cannot open the witness state {self._where}: {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else "in PostgreSQL"
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+    def _connect(self) -> Iterator[database.Database]:
+        db = database.connect(self.location)
         try:
-            db.execute("PRAGMA synchronous=FULL")
             yield db
         finally:
             db.close()
@@ -79,17 +90,17 @@ class WitnessState:
 
     def compare_and_swap(self, origin: str, expected: Recorded | None, new: Recorded) -> bool:
         """Record ``new`` for ``origin`` if its record is still ``expected`` (None: no record
-        yet), durably, before returning True; False (nothing written) if it changed since."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        yet), durably, before returning True; False (nothing written) if it changed since.
+        The check and the write are one serialised write transaction (SQLite ``BEGIN
+        IMMEDIATE``; a PostgreSQL advisory lock), so two requests cannot both pass the check."""
+        try:
+            with self._connect() as db, db.write_as("witness_state"):
                 row = db.execute(
                     "SELECT size, root FROM latest WHERE origin = ?", (origin,)
                 ).fetchone()
                 current = None if row is None else (int(row[0]), bytes(row[1]))
                 wanted = None if expected is None else (expected.size, expected.root)
                 if current != wanted:
-                    db.execute("ROLLBACK")
                     return False
                 db.execute(
                     "INSERT INTO latest (origin, size, root, checkpoint, updated) "
@@ -98,9 +109,6 @@ class WitnessState:
                     "checkpoint = excluded.checkpoint, updated = excluded.updated",
                     (origin, new.size, new.root, new.checkpoint, int(time.time())),
                 )
-                db.execute("COMMIT")
                 return True
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        except database.DatabaseError as exc:
+            raise WitnessError(f"cannot record the witness state {self._where}: {exc}") from exc
