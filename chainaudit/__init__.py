@@ -5,3 +5,5 @@ log's checkpoints are anchored on an Ethereum chain. Importing the package has n
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -99,3 +99,22 @@ def test_the_core_opens_no_database_socket_or_process() -> None:
         if name.split(".")[0] in NO_IO
     ]
     assert found == []
+
+
+def test_every_module_declares_its_public_names() -> None:
+    """The public Python API is what the modules' ``__all__`` lists (the rest is internal)."""
+    undeclared = []
+    for path in _files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defines = any(
+            isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign))
+            for node in tree.body
+        )
+        declares = any(
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            for node in tree.body
+        )
+        if defines and not declares and path.name != "__main__.py":
+            undeclared.append(_module(path))
+    assert undeclared == []
