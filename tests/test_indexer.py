@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from chainaudit.chain.devnet import Devnet, free_port
 from chainaudit.chain.escrow import DecodedEvent
 from chainaudit.core import provenance
 from chainaudit.core.records import PreparedRecord, prepare
@@ -20,9 +21,18 @@ from chainaudit.log import database
 from chainaudit.log.store import Entry, Log
 from chainaudit.service import integrity
 from chainaudit.service.indexer import Indexer, audit_index, event_record_id, events_for_deal
-from tests.escrow_world import AMOUNT, World, h, rpc
+from tests.escrow_world import AMOUNT, World, h, make_world, rpc
 
 MAX_SAFE = 2**53 - 1
+
+
+@pytest.fixture(scope="module")
+def escrow_base() -> Iterator[World]:
+    """This module's own Anvil and escrow world: its reorganisations (``anvil_reorg``) must not
+    depend on what other modules did to the session's chain (the two pytest-xdist workers run
+    the modules in different orders, and a reorg here once met a state it did not expect)."""
+    with Devnet(port=free_port()) as devnet:
+        yield make_world(devnet)
 
 
 @pytest.fixture

@@ -290,8 +290,9 @@ def test_the_monitors_textfile_keeps_its_metrics(tmp_path: Path) -> None:
 FORKED_WORKERS = """
 import json, os, sys
 from pathlib import Path
-from chainaudit.app.metrics import ApiMetrics, LogReading, mark_process_dead,
-prepare_multiprocess_dir
+from chainaudit.app.metrics import (
+    ApiMetrics, LogReading, mark_process_dead, prepare_multiprocess_dir,
+)
 
 # the parent imported prometheus_client (above) before the directory was chosen
 prepare_multiprocess_dir(Path(sys.argv[1]))
