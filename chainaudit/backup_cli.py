@@ -237,7 +237,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.cli import _open_log  # noqa: PLC0415
+    from chainaudit.app.stores import open_log as _open_log  # noqa: PLC0415
     from chainaudit.service.export import export_file  # noqa: PLC0415
 
     with _open_log(settings) as log:
@@ -260,7 +260,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from chainaudit.cli import _open_log  # noqa: PLC0415
+    from chainaudit.app.stores import open_log as _open_log  # noqa: PLC0415
     from chainaudit.service.export import import_log  # noqa: PLC0415
 
     try:

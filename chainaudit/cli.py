@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chainaudit import backup_cli, witness_cli
 from chainaudit.app.settings import Settings, load_settings
+from chainaudit.app.stores import open_log as _open_log
 from chainaudit.core import datapolicy, minimum, provenance
 from chainaudit.core.errors import ChainauditError, InputError, VerificationError
 from chainaudit.core.jsonlimits import restore_recursion_limit
@@ -121,34 +122,6 @@ class ProgressBar:
         elif committed:
             self.stream.write(f"{self.label}: committed {done}/{total}\n")
         self.stream.flush()
-
-
-def _open_log(settings: Settings, *, create: bool = False) -> Log:
-    """The log in the data directory. Only commands that write records pass ``create``: a
-    command that reads refuses a directory with no log rather than leave an empty one there
-    (which a later ``audit`` would call clean)."""
-    from chainaudit.log.store import DB_NAME  # noqa: PLC0415
-
-    url = settings.log_database_url
-    if not create and not Log.exists(settings.data_dir, database_url=url):
-        if url is not None:
-            raise InputError(
-                "no log in the database CHAINAUDIT_DATABASE_URL names (it has no log tables): "
-                "start one with `chainaudit ingest FILE`"
-            )
-        raise InputError(
-            f"no log at {settings.data_dir.resolve()} (no {DB_NAME} there): give the data "
-            "directory with --data-dir DIR or CHAINAUDIT_DATA_DIR (the default is ./.data of "
-            "the current folder), or start a log with `chainaudit ingest FILE`"
-        )
-    from chainaudit.app.privacy import at_rest_from  # noqa: PLC0415
-
-    return Log.open(
-        settings.data_dir,
-        kinds=settings.record_kinds,
-        at_rest=at_rest_from(settings),
-        database_url=url,
-    )
 
 
 def _print_json(value: Any) -> None:
