@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,7 +128,7 @@ def adapt_schema(schema: str, engine: Engine) -> str:
     return schema
 
 
-class Database:
+class Database(ABC):
     """One connection to an SQLite file or a PostgreSQL database (see :func:`connect`).
 
     One object serves one thread at a time. Outside :meth:`write` / :meth:`read` every
@@ -142,20 +143,20 @@ class Database:
     trace: Callable[[str], None] | None = None
     """Called with each statement's text before it runs (tests count statements)."""
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement with ``?`` placeholders; returns its cursor. Raises
         :class:`IntegrityError` when a constraint refuses it, :class:`DatabaseError` for any
         other refusal."""
-        raise NotImplementedError
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per row of ``rows`` (errors as :meth:`execute`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def executescript(self, script: str) -> None:
         """Run several ``;``-separated statements with no parameters (schema text, adapted
         by :func:`adapt_schema` first)."""
-        raise NotImplementedError
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Generator[Any, None, None]:
         """The rows of a query that may be large, without holding them all in memory (on
@@ -163,32 +164,32 @@ class Database:
         generator when leaving it before its end."""
         yield from self.execute(sql, params)
 
+    @abstractmethod
     def in_list(self, column: str) -> str:
         """The condition "``column`` is one of the values of the one parameter", whose
         value :meth:`list_param` gives."""
-        raise NotImplementedError
 
+    @abstractmethod
     def list_param(self, values: Sequence[Any]) -> Any:
         """The parameter of :meth:`in_list` for ``values``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def has_table(self, name: str) -> bool:
         """Whether the database (on PostgreSQL: the connection's schema) has table ``name``."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def in_transaction(self) -> bool:
         """Whether a transaction is open on this connection."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin_write(self) -> None:
         """Start a write transaction (see :meth:`write`); end it with :meth:`commit` or
         :meth:`rollback`. Waits for the writer before it; raises :class:`DatabaseError`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin_read(self) -> None:
         """Start a read-only snapshot transaction (see :meth:`read`)."""
-        raise NotImplementedError
 
     def commit(self) -> None:
         """Commit the open transaction; raises :class:`DatabaseError` if it cannot be (on
@@ -229,10 +230,10 @@ class Database:
         """Start a write transaction serialised by lock ``name`` (see :meth:`write_as`)."""
         self.begin_write()
 
+    @abstractmethod
     def tables(self, prefix: str) -> list[str]:
         """The names of the tables (on PostgreSQL: of the connection's schema) that start
         with ``prefix`` (taken literally), sorted."""
-        raise NotImplementedError
 
     @contextmanager
     def read(self) -> Iterator[Database]:
@@ -253,9 +254,9 @@ class Database:
         if self.in_transaction:
             self.execute("ROLLBACK")
 
+    @abstractmethod
     def close(self) -> None:
         """Close the connection (an open transaction is rolled back)."""
-        raise NotImplementedError
 
 
 class SqliteDatabase(Database):
